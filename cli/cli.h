@@ -1,0 +1,55 @@
+/* cli.h: shared pieces of the kiln command: common options, store opening,
+ * number formatting and the terminal progress line. One cmd_*.c per family. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store/store.h"
+
+#define KILN_VERSION "0.1.0"
+
+/* Options every command takes: --db, -q, -v, --json, --help. */
+typedef struct cli_common {
+    const char *db;  /* --db, else $KILN_DB, else ./kiln.db */
+    int json;
+    int help;
+} cli_common;
+
+/* getopt_long codes of the common options, and the table entries to append. */
+enum { OPT_DB = 1000, OPT_JSON, OPT_HELP };
+#define CLI_COMMON_LONGOPTS                                                                        \
+    {"db", required_argument, 0, OPT_DB}, {"json", no_argument, 0, OPT_JSON},                      \
+        {"help", no_argument, 0, 'h'}, {"quiet", no_argument, 0, 'q'},                             \
+        {"verbose", no_argument, 0, 'v'}
+#define CLI_COMMON_SHORT "hqv"
+
+/* Handles a common option; returns 1 if c was one. */
+int cli_common_opt(cli_common *c, int opt, const char *arg);
+void cli_common_init(cli_common *c, const char *global_db);
+
+/* Opens the store; on failure logs the message and returns the EX_* code. */
+int cli_open_store(const cli_common *c, int flags, kstore **s);
+
+/* "1,234,567" into buf. */
+const char *cli_num(uint64_t v, char *buf, size_t n);
+/* "12.3 MB" into buf. */
+const char *cli_bytes(double v, char *buf, size_t n);
+/* Parses "64M", "1G", "4096" (binary units); returns -1 on error. */
+int cli_parse_size(const char *s, uint64_t *out);
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Progress line on stderr when it is a terminal and not quiet/json. */
+typedef struct cli_progress { int on; double last; int shown; } cli_progress;
+void cli_progress_init(cli_progress *p, int json);
+void cli_progress_line(cli_progress *p, const char *line);
+void cli_progress_done(cli_progress *p);
+
+int cmd_init(int argc, char **argv, const char *db);
+int cmd_stats(int argc, char **argv, const char *db);
+int cmd_sources(int argc, char **argv, const char *db);
+int cmd_docs(int argc, char **argv, const char *db);
+int cmd_ingest(int argc, char **argv, const char *db);
+
+#endif

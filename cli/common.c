@@ -1,0 +1,109 @@
+/* common.c: the kiln command's shared helpers (see cli.h). */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+void cli_common_init(cli_common *c, const char *global_db)
+{
+    memset(c, 0, sizeof *c);
+    c->db = global_db;
+}
+
+int cli_common_opt(cli_common *c, int opt, const char *arg)
+{
+    switch (opt) {
+    case OPT_DB: c->db = arg; return 1;
+    case OPT_JSON: c->json = 1; return 1;
+    case 'h': c->help = 1; return 1;
+    case 'q': klog_threshold = KLOG_ERROR; return 1;
+    case 'v': klog_threshold = KLOG_DEBUG; return 1;
+    }
+    return 0;
+}
+
+int cli_open_store(const cli_common *c, int flags, kstore **s)
+{
+    const char *db = c->db;
+    if (!db) db = getenv("KILN_DB");
+    if (!db || !*db) db = "kiln.db";
+    char err[1024];
+    int rc = kstore_open(db, flags, s, err, sizeof err);
+    if (rc) kerr("%s", err);
+    return rc;
+}
+
+const char *cli_num(uint64_t v, char *buf, size_t n)
+{
+    char tmp[32];
+    int len = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
+    size_t o = 0;
+    for (int i = 0; i < len && o + 2 < n; i++) {
+        if (i && (len - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = tmp[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+const char *cli_bytes(double v, char *buf, size_t n)
+{
+    const char *u[] = {"B", "kB", "MB", "GB", "TB"};
+    int i = 0;
+    while (v >= 1000 && i < 4) { v /= 1000; i++; }
+    snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+    return buf;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0) return -1;
+    double m = 1;
+    switch (*end) {
+    case 'k': case 'K': m = 1024.0; end++; break;
+    case 'm': case 'M': m = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': m = 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': m = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    }
+    if (*end == 'i' || *end == 'B') end++;
+    if (*end == 'B') end++;
+    if (*end) return -1;
+    *out = (uint64_t)(v * m);
+    return 0;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    kerr("%s: %s (see kiln %s --help)", cmd, msg, cmd);
+    return EX_USAGE;
+}
+
+void cli_progress_init(cli_progress *p, int json)
+{
+    memset(p, 0, sizeof *p);
+    p->on = !json && klog_threshold >= KLOG_INFO && isatty(STDERR_FILENO);
+}
+
+void cli_progress_line(cli_progress *p, const char *line)
+{
+    if (!p->on) return;
+    fprintf(stderr, "\r%s\033[K", line);
+    fflush(stderr);
+    p->shown = 1;
+}
+
+void cli_progress_done(cli_progress *p)
+{
+    if (p->on && p->shown) fprintf(stderr, "\r\033[K");
+    p->shown = 0;
+}

@@ -1,0 +1,81 @@
+/* ingest.h: raw dumps (files, directories, archives; plain text, JSONL,
+ * MediaWiki XML) into the store's sources and documents.
+ *
+ * One call, kingest_run, walks the paths and runs the pipeline:
+ *   reader (this thread): libarchive entries -> UTF-8 cleaning -> format parser
+ *   workers (opts.threads): wikitext -> clean -> NFKC -> sentences -> hash
+ *   writer (one thread): batches in input order, one transaction each
+ * so documents land in the same order, with the same ids, whatever the thread
+ * count. Memory is bounded by the batches in flight. */
+#ifndef KILN_INGEST_H
+#define KILN_INGEST_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+enum kingest_format { KFMT_AUTO = 0, KFMT_TEXT, KFMT_JSONL, KFMT_MEDIAWIKI };
+enum kingest_split { KSPLIT_DOC = 0, KSPLIT_BLANK_LINE, KSPLIT_LINE };
+
+typedef struct kingest_progress {
+    uint64_t bytes_done, bytes_total; /* on-disk bytes of the inputs */
+    uint64_t documents;               /* documents stored so far */
+    uint64_t bytes_in;                /* uncompressed bytes read so far */
+    double seconds;
+    const char *current;              /* file being read */
+} kingest_progress;
+
+typedef struct kingest_opts {
+    int format;                /* enum kingest_format */
+    int split;                 /* enum kingest_split (plain text only) */
+    const char *text_field;    /* JSONL text field, default "text" */
+    int normalize;             /* enum ktext_norm */
+    const char *lang;          /* sentence rules, default "en" */
+    int threads;               /* workers, >= 1 */
+    int all_namespaces;        /* MediaWiki: keep every namespace, not only 0 */
+    int keep_redirects;        /* MediaWiki: keep redirect pages */
+    uint64_t max_entry_bytes;  /* uncompressed bytes of one file or entry */
+    double max_ratio;          /* uncompressed / compressed bytes of one file */
+    uint64_t max_doc_bytes;    /* one document */
+    uint64_t max_line_bytes;   /* one line (JSONL, line and blank-line splits) */
+    volatile sig_atomic_t *stop; /* set to nonzero to stop at the next batch */
+    void (*progress)(const kingest_progress *, void *); /* called ~5x a second */
+    void *progress_ctx;
+} kingest_opts;
+
+/* Fills defaults: auto format, doc split, "text", NFKC, "en", 2 threads,
+ * 256 GiB entries, ratio 1000 (checked past 64 MiB), 64 MiB documents and lines. */
+void kingest_opts_default(kingest_opts *o);
+
+typedef struct kingest_summary {
+    uint64_t files;            /* input files found */
+    uint64_t already;          /* files skipped as already ingested */
+    uint64_t missing;          /* paths that did not exist or could not be read */
+    uint64_t partial;          /* files cut short (truncated, corrupt, limits) */
+    uint64_t documents;        /* documents stored */
+    uint64_t duplicates;       /* documents dropped as duplicates */
+    uint64_t skipped;          /* records skipped by policy (empty, redirects, ...) */
+    uint64_t errors;           /* malformed records or entries skipped */
+    uint64_t invalid_utf8;     /* sequences replaced by U+FFFD */
+    uint64_t sentences;
+    uint64_t bytes_read;       /* on-disk bytes */
+    uint64_t bytes_in;         /* uncompressed bytes */
+    uint64_t text_bytes;       /* bytes of stored text */
+    double seconds;
+    /* time per stage, summed over the threads doing it (seconds) */
+    double t_read, t_parse, t_wikitext, t_clean, t_segment, t_write;
+    int interrupted;
+} kingest_summary;
+
+/* Ingests paths into the store at db_path (created if missing). Returns 0,
+ * or the sysexits code of the worst problem: EX_NOINPUT if a path was
+ * missing or unreadable, EX_DATAERR if a file was partial or records were
+ * malformed, EX_IOERR/EX_CANTCREAT/EX_TEMPFAIL for store failures (message
+ * logged), EX_SOFTWARE after an interruption (sum->interrupted = 1).
+ * Problems with single files and records are logged as warnings naming the
+ * file, entry and line or offset; the other files go on. */
+int kingest_run(const char *db_path, const char *const *paths, int npaths, const kingest_opts *o,
+                kingest_summary *sum);
+
+#endif

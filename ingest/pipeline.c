@@ -1,0 +1,393 @@
+/* pipeline.c: ingest's threads: the reader (caller's thread, reader.c) hands
+ * batches to worker threads that clean, convert, normalize, segment and hash
+ * them, and one writer thread stores them in submission order.
+ *
+ * Invariants:
+ *  1. Batches form one FIFO in submission (seq) order; workers take the first
+ *     batch not taken; the writer only ever stores the head, once done. So the
+ *     store sees documents in input order whatever the thread count.
+ *  2. At most max_inflight batches exist at once: memory is bounded.
+ *  3. One transaction per batch holds its documents and its source counters
+ *     (kill -9 loses at most the batches not yet committed).
+ *  4. The store handle is used under store_mu only (reader registers sources,
+ *     writer stores batches). */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ingest/internal.h"
+#include "ingest/wikitext.h"
+
+struct pipeline {
+    const kingest_opts *o;
+    kstore *store;
+    pthread_mutex_t store_mu;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work;    /* a batch to take, or shutdown */
+    pthread_cond_t cv_done;    /* a batch done */
+    pthread_cond_t cv_space;   /* inflight fell */
+    batch *head, *tail;
+    size_t inflight, max_inflight;
+    uint64_t next_seq;
+    int shutdown;
+    int failed;                /* store error: EX_* code */
+
+    kingest_summary *sum;      /* reader fields; writer fields under mu */
+    uint64_t docs_stored;
+    double t_wikitext, t_clean, t_segment, t_write;
+};
+
+const kingest_opts *pl_opts(pipeline *p) { return p->o; }
+kingest_summary *pl_summary(pipeline *p) { return p->sum; }
+
+uint64_t pl_documents(pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    uint64_t n = p->docs_stored;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+int pl_failed(pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int f = p->failed;
+    pthread_mutex_unlock(&p->mu);
+    return f;
+}
+
+void kingest_opts_default(kingest_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->format = KFMT_AUTO;
+    o->split = KSPLIT_DOC;
+    o->text_field = "text";
+    o->normalize = KTEXT_NFKC;
+    o->lang = "en";
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = n > 0 ? (int)n : 1;
+    o->max_entry_bytes = (uint64_t)256 << 30;
+    o->max_ratio = 1000.0;
+    o->max_doc_bytes = (uint64_t)64 << 20;
+    o->max_line_bytes = (uint64_t)64 << 20;
+}
+
+batch *pl_batch_new(pipeline *p, int64_t source_id)
+{
+    (void)p;
+    batch *b = xcalloc(1, sizeof *b);
+    b->kind = BATCH_DOCS;
+    b->source_id = source_id;
+    return b;
+}
+
+static void batch_free(batch *b)
+{
+    kbuf_free(&b->arena);
+    kbuf_free(&b->out);
+    free(b->docs);
+    free(b->ends);
+    free(b->error);
+    free(b);
+}
+
+static size_t arena_str(batch *b, const char *s)
+{
+    if (!s) return NOSTR;
+    size_t off = b->arena.len;
+    kbuf_append(&b->arena, s, strlen(s) + 1);
+    return off;
+}
+
+void batch_add_doc(batch *b, const char *entry, const char *ext_id, const char *title,
+                   const char *url, const char *text, size_t len, int wikitext, int lines)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 64;
+        b->docs = xrealloc(b->docs, b->cap * sizeof *b->docs);
+    }
+    rawdoc *d = &b->docs[b->n++];
+    memset(d, 0, sizeof *d);
+    d->entry = arena_str(b, entry);
+    d->ext_id = arena_str(b, ext_id);
+    d->title = arena_str(b, title);
+    d->url = arena_str(b, url);
+    d->text = b->arena.len;
+    d->text_len = len;
+    kbuf_append(&b->arena, text, len);
+    kbuf_putc(&b->arena, '\0');
+    d->wikitext = wikitext;
+    d->lines = lines;
+}
+
+void pl_submit(pipeline *p, batch *b)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->inflight >= p->max_inflight && !p->failed) pthread_cond_wait(&p->cv_space, &p->mu);
+    b->seq = p->next_seq++;
+    b->done = b->kind != BATCH_DOCS;
+    b->taken = b->done;
+    b->next = NULL;
+    if (p->tail) p->tail->next = b;
+    else p->head = b;
+    p->tail = b;
+    p->inflight++;
+    pthread_cond_signal(&p->cv_work);
+    if (b->done) pthread_cond_broadcast(&p->cv_done);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int pl_register_source(pipeline *p, const char *path, const uint8_t hash[KHASH_LEN], int64_t size,
+                       int64_t *id, int *already)
+{
+    pthread_mutex_lock(&p->store_mu);
+    int rc = kstore_source_begin(p->store, path, hash, size, id, already);
+    if (rc) kerr("%s: %s", path, kstore_errmsg(p->store));
+    pthread_mutex_unlock(&p->store_mu);
+    return rc;
+}
+
+/* ---- workers ---------------------------------------------------------------- */
+
+typedef struct worker {
+    pipeline *p;
+    ktext_seg *seg;
+    kbuf wiki, clean;
+    double t_wikitext, t_clean, t_segment;
+} worker;
+
+static void process_batch(worker *w, batch *b)
+{
+    kbuf sent = {0};
+    uint32_t *ends = NULL;
+    size_t ends_cap = 0;
+    ktext_counts counts = {0};
+    for (size_t i = 0; i < b->n; i++) {
+        rawdoc *d = &b->docs[i];
+        const char *txt = b->arena.data + d->text;
+        size_t len = d->text_len;
+        double t0 = know_seconds();
+        if (d->wikitext) {
+            kbuf_clear(&w->wiki);
+            wikitext_to_text(txt, len, &w->wiki);
+            txt = w->wiki.data ? w->wiki.data : "";
+            len = w->wiki.len;
+        }
+        double t1 = know_seconds();
+        kbuf_clear(&w->clean);
+        ktext_clean_utf8(txt, len, &w->clean, &counts);
+        double t2 = know_seconds();
+        size_t ns = 0;
+        if (w->clean.len)
+            ns = ktext_segment(w->seg, w->clean.data, w->clean.len, d->lines, &sent, &ends, &ends_cap);
+        double t3 = know_seconds();
+        w->t_wikitext += t1 - t0;
+        w->t_clean += t2 - t1;
+        w->t_segment += t3 - t2;
+        if (ns == 0) { d->empty = 1; continue; }
+        d->out = b->out.len;
+        d->out_len = sent.len;
+        kbuf_append(&b->out, sent.data, sent.len);
+        khash128(sent.data, sent.len, d->hash);
+        if (b->nends + ns > b->ends_cap) {
+            while (b->nends + ns > b->ends_cap) b->ends_cap = b->ends_cap ? b->ends_cap * 2 : 256;
+            b->ends = xrealloc(b->ends, b->ends_cap * sizeof *b->ends);
+        }
+        d->ends = b->nends;
+        d->n_sent = ns;
+        memcpy(b->ends + b->nends, ends, ns * sizeof *ends);
+        b->nends += ns;
+    }
+    b->invalid_utf8 += counts.invalid_utf8;
+    kbuf_free(&sent);
+    free(ends);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    pipeline *p = w->p;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        batch *b = p->head;
+        while (b && b->taken) b = b->next;
+        if (!b) {
+            if (p->shutdown) break;
+            pthread_cond_wait(&p->cv_work, &p->mu);
+            continue;
+        }
+        b->taken = 1;
+        pthread_mutex_unlock(&p->mu);
+        process_batch(w, b);
+        pthread_mutex_lock(&p->mu);
+        b->done = 1;
+        pthread_cond_broadcast(&p->cv_done);
+    }
+    p->t_wikitext += w->t_wikitext;
+    p->t_clean += w->t_clean;
+    p->t_segment += w->t_segment;
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* ---- writer ----------------------------------------------------------------- */
+
+/* Stores one batch in one transaction (invariant 3). Returns 0 or EX_*. */
+static int write_batch(pipeline *p, batch *b, uint64_t *stored)
+{
+    kstore *s = p->store;
+    int rc;
+    *stored = 0;
+    if (b->kind == BATCH_SOURCE_END) {
+        rc = kstore_source_finish(s, b->source_id, b->status, b->format, b->error);
+        if (rc) kerr("store: %s", kstore_errmsg(s));
+        return rc;
+    }
+    if ((rc = kstore_begin(s))) goto fail;
+    ksource_delta delta = b->delta;
+    for (size_t i = 0; i < b->n; i++) {
+        rawdoc *r = &b->docs[i];
+        if (r->empty) { delta.skipped++; continue; }
+        kdoc d = {0};
+        d.source_id = b->source_id;
+        d.entry = r->entry == NOSTR ? "" : b->arena.data + r->entry;
+        d.ext_id = r->ext_id == NOSTR ? NULL : b->arena.data + r->ext_id;
+        d.title = r->title == NOSTR ? NULL : b->arena.data + r->title;
+        d.url = r->url == NOSTR ? NULL : b->arena.data + r->url;
+        memcpy(d.hash, r->hash, KHASH_LEN);
+        d.text = b->out.data + r->out;
+        d.text_len = r->out_len;
+        d.sent_ends = b->ends + r->ends;
+        d.n_sentences = r->n_sent;
+        int inserted = 0;
+        if ((rc = kstore_doc_insert(s, &d, &inserted))) goto fail;
+        if (inserted) {
+            delta.documents++;
+            delta.sentences += (int64_t)r->n_sent;
+            delta.text_bytes += (int64_t)r->out_len;
+        } else {
+            delta.duplicates++;
+        }
+    }
+    if ((rc = kstore_source_add(s, b->source_id, &delta))) goto fail;
+    if ((rc = kstore_commit(s))) goto fail;
+    *stored = (uint64_t)delta.documents;
+    pthread_mutex_lock(&p->mu);
+    p->sum->documents += (uint64_t)delta.documents;
+    p->sum->duplicates += (uint64_t)delta.duplicates;
+    p->sum->skipped += (uint64_t)(delta.skipped - b->delta.skipped);
+    p->sum->sentences += (uint64_t)delta.sentences;
+    p->sum->text_bytes += (uint64_t)delta.text_bytes;
+    p->sum->invalid_utf8 += b->invalid_utf8;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+fail:
+    kerr("store: %s", kstore_errmsg(s));
+    kstore_rollback(s);
+    return rc;
+}
+
+static void *writer_main(void *arg)
+{
+    pipeline *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        batch *b = p->head;
+        if (!b) {
+            if (p->shutdown) break;
+            pthread_cond_wait(&p->cv_done, &p->mu);
+            continue;
+        }
+        if (!b->done) { pthread_cond_wait(&p->cv_done, &p->mu); continue; }
+        p->head = b->next;
+        if (!p->head) p->tail = NULL;
+        int failed = p->failed;
+        pthread_mutex_unlock(&p->mu);
+        uint64_t stored = 0;
+        int rc = 0;
+        double t0 = know_seconds();
+        if (!failed) {
+            pthread_mutex_lock(&p->store_mu);
+            rc = write_batch(p, b, &stored);
+            pthread_mutex_unlock(&p->store_mu);
+        }
+        double t1 = know_seconds();
+        batch_free(b);
+        pthread_mutex_lock(&p->mu);
+        p->t_write += t1 - t0;
+        p->docs_stored += stored;
+        if (rc && !p->failed) p->failed = rc;
+        p->inflight--;
+        pthread_cond_broadcast(&p->cv_space);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int kingest_run(const char *db_path, const char *const *paths, int npaths, const kingest_opts *o,
+                kingest_summary *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    double t0 = know_seconds();
+    char err[1024];
+    pipeline p = {0};
+    p.o = o;
+    p.sum = sum;
+    int rc = kstore_open(db_path, KSTORE_CREATE, &p.store, err, sizeof err);
+    if (rc) { kerr("%s", err); return rc; }
+    int nthreads = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
+    worker *workers = xcalloc((size_t)nthreads, sizeof *workers);
+    for (int i = 0; i < nthreads; i++) {
+        workers[i].p = &p;
+        workers[i].seg = ktext_seg_new(o->lang, o->normalize, err, sizeof err);
+        if (!workers[i].seg) {
+            kerr("%s", err);
+            for (int j = 0; j < i; j++) ktext_seg_free(workers[j].seg);
+            free(workers);
+            kstore_close(p.store);
+            return EX_SOFTWARE;
+        }
+    }
+    pthread_mutex_init(&p.store_mu, NULL);
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv_work, NULL);
+    pthread_cond_init(&p.cv_done, NULL);
+    pthread_cond_init(&p.cv_space, NULL);
+    p.max_inflight = (size_t)nthreads * 3 + 2;
+    pthread_t *tids = xcalloc((size_t)nthreads, sizeof *tids);
+    pthread_t wtid;
+    for (int i = 0; i < nthreads; i++) pthread_create(&tids[i], NULL, worker_main, &workers[i]);
+    pthread_create(&wtid, NULL, writer_main, &p);
+
+    int rrc = reader_run(&p, paths, npaths);
+
+    pthread_mutex_lock(&p.mu);
+    p.shutdown = 1;
+    pthread_cond_broadcast(&p.cv_work);
+    pthread_cond_broadcast(&p.cv_done);
+    pthread_mutex_unlock(&p.mu);
+    for (int i = 0; i < nthreads; i++) pthread_join(tids[i], NULL);
+    pthread_join(wtid, NULL);
+    for (int i = 0; i < nthreads; i++) {
+        ktext_seg_free(workers[i].seg);
+        kbuf_free(&workers[i].wiki);
+        kbuf_free(&workers[i].clean);
+    }
+    free(workers);
+    free(tids);
+    sum->t_wikitext = p.t_wikitext;
+    sum->t_clean = p.t_clean;
+    sum->t_segment = p.t_segment;
+    sum->t_write = p.t_write;
+    sum->seconds = know_seconds() - t0;
+    rc = p.failed ? p.failed : rrc;
+    kstore_close(p.store);
+    pthread_mutex_destroy(&p.store_mu);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv_work);
+    pthread_cond_destroy(&p.cv_done);
+    pthread_cond_destroy(&p.cv_space);
+    return rc;
+}

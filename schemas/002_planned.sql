@@ -1,0 +1,101 @@
+-- 002_planned.sql: tables for the stages that follow ingest (tokenizer, KG,
+-- trainer, daemon). Their columns are the plan in docs/store.md; later
+-- migrations may add columns (never drop data).
+
+-- WordPiece vocabularies; pieces are stored in id order as vocab.txt text.
+CREATE TABLE vocabularies (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT    NOT NULL UNIQUE,
+    cased       INTEGER NOT NULL CHECK (cased IN (0, 1)),
+    size        INTEGER NOT NULL,
+    pieces      TEXT    NOT NULL,                -- vocab.txt contents, one piece a line
+    active      INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+    created_at  INTEGER NOT NULL
+) STRICT;
+
+-- Token ids of one document under one vocabulary, packed (layout versioned
+-- in docs/store.md, in the spirit of Megatron's .bin/.idx).
+CREATE TABLE doc_tokens (
+    doc_id      INTEGER NOT NULL REFERENCES documents(id),
+    vocab_id    INTEGER NOT NULL REFERENCES vocabularies(id),
+    layout      INTEGER NOT NULL,                -- blob layout version
+    n_tokens    INTEGER NOT NULL,
+    tokens      BLOB    NOT NULL,
+    sent_ends   BLOB    NOT NULL,                -- token offsets of sentence ends
+    word_starts BLOB,                            -- for whole-word masking
+    PRIMARY KEY (doc_id, vocab_id)
+) STRICT, WITHOUT ROWID;
+
+-- Knowledge graph.
+CREATE TABLE kg_entities (
+    id          INTEGER PRIMARY KEY,
+    ext_id      TEXT    NOT NULL UNIQUE,         -- Freebase id, synset offset or IRI
+    label       TEXT,
+    description TEXT
+) STRICT;
+CREATE TABLE kg_relations (
+    id          INTEGER PRIMARY KEY,
+    ext_id      TEXT    NOT NULL UNIQUE,
+    label       TEXT
+) STRICT;
+CREATE TABLE kg_triples (
+    head        INTEGER NOT NULL REFERENCES kg_entities(id),
+    relation    INTEGER NOT NULL REFERENCES kg_relations(id),
+    tail        INTEGER NOT NULL REFERENCES kg_entities(id),
+    split       TEXT    NOT NULL DEFAULT 'train' CHECK (split IN ('train', 'valid', 'test')),
+    source      TEXT,
+    PRIMARY KEY (head, relation, tail, split)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE kg_aliases (
+    entity_id   INTEGER NOT NULL REFERENCES kg_entities(id),
+    alias       TEXT    NOT NULL,                -- normalized as the corpus text is
+    PRIMARY KEY (alias, entity_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE kg_mentions (
+    doc_id      INTEGER NOT NULL REFERENCES documents(id),
+    vocab_id    INTEGER NOT NULL REFERENCES vocabularies(id),
+    tok_start   INTEGER NOT NULL,
+    tok_end     INTEGER NOT NULL,
+    entity_id   INTEGER NOT NULL REFERENCES kg_entities(id),
+    score       REAL    NOT NULL,
+    PRIMARY KEY (doc_id, vocab_id, tok_start)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE kg_embeddings (
+    id          INTEGER PRIMARY KEY,
+    model       TEXT    NOT NULL,
+    dim         INTEGER NOT NULL,
+    config      TEXT    NOT NULL,                -- JSON of the training config
+    entities    BLOB    NOT NULL,                -- (n_entities, dim) float32 LE
+    relations   BLOB    NOT NULL,                -- (n_relations, dim) float32 LE
+    created_at  INTEGER NOT NULL
+) STRICT;
+
+-- Training runs, jobs, checkpoints and metrics.
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT,
+    kind        TEXT    NOT NULL,                -- train, vocab, kg-embed
+    config      TEXT    NOT NULL,                -- JSON
+    priority    INTEGER NOT NULL DEFAULT 0,
+    state       TEXT    NOT NULL DEFAULT 'queued'
+                CHECK (state IN ('queued', 'running', 'paused', 'done', 'failed', 'cancelled')),
+    step        INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) STRICT;
+CREATE TABLE checkpoints (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER REFERENCES jobs(id),
+    step        INTEGER NOT NULL,
+    path        TEXT    NOT NULL,
+    val_loss    REAL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE TABLE metrics (
+    job_id      INTEGER NOT NULL REFERENCES jobs(id),
+    step        INTEGER NOT NULL,
+    name        TEXT    NOT NULL,
+    value       REAL    NOT NULL,
+    PRIMARY KEY (job_id, step, name)
+) STRICT, WITHOUT ROWID;

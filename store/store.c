@@ -1,0 +1,505 @@
+/* store.c: the SQLite store: open/check/migrate, prepared statements, and the
+ * typed functions of store.h.
+ *
+ * Invariants:
+ *  1. A file is a kiln store iff PRAGMA application_id == KSTORE_APPLICATION_ID;
+ *     an empty file (no schema objects, ids 0) becomes one on open.
+ *  2. PRAGMA user_version == number of migrations applied; migrations are
+ *     applied in order inside one BEGIN IMMEDIATE transaction, so a crash
+ *     leaves the file at the old version or the new, never between.
+ *  3. Source counters (documents, sentences, ...) are updated in the same
+ *     transaction as the rows they count.
+ *  4. Every statement is prepared once per handle (stmt[] below) and reset
+ *     after use. */
+#define _POSIX_C_SOURCE 200809L
+#include "store/store.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "schemas/schemas.h"
+
+enum {
+    ST_SOURCE_FIND,
+    ST_SOURCE_INSERT,
+    ST_SOURCE_TAKEOVER,
+    ST_SOURCE_ADD,
+    ST_SOURCE_FINISH,
+    ST_SOURCES_ALL,
+    ST_DOC_INSERT,
+    ST_DOCS_ALL,
+    ST_DOCS_OF,
+    ST_TOTALS,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_SOURCE_FIND] = "SELECT id, status, pid FROM sources WHERE content_hash = ?1",
+    [ST_SOURCE_INSERT] =
+        "INSERT INTO sources(path, content_hash, size, status, pid, started_at) "
+        "VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+    [ST_SOURCE_TAKEOVER] =
+        "UPDATE sources SET path = ?2, status = 'running', pid = ?3, error = NULL, "
+        "started_at = ?4, finished_at = NULL WHERE id = ?1",
+    [ST_SOURCE_ADD] =
+        "UPDATE sources SET documents = documents + ?2, duplicates = duplicates + ?3, "
+        "skipped = skipped + ?4, bytes_in = bytes_in + ?5, sentences = sentences + ?6, "
+        "text_bytes = text_bytes + ?7 WHERE id = ?1",
+    [ST_SOURCE_FINISH] =
+        "UPDATE sources SET status = ?2, format = ?3, error = ?4, pid = NULL, "
+        "finished_at = ?5 WHERE id = ?1",
+    [ST_SOURCES_ALL] =
+        "SELECT id, path, content_hash, size, format, status, error, pid, documents, "
+        "duplicates, skipped, bytes_in, sentences, text_bytes, started_at, finished_at "
+        "FROM sources ORDER BY id",
+    [ST_DOC_INSERT] =
+        "INSERT INTO documents(source_id, entry, ext_id, title, url, content_hash, "
+        "n_sentences, n_bytes, text, sent_ends) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+        "ON CONFLICT(content_hash) DO NOTHING",
+    [ST_DOCS_ALL] =
+        "SELECT id, source_id, entry, ext_id, title, url, content_hash, n_sentences, text, "
+        "sent_ends FROM documents ORDER BY id",
+    [ST_DOCS_OF] =
+        "SELECT id, source_id, entry, ext_id, title, url, content_hash, n_sentences, text, "
+        "sent_ends FROM documents WHERE source_id = ?1 ORDER BY id",
+    [ST_TOTALS] =
+        "SELECT count(*), coalesce(sum(documents), 0), coalesce(sum(sentences), 0), "
+        "coalesce(sum(text_bytes), 0) FROM sources",
+};
+
+struct kstore {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[ST_COUNT];
+    int version;
+    char msg[1024];
+};
+
+static int fail(kstore *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(kstore *s, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->msg, sizeof s->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Maps an SQLite result code to a sysexits code and records the message. */
+static int dbfail(kstore *s, int rc, const char *what)
+{
+    int code = EX_SOFTWARE;
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: code = EX_TEMPFAIL; break;
+    case SQLITE_FULL:
+    case SQLITE_IOERR: code = EX_IOERR; break;
+    case SQLITE_CANTOPEN: code = EX_CANTCREAT; break;
+    case SQLITE_READONLY:
+    case SQLITE_PERM: code = EX_NOPERM; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: code = EX_DATAERR; break;
+    }
+    const char *m = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+    if ((rc & 0xff) == SQLITE_BUSY)
+        m = "the store is locked by another process (timed out waiting)";
+    return fail(s, code, "%s: %s", what, m);
+}
+
+const char *kstore_errmsg(const kstore *s) { return s ? s->msg : "no store"; }
+int kstore_schema_version(const kstore *s) { return s->version; }
+int kstore_latest_schema_version(void) { return (int)kschema_count; }
+
+static int exec(kstore *s, const char *sql, const char *what)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : dbfail(s, rc, what);
+}
+
+static int pragma_int(kstore *s, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) return dbfail(s, rc, sql);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        *out = 0;
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : dbfail(s, rc, sql);
+}
+
+int kstore_begin(kstore *s) { return exec(s, "BEGIN IMMEDIATE", "begin transaction"); }
+int kstore_commit(kstore *s) { return exec(s, "COMMIT", "commit"); }
+int kstore_rollback(kstore *s)
+{
+    if (sqlite3_get_autocommit(s->db)) return 0;
+    return exec(s, "ROLLBACK", "rollback");
+}
+
+/* Checks identity and version (invariant 1); reads only. */
+static int check_identity(kstore *s, const char *path, int readonly)
+{
+    int64_t app = 0, ver = 0, nobj = 0;
+    int rc;
+    if ((rc = pragma_int(s, "PRAGMA application_id", &app))) return rc;
+    if ((rc = pragma_int(s, "PRAGMA user_version", &ver))) return rc;
+    if ((rc = pragma_int(s, "SELECT count(*) FROM sqlite_schema", &nobj))) return rc;
+    int latest = (int)kschema_count;
+    if (app != KSTORE_APPLICATION_ID && !(app == 0 && ver == 0 && nobj == 0))
+        return fail(s, EX_DATAERR,
+                    "%s is not a kiln store (SQLite application_id 0x%08llx, expected 0x%08x): "
+                    "refusing to touch it",
+                    path, (unsigned long long)(uint32_t)app, KSTORE_APPLICATION_ID);
+    if (ver > latest)
+        return fail(s, EX_DATAERR,
+                    "%s has schema version %lld, newer than this kiln knows (%d): "
+                    "use a newer kiln",
+                    path, (long long)ver, latest);
+    s->version = (int)ver;
+    if (ver < latest && readonly)
+        return fail(s, EX_DATAERR,
+                    "%s has schema version %lld and needs migrating to %d: open it once "
+                    "read-write (for example with kiln init)",
+                    path, (long long)ver, latest);
+    return 0;
+}
+
+/* Applies the missing migrations in one transaction (invariant 2). */
+static int migrate(kstore *s, const char *path)
+{
+    int latest = (int)kschema_count;
+    int64_t ver = s->version;
+    int rc;
+    if (ver >= latest) return 0;
+    if ((rc = kstore_begin(s))) return rc;
+    /* Re-read inside the write lock: another process may have migrated. */
+    if ((rc = pragma_int(s, "PRAGMA user_version", &ver))) goto out;
+    for (int i = (int)ver; i < latest; i++) {
+        rc = exec(s, kschema_sql[i], kschema_name[i]);
+        if (rc) goto out;
+    }
+    char sql[128];
+    snprintf(sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %d",
+             KSTORE_APPLICATION_ID, latest);
+    if ((rc = exec(s, sql, "set schema version"))) goto out;
+    if ((rc = kstore_commit(s))) goto out;
+    if (ver < latest) kdebug("store %s migrated from version %lld to %d", path, (long long)ver, latest);
+    s->version = latest;
+    return 0;
+out:
+    kstore_rollback(s);
+    return rc;
+}
+
+int kstore_open(const char *path, int flags, kstore **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    kstore *s = xcalloc(1, sizeof *s);
+    int readonly = (flags & KSTORE_READONLY) != 0;
+    int rc = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT || !(flags & KSTORE_CREATE) || readonly) {
+            rc = fail(s, errno == ENOENT ? EX_NOINPUT : EX_IOERR, "no store at %s: %s%s", path,
+                      strerror(errno),
+                      errno == ENOENT ? " (create it with kiln init or kiln ingest)" : "");
+            goto bad;
+        }
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = fail(s, EX_DATAERR, "%s is not a regular file", path);
+        goto bad;
+    }
+    int oflags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int src = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (src != SQLITE_OK) {
+        rc = dbfail(s, src, path);
+        goto bad;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 10000);
+    /* Reading the header validates the file: a non-SQLite file fails here. */
+    int64_t dummy;
+    if ((rc = pragma_int(s, "PRAGMA schema_version", &dummy))) {
+        char m[sizeof s->msg];
+        memcpy(m, s->msg, sizeof m);
+        rc = fail(s, EX_DATAERR, "%s is not a kiln store (%.600s)", path, m);
+        goto bad;
+    }
+    /* Identity first: nothing is written to a file that is not ours (WAL mode
+     * would change its header). */
+    if ((rc = check_identity(s, path, readonly))) goto bad;
+    if (!readonly) {
+        if ((rc = exec(s, "PRAGMA journal_mode = WAL", "enable WAL"))) goto bad;
+        if ((rc = exec(s, "PRAGMA synchronous = NORMAL", "set synchronous"))) goto bad;
+    }
+    if ((rc = exec(s, "PRAGMA foreign_keys = ON", "enable foreign keys"))) goto bad;
+    if ((rc = migrate(s, path))) goto bad;
+    *out = s;
+    return 0;
+bad:
+    snprintf(err, errlen, "%s", s->msg);
+    kstore_close(s);
+    return rc;
+}
+
+void kstore_close(kstore *s)
+{
+    if (!s) return;
+    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->stmt[i]);
+    if (s->db) sqlite3_close(s->db);
+    free(s);
+}
+
+/* Returns the cached statement i, reset and unbound, or NULL (message set). */
+static sqlite3_stmt *stmt(kstore *s, int i)
+{
+    if (!s->stmt[i]) {
+        int rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+                                    NULL);
+        if (rc != SQLITE_OK) {
+            dbfail(s, rc, "prepare");
+            return NULL;
+        }
+    } else {
+        sqlite3_reset(s->stmt[i]);
+        sqlite3_clear_bindings(s->stmt[i]);
+    }
+    return s->stmt[i];
+}
+
+/* Steps a statement expecting SQLITE_DONE; resets it. */
+static int step_done(kstore *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : dbfail(s, rc, what);
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, i);
+}
+
+static int pid_alive(int64_t pid)
+{
+    if (pid <= 0) return 0;
+    if (pid == (int64_t)getpid()) return 1;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+int kstore_source_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LEN],
+                        int64_t size, int64_t *id, int *already)
+{
+    *already = 0;
+    int rc = kstore_begin(s);
+    if (rc) return rc;
+    sqlite3_stmt *st = stmt(s, ST_SOURCE_FIND);
+    if (!st) { rc = EX_SOFTWARE; goto out; }
+    sqlite3_bind_blob(st, 1, hash, KHASH_LEN, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    int64_t now = (int64_t)time(NULL);
+    if (r == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        const char *status = (const char *)sqlite3_column_text(st, 1);
+        int64_t pid = sqlite3_column_int64(st, 2);
+        if (strcmp(status, "complete") == 0 || strcmp(status, "partial") == 0) {
+            sqlite3_reset(st);
+            *already = 1;
+            return kstore_commit(s);
+        }
+        if (strcmp(status, "running") == 0 && pid_alive(pid) && pid != (int64_t)getpid()) {
+            sqlite3_reset(st);
+            rc = fail(s, EX_TEMPFAIL, "%s is being ingested by process %lld", path, (long long)pid);
+            goto out;
+        }
+        sqlite3_reset(st);
+        st = stmt(s, ST_SOURCE_TAKEOVER);
+        if (!st) { rc = EX_SOFTWARE; goto out; }
+        sqlite3_bind_int64(st, 1, *id);
+        sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (int64_t)getpid());
+        sqlite3_bind_int64(st, 4, now);
+        if ((rc = step_done(s, st, "resume source"))) goto out;
+    } else if (r == SQLITE_DONE) {
+        sqlite3_reset(st);
+        st = stmt(s, ST_SOURCE_INSERT);
+        if (!st) { rc = EX_SOFTWARE; goto out; }
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, hash, KHASH_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, size);
+        sqlite3_bind_int64(st, 4, (int64_t)getpid());
+        sqlite3_bind_int64(st, 5, now);
+        if ((rc = step_done(s, st, "insert source"))) goto out;
+        *id = sqlite3_last_insert_rowid(s->db);
+    } else {
+        sqlite3_reset(st);
+        rc = dbfail(s, r, "find source");
+        goto out;
+    }
+    return kstore_commit(s);
+out:
+    kstore_rollback(s);
+    return rc;
+}
+
+int kstore_source_add(kstore *s, int64_t id, const ksource_delta *d)
+{
+    sqlite3_stmt *st = stmt(s, ST_SOURCE_ADD);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, d->documents);
+    sqlite3_bind_int64(st, 3, d->duplicates);
+    sqlite3_bind_int64(st, 4, d->skipped);
+    sqlite3_bind_int64(st, 5, d->bytes_in);
+    sqlite3_bind_int64(st, 6, d->sentences);
+    sqlite3_bind_int64(st, 7, d->text_bytes);
+    return step_done(s, st, "update source counters");
+}
+
+int kstore_source_finish(kstore *s, int64_t id, const char *status, const char *format,
+                         const char *error)
+{
+    sqlite3_stmt *st = stmt(s, ST_SOURCE_FINISH);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, format ? format : "", -1, SQLITE_STATIC);
+    bind_text_or_null(st, 4, error);
+    sqlite3_bind_int64(st, 5, (int64_t)time(NULL));
+    return step_done(s, st, "finish source");
+}
+
+int kstore_sources_foreach(kstore *s, int (*cb)(const ksource *, void *), void *ctx)
+{
+    sqlite3_stmt *st = stmt(s, ST_SOURCES_ALL);
+    if (!st) return EX_SOFTWARE;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ksource src = {0};
+        src.id = sqlite3_column_int64(st, 0);
+        src.path = (const char *)sqlite3_column_text(st, 1);
+        if (sqlite3_column_bytes(st, 2) == KHASH_LEN)
+            memcpy(src.hash, sqlite3_column_blob(st, 2), KHASH_LEN);
+        src.size = sqlite3_column_int64(st, 3);
+        src.format = (const char *)sqlite3_column_text(st, 4);
+        src.status = (const char *)sqlite3_column_text(st, 5);
+        src.error = (const char *)sqlite3_column_text(st, 6);
+        int64_t pid = sqlite3_column_int64(st, 7);
+        if (strcmp(src.status, "running") == 0 && !pid_alive(pid)) src.status = "interrupted";
+        src.documents = sqlite3_column_int64(st, 8);
+        src.duplicates = sqlite3_column_int64(st, 9);
+        src.skipped = sqlite3_column_int64(st, 10);
+        src.bytes_in = sqlite3_column_int64(st, 11);
+        src.sentences = sqlite3_column_int64(st, 12);
+        src.text_bytes = sqlite3_column_int64(st, 13);
+        src.started_at = sqlite3_column_int64(st, 14);
+        src.finished_at = sqlite3_column_int64(st, 15);
+        if (cb(&src, ctx)) break;
+    }
+    sqlite3_reset(st);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "list sources");
+}
+
+int kstore_doc_insert(kstore *s, kdoc *d, int *inserted)
+{
+    sqlite3_stmt *st = stmt(s, ST_DOC_INSERT);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_int64(st, 1, d->source_id);
+    sqlite3_bind_text(st, 2, d->entry ? d->entry : "", -1, SQLITE_STATIC);
+    bind_text_or_null(st, 3, d->ext_id);
+    bind_text_or_null(st, 4, d->title);
+    bind_text_or_null(st, 5, d->url);
+    sqlite3_bind_blob(st, 6, d->hash, KHASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, (int64_t)d->n_sentences);
+    sqlite3_bind_int64(st, 8, (int64_t)d->text_len);
+    sqlite3_bind_text(st, 9, d->text, (int)d->text_len, SQLITE_STATIC);
+    /* sent_ends is written little-endian; kiln builds only on little-endian hosts
+     * (checked in CMakeLists.txt), so the array is bound as is. */
+    sqlite3_bind_blob(st, 10, d->sent_ends, (int)(d->n_sentences * sizeof(uint32_t)),
+                      SQLITE_STATIC);
+    int rc = step_done(s, st, "insert document");
+    if (rc) return rc;
+    *inserted = sqlite3_changes(s->db) > 0;
+    d->id = *inserted ? sqlite3_last_insert_rowid(s->db) : 0;
+    return 0;
+}
+
+int kstore_docs_foreach(kstore *s, int64_t source_id, int (*cb)(const kdoc *, void *), void *ctx)
+{
+    sqlite3_stmt *st = stmt(s, source_id > 0 ? ST_DOCS_OF : ST_DOCS_ALL);
+    if (!st) return EX_SOFTWARE;
+    if (source_id > 0) sqlite3_bind_int64(st, 1, source_id);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        kdoc d = {0};
+        d.id = sqlite3_column_int64(st, 0);
+        d.source_id = sqlite3_column_int64(st, 1);
+        d.entry = (const char *)sqlite3_column_text(st, 2);
+        d.ext_id = (const char *)sqlite3_column_text(st, 3);
+        d.title = (const char *)sqlite3_column_text(st, 4);
+        d.url = (const char *)sqlite3_column_text(st, 5);
+        if (sqlite3_column_bytes(st, 6) == KHASH_LEN)
+            memcpy(d.hash, sqlite3_column_blob(st, 6), KHASH_LEN);
+        d.n_sentences = (size_t)sqlite3_column_int64(st, 7);
+        d.text = (const char *)sqlite3_column_text(st, 8);
+        d.text_len = (size_t)sqlite3_column_bytes(st, 8);
+        const void *ends = sqlite3_column_blob(st, 9);
+        size_t nb = (size_t)sqlite3_column_bytes(st, 9);
+        if (nb != d.n_sentences * sizeof(uint32_t)) {
+            sqlite3_reset(st);
+            return fail(s, EX_DATAERR, "document %lld: sentence index has %zu bytes, expected %zu",
+                        (long long)d.id, nb, d.n_sentences * sizeof(uint32_t));
+        }
+        d.sent_ends = ends;
+        for (size_t i = 0; i < d.n_sentences; i++)
+            if (d.sent_ends[i] > d.text_len) {
+                sqlite3_reset(st);
+                return fail(s, EX_DATAERR, "document %lld: sentence %zu ends past the text",
+                            (long long)d.id, i);
+            }
+        if (cb(&d, ctx)) break;
+    }
+    sqlite3_reset(st);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "read documents");
+}
+
+int kstore_totals_get(kstore *s, kstore_totals *t)
+{
+    sqlite3_stmt *st = stmt(s, ST_TOTALS);
+    if (!st) return EX_SOFTWARE;
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        t->sources = sqlite3_column_int64(st, 0);
+        t->documents = sqlite3_column_int64(st, 1);
+        t->sentences = sqlite3_column_int64(st, 2);
+        t->bytes = sqlite3_column_int64(st, 3);
+        r = SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? 0 : dbfail(s, r, "totals");
+}
+
+int kstore_integrity_check(kstore *s, int *ok)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &st, NULL);
+    if (rc != SQLITE_OK) return dbfail(s, rc, "integrity_check");
+    *ok = 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *ok = strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+    sqlite3_finalize(st);
+    return 0;
+}

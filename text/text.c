@@ -1,0 +1,346 @@
+/* text.c: UTF-8 cleaning, UTF-16 decoding, ICU normalization and sentence
+ * segmentation (see text.h).
+ *
+ * Pipeline of ktext_segment, all in UTF-16 after one conversion:
+ *   UTF-8 --u_strFromUTF8--> u16 --unorm2_normalize--> nrm
+ *   nrm: paragraphs split at blank lines; soft newlines replaced in place by ' '
+ *   each paragraph --ubrk (sentence)--> [start, end) spans
+ *   each span --collapse white space, encode--> UTF-8 sentence in out
+ * Buffers (u16, nrm) live in the handle and only grow. */
+#include "text/text.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unicode/ubrk.h>
+#include <unicode/uchar.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
+#include <unicode/utypes.h>
+
+/* ---- UTF-8 cleaning ------------------------------------------------------ */
+
+static inline void put_utf8(kbuf *out, uint32_t cp)
+{
+    char b[4];
+    size_t n;
+    if (cp < 0x80) { b[0] = (char)cp; n = 1; }
+    else if (cp < 0x800) { b[0] = (char)(0xC0 | (cp >> 6)); b[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        b[0] = (char)(0xE0 | (cp >> 12)); b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        b[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+    } else {
+        b[0] = (char)(0xF0 | (cp >> 18)); b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
+    }
+    kbuf_append(out, b, n);
+}
+
+/* Decodes one well-formed UTF-8 sequence at p (p < e, *p >= 0x80) per Unicode
+ * Table 3-7. Returns its length and sets *cp, or returns the length of the
+ * maximal invalid subpart (>= 1) and sets *cp = 0xFFFD with *bad = 1. */
+static size_t decode_utf8(const unsigned char *p, const unsigned char *e, uint32_t *cp, int *bad)
+{
+    unsigned char c = p[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    *bad = 0;
+    if (c >= 0xC2 && c <= 0xDF) { need = 1; *cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2; *cp = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3; *cp = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *cp = 0xFFFD; *bad = 1;
+        return 1;
+    }
+    size_t i = 1;
+    for (; i <= need; i++) {
+        if (p + i >= e) break;
+        unsigned char t = p[i];
+        if (t < lo || t > hi) break;
+        lo = 0x80; hi = 0xBF;
+        *cp = (*cp << 6) | (t & 0x3F);
+    }
+    if (i <= need) { *cp = 0xFFFD; *bad = 1; return i; }
+    return need + 1;
+}
+
+void ktext_clean_utf8(const char *in, size_t n, kbuf *out, ktext_counts *c)
+{
+    const unsigned char *p = (const unsigned char *)in, *e = p + n;
+    ktext_counts local = {0};
+    if (!c) c = &local;
+    if (n >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF) p += 3;
+    kbuf_reserve(out, n);
+    while (p < e) {
+        /* fast path: a run of printable ASCII */
+        const unsigned char *q = p;
+        while (q < e && *q >= 0x20 && *q < 0x7F) q++;
+        if (q > p) { kbuf_append(out, p, (size_t)(q - p)); p = q; if (p >= e) break; }
+        unsigned char ch = *p;
+        if (ch < 0x80) {
+            p++;
+            if (ch == '\n' || ch == '\t') kbuf_putc(out, (char)ch);
+            else if (ch == '\r') { kbuf_putc(out, '\n'); if (p < e && *p == '\n') p++; }
+            else c->controls++;
+            continue;
+        }
+        uint32_t cp;
+        int bad;
+        size_t len = decode_utf8(p, e, &cp, &bad);
+        if (bad) { c->invalid_utf8++; put_utf8(out, 0xFFFD); p += len; continue; }
+        if (cp == 0x85 || cp == 0x2028 || cp == 0x2029) kbuf_putc(out, '\n');
+        else if ((cp >= 0x80 && cp <= 0x9F) || cp == 0xFEFF) c->controls++;
+        else kbuf_append(out, p, len);
+        p += len;
+    }
+}
+
+/* ---- UTF-16 ---------------------------------------------------------------- */
+
+int ktext_utf16_bom(const unsigned char *in, size_t n)
+{
+    if (n >= 2 && in[0] == 0xFF && in[1] == 0xFE) return 1;
+    if (n >= 2 && in[0] == 0xFE && in[1] == 0xFF) return 2;
+    return 0;
+}
+
+struct ktext_u16 {
+    int be;
+    int have_byte;      /* a dangling first byte of a code unit */
+    unsigned char byte;
+    uint32_t high;      /* pending high surrogate, 0 if none */
+    int skip_bom;       /* the BOM is still to be skipped */
+};
+
+ktext_u16 *ktext_u16_new(int bom)
+{
+    ktext_u16 *u = xcalloc(1, sizeof *u);
+    u->be = bom == 2;
+    u->skip_bom = 1;
+    return u;
+}
+
+static void u16_unit(ktext_u16 *u, uint32_t w, kbuf *out)
+{
+    if (u->skip_bom) { u->skip_bom = 0; if (w == 0xFEFF) return; }
+    if (u->high) {
+        if (w >= 0xDC00 && w <= 0xDFFF) {
+            put_utf8(out, 0x10000 + ((u->high - 0xD800) << 10) + (w - 0xDC00));
+            u->high = 0;
+            return;
+        }
+        put_utf8(out, 0xFFFD);
+        u->high = 0;
+    }
+    if (w >= 0xD800 && w <= 0xDBFF) u->high = w;
+    else if (w >= 0xDC00 && w <= 0xDFFF) put_utf8(out, 0xFFFD);
+    else put_utf8(out, w);
+}
+
+void ktext_u16_feed(ktext_u16 *u, const char *in, size_t n, int final, kbuf *out)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t i = 0;
+    if (u->have_byte && n > 0) {
+        uint32_t w = u->be ? (uint32_t)(u->byte << 8 | p[0]) : (uint32_t)(p[0] << 8 | u->byte);
+        u->have_byte = 0;
+        u16_unit(u, w, out);
+        i = 1;
+    }
+    for (; i + 1 < n; i += 2) {
+        uint32_t w = u->be ? (uint32_t)(p[i] << 8 | p[i + 1]) : (uint32_t)(p[i + 1] << 8 | p[i]);
+        u16_unit(u, w, out);
+    }
+    if (i < n) { u->have_byte = 1; u->byte = p[i]; }
+    if (final) {
+        if (u->high || u->have_byte) put_utf8(out, 0xFFFD);
+        u->high = 0;
+        u->have_byte = 0;
+    }
+}
+
+void ktext_u16_free(ktext_u16 *u) { free(u); }
+
+/* ---- normalization and segmentation --------------------------------------- */
+
+int ktext_norm_parse(const char *s)
+{
+    if (!strcmp(s, "nfkc")) return KTEXT_NFKC;
+    if (!strcmp(s, "nfc")) return KTEXT_NFC;
+    if (!strcmp(s, "none")) return KTEXT_NONE;
+    return -1;
+}
+
+struct ktext_seg {
+    const UNormalizer2 *norm; /* NULL for KTEXT_NONE; owned by ICU */
+    UBreakIterator *brk;
+    UChar *u16;               /* (u16_cap) converted input */
+    int32_t u16_cap;
+    UChar *nrm;               /* (nrm_cap) normalized text */
+    int32_t nrm_cap;
+};
+
+ktext_seg *ktext_seg_new(const char *lang, int norm, char *err, size_t errlen)
+{
+    ktext_seg *g = xcalloc(1, sizeof *g);
+    UErrorCode st = U_ZERO_ERROR;
+    if (norm == KTEXT_NFKC) g->norm = unorm2_getNFKCInstance(&st);
+    else if (norm == KTEXT_NFC) g->norm = unorm2_getNFCInstance(&st);
+    if (U_FAILURE(st)) {
+        snprintf(err, errlen, "ICU normalizer: %s", u_errorName(st));
+        free(g);
+        return NULL;
+    }
+    char loc[96];
+    snprintf(loc, sizeof loc, "%s@ss=standard", lang && *lang ? lang : "en");
+    g->brk = ubrk_open(UBRK_SENTENCE, loc, NULL, 0, &st);
+    if (U_FAILURE(st)) {
+        snprintf(err, errlen, "ICU sentence break iterator for '%s': %s", loc, u_errorName(st));
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void ktext_seg_free(ktext_seg *g)
+{
+    if (!g) return;
+    ubrk_close(g->brk);
+    free(g->u16);
+    free(g->nrm);
+    free(g);
+}
+
+static void grow_uchars(UChar **buf, int32_t *cap, int64_t need)
+{
+    if (need <= *cap) return;
+    int64_t c = *cap ? *cap : 1024;
+    while (c < need) c *= 2;
+    *buf = xrealloc(*buf, (size_t)c * sizeof(UChar));
+    *cap = (int32_t)c;
+}
+
+static inline int is_space16(UChar c)
+{
+    if (c < 0x80) return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+    return u_isUWhiteSpace(c);
+}
+
+/* Appends s[0..n) to out with white space collapsed and trimmed; appends a
+ * '\n' separator first when out is not empty. Records the end offset. */
+static void emit_sentence(const UChar *s, int32_t n, kbuf *out, uint32_t **ends, size_t *ends_cap,
+                          size_t *count)
+{
+    int32_t i = 0;
+    while (i < n && is_space16(s[i])) i++;
+    while (n > i && is_space16(s[n - 1])) n--;
+    if (i >= n) return;
+    size_t mark = out->len;
+    if (*count) kbuf_putc(out, '\n');
+    kbuf_reserve(out, (size_t)(n - i) * 3 + 1);
+    int space = 0;
+    for (; i < n; i++) {
+        UChar c = s[i];
+        if (is_space16(c)) { space = 1; continue; }
+        if (space) { out->data[out->len++] = ' '; space = 0; }
+        uint32_t cp = c;
+        if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && s[i + 1] >= 0xDC00 && s[i + 1] <= 0xDFFF) {
+            cp = 0x10000 + (((uint32_t)c - 0xD800) << 10) + ((uint32_t)s[i + 1] - 0xDC00);
+            i++;
+        } else if (c >= 0xD800 && c <= 0xDFFF) {
+            cp = 0xFFFD;
+        }
+        char *d = out->data + out->len;
+        if (cp < 0x80) { d[0] = (char)cp; out->len += 1; }
+        else if (cp < 0x800) { d[0] = (char)(0xC0 | (cp >> 6)); d[1] = (char)(0x80 | (cp & 0x3F)); out->len += 2; }
+        else if (cp < 0x10000) {
+            d[0] = (char)(0xE0 | (cp >> 12)); d[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            d[2] = (char)(0x80 | (cp & 0x3F)); out->len += 3;
+        } else {
+            kbuf_reserve(out, (size_t)(n - i) * 3 + 4);
+            d = out->data + out->len;
+            d[0] = (char)(0xF0 | (cp >> 18)); d[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+            d[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); d[3] = (char)(0x80 | (cp & 0x3F)); out->len += 4;
+        }
+    }
+    out->data[out->len] = '\0';
+    if (out->len > UINT32_MAX) { out->len = mark; out->data[mark] = '\0'; return; }
+    if (*count >= *ends_cap) {
+        *ends_cap = *ends_cap ? *ends_cap * 2 : 64;
+        *ends = xrealloc(*ends, *ends_cap * sizeof **ends);
+    }
+    (*ends)[(*count)++] = (uint32_t)out->len;
+}
+
+/* Splits a paragraph into sentences with the break iterator. */
+static void segment_paragraph(ktext_seg *g, UChar *p, int32_t n, kbuf *out, uint32_t **ends,
+                              size_t *ends_cap, size_t *count)
+{
+    UErrorCode st = U_ZERO_ERROR;
+    ubrk_setText(g->brk, p, n, &st);
+    if (U_FAILURE(st)) { emit_sentence(p, n, out, ends, ends_cap, count); return; }
+    int32_t start = ubrk_first(g->brk), end;
+    while ((end = ubrk_next(g->brk)) != UBRK_DONE) {
+        emit_sentence(p + start, end - start, out, ends, ends_cap, count);
+        start = end;
+    }
+}
+
+size_t ktext_segment(ktext_seg *g, const char *in, size_t n, int lines_are_sentences, kbuf *out,
+                     uint32_t **ends, size_t *ends_cap)
+{
+    kbuf_clear(out);
+    if (n == 0 || n > INT32_MAX / 2) return 0;
+    UErrorCode st = U_ZERO_ERROR;
+    int32_t len16 = 0;
+    grow_uchars(&g->u16, &g->u16_cap, (int64_t)n + 1);
+    u_strFromUTF8WithSub(g->u16, g->u16_cap, &len16, in, (int32_t)n, 0xFFFD, NULL, &st);
+    if (U_FAILURE(st)) return 0;
+    UChar *t = g->u16;
+    int32_t tn = len16;
+    if (g->norm) {
+        /* Skip the work when the text is already normalized (the common case). */
+        int32_t span = unorm2_spanQuickCheckYes(g->norm, g->u16, len16, &st);
+        if (U_SUCCESS(st) && span < len16) {
+            int64_t need = (int64_t)len16 + len16 / 2 + 16;
+            for (;;) {
+                grow_uchars(&g->nrm, &g->nrm_cap, need);
+                st = U_ZERO_ERROR;
+                int32_t r = unorm2_normalize(g->norm, g->u16, len16, g->nrm, g->nrm_cap, &st);
+                if (st == U_BUFFER_OVERFLOW_ERROR && r > 0 && r < INT32_MAX / 2) { need = (int64_t)r + 1; continue; }
+                if (U_FAILURE(st)) return 0;
+                t = g->nrm;
+                tn = r;
+                break;
+            }
+        }
+    }
+    size_t count = 0;
+    int32_t i = 0;
+    int32_t para = -1; /* start of the open paragraph, -1 if none */
+    while (i <= tn) {
+        /* one line: [i, j) */
+        int32_t j = i;
+        int blank = 1;
+        while (j < tn && t[j] != '\n') { if (blank && !is_space16(t[j])) blank = 0; j++; }
+        if (lines_are_sentences) {
+            if (!blank) emit_sentence(t + i, j - i, out, ends, ends_cap, &count);
+        } else if (blank) {
+            if (para >= 0) segment_paragraph(g, t + para, i - para, out, ends, ends_cap, &count);
+            para = -1;
+        } else {
+            if (para < 0) para = i;
+            if (j < tn) t[j] = ' '; /* soft newline */
+        }
+        i = j + 1;
+    }
+    if (!lines_are_sentences && para >= 0)
+        segment_paragraph(g, t + para, tn - para, out, ends, ends_cap, &count);
+    return count;
+}

@@ -1,0 +1,200 @@
+/* util.c: buffers, allocation wrappers, logging, hashing and clocks (see util.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "util/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+int klog_threshold = KLOG_INFO;
+
+static void oom(size_t n)
+{
+    fprintf(stderr, "kiln: error: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) oom(n);
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) oom(n * size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) oom(n);
+    return q;
+}
+
+char *xstrdup(const char *s) { return xstrndup(s, strlen(s)); }
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void kbuf_reserve(kbuf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) cap = cap < ((size_t)1 << 40) ? cap * 2 : need;
+    b->data = xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void kbuf_append(kbuf *b, const void *p, size_t n)
+{
+    kbuf_reserve(b, n);
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void kbuf_putc(kbuf *b, char c)
+{
+    kbuf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
+void kbuf_puts(kbuf *b, const char *s) { kbuf_append(b, s, strlen(s)); }
+
+void kbuf_printf(kbuf *b, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        kbuf_reserve(b, (size_t)n);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+        b->len += (size_t)n;
+    }
+    va_end(ap2);
+}
+
+void kbuf_clear(kbuf *b)
+{
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+void kbuf_free(kbuf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void kbuf_json_str(kbuf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    kbuf_reserve(b, n + 2);
+    kbuf_putc(b, '"');
+    size_t run = 0; /* start of the pending run of bytes that need no escape */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        kbuf_append(b, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"': kbuf_append(b, "\\\"", 2); break;
+        case '\\': kbuf_append(b, "\\\\", 2); break;
+        case '\n': kbuf_append(b, "\\n", 2); break;
+        case '\t': kbuf_append(b, "\\t", 2); break;
+        case '\r': kbuf_append(b, "\\r", 2); break;
+        default: {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            kbuf_append(b, e, 6);
+        }
+        }
+    }
+    kbuf_append(b, s + run, n - run);
+    kbuf_putc(b, '"');
+}
+
+void klog(int level, const char *fmt, ...)
+{
+    static const char *names[] = {"error", "warning", "info", "debug"};
+    if (level > klog_threshold) return;
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    /* one fprintf per line so that lines from threads do not interleave */
+    fprintf(stderr, "kiln: %s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], line);
+}
+
+static void put_be128(XXH128_hash_t h, uint8_t out[KHASH_LEN])
+{
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, h);
+    memcpy(out, c.digest, KHASH_LEN);
+}
+
+void khash128(const void *p, size_t n, uint8_t out[KHASH_LEN])
+{
+    put_be128(XXH3_128bits(p, n), out);
+}
+
+struct khash_stream { XXH3_state_t *st; };
+
+khash_stream *khash_stream_new(void)
+{
+    khash_stream *h = xmalloc(sizeof *h);
+    h->st = XXH3_createState();
+    if (!h->st) oom(sizeof *h);
+    XXH3_128bits_reset(h->st);
+    return h;
+}
+
+void khash_stream_update(khash_stream *h, const void *p, size_t n)
+{
+    XXH3_128bits_update(h->st, p, n);
+}
+
+void khash_stream_final(khash_stream *h, uint8_t out[KHASH_LEN])
+{
+    put_be128(XXH3_128bits_digest(h->st), out);
+}
+
+void khash_stream_free(khash_stream *h)
+{
+    if (!h) return;
+    XXH3_freeState(h->st);
+    free(h);
+}
+
+void khash_hex(const uint8_t h[KHASH_LEN], char out[2 * KHASH_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < KHASH_LEN; i++) {
+        out[2 * i] = hex[h[i] >> 4];
+        out[2 * i + 1] = hex[h[i] & 15];
+    }
+    out[2 * KHASH_LEN] = '\0';
+}
+
+double know_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

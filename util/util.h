@@ -1,0 +1,68 @@
+/* util.h: kiln's bottom layer: growable byte buffers, logging, sysexits codes,
+ * 128-bit content hashes and small helpers shared by every module.
+ *
+ * It knows nothing of SQLite, ICU or the modules above it. */
+#ifndef KILN_UTIL_H
+#define KILN_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sysexits.h>
+
+/* ---- growable byte buffer ------------------------------------------------
+ * kbuf owns data (malloc'd, NUL-terminated whenever len < cap, which every
+ * function here keeps true). A zeroed kbuf is a valid empty buffer.
+ * Allocation failure aborts: kiln treats out-of-memory as fatal, never as
+ * bad input (inputs are bounded by the ingest limits before they get here). */
+typedef struct kbuf {
+    char  *data; /* (cap) bytes, data[len] == '\0' */
+    size_t len;
+    size_t cap;
+} kbuf;
+
+void kbuf_reserve(kbuf *b, size_t extra);          /* room for extra more bytes + NUL */
+void kbuf_append(kbuf *b, const void *p, size_t n);
+void kbuf_putc(kbuf *b, char c);
+void kbuf_puts(kbuf *b, const char *s);
+void kbuf_printf(kbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kbuf_clear(kbuf *b);                          /* len = 0, keeps memory */
+void kbuf_free(kbuf *b);                           /* frees, leaves a zeroed kbuf */
+/* Appends s as a JSON string literal (quotes included, escapes as RFC 8259). */
+void kbuf_json_str(kbuf *b, const char *s, size_t n);
+
+/* Allocation wrappers that abort with a message on failure. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* ---- logging --------------------------------------------------------------
+ * Lines go to stderr as "kiln: LEVEL: message". Level threshold is global:
+ * -q shows errors only, default shows warnings and info, -v adds debug. */
+enum klog_level { KLOG_ERROR = 0, KLOG_WARN = 1, KLOG_INFO = 2, KLOG_DEBUG = 3 };
+extern int klog_threshold; /* default KLOG_INFO */
+void klog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define kerr(...)   klog(KLOG_ERROR, __VA_ARGS__)
+#define kwarn(...)  klog(KLOG_WARN, __VA_ARGS__)
+#define kinfo(...)  klog(KLOG_INFO, __VA_ARGS__)
+#define kdebug(...) klog(KLOG_DEBUG, __VA_ARGS__)
+
+/* ---- hashing --------------------------------------------------------------
+ * XXH3-128 (libxxhash) of a byte string, written as 16 big-endian bytes. */
+#define KHASH_LEN 16
+void khash128(const void *p, size_t n, uint8_t out[KHASH_LEN]);
+/* Streaming form for whole files. Owns its state; free with khash_stream_free. */
+typedef struct khash_stream khash_stream;
+khash_stream *khash_stream_new(void);
+void khash_stream_update(khash_stream *h, const void *p, size_t n);
+void khash_stream_final(khash_stream *h, uint8_t out[KHASH_LEN]);
+void khash_stream_free(khash_stream *h);
+/* 32 lowercase hex digits + NUL. */
+void khash_hex(const uint8_t h[KHASH_LEN], char out[2 * KHASH_LEN + 1]);
+
+/* ---- time ------------------------------------------------------------------ */
+double know_seconds(void); /* monotonic clock, seconds */
+
+#endif
