@@ -14,17 +14,24 @@
 /* One document in a batch; strings are offsets into the batch's arena. */
 typedef struct rawdoc {
     size_t entry, ext_id, title, url; /* NUL-terminated strings in arena, or NOSTR */
+    size_t loc;                       /* "file[:entry]:line" for messages, or NOSTR */
     size_t text, text_len;            /* raw text in arena */
-    int wikitext;                     /* convert from wikitext first */
-    int lines;                        /* every line is a sentence */
+    int flags;                        /* DOC_* */
     /* results, filled by a worker */
     int empty;                        /* no visible text: skipped */
+    int bad;                          /* malformed (JSON): counted as an error */
     size_t out, out_len;              /* normalized text in batch->out */
     size_t ends, n_sent;              /* sentence ends in batch->ends */
     uint8_t hash[KHASH_LEN];
 } rawdoc;
 
 enum { BATCH_DOCS, BATCH_SOURCE_END };
+enum {
+    DOC_WIKITEXT = 1, /* convert from wikitext first */
+    DOC_LINES = 2,    /* every line is a sentence */
+    DOC_CLEAN = 4,    /* already through ktext_clean_utf8 (the reader's stream) */
+    DOC_JSON = 8,     /* text is a JSONL line: the worker parses it */
+};
 
 typedef struct batch {
     uint64_t seq;
@@ -37,11 +44,13 @@ typedef struct batch {
     uint32_t *ends;            /* (nends, ends_cap) sentence ends, per doc from rawdoc.ends */
     size_t nends, ends_cap;
     ksource_delta delta;       /* skipped and bytes_in counted by the reader */
-    uint64_t errors, invalid_utf8;
+    uint64_t invalid_utf8;
+    uint64_t errors;           /* malformed records: found by workers (docs) or the reader (end) */
+    char *first_error;         /* owned message of the first, or NULL */
     /* BATCH_SOURCE_END */
     char status[16];
     char format[16];
-    char *error;               /* owned, may be NULL */
+    char *error;               /* owned, may be NULL: why the file is partial */
     int taken, done;
     struct batch *next;
 } batch;
@@ -59,9 +68,9 @@ const kingest_opts *pl_opts(pipeline *p);
 kingest_summary *pl_summary(pipeline *p);  /* reader-owned fields only */
 uint64_t pl_documents(pipeline *p);
 
-/* Adds a document to b (copies the strings). */
+/* Adds a document to b (copies the strings); flags are DOC_*. */
 void batch_add_doc(batch *b, const char *entry, const char *ext_id, const char *title,
-                   const char *url, const char *text, size_t len, int wikitext, int lines);
+                   const char *url, const char *loc, const char *text, size_t len, int flags);
 
 /* The reader (reader.c): walks paths, feeds the pipeline. Returns the
  * sysexits code of the worst input problem, 0 if none. */

@@ -12,6 +12,8 @@
  *  4. The store handle is used under store_mu only (reader registers sources,
  *     writer stores batches). */
 #define _POSIX_C_SOURCE 200809L
+#include <jansson.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +38,10 @@ struct pipeline {
 
     kingest_summary *sum;      /* reader fields; writer fields under mu */
     uint64_t docs_stored;
+    uint64_t worker_errors;    /* malformed records found by workers (under mu) */
+    /* the writer's account of the source it is storing (batches come in order) */
+    uint64_t src_errors;
+    kbuf src_first_error;
     double t_wikitext, t_clean, t_segment, t_write;
 };
 
@@ -90,6 +96,7 @@ static void batch_free(batch *b)
     free(b->docs);
     free(b->ends);
     free(b->error);
+    free(b->first_error);
     free(b);
 }
 
@@ -102,7 +109,7 @@ static size_t arena_str(batch *b, const char *s)
 }
 
 void batch_add_doc(batch *b, const char *entry, const char *ext_id, const char *title,
-                   const char *url, const char *text, size_t len, int wikitext, int lines)
+                   const char *url, const char *loc, const char *text, size_t len, int flags)
 {
     if (b->n == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 64;
@@ -114,12 +121,12 @@ void batch_add_doc(batch *b, const char *entry, const char *ext_id, const char *
     d->ext_id = arena_str(b, ext_id);
     d->title = arena_str(b, title);
     d->url = arena_str(b, url);
+    d->loc = arena_str(b, loc);
     d->text = b->arena.len;
     d->text_len = len;
     kbuf_append(&b->arena, text, len);
     kbuf_putc(&b->arena, '\0');
-    d->wikitext = wikitext;
-    d->lines = lines;
+    d->flags = flags;
 }
 
 void pl_submit(pipeline *p, batch *b)
@@ -154,9 +161,63 @@ int pl_register_source(pipeline *p, const char *path, const uint8_t hash[KHASH_L
 typedef struct worker {
     pipeline *p;
     ktext_seg *seg;
-    kbuf wiki, clean;
+    kbuf wiki, clean, json;
     double t_wikitext, t_clean, t_segment;
 } worker;
+
+static void doc_error(batch *b, rawdoc *d, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void doc_error(batch *b, rawdoc *d, const char *fmt, ...)
+{
+    char msg[1024];
+    int n = snprintf(msg, sizeof msg, "%s: ", d->loc == NOSTR ? "?" : b->arena.data + d->loc);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    kwarn("%s", msg);
+    d->bad = 1;
+    if (b->errors++ == 0) b->first_error = xstrdup(msg);
+}
+
+/* Parses a JSONL line: the text field into w->json, id/title/url into the
+ * arena. Returns 0, or -1 for a malformed line (reported). */
+static int parse_json(worker *w, batch *b, rawdoc *d)
+{
+    const char *field = w->p->o->text_field;
+    json_error_t je;
+    json_t *j = json_loadb(b->arena.data + d->text, d->text_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!j) {
+        doc_error(b, d, "malformed JSON (column %d): %s: skipped", je.column, je.text);
+        return -1;
+    }
+    if (!json_is_object(j)) {
+        doc_error(b, d, "a JSON line must be an object: skipped");
+        json_decref(j);
+        return -1;
+    }
+    json_t *t = json_object_get(j, field);
+    if (!json_is_string(t)) {
+        doc_error(b, d, "no string field \"%s\": skipped", field);
+        json_decref(j);
+        return -1;
+    }
+    kbuf_clear(&w->json);
+    kbuf_append(&w->json, json_string_value(t), json_string_length(t));
+    char idb[32];
+    const char *id = NULL;
+    json_t *jid = json_object_get(j, "id");
+    if (json_is_string(jid)) id = json_string_value(jid);
+    else if (json_is_integer(jid)) {
+        snprintf(idb, sizeof idb, "%lld", (long long)json_integer_value(jid));
+        id = idb;
+    }
+    json_t *jt = json_object_get(j, "title"), *ju = json_object_get(j, "url");
+    d->ext_id = arena_str(b, id);
+    d->title = arena_str(b, json_is_string(jt) ? json_string_value(jt) : NULL);
+    d->url = arena_str(b, json_is_string(ju) ? json_string_value(ju) : NULL);
+    json_decref(j);
+    return 0;
+}
 
 static void process_batch(worker *w, batch *b)
 {
@@ -166,22 +227,31 @@ static void process_batch(worker *w, batch *b)
     ktext_counts counts = {0};
     for (size_t i = 0; i < b->n; i++) {
         rawdoc *d = &b->docs[i];
+        double t0 = know_seconds();
         const char *txt = b->arena.data + d->text;
         size_t len = d->text_len;
-        double t0 = know_seconds();
-        if (d->wikitext) {
+        if (d->flags & DOC_JSON) {
+            if (parse_json(w, b, d)) continue;
+            txt = w->json.data ? w->json.data : "";
+            len = w->json.len;
+        }
+        if (d->flags & DOC_WIKITEXT) {
             kbuf_clear(&w->wiki);
             wikitext_to_text(txt, len, &w->wiki);
             txt = w->wiki.data ? w->wiki.data : "";
             len = w->wiki.len;
         }
         double t1 = know_seconds();
-        kbuf_clear(&w->clean);
-        ktext_clean_utf8(txt, len, &w->clean, &counts);
+        if (!(d->flags & DOC_CLEAN)) {
+            kbuf_clear(&w->clean);
+            ktext_clean_utf8(txt, len, &w->clean, &counts);
+            txt = w->clean.data ? w->clean.data : "";
+            len = w->clean.len;
+        }
         double t2 = know_seconds();
         size_t ns = 0;
-        if (w->clean.len)
-            ns = ktext_segment(w->seg, w->clean.data, w->clean.len, d->lines, &sent, &ends, &ends_cap);
+        if (len)
+            ns = ktext_segment(w->seg, txt, len, (d->flags & DOC_LINES) != 0, &sent, &ends, &ends_cap);
         double t3 = know_seconds();
         w->t_wikitext += t1 - t0;
         w->t_clean += t2 - t1;
@@ -204,6 +274,7 @@ static void process_batch(worker *w, batch *b)
     kbuf_free(&sent);
     free(ends);
 }
+
 
 static void *worker_main(void *arg)
 {
@@ -241,14 +312,30 @@ static int write_batch(pipeline *p, batch *b, uint64_t *stored)
     int rc;
     *stored = 0;
     if (b->kind == BATCH_SOURCE_END) {
-        rc = kstore_source_finish(s, b->source_id, b->status, b->format, b->error);
+        /* the source's malformed records: the reader's and the workers' */
+        uint64_t errors = b->errors + p->src_errors;
+        const char *first = b->first_error ? b->first_error : p->src_first_error.data;
+        kbuf m = {0};
+        if (b->error) kbuf_puts(&m, b->error);
+        if (errors)
+            kbuf_printf(&m, "%s%llu malformed record(s) skipped; first: %s", m.len ? "; " : "",
+                        (unsigned long long)errors, first ? first : "");
+        rc = kstore_source_finish(s, b->source_id, b->status, b->format, m.len ? m.data : NULL);
+        kbuf_free(&m);
+        p->src_errors = 0;
+        kbuf_clear(&p->src_first_error);
         if (rc) kerr("store: %s", kstore_errmsg(s));
         return rc;
+    }
+    if (b->errors) {
+        if (!p->src_errors && b->first_error) kbuf_puts(&p->src_first_error, b->first_error);
+        p->src_errors += b->errors;
     }
     if ((rc = kstore_begin(s))) goto fail;
     ksource_delta delta = b->delta;
     for (size_t i = 0; i < b->n; i++) {
         rawdoc *r = &b->docs[i];
+        if (r->bad) continue;
         if (r->empty) { delta.skipped++; continue; }
         kdoc d = {0};
         d.source_id = b->source_id;
@@ -281,6 +368,7 @@ static int write_batch(pipeline *p, batch *b, uint64_t *stored)
     p->sum->sentences += (uint64_t)delta.sentences;
     p->sum->text_bytes += (uint64_t)delta.text_bytes;
     p->sum->invalid_utf8 += b->invalid_utf8;
+    p->worker_errors += b->errors;
     pthread_mutex_unlock(&p->mu);
     return 0;
 fail:
@@ -374,6 +462,7 @@ int kingest_run(const char *db_path, const char *const *paths, int npaths, const
         ktext_seg_free(workers[i].seg);
         kbuf_free(&workers[i].wiki);
         kbuf_free(&workers[i].clean);
+        kbuf_free(&workers[i].json);
     }
     free(workers);
     free(tids);
@@ -382,7 +471,10 @@ int kingest_run(const char *db_path, const char *const *paths, int npaths, const
     sum->t_segment = p.t_segment;
     sum->t_write = p.t_write;
     sum->seconds = know_seconds() - t0;
+    sum->errors += p.worker_errors;
     rc = p.failed ? p.failed : rrc;
+    if (rc == 0 && p.worker_errors) rc = EX_DATAERR;
+    kbuf_free(&p.src_first_error);
     kstore_close(p.store);
     pthread_mutex_destroy(&p.store_mu);
     pthread_mutex_destroy(&p.mu);

@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <expat.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -87,10 +86,10 @@ static batch *cur_batch(reader *r)
 }
 
 static void emit(reader *r, const char *entry, const char *ext_id, const char *title,
-                 const char *url, const char *text, size_t len, int wikitext, int lines)
+                 const char *url, const char *text, size_t len, int flags)
 {
     batch *b = cur_batch(r);
-    batch_add_doc(b, entry, ext_id, title, url, text, len, wikitext, lines);
+    batch_add_doc(b, entry, ext_id, title, url, NULL, text, len, flags);
     if (b->n >= BATCH_DOCS_MAX || b->arena.len >= BATCH_BYTES_MAX) flush_batch(r);
 }
 
@@ -112,7 +111,6 @@ static void bad(reader *r, const char *fmt, ...)
     kwarn("%s", msg);
     if (r->errors++ == 0) kbuf_puts(&r->first_error, msg);
     r->sum->errors++;
-    if (r->b) r->b->errors++;
 }
 
 /* The file stops early: keep the first reason. */
@@ -167,9 +165,9 @@ static void text_doc_end(eparser *e)
     } else if (e->doc.len) {
         char id[32];
         snprintf(id, sizeof id, "%llu", (unsigned long long)e->doc_line);
-        int lines = r->o->split == KSPLIT_BLANK_LINE;
+        int flags = DOC_CLEAN | (r->o->split == KSPLIT_BLANK_LINE ? DOC_LINES : 0);
         emit(r, e->entry, r->o->split == KSPLIT_DOC ? NULL : id, e->title, NULL, e->doc.data,
-             e->doc.len, 0, lines);
+             e->doc.len, flags);
     }
     kbuf_clear(&e->doc);
     e->doc_long = 0;
@@ -189,43 +187,20 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
+/* A JSONL line goes to the workers as is: they parse it (in parallel) and
+ * report malformed lines with the location recorded here. */
 static void jsonl_line(eparser *e, const char *s, size_t n)
 {
-    reader *r = e->r;
     if (is_blank(s, n)) return;
-    json_error_t je;
-    json_t *j = json_loadb(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-    if (!j) {
-        bad(r, "%s:%llu: malformed JSON (column %d): %s: skipped", e->loc,
-            (unsigned long long)e->lineno, je.column, je.text);
-        return;
-    }
-    if (!json_is_object(j)) {
-        bad(r, "%s:%llu: a JSON line must be an object: skipped", e->loc,
-            (unsigned long long)e->lineno);
-        json_decref(j);
-        return;
-    }
-    json_t *t = json_object_get(j, r->o->text_field);
-    if (!json_is_string(t)) {
-        bad(r, "%s:%llu: no string field \"%s\": skipped", e->loc, (unsigned long long)e->lineno,
-            r->o->text_field);
-        json_decref(j);
-        return;
-    }
-    char idb[32];
-    const char *id = NULL;
-    json_t *jid = json_object_get(j, "id");
-    if (json_is_string(jid)) id = json_string_value(jid);
-    else if (json_is_integer(jid)) {
-        snprintf(idb, sizeof idb, "%lld", (long long)json_integer_value(jid));
-        id = idb;
-    }
-    json_t *jt = json_object_get(j, "title"), *ju = json_object_get(j, "url");
-    emit(r, e->entry, id, json_is_string(jt) ? json_string_value(jt) : NULL,
-         json_is_string(ju) ? json_string_value(ju) : NULL, json_string_value(t),
-         json_string_length(t), 0, 0);
-    json_decref(j);
+    char loc[64];
+    snprintf(loc, sizeof loc, ":%llu", (unsigned long long)e->lineno);
+    kbuf l = {0};
+    kbuf_puts(&l, e->loc);
+    kbuf_puts(&l, loc);
+    batch *b = cur_batch(e->r);
+    batch_add_doc(b, e->entry, NULL, NULL, NULL, l.data, s, n, DOC_JSON);
+    kbuf_free(&l);
+    if (b->n >= BATCH_DOCS_MAX || b->arena.len >= BATCH_BYTES_MAX) flush_batch(e->r);
 }
 
 /* One complete line (without '\n') of a line-framed format. */
@@ -323,7 +298,7 @@ static void page_end(eparser *e)
         for (const char *c = title; *c; c++) kbuf_putc(&url, *c == ' ' ? '_' : *c);
     }
     emit(r, e->entry, e->id_b.len ? e->id_b.data : NULL, title, url.data, e->text_b.data ? e->text_b.data : "",
-         e->text_b.len, 1, 0);
+         e->text_b.len, DOC_WIKITEXT);
     kbuf_free(&url);
 }
 
@@ -839,13 +814,9 @@ static int ingest_file(reader *r, const char *path, const struct stat *st)
         r->sum->partial++;
     } else {
         snprintf(end->status, sizeof end->status, "complete");
-        if (r->errors) {
-            kbuf m = {0};
-            kbuf_printf(&m, "%llu malformed record(s) skipped; first: %s",
-                        (unsigned long long)r->errors, r->first_error.data);
-            end->error = m.data;
-        }
     }
+    end->errors = r->errors;
+    if (r->errors) end->first_error = xstrdup(r->first_error.data);
     pl_submit(r->p, end);
     r->sum->bytes_read += (uint64_t)size;
     r->bytes_done_before += (uint64_t)size;

@@ -241,7 +241,11 @@ int kstore_open(const char *path, int flags, kstore **out, char *err, size_t err
      * would change its header). */
     if ((rc = check_identity(s, path, readonly))) goto bad;
     if (!readonly) {
+        /* A new file gets 16 KiB pages: documents of a few kB stay off overflow
+         * chains (must precede WAL mode; no effect on an existing file). */
+        if (s->version == 0 && (rc = exec(s, "PRAGMA page_size = 16384", "set page size"))) goto bad;
         if ((rc = exec(s, "PRAGMA journal_mode = WAL", "enable WAL"))) goto bad;
+        if ((rc = exec(s, "PRAGMA cache_size = -65536", "set cache size"))) goto bad;
         if ((rc = exec(s, "PRAGMA synchronous = NORMAL", "set synchronous"))) goto bad;
     }
     if ((rc = exec(s, "PRAGMA foreign_keys = ON", "enable foreign keys"))) goto bad;

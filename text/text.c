@@ -233,7 +233,8 @@ static inline int is_space16(UChar c)
 }
 
 /* Appends s[0..n) to out with white space collapsed and trimmed; appends a
- * '\n' separator first when out is not empty. Records the end offset. */
+ * '\n' separator first when out is not empty. Records the end offset.
+ * Hot: writes through a local pointer, printable ASCII on a fast path. */
 static void emit_sentence(const UChar *s, int32_t n, kbuf *out, uint32_t **ends, size_t *ends_cap,
                           size_t *count)
 {
@@ -242,33 +243,37 @@ static void emit_sentence(const UChar *s, int32_t n, kbuf *out, uint32_t **ends,
     while (n > i && is_space16(s[n - 1])) n--;
     if (i >= n) return;
     size_t mark = out->len;
-    if (*count) kbuf_putc(out, '\n');
-    kbuf_reserve(out, (size_t)(n - i) * 3 + 1);
+    kbuf_reserve(out, (size_t)(n - i) * 3 + 2);
+    char *d = out->data + out->len;
+    if (*count) *d++ = '\n';
     int space = 0;
     for (; i < n; i++) {
         UChar c = s[i];
+        if (c > ' ' && c < 0x7F) {
+            if (space) { *d++ = ' '; space = 0; }
+            *d++ = (char)c;
+            continue;
+        }
         if (is_space16(c)) { space = 1; continue; }
-        if (space) { out->data[out->len++] = ' '; space = 0; }
+        if (space) { *d++ = ' '; space = 0; }
         uint32_t cp = c;
         if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && s[i + 1] >= 0xDC00 && s[i + 1] <= 0xDFFF) {
             cp = 0x10000 + (((uint32_t)c - 0xD800) << 10) + ((uint32_t)s[i + 1] - 0xDC00);
-            i++;
+            i++; /* two units in, four bytes out: within the 3-per-unit budget */
         } else if (c >= 0xD800 && c <= 0xDFFF) {
             cp = 0xFFFD;
         }
-        char *d = out->data + out->len;
-        if (cp < 0x80) { d[0] = (char)cp; out->len += 1; }
-        else if (cp < 0x800) { d[0] = (char)(0xC0 | (cp >> 6)); d[1] = (char)(0x80 | (cp & 0x3F)); out->len += 2; }
+        if (cp < 0x80) *d++ = (char)cp;
+        else if (cp < 0x800) { *d++ = (char)(0xC0 | (cp >> 6)); *d++ = (char)(0x80 | (cp & 0x3F)); }
         else if (cp < 0x10000) {
-            d[0] = (char)(0xE0 | (cp >> 12)); d[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-            d[2] = (char)(0x80 | (cp & 0x3F)); out->len += 3;
+            *d++ = (char)(0xE0 | (cp >> 12)); *d++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+            *d++ = (char)(0x80 | (cp & 0x3F));
         } else {
-            kbuf_reserve(out, (size_t)(n - i) * 3 + 4);
-            d = out->data + out->len;
-            d[0] = (char)(0xF0 | (cp >> 18)); d[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-            d[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); d[3] = (char)(0x80 | (cp & 0x3F)); out->len += 4;
+            *d++ = (char)(0xF0 | (cp >> 18)); *d++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+            *d++ = (char)(0x80 | ((cp >> 6) & 0x3F)); *d++ = (char)(0x80 | (cp & 0x3F));
         }
     }
+    out->len = (size_t)(d - out->data);
     out->data[out->len] = '\0';
     if (out->len > UINT32_MAX) { out->len = mark; out->data[mark] = '\0'; return; }
     if (*count >= *ends_cap) {

@@ -59,8 +59,9 @@ void ktext_seg_free(ktext_seg *g);
  * Writes the sentences to out joined by '\n' (out is cleared first) and their
  * end offsets (exclusive, bytes into out) to *ends (a uint32 array grown
  * with xrealloc, capacity *ends_cap; the caller owns it). Returns the number
- * of sentences, 0 for a text with no visible content. A text longer than
- * UINT32_MAX bytes is refused (returns 0): the ingest limits are far below. */
+ * of sentences, 0 for a text with no visible content. A text of 1 GiB
+ * (INT32_MAX / 2 bytes) or more is refused (returns 0): ICU indexes UTF-16
+ * with int32_t, and the ingest limits (--max-doc-bytes) are far below. */
 size_t ktext_segment(ktext_seg *g, const char *in, size_t n, int lines_are_sentences, kbuf *out,
                      uint32_t **ends, size_t *ends_cap);
 

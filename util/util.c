@@ -55,6 +55,7 @@ void kbuf_reserve(kbuf *b, size_t extra)
     while (cap < need) cap = cap < ((size_t)1 << 40) ? cap * 2 : need;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
+    b->data[b->len] = '\0';
 }
 
 void kbuf_append(kbuf *b, const void *p, size_t n)
