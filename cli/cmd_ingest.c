@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -36,6 +37,9 @@ static const char usage[] =
     "  --all-namespaces    MediaWiki: keep every namespace, not only articles (0)\n"
     "  --keep-redirects    MediaWiki: keep redirect pages\n"
     "text:\n"
+    "  --encoding auto|NAME  input charset: auto = UTF-8, UTF-16 by its BOM, else\n"
+    "                      detected when the text is mostly not UTF-8; NAME forces one\n"
+    "                      (windows-1252, ISO-8859-2, Shift_JIS, GB18030, ...)\n"
     "  --normalize nfkc|nfc|none   Unicode normalization (default nfkc)\n"
     "  --lang LANG         sentence rules and abbreviations (default en)\n"
     "limits (sizes take k, M, G suffixes):\n"
@@ -71,12 +75,13 @@ static void on_progress(const kingest_progress *pr, void *ctx)
 
 int cmd_ingest(int argc, char **argv, const char *db)
 {
-    enum { O_FORMAT = 1, O_SPLIT, O_FIELD, O_NORM, O_LANG, O_THREADS, O_ALLNS, O_REDIR, O_MAXENT,
+    enum { O_FORMAT = 1, O_ENC, O_SPLIT, O_FIELD, O_NORM, O_LANG, O_THREADS, O_ALLNS, O_REDIR, O_MAXENT,
            O_RATIO, O_MAXDOC, O_MAXLINE };
     static const struct option lo[] = {
         CLI_COMMON_LONGOPTS,
         {"format", required_argument, 0, O_FORMAT},
         {"split", required_argument, 0, O_SPLIT},
+        {"encoding", required_argument, 0, O_ENC},
         {"text-field", required_argument, 0, O_FIELD},
         {"normalize", required_argument, 0, O_NORM},
         {"lang", required_argument, 0, O_LANG},
@@ -112,6 +117,16 @@ int cmd_ingest(int argc, char **argv, const char *db)
             else return cli_usage_error("ingest", "--split: expected doc, blank-line or line");
             break;
         case O_FIELD: o.text_field = optarg; break;
+        case O_ENC: {
+            o.encoding = optarg;
+            if (strcasecmp(optarg, "auto")) {
+                char err[256];
+                ktext_conv *cv = ktext_conv_new(optarg, err, sizeof err);
+                if (!cv) return cli_usage_error("ingest", "--encoding: %s", err);
+                ktext_conv_free(cv);
+            }
+            break;
+        }
         case O_NORM:
             if ((o.normalize = ktext_norm_parse(optarg)) < 0)
                 return cli_usage_error("ingest", "--normalize: expected nfkc, nfc or none");

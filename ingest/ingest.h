@@ -30,6 +30,7 @@ typedef struct kingest_opts {
     int format;                /* enum kingest_format */
     int split;                 /* enum kingest_split (plain text only) */
     const char *text_field;    /* JSONL text field, default "text" */
+    const char *encoding;      /* "auto" (UTF-8, UTF-16 by BOM, else detected) or a charset */
     int normalize;             /* enum ktext_norm */
     const char *lang;          /* sentence rules, default "en" */
     int threads;               /* workers, >= 1 */
@@ -44,7 +45,7 @@ typedef struct kingest_opts {
     void *progress_ctx;
 } kingest_opts;
 
-/* Fills defaults: auto format, doc split, "text", NFKC, "en", 2 threads,
+/* Fills defaults: auto format, doc split, "text", "auto", NFKC, "en", all cores,
  * 256 GiB entries, ratio 1000 (checked past 64 MiB), 64 MiB documents and lines. */
 void kingest_opts_default(kingest_opts *o);
 

@@ -70,6 +70,7 @@ void kingest_opts_default(kingest_opts *o)
     o->format = KFMT_AUTO;
     o->split = KSPLIT_DOC;
     o->text_field = "text";
+    o->encoding = "auto";
     o->normalize = KTEXT_NFKC;
     o->lang = "en";
     long n = sysconf(_SC_NPROCESSORS_ONLN);

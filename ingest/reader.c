@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -468,6 +469,7 @@ static const char *format_name(int f)
 
 typedef struct decoder {
     ktext_u16 *u16;     /* non-NULL for UTF-16 input */
+    ktext_conv *conv;   /* non-NULL for a legacy charset */
     kbuf utf8;          /* UTF-16 converted */
     kbuf hold;          /* bytes held back: an incomplete sequence or a final '\r' */
     kbuf clean;
@@ -492,9 +494,10 @@ static size_t holdback(const unsigned char *s, size_t n)
 /* Cleans s[0..n) (with held bytes) into d->clean; returns the clean text. */
 static void decode_feed(decoder *d, const char *s, size_t n, int final)
 {
-    if (d->u16) {
+    if (d->u16 || d->conv) {
         kbuf_clear(&d->utf8);
-        ktext_u16_feed(d->u16, s, n, final, &d->utf8);
+        if (d->u16) ktext_u16_feed(d->u16, s, n, final, &d->utf8);
+        else ktext_conv_feed(d->conv, s, n, final, &d->utf8);
         s = d->utf8.data ? d->utf8.data : "";
         n = d->utf8.len;
     }
@@ -521,9 +524,32 @@ static void decode_feed(decoder *d, const char *s, size_t n, int final)
 static void decoder_free(decoder *d)
 {
     ktext_u16_free(d->u16);
+    ktext_conv_free(d->conv);
     kbuf_free(&d->utf8);
     kbuf_free(&d->hold);
     kbuf_free(&d->clean);
+}
+
+/* The entry's charset (no UTF-16 BOM): --encoding NAME, or in auto mode
+ * UTF-8 unless the first block is mostly invalid UTF-8 (more invalid than
+ * valid multi-byte sequences), then ICU's guess. A UTF-8 text with a few bad
+ * bytes stays UTF-8 (they become U+FFFD). */
+static void choose_charset(reader *r, decoder *d, const char *loc, const char *buf, size_t n)
+{
+    const char *enc = r->o->encoding;
+    char name[64], err[256];
+    if (enc && strcasecmp(enc, "auto") && strcasecmp(enc, "utf-8") && strcasecmp(enc, "utf8")) {
+        d->conv = ktext_conv_new(enc, err, sizeof err);
+        if (!d->conv) kwarn("%s: %s: read as UTF-8", loc, err);
+        return;
+    }
+    if (enc && strcasecmp(enc, "auto")) return;
+    size_t valid, invalid;
+    ktext_utf8_census(buf, n, &valid, &invalid);
+    if (invalid == 0 || invalid <= valid) return;
+    if (!ktext_detect_charset(buf, n, 10, name, sizeof name) || !strcasecmp(name, "UTF-8")) return;
+    d->conv = ktext_conv_new(name, err, sizeof err);
+    if (d->conv) kinfo("%s: not UTF-8, decoded as %s (detected; --encoding overrides)", loc, name);
 }
 
 /* ---- one file --------------------------------------------------------------- */
@@ -600,6 +626,8 @@ static int read_entry(reader *r, struct archive *a, const char *loc, const char 
                 count_skip(r);
                 decoder_free(&d);
                 return 1;
+            } else {
+                choose_charset(r, &d, loc, buf, n);
             }
             int fmt = o->format;
             if (fmt == KFMT_AUTO) {

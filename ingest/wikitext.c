@@ -14,11 +14,16 @@
  *     and the item becomes a block; "{|" (possibly after ':' indents) starts a
  *     table, dropped up to its matching line-start "|}" (a heading line or the
  *     end closes it too); "----" is dropped; a leading space starts a
- *     preformatted block (kept as trimmed text).
+ *     preformatted block (kept as trimmed text). A heading left with no text
+ *     before the next heading of its level or higher (a section of tables) is
+ *     taken back out.
  *  3. "{{" / "{{{": template / parameter / parser function, dropped with
  *     MediaWiki's brace-run matching (stack capped, deeper levels counted).
  *     Unclosed: dropped to the next blank line while the budget for failed
- *     scans lasts, then to the end.
+ *     scans lasts, then to the end. Exception: a short list of templates
+ *     whose text readers see inline (ndash, lang, nihongo, nowrap, convert,
+ *     quote, ...) yields that text; their shown parameter is parsed in place
+ *     (a frame stack of WT_FRAMES says where it stops), not recursively.
  *  4. "[[": internal link. File/Image/Media/Category/interlanguage links are
  *     dropped with the nested [[..]] of their captions (an unclosed one drops
  *     the rest of its paragraph). Otherwise the target or the label is kept,
@@ -38,7 +43,12 @@
  *     trims lines, drops empty lines, writes the "\n" / "\n\n" separators
  *     lazily (so there are never leading or trailing blank lines) and, right
  *     after a removed construct, drops a space before ",.;:)!?", a ","/";"
- *     right after "(" and "()" pairs. */
+ *     right after "(" or another ","/";", a ", " before ")", "()" pairs and
+ *     a lone "," ";" "." ":" opening a line.
+ *
+ * All state lives in one struct on the caller's stack (thread-safe); output
+ * goes only to `out`, which the emitter also rewinds to take back a dropped
+ * heading or an emptied "(". */
 #include "ingest/wikitext.h"
 
 #include <stdint.h>
@@ -345,7 +355,7 @@ static const char *const DROPPED_SECTIONS[] = {
 static const char *const DROPPED_NS[] = {"file", "image", "media", "category"};
 
 /* Interwiki prefixes of 2-3 letters that are not language codes. */
-static const char *const NOT_LANG[] = {"mw", "wp", "voy", "wmf", "doi", "irc", "cat"};
+static const char *const NOT_LANG[] = {"mw", "wp", "voy", "wmf", "doi", "irc"};
 
 /* URL schemes that make "[scheme..." an external link. */
 static const char *const SCHEMES[] = {

@@ -14,9 +14,11 @@
  * are separated by a blank line ("\n\n"); inside a paragraph, single newlines of
  * the source are kept as "\n" (the caller joins them). No leading/trailing blank lines.
  *
- * Templates, tables, references, comments, files/images, categories and
- * interlanguage links are dropped, as are the sections "References",
- * "External links", "See also", "Further reading", "Notes" and a few synonyms.
+ * Templates (except a few that only carry inline text: dashes, lang,
+ * nihongo, nowrap, convert, quote, ...), tables, references, comments,
+ * files/images, categories and interlanguage links are dropped, as are the
+ * sections "References", "External links", "See also", "Further reading",
+ * "Notes" (and a few synonyms) and headings left with no text under them.
  * A page starting with "#REDIRECT" yields no text. Thread-safe: no global
  * mutable state. */
 void wikitext_to_text(const char *src, size_t len, kbuf *out);

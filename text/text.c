@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unicode/ubrk.h>
+#include <unicode/ucnv.h>
+#include <unicode/ucsdet.h>
 #include <unicode/uchar.h>
 #include <unicode/unorm2.h>
 #include <unicode/ustring.h>
@@ -166,6 +168,96 @@ void ktext_u16_feed(ktext_u16 *u, const char *in, size_t n, int final, kbuf *out
 }
 
 void ktext_u16_free(ktext_u16 *u) { free(u); }
+
+/* ---- legacy charsets -------------------------------------------------------- */
+
+void ktext_utf8_census(const char *s, size_t n, size_t *valid_multibyte, size_t *invalid)
+{
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
+    size_t ok = 0, badn = 0;
+    while (p < e) {
+        if (*p < 0x80) { p++; continue; }
+        uint32_t cp;
+        int bad;
+        size_t len = decode_utf8(p, e, &cp, &bad);
+        if (bad && p + len >= e && *p >= 0xC2 && *p <= 0xF4) break; /* cut off at the end */
+        if (bad) badn++;
+        else ok++;
+        p += len;
+    }
+    *valid_multibyte = ok;
+    *invalid = badn;
+}
+
+int ktext_detect_charset(const char *s, size_t n, int min_confidence, char *name, size_t len)
+{
+    UErrorCode st = U_ZERO_ERROR;
+    UCharsetDetector *d = ucsdet_open(&st);
+    if (U_FAILURE(st)) return 0;
+    int found = 0;
+    ucsdet_setText(d, s, n > INT32_MAX ? INT32_MAX : (int32_t)n, &st);
+    const UCharsetMatch *m = ucsdet_detect(d, &st);
+    if (U_SUCCESS(st) && m) {
+        int32_t conf = ucsdet_getConfidence(m, &st);
+        const char *nm = ucsdet_getName(m, &st);
+        if (U_SUCCESS(st) && nm && conf >= min_confidence) {
+            snprintf(name, len, "%s", nm);
+            found = 1;
+        }
+    }
+    ucsdet_close(d);
+    return found;
+}
+
+struct ktext_conv {
+    UConverter *cnv;
+    UChar u16[16384];
+};
+
+ktext_conv *ktext_conv_new(const char *charset, char *err, size_t errlen)
+{
+    UErrorCode st = U_ZERO_ERROR;
+    UConverter *cnv = ucnv_open(charset, &st);
+    if (U_FAILURE(st) || st == U_AMBIGUOUS_ALIAS_WARNING) {
+        if (U_FAILURE(st)) {
+            snprintf(err, errlen, "unknown character encoding '%s' (%s)", charset, u_errorName(st));
+            return NULL;
+        }
+    }
+    ktext_conv *c = xcalloc(1, sizeof *c);
+    c->cnv = cnv;
+    return c;
+}
+
+void ktext_conv_feed(ktext_conv *c, const char *in, size_t n, int final, kbuf *out)
+{
+    const char *src = in, *end = in + n;
+    for (;;) {
+        UErrorCode st = U_ZERO_ERROR;
+        UChar *t = c->u16;
+        ucnv_toUnicode(c->cnv, &t, c->u16 + sizeof c->u16 / sizeof *c->u16, &src, end, NULL,
+                       final, &st);
+        int32_t nu = (int32_t)(t - c->u16);
+        if (nu > 0) {
+            /* UTF-16 -> UTF-8: at most 3 bytes per unit */
+            kbuf_reserve(out, (size_t)nu * 3);
+            int32_t w = 0;
+            UErrorCode s2 = U_ZERO_ERROR;
+            u_strToUTF8WithSub(out->data + out->len, (int32_t)(out->cap - out->len - 1), &w,
+                               c->u16, nu, 0xFFFD, NULL, &s2);
+            if (U_SUCCESS(s2)) out->len += (size_t)w;
+            out->data[out->len] = '\0';
+        }
+        if (st != U_BUFFER_OVERFLOW_ERROR) break;
+    }
+}
+
+void ktext_conv_free(ktext_conv *c)
+{
+    if (!c) return;
+    ucnv_close(c->cnv);
+    free(c);
+}
 
 /* ---- normalization and segmentation --------------------------------------- */
 

@@ -36,6 +36,23 @@ ktext_u16 *ktext_u16_new(int bom);
 void ktext_u16_feed(ktext_u16 *u, const char *in, size_t n, int final, kbuf *out);
 void ktext_u16_free(ktext_u16 *u);
 
+/* Counts in s[0..n) the well-formed multi-byte UTF-8 sequences and the
+ * invalid ones (a sequence cut off by the end of the buffer is not counted). */
+void ktext_utf8_census(const char *s, size_t n, size_t *valid_multibyte, size_t *invalid);
+
+/* Guesses the charset of s[0..n) with ICU's detector; returns its canonical
+ * name (e.g. "windows-1252", "Shift_JIS", "GB18030") into name (len bytes),
+ * or 0 if nothing fits with confidence >= min_confidence (0-100). */
+int ktext_detect_charset(const char *s, size_t n, int min_confidence, char *name, size_t len);
+
+/* Streaming legacy charset -> UTF-8 converter (ICU ucnv): any split of the
+ * input, unmappable bytes become U+FFFD. NULL with err if the charset is
+ * unknown. Free with ktext_conv_free. */
+typedef struct ktext_conv ktext_conv;
+ktext_conv *ktext_conv_new(const char *charset, char *err, size_t errlen);
+void ktext_conv_feed(ktext_conv *c, const char *in, size_t n, int final, kbuf *out);
+void ktext_conv_free(ktext_conv *c);
+
 enum ktext_norm { KTEXT_NFKC = 0, KTEXT_NFC = 1, KTEXT_NONE = 2 };
 /* Parses "nfkc" | "nfc" | "none"; returns -1 for anything else. */
 int ktext_norm_parse(const char *s);

@@ -101,13 +101,37 @@ check "compressed file titled without suffix" grep -q '"title": "z"' all.jsonl
 # --- encodings
 $PY -c 'open("u16le.txt","wb").write("\ufeffUTF-16 café naïve. 😀 Zweiter Satz.\n".encode("utf-16-le"))'
 $PY -c 'open("u16be.txt","wb").write("\ufeffBig endian text here.\n".encode("utf-16-be"))'
-printf 'Bad \xff\xfe bytes and \xc3 here. Control\x01 char.\n' > badutf8.txt
+printf 'Bad \xff\xfe bytes and \xc3 here. Café naïve déjà Ü vu. Control\x01 char.\n' > badutf8.txt
+printf 'Only \xff\xfe bad \xc3 bytes.\n' > forced.txt
 expect_exit 0 "UTF-16 LE/BE and invalid UTF-8" "$KILN" ingest --json u16le.txt u16be.txt badutf8.txt
 check "invalid UTF-8 counted" [ "$(json invalid_utf8)" = 3 ]
+expect_exit 0 "--encoding utf-8 forces UTF-8" "$KILN" ingest --json --encoding utf-8 forced.txt
+check "forced UTF-8: invalid counted" [ "$(json invalid_utf8)" = 3 ]
 "$KILN" docs dump --jsonl > enc.jsonl
 check "UTF-16 LE decoded" grep -q 'UTF-16 café naïve.' enc.jsonl
 check "UTF-16 BE decoded" grep -q 'Big endian text here.' enc.jsonl
-check "invalid bytes became U+FFFD, control dropped" grep -q 'Bad �� bytes and � here.", "Control char.' enc.jsonl
+check "invalid bytes became U+FFFD, control dropped" grep -q 'Bad �� bytes and � here.", "Café naïve déjà Ü vu.", "Control char.' enc.jsonl
+check "forced UTF-8 file" grep -q 'Only �� bad � bytes.' enc.jsonl
+
+# --- legacy encodings: detected when the text is mostly not UTF-8, or forced
+$PY - <<'PY'
+open("l1.txt","wb").write("Café crème brûlée. Ça va très bien, naïve façade. Über große Straße.\n".encode("latin-1"))
+open("sjis.txt","wb").write("日本語のテキストです。これは二番目の文です。東京は日本の首都です。\n".encode("shift_jis"))
+open("gb.txt","wb").write("这是一个中文文本。北京是中国的首都。我们喜欢学习语言。\n".encode("gb18030"))
+open("cyr.txt","wb").write("Это русский текст. Москва является столицей России. Мы любим читать книги.\n".encode("cp1251"))
+open("l2.txt","wb").write("Zażółć gęślą jaźń, to jest polski tekst.\n".encode("iso-8859-2"))
+PY
+expect_exit 0 "Latin-1, Shift_JIS, GB18030, windows-1251" "$KILN" ingest --json l1.txt sjis.txt gb.txt cyr.txt
+check "legacy files: 12 sentences" [ "$(json sentences)" = 12 ]
+grep_err "sjis.txt: not UTF-8, decoded as Shift_JIS" "detected charset reported"
+expect_exit 0 "--encoding ISO-8859-2" "$KILN" ingest --encoding ISO-8859-2 l2.txt
+expect_exit 64 "--encoding unknown" "$KILN" ingest --encoding no-such-charset l2.txt
+"$KILN" docs dump > legacy.txt
+check "Latin-1 decoded" grep -q "^Café crème brûlée.$" legacy.txt
+check "Shift_JIS decoded" grep -q "^東京は日本の首都です。$" legacy.txt
+check "GB18030 decoded" grep -q "^北京是中国的首都。$" legacy.txt
+check "windows-1251 decoded" grep -q "^Москва является столицей России.$" legacy.txt
+check "ISO-8859-2 forced" grep -q "^Zażółć gęślą jaźń, to jest polski tekst.$" legacy.txt
 
 # --- split modes
 printf 'Sentence one of doc one.\nSentence two of doc one.\n\nDoc two only line.\n\n\n' > bl.txt

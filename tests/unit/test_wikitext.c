@@ -185,18 +185,30 @@ static void test_entities(void **state)
     check("&eacute;t&eacute; &#x1F600;", "\xC3\xA9t\xC3\xA9 \xF0\x9F\x98\x80");
 }
 
-static void test_tags(void **state)
+static void test_nowiki_and_pre(void **state)
 {
     (void)state;
     check("<nowiki>[[not a link]] {{nor}} ''this'' &amp;</nowiki> x",
           "[[not a link]] {{nor}} ''this'' & x");
+    check("a<nowiki/>b <nowiki>&lt;ref&gt;</nowiki>", "ab <ref>");
+    check("Text\n<pre>\n  code {{x}}\n</pre>\nafter", "Text\n\ncode {{x}}\n\nafter");
+}
+
+static void test_br(void **state)
+{
+    (void)state;
     check("line1<br>line2<br/>line3<br />line4</br>", "line1\nline2\nline3\nline4");
+    check("<br><br>text<BR clear=\"all\"><br>", "text");
+}
+
+static void test_tags(void **state)
+{
+    (void)state;
     check("<small>s</small> <span class=\"x\">t</span> x<sup>2</sup> <b>b</b><code>c</code>",
           "s t x2 bc");
     check("a <math>x^2 + {{y}}</math> b <gallery>\nFile:x.jpg|cap\n</gallery> c <chem>H2O</chem>",
           "a b c");
     check("a <foo bar=\"1\">b</foo> c < d and e > f, if x<y and y>z", "a b c < d and e > f, if x<y and y>z");
-    check("Text\n<pre>\n  code {{x}}\n</pre>\nafter", "Text\n\ncode {{x}}\n\nafter");
     check("<blockquote>Quoted.</blockquote>Then.", "Quoted.\n\nThen.");
 }
 
@@ -335,6 +347,13 @@ static void test_deep_nesting(void **state)
     in = repeat3("{|\n", DEEP, "x\n", "|}\n", &len);
     check_hostile(in, len, 0);
     free(in);
+}
+
+static void test_deep_unterminated_tags(void **state)
+{
+    size_t len;
+    char *in;
+    (void)state;
     in = repeat3("<ref>", DEEP, "x", "", &len);
     check_hostile(in, len, 16);
     free(in);
@@ -465,6 +484,8 @@ int main(void)
         cmocka_unit_test(test_comments),
         cmocka_unit_test(test_bold_italic),
         cmocka_unit_test(test_entities),
+        cmocka_unit_test(test_nowiki_and_pre),
+        cmocka_unit_test(test_br),
         cmocka_unit_test(test_tags),
         cmocka_unit_test(test_magic_words_and_rules),
         cmocka_unit_test(test_headings),
@@ -475,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_empty_and_nul),
         cmocka_unit_test(test_unterminated),
         cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_deep_unterminated_tags),
         cmocka_unit_test(test_random_soup),
         cmocka_unit_test(test_realistic_article),
     };
