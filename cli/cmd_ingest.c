@@ -17,7 +17,7 @@ static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig)
 {
     if (stop_flag) _exit(128 + sig); /* a second signal: leave at once */
-    stop_flag = 1;
+    stop_flag = sig;
 }
 
 static const char usage[] =
@@ -53,7 +53,8 @@ static const char usage[] =
     "  --db PATH, -q, -v, -h\n"
     "\n"
     "exit: 0 all ingested; 65 a file was partial (truncated, corrupt) or records were\n"
-    "malformed (all else is kept); 66 a path was missing or unreadable; 70 interrupted.\n";
+    "malformed (all else is kept); 66 a path was missing or unreadable; 130/143\n"
+    "interrupted by SIGINT/SIGTERM (a second signal exits at once).\n";
 
 typedef struct prog_ctx { cli_progress p; } prog_ctx;
 
@@ -174,7 +175,10 @@ int cmd_ingest(int argc, char **argv, const char *db)
     kingest_summary s;
     int rc = kingest_run(dbp, (const char *const *)argv + optind, argc - optind, &o, &s);
     cli_progress_done(&pc.p);
-    if (s.interrupted) { kwarn("interrupted: run the same command again to complete it"); rc = EX_SOFTWARE; }
+    if (s.interrupted) {
+        kwarn("interrupted: what was read is stored; run the same command again to complete it");
+        rc = 128 + (int)stop_flag;
+    }
     double mbps = s.seconds > 0 ? (double)s.bytes_in / 1e6 / s.seconds : 0;
     if (c.json) {
         printf("{\"files\": %llu, \"already\": %llu, \"missing\": %llu, \"partial\": %llu, "

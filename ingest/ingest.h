@@ -73,7 +73,7 @@ typedef struct kingest_summary {
  * or the sysexits code of the worst problem: EX_NOINPUT if a path was
  * missing or unreadable, EX_DATAERR if a file was partial or records were
  * malformed, EX_IOERR/EX_CANTCREAT/EX_TEMPFAIL for store failures (message
- * logged), EX_SOFTWARE after an interruption (sum->interrupted = 1).
+ * logged); after an interruption (*opts.stop set) sum->interrupted = 1.
  * Problems with single files and records are logged as warnings naming the
  * file, entry and line or offset; the other files go on. */
 int kingest_run(const char *db_path, const char *const *paths, int npaths, const kingest_opts *o,
