@@ -29,6 +29,7 @@ demo: build
 
 bench: build
 	@bench/ingest/run $(BUILD)/kiln
+	@bench/tokenize/run $(BUILD)/kiln
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

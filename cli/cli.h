@@ -51,5 +51,9 @@ int cmd_stats(int argc, char **argv, const char *db);
 int cmd_sources(int argc, char **argv, const char *db);
 int cmd_docs(int argc, char **argv, const char *db);
 int cmd_ingest(int argc, char **argv, const char *db);
+int cmd_vocab(int argc, char **argv, const char *db);
+int cmd_tokenize(int argc, char **argv, const char *db);
+int cmd_encode(int argc, char **argv, const char *db);
+int cmd_decode(int argc, char **argv, const char *db);
 
 #endif

@@ -15,6 +15,10 @@ static const struct {
     {"stats", cmd_stats, "corpus totals: sources, documents, sentences, bytes"},
     {"sources", cmd_sources, "the ingested files with their status"},
     {"docs", cmd_docs, "documents: kiln docs dump"},
+    {"vocab", cmd_vocab, "WordPiece vocabularies: import, export, list, use, train"},
+    {"tokenize", cmd_tokenize, "the stored documents into token ids"},
+    {"encode", cmd_encode, "text to token ids or pieces, as BERT's tokenizer"},
+    {"decode", cmd_decode, "token ids back to text"},
 };
 
 static void usage(FILE *f)

@@ -79,4 +79,60 @@ typedef struct kingest_summary {
 int kingest_run(const char *db_path, const char *const *paths, int npaths, const kingest_opts *o,
                 kingest_summary *sum);
 
+/* ---- tokenizing the corpus (tokenize.c) ----------------------------------------- */
+
+typedef struct ktokenize_progress { uint64_t done, total; double seconds; } ktokenize_progress;
+
+typedef struct ktokenize_opts {
+    const char *vocab;           /* vocabulary name; NULL = the active one */
+    int threads;                 /* >= 1 */
+    size_t batch_docs;           /* documents per transaction (default 512) */
+    volatile sig_atomic_t *stop; /* set to stop after the current batch */
+    void (*progress)(const ktokenize_progress *, void *);
+    void *progress_ctx;
+} ktokenize_opts;
+
+typedef struct ktokenize_summary {
+    char vocab[128];
+    int64_t vocab_id;
+    uint64_t documents, sentences, tokens, unk; /* this run */
+    int64_t total_documents, total_tokens;      /* under the vocabulary, after the run */
+    double seconds;
+    int interrupted;
+} ktokenize_summary;
+
+/* Tokenizes every document that has no tokens under the vocabulary yet, in
+ * id order, one transaction per batch (a kill loses at most the open batch;
+ * the next run goes on from there). Returns 0 or EX_* (message logged). */
+int ktokenize_run(const char *db_path, const ktokenize_opts *o, ktokenize_summary *sum);
+
+/* ---- training a vocabulary (vocab.c) ----------------------------------------------- */
+
+typedef struct kvocab_train_opts {
+    size_t size;                 /* vocabulary size, specials included */
+    int cased;
+    uint64_t min_frequency;      /* default 2 */
+    size_t limit_alphabet;       /* 0 = every character */
+    size_t max_words;            /* distinct words counted at most (memory bound) */
+    const char *name;            /* NULL: "trained-SIZE" (or with -cased) */
+    int threads;
+    volatile sig_atomic_t *stop;
+    void (*progress)(const char *phase, uint64_t done, uint64_t total, void *ctx);
+    void *progress_ctx;
+} kvocab_train_opts;
+
+typedef struct kvocab_train_summary {
+    char name[128];
+    int64_t vocab_id;
+    size_t size;
+    uint64_t documents, distinct_words, pruned;
+    double seconds, count_seconds, merge_seconds;
+    int interrupted;
+} kvocab_train_summary;
+
+/* Counts the words of every stored document (BERT's basic tokenizer), trains
+ * a WordPiece vocabulary and stores it (active if none is). Deterministic for
+ * the same corpus and options, whatever the thread count. */
+int kvocab_train_run(const char *db_path, const kvocab_train_opts *o, kvocab_train_summary *sum);
+
 #endif

@@ -13,10 +13,11 @@
  *   plain   = any byte but '"', '\' and 0x00-0x1F (>= 0x80 passed through)
  *   escape  = '\' ( '"' / '\' / '/' / 'b' / 'f' / 'n' / 'r' / 't' / 'u' 4HEXDIG )
  *
- * The scanner is one loop over three states joined by gotos, with an explicit
+ * The scanner is a state machine (labels joined by gotos) with an explicit
  * stack of open containers (one byte each, at most KJ_MAX_DEPTH), so hostile
  * nesting costs no recursion:
- *   member      at a key of the innermost (object) container
+ *   open_object at '{': push, then '}' (empty) or member
+ *   member      at a key of the innermost (object) container, then ':' value
  *   value       at any value; '{' / '[' push and go to member / value
  *   value_done  after a value: ',' goes on, '}' / ']' pops, depth 0 ends
  * Only members of the depth-1 object are matched against the wanted fields.
@@ -196,6 +197,20 @@ static const char *decode_escape(const char *p, const char *end, char out[4], in
     return p;
 }
 
+/* Appends p[0..n) to b (kbuf_append, inlined for the many short runs around
+ * escapes). A short run is copied as a fixed 16 bytes when the line has them
+ * (end - p >= 16): one unaligned load/store instead of a memcpy call; the
+ * bytes past n land in b's spare room and are overwritten later. */
+static inline void put(kbuf *b, const char *p, size_t n, const char *end)
+{
+    if (b->cap - b->len <= n + 16) kbuf_reserve(b, n + 16);
+    char *d = b->data + b->len;
+    if (n <= 16 && end - p >= 16) memcpy(d, p, 16);
+    else memcpy(d, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
 /* ---- strings ----------------------------------------------------------------
  * Scans the string whose opening quote is at open. Decodes it into out (if
  * not NULL; appended, the caller clears) and sets *escaped if it had escapes.
@@ -210,17 +225,17 @@ static const char *scan_string(const scan *sc, const char *open, kbuf *out, int 
         if (p == end) return fail(sc, open, "unterminated string");
         char c = *p;
         if (c == '"') {
-            if (out) kbuf_append(out, run, (size_t)(p - run));
+            if (out) put(out, run, (size_t)(p - run), end);
             return p + 1;
         }
         if (c == '\\') {
             if (end - p < 2) return fail(sc, open, "unterminated string");
-            if (out) kbuf_append(out, run, (size_t)(p - run));
+            if (out) put(out, run, (size_t)(p - run), end);
             char u[4];
             int ul;
             const char *q = decode_escape(p, end, u, &ul);
             if (!q) return fail(sc, p, ul ? "invalid \\u escape (expected 4 hex digits)" : "invalid escape");
-            if (out) kbuf_append(out, u, (size_t)ul);
+            if (out) put(out, u, (size_t)ul, u + 4);
             *escaped = 1;
             p = run = q;
             continue;
@@ -263,15 +278,25 @@ static int find_field(const kjson_field *f, int nf, const char *k, size_t kn, in
     return -1;
 }
 
-/* Gives the later fields with the same key as f[i] the same result. */
-static void copy_to_duplicates(kjson_field *f, int nf, int i)
+/* The buffer that receives the value of field i: its own, or if NULL that of
+ * a later field with the same key (NULL if none has one). */
+static kbuf *target(const kjson_field *f, int nf, int i)
+{
+    for (int j = i; j < nf; j++)
+        if (f[j].value && (j == i || (f[j].key && strcmp(f[j].key, f[i].key) == 0))) return f[j].value;
+    return NULL;
+}
+
+/* Gives the later fields with the same key as f[i] the same type, and a copy
+ * of src (the value, if STRING or INTEGER). */
+static void copy_to_duplicates(kjson_field *f, int nf, int i, const kbuf *src)
 {
     for (int j = i + 1; j < nf; j++) {
         if (!f[j].key || strcmp(f[j].key, f[i].key) != 0) continue;
         f[j].type = f[i].type;
-        if ((f[i].type == KJ_STRING || f[i].type == KJ_INTEGER) && f[j].value && f[j].value != f[i].value) {
+        if ((f[i].type == KJ_STRING || f[i].type == KJ_INTEGER) && f[j].value && f[j].value != src) {
             kbuf_clear(f[j].value);
-            kbuf_append(f[j].value, f[i].value ? f[i].value->data : "", f[i].value ? f[i].value->len : 0);
+            kbuf_append(f[j].value, src->data, src->len);
         }
     }
 }
@@ -375,10 +400,12 @@ value: /* p at a value */
     switch (*p) {
     case '"':
         if (want >= 0) {
-            kbuf *v = fields[want].value;
+            kbuf *v = target(fields, nfields, want);
             if (v) kbuf_clear(v);
             if (!(p = scan_string(sc, p, v, &escaped))) return -1;
             fields[want].type = KJ_STRING;
+            copy_to_duplicates(fields, nfields, want, v);
+            want = -1;
         } else if (!(p = scan_string(sc, p, NULL, &escaped))) {
             return -1;
         }
@@ -386,7 +413,7 @@ value: /* p at a value */
     case '{': case '[':
         if (want >= 0) {
             fields[want].type = KJ_OTHER;
-            copy_to_duplicates(fields, nfields, want);
+            copy_to_duplicates(fields, nfields, want, NULL);
             want = -1;
         }
         if (*p == '{') goto open_object;
@@ -404,23 +431,25 @@ value: /* p at a value */
         const char *num = p;
         if (!(p = scan_number(sc, p, &is_int))) return -1;
         if (want >= 0) {
-            kbuf *v = fields[want].value;
+            kbuf *v = is_int ? target(fields, nfields, want) : NULL;
             fields[want].type = is_int ? KJ_INTEGER : KJ_OTHER;
-            if (is_int && v) {
+            if (v) {
                 kbuf_clear(v);
                 kbuf_append(v, num, (size_t)(p - num));
             }
+            copy_to_duplicates(fields, nfields, want, v);
+            want = -1;
         }
         break;
     }
     default:
         if (!(p = scan_literal(sc, p))) return -1;
-        if (want >= 0) fields[want].type = KJ_OTHER;
+        if (want >= 0) {
+            fields[want].type = KJ_OTHER;
+            copy_to_duplicates(fields, nfields, want, NULL);
+            want = -1;
+        }
         break;
-    }
-    if (want >= 0) {
-        copy_to_duplicates(fields, nfields, want);
-        want = -1;
     }
 
 value_done: /* a value (or a whole container) ended just before p */
@@ -455,15 +484,12 @@ value_done: /* a value (or a whole container) ended just before p */
 int kjson_extract(const char *s, size_t n, kjson_field *fields, int nfields,
                   char *err, size_t errlen, int *col)
 {
+    if (!s) s = "", n = 0; /* a NULL line is taken as an empty one */
     scan sc = {s, s + n, err, errlen, col};
     if (err && errlen) err[0] = '\0';
     if (col) *col = 0;
     if (nfields < 0 || !fields) nfields = 0;
     for (int i = 0; i < nfields; i++) fields[i].type = KJ_MISSING;
-    if (!s) {
-        /* a NULL line is only meaningful when empty */
-        sc.s = sc.end = "";
-    }
     if (extract(&sc, fields, nfields) == 0) return 0;
     for (int i = 0; i < nfields; i++) fields[i].type = KJ_MISSING;
     return -1;

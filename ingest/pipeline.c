@@ -12,13 +12,14 @@
  *  4. The store handle is used under store_mu only (reader registers sources,
  *     writer stores batches). */
 #define _POSIX_C_SOURCE 200809L
-#include <jansson.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "ingest/internal.h"
+#include "ingest/jsonl.h"
 #include "ingest/wikitext.h"
 
 struct pipeline {
@@ -162,7 +163,7 @@ int pl_register_source(pipeline *p, const char *path, const uint8_t hash[KHASH_L
 typedef struct worker {
     pipeline *p;
     ktext_seg *seg;
-    kbuf wiki, clean, json;
+    kbuf wiki, clean, json, jid, jtitle, jurl;
     double t_wikitext, t_clean, t_segment;
 } worker;
 
@@ -180,43 +181,28 @@ static void doc_error(batch *b, rawdoc *d, const char *fmt, ...)
     if (b->errors++ == 0) b->first_error = xstrdup(msg);
 }
 
-/* Parses a JSONL line: the text field into w->json, id/title/url into the
- * arena. Returns 0, or -1 for a malformed line (reported). */
+/* Parses a JSONL line (ingest/jsonl.c: validating, no tree): the text field
+ * into w->json, id/title/url into the arena. Returns 0, or -1 for a
+ * malformed line (reported). */
 static int parse_json(worker *w, batch *b, rawdoc *d)
 {
-    const char *field = w->p->o->text_field;
-    json_error_t je;
-    json_t *j = json_loadb(b->arena.data + d->text, d->text_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-    if (!j) {
-        doc_error(b, d, "malformed JSON (column %d): %s: skipped", je.column, je.text);
+    kjson_field f[4] = {{w->p->o->text_field, 0, &w->json},
+                        {"id", 0, &w->jid},
+                        {"title", 0, &w->jtitle},
+                        {"url", 0, &w->jurl}};
+    char err[256];
+    int col = 0;
+    if (kjson_extract(b->arena.data + d->text, d->text_len, f, 4, err, sizeof err, &col)) {
+        doc_error(b, d, "malformed JSON (column %d): %s: skipped", col, err);
         return -1;
     }
-    if (!json_is_object(j)) {
-        doc_error(b, d, "a JSON line must be an object: skipped");
-        json_decref(j);
+    if (f[0].type != KJ_STRING) {
+        doc_error(b, d, "no string field \"%s\": skipped", w->p->o->text_field);
         return -1;
     }
-    json_t *t = json_object_get(j, field);
-    if (!json_is_string(t)) {
-        doc_error(b, d, "no string field \"%s\": skipped", field);
-        json_decref(j);
-        return -1;
-    }
-    kbuf_clear(&w->json);
-    kbuf_append(&w->json, json_string_value(t), json_string_length(t));
-    char idb[32];
-    const char *id = NULL;
-    json_t *jid = json_object_get(j, "id");
-    if (json_is_string(jid)) id = json_string_value(jid);
-    else if (json_is_integer(jid)) {
-        snprintf(idb, sizeof idb, "%lld", (long long)json_integer_value(jid));
-        id = idb;
-    }
-    json_t *jt = json_object_get(j, "title"), *ju = json_object_get(j, "url");
-    d->ext_id = arena_str(b, id);
-    d->title = arena_str(b, json_is_string(jt) ? json_string_value(jt) : NULL);
-    d->url = arena_str(b, json_is_string(ju) ? json_string_value(ju) : NULL);
-    json_decref(j);
+    d->ext_id = arena_str(b, f[1].type == KJ_STRING || f[1].type == KJ_INTEGER ? w->jid.data : NULL);
+    d->title = arena_str(b, f[2].type == KJ_STRING ? w->jtitle.data : NULL);
+    d->url = arena_str(b, f[3].type == KJ_STRING ? w->jurl.data : NULL);
     return 0;
 }
 
@@ -464,6 +450,9 @@ int kingest_run(const char *db_path, const char *const *paths, int npaths, const
         kbuf_free(&workers[i].wiki);
         kbuf_free(&workers[i].clean);
         kbuf_free(&workers[i].json);
+        kbuf_free(&workers[i].jid);
+        kbuf_free(&workers[i].jtitle);
+        kbuf_free(&workers[i].jurl);
     }
     free(workers);
     free(tids);

@@ -3,27 +3,32 @@
 -- migrations may add columns (never drop data).
 
 -- WordPiece vocabularies; pieces are stored in id order as vocab.txt text.
+-- At most one row has active = 1 (the vocabulary commands use by default).
 CREATE TABLE vocabularies (
-    id          INTEGER PRIMARY KEY,
-    name        TEXT    NOT NULL UNIQUE,
-    cased       INTEGER NOT NULL CHECK (cased IN (0, 1)),
-    size        INTEGER NOT NULL,
-    pieces      TEXT    NOT NULL,                -- vocab.txt contents, one piece a line
-    active      INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
-    created_at  INTEGER NOT NULL
+    id             INTEGER PRIMARY KEY,
+    name           TEXT    NOT NULL UNIQUE,
+    cased          INTEGER NOT NULL CHECK (cased IN (0, 1)),
+    size           INTEGER NOT NULL,
+    pieces         TEXT    NOT NULL,             -- vocab.txt contents, one piece a line
+    content_hash   BLOB    NOT NULL,             -- XXH3-128 of pieces
+    max_word_chars INTEGER NOT NULL DEFAULT 100, -- longer words become [UNK]
+    origin         TEXT    NOT NULL,             -- 'import:PATH' or 'train:{json config}'
+    active         INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+    created_at     INTEGER NOT NULL
 ) STRICT;
+CREATE UNIQUE INDEX vocabularies_one_active ON vocabularies(active) WHERE active = 1;
 
--- Token ids of one document under one vocabulary, packed (layout versioned
--- in docs/store.md, in the spirit of Megatron's .bin/.idx).
+-- Token ids of one document under one vocabulary (layouts in docs/store.md,
+-- in the spirit of Megatron's .bin/.idx: random access by document).
 CREATE TABLE doc_tokens (
     doc_id      INTEGER NOT NULL REFERENCES documents(id),
     vocab_id    INTEGER NOT NULL REFERENCES vocabularies(id),
-    layout      INTEGER NOT NULL,                -- blob layout version
+    layout      INTEGER NOT NULL,                -- 1: uint16 ids, 2: uint32 ids
     n_tokens    INTEGER NOT NULL,
-    tokens      BLOB    NOT NULL,
-    sent_ends   BLOB    NOT NULL,                -- token offsets of sentence ends
-    word_starts BLOB,                            -- for whole-word masking
-    PRIMARY KEY (doc_id, vocab_id)
+    tokens      BLOB    NOT NULL,                -- (n_tokens) ids, little-endian
+    sent_ends   BLOB    NOT NULL,                -- (n_sentences) uint32 LE token offsets
+    word_starts BLOB    NOT NULL,                -- ceil(n_tokens / 8) bytes, bit i (LSB first) = token i starts a word
+    PRIMARY KEY (vocab_id, doc_id)
 ) STRICT, WITHOUT ROWID;
 
 -- Knowledge graph.

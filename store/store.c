@@ -38,6 +38,18 @@ enum {
     ST_DOCS_ALL,
     ST_DOCS_OF,
     ST_TOTALS,
+    ST_VOCAB_INSERT,
+    ST_VOCAB_BY_NAME,
+    ST_VOCAB_ACTIVE,
+    ST_VOCAB_BY_HASH,
+    ST_VOCAB_NAME_EXISTS,
+    ST_VOCAB_CLEAR_ACTIVE,
+    ST_VOCAB_SET_ACTIVE,
+    ST_VOCAB_ALL,
+    ST_TOKENS_PUT,
+    ST_DOCS_UNTOKENIZED,
+    ST_TOKENS_COUNT,
+    ST_TOKENS_ALL,
     ST_COUNT
 };
 
@@ -73,6 +85,36 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TOTALS] =
         "SELECT count(*), coalesce(sum(documents), 0), coalesce(sum(sentences), 0), "
         "coalesce(sum(text_bytes), 0) FROM sources",
+    [ST_VOCAB_INSERT] =
+        "INSERT INTO vocabularies(name, cased, size, pieces, content_hash, max_word_chars, origin, "
+        "active, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+#define VOCAB_COLS "id, name, cased, size, pieces, content_hash, max_word_chars, origin, active, created_at"
+    [ST_VOCAB_BY_NAME] = "SELECT " VOCAB_COLS " FROM vocabularies WHERE name = ?1",
+    [ST_VOCAB_ACTIVE] = "SELECT " VOCAB_COLS " FROM vocabularies WHERE active = 1",
+    [ST_VOCAB_BY_HASH] = "SELECT id, name FROM vocabularies WHERE content_hash = ?1 AND cased = ?2",
+    [ST_VOCAB_NAME_EXISTS] = "SELECT 1 FROM vocabularies WHERE name = ?1",
+    [ST_VOCAB_CLEAR_ACTIVE] = "UPDATE vocabularies SET active = 0 WHERE active = 1",
+    [ST_VOCAB_SET_ACTIVE] = "UPDATE vocabularies SET active = 1 WHERE name = ?1",
+    [ST_VOCAB_ALL] =
+        "SELECT v.id, v.name, v.cased, v.size, '', v.content_hash, v.max_word_chars, v.origin, "
+        "v.active, v.created_at, (SELECT count(*) FROM doc_tokens t WHERE t.vocab_id = v.id), "
+        "(SELECT coalesce(sum(n_tokens), 0) FROM doc_tokens t WHERE t.vocab_id = v.id) "
+        "FROM vocabularies v ORDER BY v.id",
+    [ST_TOKENS_PUT] =
+        "INSERT OR REPLACE INTO doc_tokens(doc_id, vocab_id, layout, n_tokens, tokens, sent_ends, "
+        "word_starts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_DOCS_UNTOKENIZED] =
+        "SELECT d.id, d.source_id, d.entry, d.ext_id, d.title, d.url, d.content_hash, "
+        "d.n_sentences, d.text, d.sent_ends FROM documents d WHERE d.id > ?1 AND NOT EXISTS "
+        "(SELECT 1 FROM doc_tokens t WHERE t.vocab_id = ?2 AND t.doc_id = d.id) ORDER BY d.id "
+        "LIMIT ?3",
+    [ST_TOKENS_COUNT] =
+        "SELECT (SELECT count(*) FROM doc_tokens WHERE vocab_id = ?1), "
+        "(SELECT count(*) FROM documents) - (SELECT count(*) FROM doc_tokens WHERE vocab_id = ?1), "
+        "(SELECT coalesce(sum(n_tokens), 0) FROM doc_tokens WHERE vocab_id = ?1)",
+    [ST_TOKENS_ALL] =
+        "SELECT doc_id, vocab_id, layout, n_tokens, tokens, sent_ends, word_starts FROM doc_tokens "
+        "WHERE vocab_id = ?1 AND doc_id > ?2 ORDER BY doc_id",
 };
 
 struct kstore {
@@ -441,11 +483,10 @@ int kstore_doc_insert(kstore *s, kdoc *d, int *inserted)
     return 0;
 }
 
-int kstore_docs_foreach(kstore *s, int64_t source_id, int (*cb)(const kdoc *, void *), void *ctx)
+/* Reads the documents of a prepared, bound statement (columns as ST_DOCS_ALL)
+ * and calls cb for each, checking the sentence index. */
+static int docs_rows(kstore *s, sqlite3_stmt *st, int (*cb)(const kdoc *, void *), void *ctx)
 {
-    sqlite3_stmt *st = stmt(s, source_id > 0 ? ST_DOCS_OF : ST_DOCS_ALL);
-    if (!st) return EX_SOFTWARE;
-    if (source_id > 0) sqlite3_bind_int64(st, 1, source_id);
     int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         kdoc d = {0};
@@ -478,6 +519,241 @@ int kstore_docs_foreach(kstore *s, int64_t source_id, int (*cb)(const kdoc *, vo
     }
     sqlite3_reset(st);
     return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "read documents");
+}
+
+int kstore_docs_foreach(kstore *s, int64_t source_id, int (*cb)(const kdoc *, void *), void *ctx)
+{
+    sqlite3_stmt *st = stmt(s, source_id > 0 ? ST_DOCS_OF : ST_DOCS_ALL);
+    if (!st) return EX_SOFTWARE;
+    if (source_id > 0) sqlite3_bind_int64(st, 1, source_id);
+    return docs_rows(s, st, cb, ctx);
+}
+
+int kstore_docs_untokenized(kstore *s, int64_t vocab_id, int64_t after_id, size_t limit,
+                            int (*cb)(const kdoc *, void *), void *ctx)
+{
+    sqlite3_stmt *st = stmt(s, ST_DOCS_UNTOKENIZED);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_int64(st, 1, after_id);
+    sqlite3_bind_int64(st, 2, vocab_id);
+    sqlite3_bind_int64(st, 3, (int64_t)limit);
+    return docs_rows(s, st, cb, ctx);
+}
+
+/* ---- vocabularies ---------------------------------------------------------- */
+
+static int vocab_name_exists(kstore *s, const char *name, int *exists)
+{
+    sqlite3_stmt *st = stmt(s, ST_VOCAB_NAME_EXISTS);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    *exists = r == SQLITE_ROW;
+    sqlite3_reset(st);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "find vocabulary");
+}
+
+int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id)
+{
+    int rc = kstore_begin(s), exists = 0;
+    if (rc) return rc;
+    if ((rc = vocab_name_exists(s, v->name, &exists))) goto out;
+    if (exists) {
+        rc = fail(s, EX_DATAERR, "a vocabulary named '%s' exists already (choose another --name)",
+                  v->name);
+        goto out;
+    }
+    int64_t nactive = 0;
+    if ((rc = pragma_int(s, "SELECT count(*) FROM vocabularies WHERE active = 1", &nactive))) goto out;
+    sqlite3_stmt *st = stmt(s, ST_VOCAB_INSERT);
+    if (!st) { rc = EX_SOFTWARE; goto out; }
+    sqlite3_bind_text(st, 1, v->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, v->cased);
+    sqlite3_bind_int64(st, 3, v->size);
+    sqlite3_bind_text(st, 4, v->pieces, (int)v->pieces_len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, v->hash, KHASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, v->max_word_chars);
+    sqlite3_bind_text(st, 7, v->origin, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 8, nactive == 0);
+    sqlite3_bind_int64(st, 9, (int64_t)time(NULL));
+    if ((rc = step_done(s, st, "insert vocabulary"))) goto out;
+    *id = sqlite3_last_insert_rowid(s->db);
+    return kstore_commit(s);
+out:
+    kstore_rollback(s);
+    return rc;
+}
+
+static void vocab_from_row(sqlite3_stmt *st, kvocab_row *r)
+{
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(st, 0);
+    r->name = (const char *)sqlite3_column_text(st, 1);
+    r->cased = sqlite3_column_int(st, 2);
+    r->size = sqlite3_column_int64(st, 3);
+    r->pieces = (const char *)sqlite3_column_text(st, 4);
+    r->pieces_len = (size_t)sqlite3_column_bytes(st, 4);
+    if (sqlite3_column_bytes(st, 5) == KHASH_LEN) memcpy(r->hash, sqlite3_column_blob(st, 5), KHASH_LEN);
+    r->max_word_chars = sqlite3_column_int64(st, 6);
+    r->origin = (const char *)sqlite3_column_text(st, 7);
+    r->active = sqlite3_column_int(st, 8);
+    r->created_at = sqlite3_column_int64(st, 9);
+}
+
+int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, kbuf *meta)
+{
+    sqlite3_stmt *st = stmt(s, name ? ST_VOCAB_BY_NAME : ST_VOCAB_ACTIVE);
+    if (!st) return EX_SOFTWARE;
+    if (name) sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) return dbfail(s, rc, "read vocabulary");
+        if (name) return fail(s, EX_NOINPUT, "no vocabulary named '%s' (see kiln vocab list)", name);
+        return fail(s, EX_NOINPUT,
+                    "no active vocabulary: import one (kiln vocab import vocab.txt), train one "
+                    "(kiln vocab train --size N) or pick one (kiln vocab use NAME)");
+    }
+    vocab_from_row(st, r);
+    kbuf_clear(pieces);
+    kbuf_append(pieces, r->pieces, r->pieces_len);
+    kbuf_clear(meta);
+    size_t name_off = meta->len;
+    kbuf_append(meta, r->name, strlen(r->name) + 1);
+    size_t origin_off = meta->len;
+    kbuf_append(meta, r->origin, strlen(r->origin) + 1);
+    sqlite3_reset(st);
+    r->pieces = pieces->data;
+    r->name = meta->data + name_off;
+    r->origin = meta->data + origin_off;
+    return 0;
+}
+
+int kstore_vocab_find_hash(kstore *s, const uint8_t hash[KHASH_LEN], int cased, int64_t *id,
+                           kbuf *name)
+{
+    sqlite3_stmt *st = stmt(s, ST_VOCAB_BY_HASH);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_blob(st, 1, hash, KHASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, cased);
+    int rc = sqlite3_step(st);
+    *id = 0;
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        kbuf_clear(name);
+        kbuf_puts(name, (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_reset(st);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : dbfail(s, rc, "find vocabulary");
+}
+
+int kstore_vocab_set_active(kstore *s, const char *name)
+{
+    int rc = kstore_begin(s), exists = 0;
+    if (rc) return rc;
+    if ((rc = vocab_name_exists(s, name, &exists))) goto out;
+    if (!exists) {
+        rc = fail(s, EX_NOINPUT, "no vocabulary named '%s' (see kiln vocab list)", name);
+        goto out;
+    }
+    sqlite3_stmt *st = stmt(s, ST_VOCAB_CLEAR_ACTIVE);
+    if (!st) { rc = EX_SOFTWARE; goto out; }
+    if ((rc = step_done(s, st, "clear active vocabulary"))) goto out;
+    st = stmt(s, ST_VOCAB_SET_ACTIVE);
+    if (!st) { rc = EX_SOFTWARE; goto out; }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if ((rc = step_done(s, st, "set active vocabulary"))) goto out;
+    return kstore_commit(s);
+out:
+    kstore_rollback(s);
+    return rc;
+}
+
+int kstore_vocabs_foreach(kstore *s, int (*cb)(const kvocab_row *, void *), void *ctx)
+{
+    sqlite3_stmt *st = stmt(s, ST_VOCAB_ALL);
+    if (!st) return EX_SOFTWARE;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        kvocab_row v;
+        vocab_from_row(st, &v);
+        v.pieces = NULL;
+        v.pieces_len = 0;
+        v.tokenized_docs = sqlite3_column_int64(st, 10);
+        v.tokens = sqlite3_column_int64(st, 11);
+        if (cb(&v, ctx)) break;
+    }
+    sqlite3_reset(st);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "list vocabularies");
+}
+
+/* ---- tokenized documents ------------------------------------------------------ */
+
+int kstore_tokens_put(kstore *s, const ktokens_row *r)
+{
+    sqlite3_stmt *st = stmt(s, ST_TOKENS_PUT);
+    if (!st) return EX_SOFTWARE;
+    size_t w = r->layout == KTOK_LAYOUT_U16 ? 2 : 4;
+    sqlite3_bind_int64(st, 1, r->doc_id);
+    sqlite3_bind_int64(st, 2, r->vocab_id);
+    sqlite3_bind_int(st, 3, r->layout);
+    sqlite3_bind_int64(st, 4, (int64_t)r->n_tokens);
+    sqlite3_bind_blob(st, 5, r->tokens, (int)(r->n_tokens * w), SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, r->sent_ends, (int)(r->n_sentences * sizeof(uint32_t)), SQLITE_STATIC);
+    sqlite3_bind_blob(st, 7, r->word_starts, (int)((r->n_tokens + 7) / 8), SQLITE_STATIC);
+    return step_done(s, st, "store tokens");
+}
+
+int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *todo, int64_t *tokens)
+{
+    sqlite3_stmt *st = stmt(s, ST_TOKENS_COUNT);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_int64(st, 1, vocab_id);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *done = sqlite3_column_int64(st, 0);
+        *todo = sqlite3_column_int64(st, 1);
+        *tokens = sqlite3_column_int64(st, 2);
+        r = SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? 0 : dbfail(s, r, "count tokens");
+}
+
+int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
+                          int (*cb)(const ktokens_row *, void *), void *ctx)
+{
+    sqlite3_stmt *st = stmt(s, ST_TOKENS_ALL);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_int64(st, 1, vocab_id);
+    sqlite3_bind_int64(st, 2, after_id);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ktokens_row t = {0};
+        t.doc_id = sqlite3_column_int64(st, 0);
+        t.vocab_id = sqlite3_column_int64(st, 1);
+        t.layout = sqlite3_column_int(st, 2);
+        t.n_tokens = (size_t)sqlite3_column_int64(st, 3);
+        size_t w = t.layout == KTOK_LAYOUT_U16 ? 2 : t.layout == KTOK_LAYOUT_U32 ? 4 : 0;
+        t.tokens = sqlite3_column_blob(st, 4);
+        size_t tb = (size_t)sqlite3_column_bytes(st, 4);
+        t.sent_ends = sqlite3_column_blob(st, 5);
+        t.n_sentences = (size_t)sqlite3_column_bytes(st, 5) / sizeof(uint32_t);
+        t.word_starts = sqlite3_column_blob(st, 6);
+        size_t wb = (size_t)sqlite3_column_bytes(st, 6);
+        int ok = w && tb == t.n_tokens * w && wb == (t.n_tokens + 7) / 8 &&
+                 (size_t)sqlite3_column_bytes(st, 5) % sizeof(uint32_t) == 0;
+        for (size_t i = 0; ok && i < t.n_sentences; i++)
+            ok = t.sent_ends[i] <= t.n_tokens && (i == 0 || t.sent_ends[i] >= t.sent_ends[i - 1]);
+        if (!ok) {
+            sqlite3_reset(st);
+            return fail(s, EX_DATAERR, "tokens of document %lld (vocabulary %lld) are corrupt",
+                        (long long)t.doc_id, (long long)t.vocab_id);
+        }
+        if (cb(&t, ctx)) break;
+    }
+    sqlite3_reset(st);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "read tokens");
 }
 
 int kstore_totals_get(kstore *s, kstore_totals *t)

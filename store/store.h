@@ -94,6 +94,61 @@ int kstore_doc_insert(kstore *s, kdoc *d, int *inserted);
  * order; the struct and its strings are valid during the call only. */
 int kstore_docs_foreach(kstore *s, int64_t source_id, int (*cb)(const kdoc *, void *), void *ctx);
 
+/* ---- vocabularies --------------------------------------------------------- */
+typedef struct kvocab_row {
+    int64_t id;
+    const char *name;
+    int cased;
+    int64_t size;
+    const char *pieces;     /* vocab.txt text, pieces_len bytes */
+    size_t pieces_len;
+    uint8_t hash[KHASH_LEN];
+    int64_t max_word_chars;
+    const char *origin;
+    int active;
+    int64_t created_at;
+    int64_t tokenized_docs, tokens; /* filled by kstore_vocabs_foreach only */
+} kvocab_row;
+
+/* Adds a vocabulary (its own transaction); it becomes active if none is.
+ * EX_DATAERR with a message if the name is taken. *id is set. */
+int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id);
+/* Reads the vocabulary called name, or the active one if name is NULL.
+ * EX_NOINPUT (message says what to do) if there is none. The strings are
+ * copied into *pieces and *meta (owned by the caller's kbufs): r->pieces,
+ * r->name and r->origin point into them. */
+int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, kbuf *meta);
+/* Finds a vocabulary with these pieces and casing; *id = 0 if none. */
+int kstore_vocab_find_hash(kstore *s, const uint8_t hash[KHASH_LEN], int cased, int64_t *id,
+                           kbuf *name);
+int kstore_vocab_set_active(kstore *s, const char *name);
+int kstore_vocabs_foreach(kstore *s, int (*cb)(const kvocab_row *, void *), void *ctx);
+
+/* ---- tokenized documents ------------------------------------------------- */
+/* Layouts of doc_tokens.tokens (docs/store.md). */
+enum { KTOK_LAYOUT_U16 = 1, KTOK_LAYOUT_U32 = 2 };
+typedef struct ktokens_row {
+    int64_t doc_id, vocab_id;
+    int layout;
+    size_t n_tokens;
+    const void *tokens;      /* n_tokens * (2 or 4) bytes */
+    size_t n_sentences;
+    const uint32_t *sent_ends;
+    const uint8_t *word_starts; /* (n_tokens + 7) / 8 bytes */
+} ktokens_row;
+/* Stores (or replaces) one document's tokens; call inside a transaction. */
+int kstore_tokens_put(kstore *s, const ktokens_row *r);
+/* Calls cb for up to limit documents with id > after_id that have no tokens
+ * under vocab_id, in id order. */
+int kstore_docs_untokenized(kstore *s, int64_t vocab_id, int64_t after_id, size_t limit,
+                            int (*cb)(const kdoc *, void *), void *ctx);
+/* Number of documents with and without tokens under vocab_id, and tokens. */
+int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *todo, int64_t *tokens);
+/* Calls cb for every tokenized document of vocab_id (doc_id > after_id) in
+ * doc_id order; blobs are checked against their counts (EX_DATAERR). */
+int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
+                          int (*cb)(const ktokens_row *, void *), void *ctx);
+
 /* ---- totals ------------------------------------------------------------ */
 typedef struct kstore_totals {
     int64_t sources, documents, sentences, bytes;
