@@ -38,7 +38,7 @@ static void count_word(const char *w, size_t n, void *ctx)
 static void run_batch(vctx *c)
 {
     vbatch *b = &c->b;
-    #pragma omp parallel for num_threads(c->nth) schedule(dynamic, 8)
+    #pragma omp parallel for num_threads(c->nth) schedule(static)
     for (size_t i = 0; i < b->n; i++) {
         int t = omp_get_thread_num();
         kwp_basic(c->toks[t], b->text.data + b->off[i], b->off[i + 1] - b->off[i], count_word,

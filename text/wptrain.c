@@ -409,7 +409,7 @@ static uint32_t blk_alloc(tr *t, unsigned cls)
             abort();
         }
         if (need > t->cpool) {
-            while (t->cpool < need) t->cpool = t->cpool ? t->cpool * 2 : 4096;
+            while (t->cpool < need) t->cpool = t->cpool ? t->cpool + t->cpool / 2 : 4096;
             t->pool = xrealloc(t->pool, t->cpool * sizeof *t->pool);
         }
         b = (uint32_t)t->npool;
@@ -748,6 +748,10 @@ int kwp_train(const kwp_counter *c, const kwp_train_opts *o, kbuf *out, char *er
         if (errlen) snprintf(err, errlen, "kwp_train: NULL argument");
         return -1;
     }
+    if (o->n_special && !o->special) {
+        if (errlen) snprintf(err, errlen, "kwp_train: n_special %zu but no special tokens", o->n_special);
+        return -1;
+    }
     for (size_t i = 0; i < o->n_special; i++) {
         const char *sp = o->special[i];
         if (!sp || !*sp || strpbrk(sp, "\n\r")) {
@@ -942,8 +946,8 @@ int kwp_train(const kwp_counter *c, const kwp_train_opts *o, kbuf *out, char *er
         kbuf_putc(out, '\n');
     }
     kdebug("wptrain: %zu words, %zu specials + %zu alphabet pieces, %zu merges -> %zu pieces "
-           "(%zu initial pairs, %zu pairs seen, %zu pool words) in %.2f s",
-           nw, nspec, nvocab0 - nspec, merges, t->npc, npairs0, t->npr, t->npool,
+           "(%zu initial pairs, %zu pairs seen, %zu pool words, %zu heap entries) in %.2f s",
+           nw, nspec, nvocab0 - nspec, merges, t->npc, npairs0, t->npr, t->npool, t->nheap,
            know_seconds() - t0);
     tr_free(t);
     return 0;

@@ -6,14 +6,14 @@
 # order and with the same ids, of a run that was never interrupted.
 source "$(dirname "$0")/lib.sh"
 
-# ~40 MB of distinct documents, JSONL, plus the zip of speeches
+# ~100 MB of distinct documents, JSONL, plus the zip of speeches
 $PY - big.jsonl "$DATA/lee_background.txt" <<'PY'
 import json, random, sys
 rng = random.Random(42)
 pool = [s.strip() + "." for line in open(sys.argv[2], encoding="utf-8", errors="replace")
         for s in line.split(". ") if len(s) > 20]
 with open(sys.argv[1], "w") as f:
-    for i in range(60000):
+    for i in range(150000):
         sents = [f"Document number {i} begins here."] + rng.sample(pool, 5)
         f.write(json.dumps({"id": i, "text": " ".join(sents)}) + "\n")
 PY
@@ -36,7 +36,7 @@ for trial in 1 2 3; do
   for attempt in 1 2 3; do
     "$KILN" --db "$db" ingest -q "${inputs[@]}" 2>/dev/null &
     pid=$!
-    sleep "0.$(( RANDOM % 9 + 1 ))"
+    sleep "0.$(( RANDOM % 4 ))$(( RANDOM % 10 ))"
     if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
     wait "$pid" 2>/dev/null
     if [ -f "$db" ]; then
@@ -56,7 +56,7 @@ done
 # SIGINT: stops at a batch boundary, commits, exits 130; the next run completes
 "$KILN" --db int.db ingest "${inputs[@]}" >/dev/null 2>int.err &
 pid=$!
-sleep 0.5
+sleep 0.2
 kill -INT "$pid"
 wait "$pid"; rc=$?
 check "SIGINT: exit 130 ($rc)" [ "$rc" = 130 ]
