@@ -369,19 +369,20 @@ static void flush_token(kwp_tok *t, word_fn fn, void *ctx)
     if (t->ascii) {
         if (never_split(t, t->cp, n, fn, ctx)) return;
         /* NFC, NFD and accent stripping are identities on ASCII */
-        kbuf_clear(&t->word);
+        kbuf_reserve(&t->word, n);
+        char *w = t->word.data;
+        size_t k = 0;
         for (size_t i = 0; i < n; i++) {
             uint32_t c = t->cp[i];
             if (ascii_punct(c)) {
-                if (t->word.len) { fn(t->word.data, t->word.len, ctx); kbuf_clear(&t->word); }
+                if (k) { fn(w, k, ctx); k = 0; }
                 char ch = (char)c;
                 fn(&ch, 1, ctx);
             } else {
-                kbuf_putc(&t->word, (char)(lower && c >= 'A' && c <= 'Z' ? c + 32 : c));
+                w[k++] = (char)(lower && c >= 'A' && c <= 'Z' ? c + 32 : c);
             }
         }
-        if (t->word.len) fn(t->word.data, t->word.len, ctx);
-        kbuf_clear(&t->word);
+        if (k) fn(w, k, ctx);
         return;
     }
     /* to UTF-16; uncased: each code point lowercased on its own first, as
