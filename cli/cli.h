@@ -29,6 +29,15 @@ enum { OPT_DB = 1000, OPT_JSON, OPT_HELP };
 int cli_common_opt(cli_common *c, int opt, const char *arg);
 void cli_common_init(cli_common *c, const char *global_db);
 
+/* The store's path: --db, else $KILN_DB, else ./kiln.db. */
+const char *cli_db_path(const cli_common *c);
+
+/* SIGINT/SIGTERM set cli_stop (to the signal number) for long commands to
+ * stop cleanly at their next batch; a second signal exits at once (128 + sig). */
+#include <signal.h>
+extern volatile sig_atomic_t cli_stop;
+void cli_catch_stop_signals(void);
+
 /* Opens the store; on failure logs the message and returns the EX_* code. */
 int cli_open_store(const cli_common *c, int flags, kstore **s);
 

@@ -12,13 +12,6 @@
 #include "ingest/ingest.h"
 #include "text/text.h"
 
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    if (stop_flag) _exit(128 + sig); /* a second signal: leave at once */
-    stop_flag = sig;
-}
 
 static const char usage[] =
     "usage: kiln ingest [options] PATH...\n"
@@ -160,14 +153,10 @@ int cmd_ingest(int argc, char **argv, const char *db)
     }
     if (c.help) { fputs(usage, stdout); return 0; }
     if (optind >= argc) return cli_usage_error("ingest", "no PATH given");
-    const char *dbp = c.db ? c.db : getenv("KILN_DB");
-    if (!dbp || !*dbp) dbp = "kiln.db";
+    const char *dbp = cli_db_path(&c);
 
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    o.stop = &stop_flag;
+    cli_catch_stop_signals();
+    o.stop = &cli_stop;
     prog_ctx pc;
     cli_progress_init(&pc.p, c.json);
     if (pc.p.on) { o.progress = on_progress; o.progress_ctx = &pc; }
@@ -177,7 +166,7 @@ int cmd_ingest(int argc, char **argv, const char *db)
     cli_progress_done(&pc.p);
     if (s.interrupted) {
         kwarn("interrupted: what was read is stored; run the same command again to complete it");
-        rc = 128 + (int)stop_flag;
+        rc = 128 + (int)cli_stop;
     }
     double mbps = s.seconds > 0 ? (double)s.bytes_in / 1e6 / s.seconds : 0;
     if (c.json) {

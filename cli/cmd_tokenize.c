@@ -13,12 +13,6 @@
 #include "ingest/ingest.h"
 #include "text/wordpiece.h"
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig)
-{
-    if (stop_flag) _exit(128 + sig);
-    stop_flag = sig;
-}
 
 static int default_threads(void)
 {
@@ -71,19 +65,16 @@ int cmd_tokenize(int argc, char **argv, const char *db)
     }
     if (c.help) { fputs(usage, stdout); return 0; }
     if (optind < argc) return cli_usage_error("tokenize", "unexpected argument '%s'", argv[optind]);
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    o.stop = &stop_flag;
+    cli_catch_stop_signals();
+    o.stop = &cli_stop;
     cli_progress p;
     cli_progress_init(&p, c.json);
     if (p.on) { o.progress = tok_progress; o.progress_ctx = &p; }
-    const char *dbp = c.db ? c.db : getenv("KILN_DB");
+    const char *dbp = cli_db_path(&c);
     ktokenize_summary s;
-    int rc = ktokenize_run(dbp && *dbp ? dbp : "kiln.db", &o, &s);
+    int rc = ktokenize_run(dbp, &o, &s);
     cli_progress_done(&p);
-    if (s.interrupted) { kwarn("interrupted: run kiln tokenize again to go on"); rc = 128 + (int)stop_flag; }
+    if (s.interrupted) { kwarn("interrupted: run kiln tokenize again to go on"); rc = 128 + (int)cli_stop; }
     if (rc && !s.interrupted) return rc;
     if (c.json) {
         printf("{\"vocab\": \"%s\", \"documents\": %llu, \"sentences\": %llu, \"tokens\": %llu, "
@@ -119,12 +110,12 @@ static int load_vocab(cli_common *c, const vocab_sel *sel, kwp_vocab **v, long *
     int cased = sel->cased, rc = 0;
     *maxw = sel->max_word_chars;
     if (sel->file) {
-        FILE *f = fopen(sel->file, "rb");
-        if (!f) { kerr("%s: %s", sel->file, strerror(errno)); return EX_NOINPUT; }
-        char buf[65536];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, f)) > 0) kbuf_append(&pieces, buf, n);
-        fclose(f);
+        int e = kbuf_read_file(&pieces, sel->file);
+        if (e) {
+            kerr("%s: %s", sel->file, strerror(e));
+            kbuf_free(&pieces);
+            return EX_NOINPUT;
+        }
     } else {
         kstore *s;
         if ((rc = cli_open_store(c, KSTORE_READONLY, &s))) return rc;

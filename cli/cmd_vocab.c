@@ -30,24 +30,16 @@ static const char usage[] =
     "\n"
     "common: --db PATH, --json, -q, -v, -h\n";
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig)
-{
-    if (stop_flag) _exit(128 + sig);
-    stop_flag = sig;
-}
 
 static int vocab_import(cli_common *c, const char *file, int cased, const char *name, long maxw)
 {
-    FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
-    if (!f) { kerr("%s: %s", file, strerror(errno)); return EX_NOINPUT; }
     kbuf text = {0};
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) kbuf_append(&text, buf, n);
-    int ferr = ferror(f);
-    if (f != stdin) fclose(f);
-    if (ferr) { kerr("%s: read error", file); kbuf_free(&text); return EX_IOERR; }
+    int e = kbuf_read_file(&text, file);
+    if (e) {
+        kerr("%s: %s", file, strerror(e));
+        kbuf_free(&text);
+        return e == ENOENT || e == EACCES || e == EISDIR ? EX_NOINPUT : EX_IOERR;
+    }
     char err[512];
     kwp_vocab *v;
     if (kwp_vocab_load(text.data ? text.data : "", text.len, cased, &v, err, sizeof err)) {
@@ -247,19 +239,16 @@ int cmd_vocab(int argc, char **argv, const char *db)
         o.max_words = (size_t)maxw;
         o.name = name;
         o.threads = threads > 0 ? (int)threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-        struct sigaction sa = {0};
-        sa.sa_handler = on_signal;
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        o.stop = &stop_flag;
+        cli_catch_stop_signals();
+        o.stop = &cli_stop;
         cli_progress p;
         cli_progress_init(&p, c.json);
         if (p.on) { o.progress = train_progress; o.progress_ctx = &p; }
         kvocab_train_summary sum;
-        const char *dbp = c.db ? c.db : getenv("KILN_DB");
-        int rc = kvocab_train_run(dbp && *dbp ? dbp : "kiln.db", &o, &sum);
+        const char *dbp = cli_db_path(&c);
+        int rc = kvocab_train_run(dbp, &o, &sum);
         cli_progress_done(&p);
-        if (sum.interrupted) { kwarn("interrupted: nothing stored"); return 128 + (int)stop_flag; }
+        if (sum.interrupted) { kwarn("interrupted: nothing stored"); return 128 + (int)cli_stop; }
         if (rc) return rc;
         if (c.json)
             printf("{\"name\": \"%s\", \"id\": %lld, \"size\": %zu, \"documents\": %llu, "

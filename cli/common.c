@@ -25,13 +25,35 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
     return 0;
 }
 
-int cli_open_store(const cli_common *c, int flags, kstore **s)
+const char *cli_db_path(const cli_common *c)
 {
     const char *db = c->db;
     if (!db) db = getenv("KILN_DB");
     if (!db || !*db) db = "kiln.db";
+    return db;
+}
+
+volatile sig_atomic_t cli_stop;
+
+static void on_stop_signal(int sig)
+{
+    if (cli_stop) _exit(128 + sig); /* a second signal: leave at once */
+    cli_stop = sig;
+}
+
+void cli_catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_open_store(const cli_common *c, int flags, kstore **s)
+{
     char err[1024];
-    int rc = kstore_open(db, flags, s, err, sizeof err);
+    int rc = kstore_open(cli_db_path(c), flags, s, err, sizeof err);
     if (rc) kerr("%s", err);
     return rc;
 }

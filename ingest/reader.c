@@ -30,8 +30,8 @@
 
 #include "ingest/internal.h"
 
-#define BATCH_DOCS_MAX 1024
-#define BATCH_BYTES_MAX ((size_t)4 << 20)
+#define BATCH_DOCS_MAX 4096
+#define BATCH_BYTES_MAX ((size_t)8 << 20)
 #define READ_BLOCK ((size_t)1 << 20)
 #define RATIO_FLOOR ((uint64_t)64 << 20)
 

@@ -22,56 +22,6 @@
 
 /* ---- UTF-8 cleaning ------------------------------------------------------ */
 
-static inline void put_utf8(kbuf *out, uint32_t cp)
-{
-    char b[4];
-    size_t n;
-    if (cp < 0x80) { b[0] = (char)cp; n = 1; }
-    else if (cp < 0x800) { b[0] = (char)(0xC0 | (cp >> 6)); b[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
-    else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12)); b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18)); b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
-    }
-    kbuf_append(out, b, n);
-}
-
-/* Decodes one well-formed UTF-8 sequence at p (p < e, *p >= 0x80) per Unicode
- * Table 3-7. Returns its length and sets *cp, or returns the length of the
- * maximal invalid subpart (>= 1) and sets *cp = 0xFFFD with *bad = 1. */
-static size_t decode_utf8(const unsigned char *p, const unsigned char *e, uint32_t *cp, int *bad)
-{
-    unsigned char c = p[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    *bad = 0;
-    if (c >= 0xC2 && c <= 0xDF) { need = 1; *cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2; *cp = c & 0x0F;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3; *cp = c & 0x07;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        *cp = 0xFFFD; *bad = 1;
-        return 1;
-    }
-    size_t i = 1;
-    for (; i <= need; i++) {
-        if (p + i >= e) break;
-        unsigned char t = p[i];
-        if (t < lo || t > hi) break;
-        lo = 0x80; hi = 0xBF;
-        *cp = (*cp << 6) | (t & 0x3F);
-    }
-    if (i <= need) { *cp = 0xFFFD; *bad = 1; return i; }
-    return need + 1;
-}
-
 void ktext_clean_utf8(const char *in, size_t n, kbuf *out, ktext_counts *c)
 {
     const unsigned char *p = (const unsigned char *)in, *e = p + n;
@@ -94,8 +44,8 @@ void ktext_clean_utf8(const char *in, size_t n, kbuf *out, ktext_counts *c)
         }
         uint32_t cp;
         int bad;
-        size_t len = decode_utf8(p, e, &cp, &bad);
-        if (bad) { c->invalid_utf8++; put_utf8(out, 0xFFFD); p += len; continue; }
+        size_t len = kutf8_decode(p, e, &cp, &bad);
+        if (bad) { c->invalid_utf8++; kbuf_put_cp(out, 0xFFFD); p += len; continue; }
         if (cp == 0x85 || cp == 0x2028 || cp == 0x2029) kbuf_putc(out, '\n');
         else if ((cp >= 0x80 && cp <= 0x9F) || cp == 0xFEFF) c->controls++;
         else kbuf_append(out, p, len);
@@ -133,16 +83,16 @@ static void u16_unit(ktext_u16 *u, uint32_t w, kbuf *out)
     if (u->skip_bom) { u->skip_bom = 0; if (w == 0xFEFF) return; }
     if (u->high) {
         if (w >= 0xDC00 && w <= 0xDFFF) {
-            put_utf8(out, 0x10000 + ((u->high - 0xD800) << 10) + (w - 0xDC00));
+            kbuf_put_cp(out, 0x10000 + ((u->high - 0xD800) << 10) + (w - 0xDC00));
             u->high = 0;
             return;
         }
-        put_utf8(out, 0xFFFD);
+        kbuf_put_cp(out, 0xFFFD);
         u->high = 0;
     }
     if (w >= 0xD800 && w <= 0xDBFF) u->high = w;
-    else if (w >= 0xDC00 && w <= 0xDFFF) put_utf8(out, 0xFFFD);
-    else put_utf8(out, w);
+    else if (w >= 0xDC00 && w <= 0xDFFF) kbuf_put_cp(out, 0xFFFD);
+    else kbuf_put_cp(out, w);
 }
 
 void ktext_u16_feed(ktext_u16 *u, const char *in, size_t n, int final, kbuf *out)
@@ -161,7 +111,7 @@ void ktext_u16_feed(ktext_u16 *u, const char *in, size_t n, int final, kbuf *out
     }
     if (i < n) { u->have_byte = 1; u->byte = p[i]; }
     if (final) {
-        if (u->high || u->have_byte) put_utf8(out, 0xFFFD);
+        if (u->high || u->have_byte) kbuf_put_cp(out, 0xFFFD);
         u->high = 0;
         u->have_byte = 0;
     }
@@ -179,7 +129,7 @@ void ktext_utf8_census(const char *s, size_t n, size_t *valid_multibyte, size_t 
         if (*p < 0x80) { p++; continue; }
         uint32_t cp;
         int bad;
-        size_t len = decode_utf8(p, e, &cp, &bad);
+        size_t len = kutf8_decode(p, e, &cp, &bad);
         if (bad && p + len >= e && *p >= 0xC2 && *p <= 0xF4) break; /* cut off at the end */
         if (bad) badn++;
         else ok++;

@@ -277,22 +277,6 @@ static inline int is_punct(uint32_t c)
     return (U_MASK(category(c)) & U_GC_P_MASK) != 0;
 }
 
-static void put_utf8(kbuf *b, uint32_t c)
-{
-    char s[4];
-    size_t n;
-    if (c < 0x80) { s[0] = (char)c; n = 1; }
-    else if (c < 0x800) { s[0] = (char)(0xC0 | (c >> 6)); s[1] = (char)(0x80 | (c & 0x3F)); n = 2; }
-    else if (c < 0x10000) {
-        s[0] = (char)(0xE0 | (c >> 12)); s[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        s[2] = (char)(0x80 | (c & 0x3F)); n = 3;
-    } else {
-        s[0] = (char)(0xF0 | (c >> 18)); s[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-        s[2] = (char)(0x80 | ((c >> 6) & 0x3F)); s[3] = (char)(0x80 | (c & 0x3F)); n = 4;
-    }
-    kbuf_append(b, s, n);
-}
-
 static void grow_u(kwp_tok *t, int64_t need)
 {
     if (need <= t->ucap) return;
@@ -330,11 +314,11 @@ static void split_punct(kwp_tok *t, const uint32_t *c, size_t n, word_fn fn, voi
     for (size_t i = 0; i < n; i++) {
         if (is_punct(c[i])) {
             if (t->word.len) { fn(t->word.data, t->word.len, ctx); kbuf_clear(&t->word); }
-            put_utf8(&t->word, c[i]);
+            kbuf_put_cp(&t->word, c[i]);
             fn(t->word.data, t->word.len, ctx);
             kbuf_clear(&t->word);
         } else {
-            put_utf8(&t->word, c[i]);
+            kbuf_put_cp(&t->word, c[i]);
         }
     }
     if (t->word.len) fn(t->word.data, t->word.len, ctx);
@@ -447,30 +431,6 @@ static inline void push_cp(kwp_tok *t, uint32_t c)
     t->cp[t->ncp++] = c;
 }
 
-/* Decodes one UTF-8 sequence at p (p < e); invalid input gives U+FFFD and
- * consumes one byte (or the maximal valid prefix). */
-static inline uint32_t next_cp(const unsigned char **pp, const unsigned char *e)
-{
-    const unsigned char *p = *pp;
-    unsigned char c = p[0];
-    if (c < 0x80) { *pp = p + 1; return c; }
-    size_t need;
-    uint32_t cp;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
-    else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
-    else { *pp = p + 1; return 0xFFFD; }
-    size_t i = 1;
-    for (; i <= need; i++) {
-        if (p + i >= e || p[i] < lo || p[i] > hi) { *pp = p + i; return 0xFFFD; }
-        lo = 0x80; hi = 0xBF;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    *pp = p + need + 1;
-    return cp;
-}
-
 /* Steps 2-3 over a segment with no special token. */
 static void basic_segment(kwp_tok *t, const char *s, size_t n, word_fn fn, void *ctx)
 {
@@ -484,7 +444,8 @@ static void basic_segment(kwp_tok *t, const char *s, size_t n, word_fn fn, void 
             if (c == ' ' || c == '\t' || c == '\n' || c == '\r') { flush_token(t, fn, ctx); continue; }
             continue; /* other C0 controls and DEL */
         }
-        c = next_cp(&p, e);
+        int bad;
+        p += kutf8_decode(p, e, &c, &bad);
         if (c == 0xFFFD) continue;
         int8_t cat = category(c);
         if (cat == U_CONTROL_CHAR || cat == U_FORMAT_CHAR || cat == U_UNASSIGNED ||

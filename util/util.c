@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -128,6 +129,66 @@ void kbuf_json_str(kbuf *b, const char *s, size_t n)
     }
     kbuf_append(b, s + run, n - run);
     kbuf_putc(b, '"');
+}
+
+void kbuf_put_cp(kbuf *b, uint32_t cp)
+{
+    char s[4];
+    size_t n;
+    if (cp < 0x80) { s[0] = (char)cp; n = 1; }
+    else if (cp < 0x800) { s[0] = (char)(0xC0 | (cp >> 6)); s[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        s[0] = (char)(0xE0 | (cp >> 12)); s[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        s[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+    } else {
+        s[0] = (char)(0xF0 | (cp >> 18)); s[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        s[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); s[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
+    }
+    kbuf_append(b, s, n);
+}
+
+int kbuf_read_file(kbuf *b, const char *path)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return errno ? errno : EIO;
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) kbuf_append(b, buf, n);
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (f != stdin) fclose(f);
+    return err;
+}
+
+size_t kutf8_decode(const unsigned char *p, const unsigned char *e, uint32_t *cp, int *bad)
+{
+    unsigned char c = p[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    *bad = 0;
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c >= 0xC2 && c <= 0xDF) { need = 1; *cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2; *cp = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3; *cp = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *cp = 0xFFFD; *bad = 1;
+        return 1;
+    }
+    size_t i = 1;
+    for (; i <= need; i++) {
+        if (p + i >= e) break;
+        unsigned char t = p[i];
+        if (t < lo || t > hi) break;
+        lo = 0x80; hi = 0xBF;
+        *cp = (*cp << 6) | (t & 0x3F);
+    }
+    if (i <= need) { *cp = 0xFFFD; *bad = 1; return i; }
+    return need + 1;
 }
 
 void klog(int level, const char *fmt, ...)

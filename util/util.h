@@ -31,6 +31,18 @@ void kbuf_free(kbuf *b);                           /* frees, leaves a zeroed kbu
 /* Appends s as a JSON string literal (quotes included, escapes as RFC 8259). */
 void kbuf_json_str(kbuf *b, const char *s, size_t n);
 
+/* Appends the UTF-8 encoding of code point cp (<= 0x10FFFF). */
+void kbuf_put_cp(kbuf *b, uint32_t cp);
+/* Reads a whole file (path "-" is standard input) into b (appended).
+ * Returns 0 or an errno value. */
+int kbuf_read_file(kbuf *b, const char *path);
+
+/* Decodes one UTF-8 sequence at p (p < e) per Unicode Table 3-7: returns its
+ * length and sets *cp, or, for an ill-formed sequence, returns the length of
+ * its maximal subpart (>= 1: the Unicode-recommended U+FFFD substitution
+ * unit), sets *cp = 0xFFFD and *bad = 1. */
+size_t kutf8_decode(const unsigned char *p, const unsigned char *e, uint32_t *cp, int *bad);
+
 /* Allocation wrappers that abort with a message on failure. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
