@@ -64,5 +64,6 @@ int cmd_vocab(int argc, char **argv, const char *db);
 int cmd_tokenize(int argc, char **argv, const char *db);
 int cmd_encode(int argc, char **argv, const char *db);
 int cmd_decode(int argc, char **argv, const char *db);
+int cmd_kg(int argc, char **argv, const char *db);
 
 #endif

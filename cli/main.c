@@ -19,6 +19,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "the stored documents into token ids"},
     {"encode", cmd_encode, "text to token ids or pieces, as BERT's tokenizer"},
     {"decode", cmd_decode, "token ids back to text"},
+    {"kg", cmd_kg, "knowledge graphs: import, link, embed, eval, stats, show"},
 };
 
 static void usage(FILE *f)

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "schemas/schemas.h"
+#include "store/internal.h"
 
 enum {
     ST_SOURCE_FIND,
@@ -52,6 +53,7 @@ enum {
     ST_TOKENS_ALL,
     ST_COUNT
 };
+_Static_assert(ST_COUNT <= KSTORE_ST_KG, "statement slots of store.c overflow into kg.c's");
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_SOURCE_FIND] = "SELECT id, status, pid FROM sources WHERE content_hash = ?1",
@@ -117,15 +119,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         "WHERE vocab_id = ?1 AND doc_id > ?2 ORDER BY doc_id",
 };
 
-struct kstore {
-    sqlite3 *db;
-    sqlite3_stmt *stmt[ST_COUNT];
-    int version;
-    char msg[1024];
-};
-
-static int fail(kstore *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(kstore *s, int code, const char *fmt, ...)
+int kstore_fail(kstore *s, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -134,8 +128,7 @@ static int fail(kstore *s, int code, const char *fmt, ...)
     return code;
 }
 
-/* Maps an SQLite result code to a sysexits code and records the message. */
-static int dbfail(kstore *s, int rc, const char *what)
+int kstore_dbfail(kstore *s, int rc, const char *what)
 {
     int code = EX_SOFTWARE;
     switch (rc & 0xff) {
@@ -152,24 +145,24 @@ static int dbfail(kstore *s, int rc, const char *what)
     const char *m = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
     if ((rc & 0xff) == SQLITE_BUSY)
         m = "the store is locked by another process (timed out waiting)";
-    return fail(s, code, "%s: %s", what, m);
+    return kstore_fail(s, code, "%s: %s", what, m);
 }
 
 const char *kstore_errmsg(const kstore *s) { return s ? s->msg : "no store"; }
 int kstore_schema_version(const kstore *s) { return s->version; }
 int kstore_latest_schema_version(void) { return (int)kschema_count; }
 
-static int exec(kstore *s, const char *sql, const char *what)
+int kstore_exec(kstore *s, const char *sql, const char *what)
 {
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : dbfail(s, rc, what);
+    return rc == SQLITE_OK ? 0 : kstore_dbfail(s, rc, what);
 }
 
-static int pragma_int(kstore *s, const char *sql, int64_t *out)
+int kstore_query_int(kstore *s, const char *sql, int64_t *out)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) return dbfail(s, rc, sql);
+    if (rc != SQLITE_OK) return kstore_dbfail(s, rc, sql);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *out = sqlite3_column_int64(st, 0);
@@ -179,15 +172,15 @@ static int pragma_int(kstore *s, const char *sql, int64_t *out)
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : dbfail(s, rc, sql);
+    return rc == SQLITE_OK ? 0 : kstore_dbfail(s, rc, sql);
 }
 
-int kstore_begin(kstore *s) { return exec(s, "BEGIN IMMEDIATE", "begin transaction"); }
-int kstore_commit(kstore *s) { return exec(s, "COMMIT", "commit"); }
+int kstore_begin(kstore *s) { return kstore_exec(s, "BEGIN IMMEDIATE", "begin transaction"); }
+int kstore_commit(kstore *s) { return kstore_exec(s, "COMMIT", "commit"); }
 int kstore_rollback(kstore *s)
 {
     if (sqlite3_get_autocommit(s->db)) return 0;
-    return exec(s, "ROLLBACK", "rollback");
+    return kstore_exec(s, "ROLLBACK", "rollback");
 }
 
 /* Checks identity and version (invariant 1); reads only. */
@@ -195,23 +188,23 @@ static int check_identity(kstore *s, const char *path, int readonly)
 {
     int64_t app = 0, ver = 0, nobj = 0;
     int rc;
-    if ((rc = pragma_int(s, "PRAGMA application_id", &app))) return rc;
-    if ((rc = pragma_int(s, "PRAGMA user_version", &ver))) return rc;
-    if ((rc = pragma_int(s, "SELECT count(*) FROM sqlite_schema", &nobj))) return rc;
+    if ((rc = kstore_query_int(s, "PRAGMA application_id", &app))) return rc;
+    if ((rc = kstore_query_int(s, "PRAGMA user_version", &ver))) return rc;
+    if ((rc = kstore_query_int(s, "SELECT count(*) FROM sqlite_schema", &nobj))) return rc;
     int latest = (int)kschema_count;
     if (app != KSTORE_APPLICATION_ID && !(app == 0 && ver == 0 && nobj == 0))
-        return fail(s, EX_DATAERR,
+        return kstore_fail(s, EX_DATAERR,
                     "%s is not a kiln store (SQLite application_id 0x%08llx, expected 0x%08x): "
                     "refusing to touch it",
                     path, (unsigned long long)(uint32_t)app, KSTORE_APPLICATION_ID);
     if (ver > latest)
-        return fail(s, EX_DATAERR,
+        return kstore_fail(s, EX_DATAERR,
                     "%s has schema version %lld, newer than this kiln knows (%d): "
                     "use a newer kiln",
                     path, (long long)ver, latest);
     s->version = (int)ver;
     if (ver < latest && readonly)
-        return fail(s, EX_DATAERR,
+        return kstore_fail(s, EX_DATAERR,
                     "%s has schema version %lld and needs migrating to %d: open it once "
                     "read-write (for example with kiln init)",
                     path, (long long)ver, latest);
@@ -227,15 +220,15 @@ static int migrate(kstore *s, const char *path)
     if (ver >= latest) return 0;
     if ((rc = kstore_begin(s))) return rc;
     /* Re-read inside the write lock: another process may have migrated. */
-    if ((rc = pragma_int(s, "PRAGMA user_version", &ver))) goto out;
+    if ((rc = kstore_query_int(s, "PRAGMA user_version", &ver))) goto out;
     for (int i = (int)ver; i < latest; i++) {
-        rc = exec(s, kschema_sql[i], kschema_name[i]);
+        rc = kstore_exec(s, kschema_sql[i], kschema_name[i]);
         if (rc) goto out;
     }
     char sql[128];
     snprintf(sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %d",
              KSTORE_APPLICATION_ID, latest);
-    if ((rc = exec(s, sql, "set schema version"))) goto out;
+    if ((rc = kstore_exec(s, sql, "set schema version"))) goto out;
     if ((rc = kstore_commit(s))) goto out;
     if (ver < latest) kdebug("store %s migrated from version %lld to %d", path, (long long)ver, latest);
     s->version = latest;
@@ -254,29 +247,29 @@ int kstore_open(const char *path, int flags, kstore **out, char *err, size_t err
     struct stat st;
     if (stat(path, &st) != 0) {
         if (errno != ENOENT || !(flags & KSTORE_CREATE) || readonly) {
-            rc = fail(s, errno == ENOENT ? EX_NOINPUT : EX_IOERR, "no store at %s: %s%s", path,
+            rc = kstore_fail(s, errno == ENOENT ? EX_NOINPUT : EX_IOERR, "no store at %s: %s%s", path,
                       strerror(errno),
                       errno == ENOENT ? " (create it with kiln init or kiln ingest)" : "");
             goto bad;
         }
     } else if (!S_ISREG(st.st_mode)) {
-        rc = fail(s, EX_DATAERR, "%s is not a regular file", path);
+        rc = kstore_fail(s, EX_DATAERR, "%s is not a regular file", path);
         goto bad;
     }
     int oflags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     int src = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK) {
-        rc = dbfail(s, src, path);
+        rc = kstore_dbfail(s, src, path);
         goto bad;
     }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 10000);
     /* Reading the header validates the file: a non-SQLite file fails here. */
     int64_t dummy;
-    if ((rc = pragma_int(s, "PRAGMA schema_version", &dummy))) {
+    if ((rc = kstore_query_int(s, "PRAGMA schema_version", &dummy))) {
         char m[sizeof s->msg];
         memcpy(m, s->msg, sizeof m);
-        rc = fail(s, EX_DATAERR, "%s is not a kiln store (%.600s)", path, m);
+        rc = kstore_fail(s, EX_DATAERR, "%s is not a kiln store (%.600s)", path, m);
         goto bad;
     }
     /* Identity first: nothing is written to a file that is not ours (WAL mode
@@ -285,12 +278,12 @@ int kstore_open(const char *path, int flags, kstore **out, char *err, size_t err
     if (!readonly) {
         /* A new file gets 16 KiB pages: documents of a few kB stay off overflow
          * chains (must precede WAL mode; no effect on an existing file). */
-        if (s->version == 0 && (rc = exec(s, "PRAGMA page_size = 16384", "set page size"))) goto bad;
-        if ((rc = exec(s, "PRAGMA journal_mode = WAL", "enable WAL"))) goto bad;
-        if ((rc = exec(s, "PRAGMA cache_size = -65536", "set cache size"))) goto bad;
-        if ((rc = exec(s, "PRAGMA synchronous = NORMAL", "set synchronous"))) goto bad;
+        if (s->version == 0 && (rc = kstore_exec(s, "PRAGMA page_size = 16384", "set page size"))) goto bad;
+        if ((rc = kstore_exec(s, "PRAGMA journal_mode = WAL", "enable WAL"))) goto bad;
+        if ((rc = kstore_exec(s, "PRAGMA cache_size = -65536", "set cache size"))) goto bad;
+        if ((rc = kstore_exec(s, "PRAGMA synchronous = NORMAL", "set synchronous"))) goto bad;
     }
-    if ((rc = exec(s, "PRAGMA foreign_keys = ON", "enable foreign keys"))) goto bad;
+    if ((rc = kstore_exec(s, "PRAGMA foreign_keys = ON", "enable foreign keys"))) goto bad;
     if ((rc = migrate(s, path))) goto bad;
     *out = s;
     return 0;
@@ -303,19 +296,17 @@ bad:
 void kstore_close(kstore *s)
 {
     if (!s) return;
-    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->stmt[i]);
+    for (int i = 0; i < KSTORE_ST_MAX; i++) sqlite3_finalize(s->stmt[i]);
     if (s->db) sqlite3_close(s->db);
     free(s);
 }
 
-/* Returns the cached statement i, reset and unbound, or NULL (message set). */
-static sqlite3_stmt *stmt(kstore *s, int i)
+sqlite3_stmt *kstore_stmt(kstore *s, int i, const char *sql)
 {
     if (!s->stmt[i]) {
-        int rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
-                                    NULL);
+        int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL);
         if (rc != SQLITE_OK) {
-            dbfail(s, rc, "prepare");
+            kstore_dbfail(s, rc, "prepare");
             return NULL;
         }
     } else {
@@ -325,15 +316,17 @@ static sqlite3_stmt *stmt(kstore *s, int i)
     return s->stmt[i];
 }
 
-/* Steps a statement expecting SQLITE_DONE; resets it. */
-static int step_done(kstore *s, sqlite3_stmt *st, const char *what)
+/* Returns the cached statement i of this file, reset and unbound, or NULL. */
+static sqlite3_stmt *stmt(kstore *s, int i) { return kstore_stmt(s, i, stmt_sql[i]); }
+
+int kstore_step_done(kstore *s, sqlite3_stmt *st, const char *what)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : dbfail(s, rc, what);
+    return rc == SQLITE_DONE ? 0 : kstore_dbfail(s, rc, what);
 }
 
-static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+void kstore_bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
 {
     if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
     else sqlite3_bind_null(st, i);
@@ -368,7 +361,7 @@ int kstore_source_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LE
         }
         if (strcmp(status, "running") == 0 && pid_alive(pid) && pid != (int64_t)getpid()) {
             sqlite3_reset(st);
-            rc = fail(s, EX_TEMPFAIL, "%s is being ingested by process %lld", path, (long long)pid);
+            rc = kstore_fail(s, EX_TEMPFAIL, "%s is being ingested by process %lld", path, (long long)pid);
             goto out;
         }
         sqlite3_reset(st);
@@ -378,7 +371,7 @@ int kstore_source_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LE
         sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, (int64_t)getpid());
         sqlite3_bind_int64(st, 4, now);
-        if ((rc = step_done(s, st, "resume source"))) goto out;
+        if ((rc = kstore_step_done(s, st, "resume source"))) goto out;
     } else if (r == SQLITE_DONE) {
         sqlite3_reset(st);
         st = stmt(s, ST_SOURCE_INSERT);
@@ -388,11 +381,11 @@ int kstore_source_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LE
         sqlite3_bind_int64(st, 3, size);
         sqlite3_bind_int64(st, 4, (int64_t)getpid());
         sqlite3_bind_int64(st, 5, now);
-        if ((rc = step_done(s, st, "insert source"))) goto out;
+        if ((rc = kstore_step_done(s, st, "insert source"))) goto out;
         *id = sqlite3_last_insert_rowid(s->db);
     } else {
         sqlite3_reset(st);
-        rc = dbfail(s, r, "find source");
+        rc = kstore_dbfail(s, r, "find source");
         goto out;
     }
     return kstore_commit(s);
@@ -412,7 +405,7 @@ int kstore_source_add(kstore *s, int64_t id, const ksource_delta *d)
     sqlite3_bind_int64(st, 5, d->bytes_in);
     sqlite3_bind_int64(st, 6, d->sentences);
     sqlite3_bind_int64(st, 7, d->text_bytes);
-    return step_done(s, st, "update source counters");
+    return kstore_step_done(s, st, "update source counters");
 }
 
 int kstore_source_finish(kstore *s, int64_t id, const char *status, const char *format,
@@ -423,9 +416,9 @@ int kstore_source_finish(kstore *s, int64_t id, const char *status, const char *
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, format ? format : "", -1, SQLITE_STATIC);
-    bind_text_or_null(st, 4, error);
+    kstore_bind_text_or_null(st, 4, error);
     sqlite3_bind_int64(st, 5, (int64_t)time(NULL));
-    return step_done(s, st, "finish source");
+    return kstore_step_done(s, st, "finish source");
 }
 
 int kstore_sources_foreach(kstore *s, int (*cb)(const ksource *, void *), void *ctx)
@@ -456,7 +449,7 @@ int kstore_sources_foreach(kstore *s, int (*cb)(const ksource *, void *), void *
         if (cb(&src, ctx)) break;
     }
     sqlite3_reset(st);
-    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "list sources");
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "list sources");
 }
 
 int kstore_doc_insert(kstore *s, kdoc *d, int *inserted)
@@ -465,9 +458,9 @@ int kstore_doc_insert(kstore *s, kdoc *d, int *inserted)
     if (!st) return EX_SOFTWARE;
     sqlite3_bind_int64(st, 1, d->source_id);
     sqlite3_bind_text(st, 2, d->entry ? d->entry : "", -1, SQLITE_STATIC);
-    bind_text_or_null(st, 3, d->ext_id);
-    bind_text_or_null(st, 4, d->title);
-    bind_text_or_null(st, 5, d->url);
+    kstore_bind_text_or_null(st, 3, d->ext_id);
+    kstore_bind_text_or_null(st, 4, d->title);
+    kstore_bind_text_or_null(st, 5, d->url);
     sqlite3_bind_blob(st, 6, d->hash, KHASH_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, (int64_t)d->n_sentences);
     sqlite3_bind_int64(st, 8, (int64_t)d->text_len);
@@ -476,7 +469,7 @@ int kstore_doc_insert(kstore *s, kdoc *d, int *inserted)
      * (checked in CMakeLists.txt), so the array is bound as is. */
     sqlite3_bind_blob(st, 10, d->sent_ends, (int)(d->n_sentences * sizeof(uint32_t)),
                       SQLITE_STATIC);
-    int rc = step_done(s, st, "insert document");
+    int rc = kstore_step_done(s, st, "insert document");
     if (rc) return rc;
     *inserted = sqlite3_changes(s->db) > 0;
     d->id = *inserted ? sqlite3_last_insert_rowid(s->db) : 0;
@@ -505,20 +498,20 @@ static int docs_rows(kstore *s, sqlite3_stmt *st, int (*cb)(const kdoc *, void *
         size_t nb = (size_t)sqlite3_column_bytes(st, 9);
         if (nb != d.n_sentences * sizeof(uint32_t)) {
             sqlite3_reset(st);
-            return fail(s, EX_DATAERR, "document %lld: sentence index has %zu bytes, expected %zu",
+            return kstore_fail(s, EX_DATAERR, "document %lld: sentence index has %zu bytes, expected %zu",
                         (long long)d.id, nb, d.n_sentences * sizeof(uint32_t));
         }
         d.sent_ends = ends;
         for (size_t i = 0; i < d.n_sentences; i++)
             if (d.sent_ends[i] > d.text_len) {
                 sqlite3_reset(st);
-                return fail(s, EX_DATAERR, "document %lld: sentence %zu ends past the text",
+                return kstore_fail(s, EX_DATAERR, "document %lld: sentence %zu ends past the text",
                             (long long)d.id, i);
             }
         if (cb(&d, ctx)) break;
     }
     sqlite3_reset(st);
-    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "read documents");
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read documents");
 }
 
 int kstore_docs_foreach(kstore *s, int64_t source_id, int (*cb)(const kdoc *, void *), void *ctx)
@@ -550,7 +543,7 @@ static int vocab_name_exists(kstore *s, const char *name, int *exists)
     int r = sqlite3_step(st);
     *exists = r == SQLITE_ROW;
     sqlite3_reset(st);
-    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "find vocabulary");
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "find vocabulary");
 }
 
 int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id)
@@ -559,12 +552,12 @@ int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id)
     if (rc) return rc;
     if ((rc = vocab_name_exists(s, v->name, &exists))) goto out;
     if (exists) {
-        rc = fail(s, EX_DATAERR, "a vocabulary named '%s' exists already (choose another --name)",
+        rc = kstore_fail(s, EX_DATAERR, "a vocabulary named '%s' exists already (choose another --name)",
                   v->name);
         goto out;
     }
     int64_t nactive = 0;
-    if ((rc = pragma_int(s, "SELECT count(*) FROM vocabularies WHERE active = 1", &nactive))) goto out;
+    if ((rc = kstore_query_int(s, "SELECT count(*) FROM vocabularies WHERE active = 1", &nactive))) goto out;
     sqlite3_stmt *st = stmt(s, ST_VOCAB_INSERT);
     if (!st) { rc = EX_SOFTWARE; goto out; }
     sqlite3_bind_text(st, 1, v->name, -1, SQLITE_STATIC);
@@ -576,7 +569,7 @@ int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id)
     sqlite3_bind_text(st, 7, v->origin, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 8, nactive == 0);
     sqlite3_bind_int64(st, 9, (int64_t)time(NULL));
-    if ((rc = step_done(s, st, "insert vocabulary"))) goto out;
+    if ((rc = kstore_step_done(s, st, "insert vocabulary"))) goto out;
     *id = sqlite3_last_insert_rowid(s->db);
     return kstore_commit(s);
 out:
@@ -608,9 +601,9 @@ int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, k
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         sqlite3_reset(st);
-        if (rc != SQLITE_DONE) return dbfail(s, rc, "read vocabulary");
-        if (name) return fail(s, EX_NOINPUT, "no vocabulary named '%s' (see kiln vocab list)", name);
-        return fail(s, EX_NOINPUT,
+        if (rc != SQLITE_DONE) return kstore_dbfail(s, rc, "read vocabulary");
+        if (name) return kstore_fail(s, EX_NOINPUT, "no vocabulary named '%s' (see kiln vocab list)", name);
+        return kstore_fail(s, EX_NOINPUT,
                     "no active vocabulary: import one (kiln vocab import vocab.txt), train one "
                     "(kiln vocab train --size N) or pick one (kiln vocab use NAME)");
     }
@@ -644,7 +637,7 @@ int kstore_vocab_find_hash(kstore *s, const uint8_t hash[KHASH_LEN], int cased, 
         kbuf_puts(name, (const char *)sqlite3_column_text(st, 1));
     }
     sqlite3_reset(st);
-    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : dbfail(s, rc, "find vocabulary");
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : kstore_dbfail(s, rc, "find vocabulary");
 }
 
 int kstore_vocab_set_active(kstore *s, const char *name)
@@ -653,16 +646,16 @@ int kstore_vocab_set_active(kstore *s, const char *name)
     if (rc) return rc;
     if ((rc = vocab_name_exists(s, name, &exists))) goto out;
     if (!exists) {
-        rc = fail(s, EX_NOINPUT, "no vocabulary named '%s' (see kiln vocab list)", name);
+        rc = kstore_fail(s, EX_NOINPUT, "no vocabulary named '%s' (see kiln vocab list)", name);
         goto out;
     }
     sqlite3_stmt *st = stmt(s, ST_VOCAB_CLEAR_ACTIVE);
     if (!st) { rc = EX_SOFTWARE; goto out; }
-    if ((rc = step_done(s, st, "clear active vocabulary"))) goto out;
+    if ((rc = kstore_step_done(s, st, "clear active vocabulary"))) goto out;
     st = stmt(s, ST_VOCAB_SET_ACTIVE);
     if (!st) { rc = EX_SOFTWARE; goto out; }
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    if ((rc = step_done(s, st, "set active vocabulary"))) goto out;
+    if ((rc = kstore_step_done(s, st, "set active vocabulary"))) goto out;
     return kstore_commit(s);
 out:
     kstore_rollback(s);
@@ -684,7 +677,7 @@ int kstore_vocabs_foreach(kstore *s, int (*cb)(const kvocab_row *, void *), void
         if (cb(&v, ctx)) break;
     }
     sqlite3_reset(st);
-    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "list vocabularies");
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "list vocabularies");
 }
 
 /* ---- tokenized documents ------------------------------------------------------ */
@@ -701,7 +694,7 @@ int kstore_tokens_put(kstore *s, const ktokens_row *r)
     sqlite3_bind_blob(st, 5, r->tokens, (int)(r->n_tokens * w), SQLITE_STATIC);
     sqlite3_bind_blob(st, 6, r->sent_ends, (int)(r->n_sentences * sizeof(uint32_t)), SQLITE_STATIC);
     sqlite3_bind_blob(st, 7, r->word_starts, (int)((r->n_tokens + 7) / 8), SQLITE_STATIC);
-    return step_done(s, st, "store tokens");
+    return kstore_step_done(s, st, "store tokens");
 }
 
 int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *todo, int64_t *tokens)
@@ -717,7 +710,7 @@ int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *tod
         r = SQLITE_DONE;
     }
     sqlite3_reset(st);
-    return r == SQLITE_DONE ? 0 : dbfail(s, r, "count tokens");
+    return r == SQLITE_DONE ? 0 : kstore_dbfail(s, r, "count tokens");
 }
 
 int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
@@ -747,13 +740,13 @@ int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
             ok = t.sent_ends[i] <= t.n_tokens && (i == 0 || t.sent_ends[i] >= t.sent_ends[i - 1]);
         if (!ok) {
             sqlite3_reset(st);
-            return fail(s, EX_DATAERR, "tokens of document %lld (vocabulary %lld) are corrupt",
+            return kstore_fail(s, EX_DATAERR, "tokens of document %lld (vocabulary %lld) are corrupt",
                         (long long)t.doc_id, (long long)t.vocab_id);
         }
         if (cb(&t, ctx)) break;
     }
     sqlite3_reset(st);
-    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : dbfail(s, r, "read tokens");
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read tokens");
 }
 
 int kstore_totals_get(kstore *s, kstore_totals *t)
@@ -769,14 +762,14 @@ int kstore_totals_get(kstore *s, kstore_totals *t)
         r = SQLITE_DONE;
     }
     sqlite3_reset(st);
-    return r == SQLITE_DONE ? 0 : dbfail(s, r, "totals");
+    return r == SQLITE_DONE ? 0 : kstore_dbfail(s, r, "totals");
 }
 
 int kstore_integrity_check(kstore *s, int *ok)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &st, NULL);
-    if (rc != SQLITE_OK) return dbfail(s, rc, "integrity_check");
+    if (rc != SQLITE_OK) return kstore_dbfail(s, rc, "integrity_check");
     *ok = 0;
     if (sqlite3_step(st) == SQLITE_ROW)
         *ok = strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;

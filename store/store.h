@@ -149,6 +149,86 @@ int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *tod
 int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
                           int (*cb)(const ktokens_row *, void *), void *ctx);
 
+/* ---- knowledge graph (kg.c) ------------------------------------------------ */
+/* Registers an import of a file (its own transaction): *already = 1 when
+ * the same bytes were imported completely with the same kind and options. */
+int kstore_kg_file_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LEN],
+                         const char *kind, const char *options, int64_t *id, int *already);
+int kstore_kg_file_finish(kstore *s, int64_t id, const char *status, const char *error,
+                          int64_t triples, int64_t names, int64_t bad_lines);
+/* Get-or-create by external id (inside a transaction). */
+int kstore_kg_entity(kstore *s, const char *ext_id, size_t len, int64_t *id);
+int kstore_kg_relation(kstore *s, const char *ext_id, size_t len, int64_t *id);
+int kstore_kg_triple_add(kstore *s, int64_t h, int64_t r, int64_t t, const char *split,
+                         int64_t file_id, int *inserted);
+/* Sets an entity's label / description (NULL: unchanged); with only_if_empty
+ * a value already there is kept. *changed tells whether anything changed. */
+int kstore_kg_entity_set(kstore *s, int64_t id, const char *label, const char *desc,
+                         int only_if_empty, int *changed);
+int kstore_kg_relation_set_label(kstore *s, int64_t id, const char *label);
+int kstore_kg_alias_add(kstore *s, int64_t entity_id, const char *alias, int *inserted);
+int kstore_kg_bump_generation(kstore *s);
+int kstore_kg_generation(kstore *s, int64_t *gen);
+
+typedef struct kkg_counts {
+    int64_t entities, relations, triples, train, valid, test, aliases, mentions, embeddings,
+        files, linked_docs;
+} kkg_counts;
+int kstore_kg_counts(kstore *s, kkg_counts *c);
+
+/* Every triple: cb(head, relation, tail, split 0 train / 1 valid / 2 test). */
+int kstore_kg_triples_foreach(kstore *s, int (*cb)(int64_t h, int64_t r, int64_t t, int split, void *),
+                              void *ctx);
+/* Every entity in id order with its external id and label (may be NULL). */
+int kstore_kg_entities_foreach(kstore *s, int (*cb)(int64_t id, const char *ext_id,
+                                                    const char *label, void *), void *ctx);
+int kstore_kg_relations_foreach(kstore *s, int (*cb)(int64_t id, const char *ext_id,
+                                                     const char *label, void *), void *ctx);
+/* Every alias: cb(entity_id, alias). */
+int kstore_kg_aliases_foreach(kstore *s, int (*cb)(int64_t entity, const char *alias, void *),
+                              void *ctx);
+/* Finds an entity by external id, else label, else alias (exact); *id = 0 if none. */
+int kstore_kg_find_entity(kstore *s, const char *q, int64_t *id);
+/* An entity's fields into the kbufs (empty when NULL). */
+int kstore_kg_entity_get(kstore *s, int64_t id, kbuf *ext_id, kbuf *label, kbuf *desc);
+/* Triples touching the entity (up to limit): cb(head ext, head label, relation ext, relation
+ * label, tail ext, tail label, split); labels may be NULL. */
+int kstore_kg_entity_triples(kstore *s, int64_t id, int limit,
+                             int (*cb)(const char *const f[6], const char *split, void *), void *ctx);
+int kstore_kg_entity_aliases(kstore *s, int64_t id, int (*cb)(const char *alias, void *), void *ctx);
+
+/* Mentions. */
+int kstore_kg_mention_add(kstore *s, int64_t vocab, int64_t doc, int64_t start, int64_t end,
+                          int64_t entity, double score);
+/* Marks a document linked at a generation, replacing its old mentions. */
+int kstore_kg_doc_relink(kstore *s, int64_t vocab, int64_t doc);
+int kstore_kg_doc_linked(kstore *s, int64_t vocab, int64_t doc, int64_t generation);
+/* Tokenized documents of vocab (doc_id > after) not linked at generation gen. */
+int kstore_kg_unlinked_foreach(kstore *s, int64_t vocab, int64_t gen, int64_t after, size_t limit,
+                               int (*cb)(const ktokens_row *, void *), void *ctx);
+/* Mention totals of a vocabulary and the top entities by mentions. */
+int kstore_kg_mention_totals(kstore *s, int64_t vocab, int64_t *mentions, int64_t *entities,
+                             int64_t *docs, int64_t *tokens);
+int kstore_kg_top_entities(kstore *s, int64_t vocab, int limit,
+                           int (*cb)(int64_t id, const char *ext, const char *label, int64_t n, void *),
+                           void *ctx);
+
+/* Embeddings. */
+typedef struct kkg_embedding {
+    int64_t id;
+    const char *model;
+    int dim;
+    const char *config;
+    size_t n_entities, n_relations;
+    const int64_t *entity_ids, *relation_ids;
+    const float *entities, *relations;   /* (n, dim) */
+    double valid_mrr, test_mrr;          /* < 0: not measured */
+} kkg_embedding;
+int kstore_kg_embedding_put(kstore *s, const kkg_embedding *e, int64_t *id);
+/* The latest embedding; the arrays are copied into *blobs (owned by the
+ * caller's kbuf); EX_NOINPUT if there is none. */
+int kstore_kg_embedding_latest(kstore *s, kkg_embedding *e, kbuf *blobs);
+
 /* ---- totals ------------------------------------------------------------ */
 typedef struct kstore_totals {
     int64_t sources, documents, sentences, bytes;

@@ -391,3 +391,45 @@ size_t ktext_segment(ktext_seg *g, const char *in, size_t n, int lines_are_sente
         segment_paragraph(g, t + para, tn - para, out, ends, ends_cap, &count);
     return count;
 }
+
+void ktext_normalize_short(const char *s, size_t n, int norm, kbuf *out)
+{
+    kbuf clean = {0};
+    ktext_clean_utf8(s, n, &clean, NULL);
+    kbuf_clear(out);
+    UErrorCode st = U_ZERO_ERROR;
+    const UNormalizer2 *nz = norm == KTEXT_NFKC ? unorm2_getNFKCInstance(&st)
+                             : norm == KTEXT_NFC ? unorm2_getNFCInstance(&st) : NULL;
+    int32_t n16 = 0;
+    UChar *u = NULL, *v = NULL;
+    if (clean.len && clean.len < INT32_MAX / 4 && U_SUCCESS(st)) {
+        u = xmalloc((clean.len + 1) * sizeof *u);
+        u_strFromUTF8WithSub(u, (int32_t)clean.len + 1, &n16, clean.data, (int32_t)clean.len, 0xFFFD, NULL, &st);
+        if (U_SUCCESS(st) && nz) {
+            int32_t cap = n16 * 3 + 16;
+            v = xmalloc((size_t)cap * sizeof *v);
+            int32_t r = unorm2_normalize(nz, u, n16, v, cap, &st);
+            if (st == U_BUFFER_OVERFLOW_ERROR) {
+                cap = r + 1;
+                v = xrealloc(v, (size_t)cap * sizeof *v);
+                st = U_ZERO_ERROR;
+                r = unorm2_normalize(nz, u, n16, v, cap, &st);
+            }
+            if (U_SUCCESS(st)) { UChar *t = u; u = v; v = t; n16 = r; }
+        }
+        if (U_SUCCESS(st)) {
+            int space = 0;
+            for (int32_t i = 0; i < n16;) {
+                UChar32 c;
+                U16_NEXT(u, i, n16, c);
+                if (u_isUWhiteSpace(c)) { space = out->len > 0; continue; }
+                if (space) { kbuf_putc(out, ' '); space = 0; }
+                kbuf_put_cp(out, (uint32_t)c);
+            }
+        }
+    }
+    if (!out->data) kbuf_reserve(out, 1);
+    free(u);
+    free(v);
+    kbuf_free(&clean);
+}

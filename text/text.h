@@ -54,6 +54,11 @@ void ktext_conv_feed(ktext_conv *c, const char *in, size_t n, int final, kbuf *o
 void ktext_conv_free(ktext_conv *c);
 
 enum ktext_norm { KTEXT_NFKC = 0, KTEXT_NFC = 1, KTEXT_NONE = 2 };
+
+/* A short string (a label, an alias) normalized as the corpus text is:
+ * cleaned (ktext_clean_utf8), normalized (KTEXT_*), white space collapsed to
+ * single spaces and trimmed. Appends to out (cleared first). */
+void ktext_normalize_short(const char *s, size_t n, int norm, kbuf *out);
 /* Parses "nfkc" | "nfc" | "none"; returns -1 for anything else. */
 int ktext_norm_parse(const char *s);
 

@@ -1,0 +1,83 @@
+/* kg.h: knowledge graphs: importing triples and names (TSV, N-Triples,
+ * entity2text) into the store, linking entity mentions in the tokenized
+ * corpus, training and evaluating TransE embeddings (kg/transe.h for the
+ * math), and looking entities up. */
+#ifndef KILN_KG_H
+#define KILN_KG_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* ---- import (import.c) ------------------------------------------------------------ */
+enum { KKG_AUTO = 0, KKG_TSV, KKG_NTRIPLES };
+enum { KKG_TRIPLES = 0, KKG_NAMES, KKG_RELATION_NAMES };
+enum { KKG_GLOSS_AUTO = -1, KKG_GLOSS_NO = 0, KKG_GLOSS_YES = 1 };
+
+typedef struct kkg_import_opts {
+    int format;                /* KKG_AUTO: by name (.nt) or content */
+    const char *split;         /* NULL: from the file or entry name (train/valid/test), else train */
+    const char *lang;          /* N-Triples literals kept: this language (and its subtags) or none */
+    int gloss;                 /* names: split "name, gloss" (auto: when most lines have ", ") */
+    uint64_t max_line_bytes;
+} kkg_import_opts;
+
+typedef struct kkg_import_summary {
+    uint64_t files, already, triples, duplicates, entities_named, aliases, relations_named,
+        bad_lines, literals_skipped, missing;
+    double seconds;
+} kkg_import_summary;
+
+/* Imports files of one kind (triples, entity names or relation names);
+ * returns 0, EX_DATAERR if lines were malformed (they are skipped and
+ * reported with file:line), EX_NOINPUT for a missing path, or a store error. */
+int kkg_import(kstore *s, int kind, const char *const *paths, int n, const kkg_import_opts *o,
+               kkg_import_summary *sum);
+
+/* ---- linking (link.c) -------------------------------------------------------------- */
+typedef struct kkg_link_opts {
+    const char *vocab;            /* NULL: the active vocabulary */
+    size_t min_alias_chars;       /* aliases shorter than this are not matched (default 3) */
+    double max_alias_share;       /* single-piece aliases whose piece is more frequent than
+                                     this share of corpus tokens are not matched (default 1e-4) */
+    volatile sig_atomic_t *stop;
+    void (*progress)(uint64_t done, uint64_t total, void *ctx);
+    void *progress_ctx;
+} kkg_link_opts;
+
+typedef struct kkg_link_summary {
+    uint64_t aliases, aliases_used, aliases_dropped_short, aliases_dropped_common;
+    uint64_t documents, mentions, tokens;       /* this run */
+    int64_t total_mentions, total_entities, total_docs, total_tokens;
+    double seconds;
+    int interrupted;
+} kkg_link_summary;
+
+int kkg_link(kstore *s, const kkg_link_opts *o, kkg_link_summary *sum);
+
+/* ---- embeddings (embed.c) ---------------------------------------------------------- */
+#include "kg/transe.h"
+
+typedef struct kkg_embed_summary {
+    int64_t embedding_id;
+    uint32_t entities, relations;
+    size_t train, valid, test;
+    ktranse_report report;
+    keval valid_eval;
+    double seconds;
+} kkg_embed_summary;
+
+/* Trains TransE on the stored triples (entities of triples only, dense ids),
+ * keeps the best weights by validation MRR, stores them. */
+int kkg_embed(kstore *s, const ktranse_opts *o, kkg_embed_summary *sum);
+
+/* Filtered link prediction with the latest embedding on a split
+ * (0 train, 1 valid, 2 test), every split's triples filtered. */
+int kkg_eval(kstore *s, int split, int threads, keval *out);
+
+/* The k nearest entities (L2 in the latest embedding) of an entity:
+ * ids[k] and distances[k]; *n is set to the number found. */
+int kkg_neighbours(kstore *s, int64_t entity, int k, int64_t *ids, float *dist, int *n);
+
+#endif

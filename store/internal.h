@@ -1,0 +1,35 @@
+/* internal.h: the store's private pieces shared by its .c files (store.c,
+ * kg.c): the handle, cached statements, error helpers. Not for other modules. */
+#ifndef KILN_STORE_INTERNAL_H
+#define KILN_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/* Statement slots: store.c uses [0, KSTORE_ST_KG), kg.c [KSTORE_ST_KG, KSTORE_ST_MAX). */
+#define KSTORE_ST_KG 32
+#define KSTORE_ST_MAX 96
+
+struct kstore {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[KSTORE_ST_MAX];
+    int version;
+    char msg[1024];
+};
+
+/* Records a message; returns code. */
+int kstore_fail(kstore *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Maps an SQLite result code to a sysexits code and records the message. */
+int kstore_dbfail(kstore *s, int rc, const char *what);
+/* The cached statement of slot i (prepared from sql on first use), reset and
+ * unbound; NULL with the message set on failure. */
+sqlite3_stmt *kstore_stmt(kstore *s, int i, const char *sql);
+/* Steps a statement expecting SQLITE_DONE, then resets it. */
+int kstore_step_done(kstore *s, sqlite3_stmt *st, const char *what);
+int kstore_exec(kstore *s, const char *sql, const char *what);
+/* First column of the first row of sql (0 if no row). */
+int kstore_query_int(kstore *s, const char *sql, int64_t *out);
+void kstore_bind_text_or_null(sqlite3_stmt *st, int i, const char *v);
+
+#endif
