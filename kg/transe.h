@@ -35,7 +35,7 @@ typedef struct ktranse_opts {
     float adv_temperature;   /* alpha; 0 = uniform weights over the negatives */
     int batch;               /* positive triples per optimizer step */
     uint64_t seed;
-    int threads;             /* OpenMP threads (<= 0: omp_get_max_threads()) */
+    int threads;             /* OpenMP threads (<= 0: omp_get_max_threads()); the result does not depend on it */
     int eval_every;          /* epochs between validation MRR checks (0 = never) */
     int patience;            /* early stop after this many checks without improvement (keep the best weights; 0 = never stop early) */
     size_t eval_sample;      /* validation triples used for the periodic MRR (0 = all) */
@@ -44,7 +44,8 @@ typedef struct ktranse_opts {
     void (*progress)(int epoch, double loss, double valid_mrr /* <0 if not measured */, double seconds, void *ctx);
     void *progress_ctx;
     /* kiln additions */
-    int share;               /* queries sharing one set of negatives (a "chunk"); 1 = independent negatives */
+    int share;               /* queries sharing one set of negatives (a "chunk"); 1 = independent negatives
+                              * (step memory grows as batch / share * negatives * dim) */
     int both_sides;          /* 1: every positive gives a tail query and a head query; 0: one side, Bernoulli per relation */
     int optimizer;           /* KTRANSE_ADAM (lazy: only rows in the batch) or KTRANSE_ADAGRAD */
     float init_scale;        /* uniform init in [-s, s]; 0 = (margin + 2) / dim as RotatE */

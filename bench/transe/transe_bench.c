@@ -200,6 +200,12 @@ int main(int argc, char **argv)
     double t2 = know_seconds();
     printf("train: %d epochs in %.1f s (%.3f s/epoch incl. validation), best valid MRR %.4f at epoch %d\n",
            rep.epochs, t2 - t1, (t2 - t1) / (rep.epochs ? rep.epochs : 1), rep.best_valid_mrr, rep.best_epoch);
+    uint64_t fp = 1469598103934665603ull; /* FNV-1a of the weights' bytes: determinism checks */
+    const unsigned char *wb[2] = {(const unsigned char *)ent, (const unsigned char *)rel};
+    size_t wn[2] = {(size_t)d.n_ent * o.dim * sizeof(float), (size_t)d.n_rel * o.dim * sizeof(float)};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < wn[k]; i++) fp = (fp ^ wb[k][i]) * 1099511628211ull;
+    printf("weights fnv1a64 %016llx\n", (unsigned long long)fp);
     if (!no_test) {
         keval ev;
         if (ktranse_eval(&d, te, nte, ent, rel, o.dim, o.norm, o.threads, &ev)) {
