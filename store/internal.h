@@ -31,5 +31,8 @@ int kstore_exec(kstore *s, const char *sql, const char *what);
 /* First column of the first row of sql (0 if no row). */
 int kstore_query_int(kstore *s, const char *sql, int64_t *out);
 void kstore_bind_text_or_null(sqlite3_stmt *st, int i, const char *v);
+/* Reads a doc_tokens row (columns doc_id, vocab_id, layout, n_tokens, tokens,
+ * sent_ends, word_starts) into *t, checking the blobs; EX_DATAERR if corrupt. */
+int kstore_tokens_row(kstore *s, sqlite3_stmt *st, ktokens_row *t);
 
 #endif

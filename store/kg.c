@@ -453,24 +453,9 @@ int kstore_kg_unlinked_foreach(kstore *s, int64_t vocab, int64_t gen, int64_t af
     sqlite3_bind_int64(q, 3, gen);
     sqlite3_bind_int64(q, 4, (int64_t)limit);
     FOREACH_ROW(s, q, "read tokens to link", {
-        ktokens_row t = {0};
-        t.doc_id = sqlite3_column_int64(q, 0);
-        t.vocab_id = sqlite3_column_int64(q, 1);
-        t.layout = sqlite3_column_int(q, 2);
-        t.n_tokens = (size_t)sqlite3_column_int64(q, 3);
-        size_t w = t.layout == KTOK_LAYOUT_U16 ? 2 : t.layout == KTOK_LAYOUT_U32 ? 4 : 0;
-        t.tokens = sqlite3_column_blob(q, 4);
-        size_t tb = (size_t)sqlite3_column_bytes(q, 4);
-        t.sent_ends = sqlite3_column_blob(q, 5);
-        t.n_sentences = (size_t)sqlite3_column_bytes(q, 5) / sizeof(uint32_t);
-        t.word_starts = sqlite3_column_blob(q, 6);
-        int ok = w && tb == t.n_tokens * w &&
-                 (size_t)sqlite3_column_bytes(q, 6) == (t.n_tokens + 7) / 8;
-        for (size_t i = 0; ok && i < t.n_sentences; i++) ok = t.sent_ends[i] <= t.n_tokens;
-        if (!ok) {
-            sqlite3_reset(q);
-            return kstore_fail(s, EX_DATAERR, "tokens of document %lld are corrupt", (long long)t.doc_id);
-        }
+        ktokens_row t;
+        int rc = kstore_tokens_row(s, q, &t);
+        if (rc) { sqlite3_reset(q); return rc; }
         if (cb(&t, ctx)) break;
     });
 }

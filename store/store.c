@@ -713,6 +713,29 @@ int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *tod
     return r == SQLITE_DONE ? 0 : kstore_dbfail(s, r, "count tokens");
 }
 
+int kstore_tokens_row(kstore *s, sqlite3_stmt *st, ktokens_row *t)
+{
+    memset(t, 0, sizeof *t);
+    t->doc_id = sqlite3_column_int64(st, 0);
+    t->vocab_id = sqlite3_column_int64(st, 1);
+    t->layout = sqlite3_column_int(st, 2);
+    t->n_tokens = (size_t)sqlite3_column_int64(st, 3);
+    size_t w = t->layout == KTOK_LAYOUT_U16 ? 2 : t->layout == KTOK_LAYOUT_U32 ? 4 : 0;
+    t->tokens = sqlite3_column_blob(st, 4);
+    size_t tb = (size_t)sqlite3_column_bytes(st, 4);
+    t->sent_ends = sqlite3_column_blob(st, 5);
+    t->n_sentences = (size_t)sqlite3_column_bytes(st, 5) / sizeof(uint32_t);
+    t->word_starts = sqlite3_column_blob(st, 6);
+    size_t wb = (size_t)sqlite3_column_bytes(st, 6);
+    int ok = w && tb == t->n_tokens * w && wb == (t->n_tokens + 7) / 8 &&
+             (size_t)sqlite3_column_bytes(st, 5) % sizeof(uint32_t) == 0;
+    for (size_t i = 0; ok && i < t->n_sentences; i++)
+        ok = t->sent_ends[i] <= t->n_tokens && (i == 0 || t->sent_ends[i] >= t->sent_ends[i - 1]);
+    if (ok) return 0;
+    return kstore_fail(s, EX_DATAERR, "tokens of document %lld (vocabulary %lld) are corrupt",
+                       (long long)t->doc_id, (long long)t->vocab_id);
+}
+
 int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
                           int (*cb)(const ktokens_row *, void *), void *ctx)
 {
@@ -722,27 +745,9 @@ int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
     sqlite3_bind_int64(st, 2, after_id);
     int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        ktokens_row t = {0};
-        t.doc_id = sqlite3_column_int64(st, 0);
-        t.vocab_id = sqlite3_column_int64(st, 1);
-        t.layout = sqlite3_column_int(st, 2);
-        t.n_tokens = (size_t)sqlite3_column_int64(st, 3);
-        size_t w = t.layout == KTOK_LAYOUT_U16 ? 2 : t.layout == KTOK_LAYOUT_U32 ? 4 : 0;
-        t.tokens = sqlite3_column_blob(st, 4);
-        size_t tb = (size_t)sqlite3_column_bytes(st, 4);
-        t.sent_ends = sqlite3_column_blob(st, 5);
-        t.n_sentences = (size_t)sqlite3_column_bytes(st, 5) / sizeof(uint32_t);
-        t.word_starts = sqlite3_column_blob(st, 6);
-        size_t wb = (size_t)sqlite3_column_bytes(st, 6);
-        int ok = w && tb == t.n_tokens * w && wb == (t.n_tokens + 7) / 8 &&
-                 (size_t)sqlite3_column_bytes(st, 5) % sizeof(uint32_t) == 0;
-        for (size_t i = 0; ok && i < t.n_sentences; i++)
-            ok = t.sent_ends[i] <= t.n_tokens && (i == 0 || t.sent_ends[i] >= t.sent_ends[i - 1]);
-        if (!ok) {
-            sqlite3_reset(st);
-            return kstore_fail(s, EX_DATAERR, "tokens of document %lld (vocabulary %lld) are corrupt",
-                        (long long)t.doc_id, (long long)t.vocab_id);
-        }
+        ktokens_row t;
+        int rc = kstore_tokens_row(s, st, &t);
+        if (rc) { sqlite3_reset(st); return rc; }
         if (cb(&t, ctx)) break;
     }
     sqlite3_reset(st);
