@@ -30,6 +30,7 @@ demo: build
 bench: build
 	@bench/ingest/run $(BUILD)/kiln
 	@bench/tokenize/run $(BUILD)/kiln
+	@bench/transe/run
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
