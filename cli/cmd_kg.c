@@ -37,12 +37,6 @@ static const char usage[] =
     "\n"
     "common: --db PATH, --json, -q, -v, -h\n";
 
-static int threads_default(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 static void link_progress(uint64_t done, uint64_t total, void *ctx)
 {
     char line[128], a[32], b[32];
@@ -177,7 +171,7 @@ int cmd_kg(int argc, char **argv, const char *db)
     kkg_link_opts lk = {NULL, 3, 1e-4, NULL, NULL, NULL};
     ktranse_opts eo;
     ktranse_opts_default(&eo);
-    eo.threads = threads_default();
+    eo.threads = kcpu_count();
     const char *split = "test";
     int opt, rc = 0;
     optind = 1;

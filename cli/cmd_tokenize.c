@@ -14,12 +14,6 @@
 #include "text/wordpiece.h"
 
 
-static int default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 /* ---- kiln tokenize ------------------------------------------------------------- */
 
 static void tok_progress(const ktokenize_progress *pr, void *ctx)
@@ -51,7 +45,7 @@ int cmd_tokenize(int argc, char **argv, const char *db)
     cli_common c;
     cli_common_init(&c, db);
     ktokenize_opts o = {0};
-    o.threads = default_threads();
+    o.threads = kcpu_count();
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
@@ -195,7 +189,7 @@ int cmd_encode(int argc, char **argv, const char *db)
     cli_common c;
     cli_common_init(&c, db);
     vocab_sel sel = {0};
-    int tokens = 0, nth = default_threads(), opt;
+    int tokens = 0, nth = kcpu_count(), opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
         if (cli_common_opt(&c, opt, optarg)) continue;

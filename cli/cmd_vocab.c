@@ -238,7 +238,7 @@ int cmd_vocab(int argc, char **argv, const char *db)
         o.limit_alphabet = (size_t)alpha;
         o.max_words = (size_t)maxw;
         o.name = name;
-        o.threads = threads > 0 ? (int)threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+        o.threads = threads > 0 ? (int)threads : kcpu_count();
         cli_catch_stop_signals();
         o.stop = &cli_stop;
         cli_progress p;

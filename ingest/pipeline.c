@@ -74,8 +74,7 @@ void kingest_opts_default(kingest_opts *o)
     o->encoding = "auto";
     o->normalize = KTEXT_NFKC;
     o->lang = "en";
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    o->threads = n > 0 ? (int)n : 1;
+    o->threads = kcpu_count();
     o->max_entry_bytes = (uint64_t)256 << 30;
     o->max_ratio = 1000.0;
     o->max_doc_bytes = (uint64_t)64 << 20;

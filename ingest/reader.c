@@ -87,10 +87,10 @@ static batch *cur_batch(reader *r)
 }
 
 static void emit(reader *r, const char *entry, const char *ext_id, const char *title,
-                 const char *url, const char *text, size_t len, int flags)
+                 const char *url, const char *loc, const char *text, size_t len, int flags)
 {
     batch *b = cur_batch(r);
-    batch_add_doc(b, entry, ext_id, title, url, NULL, text, len, flags);
+    batch_add_doc(b, entry, ext_id, title, url, loc, text, len, flags);
     if (b->n >= BATCH_DOCS_MAX || b->arena.len >= BATCH_BYTES_MAX) flush_batch(r);
 }
 
@@ -167,7 +167,7 @@ static void text_doc_end(eparser *e)
         char id[32];
         snprintf(id, sizeof id, "%llu", (unsigned long long)e->doc_line);
         int flags = DOC_CLEAN | (r->o->split == KSPLIT_BLANK_LINE ? DOC_LINES : 0);
-        emit(r, e->entry, r->o->split == KSPLIT_DOC ? NULL : id, e->title, NULL, e->doc.data,
+        emit(r, e->entry, r->o->split == KSPLIT_DOC ? NULL : id, e->title, NULL, NULL, e->doc.data,
              e->doc.len, flags);
     }
     kbuf_clear(&e->doc);
@@ -198,10 +198,8 @@ static void jsonl_line(eparser *e, const char *s, size_t n)
     kbuf l = {0};
     kbuf_puts(&l, e->loc);
     kbuf_puts(&l, loc);
-    batch *b = cur_batch(e->r);
-    batch_add_doc(b, e->entry, NULL, NULL, NULL, l.data, s, n, DOC_JSON);
+    emit(e->r, e->entry, NULL, NULL, NULL, l.data, s, n, DOC_JSON);
     kbuf_free(&l);
-    if (b->n >= BATCH_DOCS_MAX || b->arena.len >= BATCH_BYTES_MAX) flush_batch(e->r);
 }
 
 /* One complete line (without '\n') of a line-framed format. */
@@ -298,7 +296,7 @@ static void page_end(eparser *e)
         kbuf_puts(&url, e->url_prefix);
         for (const char *c = title; *c; c++) kbuf_putc(&url, *c == ' ' ? '_' : *c);
     }
-    emit(r, e->entry, e->id_b.len ? e->id_b.data : NULL, title, url.data, e->text_b.data ? e->text_b.data : "",
+    emit(r, e->entry, e->id_b.len ? e->id_b.data : NULL, title, url.data, NULL, e->text_b.data ? e->text_b.data : "",
          e->text_b.len, DOC_WIKITEXT);
     kbuf_free(&url);
 }
@@ -423,20 +421,6 @@ static int ends_with(const char *s, const char *suf)
 {
     size_t n = strlen(s), m = strlen(suf);
     return n >= m && strcasecmp(s + n - m, suf) == 0;
-}
-
-/* The name without compression suffixes (.gz, .bz2, ...). */
-static void strip_compression(char *name)
-{
-    static const char *sufs[] = {".gz", ".bz2", ".xz", ".zst", ".zstd", ".lz4", ".lzma", ".z", ".Z"};
-    for (int again = 1; again;) {
-        again = 0;
-        for (size_t i = 0; i < sizeof sufs / sizeof *sufs; i++)
-            if (ends_with(name, sufs[i]) && strlen(name) > strlen(sufs[i])) {
-                name[strlen(name) - strlen(sufs[i])] = '\0';
-                again = 1;
-            }
-    }
 }
 
 static int detect_format(const char *name, const char *head, size_t n)
@@ -571,7 +555,7 @@ static int read_entry(reader *r, struct archive *a, const char *loc, const char 
     {
         const char *base = strrchr(name, '/');
         base = base ? base + 1 : name;
-        snprintf(title, sizeof title, "%s", base);
+        snprintf(title, sizeof title, "%.255s", base);
         char *dot = strrchr(title, '.');
         if (dot && dot != title) *dot = '\0';
     }
@@ -711,27 +695,13 @@ static int ingest_file(reader *r, const char *path, const struct stat *st)
         return 0;
     }
     /* content hash of the file (its identity: re-ingesting the same bytes is a no-op) */
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        kerr("%s: cannot read: %s", path, strerror(errno));
-        r->sum->missing++;
-        return EX_NOINPUT;
-    }
-    khash_stream *hs = khash_stream_new();
-    char *buf = xmalloc(READ_BLOCK);
-    ssize_t k;
+    uint8_t hash[KHASH_LEN];
     int64_t size = 0;
     double t0 = know_seconds();
-    while ((k = read(fd, buf, READ_BLOCK)) > 0) { khash_stream_update(hs, buf, (size_t)k); size += k; }
-    int rerr = k < 0 ? errno : 0;
-    close(fd);
-    free(buf);
+    int rerr = khash_file(path, hash, &size);
     r->sum->t_read += know_seconds() - t0;
-    uint8_t hash[KHASH_LEN];
-    khash_stream_final(hs, hash);
-    khash_stream_free(hs);
     if (rerr) {
-        kerr("%s: read error: %s", path, strerror(rerr));
+        kerr("%s: cannot read: %s", path, strerror(rerr));
         r->sum->missing++;
         return EX_NOINPUT;
     }
@@ -788,7 +758,7 @@ static int ingest_file(reader *r, const char *path, const struct stat *st)
         char name[PATH_MAX];
         const char *base = strrchr(path, '/');
         snprintf(name, sizeof name, "%s", raw ? (base ? base + 1 : path) : ename);
-        if (raw) strip_compression(name);
+        if (raw) kpath_strip_compression(name);
         kbuf loc = {0};
         kbuf_puts(&loc, path);
         if (!raw) { kbuf_putc(&loc, ':'); kbuf_puts(&loc, ename); }

@@ -8,7 +8,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,7 +350,6 @@ static int read_entry(imp *m, struct archive *a, const char *loc, const char *na
     kbuf line = {0};
     uint64_t ln = 0;
     int started = 0, toolong = 0, ret = 0;
-    kbuf head = {0};
     for (;;) {
         const void *buf;
         size_t n;
@@ -374,7 +372,6 @@ static int read_entry(imp *m, struct archive *a, const char *loc, const char *na
                 m->gloss = m->o->gloss == KKG_GLOSS_AUTO ? detect_gloss(p, n) : m->o->gloss;
             if (m->kind == KKG_NAMES && m->gloss)
                 kinfo("%s: names with glosses (\"name, gloss\"): the gloss becomes the description", loc);
-            (void)head;
         }
         while (p < e && !m->rc) {
             const char *nl = memchr(p, '\n', (size_t)(e - p));
@@ -399,27 +396,18 @@ static int read_entry(imp *m, struct archive *a, const char *loc, const char *na
         else handle_line(m, loc, ln, line.data, line.len);
     }
     kbuf_free(&line);
-    kbuf_free(&head);
     return ret;
 }
 
 static int import_file(imp *m, const char *path)
 {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        kerr("%s: %s", path, strerror(errno));
+    uint8_t hash[KHASH_LEN];
+    int e = khash_file(path, hash, NULL);
+    if (e) {
+        kerr("%s: %s", path, strerror(e));
         m->sum->missing++;
         return EX_NOINPUT;
     }
-    khash_stream *hs = khash_stream_new();
-    char *buf = xmalloc(1 << 20);
-    ssize_t k;
-    while ((k = read(fd, buf, 1 << 20)) > 0) khash_stream_update(hs, buf, (size_t)k);
-    close(fd);
-    free(buf);
-    uint8_t hash[KHASH_LEN];
-    khash_stream_final(hs, hash);
-    khash_stream_free(hs);
     static const char *const kinds[] = {"triples", "names", "relation-names"};
     char options[256];
     snprintf(options, sizeof options, "format=%d;split=%s;lang=%s;gloss=%d", m->o->format,
@@ -470,12 +458,7 @@ static int import_file(imp *m, const char *path)
             if (!raw) { kbuf_putc(&loc, ':'); kbuf_puts(&loc, en); }
             char name[PATH_MAX];
             snprintf(name, sizeof name, "%s", raw ? path : en);
-            if (raw) { /* drop a compression suffix for the format and split guesses */
-                char *dot = strrchr(name, '.');
-                if (dot && (!strcmp(dot, ".gz") || !strcmp(dot, ".bz2") || !strcmp(dot, ".xz") ||
-                            !strcmp(dot, ".zst") || !strcmp(dot, ".lz4")))
-                    *dot = '\0';
-            }
+            if (raw) kpath_strip_compression(name); /* for the format and split guesses */
             read_entry(m, a, loc.data, name, &err);
             kbuf_free(&loc);
         }

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <strings.h>
+#include <unistd.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -242,6 +245,51 @@ void khash_stream_free(khash_stream *h)
     if (!h) return;
     XXH3_freeState(h->st);
     free(h);
+}
+
+int khash_file(const char *path, uint8_t out[KHASH_LEN], int64_t *size)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return errno;
+    khash_stream *hs = khash_stream_new();
+    size_t cap = (size_t)1 << 20;
+    char *buf = xmalloc(cap);
+    ssize_t k;
+    int64_t n = 0;
+    while ((k = read(fd, buf, cap)) > 0) {
+        khash_stream_update(hs, buf, (size_t)k);
+        n += k;
+    }
+    int err = k < 0 ? errno : 0;
+    close(fd);
+    free(buf);
+    khash_stream_final(hs, out);
+    khash_stream_free(hs);
+    if (size) *size = n;
+    return err;
+}
+
+void kpath_strip_compression(char *name)
+{
+    static const char *sufs[] = {".gz", ".bz2", ".xz", ".zst", ".zstd", ".lz4", ".lzma", ".Z"};
+    for (int again = 1; again;) {
+        again = 0;
+        size_t n = strlen(name);
+        for (size_t i = 0; i < sizeof sufs / sizeof *sufs; i++) {
+            size_t m = strlen(sufs[i]);
+            if (n > m && strcasecmp(name + n - m, sufs[i]) == 0) {
+                name[n - m] = '\0';
+                again = 1;
+                break;
+            }
+        }
+    }
+}
+
+int kcpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 void khash_hex(const uint8_t h[KHASH_LEN], char out[2 * KHASH_LEN + 1])

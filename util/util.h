@@ -71,8 +71,18 @@ khash_stream *khash_stream_new(void);
 void khash_stream_update(khash_stream *h, const void *p, size_t n);
 void khash_stream_final(khash_stream *h, uint8_t out[KHASH_LEN]);
 void khash_stream_free(khash_stream *h);
+/* XXH3-128 of a whole file, read in 1 MiB blocks; *size gets its length.
+ * Returns 0 or an errno value. */
+int khash_file(const char *path, uint8_t out[KHASH_LEN], int64_t *size);
 /* 32 lowercase hex digits + NUL. */
 void khash_hex(const uint8_t h[KHASH_LEN], char out[2 * KHASH_LEN + 1]);
+
+/* Removes compression suffixes (.gz .bz2 .xz .zst .zstd .lz4 .lzma .Z) from
+ * the end of name, in place, repeatedly ("a.txt.gz" -> "a.txt"). */
+void kpath_strip_compression(char *name);
+
+/* Online cores (>= 1): the default thread count of bulk commands. */
+int kcpu_count(void);
 
 /* ---- time ------------------------------------------------------------------ */
 double know_seconds(void); /* monotonic clock, seconds */
