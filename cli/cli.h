@@ -55,6 +55,33 @@ void cli_progress_init(cli_progress *p, int json);
 void cli_progress_line(cli_progress *p, const char *line);
 void cli_progress_done(cli_progress *p);
 
+/* Sampling setup shared by kiln sample and kiln train (cmd_sample.c). */
+struct ksnapshot;
+struct kwp_vocab;
+struct ksampler_opts;
+typedef struct cli_sampling {
+    int64_t vocab_id;
+    char vocab_name[256];
+    int cased;
+    kbuf vocab_text;               /* vocab.txt bytes */
+    struct kwp_vocab *vocab;
+    char snapshot_path[4096];
+    struct ksnapshot *snap;
+    int32_t pad, cls, sep, mask;
+    int32_t *random_ids;           /* (n_random) pieces the random branch draws: no [X] specials */
+    size_t n_random;
+} cli_sampling;
+/* Loads the vocabulary (NULL: the active one) and opens the snapshot FILE, or
+ * makes/finds the current one in STORE.snapshots/. Logs and returns EX_* on
+ * failure; cli_sampling_close frees everything (also after a failure). */
+int cli_sampling_open(const cli_common *c, const char *vocab_name, const char *snapshot,
+                      cli_sampling *x);
+void cli_sampling_close(cli_sampling *x);
+/* Sets the special ids, vocabulary size and random pool in sampler options. */
+void cli_sampling_apply(const cli_sampling *x, struct ksampler_opts *o);
+/* "mlm,sop" into KOBJ_* bits; logs and returns EX_USAGE on an unknown name. */
+int cli_objectives_parse(const char *s, int *bits);
+
 int cmd_init(int argc, char **argv, const char *db);
 int cmd_stats(int argc, char **argv, const char *db);
 int cmd_sources(int argc, char **argv, const char *db);
@@ -65,5 +92,6 @@ int cmd_tokenize(int argc, char **argv, const char *db);
 int cmd_encode(int argc, char **argv, const char *db);
 int cmd_decode(int argc, char **argv, const char *db);
 int cmd_kg(int argc, char **argv, const char *db);
+int cmd_sample(int argc, char **argv, const char *db);
 
 #endif

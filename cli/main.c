@@ -17,6 +17,7 @@ static const struct {
     {"docs", cmd_docs, "documents: kiln docs dump"},
     {"vocab", cmd_vocab, "WordPiece vocabularies: import, export, list, use, train"},
     {"tokenize", cmd_tokenize, "the stored documents into token ids"},
+    {"sample", cmd_sample, "pretraining samples (masked LM, SOP, NSP, ELECTRA, causal, entities)"},
     {"encode", cmd_encode, "text to token ids or pieces, as BERT's tokenizer"},
     {"decode", cmd_decode, "token ids back to text"},
     {"kg", cmd_kg, "knowledge graphs: import, link, embed, eval, stats, show"},

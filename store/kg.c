@@ -39,6 +39,8 @@ enum {
     K_LINKED_SET,
     K_UNLINKED,
     K_MENTION_TOTALS,
+    K_MENTIONS_ALL,
+    K_MENTIONS_SUMMARY,
     K_TOP_ENTITIES,
     K_EMB_PUT,
     K_EMB_LATEST,
@@ -92,6 +94,10 @@ static const char *const sql[K_END - KSTORE_ST_KG] = {
         "FROM doc_tokens t WHERE t.vocab_id = ?1 AND t.doc_id > ?2 AND NOT EXISTS "
         "(SELECT 1 FROM kg_linked l WHERE l.vocab_id = ?1 AND l.doc_id = t.doc_id AND l.generation = ?3) "
         "ORDER BY t.doc_id LIMIT ?4",
+    S(K_MENTIONS_ALL) = "SELECT doc_id, tok_start, tok_end, entity_id FROM kg_mentions WHERE vocab_id = ?1 "
+                        "AND doc_id <= ?2 ORDER BY doc_id, tok_start",
+    S(K_MENTIONS_SUMMARY) = "SELECT count(*), coalesce(sum(entity_id), 0), coalesce(sum(tok_start), 0) "
+                            "FROM kg_mentions WHERE vocab_id = ?1",
     S(K_MENTION_TOTALS) =
         "SELECT (SELECT count(*) FROM kg_mentions WHERE vocab_id = ?1), "
         "(SELECT count(DISTINCT entity_id) FROM kg_mentions WHERE vocab_id = ?1), "
@@ -557,4 +563,38 @@ int kstore_kg_embedding_latest(kstore *s, kkg_embedding *e, kbuf *blobs)
     e->model = blobs->data + off[4];
     e->config = blobs->data + off[5];
     return 0;
+}
+
+int kstore_kg_mentions_foreach(kstore *s, int64_t vocab, int64_t max_doc_id,
+                               int (*cb)(int64_t doc, int64_t start, int64_t end, int64_t entity, void *),
+                               void *ctx)
+{
+    sqlite3_stmt *q = st(s, K_MENTIONS_ALL);
+    if (!q) return EX_SOFTWARE;
+    sqlite3_bind_int64(q, 1, vocab);
+    sqlite3_bind_int64(q, 2, max_doc_id);
+    int r;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW)
+        if (cb(sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 2),
+               sqlite3_column_int64(q, 3), ctx))
+            break;
+    sqlite3_reset(q);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read mentions");
+}
+
+int kstore_kg_mentions_summary(kstore *s, int64_t vocab, int64_t *n, int64_t *sum_entities,
+                               int64_t *sum_starts)
+{
+    sqlite3_stmt *q = st(s, K_MENTIONS_SUMMARY);
+    if (!q) return EX_SOFTWARE;
+    sqlite3_bind_int64(q, 1, vocab);
+    int r = sqlite3_step(q);
+    if (r == SQLITE_ROW) {
+        *n = sqlite3_column_int64(q, 0);
+        *sum_entities = sqlite3_column_int64(q, 1);
+        *sum_starts = sqlite3_column_int64(q, 2);
+        r = SQLITE_DONE;
+    }
+    sqlite3_reset(q);
+    return r == SQLITE_DONE ? 0 : kstore_dbfail(s, r, "mention summary");
 }

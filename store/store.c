@@ -48,6 +48,8 @@ enum {
     ST_VOCAB_SET_ACTIVE,
     ST_VOCAB_ALL,
     ST_TOKENS_PUT,
+    ST_SNAP_DOCS,
+    ST_SNAP_SUMMARY,
     ST_DOCS_UNTOKENIZED,
     ST_TOKENS_COUNT,
     ST_TOKENS_ALL,
@@ -114,6 +116,13 @@ static const char *const stmt_sql[ST_COUNT] = {
         "SELECT (SELECT count(*) FROM doc_tokens WHERE vocab_id = ?1), "
         "(SELECT count(*) FROM documents) - (SELECT count(*) FROM doc_tokens WHERE vocab_id = ?1), "
         "(SELECT coalesce(sum(n_tokens), 0) FROM doc_tokens WHERE vocab_id = ?1)",
+    [ST_SNAP_DOCS] =
+        "SELECT t.doc_id, t.vocab_id, t.layout, t.n_tokens, t.tokens, t.sent_ends, t.word_starts, "
+        "d.content_hash FROM doc_tokens t JOIN documents d ON d.id = t.doc_id "
+        "WHERE t.vocab_id = ?1 AND t.doc_id <= ?2 ORDER BY t.doc_id",
+    [ST_SNAP_SUMMARY] =
+        "SELECT count(*), coalesce(max(doc_id), 0), coalesce(sum(doc_id), 0), "
+        "coalesce(sum(n_tokens), 0) FROM doc_tokens WHERE vocab_id = ?1",
     [ST_TOKENS_ALL] =
         "SELECT doc_id, vocab_id, layout, n_tokens, tokens, sent_ends, word_starts FROM doc_tokens "
         "WHERE vocab_id = ?1 AND doc_id > ?2 ORDER BY doc_id",
@@ -752,6 +761,46 @@ int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
     }
     sqlite3_reset(st);
     return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read tokens");
+}
+
+int kstore_snapshot_docs_foreach(kstore *s, int64_t vocab_id, int64_t max_doc_id,
+                                 int (*cb)(const ktokens_row *, const uint8_t *hash, void *),
+                                 void *ctx)
+{
+    sqlite3_stmt *st = stmt(s, ST_SNAP_DOCS);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_int64(st, 1, vocab_id);
+    sqlite3_bind_int64(st, 2, max_doc_id);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ktokens_row t;
+        int rc = kstore_tokens_row(s, st, &t);
+        if (!rc && sqlite3_column_bytes(st, 7) != KHASH_LEN)
+            rc = kstore_fail(s, EX_DATAERR, "document %lld has a corrupt content hash",
+                             (long long)t.doc_id);
+        if (rc) { sqlite3_reset(st); return rc; }
+        if (cb(&t, sqlite3_column_blob(st, 7), ctx)) break;
+    }
+    sqlite3_reset(st);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read tokens");
+}
+
+int kstore_tokens_summary(kstore *s, int64_t vocab_id, int64_t *docs, int64_t *max_doc_id,
+                          int64_t *sum_doc_ids, int64_t *tokens)
+{
+    sqlite3_stmt *st = stmt(s, ST_SNAP_SUMMARY);
+    if (!st) return EX_SOFTWARE;
+    sqlite3_bind_int64(st, 1, vocab_id);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *docs = sqlite3_column_int64(st, 0);
+        *max_doc_id = sqlite3_column_int64(st, 1);
+        *sum_doc_ids = sqlite3_column_int64(st, 2);
+        *tokens = sqlite3_column_int64(st, 3);
+        r = SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? 0 : kstore_dbfail(s, r, "token summary");
 }
 
 int kstore_totals_get(kstore *s, kstore_totals *t)

@@ -149,6 +149,19 @@ int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *tod
 int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
                           int (*cb)(const ktokens_row *, void *), void *ctx);
 
+/* Snapshot reads (sampler/): every tokenized document of vocab_id with
+ * doc_id <= max_doc_id, in doc_id order, with the document's content hash
+ * (KHASH_LEN bytes); blobs checked as in kstore_tokens_foreach. */
+int kstore_snapshot_docs_foreach(kstore *s, int64_t vocab_id, int64_t max_doc_id,
+                                 int (*cb)(const ktokens_row *, const uint8_t *hash, void *),
+                                 void *ctx);
+/* Cheap summary of a vocabulary's tokenized documents (one index scan): count,
+ * largest id, sum of ids, tokens. Two equal summaries mean the same snapshot
+ * unless rows were replaced in place (re-tokenization), which the snapshot's
+ * content key then catches. */
+int kstore_tokens_summary(kstore *s, int64_t vocab_id, int64_t *docs, int64_t *max_doc_id,
+                          int64_t *sum_doc_ids, int64_t *tokens);
+
 /* ---- knowledge graph (kg.c) ------------------------------------------------ */
 /* Registers an import of a file (its own transaction): *already = 1 when
  * the same bytes were imported completely with the same kind and options. */
@@ -212,6 +225,15 @@ int kstore_kg_mention_totals(kstore *s, int64_t vocab, int64_t *mentions, int64_
 int kstore_kg_top_entities(kstore *s, int64_t vocab, int limit,
                            int (*cb)(int64_t id, const char *ext, const char *label, int64_t n, void *),
                            void *ctx);
+
+/* Every mention of vocab in documents with id <= max_doc_id, ordered by
+ * (doc, start): cb(doc, start, end, entity). */
+int kstore_kg_mentions_foreach(kstore *s, int64_t vocab, int64_t max_doc_id,
+                               int (*cb)(int64_t doc, int64_t start, int64_t end, int64_t entity, void *),
+                               void *ctx);
+/* Count and checksums of vocab's mentions (for snapshot keys). */
+int kstore_kg_mentions_summary(kstore *s, int64_t vocab, int64_t *n, int64_t *sum_entities,
+                               int64_t *sum_starts);
 
 /* Embeddings. */
 typedef struct kkg_embedding {

@@ -1,0 +1,102 @@
+/* trainer/config.h: the run configuration (docs/train.md, schemas/run-config.schema.json)
+ * as C structs, and its JSON reader. Parsing lives in trainer/config.c; the
+ * structs are plain values (no pointers to free) so they can be copied. */
+#ifndef KILN_TRAINER_CONFIG_H
+#define KILN_TRAINER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { KMODEL_BERT = 1, KMODEL_ALBERT = 2 };
+enum { KACT_GELU = 1 /* erf */, KACT_GELU_NEW = 2 /* tanh approximation */ };
+enum { KOPT_ADAMW = 1, KOPT_LAMB = 2 };
+enum { KSCHED_LINEAR = 1, KSCHED_COSINE = 2, KSCHED_CONSTANT = 3 };
+
+typedef struct kmodel_config {
+    int type;                     /* KMODEL_* */
+    int vocab_size;               /* V */
+    int embedding_size;           /* E (= H for BERT) */
+    int hidden_size;              /* H */
+    int num_hidden_layers;        /* number of layer applications */
+    int num_attention_heads;      /* NH, H % NH == 0 */
+    int intermediate_size;        /* I (FFN width) */
+    int max_position_embeddings;  /* Pmax >= seq_len */
+    int type_vocab_size;          /* 2 */
+    int hidden_act;               /* KACT_* */
+    double layer_norm_eps;        /* 1e-12 default */
+    int num_hidden_groups;        /* ALBERT weight groups (1 = all layers share); BERT: = layers */
+    double hidden_dropout_prob;
+    double attention_probs_dropout_prob;
+    double initializer_range;     /* 0.02: normal init std */
+    int pad_token_id;
+} kmodel_config;
+
+typedef struct kdata_config {
+    int objectives;               /* KOBJ_* bits (sampler/batch.h) */
+    int seq_len;                  /* L */
+    int batch_size;               /* B (per optimizer micro-step) */
+    uint64_t seed;
+    double mask_prob;             /* 0.15 */
+    int max_predictions;          /* P; 0 = round(mask_prob * L) + 1 */
+    double short_seq_prob;        /* 0.1 */
+    int max_ngram;                /* 3 */
+    double valid_fraction;        /* share of documents held out (by hash), 0.01 */
+    int valid_every;              /* steps between validations (0 = never) */
+    int valid_batches;            /* batches per validation */
+    char vocab[128];              /* vocabulary name ("" = the active one) */
+} kdata_config;
+
+typedef struct kopt_config {
+    int type;                     /* KOPT_* */
+    double lr, beta1, beta2, eps, weight_decay;
+    int warmup_steps;
+    int schedule;                 /* KSCHED_* */
+    double min_lr_ratio;          /* floor of the decay as a share of lr (0) */
+    double clip_norm;             /* global gradient norm clip (<= 0: off) */
+    int accumulation;             /* micro-batches per optimizer step (>= 1) */
+} kopt_config;
+
+typedef struct kbudget_config {
+    int64_t steps;                /* 0 = no limit on this axis */
+    int64_t tokens;
+    double seconds;
+} kbudget_config;
+
+typedef struct kckpt_config {
+    char dir[1024];
+    int every;                    /* steps (0 = only at the end / on signals) */
+    int keep;                     /* last K kept (>= 1) */
+} kckpt_config;
+
+typedef struct ktrain_config {
+    kmodel_config model;
+    kdata_config data;
+    kopt_config optimizer;
+    kbudget_config budget;
+    kckpt_config checkpoint;
+    int threads;                  /* 0 = all cores */
+} ktrain_config;
+
+/* Fills *c with the documented defaults (an ALBERT-small-ish model). */
+void ktrain_config_defaults(ktrain_config *c);
+/* Reads a JSON config text over the defaults, then applies overrides
+ * "section.key=value" (n_sets of them); unknown sections/keys, wrong types
+ * and out-of-range values fail with a message naming the field in err
+ * (errlen bytes). Returns 0 or EX_CONFIG / EX_DATAERR.
+ * (EX_DATAERR: the text is not JSON or not an object; EX_CONFIG: anything
+ * else. json NULL or len 0 reads as {}. Derived values are filled in: see
+ * docs/train.md. On failure *c holds the defaults.) */
+int ktrain_config_parse(ktrain_config *c, const char *json, size_t len,
+                        const char *const *sets, int n_sets, char *err, size_t errlen);
+/* The config as canonical JSON (every field), malloc'd; caller frees. */
+char *ktrain_config_to_json(const ktrain_config *c);
+
+/* The i-th key the reader knows, as "section.key" ("threads" for a top-level
+ * key), in canonical order, into out (n bytes). Returns 0, or -1 past the
+ * last key. For tools and for the test that holds the JSON Schema to it. */
+int ktrain_config_key(int i, char *out, size_t n);
+/* v as the shortest decimal text that reads back as exactly v (printf %g
+ * syntax, valid JSON), or "null" when v is not finite. */
+void ktrain_fmt_double(char out[32], double v);
+
+#endif
