@@ -31,6 +31,7 @@ bench: build
 	@bench/ingest/run $(BUILD)/kiln
 	@bench/tokenize/run $(BUILD)/kiln
 	@bench/transe/run
+	@bench/sampler/run $(BUILD)/kiln
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -213,8 +213,11 @@ static void row_text(kbuf *o, const ksample_batch *b, int r, const kwp_vocab *v)
         } else {
             kbuf_append(o, p, len);
         }
-        if (b->entity_labels && b->entity_labels[(size_t)r * L + i])
-            kbuf_printf(o, "@%d", b->entity_ids[(size_t)r * L + i]);
+        if (b->entity_labels && b->entity_labels[(size_t)r * L + i]) {   /* @entity, @input(was label) */
+            int32_t in = b->entity_ids[(size_t)r * L + i], lab = b->entity_labels[(size_t)r * L + i];
+            if (in == lab) kbuf_printf(o, "@%d", lab);
+            else kbuf_printf(o, "@%d(was %d)", in, lab);
+        }
     }
     kbuf_puts(o, "\n\n");
 }
@@ -228,13 +231,19 @@ static void stats_add(ksample_stats *a, const ksample_stats *b)
 
 static double pct(uint64_t a, uint64_t b) { return b ? 100.0 * (double)a / (double)b : 0; }
 
-static void print_stats(FILE *f, const ksample_stats *s, int L, double secs, int json, int objectives)
+static void print_stats(FILE *f, const ksample_stats *s, int L, double secs, int json, int objectives,
+                        uint64_t epoch_size, uint64_t docs, const char *snapshot)
 {
     uint64_t sp = s->spans[1] + s->spans[2] + s->spans[3];
     double rate = secs > 0 ? (double)s->rows / secs : 0;
     if (json) {
+        kbuf sn = {0};
+        kbuf_json_str(&sn, snapshot, strlen(snapshot));
+        fprintf(f, "{\"snapshot\":%s,\"epoch_size\":%" PRIu64 ",\"split_documents\":%" PRIu64 ",",
+                sn.data, epoch_size, docs);
+        kbuf_free(&sn);
         fprintf(f,
-                "{\"sequences\":%" PRIu64 ",\"tokens\":%" PRIu64 ",\"mean_length\":%.3f,"
+                "\"sequences\":%" PRIu64 ",\"tokens\":%" PRIu64 ",\"mean_length\":%.3f,"
                 "\"padding\":%.5f,\"masked\":%" PRIu64 ",\"masking_rate\":%.5f,"
                 "\"masking_rate_maskable\":%.5f,\"mask_share\":%.5f,\"keep_share\":%.5f,"
                 "\"random_share\":%.5f,\"special_masked\":%" PRIu64 ",\"labelled\":%" PRIu64 ","
@@ -259,7 +268,10 @@ static void print_stats(FILE *f, const ksample_stats *s, int L, double secs, int
                 s->rows ? (double)s->truncated_rows / (double)s->rows : 0, secs, rate);
         return;
     }
-    char a[32];
+    char a[32], b[32];
+    fprintf(f, "snapshot         %s\n", snapshot);
+    fprintf(f, "epoch            %s sequences from %s documents\n", cli_num(epoch_size, a, sizeof a),
+            cli_num(docs, b, sizeof b));
     fprintf(f, "sequences        %s (%.1f per second)\n", cli_num(s->rows, a, sizeof a), rate);
     fprintf(f, "mean length      %.1f of %d (padding %.1f%%, truncated rows %.1f%%)\n",
             s->rows ? (double)s->tokens / (double)s->rows : 0, L,
@@ -487,7 +499,8 @@ int cmd_sample(int argc, char **argv, const char *db)
     if (rc == EX_IOERR) kerr("writing the samples: %s", strerror(errno));
     kbuf_free(&out);
     ksampler_stream_free(st);
-    if (stats && !rc) print_stats(format == 2 ? stdout : stderr, &total, o.seq_len, secs, c.json, o.objectives);
+    if (stats && !rc) print_stats(format == 2 ? stdout : stderr, &total, o.seq_len, secs, c.json, o.objectives,
+                    ksampler_epoch_size(sp), ksampler_split_docs(sp), x.snapshot_path);
     ksampler_close(sp);
     cli_sampling_close(&x);
     if (!rc && cli_stop) rc = 128 + cli_stop;
