@@ -64,15 +64,17 @@ int cli_sampling_open(const cli_common *c, const char *vocab_name, const char *s
     kvocab_row vr;
     kbuf meta = {0};
     rc = kstore_vocab_get(s, vocab_name, &vr, &x->vocab_text, &meta);
-    kbuf_free(&meta);
     if (rc) {
         kerr("%s", kstore_errmsg(s));
         kstore_close(s);
+        kbuf_free(&meta);
         return rc;
     }
     x->vocab_id = vr.id;
     x->cased = vr.cased;
-    snprintf(x->vocab_name, sizeof x->vocab_name, "%s", vr.name);
+    snprintf(x->vocab_name, sizeof x->vocab_name, "%s", vr.name);   /* vr.name points into meta */
+    kbuf_free(&meta);
+    vr.name = x->vocab_name;
     if (kwp_vocab_load(x->vocab_text.data ? x->vocab_text.data : "", x->vocab_text.len, vr.cased,
                        &x->vocab, err, sizeof err)) {
         kerr("vocabulary %s: %s", vr.name, err);

@@ -240,6 +240,11 @@ static uint64_t permute(const ksampler *sp, uint64_t epoch, uint64_t i)
     return x;
 }
 
+uint64_t ksampler_unit(const ksampler *sp, uint64_t epoch, uint64_t pos)
+{
+    return permute(sp, epoch + pos / sp->N, pos % sp->N);
+}
+
 /* ---- batches ----------------------------------------------------------------- */
 
 ksample_batch *ksampler_batch_new(const ksampler *sp, int capacity)

@@ -88,6 +88,9 @@ uint64_t ksampler_epoch_size(const ksampler *sp);
 /* Documents in the sampler's split. */
 uint64_t ksampler_split_docs(const ksampler *sp);
 const ksampler_opts *ksampler_options(const ksampler *sp);
+/* The unit (chunk or CLM window, in [0, epoch size)) that stream position pos
+ * of epoch `epoch` is made from: a bijection of each epoch's positions. */
+uint64_t ksampler_unit(const ksampler *sp, uint64_t epoch, uint64_t pos);
 
 /* Batches: ksampler_batch_new allocates a batch of `capacity` rows for the
  * sampler's L and P (and entity arrays when KOBJ_ENTITIES); NULL on OOM.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_sampler.sh: kiln sample on real text (the bundled Wikipedia excerpt,
+# test_sample.sh: kiln sample on real text (the bundled Wikipedia excerpt,
 # State of the Union and ABC news, BERT's uncased vocabulary, FB15k-237 linked):
 # the statistics of every objective, no special token masked, whole words
 # whole, determinism (same seed -> same bytes, --start i == the i-th sample,
