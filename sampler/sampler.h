@@ -47,6 +47,9 @@ typedef struct ksnapshot_info {
     char key_hex[33];
 } ksnapshot_info;
 void ksnapshot_get_info(const ksnapshot *sn, ksnapshot_info *info);
+/* Adds each token id's count over the snapshot's documents to counts
+ * (vocab_size entries), for unigram baselines. */
+void ksnapshot_token_counts(const ksnapshot *sn, uint64_t *counts);
 
 /* ---- samplers (sampler.c) ------------------------------------------------ */
 

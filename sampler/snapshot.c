@@ -460,3 +460,8 @@ void ksnapshot_get_info(const ksnapshot *sn, ksnapshot_info *info)
     memcpy(info->key, sn->key, 16);
     khash_hex(sn->key, info->key_hex);
 }
+
+void ksnapshot_token_counts(const ksnapshot *sn, uint64_t *counts)
+{
+    for (uint64_t g = 0; g < sn->T; g++) counts[ksnap_token(sn, g)]++;
+}

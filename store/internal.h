@@ -7,9 +7,11 @@
 
 #include "store/store.h"
 
-/* Statement slots: store.c uses [0, KSTORE_ST_KG), kg.c [KSTORE_ST_KG, KSTORE_ST_MAX). */
+/* Statement slots: store.c uses [0, KSTORE_ST_KG), kg.c [KSTORE_ST_KG,
+ * KSTORE_ST_JOBS), jobs.c [KSTORE_ST_JOBS, KSTORE_ST_MAX). */
 #define KSTORE_ST_KG 32
-#define KSTORE_ST_MAX 96
+#define KSTORE_ST_JOBS 96
+#define KSTORE_ST_MAX 128
 
 struct kstore {
     sqlite3 *db;

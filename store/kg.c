@@ -46,7 +46,7 @@ enum {
     K_EMB_LATEST,
     K_END
 };
-_Static_assert(K_END <= KSTORE_ST_MAX, "too many statements for the slots");
+_Static_assert(K_END <= KSTORE_ST_JOBS, "too many statements for the slots");
 
 static const char *const sql[K_END - KSTORE_ST_KG] = {
 #define S(k) [k - KSTORE_ST_KG]

@@ -251,6 +251,38 @@ int kstore_kg_embedding_put(kstore *s, const kkg_embedding *e, int64_t *id);
  * caller's kbuf); EX_NOINPUT if there is none. */
 int kstore_kg_embedding_latest(kstore *s, kkg_embedding *e, kbuf *blobs);
 
+/* ---- jobs, checkpoints, metrics (jobs.c) ------------------------------------ */
+typedef struct kjob {
+    int64_t id;
+    const char *name;        /* may be NULL */
+    const char *kind;        /* train, vocab, kg-embed */
+    const char *config;      /* JSON */
+    int64_t priority;
+    const char *state;       /* queued, running, paused, done, failed, cancelled */
+    int64_t step;
+    const char *error;       /* may be NULL */
+    int64_t created_at, updated_at;
+} kjob;
+/* Adds a job in state `state`; *id gets its id. */
+int kstore_job_add(kstore *s, const char *name, const char *kind, const char *config,
+                   int64_t priority, const char *state, int64_t *id);
+/* Sets state and error (NULL clears it). EX_NOINPUT if there is no such job. */
+int kstore_job_set_state(kstore *s, int64_t id, const char *state, const char *error);
+int kstore_job_set_step(kstore *s, int64_t id, int64_t step);
+/* One job; its strings are copied into *strings (owned by the caller). EX_NOINPUT if absent. */
+int kstore_job_get(kstore *s, int64_t id, kjob *j, kbuf *strings);
+/* Every job in id order (strings valid during the call). */
+int kstore_jobs_foreach(kstore *s, int (*cb)(const kjob *, void *), void *ctx);
+/* A metric value at a step (replaces the same job/step/name). */
+int kstore_metric_put(kstore *s, int64_t job, int64_t step, const char *name, double value);
+/* Metrics of a job (name NULL: all) in (step, name) order. */
+int kstore_metrics_foreach(kstore *s, int64_t job, const char *name,
+                           int (*cb)(int64_t step, const char *name, double value, void *), void *ctx);
+/* Records a checkpoint written for a job (val_loss NaN: none). */
+int kstore_checkpoint_add(kstore *s, int64_t job, int64_t step, const char *path, double val_loss);
+/* The latest checkpoint path of a job into *path (empty if none). */
+int kstore_checkpoint_latest(kstore *s, int64_t job, kbuf *path, int64_t *step);
+
 /* ---- totals ------------------------------------------------------------ */
 typedef struct kstore_totals {
     int64_t sources, documents, sentences, bytes;

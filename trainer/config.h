@@ -37,9 +37,9 @@ typedef struct kdata_config {
     int batch_size;               /* B (per optimizer micro-step) */
     uint64_t seed;
     double mask_prob;             /* 0.15 */
-    int max_predictions;          /* P; 0 = round(mask_prob * L) + 1 */
+    int max_predictions;          /* P; 0 = the sampler's default for the objective (docs/sampler.md) */
     double short_seq_prob;        /* 0.1 */
-    int max_ngram;                /* 3 */
+    int max_ngram;                /* 3 (1..3) */
     double valid_fraction;        /* share of documents held out (by hash), 0.01 */
     int valid_every;              /* steps between validations (0 = never) */
     int valid_batches;            /* batches per validation */
@@ -95,8 +95,9 @@ char *ktrain_config_to_json(const ktrain_config *c);
  * key), in canonical order, into out (n bytes). Returns 0, or -1 past the
  * last key. For tools and for the test that holds the JSON Schema to it. */
 int ktrain_config_key(int i, char *out, size_t n);
-/* v as the shortest decimal text that reads back as exactly v (printf %g
- * syntax, valid JSON), or "null" when v is not finite. */
+/* v as the shortest decimal text that reads back as exactly v (valid JSON:
+ * "%.0f" for integral values below 1e15, else the shortest "%.Ng"), or
+ * "null" when v is not finite. */
 void ktrain_fmt_double(char out[32], double v);
 
 #endif

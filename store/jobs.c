@@ -1,0 +1,197 @@
+/* jobs.c: the store's job queue, checkpoint records and training metrics
+ * (tables jobs, checkpoints, metrics of schemas/002_planned.sql; docs/store.md). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+
+#include "store/internal.h"
+
+enum {
+    J_ADD = KSTORE_ST_JOBS,
+    J_STATE,
+    J_STEP,
+    J_GET,
+    J_ALL,
+    J_METRIC_PUT,
+    J_METRICS,
+    J_METRICS_NAME,
+    J_CKPT_ADD,
+    J_CKPT_LATEST,
+    J_END
+};
+_Static_assert(J_END <= KSTORE_ST_MAX, "too many statements for the slots");
+
+#define JOB_COLS "id, name, kind, config, priority, state, step, error, created_at, updated_at"
+static const char *const sql[J_END - KSTORE_ST_JOBS] = {
+#define S(k) [k - KSTORE_ST_JOBS]
+    S(J_ADD) = "INSERT INTO jobs(name, kind, config, priority, state, created_at, updated_at) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    S(J_STATE) = "UPDATE jobs SET state = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
+    S(J_STEP) = "UPDATE jobs SET step = ?2, updated_at = ?3 WHERE id = ?1",
+    S(J_GET) = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+    S(J_ALL) = "SELECT " JOB_COLS " FROM jobs ORDER BY id",
+    S(J_METRIC_PUT) = "INSERT OR REPLACE INTO metrics(job_id, step, name, value) VALUES (?1, ?2, ?3, ?4)",
+    S(J_METRICS) = "SELECT step, name, value FROM metrics WHERE job_id = ?1 ORDER BY step, name",
+    S(J_METRICS_NAME) = "SELECT step, name, value FROM metrics WHERE job_id = ?1 AND name = ?2 ORDER BY step",
+    S(J_CKPT_ADD) = "INSERT INTO checkpoints(job_id, step, path, val_loss, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    S(J_CKPT_LATEST) = "SELECT path, step FROM checkpoints WHERE job_id = ?1 ORDER BY step DESC, id DESC LIMIT 1",
+#undef S
+};
+
+static sqlite3_stmt *st(kstore *s, int i) { return kstore_stmt(s, i, sql[i - KSTORE_ST_JOBS]); }
+
+int kstore_job_add(kstore *s, const char *name, const char *kind, const char *config,
+                   int64_t priority, const char *state, int64_t *id)
+{
+    sqlite3_stmt *q = st(s, J_ADD);
+    if (!q) return EX_SOFTWARE;
+    kstore_bind_text_or_null(q, 1, name);
+    sqlite3_bind_text(q, 2, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, config, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 4, priority);
+    sqlite3_bind_text(q, 5, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 6, (int64_t)time(NULL));
+    int rc = kstore_step_done(s, q, "add job");
+    if (!rc) *id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+int kstore_job_set_state(kstore *s, int64_t id, const char *state, const char *error)
+{
+    sqlite3_stmt *q = st(s, J_STATE);
+    if (!q) return EX_SOFTWARE;
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_text(q, 2, state, -1, SQLITE_STATIC);
+    kstore_bind_text_or_null(q, 3, error);
+    sqlite3_bind_int64(q, 4, (int64_t)time(NULL));
+    int rc = kstore_step_done(s, q, "set job state");
+    if (!rc && sqlite3_changes(s->db) == 0) return kstore_fail(s, EX_NOINPUT, "no job %lld", (long long)id);
+    return rc;
+}
+
+int kstore_job_set_step(kstore *s, int64_t id, int64_t step)
+{
+    sqlite3_stmt *q = st(s, J_STEP);
+    if (!q) return EX_SOFTWARE;
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_int64(q, 2, step);
+    sqlite3_bind_int64(q, 3, (int64_t)time(NULL));
+    return kstore_step_done(s, q, "set job step");
+}
+
+static const char *col_text(sqlite3_stmt *q, int i) { return (const char *)sqlite3_column_text(q, i); }
+
+static void job_row(sqlite3_stmt *q, kjob *j)
+{
+    j->id = sqlite3_column_int64(q, 0);
+    j->name = col_text(q, 1);
+    j->kind = col_text(q, 2);
+    j->config = col_text(q, 3);
+    j->priority = sqlite3_column_int64(q, 4);
+    j->state = col_text(q, 5);
+    j->step = sqlite3_column_int64(q, 6);
+    j->error = col_text(q, 7);
+    j->created_at = sqlite3_column_int64(q, 8);
+    j->updated_at = sqlite3_column_int64(q, 9);
+}
+
+int kstore_job_get(kstore *s, int64_t id, kjob *j, kbuf *strings)
+{
+    sqlite3_stmt *q = st(s, J_GET);
+    if (!q) return EX_SOFTWARE;
+    sqlite3_bind_int64(q, 1, id);
+    int r = sqlite3_step(q);
+    if (r != SQLITE_ROW) {
+        sqlite3_reset(q);
+        if (r == SQLITE_DONE) return kstore_fail(s, EX_NOINPUT, "no job %lld", (long long)id);
+        return kstore_dbfail(s, r, "read job");
+    }
+    kjob t;
+    job_row(q, &t);
+    /* copy the strings: offsets first (the buffer may move), pointers after */
+    const char *src[5] = {t.name, t.kind, t.config, t.state, t.error};
+    size_t off[5];
+    kbuf_clear(strings);
+    for (int i = 0; i < 5; i++) {
+        off[i] = strings->len;
+        if (src[i]) kbuf_append(strings, src[i], strlen(src[i]) + 1);
+    }
+    sqlite3_reset(q);
+    const char **dst[5] = {&t.name, &t.kind, &t.config, &t.state, &t.error};
+    for (int i = 0; i < 5; i++) *dst[i] = src[i] ? strings->data + off[i] : NULL;
+    *j = t;
+    return 0;
+}
+
+int kstore_jobs_foreach(kstore *s, int (*cb)(const kjob *, void *), void *ctx)
+{
+    sqlite3_stmt *q = st(s, J_ALL);
+    if (!q) return EX_SOFTWARE;
+    int r;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        kjob j;
+        job_row(q, &j);
+        if (cb(&j, ctx)) break;
+    }
+    sqlite3_reset(q);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read jobs");
+}
+
+int kstore_metric_put(kstore *s, int64_t job, int64_t step, const char *name, double value)
+{
+    if (!isfinite(value)) return 0;   /* REAL NOT NULL: a NaN is not recorded */
+    sqlite3_stmt *q = st(s, J_METRIC_PUT);
+    if (!q) return EX_SOFTWARE;
+    sqlite3_bind_int64(q, 1, job);
+    sqlite3_bind_int64(q, 2, step);
+    sqlite3_bind_text(q, 3, name, -1, SQLITE_STATIC);
+    sqlite3_bind_double(q, 4, value);
+    return kstore_step_done(s, q, "record metric");
+}
+
+int kstore_metrics_foreach(kstore *s, int64_t job, const char *name,
+                           int (*cb)(int64_t step, const char *name, double value, void *), void *ctx)
+{
+    sqlite3_stmt *q = st(s, name ? J_METRICS_NAME : J_METRICS);
+    if (!q) return EX_SOFTWARE;
+    sqlite3_bind_int64(q, 1, job);
+    if (name) sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+    int r;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW)
+        if (cb(sqlite3_column_int64(q, 0), col_text(q, 1), sqlite3_column_double(q, 2), ctx)) break;
+    sqlite3_reset(q);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read metrics");
+}
+
+int kstore_checkpoint_add(kstore *s, int64_t job, int64_t step, const char *path, double val_loss)
+{
+    sqlite3_stmt *q = st(s, J_CKPT_ADD);
+    if (!q) return EX_SOFTWARE;
+    if (job > 0) sqlite3_bind_int64(q, 1, job);
+    else sqlite3_bind_null(q, 1);
+    sqlite3_bind_int64(q, 2, step);
+    sqlite3_bind_text(q, 3, path, -1, SQLITE_STATIC);
+    if (isfinite(val_loss)) sqlite3_bind_double(q, 4, val_loss);
+    else sqlite3_bind_null(q, 4);
+    sqlite3_bind_int64(q, 5, (int64_t)time(NULL));
+    return kstore_step_done(s, q, "record checkpoint");
+}
+
+int kstore_checkpoint_latest(kstore *s, int64_t job, kbuf *path, int64_t *step)
+{
+    sqlite3_stmt *q = st(s, J_CKPT_LATEST);
+    if (!q) return EX_SOFTWARE;
+    sqlite3_bind_int64(q, 1, job);
+    kbuf_clear(path);
+    *step = 0;
+    int r = sqlite3_step(q);
+    if (r == SQLITE_ROW) {
+        kbuf_puts(path, col_text(q, 0));
+        *step = sqlite3_column_int64(q, 1);
+        r = SQLITE_DONE;
+    }
+    sqlite3_reset(q);
+    return r == SQLITE_DONE ? 0 : kstore_dbfail(s, r, "latest checkpoint");
+}

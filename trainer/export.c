@@ -1,0 +1,427 @@
+/* export.c: the Hugging Face folder writer (export.h; docs/train.md,
+ * "Export"). Order of work: vocabulary checks (special tokens, size), the
+ * layout of the config (kexport_layout) matched against the given tensors
+ * (every required one present, F32, right shape; nothing unknown; tied
+ * decoders equal to what they are tied to), then the files into a temporary
+ * folder, then one rename. Tensors are written in layout order, whatever
+ * the order given. */
+#define _POSIX_C_SOURCE 200809L
+#include "trainer/export.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "trainer/checkpoint.h"
+#include "util/util.h"
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- layout ---------------------------------------------------------------- */
+
+typedef struct layout { kexport_entry *e; int n, cap; } layout;
+
+static void add(layout *l, int role, int64_t d0, int64_t d1, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void add(layout *l, int role, int64_t d0, int64_t d1, const char *fmt, ...)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->e = xrealloc(l->e, sizeof *l->e * (size_t)l->cap);
+    }
+    kexport_entry *e = &l->e[l->n++];
+    memset(e, 0, sizeof *e);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->name, sizeof e->name, fmt, ap);
+    va_end(ap);
+    e->ndim = d1 ? 2 : 1;
+    e->shape[0] = d0;
+    e->shape[1] = d1;
+    e->role = role;
+}
+
+/* weight [out, in] and bias [out] of a linear layer */
+static void linear(layout *l, int role, int64_t out, int64_t in, const char *prefix)
+{
+    add(l, role, out, in, "%s.weight", prefix);
+    add(l, role, out, 0, "%s.bias", prefix);
+}
+
+static void layer_norm(layout *l, int role, int64_t d, const char *prefix)
+{
+    add(l, role, d, 0, "%s.weight", prefix);
+    add(l, role, d, 0, "%s.bias", prefix);
+}
+
+kexport_entry *kexport_layout(const kmodel_config *m, int V, int *n)
+{
+    *n = 0;
+    int64_t E = m->embedding_size, H = m->hidden_size, I = m->intermediate_size, P = m->max_position_embeddings,
+            T = m->type_vocab_size;
+    if (V <= 0 || E <= 0 || H <= 0 || I <= 0 || P <= 0 || T <= 0 || m->num_hidden_layers <= 0 ||
+        (m->type == KMODEL_ALBERT && m->num_hidden_groups <= 0) ||
+        (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT))
+        return NULL;
+    layout l = {0};
+    char p[128];
+    const int R = KEXPORT_REQUIRED;
+    if (m->type == KMODEL_ALBERT) {
+        add(&l, R, V, E, "albert.embeddings.word_embeddings.weight");
+        add(&l, R, P, E, "albert.embeddings.position_embeddings.weight");
+        add(&l, R, T, E, "albert.embeddings.token_type_embeddings.weight");
+        layer_norm(&l, R, E, "albert.embeddings.LayerNorm");
+        linear(&l, R, H, E, "albert.encoder.embedding_hidden_mapping_in");
+        for (int g = 0; g < m->num_hidden_groups; g++) {
+            static const char *const qkvd[] = {"query", "key", "value", "dense"};
+            for (int k = 0; k < 4; k++) {
+                snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.attention.%s", g,
+                         qkvd[k]);
+                linear(&l, R, H, H, p);
+            }
+            snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.attention.LayerNorm", g);
+            layer_norm(&l, R, H, p);
+            snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.ffn", g);
+            linear(&l, R, I, H, p);
+            snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.ffn_output", g);
+            linear(&l, R, H, I, p);
+            snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.full_layer_layer_norm", g);
+            layer_norm(&l, R, H, p);
+        }
+        linear(&l, KEXPORT_OPTIONAL, H, H, "albert.pooler");
+        linear(&l, R, E, H, "predictions.dense");
+        layer_norm(&l, R, E, "predictions.LayerNorm");
+        add(&l, R, V, 0, "predictions.bias");
+        add(&l, KEXPORT_TIED, V, E, "predictions.decoder.weight");
+        add(&l, KEXPORT_TIED, V, 0, "predictions.decoder.bias");
+        linear(&l, KEXPORT_OPTIONAL, 2, H, "sop_classifier.classifier");
+    } else {
+        add(&l, R, V, H, "bert.embeddings.word_embeddings.weight");
+        add(&l, R, P, H, "bert.embeddings.position_embeddings.weight");
+        add(&l, R, T, H, "bert.embeddings.token_type_embeddings.weight");
+        layer_norm(&l, R, H, "bert.embeddings.LayerNorm");
+        for (int i = 0; i < m->num_hidden_layers; i++) {
+            static const char *const qkv[] = {"query", "key", "value"};
+            for (int k = 0; k < 3; k++) {
+                snprintf(p, sizeof p, "bert.encoder.layer.%d.attention.self.%s", i, qkv[k]);
+                linear(&l, R, H, H, p);
+            }
+            snprintf(p, sizeof p, "bert.encoder.layer.%d.attention.output.dense", i);
+            linear(&l, R, H, H, p);
+            snprintf(p, sizeof p, "bert.encoder.layer.%d.attention.output.LayerNorm", i);
+            layer_norm(&l, R, H, p);
+            snprintf(p, sizeof p, "bert.encoder.layer.%d.intermediate.dense", i);
+            linear(&l, R, I, H, p);
+            snprintf(p, sizeof p, "bert.encoder.layer.%d.output.dense", i);
+            linear(&l, R, H, I, p);
+            snprintf(p, sizeof p, "bert.encoder.layer.%d.output.LayerNorm", i);
+            layer_norm(&l, R, H, p);
+        }
+        linear(&l, KEXPORT_OPTIONAL, H, H, "bert.pooler.dense");
+        linear(&l, R, H, H, "cls.predictions.transform.dense");
+        layer_norm(&l, R, H, "cls.predictions.transform.LayerNorm");
+        add(&l, R, V, 0, "cls.predictions.bias");
+        add(&l, KEXPORT_TIED, V, H, "cls.predictions.decoder.weight");
+        add(&l, KEXPORT_TIED, V, 0, "cls.predictions.decoder.bias");
+        linear(&l, KEXPORT_OPTIONAL, 2, H, "cls.seq_relationship");
+    }
+    *n = l.n;
+    return l.e;
+}
+
+/* What a tied entry is tied to. */
+static const char *tied_to(const char *name)
+{
+    static const char *const pairs[][2] = {
+        {"predictions.decoder.weight", "albert.embeddings.word_embeddings.weight"},
+        {"predictions.decoder.bias", "predictions.bias"},
+        {"cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"},
+        {"cls.predictions.decoder.bias", "cls.predictions.bias"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        if (!strcmp(pairs[i][0], name)) return pairs[i][1];
+    return NULL;
+}
+
+/* ---- vocabulary ------------------------------------------------------------ */
+
+enum { SP_PAD, SP_UNK, SP_CLS, SP_SEP, SP_MASK, N_SP };
+static const char *const SPECIAL[N_SP] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+
+/* Lines as BertTokenizer's load_vocab counts them (a final line without '\n'
+ * counts; the empty string after a final '\n' does not), and the first id
+ * of each special token (-1 if absent). */
+static int64_t scan_vocab(const char *v, size_t len, int64_t ids[N_SP])
+{
+    for (int k = 0; k < N_SP; k++) ids[k] = -1;
+    int64_t line = 0;
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && v[i] != '\n') continue;
+        if (i == len && start == len) break;
+        size_t n = i - start;
+        for (int k = 0; k < N_SP; k++)
+            if (ids[k] < 0 && n == strlen(SPECIAL[k]) && !memcmp(v + start, SPECIAL[k], n)) ids[k] = line;
+        line++;
+        start = i + 1;
+    }
+    return line;
+}
+
+/* ---- files ----------------------------------------------------------------- */
+
+static const char *act_name(int a) { return a == KACT_GELU ? "gelu" : "gelu_new"; }
+
+static void put_num(kbuf *b, const char *key, double v)
+{
+    char s[32];
+    ktrain_fmt_double(s, v);
+    kbuf_printf(b, "  \"%s\": %s,\n", key, s);
+}
+
+static char *config_json(const kmodel_config *m, int64_t V, const int64_t sp[N_SP])
+{
+    kbuf b = {0};
+    int albert = m->type == KMODEL_ALBERT;
+    kbuf_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n",
+                albert ? "AlbertForPreTraining" : "BertForPreTraining", albert ? "albert" : "bert");
+    kbuf_printf(&b, "  \"vocab_size\": %lld,\n", (long long)V);
+    if (albert) kbuf_printf(&b, "  \"embedding_size\": %d,\n", m->embedding_size);
+    kbuf_printf(&b, "  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
+                    "  \"intermediate_size\": %d,\n",
+                m->hidden_size, m->num_hidden_layers, m->num_attention_heads, m->intermediate_size);
+    if (albert) kbuf_printf(&b, "  \"num_hidden_groups\": %d,\n  \"inner_group_num\": 1,\n", m->num_hidden_groups);
+    kbuf_printf(&b, "  \"hidden_act\": \"%s\",\n", act_name(m->hidden_act));
+    put_num(&b, "hidden_dropout_prob", m->hidden_dropout_prob);
+    put_num(&b, "attention_probs_dropout_prob", m->attention_probs_dropout_prob);
+    if (albert) kbuf_puts(&b, "  \"classifier_dropout_prob\": 0.1,\n");
+    else kbuf_puts(&b, "  \"classifier_dropout\": null,\n");
+    kbuf_printf(&b, "  \"max_position_embeddings\": %d,\n  \"type_vocab_size\": %d,\n", m->max_position_embeddings,
+                m->type_vocab_size);
+    put_num(&b, "initializer_range", m->initializer_range);
+    put_num(&b, "layer_norm_eps", m->layer_norm_eps);
+    kbuf_puts(&b, "  \"position_embedding_type\": \"absolute\",\n");
+    kbuf_printf(&b, "  \"pad_token_id\": %lld,\n", (long long)sp[SP_PAD]);
+    if (albert)
+        kbuf_printf(&b, "  \"bos_token_id\": %lld,\n  \"eos_token_id\": %lld,\n", (long long)sp[SP_CLS],
+                    (long long)sp[SP_SEP]);
+    else
+        kbuf_puts(&b, "  \"use_cache\": true,\n");
+    kbuf_printf(&b, "  \"torch_dtype\": \"float32\",\n  \"transformers_version\": \"%s\"\n}\n",
+                KEXPORT_TRANSFORMERS_VERSION);
+    return b.data;
+}
+
+static char *special_tokens_json(int indent_first)
+{
+    kbuf b = {0};
+    static const char *const keys[N_SP] = {"pad_token", "unk_token", "cls_token", "sep_token", "mask_token"};
+    for (int k = 0; k < N_SP; k++)
+        kbuf_printf(&b, "%s  \"%s\": \"%s\"", k || indent_first ? ",\n" : "", keys[k], SPECIAL[k]);
+    return b.data;
+}
+
+static char *tokenizer_config_json(const kmodel_config *m, int do_lower_case)
+{
+    kbuf b = {0};
+    char *sp = special_tokens_json(1);
+    kbuf_printf(&b,
+                "{\n  \"tokenizer_class\": \"BertTokenizer\",\n  \"do_lower_case\": %s,\n"
+                "  \"model_max_length\": %d,\n  \"tokenize_chinese_chars\": true,\n  \"strip_accents\": null,\n"
+                "  \"clean_up_tokenization_spaces\": true%s\n}\n",
+                do_lower_case ? "true" : "false", m->max_position_embeddings, sp);
+    free(sp);
+    return b.data;
+}
+
+/* ---- the exporter ---------------------------------------------------------- */
+
+static const kst_tensor *find_param(const kst_tensor *p, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (p[i].name && !strcmp(p[i].name, name)) return &p[i];
+    return NULL;
+}
+
+/* Matches params against the layout; fills out[] (layout order, written
+ * tensors only) and returns their count, or -1 with msg holding the problems. */
+static int match(const kexport_entry *lay, int nl, const kst_tensor *params, int n, kst_tensor *out, kbuf *msg)
+{
+    int problems = 0, k = 0;
+#define PROBLEM(...)                                                   \
+    do {                                                               \
+        if (problems++ < 5) {                                          \
+            kbuf_puts(msg, problems > 1 ? "; " : "");                  \
+            kbuf_printf(msg, __VA_ARGS__);                             \
+        }                                                              \
+    } while (0)
+    for (int i = 0; i < n; i++) {
+        int found = 0;
+        if (!params[i].name) { PROBLEM("tensor %d has no name", i); continue; }
+        for (int j = 0; j < nl && !found; j++) found = !strcmp(lay[j].name, params[i].name);
+        if (!found) PROBLEM("'%s' is not a tensor of this model", params[i].name);
+        for (int j = 0; j < i; j++)
+            if (params[j].name && !strcmp(params[j].name, params[i].name)) PROBLEM("'%s' given twice", params[i].name);
+    }
+    for (int j = 0; j < nl; j++) {
+        const kexport_entry *e = &lay[j];
+        const kst_tensor *t = find_param(params, n, e->name);
+        if (!t) {
+            if (e->role == KEXPORT_REQUIRED) PROBLEM("'%s' is missing", e->name);
+            continue;
+        }
+        int ok = t->dtype && !strcmp(t->dtype, "F32") && t->ndim == e->ndim && t->shape[0] == e->shape[0] &&
+                 (e->ndim < 2 || t->shape[1] == e->shape[1]);
+        if (!ok) {
+            if (e->ndim == 2)
+                PROBLEM("'%s' must be F32 [%lld, %lld]", e->name, (long long)e->shape[0], (long long)e->shape[1]);
+            else
+                PROBLEM("'%s' must be F32 [%lld]", e->name, (long long)e->shape[0]);
+            continue;
+        }
+        if (t->nbytes != (size_t)(e->shape[0] * (e->ndim == 2 ? e->shape[1] : 1) * 4) || (t->nbytes && !t->data)) {
+            PROBLEM("'%s': nbytes or data do not fit its shape", e->name);
+            continue;
+        }
+        if (e->role == KEXPORT_TIED) {
+            const kst_tensor *to = find_param(params, n, tied_to(e->name));
+            if (to && to->nbytes == t->nbytes && to->data && memcmp(to->data, t->data, t->nbytes))
+                PROBLEM("'%s' differs from '%s', to which Hugging Face ties it", e->name, tied_to(e->name));
+            continue;
+        }
+        out[k++] = *t;
+    }
+    if (problems > 5) kbuf_printf(msg, "; and %d more", problems - 5);
+#undef PROBLEM
+    return problems ? -1 : k;
+}
+
+static int write_text(const char *dir, const char *name, const char *text, size_t len, char *err, size_t errlen)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    int rc = kst_write_bytes(p, text, len, err, errlen);
+    free(p);
+    return rc;
+}
+
+int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params, int n,
+               const char *vocab_txt, size_t vocab_len, int do_lower_case, int replace,
+               char *err, size_t errlen)
+{
+    if (errlen) err[0] = '\0';
+    if (!dir || !*dir || !m || n < 0 || (n && !params) || !vocab_txt) {
+        seterr(err, errlen, "kexport_hf: bad arguments");
+        return EX_SOFTWARE;
+    }
+    /* vocabulary */
+    int64_t sp[N_SP];
+    int64_t V = scan_vocab(vocab_txt, vocab_len, sp);
+    for (int k = 0; k < N_SP; k++)
+        if (sp[k] < 0) {
+            seterr(err, errlen, "the vocabulary has no %s line: BertTokenizer needs [PAD] [UNK] [CLS] [SEP] [MASK]",
+                   SPECIAL[k]);
+            return EX_DATAERR;
+        }
+    if (m->vocab_size && m->vocab_size < V) {
+        seterr(err, errlen, "model.vocab_size is %d but the vocabulary has %lld lines", m->vocab_size, (long long)V);
+        return EX_DATAERR;
+    }
+    if (V > (int64_t)1 << 30) {
+        seterr(err, errlen, "the vocabulary has %lld lines, more than kiln's limit", (long long)V);
+        return EX_DATAERR;
+    }
+    if (m->vocab_size) V = m->vocab_size; /* rows past the vocabulary's lines: padding the tokenizer never emits */
+    if (sp[SP_PAD] != m->pad_token_id) {
+        seterr(err, errlen, "model.pad_token_id is %d but [PAD] is line %lld of the vocabulary (ids count from 0)",
+               m->pad_token_id, (long long)sp[SP_PAD]);
+        return EX_DATAERR;
+    }
+    /* tensors */
+    int nl;
+    kexport_entry *lay = kexport_layout(m, (int)V, &nl);
+    if (!lay) {
+        seterr(err, errlen, "kexport_hf: the model config has a dimension <= 0 or an unknown type");
+        return EX_SOFTWARE;
+    }
+    kst_tensor *out = xcalloc((size_t)nl, sizeof *out);
+    kbuf msg = {0};
+    int nout = match(lay, nl, params, n, out, &msg);
+    free(lay);
+    if (nout < 0) {
+        seterr(err, errlen, "the tensors do not fit %s: %s",
+               m->type == KMODEL_ALBERT ? "AlbertForPreTraining" : "BertForPreTraining", msg.data);
+        kbuf_free(&msg);
+        free(out);
+        return EX_DATAERR;
+    }
+    kbuf_free(&msg);
+
+    /* the folder */
+    char *final = xstrdup(dir);
+    size_t fl = strlen(final);
+    while (fl > 1 && final[fl - 1] == '/') final[--fl] = '\0';
+    const char *slash = strrchr(final, '/');
+    char *parent = slash ? (slash == final ? xstrdup("/") : xstrndup(final, (size_t)(slash - final))) : xstrdup(".");
+    const char *base = slash ? slash + 1 : final;
+    size_t tl = strlen(parent) + strlen(base) + 32;
+    char *tmp = xmalloc(tl);
+    snprintf(tmp, tl, "%s/.export-%s.tmp", parent, base); /* not .tmp-*: may sit in a checkpoint folder */
+    char *cfg = NULL, *tok = NULL, *spm = NULL, *stp = NULL;
+    int rc;
+    struct stat st;
+    if (!replace && !lstat(final, &st)) {
+        seterr(err, errlen, "%s: already exists", final);
+        rc = EX_CANTCREAT;
+        goto done;
+    }
+    if ((rc = kckpt_mkdirs(parent, err, errlen))) goto done;
+    kckpt_remove_tree(tmp);
+    if (mkdir(tmp, 0755)) {
+        seterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        rc = EX_CANTCREAT;
+        goto done;
+    }
+    size_t pl = strlen(tmp) + 32;
+    stp = xmalloc(pl);
+    snprintf(stp, pl, "%s/model.safetensors", tmp);
+    if ((rc = kst_write(stp, out, nout, NULL, 0, err, errlen))) goto done;
+    cfg = config_json(m, V, sp);
+    tok = tokenizer_config_json(m, do_lower_case);
+    char *inner = special_tokens_json(0);
+    kbuf b = {0};
+    kbuf_printf(&b, "{\n%s\n}\n", inner);
+    free(inner);
+    spm = b.data;
+    if ((rc = write_text(tmp, "config.json", cfg, strlen(cfg), err, errlen)) ||
+        (rc = write_text(tmp, "vocab.txt", vocab_txt, vocab_len, err, errlen)) ||
+        (rc = write_text(tmp, "tokenizer_config.json", tok, strlen(tok), err, errlen)) ||
+        (rc = write_text(tmp, "special_tokens_map.json", spm, strlen(spm), err, errlen)) ||
+        (rc = kst_fsync_dir(tmp, err, errlen)))
+        goto done;
+    rc = kckpt_publish_dir(tmp, final, replace, err, errlen);
+done:
+    if (rc) kckpt_remove_tree(tmp);
+    free(cfg);
+    free(tok);
+    free(spm);
+    free(stp);
+    free(tmp);
+    free(parent);
+    free(final);
+    free(out);
+    return rc;
+}
