@@ -93,5 +93,8 @@ int cmd_encode(int argc, char **argv, const char *db);
 int cmd_decode(int argc, char **argv, const char *db);
 int cmd_kg(int argc, char **argv, const char *db);
 int cmd_sample(int argc, char **argv, const char *db);
+int cmd_train(int argc, char **argv, const char *db);
+int cmd_export(int argc, char **argv, const char *db);
+int cmd_predict(int argc, char **argv, const char *db);
 
 #endif

@@ -1,0 +1,427 @@
+/* cmd_train.c: kiln train (a pretraining run from a JSON config, resumable),
+ * kiln export (a checkpoint as a Hugging Face folder) and kiln predict
+ * (fill [MASK] tokens with a checkpoint's model). */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/train_run.h"
+#include "sampler/batch.h"
+#include "text/wordpiece.h"
+#include "trainer/checkpoint.h"
+#include "trainer/export.h"
+#include "trainer/model.h"
+
+void openblas_set_num_threads(int);
+
+static void fmt_pct(char *b, size_t n, double v)
+{
+    if (isnan(v)) snprintf(b, n, "-");
+    else snprintf(b, n, "%.1f%%", 100 * v);
+}
+
+static void train_progress(const ktrain_progress *p, void *ctx)
+{
+    cli_progress *pr = ctx;
+    char line[400], a[16], s[16], vl[64] = "", eta[32] = "", steps[64], tok[32];
+    fmt_pct(a, sizeof a, p->mlm_acc);
+    fmt_pct(s, sizeof s, p->sop_acc);
+    if (!isnan(p->val_loss)) {
+        char va[16];
+        fmt_pct(va, sizeof va, p->val_mlm_acc);
+        snprintf(vl, sizeof vl, "  val %.3f (mlm %s)", p->val_loss, va);
+    }
+    if (!isnan(p->eta_s)) snprintf(eta, sizeof eta, "  ETA %d:%02d:%02d", (int)(p->eta_s / 3600),
+                                   (int)fmod(p->eta_s / 60, 60), (int)fmod(p->eta_s, 60));
+    if (p->total_steps > 0) snprintf(steps, sizeof steps, "%lld/%lld", (long long)p->step, (long long)p->total_steps);
+    else snprintf(steps, sizeof steps, "%lld", (long long)p->step);
+    snprintf(line, sizeof line, "step %s  loss %.3f  mlm %s  sop %s  lr %.2e  |g| %.2f  %s tok/s%s%s", steps,
+             p->loss, a, s, p->lr, p->grad_norm, cli_num((uint64_t)p->tokens_per_s, tok, sizeof tok), vl, eta);
+    cli_progress_line(pr, line);
+}
+
+static void json_num(kbuf *b, const char *k, double v)
+{
+    if (isfinite(v)) kbuf_printf(b, ",\"%s\":%.6g", k, v);
+    else kbuf_printf(b, ",\"%s\":null", k);
+}
+
+int cmd_train(int argc, char **argv, const char *db)
+{
+    static const char usage[] =
+        "usage: kiln train --config RUN.json [--set section.key=value]... [--resume] [--name N]\n"
+        "                  [--pause-at STEP] [--db PATH] [--json]\n\n"
+        "Pretrains an ALBERT or BERT model (masked LM with SOP or NSP) on the store's\n"
+        "tokenized corpus, as the run config says (docs/train.md; examples/configs/).\n"
+        "Shows step, loss, MLM and SOP accuracy, learning rate, gradient norm, tokens/s,\n"
+        "validation and ETA on a terminal; records metrics per step in the store (a job\n"
+        "row); checkpoints to checkpoint.dir every checkpoint.every steps, at the end\n"
+        "and on SIGINT/SIGTERM (the step finishes, the checkpoint is written, exit 0).\n"
+        "--resume continues from the latest checkpoint, bit-identical to a run that\n"
+        "never stopped (same thread count); only budget, checkpoint, threads and the\n"
+        "validation cadence may change. --pause-at STEP stops as a signal would once\n"
+        "STEP is done (the schedule stays the budget's). --json ends with one object: {\"steps\",\n"
+        "\"tokens\", \"seconds\", \"tokens_per_s\", \"loss\", \"mlm_acc\", \"sop_acc\",\n"
+        "\"val_loss\", \"val_mlm_acc\", \"val_sop_acc\", \"unigram_loss\", \"checkpoint\",\n"
+        "\"stopped\"}.\n";
+    enum { O_CONFIG = 1, O_SET, O_RESUME, O_NAME, O_PAUSE };
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"config", required_argument, 0, O_CONFIG},
+                                       {"pause-at", required_argument, 0, O_PAUSE},
+                                       {"set", required_argument, 0, O_SET}, {"resume", no_argument, 0, O_RESUME},
+                                       {"name", required_argument, 0, O_NAME}, {0, 0, 0, 0}};
+    cli_common c;
+    cli_common_init(&c, db);
+    const char *config = NULL, *name = NULL;
+    const char **sets = xcalloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0, resume = 0, opt;
+    long long pause_at = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
+        if (cli_common_opt(&c, opt, optarg)) continue;
+        if (opt == O_CONFIG) config = optarg;
+        else if (opt == O_SET) sets[n_sets++] = optarg;
+        else if (opt == O_RESUME) resume = 1;
+        else if (opt == O_NAME) name = optarg;
+        else if (opt == O_PAUSE) {
+            char *end;
+            pause_at = strtoll(optarg, &end, 10);
+            if (*end || pause_at < 1) { free(sets); return cli_usage_error("train", "--pause-at: a step >= 1"); }
+        } else { free(sets); return cli_usage_error("train", "bad option"); }
+    }
+    if (c.help) { fputs(usage, stdout); free(sets); return 0; }
+    if (!config) { free(sets); return cli_usage_error("train", "--config is required"); }
+    if (optind < argc) { free(sets); return cli_usage_error("train", "unexpected argument '%s'", argv[optind]); }
+    kbuf text = {0};
+    int e = kbuf_read_file(&text, config);
+    if (e) {
+        kerr("%s: %s", config, strerror(e));
+        free(sets);
+        return EX_NOINPUT;
+    }
+    ktrain_run r;
+    memset(&r, 0, sizeof r);
+    char err[1024];
+    int rc = ktrain_config_parse(&r.cfg, text.data, text.len, sets, n_sets, err, sizeof err);
+    kbuf_free(&text);
+    free(sets);
+    if (rc) {
+        kerr("%s: %s", config, err);
+        return rc;
+    }
+    r.common = &c;
+    r.resume = resume;
+    r.pause_at = pause_at;
+    r.name = name;
+    r.stop = &cli_stop;
+    cli_progress pr;
+    cli_progress_init(&pr, c.json);
+    r.progress = train_progress;
+    r.progress_ctx = &pr;
+    cli_catch_stop_signals();
+    rc = ktrain_run_exec(&r);
+    cli_progress_done(&pr);
+    if (rc) return rc;
+    if (c.json) {
+        kbuf b = {0};
+        kbuf_printf(&b, "{\"steps\":%lld,\"tokens\":%lld", (long long)r.steps, (long long)r.tokens);
+        json_num(&b, "seconds", r.seconds);
+        json_num(&b, "tokens_per_s", r.tokens_per_s);
+        json_num(&b, "loss", r.loss);
+        json_num(&b, "mlm_acc", r.mlm_acc);
+        json_num(&b, "sop_acc", r.sop_acc);
+        json_num(&b, "val_loss", r.val_loss);
+        json_num(&b, "val_mlm_acc", r.val_mlm_acc);
+        json_num(&b, "val_sop_acc", r.val_sop_acc);
+        json_num(&b, "unigram_loss", r.unigram_loss);
+        kbuf_puts(&b, ",\"checkpoint\":");
+        kbuf_json_str(&b, r.checkpoint, strlen(r.checkpoint));
+        kbuf_printf(&b, ",\"stopped\":%s}\n", r.stopped ? "true" : "false");
+        fputs(b.data, stdout);
+        kbuf_free(&b);
+    } else {
+        char t[32];
+        kinfo("%s after %lld steps, %s tokens, %.1f s (%.0f tokens/s): loss %.4f, validation loss %.4f "
+              "(unigram baseline %.4f), MLM accuracy %.1f%%; checkpoint %s",
+              r.stopped ? "stopped" : "done", (long long)r.steps, cli_num((uint64_t)r.tokens, t, sizeof t),
+              r.seconds, r.tokens_per_s, r.loss, r.val_loss, r.unigram_loss, 100 * r.val_mlm_acc, r.checkpoint);
+    }
+    return 0;
+}
+
+/* ---- checkpoints for export and predict ---------------------------------------- */
+
+/* Opens a checkpoint folder, or the latest checkpoint of a run folder, and its
+ * config. Logs and returns EX_* on failure. */
+static int open_checkpoint(const char *arg, kckpt **ck, ktrain_config *cfg, int *cased)
+{
+    char err[1024], path[4096];
+    int64_t step;
+    snprintf(path, sizeof path, "%s", arg);
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/state.json", arg);
+    if (access(probe, R_OK) && kckpt_latest(arg, path, sizeof path, &step) != 0) {
+        kerr("%s: not a checkpoint (no state.json) nor a folder of checkpoints", arg);
+        return access(arg, R_OK) ? EX_NOINPUT : EX_DATAERR;
+    }
+    *ck = kckpt_open(path, err, sizeof err);
+    if (!*ck) {
+        kerr("%s", err);
+        return access(path, R_OK) ? EX_NOINPUT : EX_DATAERR;
+    }
+    const kckpt_state *st = kckpt_state_of(*ck);
+    if (ktrain_config_parse(cfg, st->config_json, strlen(st->config_json), NULL, 0, err, sizeof err)) {
+        kerr("%s: its config: %s", path, err);
+        kckpt_close(*ck);
+        return EX_DATAERR;
+    }
+    json_t *ex = st->extra_json ? json_loads(st->extra_json, 0, NULL) : NULL;
+    *cased = json_is_true(json_object_get(ex, "cased"));
+    json_decref(ex);
+    return 0;
+}
+
+int cmd_export(int argc, char **argv, const char *db)
+{
+    static const char usage[] =
+        "usage: kiln export --checkpoint C [--format hf] --out DIR [--force]\n\n"
+        "Writes a checkpoint (a step folder, or the latest one of a checkpoint.dir) as a\n"
+        "Hugging Face folder: model.safetensors, config.json, vocab.txt,\n"
+        "tokenizer_config.json, special_tokens_map.json, which AlbertForPreTraining /\n"
+        "BertForPreTraining .from_pretrained(DIR) load as they are (docs/train.md).\n"
+        "The folder is written under a temporary name and renamed; --force replaces an\n"
+        "existing DIR.\n";
+    enum { O_CKPT = 1, O_FORMAT, O_OUT, O_FORCE };
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"checkpoint", required_argument, 0, O_CKPT},
+                                       {"format", required_argument, 0, O_FORMAT}, {"out", required_argument, 0, O_OUT},
+                                       {"force", no_argument, 0, O_FORCE}, {0, 0, 0, 0}};
+    cli_common c;
+    cli_common_init(&c, db);
+    const char *ckpt = NULL, *out = NULL;
+    int force = 0, opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
+        if (cli_common_opt(&c, opt, optarg)) continue;
+        if (opt == O_CKPT) ckpt = optarg;
+        else if (opt == O_OUT) out = optarg;
+        else if (opt == O_FORCE) force = 1;
+        else if (opt == O_FORMAT) {
+            if (strcmp(optarg, "hf")) return cli_usage_error("export", "--format: only hf");
+        } else return cli_usage_error("export", "bad option");
+    }
+    if (c.help) { fputs(usage, stdout); return 0; }
+    if (!ckpt || !out) return cli_usage_error("export", "--checkpoint and --out are required");
+    kckpt *ck;
+    ktrain_config cfg;
+    int cased, rc = open_checkpoint(ckpt, &ck, &cfg, &cased);
+    if (rc) return rc;
+    const kst_file *mf = kckpt_file(ck, "model.safetensors");
+    if (!mf) {
+        kerr("%s: no model.safetensors", kckpt_path(ck));
+        kckpt_close(ck);
+        return EX_DATAERR;
+    }
+    int n = kst_count(mf);
+    kst_tensor *t = xcalloc((size_t)n, sizeof *t);
+    for (int i = 0; i < n; i++) t[i] = *kst_get(mf, i);
+    size_t vlen;
+    const char *vocab = kckpt_vocab(ck, &vlen);
+    char err[1024];
+    if (access(out, F_OK) == 0 && !force) {
+        kerr("%s exists: add --force to replace it", out);
+        rc = EX_CANTCREAT;
+    } else {
+        rc = kexport_hf(out, &cfg.model, t, n, vocab, vlen, !cased, force, err, sizeof err);
+        if (rc) kerr("%s", err);
+    }
+    if (!rc) {
+        if (c.json) printf("{\"out\":\"%s\",\"checkpoint\":\"%s\",\"tensors\":%d}\n", out, kckpt_path(ck), n);
+        else kinfo("exported %s to %s (%d tensors)", kckpt_path(ck), out, n);
+    }
+    free(t);
+    kckpt_close(ck);
+    return rc;
+}
+
+/* ---- kiln predict ---------------------------------------------------------------- */
+
+int cmd_predict(int argc, char **argv, const char *db)
+{
+    static const char usage[] =
+        "usage: kiln predict --checkpoint C [--top-k K] [--json] TEXT...\n\n"
+        "Fills each [MASK] of each TEXT with the model's top K pieces (default 5) and\n"
+        "their probabilities. TEXT is tokenized with the checkpoint's vocabulary as\n"
+        "BertTokenizer does; special tokens written in it ([MASK], [SEP]) stay whole.\n"
+        "--json prints a line per TEXT: {\"text\", \"masks\": [{\"position\", \"top\":\n"
+        "[{\"id\", \"token\", \"prob\"}]}]} (position in the [CLS] ... [SEP] sequence).\n";
+    enum { O_CKPT = 1, O_TOPK, O_THREADS };
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"checkpoint", required_argument, 0, O_CKPT},
+                                       {"top-k", required_argument, 0, O_TOPK},
+                                       {"threads", required_argument, 0, O_THREADS}, {0, 0, 0, 0}};
+    cli_common c;
+    cli_common_init(&c, db);
+    const char *ckpt = NULL;
+    int topk = 5, threads = kcpu_count(), opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
+        if (cli_common_opt(&c, opt, optarg)) continue;
+        char *end;
+        if (opt == O_CKPT) ckpt = optarg;
+        else if (opt == O_TOPK) {
+            topk = (int)strtol(optarg, &end, 10);
+            if (*end || topk < 1 || topk > 1000) return cli_usage_error("predict", "--top-k: 1 to 1000");
+        } else if (opt == O_THREADS) {
+            threads = (int)strtol(optarg, &end, 10);
+            if (*end || threads < 1 || threads > 256) return cli_usage_error("predict", "--threads: 1 to 256");
+        } else return cli_usage_error("predict", "bad option");
+    }
+    if (c.help) { fputs(usage, stdout); return 0; }
+    if (!ckpt) return cli_usage_error("predict", "--checkpoint is required");
+    if (optind >= argc) return cli_usage_error("predict", "give at least one TEXT");
+    kckpt *ck;
+    ktrain_config cfg;
+    int cased, rc = open_checkpoint(ckpt, &ck, &cfg, &cased);
+    if (rc) return rc;
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+    char err[1024];
+    size_t vlen;
+    const char *vtext = kckpt_vocab(ck, &vlen);
+    kwp_vocab *v = NULL;
+    if (kwp_vocab_load(vtext, vlen, cased, &v, err, sizeof err)) {
+        kerr("%s: vocabulary: %s", kckpt_path(ck), err);
+        kckpt_close(ck);
+        return EX_DATAERR;
+    }
+    int32_t cls = (int32_t)kwp_vocab_special(v, KWP_CLS), sep = (int32_t)kwp_vocab_special(v, KWP_SEP),
+            mask = (int32_t)kwp_vocab_special(v, KWP_MASK), pad = (int32_t)kwp_vocab_special(v, KWP_PAD);
+    kwp_tok *tok = kwp_tok_new(v, KWP_DEFAULT_MAX_WORD_CHARS);
+    kwp_ids ids = {0};
+    int Lmax = cfg.model.max_position_embeddings;
+    int sentence = !!(cfg.data.objectives & (KOBJ_SOP | KOBJ_NSP));
+    for (int a = optind; a < argc && !rc; a++) {
+        const char *text = argv[a];
+        kwp_ids_clear(&ids);
+        kwp_encode(tok, text, strlen(text), &ids);
+        int L = (int)ids.n + 2, P = 0;
+        for (size_t i = 0; i < ids.n; i++) P += (int32_t)ids.ids[i] == mask;
+        if (L > Lmax) {
+            kerr("text %d: %d tokens with [CLS] and [SEP], the model takes at most %d", a - optind + 1, L, Lmax);
+            rc = EX_DATAERR;
+            break;
+        }
+        if (P == 0) {
+            kwarn("text %d has no [MASK]", a - optind + 1);
+        }
+        int Pm = P > 0 ? P : 1;
+        kmodel *m = kmodel_new(&cfg.model, 1, L, Pm, sentence, err, sizeof err);
+        if (!m) {
+            kerr("model: %s", err);
+            rc = EX_DATAERR;
+            break;
+        }
+        /* weights from the checkpoint, by name and shape */
+        int nt;
+        const ktensor *tl = kmodel_params(m, &nt);
+        float *w = kmodel_param_data(m);
+        for (int i = 0; i < nt && !rc; i++) {
+            const kst_tensor *t = kckpt_tensor(ck, "model.safetensors", tl[i].name);
+            if (!t || strcmp(t->dtype, "F32") || t->nbytes != tl[i].numel * sizeof(float)) {
+                kerr("%s: tensor %s missing or of another shape", kckpt_path(ck), tl[i].name);
+                rc = EX_DATAERR;
+            } else {
+                memcpy(w + tl[i].offset, t->data, t->nbytes);
+            }
+        }
+        /* one row: [CLS] ids [SEP], the [MASK] positions as predictions */
+        int32_t in[L], types_n = 0, pos[Pm], lab[Pm], n_masked = 0, len = L, label = -1;
+        uint8_t types[L];
+        float wts[Pm];
+        int64_t index = 0;
+        in[0] = cls;
+        for (size_t i = 0; i < ids.n; i++) in[i + 1] = (int32_t)ids.ids[i];
+        in[L - 1] = sep;
+        memset(types, 0, sizeof types);
+        (void)types_n;
+        for (int i = 0; i < L; i++)
+            if (in[i] == mask) {
+                pos[n_masked] = i;
+                lab[n_masked] = mask;
+                wts[n_masked] = 1.0f;
+                n_masked++;
+            }
+        if (!n_masked) {
+            pos[0] = 0;
+            lab[0] = pad;
+            wts[0] = 0;
+        }
+        ksample_batch b = {.version = KSAMPLE_BATCH_VERSION, .objectives = KOBJ_MLM | (sentence ? KOBJ_SOP : 0),
+                           .B = 1, .L = L, .P = Pm, .capacity = 1, .pad_id = pad, .cls_id = cls, .sep_id = sep,
+                           .mask_id = mask, .index = &index, .input_ids = in, .token_type_ids = types,
+                           .lengths = &len, .n_masked = &n_masked, .masked_positions = pos, .masked_ids = lab,
+                           .masked_weights = wts, .labels = &label};
+        kstep_result res;
+        if (!rc && kmodel_forward(m, &b, &res)) {
+            kerr("model: %s", kmodel_error(m));
+            rc = EX_SOFTWARE;
+        }
+        kbuf o = {0};
+        if (!rc) {
+            if (c.json) {
+                kbuf_puts(&o, "{\"text\":");
+                kbuf_json_str(&o, text, strlen(text));
+                kbuf_puts(&o, ",\"masks\":[");
+            } else {
+                kbuf_printf(&o, "%s\n", text);
+            }
+            int V = cfg.model.vocab_size;
+            for (int j = 0; j < n_masked; j++) {
+                const float *lg = kmodel_mlm_logits(m, 0, j);
+                double mx = -INFINITY, z = 0;
+                for (int k = 0; k < V; k++) mx = lg[k] > mx ? lg[k] : mx;
+                for (int k = 0; k < V; k++) z += exp(lg[k] - mx);
+                int best[1000];
+                int nb = 0;
+                for (int k = 0; k < V; k++) {   /* insertion into the top list */
+                    if (nb < topk) best[nb++] = k;
+                    else if (lg[k] <= lg[best[nb - 1]]) continue;
+                    else best[nb - 1] = k;
+                    for (int q = nb - 1; q > 0 && lg[best[q]] > lg[best[q - 1]]; q--) {
+                        int t = best[q];
+                        best[q] = best[q - 1];
+                        best[q - 1] = t;
+                    }
+                }
+                if (c.json) kbuf_printf(&o, "%s{\"position\":%d,\"top\":[", j ? "," : "", pos[j]);
+                else kbuf_printf(&o, "  [MASK] at %d:", pos[j]);
+                for (int q = 0; q < nb; q++) {
+                    size_t pl;
+                    const char *piece = kwp_vocab_piece(v, (uint32_t)best[q], &pl);
+                    double prob = exp(lg[best[q]] - mx) / z;
+                    if (c.json) {
+                        kbuf_printf(&o, "%s{\"id\":%d,\"token\":", q ? "," : "", best[q]);
+                        kbuf_json_str(&o, piece, pl);
+                        kbuf_printf(&o, ",\"prob\":%.6f}", prob);
+                    } else {
+                        kbuf_printf(&o, "  %.*s %.3f", (int)pl, piece, prob);
+                    }
+                }
+                kbuf_puts(&o, c.json ? "]}" : "\n");
+            }
+            kbuf_puts(&o, c.json ? "]}\n" : "");
+            fputs(o.data, stdout);
+        }
+        kbuf_free(&o);
+        kmodel_free(m);
+    }
+    kwp_ids_free(&ids);
+    kwp_tok_free(tok);
+    kwp_vocab_free(v);
+    kckpt_close(ck);
+    return rc;
+}

@@ -1,0 +1,437 @@
+/* tests/ref/trainer_ref.c: helper program of the trainer's PyTorch parity test
+ * (tests/integration/test_torch_parity.sh, tests/ref/torch_parity.py) and of
+ * its speed check. Not part of kiln.
+ *
+ *   kiln_trainer_ref parity DIR
+ *     For a small ALBERT (gelu_new, SOP, 4 layers over 2 weight groups) and a
+ *     small BERT (gelu, NSP), writes DIR/{albert,bert}.safetensors holding:
+ *       <param name>          the initial parameters (Hugging Face names)
+ *       batch.*               the batch (I32, masked_weights F32), padded B x L
+ *       out.mlm_logits        (M, V) eval logits at the masked slots, row-major
+ *                             over (row, slot < n_masked)
+ *       out.sent_logits       (B, 2)
+ *       out.losses            F64 [mlm_loss, sop_loss] of the training pass
+ *       grad.<param name>     gradients of mlm_loss + sop_loss (no dropout)
+ *       adamw.<param name>    parameters after 5 AdamW steps on the batch
+ *       lamb.<param name>     parameters after 5 LAMB steps from the same start
+ *       adamw.losses, lamb.losses  F64 (5) loss before each step
+ *     and the configs as metadata strings.
+ *
+ *   kiln_trainer_ref bench [STEPS] [--model albert|bert]
+ *     Times training steps (zero_grad + forward/backward + AdamW) at the
+ *     benchmark configuration: ALBERT V 30000, E 128, H 256, 4 layers sharing
+ *     one group, 4 heads, FFN 1024, seq 128, batch 16, 20 masked positions per
+ *     row, SOP, no dropout; prints one JSON object (ms per step, tokens/s,
+ *     GFLOP/s, OpenBLAS sgemm peak on the same threads, memory). With one
+ *     thread, the shares of peak by CPU time see through a busy machine. */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "trainer/kernels.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+#include "trainer/safetensors.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+/* CPU time of the process (all threads), to see through a busy machine. */
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ---- batches ----------------------------------------------------------------- */
+
+typedef struct hbatch {
+    ksample_batch b;
+    int32_t *ids, *types32, *lengths, *n_masked, *pos, *mids, *labels;
+    uint8_t *types;
+    float *w;
+} hbatch;
+
+static void batch_free(hbatch *h)
+{
+    free(h->ids), free(h->types32), free(h->lengths), free(h->n_masked), free(h->pos), free(h->mids);
+    free(h->labels), free(h->types), free(h->w);
+}
+
+/* A deterministic batch: [CLS] at 0, random ids in [5, V), token type 1 on
+ * the second half, pad (0) after the length; `full` = every row length L and
+ * P masked slots, else varied lengths and counts, one real slot of weight 0
+ * and one row without sentence label. */
+static void make_batch(hbatch *h, int B, int L, int P, int V, int full, uint64_t seed)
+{
+    memset(h, 0, sizeof *h);
+    h->ids = calloc((size_t)B * L, 4), h->types32 = calloc((size_t)B * L, 4), h->types = calloc((size_t)B * L, 1);
+    h->lengths = calloc((size_t)B, 4), h->n_masked = calloc((size_t)B, 4), h->labels = calloc((size_t)B, 4);
+    h->pos = calloc((size_t)B * P, 4), h->mids = calloc((size_t)B * P, 4), h->w = calloc((size_t)B * P, 4);
+    uint64_t key = krng_key(seed, 'B', 0, 0), k = 0;
+    for (int r = 0; r < B; r++) {
+        int len = full || r == 0 ? L : L / 3 + (int)(krng_at(key, k++) % (uint64_t)(L - L / 3));
+        h->lengths[r] = len;
+        for (int t = 0; t < len; t++) {
+            h->ids[r * L + t] = t == 0 ? 2 : 5 + (int)(krng_at(key, k++) % (uint64_t)(V - 5));
+            h->types[r * L + t] = t > len / 2;
+            h->types32[r * L + t] = t > len / 2;
+        }
+        int nm = full ? P : 1 + (int)(krng_at(key, k++) % (uint64_t)P);
+        if (nm > len - 1) nm = len - 1;
+        /* distinct positions in [1, len), ascending */
+        int chosen = 0;
+        for (int t = 1; t < len && chosen < nm; t++) {
+            int left = len - t, need = nm - chosen;
+            if ((int)(krng_at(key, k++) % (uint64_t)left) < need) {
+                h->pos[r * P + chosen] = t;
+                h->mids[r * P + chosen] = 5 + (int)(krng_at(key, k++) % (uint64_t)(V - 5));
+                h->w[r * P + chosen] = 1.0f;
+                chosen++;
+            }
+        }
+        h->n_masked[r] = nm;
+        h->labels[r] = (int)(krng_at(key, k++) & 1);
+    }
+    if (!full && B > 2) {
+        h->labels[B - 1] = -1;
+        if (h->n_masked[1] > 1) h->w[1 * P + 0] = 0.0f;
+    }
+    ksample_batch *b = &h->b;
+    b->version = KSAMPLE_BATCH_VERSION;
+    b->objectives = KOBJ_MLM | KOBJ_SOP;
+    b->B = B, b->L = L, b->P = P, b->capacity = B;
+    b->pad_id = 0, b->cls_id = 2, b->sep_id = 3, b->mask_id = 4;
+    b->input_ids = h->ids, b->token_type_ids = h->types, b->lengths = h->lengths, b->n_masked = h->n_masked;
+    b->masked_positions = h->pos, b->masked_ids = h->mids, b->masked_weights = h->w, b->labels = h->labels;
+}
+
+/* ---- parity ------------------------------------------------------------------ */
+
+typedef struct outset {
+    kst_tensor *t;
+    int n, cap;
+    char **names;
+    void **blobs;
+    int nb;
+} outset;
+
+static void put(outset *o, const char *name, const char *dtype, int ndim, const int64_t *shape, const void *data,
+                size_t bytes)
+{
+    if (o->n == o->cap) {
+        o->cap = o->cap ? 2 * o->cap : 256;
+        o->t = realloc(o->t, (size_t)o->cap * sizeof *o->t);
+        o->names = realloc(o->names, (size_t)o->cap * sizeof *o->names);
+    }
+    void *copy = malloc(bytes ? bytes : 1);
+    memcpy(copy, data, bytes);
+    o->blobs = realloc(o->blobs, (size_t)(o->nb + 1) * sizeof *o->blobs);
+    o->blobs[o->nb++] = copy;
+    kst_tensor *t = &o->t[o->n];
+    memset(t, 0, sizeof *t);
+    o->names[o->n] = strdup(name);
+    t->name = o->names[o->n];
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->data = copy;
+    t->nbytes = bytes;
+    o->n++;
+}
+
+static void put_params(outset *o, const char *prefix, kmodel *m, const float *arena)
+{
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    for (int i = 0; i < n; i++) {
+        char name[200];
+        snprintf(name, sizeof name, "%s%s", prefix, t[i].name);
+        put(o, name, "F32", t[i].ndim, t[i].shape, arena + t[i].offset, t[i].numel * sizeof(float));
+    }
+}
+
+static void outset_free(outset *o)
+{
+    for (int i = 0; i < o->n; i++) free(o->names[i]);
+    for (int i = 0; i < o->nb; i++) free(o->blobs[i]);
+    free(o->t), free(o->names), free(o->blobs);
+}
+
+static int run_opt(kmodel *m, const float *init, const kopt_config *oc, const hbatch *h, double *losses, int steps,
+                   int64_t total)
+{
+    size_t n = kmodel_numel(m);
+    memcpy(kmodel_param_data(m), init, n * sizeof(float));
+    int nt;
+    const ktensor *t = kmodel_params(m, &nt);
+    char err[256];
+    kopt *o = kopt_new(oc, t, nt, kmodel_param_data(m), kmodel_grad_data(m), n, err, sizeof err);
+    if (!o) {
+        fprintf(stderr, "kopt_new: %s\n", err);
+        return 1;
+    }
+    for (int s = 1; s <= steps; s++) {
+        kstep_result r;
+        kmodel_zero_grad(m);
+        if (kmodel_forward_backward(m, &h->b, (uint64_t)s, 1.0f, &r)) {
+            fprintf(stderr, "forward_backward: %s\n", kmodel_error(m));
+            return 1;
+        }
+        losses[s - 1] = r.loss;
+        if (kopt_step(o, s, total, NULL, NULL)) {
+            fprintf(stderr, "kopt_step failed\n");
+            return 1;
+        }
+    }
+    kopt_free(o);
+    return 0;
+}
+
+static int parity_one(const char *dir, const char *tag, const kmodel_config *c, int B, int L, int P)
+{
+    char err[256];
+    kmodel *m = kmodel_new(c, B, L, P, 1, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "kmodel_new: %s\n", err);
+        return 1;
+    }
+    kmodel_init(m, 1234);
+    hbatch h;
+    make_batch(&h, B, L, P, c->vocab_size, 0, 99);
+    outset o = {0};
+    size_t numel = kmodel_numel(m);
+    float *init = malloc(numel * sizeof(float));
+    memcpy(init, kmodel_param_data(m), numel * sizeof(float));
+    put_params(&o, "", m, init);
+    int64_t sBL[2] = {B, L}, sBP[2] = {B, P}, sB[1] = {B};
+    put(&o, "batch.input_ids", "I32", 2, sBL, h.ids, (size_t)B * L * 4);
+    put(&o, "batch.token_type_ids", "I32", 2, sBL, h.types32, (size_t)B * L * 4);
+    put(&o, "batch.lengths", "I32", 1, sB, h.lengths, (size_t)B * 4);
+    put(&o, "batch.n_masked", "I32", 1, sB, h.n_masked, (size_t)B * 4);
+    put(&o, "batch.masked_positions", "I32", 2, sBP, h.pos, (size_t)B * P * 4);
+    put(&o, "batch.masked_ids", "I32", 2, sBP, h.mids, (size_t)B * P * 4);
+    put(&o, "batch.masked_weights", "F32", 2, sBP, h.w, (size_t)B * P * 4);
+    put(&o, "batch.labels", "I32", 1, sB, h.labels, (size_t)B * 4);
+
+    /* eval logits */
+    kstep_result r;
+    if (kmodel_forward(m, &h.b, &r)) {
+        fprintf(stderr, "forward: %s\n", kmodel_error(m));
+        return 1;
+    }
+    const int V = c->vocab_size;
+    int M = 0;
+    for (int b = 0; b < B; b++) M += h.n_masked[b];
+    float *lg = malloc((size_t)M * V * sizeof(float)), *sl = malloc((size_t)B * 2 * sizeof(float));
+    for (int b = 0, i = 0; b < B; b++) {
+        for (int p = 0; p < h.n_masked[b]; p++, i++)
+            memcpy(lg + (size_t)i * V, kmodel_mlm_logits(m, b, p), (size_t)V * sizeof(float));
+        memcpy(sl + b * 2, kmodel_sentence_logits(m, b), 2 * sizeof(float));
+    }
+    int64_t sMV[2] = {M, V}, sB2[2] = {B, 2}, s2[1] = {2}, s5[1] = {5};
+    put(&o, "out.mlm_logits", "F32", 2, sMV, lg, (size_t)M * V * 4);
+    put(&o, "out.sent_logits", "F32", 2, sB2, sl, (size_t)B * 2 * 4);
+    /* gradients */
+    kmodel_zero_grad(m);
+    if (kmodel_forward_backward(m, &h.b, 1, 1.0f, &r)) {
+        fprintf(stderr, "forward_backward: %s\n", kmodel_error(m));
+        return 1;
+    }
+    double losses[2] = {r.mlm_loss, r.sop_loss};
+    put(&o, "out.losses", "F64", 1, s2, losses, sizeof losses);
+    put_params(&o, "grad.", m, kmodel_grad_data(m));
+
+    /* optimizers: 5 steps of a 10-step schedule with 2 warmup steps */
+    kopt_config oc = {.type = KOPT_ADAMW, .lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6,
+                      .weight_decay = 0.1, .warmup_steps = 2, .schedule = KSCHED_LINEAR, .min_lr_ratio = 0.1,
+                      .clip_norm = 1.0, .accumulation = 1};
+    double al[5], ll[5];
+    if (run_opt(m, init, &oc, &h, al, 5, 10)) return 1;
+    put_params(&o, "adamw.", m, kmodel_param_data(m));
+    put(&o, "adamw.losses", "F64", 1, s5, al, sizeof al);
+    kopt_config lc = oc;
+    lc.type = KOPT_LAMB;
+    lc.lr = 2e-2;
+    lc.schedule = KSCHED_COSINE;
+    if (run_opt(m, init, &lc, &h, ll, 5, 10)) return 1;
+    put_params(&o, "lamb.", m, kmodel_param_data(m));
+    put(&o, "lamb.losses", "F64", 1, s5, ll, sizeof ll);
+
+    /* metadata: the configs */
+    char v[40][64];
+    const char *meta[80];
+    int nm = 0;
+#define META(k, ...)                                  \
+    do {                                              \
+        snprintf(v[nm], sizeof v[nm], __VA_ARGS__);   \
+        meta[2 * nm] = k;                             \
+        meta[2 * nm + 1] = v[nm];                     \
+        nm++;                                         \
+    } while (0)
+    META("model_type", "%s", c->type == KMODEL_ALBERT ? "albert" : "bert");
+    META("vocab_size", "%d", c->vocab_size);
+    META("embedding_size", "%d", c->type == KMODEL_ALBERT ? c->embedding_size : c->hidden_size);
+    META("hidden_size", "%d", c->hidden_size);
+    META("num_hidden_layers", "%d", c->num_hidden_layers);
+    META("num_hidden_groups", "%d", c->type == KMODEL_ALBERT ? c->num_hidden_groups : c->num_hidden_layers);
+    META("num_attention_heads", "%d", c->num_attention_heads);
+    META("intermediate_size", "%d", c->intermediate_size);
+    META("max_position_embeddings", "%d", c->max_position_embeddings);
+    META("type_vocab_size", "%d", c->type_vocab_size);
+    META("hidden_act", "%s", c->hidden_act == KACT_GELU ? "gelu" : "gelu_new");
+    META("layer_norm_eps", "%.17g", c->layer_norm_eps);
+    META("pad_token_id", "%d", c->pad_token_id);
+    META("opt_lr_adamw", "%.17g", oc.lr);
+    META("opt_lr_lamb", "%.17g", lc.lr);
+    META("opt_schedule_adamw", "linear");
+    META("opt_schedule_lamb", "cosine");
+    META("opt_beta1", "%.17g", oc.beta1);
+    META("opt_beta2", "%.17g", oc.beta2);
+    META("opt_eps", "%.17g", oc.eps);
+    META("opt_weight_decay", "%.17g", oc.weight_decay);
+    META("opt_warmup_steps", "%d", oc.warmup_steps);
+    META("opt_total_steps", "10");
+    META("opt_min_lr_ratio", "%.17g", oc.min_lr_ratio);
+    META("opt_clip_norm", "%.17g", oc.clip_norm);
+#undef META
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, tag);
+    int rc = kst_write(path, o.t, o.n, meta, nm, err, sizeof err);
+    if (rc) fprintf(stderr, "kst_write: %s\n", err);
+    else
+        printf("%s: %d tensors, mlm_loss %.6f sop_loss %.6f\n", path, o.n, losses[0], losses[1]);
+    outset_free(&o);
+    free(init), free(lg), free(sl);
+    batch_free(&h);
+    kmodel_free(m);
+    return rc;
+}
+
+static int parity(const char *dir)
+{
+    kmodel_config a = {.type = KMODEL_ALBERT, .vocab_size = 97, .embedding_size = 16, .hidden_size = 32,
+                       .num_hidden_layers = 4, .num_attention_heads = 4, .intermediate_size = 64,
+                       .max_position_embeddings = 24, .type_vocab_size = 2, .hidden_act = KACT_GELU_NEW,
+                       .layer_norm_eps = 1e-12, .num_hidden_groups = 2, .initializer_range = 0.1,
+                       .pad_token_id = 0};
+    kmodel_config b = {.type = KMODEL_BERT, .vocab_size = 89, .embedding_size = 32, .hidden_size = 32,
+                       .num_hidden_layers = 2, .num_attention_heads = 2, .intermediate_size = 48,
+                       .max_position_embeddings = 20, .type_vocab_size = 2, .hidden_act = KACT_GELU,
+                       .layer_norm_eps = 1e-12, .num_hidden_groups = 2, .initializer_range = 0.1,
+                       .pad_token_id = 0};
+    if (parity_one(dir, "albert", &a, 4, 20, 5)) return 1;
+    if (parity_one(dir, "bert", &b, 3, 16, 4)) return 1;
+    return 0;
+}
+
+/* ---- bench --------------------------------------------------------------------- */
+
+/* OpenBLAS's own sgemm on 2048^3 (its threading), best of 5: by wall time,
+ * and by CPU time (meaningful with one thread). */
+static double peak_gflops(double *per_cpu)
+{
+    const int n = 2048;
+    float *A = malloc((size_t)n * n * 4), *B = malloc((size_t)n * n * 4), *C = malloc((size_t)n * n * 4);
+    for (size_t i = 0; i < (size_t)n * n; i++) A[i] = B[i] = (float)(i % 7) * 0.1f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, A, n, B, n, 0, C, n);
+    double best = 0, bestc = 0;
+    for (int k = 0; k < 5; k++) {
+        double t = now(), c = cpu_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, A, n, B, n, 0, C, n);
+        double g = 2.0 * n * n * n / (now() - t) / 1e9, gc = 2.0 * n * n * n / (cpu_now() - c) / 1e9;
+        if (g > best) best = g;
+        if (gc > bestc) bestc = gc;
+    }
+    free(A), free(B), free(C);
+    *per_cpu = bestc;
+    return best;
+}
+
+static int bench(int steps, int bert)
+{
+    kmodel_config c = {.type = bert ? KMODEL_BERT : KMODEL_ALBERT, .vocab_size = 30000, .embedding_size = 128,
+                       .hidden_size = 256, .num_hidden_layers = 4, .num_attention_heads = 4,
+                       .intermediate_size = 1024, .max_position_embeddings = 512, .type_vocab_size = 2,
+                       .hidden_act = bert ? KACT_GELU : KACT_GELU_NEW, .layer_norm_eps = 1e-12,
+                       .num_hidden_groups = bert ? 4 : 1, .initializer_range = 0.02, .pad_token_id = 0};
+    const int B = 16, L = 128, P = 20;
+    char err[256];
+    kmodel *m = kmodel_new(&c, B, L, P, 1, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    kmodel_init(m, 1);
+    hbatch h;
+    make_batch(&h, B, L, P, c.vocab_size, 1, 7);
+    kopt_config oc = {.type = KOPT_ADAMW, .lr = 1e-4, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6,
+                      .weight_decay = 0.01, .warmup_steps = 0, .schedule = KSCHED_CONSTANT, .clip_norm = 1.0,
+                      .accumulation = 1};
+    int nt;
+    const ktensor *t = kmodel_params(m, &nt);
+    kopt *o = kopt_new(&oc, t, nt, kmodel_param_data(m), kmodel_grad_data(m), kmodel_numel(m), err, sizeof err);
+    kstep_result r;
+    double tf = 0, tb = 0, to = 0, first = 0, last = 0, cpu = 0;
+    for (int s = -2; s < steps; s++) { /* 2 warm-up steps */
+        if (s == 0) cpu = cpu_now();
+        double t0 = now();
+        kmodel_zero_grad(m);
+        kmodel_forward_backward(m, &h.b, (uint64_t)s, 1.0f, &r);
+        double t1 = now();
+        kopt_step(o, s + 3, 0, NULL, NULL);
+        double t2 = now();
+        if (s >= 0) tb += t1 - t0, to += t2 - t1;
+        if (s == 0) first = r.loss;
+        last = r.loss;
+    }
+    cpu = cpu_now() - cpu;
+    double t0 = now();
+    for (int s = 0; s < steps; s++) kmodel_forward(m, &h.b, &r);
+    tf = now() - t0;
+    /* multiply-adds of one forward pass */
+    const double N = (double)B * L, M = (double)B * P, E = c.embedding_size, H = c.hidden_size,
+                 FF = c.intermediate_size, V = c.vocab_size, NL = c.num_hidden_layers;
+    double macs = (bert ? 0 : N * E * H) + NL * (N * (4 * H * H + 2 * H * FF) + 2.0 * B * L * L * H) +
+                  M * (H * E + E * V) + B * (H * H + 2 * H);
+    double flop = 6 * macs; /* forward + backward (2x) */
+    double step_ms = (tb + to) / steps * 1e3;
+    double peak_cpu, peak = peak_gflops(&peak_cpu);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"model\": \"%s\", \"threads\": %d, \"steps\": %d, \"ms_per_step\": %.2f, \"fwd_bwd_ms\": %.2f, "
+           "\"optimizer_ms\": %.2f, \"forward_ms\": %.2f, \"tokens_per_s\": %.0f, \"gflop_per_step\": %.2f, "
+           "\"gflops\": %.1f, \"sgemm_peak_gflops\": %.1f, \"share_of_peak\": %.3f, \"cpu_ms_per_step\": %.2f, "
+           "\"share_of_peak_by_cpu_time\": %.3f, \"params\": %zu, "
+           "\"activation_mb\": %.1f, \"max_rss_mb\": %.1f, \"loss_first\": %.4f, \"loss_last\": %.4f}\n",
+           bert ? "bert" : "albert", omp_get_max_threads(), steps, step_ms, tb / steps * 1e3, to / steps * 1e3,
+           tf / steps * 1e3, N * steps / (tb + to), flop / 1e9, flop / (step_ms / 1e3) / 1e9, peak,
+           flop / (step_ms / 1e3) / 1e9 / peak, cpu / steps * 1e3, flop / (cpu / steps) / 1e9 / peak_cpu,
+           kmodel_param_count(m), kmodel_activation_bytes(m) / 1e6,
+           ru.ru_maxrss / 1024.0, first, last);
+    kopt_free(o);
+    batch_free(&h);
+    kmodel_free(m);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && !strcmp(argv[1], "parity")) return parity(argv[2]);
+    if (argc >= 2 && !strcmp(argv[1], "bench")) {
+        int steps = argc >= 3 ? atoi(argv[2]) : 10, bert = argc >= 5 && !strcmp(argv[4], "bert");
+        return bench(steps > 0 ? steps : 10, bert);
+    }
+    fprintf(stderr, "usage: kiln_trainer_ref parity DIR | bench [STEPS] [--model albert|bert]\n");
+    return 64;
+}

@@ -1,0 +1,736 @@
+/* test_model.c: unit tests of trainer/model.c and trainer/optim.c on a small
+ * BERT (V 50, H 16, 2 layers, 2 heads, I 32, erf GELU, NSP) and a small
+ * ALBERT (V 50, E 8, H 16, 3 layers sharing 2 weight groups, 2 heads, I 32,
+ * tanh GELU, SOP), batch B 3, L 12, P 4 with padding, a masked slot of
+ * weight 0 and one of weight 0.5, and a row without sentence label.
+ *
+ * - Names, shapes, decay flags and arena layout (no overlap, q/k/v stacked).
+ * - Whole-model gradient check: for every tensor, its largest-gradient element
+ *   and 3 random ones, 4-point central differences of the loss (h = 1e-2,
+ *   initializer_range 0.3 so that every path carries signal), pass when
+ *   |analytic - numeric| <= 3e-4 + 3e-3 |numeric|; without dropout and with
+ *   dropout 0.1 on every site (masks are keyed, so the loss is a function).
+ * - Determinism: two runs give the same bytes; 1 and 2 threads too (losses,
+ *   gradients, and parameters after optimizer steps), also for a model large
+ *   enough that every kernel runs in parallel (1, 2, 3 threads).
+ * - Accumulation: two passes with loss_scale 0.5 == one with 1 (within 1e-6 of
+ *   the largest gradient).
+ * - Packing: what lies past a row's length changes nothing (bitwise).
+ * - Eval logits agree with the reported loss; bad configs and batches fail
+ *   with a message.
+ * - Optimizers: AdamW and LAMB against a double re-implementation of the
+ *   formulas in optim.h (relative 1e-5) with clipping and both decay flags;
+ *   the learning-rate schedules; 40 steps on a fixed batch cut the loss. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "trainer/model.h"
+#include "trainer/optim.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+static double urand(void) { return (double)(rng() >> 11) * (1.0 / 9007199254740992.0); }
+
+/* ---- fixtures --------------------------------------------------------------------- */
+
+enum { TB = 3, TL = 12, TP = 4, TV = 50 };
+
+static kmodel_config config(int type, double dropout)
+{
+    kmodel_config c = {0};
+    c.type = type;
+    c.vocab_size = TV;
+    c.embedding_size = type == KMODEL_ALBERT ? 8 : 16;
+    c.hidden_size = 16;
+    c.num_hidden_layers = type == KMODEL_ALBERT ? 3 : 2;
+    c.num_hidden_groups = type == KMODEL_ALBERT ? 2 : 2;
+    c.num_attention_heads = 2;
+    c.intermediate_size = 32;
+    c.max_position_embeddings = 16;
+    c.type_vocab_size = 2;
+    c.hidden_act = type == KMODEL_ALBERT ? KACT_GELU_NEW : KACT_GELU;
+    c.layer_norm_eps = 1e-12;
+    c.hidden_dropout_prob = dropout;
+    c.attention_probs_dropout_prob = dropout;
+    c.initializer_range = 0.3;
+    c.pad_token_id = 0;
+    return c;
+}
+
+typedef struct tbatch {
+    ksample_batch b;
+    int64_t index[TB];
+    int32_t ids[TB * TL], lengths[TB], n_masked[TB], pos[TB * TP], mids[TB * TP], labels[TB];
+    uint8_t types[TB * TL];
+    float w[TB * TP];
+} tbatch;
+
+/* Always the same batch (its own random stream). */
+static void make_batch(tbatch *t)
+{
+    uint64_t saved = rng_state;
+    rng_state = 0xB7E151628AED2A6Bull;
+    memset(t, 0, sizeof *t);
+    static const int lens[TB] = {12, 7, 3}, nm[TB] = {4, 2, 1}, lab[TB] = {0, 1, -1};
+    static const int mpos[TB][TP] = {{1, 4, 5, 10}, {2, 6, 0, 0}, {1, 0, 0, 0}};
+    for (int r = 0; r < TB; r++) {
+        t->lengths[r] = lens[r];
+        t->n_masked[r] = nm[r];
+        t->labels[r] = lab[r];
+        t->index[r] = r;
+        for (int i = 0; i < TL; i++) {
+            t->ids[r * TL + i] = i < lens[r] ? (i == 0 ? 2 : 3 + (int)(rng() % (TV - 3))) : 0;
+            t->types[r * TL + i] = i < lens[r] && i > lens[r] / 2;
+        }
+        for (int p = 0; p < TP; p++) {
+            t->pos[r * TP + p] = mpos[r][p];
+            t->mids[r * TP + p] = p < nm[r] ? 3 + (int)(rng() % (TV - 3)) : 0;
+            t->w[r * TP + p] = p < nm[r] ? 1.0f : 0.0f;
+        }
+    }
+    t->w[0 * TP + 2] = 0.0f; /* a real slot switched off */
+    t->w[1 * TP + 1] = 0.5f;
+    ksample_batch *b = &t->b;
+    b->version = KSAMPLE_BATCH_VERSION;
+    b->objectives = KOBJ_MLM | KOBJ_SOP;
+    b->B = TB, b->L = TL, b->P = TP, b->capacity = TB;
+    b->pad_id = 0, b->cls_id = 2, b->sep_id = 1, b->mask_id = 4;
+    b->index = t->index, b->input_ids = t->ids, b->token_type_ids = t->types, b->lengths = t->lengths;
+    b->n_masked = t->n_masked, b->masked_positions = t->pos, b->masked_ids = t->mids, b->masked_weights = t->w;
+    b->labels = t->labels;
+    rng_state = saved;
+}
+
+static kmodel *new_model(int type, double dropout)
+{
+    kmodel_config c = config(type, dropout);
+    char err[256] = "";
+    kmodel *m = kmodel_new(&c, TB, TL, TP, 1, err, sizeof err);
+    if (!m) print_error("kmodel_new: %s\n", err);
+    assert_non_null(m);
+    kmodel_init(m, 7);
+    return m;
+}
+
+static kopt_config opt_config(int type);
+
+/* ---- layout ------------------------------------------------------------------------ */
+
+static void check_layout(kmodel *m, int expect_n)
+{
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    assert_int_equal(n, expect_n);
+    size_t numel = kmodel_numel(m), total = 0;
+    char *used = calloc(numel, 1);
+    for (int i = 0; i < n; i++) {
+        size_t prod = 1;
+        for (int d = 0; d < t[i].ndim; d++) prod *= (size_t)t[i].shape[d];
+        assert_int_equal(prod, t[i].numel);
+        assert_true(t[i].offset + t[i].numel <= numel);
+        for (size_t j = 0; j < t[i].numel; j++) {
+            assert_int_equal(used[t[i].offset + j], 0);
+            used[t[i].offset + j] = 1;
+        }
+        total += t[i].numel;
+        int is_bias_or_ln = strstr(t[i].name, "bias") || strstr(t[i].name, "LayerNorm") ||
+                            strstr(t[i].name, "layer_norm");
+        assert_int_equal(t[i].decay, !is_bias_or_ln);
+        for (int j = 0; j < i; j++) assert_true(strcmp(t[i].name, t[j].name) != 0);
+    }
+    assert_int_equal(total, kmodel_param_count(m));
+    free(used);
+}
+
+static void expect_tensor(kmodel *m, const char *name, int64_t d0, int64_t d1)
+{
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    int i = ktensor_find(t, n, name);
+    if (i < 0) print_error("missing tensor %s\n", name);
+    assert_true(i >= 0);
+    assert_int_equal(t[i].shape[0], d0);
+    if (d1) {
+        assert_int_equal(t[i].ndim, 2);
+        assert_int_equal(t[i].shape[1], d1);
+    } else {
+        assert_int_equal(t[i].ndim, 1);
+    }
+}
+
+static void test_layout(void **state)
+{
+    (void)state;
+    kmodel *a = new_model(KMODEL_ALBERT, 0);
+    check_layout(a, 5 + 2 + 2 * 16 + 2 + 5 + 2);
+    expect_tensor(a, "albert.embeddings.word_embeddings.weight", TV, 8);
+    expect_tensor(a, "albert.embeddings.position_embeddings.weight", 16, 8);
+    expect_tensor(a, "albert.embeddings.token_type_embeddings.weight", 2, 8);
+    expect_tensor(a, "albert.encoder.embedding_hidden_mapping_in.weight", 16, 8);
+    expect_tensor(a, "albert.encoder.albert_layer_groups.1.albert_layers.0.attention.query.weight", 16, 16);
+    expect_tensor(a, "albert.encoder.albert_layer_groups.1.albert_layers.0.attention.value.bias", 16, 0);
+    expect_tensor(a, "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.dense.weight", 16, 16);
+    expect_tensor(a, "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.LayerNorm.weight", 16, 0);
+    expect_tensor(a, "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight", 32, 16);
+    expect_tensor(a, "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.weight", 16, 32);
+    expect_tensor(a, "albert.encoder.albert_layer_groups.0.albert_layers.0.full_layer_layer_norm.bias", 16, 0);
+    expect_tensor(a, "albert.pooler.weight", 16, 16);
+    expect_tensor(a, "predictions.dense.weight", 8, 16);
+    expect_tensor(a, "predictions.LayerNorm.weight", 8, 0);
+    expect_tensor(a, "predictions.bias", TV, 0);
+    expect_tensor(a, "sop_classifier.classifier.weight", 2, 16);
+    int n;
+    const ktensor *t = kmodel_params(a, &n);
+    assert_true(ktensor_find(t, n, "predictions.decoder.weight") < 0); /* tied: not a tensor */
+    /* query, key, value stacked */
+    const char *p = "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.";
+    char q[160], k[160], v[160];
+    snprintf(q, sizeof q, "%squery.weight", p), snprintf(k, sizeof k, "%skey.weight", p);
+    snprintf(v, sizeof v, "%svalue.weight", p);
+    size_t oq = t[ktensor_find(t, n, q)].offset;
+    assert_int_equal(t[ktensor_find(t, n, k)].offset, oq + 256);
+    assert_int_equal(t[ktensor_find(t, n, v)].offset, oq + 512);
+    /* init: LayerNorm 1, biases 0, weights ~ N(0, 0.3), pad row 0 */
+    const float *P = kmodel_param_data(a);
+    int ln = ktensor_find(t, n, "albert.embeddings.LayerNorm.weight"), bi = ktensor_find(t, n, "predictions.bias");
+    int we = ktensor_find(t, n, "albert.embeddings.word_embeddings.weight");
+    for (size_t j = 0; j < t[ln].numel; j++) assert_true(P[t[ln].offset + j] == 1.0f);
+    for (size_t j = 0; j < t[bi].numel; j++) assert_true(P[t[bi].offset + j] == 0.0f);
+    for (int j = 0; j < 8; j++) assert_true(P[t[we].offset + j] == 0.0f);
+    double s = 0, s2 = 0;
+    for (size_t j = 8; j < t[we].numel; j++) s += P[t[we].offset + j], s2 += (double)P[t[we].offset + j] * P[t[we].offset + j];
+    double cnt = (double)t[we].numel - 8, sd = sqrt(s2 / cnt - (s / cnt) * (s / cnt));
+    assert_true(fabs(sd - 0.3) < 0.03 && fabs(s / cnt) < 0.05);
+    kmodel_free(a);
+
+    kmodel *b = new_model(KMODEL_BERT, 0);
+    check_layout(b, 5 + 2 * 16 + 2 + 5 + 2);
+    expect_tensor(b, "bert.embeddings.word_embeddings.weight", TV, 16);
+    expect_tensor(b, "bert.encoder.layer.1.attention.self.key.weight", 16, 16);
+    expect_tensor(b, "bert.encoder.layer.1.attention.output.dense.bias", 16, 0);
+    expect_tensor(b, "bert.encoder.layer.1.attention.output.LayerNorm.weight", 16, 0);
+    expect_tensor(b, "bert.encoder.layer.0.intermediate.dense.weight", 32, 16);
+    expect_tensor(b, "bert.encoder.layer.0.output.dense.weight", 16, 32);
+    expect_tensor(b, "bert.encoder.layer.0.output.LayerNorm.bias", 16, 0);
+    expect_tensor(b, "bert.pooler.dense.weight", 16, 16);
+    expect_tensor(b, "cls.predictions.bias", TV, 0);
+    expect_tensor(b, "cls.predictions.transform.dense.weight", 16, 16);
+    expect_tensor(b, "cls.predictions.transform.LayerNorm.bias", 16, 0);
+    expect_tensor(b, "cls.seq_relationship.weight", 2, 16);
+    kmodel_free(b);
+
+    /* without the sentence head: no pooler, no classifier */
+    kmodel_config c = config(KMODEL_BERT, 0);
+    char err[256];
+    kmodel *m = kmodel_new(&c, 2, 8, 2, 0, err, sizeof err);
+    assert_non_null(m);
+    t = kmodel_params(m, &n);
+    assert_int_equal(n, 5 + 2 * 16 + 5);
+    assert_true(ktensor_find(t, n, "bert.pooler.dense.weight") < 0);
+    kmodel_free(m);
+}
+
+/* ---- whole-model gradient check ------------------------------------------------------------ */
+
+static double loss_of(kmodel *m, const ksample_batch *b, int train, uint64_t key)
+{
+    kstep_result r;
+    int rc = train ? kmodel_forward_backward(m, b, key, 1.0f, &r) : kmodel_forward(m, b, &r);
+    assert_int_equal(rc, 0);
+    return r.loss;
+}
+
+static void gradcheck(int type, double dropout)
+{
+    kmodel *m = new_model(type, dropout);
+    tbatch tb;
+    make_batch(&tb);
+    const int train = dropout > 0;
+    const uint64_t key = 99;
+    kstep_result r;
+    kmodel_zero_grad(m);
+    assert_int_equal(kmodel_forward_backward(m, &tb.b, key, 1.0f, &r), 0);
+    assert_true(r.mlm_count == 6 && r.sop_count == 2 && r.tokens == 22);
+    assert_true(fabs(r.mlm_weight - 5.5) < 1e-9);
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    size_t numel = kmodel_numel(m);
+    float *g = malloc(numel * sizeof(float));
+    memcpy(g, kmodel_grad_data(m), numel * sizeof(float));
+    float *P = kmodel_param_data(m);
+    const float h = 1e-2f;
+    int bad = 0, checked = 0;
+    for (int i = 0; i < n; i++) {
+        /* the largest gradient of the tensor and 3 random elements */
+        size_t pick[4], big = 0;
+        for (size_t j = 1; j < t[i].numel; j++)
+            if (fabsf(g[t[i].offset + j]) > fabsf(g[t[i].offset + big])) big = j;
+        pick[0] = big;
+        for (int k = 1; k < 4; k++) pick[k] = (size_t)(urand() * t[i].numel);
+        for (int k = 0; k < 4; k++) {
+            float *x = P + t[i].offset + pick[k], x0 = *x;
+            double s[4];
+            const float dx[4] = {2 * h, h, -h, -2 * h};
+            for (int j = 0; j < 4; j++) {
+                *x = x0 + dx[j];
+                if (train) kmodel_zero_grad(m);
+                s[j] = loss_of(m, &tb.b, train, key);
+            }
+            *x = x0;
+            double num = (-s[0] + 8 * s[1] - 8 * s[2] + s[3]) / (12.0 * h), ana = g[t[i].offset + pick[k]];
+            checked++;
+            if (fabs(num - ana) > 3e-4 + 3e-3 * fabs(num)) {
+                if (bad < 10) print_error("%s[%zu]: analytic %.7g numeric %.7g\n", t[i].name, pick[k], ana, num);
+                bad++;
+            }
+        }
+    }
+    print_message("%s%s: %d gradients checked, %d off\n", type == KMODEL_BERT ? "BERT" : "ALBERT",
+                  dropout > 0 ? " with dropout" : "", checked, bad);
+    assert_int_equal(bad, 0);
+    free(g);
+    kmodel_free(m);
+}
+
+static void test_gradcheck_bert(void **state)
+{
+    (void)state;
+    gradcheck(KMODEL_BERT, 0);
+}
+static void test_gradcheck_albert(void **state)
+{
+    (void)state;
+    gradcheck(KMODEL_ALBERT, 0);
+}
+static void test_gradcheck_dropout(void **state)
+{
+    (void)state;
+    gradcheck(KMODEL_BERT, 0.1);
+    gradcheck(KMODEL_ALBERT, 0.1);
+}
+
+/* ---- determinism, accumulation, packing ---------------------------------------------------- */
+
+/* One forward/backward from zero gradients; returns a malloc'd copy of the gradients. */
+static float *grads_of(kmodel *m, const ksample_batch *b, float scale, int passes, kstep_result *r)
+{
+    kmodel_zero_grad(m);
+    for (int i = 0; i < passes; i++) assert_int_equal(kmodel_forward_backward(m, b, 5, scale, r), 0);
+    size_t n = kmodel_numel(m) * sizeof(float);
+    float *g = malloc(n);
+    memcpy(g, kmodel_grad_data(m), n);
+    return g;
+}
+
+static void determinism(int type)
+{
+    kmodel *m = new_model(type, 0.1);
+    tbatch tb;
+    make_batch(&tb);
+    size_t bytes = kmodel_numel(m) * sizeof(float);
+    kstep_result r1, r2, r3;
+    float *g1 = grads_of(m, &tb.b, 1.0f, 1, &r1), *g2 = grads_of(m, &tb.b, 1.0f, 1, &r2);
+    assert_memory_equal(g1, g2, bytes);
+    assert_memory_equal(&r1, &r2, sizeof r1);
+    omp_set_num_threads(1);
+    float *g3 = grads_of(m, &tb.b, 1.0f, 1, &r3);
+    omp_set_num_threads(2);
+    assert_memory_equal(g1, g3, bytes);
+    assert_memory_equal(&r1, &r3, sizeof r1);
+    /* accumulation: 2 x 0.5 == 1 x 1 (up to the rounding of the sums) */
+    float *g4 = grads_of(m, &tb.b, 0.5f, 2, &r3);
+    float gmax = 0;
+    for (size_t i = 0; i < bytes / sizeof(float); i++) gmax = fmaxf(gmax, fabsf(g1[i]));
+    for (size_t i = 0; i < bytes / sizeof(float); i++) {
+        if (!(fabsf(g4[i] - g1[i]) <= 1e-6f * gmax)) print_error("grad[%zu]: %.9g vs %.9g\n", i, g4[i], g1[i]);
+        assert_true(fabsf(g4[i] - g1[i]) <= 1e-6f * gmax);
+    }
+    /* what lies past the lengths does not matter */
+    for (int r = 0; r < TB; r++)
+        for (int i = tb.lengths[r]; i < TL; i++) tb.ids[r * TL + i] = 7 + r, tb.types[r * TL + i] = 1;
+    float *g5 = grads_of(m, &tb.b, 1.0f, 1, &r3);
+    assert_memory_equal(g1, g5, bytes);
+    assert_memory_equal(&r1, &r3, sizeof r1);
+    /* another dropout key: other masks, other gradients */
+    kmodel_zero_grad(m);
+    assert_int_equal(kmodel_forward_backward(m, &tb.b, 6, 1.0f, &r3), 0);
+    assert_true(memcmp(g1, kmodel_grad_data(m), bytes) != 0);
+    free(g1), free(g2), free(g3), free(g4), free(g5);
+    kmodel_free(m);
+}
+
+static void test_determinism(void **state)
+{
+    (void)state;
+    determinism(KMODEL_BERT);
+    determinism(KMODEL_ALBERT);
+}
+
+/* A model big enough for every kernel to run in parallel (V 1000, E 32, H 64,
+ * 2 layers, 4 heads, I 256, B 8 x L 64, P 10, dropout 0.1): gradients and the
+ * parameters after 2 LAMB steps are the same bytes with 1, 2 and 3 threads. */
+static void test_threads_medium(void **state)
+{
+    (void)state;
+    kmodel_config c = config(KMODEL_ALBERT, 0.1);
+    c.vocab_size = 1000, c.embedding_size = 32, c.hidden_size = 64, c.num_hidden_layers = 2;
+    c.num_hidden_groups = 1, c.num_attention_heads = 4, c.intermediate_size = 256;
+    c.max_position_embeddings = 64, c.initializer_range = 0.02;
+    enum { B = 8, L = 64, P = 10 };
+    static int32_t ids[B * L], lens[B], nm[B], pos[B * P], mids[B * P], lab[B];
+    static uint8_t types[B * L];
+    static float w[B * P];
+    for (int r = 0; r < B; r++) {
+        lens[r] = r == 0 ? L : 20 + (int)(rng() % 44);
+        nm[r] = P;
+        lab[r] = (int)(rng() % 2);
+        for (int t = 0; t < L; t++) ids[r * L + t] = t < lens[r] ? 3 + (int)(rng() % 997) : 0;
+        for (int t = 0; t < L; t++) types[r * L + t] = t < lens[r] && t > lens[r] / 2;
+        for (int p = 0; p < P; p++) pos[r * P + p] = 1 + p, mids[r * P + p] = 3 + (int)(rng() % 997), w[r * P + p] = 1;
+    }
+    ksample_batch b = {.version = KSAMPLE_BATCH_VERSION, .B = B, .L = L, .P = P, .capacity = B,
+                       .input_ids = ids, .token_type_ids = types, .lengths = lens, .n_masked = nm,
+                       .masked_positions = pos, .masked_ids = mids, .masked_weights = w, .labels = lab};
+    kopt_config oc = opt_config(KOPT_LAMB);
+    float *first = NULL;
+    size_t bytes = 0;
+    for (int t = 1; t <= 3; t++) {
+        omp_set_num_threads(t);
+        char err[256];
+        kmodel *m = kmodel_new(&c, B, L, P, 1, err, sizeof err);
+        assert_non_null(m);
+        kmodel_init(m, 3);
+        int n;
+        const ktensor *tl = kmodel_params(m, &n);
+        kopt *o = kopt_new(&oc, tl, n, kmodel_param_data(m), kmodel_grad_data(m), kmodel_numel(m), err, sizeof err);
+        size_t numel = kmodel_numel(m);
+        bytes = 2 * numel * sizeof(float);
+        float *got = malloc(bytes);
+        kstep_result r;
+        for (int s = 1; s <= 2; s++) {
+            kmodel_zero_grad(m);
+            assert_int_equal(kmodel_forward_backward(m, &b, (uint64_t)s, 1.0f, &r), 0);
+            if (s == 1) memcpy(got, kmodel_grad_data(m), numel * sizeof(float));
+            assert_int_equal(kopt_step(o, s, 10, NULL, NULL), 0);
+        }
+        memcpy(got + numel, kmodel_param_data(m), numel * sizeof(float));
+        if (!first)
+            first = got;
+        else {
+            assert_memory_equal(first, got, bytes);
+            free(got);
+        }
+        kopt_free(o);
+        kmodel_free(m);
+    }
+    omp_set_num_threads(2);
+    free(first);
+}
+
+/* ---- eval logits and errors -------------------------------------------------------------------- */
+
+static void test_eval_logits(void **state)
+{
+    (void)state;
+    kmodel *m = new_model(KMODEL_ALBERT, 0.1);
+    tbatch tb;
+    make_batch(&tb);
+    kstep_result r, rt;
+    assert_int_equal(kmodel_forward(m, &tb.b, &r), 0);
+    double s = 0, ws = 0;
+    for (int row = 0; row < TB; row++) {
+        for (int p = 0; p < TP; p++) {
+            const float *lg = kmodel_mlm_logits(m, row, p);
+            if (p >= tb.n_masked[row]) {
+                assert_null(lg);
+                continue;
+            }
+            assert_non_null(lg);
+            double mx = -1e300, z = 0;
+            for (int v = 0; v < TV; v++) mx = fmax(mx, lg[v]);
+            for (int v = 0; v < TV; v++) z += exp(lg[v] - mx);
+            double w = tb.w[row * TP + p];
+            s += w * (log(z) + mx - lg[tb.mids[row * TP + p]]);
+            ws += w;
+        }
+        assert_non_null(kmodel_sentence_logits(m, row));
+    }
+    assert_true(fabs(s / ws - r.mlm_loss) < 1e-5 * r.mlm_loss);
+    assert_null(kmodel_sentence_logits(m, TB));
+    /* a training pass applies dropout: another loss */
+    assert_int_equal(kmodel_forward_backward(m, &tb.b, 1, 1.0f, &rt), 0);
+    assert_true(rt.loss != r.loss);
+    assert_null(kmodel_mlm_logits(m, 0, 0)); /* logits became gradients */
+    kmodel_free(m);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    char err[256];
+    kmodel_config c = config(KMODEL_BERT, 0);
+    c.num_attention_heads = 3;
+    assert_null(kmodel_new(&c, 2, 8, 2, 1, err, sizeof err));
+    assert_non_null(strstr(err, "num_attention_heads"));
+    c = config(KMODEL_ALBERT, 0);
+    c.num_hidden_groups = 4;
+    assert_null(kmodel_new(&c, 2, 8, 2, 1, err, sizeof err));
+    assert_non_null(strstr(err, "num_hidden_groups"));
+    c = config(KMODEL_BERT, 0);
+    assert_null(kmodel_new(&c, 2, 17, 2, 1, err, sizeof err));
+    assert_non_null(strstr(err, "max_position_embeddings"));
+    c.hidden_dropout_prob = 1.0;
+    assert_null(kmodel_new(&c, 2, 8, 2, 1, err, sizeof err));
+    assert_non_null(strstr(err, "hidden_dropout_prob"));
+
+    kmodel *m = new_model(KMODEL_BERT, 0);
+    tbatch tb;
+    make_batch(&tb);
+    kstep_result r;
+    kmodel_zero_grad(m);
+    tb.ids[5] = TV;
+    assert_int_equal(kmodel_forward_backward(m, &tb.b, 0, 1.0f, &r), EX_DATAERR);
+    assert_non_null(strstr(kmodel_error(m), "token id"));
+    make_batch(&tb);
+    tb.pos[1 * TP + 1] = 7; /* row 1 has 7 tokens */
+    assert_int_equal(kmodel_forward(m, &tb.b, &r), EX_DATAERR);
+    assert_non_null(strstr(kmodel_error(m), "position 7"));
+    make_batch(&tb);
+    tb.labels[0] = 2;
+    assert_int_equal(kmodel_forward(m, &tb.b, &r), EX_DATAERR);
+    make_batch(&tb);
+    tb.lengths[2] = 0;
+    assert_int_equal(kmodel_forward(m, &tb.b, &r), EX_DATAERR);
+    make_batch(&tb);
+    tb.b.B = TB + 1;
+    assert_int_equal(kmodel_forward(m, &tb.b, &r), EX_DATAERR);
+    /* nothing reached the gradients */
+    const float *g = kmodel_grad_data(m);
+    for (size_t i = 0; i < kmodel_numel(m); i++) assert_true(g[i] == 0.0f);
+    kmodel_free(m);
+}
+
+/* ---- optimizers -------------------------------------------------------------------------------- */
+
+static kopt_config opt_config(int type)
+{
+    kopt_config c = {0};
+    c.type = type;
+    c.lr = 1e-2;
+    c.beta1 = 0.9;
+    c.beta2 = 0.999;
+    c.eps = 1e-6;
+    c.weight_decay = 0.1;
+    c.warmup_steps = 2;
+    c.schedule = KSCHED_LINEAR;
+    c.min_lr_ratio = 0.1;
+    c.clip_norm = 1.0;
+    c.accumulation = 1;
+    return c;
+}
+
+static void test_schedule(void **state)
+{
+    (void)state;
+    kopt_config c = opt_config(KOPT_ADAMW);
+    c.warmup_steps = 10;
+    assert_float_equal(kopt_lr(&c, 1, 110), 1e-3, 1e-12);
+    assert_float_equal(kopt_lr(&c, 10, 110), 1e-2, 1e-12);
+    assert_float_equal(kopt_lr(&c, 60, 110), 1e-2 * (0.1 + 0.9 * 0.5), 1e-12);
+    assert_float_equal(kopt_lr(&c, 110, 110), 1e-3, 1e-12);
+    assert_float_equal(kopt_lr(&c, 500, 110), 1e-3, 1e-12);
+    assert_float_equal(kopt_lr(&c, 50, 0), 1e-2, 1e-12); /* unknown total: no decay */
+    c.schedule = KSCHED_COSINE;
+    assert_float_equal(kopt_lr(&c, 60, 110), 1e-2 * (0.1 + 0.9 * 0.5), 1e-12);
+    assert_float_equal(kopt_lr(&c, 35, 110), 1e-2 * (0.1 + 0.9 * 0.5 * (1 + cos(3.14159265358979323846 / 4))), 1e-12);
+    c.schedule = KSCHED_CONSTANT;
+    assert_float_equal(kopt_lr(&c, 100, 110), 1e-2, 1e-12);
+    assert_float_equal(kopt_lr(&c, 5, 110), 5e-3, 1e-12);
+}
+
+/* Reference optimizer in double on two tensors (decay 1 and 0). */
+static void ref_step(int type, const kopt_config *c, int step, double lr, double *p, double *m, double *v,
+                     const double *g, int n, const int *decay, const int *tensor_of)
+{
+    double gn = 0;
+    for (int i = 0; i < n; i++) gn += g[i] * g[i];
+    gn = sqrt(gn);
+    double clip = c->clip_norm > 0 ? fmin(1.0, c->clip_norm / (gn + 1e-6)) : 1.0;
+    double bc1 = 1 - pow(c->beta1, step), bc2 = 1 - pow(c->beta2, step);
+    double u[64], ww[2] = {0}, uu[2] = {0};
+    for (int i = 0; i < n; i++) {
+        double gi = g[i] * clip;
+        m[i] = c->beta1 * m[i] + (1 - c->beta1) * gi;
+        v[i] = c->beta2 * v[i] + (1 - c->beta2) * gi * gi;
+        if (type == KOPT_ADAMW) {
+            double w = decay[i] ? p[i] * (1 - lr * c->weight_decay) : p[i];
+            p[i] = w - lr / bc1 * m[i] / (sqrt(v[i]) / sqrt(bc2) + c->eps);
+        } else {
+            u[i] = (m[i] / bc1) / (sqrt(v[i] / bc2) + c->eps) + (decay[i] ? c->weight_decay * p[i] : 0);
+            ww[tensor_of[i]] += p[i] * p[i];
+            uu[tensor_of[i]] += u[i] * u[i];
+        }
+    }
+    if (type == KOPT_LAMB)
+        for (int i = 0; i < n; i++) {
+            int t = tensor_of[i];
+            double r = decay[i] && ww[t] > 0 && uu[t] > 0 ? sqrt(ww[t]) / sqrt(uu[t]) : 1.0;
+            p[i] -= lr * r * u[i];
+        }
+}
+
+static void optimizer_case(int type)
+{
+    /* tensor A (decay) 24 floats at offset 0, tensor B (no decay) 7 floats at offset 32 */
+    ktensor t[2] = {0};
+    snprintf(t[0].name, sizeof t[0].name, "a.weight");
+    t[0].ndim = 2, t[0].shape[0] = 4, t[0].shape[1] = 6, t[0].offset = 0, t[0].numel = 24, t[0].decay = 1;
+    snprintf(t[1].name, sizeof t[1].name, "a.bias");
+    t[1].ndim = 1, t[1].shape[0] = 7, t[1].offset = 32, t[1].numel = 7, t[1].decay = 0;
+    float P[48] = {0}, G[48] = {0};
+    double p[31], m[31] = {0}, v[31] = {0}, g[31];
+    int decay[31], tof[31], at[31];
+    for (int i = 0; i < 31; i++) {
+        at[i] = i < 24 ? i : 32 + (i - 24);
+        decay[i] = i < 24, tof[i] = i >= 24;
+        P[at[i]] = (float)(urand() - 0.5);
+        p[i] = P[at[i]];
+    }
+    kopt_config c = opt_config(type);
+    char err[256];
+    kopt *o = kopt_new(&c, t, 2, P, G, 48, err, sizeof err);
+    assert_non_null(o);
+    for (int step = 1; step <= 4; step++) {
+        for (int i = 0; i < 31; i++) {
+            G[at[i]] = (float)((urand() - 0.5) * (step == 2 ? 10.0 : 0.3)); /* step 2 clips */
+            g[i] = G[at[i]];
+        }
+        double lr, gn;
+        assert_int_equal(kopt_step(o, step, 10, &lr, &gn), 0);
+        double want_gn = 0;
+        for (int i = 0; i < 31; i++) want_gn += g[i] * g[i];
+        assert_true(fabs(gn - sqrt(want_gn)) < 1e-9 * sqrt(want_gn));
+        assert_float_equal(lr, kopt_lr(&c, step, 10), 1e-15);
+        ref_step(type, &c, step, lr, p, m, v, g, 31, decay, tof);
+        for (int i = 0; i < 31; i++) {
+            if (fabs(P[at[i]] - p[i]) > 1e-5 * fabs(p[i]) + 1e-7)
+                print_error("%s step %d [%d]: %.9g vs %.9g\n", type == KOPT_ADAMW ? "AdamW" : "LAMB", step, i,
+                            P[at[i]], p[i]);
+            assert_true(fabs(P[at[i]] - p[i]) <= 1e-5 * fabs(p[i]) + 1e-7);
+            assert_true(fabs(kopt_m(o)[at[i]] - m[i]) <= 1e-5 * fabs(m[i]) + 1e-7);
+        }
+    }
+    /* padding between tensors untouched; gradients untouched */
+    for (int i = 24; i < 32; i++) assert_true(P[i] == 0.0f);
+    /* a non-finite gradient: refused, nothing changes */
+    float before[48];
+    memcpy(before, P, sizeof P);
+    G[3] = NAN;
+    assert_int_equal(kopt_step(o, 5, 10, NULL, NULL), EX_DATAERR);
+    assert_memory_equal(before, P, sizeof P);
+    kopt_free(o);
+    c.beta2 = 1.0;
+    assert_null(kopt_new(&c, t, 2, P, G, 48, err, sizeof err));
+    assert_non_null(strstr(err, "beta2"));
+}
+
+static void test_adamw(void **state)
+{
+    (void)state;
+    optimizer_case(KOPT_ADAMW);
+}
+static void test_lamb(void **state)
+{
+    (void)state;
+    optimizer_case(KOPT_LAMB);
+}
+
+/* 40 steps on one batch; returns the last loss, fills *first. */
+static double train(int model_type, int opt_type, double lr, double *first, float **params_out)
+{
+    kmodel *m = new_model(model_type, 0);
+    tbatch tb;
+    make_batch(&tb);
+    kopt_config c = opt_config(opt_type);
+    c.lr = lr;
+    c.warmup_steps = 5;
+    c.weight_decay = 0.01;
+    char err[256];
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    kopt *o = kopt_new(&c, t, n, kmodel_param_data(m), kmodel_grad_data(m), kmodel_numel(m), err, sizeof err);
+    assert_non_null(o);
+    kstep_result r;
+    double last = 0;
+    for (int s = 1; s <= 40; s++) {
+        kmodel_zero_grad(m);
+        assert_int_equal(kmodel_forward_backward(m, &tb.b, (uint64_t)s, 1.0f, &r), 0);
+        if (s == 1) *first = r.loss;
+        last = r.loss;
+        assert_int_equal(kopt_step(o, s, 40, NULL, NULL), 0);
+    }
+    if (params_out) {
+        *params_out = malloc(kmodel_numel(m) * sizeof(float));
+        memcpy(*params_out, kmodel_param_data(m), kmodel_numel(m) * sizeof(float));
+    }
+    kopt_free(o);
+    kmodel_free(m);
+    return last;
+}
+
+static void test_training(void **state)
+{
+    (void)state;
+    double f, l;
+    l = train(KMODEL_BERT, KOPT_ADAMW, 1e-2, &f, NULL);
+    print_message("BERT AdamW: loss %.4f -> %.4f\n", f, l);
+    assert_true(l < 0.5 * f);
+    l = train(KMODEL_ALBERT, KOPT_ADAMW, 1e-2, &f, NULL);
+    print_message("ALBERT AdamW: loss %.4f -> %.4f\n", f, l);
+    assert_true(l < 0.5 * f);
+    float *p1, *p2;
+    l = train(KMODEL_ALBERT, KOPT_LAMB, 2e-2, &f, &p1);
+    print_message("ALBERT LAMB: loss %.4f -> %.4f\n", f, l);
+    assert_true(l < 0.5 * f);
+    /* the same parameters after 40 steps with one thread */
+    omp_set_num_threads(1);
+    train(KMODEL_ALBERT, KOPT_LAMB, 2e-2, &f, &p2);
+    omp_set_num_threads(2);
+    kmodel_config c = config(KMODEL_ALBERT, 0);
+    char err[256];
+    kmodel *m = kmodel_new(&c, TB, TL, TP, 1, err, sizeof err);
+    assert_memory_equal(p1, p2, kmodel_numel(m) * sizeof(float));
+    kmodel_free(m);
+    free(p1), free(p2);
+}
+
+int main(void)
+{
+    omp_set_num_threads(2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout),        cmocka_unit_test(test_gradcheck_bert),
+        cmocka_unit_test(test_gradcheck_albert), cmocka_unit_test(test_gradcheck_dropout),
+        cmocka_unit_test(test_determinism),   cmocka_unit_test(test_threads_medium),
+        cmocka_unit_test(test_eval_logits),
+        cmocka_unit_test(test_errors),        cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_adamw),         cmocka_unit_test(test_lamb),
+        cmocka_unit_test(test_training),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,853 @@
+/* trainer/model.c: BERT / ALBERT pretraining models over the kernels of
+ * kernels.c (see model.h for the API).
+ *
+ * What it is: the forward pass, the losses and the hand-written backward pass
+ * of Hugging Face's BertForPreTraining and AlbertForPreTraining, with the MLM
+ * head evaluated only at the masked positions. What it is not: a general
+ * graph; each architecture is a fixed sequence of kernel calls.
+ *
+ * Names: B rows of the batch, L model sequence length, P masked slots per
+ * row, N real tokens of the batch (sum of lengths, <= max_B L), M masked
+ * positions of the batch (<= max_B P), V vocabulary, E embedding width,
+ * H hidden width, I FFN width, NH heads, D = H / NH, NL layers, NG weight sets
+ * (BERT: NL; ALBERT: num_hidden_groups), T token types.
+ *
+ * Packing. Rows are packed without padding: token t of row b is activation
+ * row offs[b] + t, so every dense layer runs over the N real tokens only and
+ * attention sees each row's own tokens (the key padding mask). Padded
+ * positions do not influence any loss in the padded formulation either, so
+ * losses and gradients are those of Hugging Face's model on the padded batch.
+ *
+ * Forward (train), per layer l with weights of group g(l), dropout p_h / p_a:
+ *   x0 = LN(word[id] + pos[t] + type[tt]); x0 = drop(x0)       (N, E)
+ *   h = ALBERT ? x0 Wmap^T + bmap : x0                           (N, H)
+ *   qkv = h Wqkv^T + bqkv                                        (N, 3H)
+ *   ctx = attention(qkv) (probabilities dropped with p_a)        (N, H)
+ *   xs1 = h + drop(ctx Wo^T + bo); h1 = LN1(xs1)                 (N, H)
+ *   ffpre = h1 Wf^T + bf; ffact = gelu(ffpre)                    (N, I)
+ *   xs2 = h1 + [BERT: drop](ffact Wfo^T + bfo); h = LN2(xs2)     (N, H)
+ *   MLM at the M masked rows: logits = head(h[rows])             (M, V)
+ *   sentence: logits = Wc tanh(Wp h[CLS] + bp) + bc               (B, 2)
+ * (ALBERT has no dropout after its FFN, as Hugging Face's AlbertLayer; the
+ * sentence classifier has no dropout.)
+ *
+ * Memory. Parameters and gradients: one arena each (64-byte aligned slices;
+ * query/key/value weights and biases of a layer are adjacent, so one product
+ * computes all three). Activations: one arena sized for (max_B, L, P) at
+ * creation, per layer 8 (N, H) + 2 (N, I) + B NH L L floats plus the heads
+ * and the backward buffers; nothing is allocated per step.
+ *
+ * Dropout keys: site s of a pass draws from krng_key(dropout_key, 'D', s, 0)
+ * with s = 4 l + {0 attention probabilities, 1 attention output, 2 FFN
+ * output} and s = 1 << 20 for the embeddings; element index = activation
+ * index (row of the packed layout times width plus column).
+ */
+#include "trainer/model.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "trainer/kernels.h"
+
+enum { INIT_NORMAL = 0, INIT_ONE = 1, INIT_ZERO = 2 };
+
+/* Offsets (in floats) of one weight set of an encoder layer. */
+typedef struct layer_off {
+    size_t qkv_w, qkv_b;   /* (3H, H), (3H): query, key, value stacked */
+    size_t ao_w, ao_b;     /* (H, H), (H): attention output dense */
+    size_t ln1_g, ln1_b;   /* (H) */
+    size_t ff_w, ff_b;     /* (I, H), (I) */
+    size_t fo_w, fo_b;     /* (H, I), (H) */
+    size_t ln2_g, ln2_b;   /* (H) */
+} layer_off;
+
+/* Activations of one layer application. */
+typedef struct layer_act {
+    float *qkv;      /* (N, 3H) */
+    float *probs;    /* (B, NH, L, L): per (b, h) an n x n block */
+    float *ctx;      /* (N, H) */
+    float *xs1;      /* (N, H) h + attention output, LN1 input */
+    float *m1, *r1;  /* (N) LN1 mean, 1/std */
+    float *h1;       /* (N, H) */
+    float *ffpre;    /* (N, I) FFN pre-activation, replaced by gelu'(pre) in the forward's epilogue */
+    float *ffact;    /* (N, I) */
+    float *xs2;      /* (N, H) h1 + FFN output, LN2 input */
+    float *m2, *r2;  /* (N) */
+    float *out;      /* (N, H) layer output */
+} layer_act;
+
+struct kmodel {
+    kmodel_config c;
+    int type, maxB, L, P, sent;
+    int V, E, H, I, NH, D, NL, NG, T, act;
+    float eps, p_hidden, p_attn;
+
+    /* parameters */
+    ktensor *t;
+    uint8_t *init_kind; /* (nt) INIT_* */
+    int nt;
+    size_t numel;
+    float *params, *grads; /* (numel) each */
+    size_t word, pos, typ, eln_g, eln_b, map_w, map_b;
+    layer_off *lw; /* (NG) */
+    size_t pool_w, pool_b, mlm_w, mlm_b, mlm_ln_g, mlm_ln_b, mlm_bias, cls_w, cls_b;
+
+    /* activations (one arena) */
+    float *arena;
+    size_t arena_floats;
+    float *emb_x;             /* (N, E) sum of the three embeddings */
+    float *emb_mean, *emb_rstd; /* (N) */
+    float *emb_ln;            /* (N, E) */
+    float *emb_drop;          /* (N, E) after dropout (only when p_hidden > 0) */
+    float *h0;                /* (N, H) ALBERT: mapped embeddings */
+    layer_act *la;            /* (NL) */
+    float *mx;                /* (M, H) gathered rows of the masked positions */
+    float *mpre, *ma, *mh;    /* (M, E) */
+    float *mmean, *mrstd;     /* (M) */
+    float *logits;            /* (M, V) logits, then dlogits */
+    float *mdh, *mda;         /* (M, E) */
+    float *dmx;               /* (M, H) */
+    float *mloss, *mgscale;   /* (M) */
+    float *cls, *pooled, *dpooled, *dcls; /* (B, H) */
+    float *slog;              /* (B, 2) */
+    float *sloss, *sgscale;   /* (B) */
+    float *gA, *gB, *gC;      /* (N, H) backward buffers */
+    float *gI;                /* (N, I) */
+    float *gQKV;              /* (N, 3H) */
+    float *gE;                /* (N, E) ALBERT embedding gradient */
+    float *scratch;           /* (threads, 2 L L) attention */
+    int scratch_threads;
+
+    /* the current batch, packed */
+    int32_t *ids, *pos_ids, *type_ids; /* (N) */
+    int32_t *offs;            /* (max_B + 1) */
+    int32_t *mrow;            /* (M) activation row of each masked position */
+    int32_t *mlabel;          /* (M) label, -1 for weight 0 */
+    float *mweight;           /* (M) */
+    int32_t *mstart;          /* (max_B + 1) first masked row of each batch row */
+    int32_t *slabel;          /* (max_B) */
+    uint8_t *mcorrect;        /* (M) */
+    uint8_t *scorrect;        /* (max_B) */
+    int B, N, M, has_logits;
+
+    char err[256];
+};
+
+/* ---- construction --------------------------------------------------------- */
+
+typedef struct builder {
+    kmodel *m;
+    int cap;
+    size_t next; /* next free float of the arena */
+    int fail;
+} builder;
+
+static size_t take(builder *b, size_t n)
+{
+    size_t off = (b->next + 15) / 16 * 16;
+    b->next = off + n;
+    return off;
+}
+
+/* Adds tensor `name` (printf format) at offset off (SIZE_MAX = take a new slice). */
+static size_t add(builder *b, size_t off, int decay, int kind, int ndim, int64_t d0, int64_t d1, const char *fmt,
+                  ...) __attribute__((format(printf, 8, 9)));
+static size_t add(builder *b, size_t off, int decay, int kind, int ndim, int64_t d0, int64_t d1, const char *fmt, ...)
+{
+    kmodel *m = b->m;
+    if (m->nt == b->cap) {
+        int cap = b->cap ? 2 * b->cap : 64;
+        ktensor *t = realloc(m->t, (size_t)cap * sizeof *t);
+        uint8_t *k = realloc(m->init_kind, (size_t)cap);
+        if (t) m->t = t;
+        if (k) m->init_kind = k;
+        if (!t || !k) {
+            b->fail = 1;
+            return 0;
+        }
+        b->cap = cap;
+    }
+    ktensor *t = &m->t[m->nt];
+    memset(t, 0, sizeof *t);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim > 1 ? d1 : 0;
+    t->numel = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    t->offset = off == SIZE_MAX ? take(b, t->numel) : off;
+    t->decay = decay;
+    m->init_kind[m->nt] = (uint8_t)kind;
+    m->nt++;
+    return t->offset;
+}
+
+#define W2(b, d0, d1, ...) add(b, SIZE_MAX, 1, INIT_NORMAL, 2, d0, d1, __VA_ARGS__)
+#define BIAS(b, d0, ...) add(b, SIZE_MAX, 0, INIT_ZERO, 1, d0, 0, __VA_ARGS__)
+#define LNG(b, d0, ...) add(b, SIZE_MAX, 0, INIT_ONE, 1, d0, 0, __VA_ARGS__)
+
+/* query/key/value weights and biases at (prefix)(q|k|v)(suffix), stacked */
+static void add_qkv(builder *b, layer_off *o, int H, const char *pre, const char *mid)
+{
+    const char *qkv[3] = {"query", "key", "value"};
+    o->qkv_w = take(b, (size_t)3 * H * H);
+    o->qkv_b = take(b, (size_t)3 * H);
+    for (int k = 0; k < 3; k++) {
+        add(b, o->qkv_w + (size_t)k * H * H, 1, INIT_NORMAL, 2, H, H, "%s%s%s.weight", pre, mid, qkv[k]);
+        add(b, o->qkv_b + (size_t)k * H, 0, INIT_ZERO, 1, H, 0, "%s%s%s.bias", pre, mid, qkv[k]);
+    }
+}
+
+static void build_albert(builder *b)
+{
+    kmodel *m = b->m;
+    const int V = m->V, E = m->E, H = m->H, I = m->I;
+    m->word = W2(b, V, E, "albert.embeddings.word_embeddings.weight");
+    m->pos = W2(b, m->c.max_position_embeddings, E, "albert.embeddings.position_embeddings.weight");
+    m->typ = W2(b, m->T, E, "albert.embeddings.token_type_embeddings.weight");
+    m->eln_g = LNG(b, E, "albert.embeddings.LayerNorm.weight");
+    m->eln_b = BIAS(b, E, "albert.embeddings.LayerNorm.bias");
+    m->map_w = W2(b, H, E, "albert.encoder.embedding_hidden_mapping_in.weight");
+    m->map_b = BIAS(b, H, "albert.encoder.embedding_hidden_mapping_in.bias");
+    for (int g = 0; g < m->NG; g++) {
+        char p[96];
+        snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.", g);
+        layer_off *o = &m->lw[g];
+        o->ln2_g = LNG(b, H, "%sfull_layer_layer_norm.weight", p);
+        o->ln2_b = BIAS(b, H, "%sfull_layer_layer_norm.bias", p);
+        add_qkv(b, o, H, p, "attention.");
+        o->ao_w = W2(b, H, H, "%sattention.dense.weight", p);
+        o->ao_b = BIAS(b, H, "%sattention.dense.bias", p);
+        o->ln1_g = LNG(b, H, "%sattention.LayerNorm.weight", p);
+        o->ln1_b = BIAS(b, H, "%sattention.LayerNorm.bias", p);
+        o->ff_w = W2(b, I, H, "%sffn.weight", p);
+        o->ff_b = BIAS(b, I, "%sffn.bias", p);
+        o->fo_w = W2(b, H, I, "%sffn_output.weight", p);
+        o->fo_b = BIAS(b, H, "%sffn_output.bias", p);
+    }
+    if (m->sent) {
+        m->pool_w = W2(b, H, H, "albert.pooler.weight");
+        m->pool_b = BIAS(b, H, "albert.pooler.bias");
+    }
+    m->mlm_bias = BIAS(b, V, "predictions.bias");
+    m->mlm_ln_g = LNG(b, E, "predictions.LayerNorm.weight");
+    m->mlm_ln_b = BIAS(b, E, "predictions.LayerNorm.bias");
+    m->mlm_w = W2(b, E, H, "predictions.dense.weight");
+    m->mlm_b = BIAS(b, E, "predictions.dense.bias");
+    if (m->sent) {
+        m->cls_w = W2(b, 2, H, "sop_classifier.classifier.weight");
+        m->cls_b = BIAS(b, 2, "sop_classifier.classifier.bias");
+    }
+}
+
+static void build_bert(builder *b)
+{
+    kmodel *m = b->m;
+    const int V = m->V, H = m->H, I = m->I;
+    m->word = W2(b, V, H, "bert.embeddings.word_embeddings.weight");
+    m->pos = W2(b, m->c.max_position_embeddings, H, "bert.embeddings.position_embeddings.weight");
+    m->typ = W2(b, m->T, H, "bert.embeddings.token_type_embeddings.weight");
+    m->eln_g = LNG(b, H, "bert.embeddings.LayerNorm.weight");
+    m->eln_b = BIAS(b, H, "bert.embeddings.LayerNorm.bias");
+    for (int g = 0; g < m->NG; g++) {
+        char p[64];
+        snprintf(p, sizeof p, "bert.encoder.layer.%d.", g);
+        layer_off *o = &m->lw[g];
+        add_qkv(b, o, H, p, "attention.self.");
+        o->ao_w = W2(b, H, H, "%sattention.output.dense.weight", p);
+        o->ao_b = BIAS(b, H, "%sattention.output.dense.bias", p);
+        o->ln1_g = LNG(b, H, "%sattention.output.LayerNorm.weight", p);
+        o->ln1_b = BIAS(b, H, "%sattention.output.LayerNorm.bias", p);
+        o->ff_w = W2(b, I, H, "%sintermediate.dense.weight", p);
+        o->ff_b = BIAS(b, I, "%sintermediate.dense.bias", p);
+        o->fo_w = W2(b, H, I, "%soutput.dense.weight", p);
+        o->fo_b = BIAS(b, H, "%soutput.dense.bias", p);
+        o->ln2_g = LNG(b, H, "%soutput.LayerNorm.weight", p);
+        o->ln2_b = BIAS(b, H, "%soutput.LayerNorm.bias", p);
+    }
+    if (m->sent) {
+        m->pool_w = W2(b, H, H, "bert.pooler.dense.weight");
+        m->pool_b = BIAS(b, H, "bert.pooler.dense.bias");
+    }
+    m->mlm_bias = BIAS(b, V, "cls.predictions.bias");
+    m->mlm_w = W2(b, H, H, "cls.predictions.transform.dense.weight");
+    m->mlm_b = BIAS(b, H, "cls.predictions.transform.dense.bias");
+    m->mlm_ln_g = LNG(b, H, "cls.predictions.transform.LayerNorm.weight");
+    m->mlm_ln_b = BIAS(b, H, "cls.predictions.transform.LayerNorm.bias");
+    if (m->sent) {
+        m->cls_w = W2(b, 2, H, "cls.seq_relationship.weight");
+        m->cls_b = BIAS(b, 2, "cls.seq_relationship.bias");
+    }
+}
+
+static void *falloc(size_t floats)
+{
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    if (bytes == 0) bytes = 64;
+    void *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+/* Carves the activation arena (two passes: sizing with base NULL, then real). */
+static size_t carve(kmodel *m, float *base)
+{
+    const size_t N = (size_t)m->maxB * m->L, M = (size_t)m->maxB * m->P, B = (size_t)m->maxB;
+    const size_t E = m->E, H = m->H, I = m->I, V = m->V, L = m->L, NH = m->NH;
+    size_t at = 0;
+#define CARVE(ptr, n)                                  \
+    do {                                               \
+        size_t n_ = (n);                               \
+        (ptr) = base ? base + at : NULL;               \
+        at += (n_ + 15) / 16 * 16;                     \
+    } while (0)
+    CARVE(m->emb_x, N * E);
+    CARVE(m->emb_mean, N);
+    CARVE(m->emb_rstd, N);
+    CARVE(m->emb_ln, N * E);
+    if (m->p_hidden > 0) CARVE(m->emb_drop, N * E);
+    if (m->type == KMODEL_ALBERT) CARVE(m->h0, N * H);
+    for (int l = 0; l < m->NL; l++) {
+        layer_act *a = &m->la[l];
+        CARVE(a->qkv, N * 3 * H);
+        CARVE(a->probs, B * NH * L * L);
+        CARVE(a->ctx, N * H);
+        CARVE(a->xs1, N * H);
+        CARVE(a->m1, N);
+        CARVE(a->r1, N);
+        CARVE(a->h1, N * H);
+        CARVE(a->ffpre, N * I);
+        CARVE(a->ffact, N * I);
+        CARVE(a->xs2, N * H);
+        CARVE(a->m2, N);
+        CARVE(a->r2, N);
+        CARVE(a->out, N * H);
+    }
+    if (M) {
+        CARVE(m->mx, M * H);
+        CARVE(m->mpre, M * E);
+        CARVE(m->ma, M * E);
+        CARVE(m->mh, M * E);
+        CARVE(m->mmean, M);
+        CARVE(m->mrstd, M);
+        CARVE(m->logits, M * V);
+        CARVE(m->mdh, M * E);
+        CARVE(m->mda, M * E);
+        CARVE(m->dmx, M * H);
+        CARVE(m->mloss, M);
+        CARVE(m->mgscale, M);
+        CARVE(m->mweight, M);
+    }
+    if (m->sent) {
+        CARVE(m->cls, B * H);
+        CARVE(m->pooled, B * H);
+        CARVE(m->dpooled, B * H);
+        CARVE(m->dcls, B * H);
+        CARVE(m->slog, B * 2);
+        CARVE(m->sloss, B);
+        CARVE(m->sgscale, B);
+    }
+    CARVE(m->gA, N * H);
+    CARVE(m->gB, N * H);
+    CARVE(m->gC, N * H);
+    CARVE(m->gI, N * I);
+    CARVE(m->gQKV, N * 3 * H);
+    if (m->type == KMODEL_ALBERT) CARVE(m->gE, N * E);
+#undef CARVE
+    return at;
+}
+
+#define FAIL(...)                                  \
+    do {                                           \
+        if (err && errlen) snprintf(err, errlen, __VA_ARGS__); \
+        kmodel_free(m);                            \
+        return NULL;                               \
+    } while (0)
+
+kmodel *kmodel_new(const kmodel_config *c, int max_B, int L, int P, int with_sentence_head, char *err,
+                   size_t errlen)
+{
+    kmodel *m = calloc(1, sizeof *m);
+    if (!m) {
+        if (err && errlen) snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    m->c = *c;
+    m->type = c->type;
+    if (m->type != KMODEL_BERT && m->type != KMODEL_ALBERT) FAIL("model.type: unknown model type %d", c->type);
+    m->V = c->vocab_size;
+    m->H = c->hidden_size;
+    m->E = m->type == KMODEL_BERT ? c->hidden_size : c->embedding_size;
+    m->I = c->intermediate_size;
+    m->NH = c->num_attention_heads;
+    m->NL = c->num_hidden_layers;
+    m->NG = m->type == KMODEL_BERT ? c->num_hidden_layers : c->num_hidden_groups;
+    m->T = c->type_vocab_size;
+    m->act = c->hidden_act;
+    m->eps = (float)c->layer_norm_eps;
+    m->p_hidden = (float)c->hidden_dropout_prob;
+    m->p_attn = (float)c->attention_probs_dropout_prob;
+    m->maxB = max_B;
+    m->L = L;
+    m->P = P;
+    m->sent = with_sentence_head ? 1 : 0;
+    if (m->V < 1 || m->V > (1 << 30)) FAIL("model.vocab_size: %d is not in [1, 2^30]", m->V);
+    if (m->H < 1 || m->H > 65536) FAIL("model.hidden_size: %d is not in [1, 65536]", m->H);
+    if (m->E < 1 || m->E > 65536) FAIL("model.embedding_size: %d is not in [1, 65536]", m->E);
+    if (m->I < 1 || m->I > 1 << 20) FAIL("model.intermediate_size: %d is not in [1, 2^20]", m->I);
+    if (m->NH < 1 || m->H % m->NH) FAIL("model.num_attention_heads: %d does not divide hidden_size %d", m->NH, m->H);
+    if (m->NL < 1 || m->NL > 1024) FAIL("model.num_hidden_layers: %d is not in [1, 1024]", m->NL);
+    if (m->NG < 1 || m->NG > m->NL)
+        FAIL("model.num_hidden_groups: %d is not in [1, num_hidden_layers = %d]", m->NG, m->NL);
+    if (m->T < 1 || m->T > 256) FAIL("model.type_vocab_size: %d is not in [1, 256]", m->T);
+    if (m->act != KACT_GELU && m->act != KACT_GELU_NEW) FAIL("model.hidden_act: unknown activation %d", m->act);
+    if (!(c->layer_norm_eps > 0 && c->layer_norm_eps < 1))
+        FAIL("model.layer_norm_eps: %g is not in (0, 1)", c->layer_norm_eps);
+    if (!(m->p_hidden >= 0 && m->p_hidden < 1))
+        FAIL("model.hidden_dropout_prob: %g is not in [0, 1)", c->hidden_dropout_prob);
+    if (!(m->p_attn >= 0 && m->p_attn < 1))
+        FAIL("model.attention_probs_dropout_prob: %g is not in [0, 1)", c->attention_probs_dropout_prob);
+    if (!(c->initializer_range >= 0)) FAIL("model.initializer_range: %g is negative", c->initializer_range);
+    if (c->pad_token_id < 0 || c->pad_token_id >= m->V)
+        FAIL("model.pad_token_id: %d is not a token id below vocab_size %d", c->pad_token_id, m->V);
+    if (max_B < 1 || L < 1 || P < 0 || (int64_t)max_B * L > (1 << 26) || L > 65536 || P > L)
+        FAIL("batch shape: batch %d x length %d with %d predictions is out of range", max_B, L, P);
+    if (L > c->max_position_embeddings)
+        FAIL("data.seq_len: %d exceeds model.max_position_embeddings %d", L, c->max_position_embeddings);
+    m->D = m->H / m->NH;
+
+    m->lw = calloc((size_t)m->NG, sizeof *m->lw);
+    m->la = calloc((size_t)m->NL, sizeof *m->la);
+    if (!m->lw || !m->la) FAIL("out of memory");
+    builder b = {.m = m};
+    if (m->type == KMODEL_ALBERT)
+        build_albert(&b);
+    else
+        build_bert(&b);
+    if (b.fail) FAIL("out of memory");
+    m->numel = (b.next + 15) / 16 * 16;
+    m->params = falloc(m->numel);
+    m->grads = falloc(m->numel);
+    if (!m->params || !m->grads)
+        FAIL("out of memory: parameters and gradients need %.1f MB", 2.0 * m->numel * 4 / 1e6);
+
+    m->arena_floats = carve(m, NULL);
+    m->arena = falloc(m->arena_floats);
+    if (!m->arena) FAIL("out of memory: activations need %.1f MB", m->arena_floats * 4 / 1e6);
+    carve(m, m->arena);
+
+    size_t N = (size_t)max_B * L, M = (size_t)max_B * P;
+    m->ids = malloc(3 * N * sizeof(int32_t) + 1);
+    m->offs = malloc((size_t)(max_B + 1) * sizeof(int32_t));
+    m->mstart = malloc((size_t)(max_B + 1) * sizeof(int32_t));
+    m->slabel = malloc((size_t)max_B * sizeof(int32_t));
+    m->scorrect = malloc((size_t)max_B);
+    m->mrow = malloc(M * sizeof(int32_t) + 1);
+    m->mlabel = malloc(M * sizeof(int32_t) + 1);
+    m->mcorrect = malloc(M + 1);
+    if (!m->ids || !m->offs || !m->mstart || !m->slabel || !m->scorrect || !m->mrow || !m->mlabel || !m->mcorrect)
+        FAIL("out of memory");
+    m->pos_ids = m->ids + N;
+    m->type_ids = m->ids + 2 * N;
+    return m;
+}
+
+void kmodel_free(kmodel *m)
+{
+    if (!m) return;
+    free(m->t);
+    free(m->init_kind);
+    free(m->params);
+    free(m->grads);
+    free(m->lw);
+    free(m->la);
+    free(m->arena);
+    free(m->scratch);
+    free(m->ids);
+    free(m->offs);
+    free(m->mstart);
+    free(m->slabel);
+    free(m->scorrect);
+    free(m->mrow);
+    free(m->mlabel);
+    free(m->mcorrect);
+    free(m);
+}
+
+const ktensor *kmodel_params(const kmodel *m, int *n)
+{
+    if (n) *n = m->nt;
+    return m->t;
+}
+float *kmodel_param_data(kmodel *m) { return m->params; }
+float *kmodel_grad_data(kmodel *m) { return m->grads; }
+size_t kmodel_numel(const kmodel *m) { return m->numel; }
+size_t kmodel_param_count(const kmodel *m)
+{
+    size_t s = 0;
+    for (int i = 0; i < m->nt; i++) s += m->t[i].numel;
+    return s;
+}
+size_t kmodel_activation_bytes(const kmodel *m)
+{
+    return m->arena_floats * sizeof(float) + (size_t)m->scratch_threads * 2 * m->L * m->L * sizeof(float);
+}
+const kmodel_config *kmodel_get_config(const kmodel *m) { return &m->c; }
+const char *kmodel_error(const kmodel *m) { return m->err; }
+
+/* ---- initialization ------------------------------------------------------- */
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    return h;
+}
+
+void kmodel_init(kmodel *m, uint64_t seed)
+{
+    const double std = m->c.initializer_range;
+    for (int i = 0; i < m->nt; i++) {
+        const ktensor *t = &m->t[i];
+        float *p = m->params + t->offset;
+        if (m->init_kind[i] != INIT_NORMAL) {
+            float v = m->init_kind[i] == INIT_ONE ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->numel; j++) p[j] = v;
+            continue;
+        }
+        uint64_t key = krng_key(seed, 'I', name_hash(t->name), 0);
+        int64_t n = (int64_t)t->numel;
+#pragma omp parallel for schedule(static) if (n >= 32768)
+        for (int64_t j = 0; j < n; j++) p[j] = (float)(std * krng_normal(key, (uint64_t)j));
+    }
+    memset(m->params + m->word + (size_t)m->c.pad_token_id * m->E, 0, (size_t)m->E * sizeof(float));
+    kmodel_zero_grad(m);
+}
+
+void kmodel_zero_grad(kmodel *m)
+{
+    const size_t n = m->numel, chunk = (size_t)1 << 16, nc = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (nc > 1)
+    for (size_t c = 0; c < nc; c++) memset(m->grads + c * chunk, 0, (n - c * chunk < chunk ? n - c * chunk : chunk) * sizeof(float));
+}
+
+/* ---- the batch -------------------------------------------------------------- */
+
+static int bad(kmodel *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad(kmodel *m, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->err, sizeof m->err, fmt, ap);
+    va_end(ap);
+    return EX_DATAERR;
+}
+
+/* Checks batch b against the model and packs it (ids, offsets, masked rows,
+ * labels). Nothing of the model changes on error. */
+static int load_batch(kmodel *m, const ksample_batch *b)
+{
+    m->has_logits = 0;
+    if (!b || b->version != KSAMPLE_BATCH_VERSION)
+        return bad(m, "batch layout version %d, expected %d", b ? b->version : -1, KSAMPLE_BATCH_VERSION);
+    if (b->B < 1 || b->B > m->maxB) return bad(m, "batch has %d rows, the model takes 1 to %d", b->B, m->maxB);
+    if (b->L < 1 || b->L > m->L) return bad(m, "batch sequence length %d exceeds the model's %d", b->L, m->L);
+    const int B = b->B, L = b->L;
+    const int use_mlm = m->P > 0 && b->n_masked && b->masked_positions && b->masked_ids && b->masked_weights;
+    if (use_mlm && b->P > m->P) return bad(m, "batch has %d masked slots per row, the model takes %d", b->P, m->P);
+    if (!b->input_ids || !b->lengths) return bad(m, "batch without input_ids or lengths");
+    int N = 0;
+    for (int r = 0; r < B; r++) {
+        int len = b->lengths[r];
+        if (len < 1 || len > L) return bad(m, "row %d: length %d is not in [1, %d]", r, len, L);
+        N += len;
+    }
+    /* tokens */
+    int n = 0;
+    for (int r = 0; r < B; r++) {
+        m->offs[r] = n;
+        for (int t = 0; t < b->lengths[r]; t++, n++) {
+            int32_t id = b->input_ids[(size_t)r * L + t];
+            int tt = b->token_type_ids ? b->token_type_ids[(size_t)r * L + t] : 0;
+            if (id < 0 || id >= m->V) return bad(m, "row %d position %d: token id %d is not below %d", r, t, id, m->V);
+            if (tt >= m->T) return bad(m, "row %d position %d: token type %d is not below %d", r, t, tt, m->T);
+            m->ids[n] = id;
+            m->pos_ids[n] = t;
+            m->type_ids[n] = tt;
+        }
+    }
+    m->offs[B] = n;
+    /* masked positions */
+    int M = 0;
+    for (int r = 0; r < B; r++) {
+        m->mstart[r] = M;
+        if (!use_mlm) continue;
+        int k = b->n_masked[r];
+        if (k < 0 || k > b->P) return bad(m, "row %d: %d masked positions, at most %d", r, k, b->P);
+        for (int p = 0; p < k; p++, M++) {
+            size_t i = (size_t)r * b->P + p;
+            int pos = b->masked_positions[i], id = b->masked_ids[i];
+            float w = b->masked_weights[i];
+            if (pos < 0 || pos >= b->lengths[r])
+                return bad(m, "row %d masked slot %d: position %d is outside the row (length %d)", r, p, pos,
+                           b->lengths[r]);
+            if (id < 0 || id >= m->V) return bad(m, "row %d masked slot %d: label %d is not below %d", r, p, id, m->V);
+            if (!(w >= 0 && w <= 1e30f)) return bad(m, "row %d masked slot %d: weight %g", r, p, (double)w);
+            m->mrow[M] = m->offs[r] + pos;
+            m->mlabel[M] = w > 0 ? id : -1;
+            m->mweight[M] = w;
+        }
+    }
+    m->mstart[B] = M;
+    /* sentence labels */
+    for (int r = 0; r < B && m->sent; r++) {
+        int y = b->labels ? b->labels[r] : -1;
+        if (y < -1 || y > 1) return bad(m, "row %d: sentence label %d is not -1, 0 or 1", r, y);
+        m->slabel[r] = y;
+    }
+    m->B = B;
+    m->N = N;
+    m->M = M;
+    return 0;
+}
+
+static int ensure_scratch(kmodel *m)
+{
+    int nt = omp_get_max_threads();
+    if (nt <= m->scratch_threads) return 0;
+    float *s = falloc((size_t)nt * 2 * m->L * m->L);
+    if (!s) return bad(m, "out of memory for attention scratch (%d threads)", nt);
+    free(m->scratch);
+    m->scratch = s;
+    m->scratch_threads = nt;
+    return 0;
+}
+
+/* ---- forward / backward ----------------------------------------------------------- */
+
+static uint64_t site_key(uint64_t key, uint64_t site) { return krng_key(key, 'D', site, 0); }
+#define SITE_EMB ((uint64_t)1 << 20)
+
+static kmlm_head mlm_head(kmodel *m)
+{
+    float *P = m->params, *G = m->grads;
+    kmlm_head k = {
+        .M = m->M, .H = m->H, .E = m->E, .V = m->V, .act = m->act, .eps = m->eps,
+        .w = P + m->mlm_w, .b = P + m->mlm_b, .ln_g = P + m->mlm_ln_g, .ln_b = P + m->mlm_ln_b,
+        .emb = P + m->word, .bias = P + m->mlm_bias,
+        .dw = G + m->mlm_w, .db = G + m->mlm_b, .dln_g = G + m->mlm_ln_g, .dln_b = G + m->mlm_ln_b,
+        .demb = G + m->word, .dbias = G + m->mlm_bias,
+        .pre = m->mpre, .a = m->ma, .h = m->mh, .mean = m->mmean, .rstd = m->mrstd, .logits = m->logits,
+        .dh = m->mdh, .da = m->mda,
+    };
+    return k;
+}
+
+static const layer_off *group_of(const kmodel *m, int l)
+{
+    return &m->lw[m->type == KMODEL_BERT ? l : (int)((int64_t)l * m->NG / m->NL)];
+}
+
+/* The embedding output that feeds the encoder (or the ALBERT mapping). */
+static float *emb_out(kmodel *m, int train) { return train && m->p_hidden > 0 ? m->emb_drop : m->emb_ln; }
+
+static void forward(kmodel *m, int train, uint64_t key, float loss_scale, kstep_result *r)
+{
+    const float *P = m->params;
+    const int N = m->N, E = m->E, H = m->H, I = m->I, M = m->M, B = m->B;
+    const float ph = train ? m->p_hidden : 0.0f, pa = train ? m->p_attn : 0.0f;
+
+    kembed_forward(m->emb_x, N, E, P + m->word, m->ids, P + m->pos, m->pos_ids, P + m->typ, m->type_ids);
+    klayernorm_forward(m->emb_ln, m->emb_mean, m->emb_rstd, m->emb_x, P + m->eln_g, P + m->eln_b, N, E, m->eps);
+    float *x = emb_out(m, train);
+    if (x != m->emb_ln) kdropout(x, m->emb_ln, (size_t)N * E, ph, site_key(key, SITE_EMB), 0);
+    const float *h = x;
+    if (m->type == KMODEL_ALBERT) {
+        kdense_forward(m->h0, x, P + m->map_w, P + m->map_b, NULL, N, E, H);
+        h = m->h0;
+    }
+    for (int l = 0; l < m->NL; l++) {
+        const layer_off *w = group_of(m, l);
+        layer_act *a = &m->la[l];
+        kdense_forward(a->qkv, h, P + w->qkv_w, P + w->qkv_b, NULL, N, H, 3 * H);
+        kattn_dims d = {.B = B, .NH = m->NH, .D = m->D, .L = m->L, .causal = 0, .pdrop = pa,
+                        .key = site_key(key, 4 * (uint64_t)l)};
+        kattention_forward(a->ctx, a->probs, m->scratch, a->qkv, m->offs, &d);
+        /* xs1 = h + drop(ctx Wo^T + bo), h1 = LN1(xs1): the residual is the
+         * product's prologue without dropout, the epilogue's with it */
+        kepi_ln e1 = {.x = a->xs1, .res = ph > 0 ? h : NULL, .p = ph, .key = site_key(key, 4 * (uint64_t)l + 1),
+                      .y = a->h1, .mean = a->m1, .rstd = a->r1, .g = P + w->ln1_g, .b = P + w->ln1_b, .C = H,
+                      .eps = m->eps};
+        kdense_forward_ex(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, ph > 0 ? NULL : h, N, H, H, kepi_layernorm, &e1);
+        kepi_act ea = {.x = a->ffpre, .y = a->ffact, .C = I, .kind = m->act}; /* ffpre becomes gelu'(pre) */
+        kdense_forward_ex(a->ffpre, a->h1, P + w->ff_w, P + w->ff_b, NULL, N, H, I, kepi_gelu_deriv, &ea);
+        const float p2 = m->type == KMODEL_BERT ? ph : 0.0f; /* ALBERT: no dropout after the FFN */
+        kepi_ln e2 = {.x = a->xs2, .res = p2 > 0 ? a->h1 : NULL, .p = p2, .key = site_key(key, 4 * (uint64_t)l + 2),
+                      .y = a->out, .mean = a->m2, .rstd = a->r2, .g = P + w->ln2_g, .b = P + w->ln2_b, .C = H,
+                      .eps = m->eps};
+        kdense_forward_ex(a->xs2, a->ffact, P + w->fo_w, P + w->fo_b, p2 > 0 ? NULL : a->h1, N, I, H, kepi_layernorm,
+                          &e2);
+        h = a->out;
+    }
+
+    memset(r, 0, sizeof *r);
+    r->tokens = N;
+    /* masked LM at the masked rows */
+    if (M > 0) {
+        for (int i = 0; i < M; i++) memcpy(m->mx + (size_t)i * H, h + (size_t)m->mrow[i] * H, (size_t)H * sizeof(float));
+        kmlm_head k = mlm_head(m);
+        kmlm_head_forward(&k, m->mx);
+        double wsum = 0;
+        for (int i = 0; i < M; i++)
+            if (m->mlabel[i] >= 0) wsum += m->mweight[i];
+        for (int i = 0; i < M; i++)
+            m->mgscale[i] = m->mlabel[i] >= 0 && wsum > 0 ? (float)(loss_scale * m->mweight[i] / wsum) : 0.0f;
+        kxent(m->logits, P + m->mlm_bias, m->mloss, m->mcorrect, m->mlabel, train ? m->mgscale : NULL, M, m->V);
+        double s = 0;
+        for (int i = 0; i < M; i++) {
+            if (m->mlabel[i] < 0) continue;
+            s += (double)m->mweight[i] * m->mloss[i];
+            r->mlm_correct += m->mcorrect[i];
+            r->mlm_count++;
+        }
+        r->mlm_weight = wsum;
+        r->mlm_loss = wsum > 0 ? s / wsum : 0;
+    }
+    /* sentence head on [CLS] */
+    if (m->sent) {
+        int cnt = 0;
+        for (int b = 0; b < B; b++) cnt += m->slabel[b] >= 0;
+        for (int b = 0; b < B; b++) {
+            memcpy(m->cls + (size_t)b * H, h + (size_t)m->offs[b] * H, (size_t)H * sizeof(float));
+            m->sgscale[b] = m->slabel[b] >= 0 ? loss_scale / (float)cnt : 0.0f;
+        }
+        kpooler_forward(m->pooled, m->cls, P + m->pool_w, P + m->pool_b, B, H);
+        kdense_forward(m->slog, m->pooled, P + m->cls_w, P + m->cls_b, NULL, B, H, 2);
+        kxent(m->slog, NULL, m->sloss, m->scorrect, m->slabel, train ? m->sgscale : NULL, B, 2);
+        double s = 0;
+        for (int b = 0; b < B; b++) {
+            if (m->slabel[b] < 0) continue;
+            s += m->sloss[b];
+            r->sop_correct += m->scorrect[b];
+            r->sop_count++;
+        }
+        r->sop_loss = cnt ? s / cnt : 0;
+    }
+    r->loss = r->mlm_loss + r->sop_loss;
+}
+
+static void backward(kmodel *m, uint64_t key)
+{
+    const float *P = m->params;
+    float *G = m->grads;
+    const int N = m->N, E = m->E, H = m->H, I = m->I, M = m->M, B = m->B;
+    const float ph = m->p_hidden, pa = m->p_attn;
+    float *gA = m->gA, *gB = m->gB, *gC = m->gC;
+
+    /* gradient of the last layer's output, from the heads */
+    memset(gA, 0, (size_t)N * H * sizeof(float));
+    if (M > 0) {
+        kmlm_head k = mlm_head(m);
+        kmlm_head_backward(&k, m->dmx, 0, m->mx);
+#pragma omp parallel for schedule(static) if ((size_t)M * H >= 32768)
+        for (int b = 0; b < B; b++) /* a row's masked positions all lie in its own rows */
+            for (int i = m->mstart[b]; i < m->mstart[b + 1]; i++) {
+                float *d = gA + (size_t)m->mrow[i] * H;
+                const float *s = m->dmx + (size_t)i * H;
+                for (int c = 0; c < H; c++) d[c] += s[c];
+            }
+    }
+    if (m->sent) {
+        kdense_backward(m->dpooled, 0, G + m->cls_w, G + m->cls_b, m->slog, m->pooled, P + m->cls_w, B, H, 2);
+        kpooler_backward(m->dcls, 0, G + m->pool_w, G + m->pool_b, m->dpooled, m->cls, m->pooled, P + m->pool_w, B,
+                         H);
+        for (int b = 0; b < B; b++) {
+            float *d = gA + (size_t)m->offs[b] * H;
+            const float *s = m->dcls + (size_t)b * H;
+            for (int c = 0; c < H; c++) d[c] += s[c];
+        }
+    }
+
+    float *x = emb_out(m, 1);
+    for (int l = m->NL - 1; l >= 0; l--) {
+        const layer_off *w = group_of(m, l);
+        layer_act *a = &m->la[l];
+        const float *hin = l > 0 ? m->la[l - 1].out : (m->type == KMODEL_ALBERT ? m->h0 : x);
+        /* gA = d out */
+        klayernorm_backward(gB, 0, G + w->ln2_g, G + w->ln2_b, gA, a->xs2, a->m2, a->r2, P + w->ln2_g, N, H);
+        const float *dfo = gB;
+        if (ph > 0 && m->type == KMODEL_BERT) {
+            kdropout(gC, gB, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 2), 0);
+            dfo = gC;
+        }
+        kepi_act eb = {.x = a->ffpre, .y = m->gI, .C = I, .kind = m->act}; /* gI = d ffact, then * gelu'(pre) */
+        kdense_backward_ex(m->gI, 0, G + w->fo_w, G + w->fo_b, dfo, a->ffact, P + w->fo_w, N, I, H, kepi_mul, &eb);
+        kdense_backward(gB, 1, G + w->ff_w, G + w->ff_b, m->gI, a->h1, P + w->ff_w, N, H, I); /* gB = d h1 */
+        klayernorm_backward(gA, 0, G + w->ln1_g, G + w->ln1_b, gB, a->xs1, a->m1, a->r1, P + w->ln1_g, N, H);
+        const float *dao = gA; /* gA = d xs1 */
+        if (ph > 0) {
+            kdropout(gC, gA, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 1), 0);
+            dao = gC;
+        }
+        kdense_backward(gB, 0, G + w->ao_w, G + w->ao_b, dao, a->ctx, P + w->ao_w, N, H, H); /* gB = d ctx */
+        kattn_dims d = {.B = B, .NH = m->NH, .D = m->D, .L = m->L, .causal = 0, .pdrop = pa,
+                        .key = site_key(key, 4 * (uint64_t)l)};
+        kattention_backward(m->gQKV, m->scratch, gB, a->qkv, a->probs, m->offs, &d);
+        kdense_backward(gA, 1, G + w->qkv_w, G + w->qkv_b, m->gQKV, hin, P + w->qkv_w, N, H, 3 * H); /* gA = d hin */
+    }
+    float *dx = gA; /* (N, E) gradient of the embedding output */
+    if (m->type == KMODEL_ALBERT) {
+        kdense_backward(m->gE, 0, G + m->map_w, G + m->map_b, gA, x, P + m->map_w, N, E, H);
+        dx = m->gE;
+    }
+    if (ph > 0) kdropout(dx, dx, (size_t)N * E, ph, site_key(key, SITE_EMB), 0);
+    klayernorm_backward(dx, 0, G + m->eln_g, G + m->eln_b, dx, m->emb_x, m->emb_mean, m->emb_rstd, P + m->eln_g, N,
+                        E);
+    kembed_backward(G + m->word, m->ids, m->c.pad_token_id, G + m->pos, m->pos_ids, G + m->typ, m->type_ids, dx, N,
+                    E);
+}
+
+int kmodel_forward_backward(kmodel *m, const ksample_batch *b, uint64_t dropout_key, float loss_scale,
+                            kstep_result *r)
+{
+    int rc = load_batch(m, b);
+    if (rc == 0) rc = ensure_scratch(m);
+    if (rc) return rc;
+    kstep_result tmp;
+    forward(m, 1, dropout_key, loss_scale, r ? r : &tmp);
+    m->has_logits = 0; /* the logits became gradients */
+    backward(m, dropout_key);
+    return 0;
+}
+
+int kmodel_forward(kmodel *m, const ksample_batch *b, kstep_result *r)
+{
+    int rc = load_batch(m, b);
+    if (rc == 0) rc = ensure_scratch(m);
+    if (rc) return rc;
+    kstep_result tmp;
+    forward(m, 0, 0, 0.0f, r ? r : &tmp);
+    m->has_logits = 1;
+    return 0;
+}
+
+const float *kmodel_mlm_logits(const kmodel *m, int row, int p)
+{
+    if (!m->has_logits || row < 0 || row >= m->B || p < 0) return NULL;
+    int i = m->mstart[row] + p;
+    if (i >= m->mstart[row + 1]) return NULL;
+    return m->logits + (size_t)i * m->V;
+}
+
+const float *kmodel_sentence_logits(const kmodel *m, int row)
+{
+    if (!m->has_logits || !m->sent || row < 0 || row >= m->B) return NULL;
+    return m->slog + (size_t)row * 2;
+}
