@@ -32,6 +32,7 @@ bench: build
 	@bench/tokenize/run $(BUILD)/kiln
 	@bench/transe/run
 	@bench/sampler/run $(BUILD)/kiln
+	@bench/train/run $(BUILD)/kiln
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
