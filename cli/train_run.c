@@ -156,6 +156,13 @@ int ktrain_run_exec(ktrain_run *r)
     r->loss = r->mlm_acc = r->sop_acc = NAN;
     r->stopped = 0;
 
+    /* the store opened read-write once first: it migrates an older schema */
+    {
+        kstore *s0;
+        if ((rc = cli_open_store(r->common, 0, &s0))) return rc;
+        kstore_close(s0);
+    }
+
     /* ---- the checkpoint to resume, or a clean folder ---- */
     int have = kckpt_latest(cfg->checkpoint.dir, ck_path, sizeof ck_path, &ck_step) == 0;
     if (have && !r->resume) {
