@@ -120,6 +120,29 @@ tc = json.load(open("hf/tokenizer_config.json"))
 assert tc["tokenizer_class"] == "BertTokenizer" and tc["do_lower_case"] is True
 EOF
 
+# --- BERT with whole-word masking and NSP: train, export, names
+expect_exit 0 "train a small BERT (wwm + nsp)" "$KILN" train --config tiny.json --set checkpoint.dir=ckBert \
+  --set 'model={"type": "bert", "embedding_size": 64, "hidden_size": 64, "hidden_act": "gelu"}' \
+  --set 'data.objectives=["wwm", "nsp"]' --set budget.steps=12 --json
+check "bert: 12 steps" [ "$(json steps)" = 12 ]
+expect_exit 0 "export the BERT" "$KILN" export --checkpoint ckBert --out hf-bert
+check "BertForPreTraining names" $PY - <<'EOF2'
+import json, struct
+h = open("hf-bert/model.safetensors", "rb").read()
+head = json.loads(h[8:8 + struct.unpack("<Q", h[:8])[0]])
+cfg = json.load(open("hf-bert/config.json"))
+assert cfg["model_type"] == "bert" and cfg["architectures"] == ["BertForPreTraining"], cfg
+H = cfg["hidden_size"]
+for i in range(cfg["num_hidden_layers"]):
+    for n in ["attention.self.query.weight", "attention.output.dense.weight", "attention.output.LayerNorm.weight",
+              "intermediate.dense.weight", "output.dense.weight", "output.LayerNorm.bias"]:
+        assert "bert.encoder.layer.%d.%s" % (i, n) in head, n
+assert head["cls.seq_relationship.weight"]["shape"] == [2, H]
+assert head["cls.predictions.transform.dense.weight"]["shape"] == [H, H]
+assert "bert.pooler.dense.weight" in head and "cls.predictions.decoder.weight" not in head
+EOF2
+expect_exit 0 "predict with the BERT" "$KILN" predict --checkpoint ckBert --json "a [MASK] b"
+
 # --- predict
 expect_exit 0 "predict" "$KILN" predict --checkpoint ckA --top-k 3 --json "the [MASK] of the united states ." "No mask here." "[MASK] [MASK] [SEP] x"
 check "predict: a line per text, positions and top-3" $PY - <<'EOF'
