@@ -68,7 +68,7 @@ int cmd_train(int argc, char **argv, const char *db)
         "validation cadence may change. --pause-at STEP stops as a signal would once\n"
         "STEP is done (the schedule stays the budget's). --json ends with one object: {\"steps\",\n"
         "\"tokens\", \"seconds\", \"tokens_per_s\", \"loss\", \"mlm_acc\", \"sop_acc\",\n"
-        "\"val_loss\", \"val_mlm_acc\", \"val_sop_acc\", \"unigram_loss\", \"checkpoint\",\n"
+        "\"val_loss\", \"val_mlm_loss\", \"val_mlm_acc\", \"val_sop_acc\", \"unigram_loss\", \"checkpoint\",\n"
         "\"stopped\"}.\n";
     enum { O_CONFIG = 1, O_SET, O_RESUME, O_NAME, O_PAUSE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"config", required_argument, 0, O_CONFIG},
@@ -136,6 +136,7 @@ int cmd_train(int argc, char **argv, const char *db)
         json_num(&b, "mlm_acc", r.mlm_acc);
         json_num(&b, "sop_acc", r.sop_acc);
         json_num(&b, "val_loss", r.val_loss);
+        json_num(&b, "val_mlm_loss", r.val_mlm_loss);
         json_num(&b, "val_mlm_acc", r.val_mlm_acc);
         json_num(&b, "val_sop_acc", r.val_sop_acc);
         json_num(&b, "unigram_loss", r.unigram_loss);
@@ -146,10 +147,10 @@ int cmd_train(int argc, char **argv, const char *db)
         kbuf_free(&b);
     } else {
         char t[32];
-        kinfo("%s after %lld steps, %s tokens, %.1f s (%.0f tokens/s): loss %.4f, validation loss %.4f "
+        kinfo("%s after %lld steps, %s tokens, %.1f s (%.0f tokens/s): loss %.4f; validation MLM loss %.4f "
               "(unigram baseline %.4f), MLM accuracy %.1f%%; checkpoint %s",
               r.stopped ? "stopped" : "done", (long long)r.steps, cli_num((uint64_t)r.tokens, t, sizeof t),
-              r.seconds, r.tokens_per_s, r.loss, r.val_loss, r.unigram_loss, 100 * r.val_mlm_acc, r.checkpoint);
+              r.seconds, r.tokens_per_s, r.loss, r.val_mlm_loss, r.unigram_loss, 100 * r.val_mlm_acc, r.checkpoint);
     }
     return 0;
 }

@@ -152,7 +152,7 @@ int ktrain_run_exec(ktrain_run *r)
     char ck_path[4096] = "";
     int64_t ck_step = 0;
     r->checkpoint[0] = '\0';
-    r->val_loss = r->val_mlm_acc = r->val_sop_acc = r->unigram_loss = NAN;
+    r->val_loss = r->val_mlm_loss = r->val_mlm_acc = r->val_sop_acc = r->unigram_loss = NAN;
     r->loss = r->mlm_acc = r->sop_acc = NAN;
     r->stopped = 0;
 
@@ -370,8 +370,10 @@ int ktrain_run_exec(ktrain_run *r)
     double tps = 0;
     eval_result ev = {NAN, NAN, NAN, NAN, NAN};
     int done = 0;
+    double secs = secs0;   /* training time so far, as decided at the end of each step */
     while (!done) {
-        double secs = secs0 + (know_seconds() - t0);
+        /* budgets already met when resuming: nothing to do (the decision for a
+         * step this process made is taken below, with the checkpoint) */
         if ((cfg->budget.steps && step >= cfg->budget.steps) || (cfg->budget.tokens && tokens >= cfg->budget.tokens) ||
             (cfg->budget.seconds > 0 && secs >= cfg->budget.seconds))
             break;
@@ -413,11 +415,13 @@ int ktrain_run_exec(ktrain_run *r)
         int last = (cfg->budget.steps && step >= cfg->budget.steps) ||
                    (cfg->budget.tokens && tokens >= cfg->budget.tokens) ||
                    (cfg->budget.seconds > 0 && secs0 + (now - t0) >= cfg->budget.seconds) || halt;
+        secs = secs0 + (now - t0);
         if (halt && !(cfg->budget.steps && step >= cfg->budget.steps)) r->stopped = 1;
         if (vs && last && !validate) validate = 1;
         if (validate) {
             evaluate(m, vs, vb, cfg->data.valid_batches, logp, &ev);
             r->val_loss = ev.loss;
+            r->val_mlm_loss = ev.mlm_loss;
             r->val_mlm_acc = ev.mlm_acc;
             r->val_sop_acc = ev.sop_acc;
             r->unigram_loss = ev.unigram;

@@ -31,7 +31,7 @@ typedef struct ktrain_run {
     /* out */
     int64_t steps, tokens;
     double seconds, tokens_per_s, loss, mlm_acc, sop_acc;
-    double val_loss, val_mlm_acc, val_sop_acc, unigram_loss;
+    double val_loss, val_mlm_loss, val_mlm_acc, val_sop_acc, unigram_loss;
     char checkpoint[4096];           /* the last checkpoint written or resumed ("" if none) */
     int stopped;                     /* 1 when *stop ended the run early */
 } ktrain_run;

@@ -77,6 +77,11 @@ expect_exit 0 "resume after SIGTERM for 30 more steps" "$KILN" train --config bi
 expect_exit 0 "straight run to the same step" "$KILN" train --config big.json --set checkpoint.dir=ckT --set checkpoint.every=0 --pause-at $((s + 30))
 check "SIGTERM + resume == uninterrupted" cmp ckS/step-$(printf %09d $((s + 30)))/model.safetensors ckT/step-$(printf %09d $((s + 30)))/model.safetensors
 
+# --- a time budget ends with a checkpoint of the last step
+expect_exit 0 "a 2-second budget" "$KILN" train --config big.json --set checkpoint.dir=ckTime --set budget.seconds=2 --json
+check "the last step is checkpointed" [ "ckTime/$(ls ckTime | tail -1)" = "$(json checkpoint)" ] 
+check "and it is the run's last step" [ "$(ls ckTime | tail -1 | sed 's/step-0*//')" = "$(json steps)" ]
+
 # --- refusals on resume
 cp -r ckA ckD
 expect_exit 78 "resume with another model shape" "$KILN" train --config tiny.json --set checkpoint.dir=ckD --set model.hidden_size=32 --resume
