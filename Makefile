@@ -4,7 +4,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-asan demo bench clean
+.PHONY: all deps build test test-asan demo demo-daemon bench clean
 
 all: build
 
@@ -26,6 +26,11 @@ test-asan: deps
 
 demo: build
 	@scripts/demo $(BUILD)/kiln
+	@scripts/demo-daemon $(BUILD)/kiln
+
+# The daemon: a spool, a queued run, kiln status while it trains, a clean stop.
+demo-daemon: build
+	@scripts/demo-daemon $(BUILD)/kiln
 
 bench: build
 	@bench/ingest/run $(BUILD)/kiln

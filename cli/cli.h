@@ -96,5 +96,8 @@ int cmd_sample(int argc, char **argv, const char *db);
 int cmd_train(int argc, char **argv, const char *db);
 int cmd_export(int argc, char **argv, const char *db);
 int cmd_predict(int argc, char **argv, const char *db);
+int cmd_daemon(int argc, char **argv, const char *db);
+int cmd_run(int argc, char **argv, const char *db);
+int cmd_status(int argc, char **argv, const char *db);
 
 #endif

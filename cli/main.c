@@ -24,6 +24,9 @@ static const struct {
     {"encode", cmd_encode, "text to token ids or pieces, as BERT's tokenizer"},
     {"decode", cmd_decode, "token ids back to text"},
     {"kg", cmd_kg, "knowledge graphs: import, link, embed, eval, stats, show"},
+    {"daemon", cmd_daemon, "the service: a spool folder into corpus, queued jobs, crash recovery"},
+    {"run", cmd_run, "the daemon's jobs: submit, list, show, pause, resume, cancel"},
+    {"status", cmd_status, "the daemon's state, spool, running job and queue"},
 };
 
 static void usage(FILE *f)

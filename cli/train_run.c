@@ -143,8 +143,16 @@ static void evaluate(kmodel *m, const ksampler *vs, ksample_batch *b, int nb, co
     out->unigram = mn ? uni / (double)mn : NAN;
 }
 
+/* Logs a failure and keeps its message for the caller (the daemon stores it). */
+#define RUN_ERR(...)                                                                               \
+    do {                                                                                           \
+        kerr(__VA_ARGS__);                                                                         \
+        snprintf(r->error, sizeof r->error, __VA_ARGS__);                                          \
+    } while (0)
+
 int ktrain_run_exec(ktrain_run *r)
 {
+    r->error[0] = '\0';
     ktrain_config *cfg = &r->cfg;
     char err[2048];
     int rc = 0;
@@ -166,7 +174,7 @@ int ktrain_run_exec(ktrain_run *r)
     /* ---- the checkpoint to resume, or a clean folder ---- */
     int have = kckpt_latest(cfg->checkpoint.dir, ck_path, sizeof ck_path, &ck_step) == 0;
     if (have && !r->resume) {
-        kerr("%s already holds checkpoints (latest %s): add --resume to continue the run, or choose "
+        RUN_ERR("%s already holds checkpoints (latest %s): add --resume to continue the run, or choose "
              "another checkpoint.dir",
              cfg->checkpoint.dir, ck_path);
         return EX_CANTCREAT;
@@ -177,18 +185,18 @@ int ktrain_run_exec(ktrain_run *r)
     if (have) {
         ck = kckpt_open(ck_path, err, sizeof err);
         if (!ck) {
-            kerr("cannot resume: %s", err);
+            RUN_ERR("cannot resume: %s", err);
             return EX_DATAERR;
         }
         const kckpt_state *cs = kckpt_state_of(ck);
         ktrain_config old;
         if (ktrain_config_parse(&old, cs->config_json, strlen(cs->config_json), NULL, 0, err, sizeof err)) {
-            kerr("%s: its config: %s", ck_path, err);
+            RUN_ERR("%s: its config: %s", ck_path, err);
             kckpt_close(ck);
             return EX_DATAERR;
         }
         if (config_same(&old, cfg, err, sizeof err)) {
-            kerr("cannot resume from %s: %s (only budget, checkpoint and threads may change)", ck_path, err);
+            RUN_ERR("cannot resume from %s: %s (only budget, checkpoint and threads may change)", ck_path, err);
             kckpt_close(ck);
             return EX_CONFIG;
         }
@@ -223,14 +231,14 @@ int ktrain_run_exec(ktrain_run *r)
     ksnapshot_info si;
     ksnapshot_get_info(x.snap, &si);
     if (snap_key[0] && strcmp(snap_key, si.key_hex)) {
-        kerr("cannot resume: the run's snapshot (%s) is gone and the corpus changed since", snap_key);
+        RUN_ERR("cannot resume: the run's snapshot (%s) is gone and the corpus changed since", snap_key);
         rc = EX_DATAERR;
         goto out_sampling;
     }
     int V = (int)kwp_vocab_size(x.vocab);
     if (cfg->model.vocab_size == 0) cfg->model.vocab_size = V;
     if (cfg->model.vocab_size != V) {
-        kerr("model.vocab_size is %d but vocabulary %s has %d pieces (0 = take the vocabulary's)",
+        RUN_ERR("model.vocab_size is %d but vocabulary %s has %d pieces (0 = take the vocabulary's)",
              cfg->model.vocab_size, x.vocab_name, V);
         rc = EX_CONFIG;
         goto out_sampling;
@@ -238,7 +246,7 @@ int ktrain_run_exec(ktrain_run *r)
     cfg->model.pad_token_id = x.pad;
     int ob = cfg->data.objectives;
     if (ob & (KOBJ_RTD | KOBJ_CLM | KOBJ_ENTITIES)) {
-        kerr("data.objectives: rtd, clm and entities need the ELECTRA, causal and ERNIE models, which "
+        RUN_ERR("data.objectives: rtd, clm and entities need the ELECTRA, causal and ERNIE models, which "
              "kiln train does not have yet (albert and bert train mlm, wwm or ngram with sop or nsp)");
         rc = EX_CONFIG;
         goto out_sampling;
@@ -256,7 +264,7 @@ int ktrain_run_exec(ktrain_run *r)
     cli_sampling_apply(&x, &so);
     ksampler *ts = ksampler_open(x.snap, &so, err, sizeof err), *vs = NULL;
     if (!ts) {
-        kerr("training samples: %s", err);
+        RUN_ERR("training samples: %s", err);
         rc = EX_DATAERR;
         goto out_sampling;
     }
@@ -275,7 +283,7 @@ int ktrain_run_exec(ktrain_run *r)
     int sentence = !!(ob & (KOBJ_SOP | KOBJ_NSP));
     kmodel *m = kmodel_new(&cfg->model, B, L, P, sentence, err, sizeof err);
     if (!m) {
-        kerr("model: %s", err);
+        RUN_ERR("model: %s", err);
         rc = EX_CONFIG;
         goto out_samplers;
     }
@@ -284,7 +292,7 @@ int ktrain_run_exec(ktrain_run *r)
     kopt *opt = kopt_new(&cfg->optimizer, tl, nt, kmodel_param_data(m), kmodel_grad_data(m), kmodel_numel(m),
                          err, sizeof err);
     if (!opt) {
-        kerr("optimizer: %s", err);
+        RUN_ERR("optimizer: %s", err);
         rc = EX_CONFIG;
         kmodel_free(m);
         goto out_samplers;
@@ -296,7 +304,7 @@ int ktrain_run_exec(ktrain_run *r)
     double secs0 = 0;
     if (ck) {
         if (kckpt_check(ck, cparts, 2, 0, err, sizeof err)) {
-            kerr("cannot resume: %s", err);
+            RUN_ERR("cannot resume: %s", err);
             rc = EX_DATAERR;
             goto out_model;
         }
@@ -332,7 +340,7 @@ int ktrain_run_exec(ktrain_run *r)
     if (job <= 0) {
         rc = kstore_job_add(s, r->name ? r->name : cfg->checkpoint.dir, "train", cfg_json, 0, "running", &job);
         if (rc) {
-            kerr("%s", kstore_errmsg(s));
+            RUN_ERR("%s", kstore_errmsg(s));
             free(cfg_json);
             goto out_store;
         }
@@ -458,7 +466,7 @@ int ktrain_run_exec(ktrain_run *r)
             rc = kckpt_save(cfg->checkpoint.dir, &cs, cparts, 2, x.vocab_text.data, x.vocab_text.len,
                             cfg->checkpoint.keep, path, sizeof path, err, sizeof err);
             if (rc) {
-                kerr("checkpoint: %s", err);
+                RUN_ERR("checkpoint: %s", err);
                 break;
             }
             snprintf(r->checkpoint, sizeof r->checkpoint, "%s", path);
@@ -479,12 +487,12 @@ int ktrain_run_exec(ktrain_run *r)
     r->tokens = tokens;
     r->seconds = secs0 + (know_seconds() - t0);
     r->tokens_per_s = tps;
-    if (!rc) {
-        const char *state = r->stopped ? "paused" : "done";
-        if (r->job_id <= 0 && r->stopped) state = "paused";
-        kstore_job_set_state(s, job, state, NULL);
+    if (r->leave_state) {
+        /* the caller decides (the daemon: queued again, cancelled, done) */
+    } else if (!rc) {
+        kstore_job_set_state(s, job, r->stopped ? "paused" : "done", NULL);
     } else {
-        kstore_job_set_state(s, job, "failed", err);
+        kstore_job_set_state(s, job, "failed", r->error[0] ? r->error : err);
     }
     ksampler_stream_free(st);
     ksampler_batch_free(vb);

@@ -28,7 +28,9 @@ typedef struct ktrain_run {
     int64_t pause_at;                /* > 0: stop like a signal once this step is done */
     void (*progress)(const ktrain_progress *, void *);
     void *progress_ctx;
+    int leave_state;                 /* 1: the caller writes the job's final state (the daemon) */
     /* out */
+    char error[8192];                /* the message of a failure ("" if none) */
     int64_t steps, tokens;
     double seconds, tokens_per_s, loss, mlm_acc, sop_acc;
     double val_loss, val_mlm_loss, val_mlm_acc, val_sop_acc, unigram_loss;

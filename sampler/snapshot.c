@@ -43,6 +43,7 @@
 #define _GNU_SOURCE /* O_DIRECTORY */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,7 +236,8 @@ int ksnapshot_build(kstore *s, int64_t vocab_id, uint32_t vocab_size, const char
     }
 
     kbuf tmp = {0};
-    kbuf_printf(&tmp, "%s.tmp.%ld", path_out, (long)getpid());
+    static _Atomic unsigned long seq;   /* unique per build in this process (several threads may build) */
+    kbuf_printf(&tmp, "%s.tmp.%ld.%lu", path_out, (long)getpid(), (unsigned long)atomic_fetch_add(&seq, 1));
     build_ctx c = {.path = tmp.data, .vocab_size = vocab_size, .err = err, .errlen = errlen,
                    .width = vocab_size > 65536 ? 4 : 2};
     c.doc_ids.item = c.doc_hash.item = c.tok_off.item = c.sent_off.item = 8;

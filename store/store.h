@@ -262,6 +262,8 @@ typedef struct kjob {
     int64_t step;
     const char *error;       /* may be NULL */
     int64_t created_at, updated_at;
+    const char *origin;      /* "run": queued by kiln run submit (the daemon's); NULL: a kiln train row */
+    const char *request;     /* "pause", "cancel": asked while running; NULL */
 } kjob;
 /* Adds a job in state `state`; *id gets its id. */
 int kstore_job_add(kstore *s, const char *name, const char *kind, const char *config,
@@ -282,6 +284,31 @@ int kstore_metrics_foreach(kstore *s, int64_t job, const char *name,
 int kstore_checkpoint_add(kstore *s, int64_t job, int64_t step, const char *path, double val_loss);
 /* The latest checkpoint path of a job into *path (empty if none). */
 int kstore_checkpoint_latest(kstore *s, int64_t job, kbuf *path, int64_t *step);
+
+/* The daemon's queue (003_daemon.sql, docs/daemon.md). */
+/* Adds a job in state queued with origin "run"; *id gets its id. */
+int kstore_job_queue(kstore *s, const char *name, const char *kind, const char *config, int64_t priority,
+                     int64_t *id);
+/* Sets state `to` and error (NULL clears it) and clears the request, if the
+ * job is in state `from` (NULL: any state). *changed (may be NULL) tells
+ * whether a row changed: 0 when the job is absent or in another state. */
+int kstore_job_update(kstore *s, int64_t id, const char *from, const char *to, const char *error, int *changed);
+/* Records a pending "pause" or "cancel" on a running job (NULL withdraws it,
+ * whatever the state). EX_NOINPUT if there is no such (running) job. */
+int kstore_job_set_request(kstore *s, int64_t id, const char *request);
+/* Queued jobs of origin "run", highest priority first, then oldest (strings
+ * valid during the call; cb returns nonzero to stop). */
+int kstore_jobs_queued_foreach(kstore *s, int (*cb)(const kjob *, void *), void *ctx);
+/* Jobs of origin "run" left running (by a daemon that died): queued again, or
+ * paused / cancelled when that was requested. *n gets the number changed. */
+int kstore_jobs_recover(kstore *s, int64_t *n);
+/* The job's checkpoint with the lowest validation loss (ties: the earliest
+ * step) into *path (empty if none was validated). */
+int kstore_checkpoint_best(kstore *s, int64_t job, kbuf *path, int64_t *step, double *val_loss);
+/* The source with this content hash, if any (*found); its strings are
+ * copied into *strings (owned by the caller); status as stored ("running"
+ * is not turned into "interrupted"). */
+int kstore_source_by_hash(kstore *s, const uint8_t hash[KHASH_LEN], ksource *src, kbuf *strings, int *found);
 
 /* ---- totals ------------------------------------------------------------ */
 typedef struct kstore_totals {

@@ -1,0 +1,637 @@
+/* daemon_spool.c: the daemon's spool thread: files dropped into the spool
+ * folder become corpus (docs/daemon.md, "The spool").
+ *
+ * State machine of one file NAME in SPOOL/:
+ *
+ *   waiting --lstat: not a regular file------------------------------------> failed/NAME + .error
+ *   waiting --cannot open or hash--------------------------------------------> failed/NAME + .error
+ *   waiting --kingest_run; the source row by content hash:
+ *              complete, >= 1 document stored or already there, no error --> tokenize, link --> done/NAME
+ *              partial, malformed records, or no document at all -----------> tokenize, link --> failed/NAME + .error
+ *              no row / running (the store failed: locked, full, I/O) ------> waiting (retried later)
+ *   any step interrupted by a stop (SIGTERM) ---------------------------------> waiting (next start)
+ *
+ * Invariants:
+ *  1. A file leaves SPOOL/ only after everything it brought is committed
+ *     (ingest, tokens, links): a kill -9 at any moment leaves it in SPOOL/,
+ *     and processing it again is a no-op for what was committed (the store
+ *     skips bytes already ingested, documents already stored, documents
+ *     already tokenized or linked) and completes the rest.
+ *  2. A file is ingested at most once by content (sources.content_hash is
+ *     unique): the same bytes under another name go to done/ as "already".
+ *  3. A bad file never stops the thread: every outcome is a move or a retry.
+ *  4. Names starting with '.', ending with '~', .tmp, .part, .partial, .swp
+ *     or .crdownload are a writer's temporary files: never touched. Files
+ *     found by a rescan (not by an inotify event) that changed within the
+ *     last second wait for the writer to finish. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/daemon.h"
+#include "ingest/ingest.h"
+#include "kg/kg.h"
+
+typedef struct pending {
+    char *name;
+    double not_before;  /* monotonic seconds */
+    int tries;          /* store failures so far */
+    int scanned;        /* found by a rescan: wait until it is quiet */
+} pending;
+
+typedef struct spool {
+    kdaemon *d;
+    pending *v;
+    size_t n, cap;
+    int ino, wd;
+    kstore *s;          /* this thread's handle, opened when needed */
+    double last_scan;
+} spool;
+
+static int ignored_name(const char *n)
+{
+    static const char *const suffix[] = {".tmp", ".part", ".partial", ".swp", ".crdownload", NULL};
+    size_t l = strlen(n);
+    if (!l || n[0] == '.' || n[l - 1] == '~') return 1;
+    if (!strcmp(n, "done") || !strcmp(n, "failed")) return 1;
+    for (int i = 0; suffix[i]; i++) {
+        size_t k = strlen(suffix[i]);
+        if (l > k && !strcmp(n + l - k, suffix[i])) return 1;
+    }
+    return 0;
+}
+
+static void set_waiting(spool *sp)
+{
+    pthread_mutex_lock(&sp->d->mu);
+    sp->d->n_waiting = (int64_t)sp->n;
+    pthread_mutex_unlock(&sp->d->mu);
+}
+
+static void add_pending(spool *sp, const char *name, int scanned)
+{
+    for (size_t i = 0; i < sp->n; i++)
+        if (!strcmp(sp->v[i].name, name)) {
+            if (!scanned) sp->v[i].scanned = 0; /* an event: the writer is done */
+            return;
+        }
+    if (sp->n == sp->cap) {
+        sp->cap = sp->cap ? 2 * sp->cap : 64;
+        sp->v = xrealloc(sp->v, sp->cap * sizeof *sp->v);
+    }
+    sp->v[sp->n++] = (pending){.name = xstrdup(name), .not_before = 0, .tries = 0, .scanned = scanned};
+}
+
+static void drop_pending(spool *sp, size_t i)
+{
+    free(sp->v[i].name);
+    memmove(sp->v + i, sp->v + i + 1, (sp->n - i - 1) * sizeof *sp->v);
+    sp->n--;
+    set_waiting(sp);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Adds every file of the spool not yet pending, in name order. */
+static void rescan(spool *sp)
+{
+    DIR *dir = opendir(sp->d->spool);
+    sp->last_scan = know_seconds();
+    if (!dir) {
+        daemon_problem(sp->d, "cannot read the spool %s: %s", sp->d->spool, strerror(errno));
+        return;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        if (ignored_name(e->d_name)) continue;
+        if (e->d_type == DT_DIR) continue; /* folders are not spool files: left alone */
+        if (e->d_type == DT_UNKNOWN) {
+            struct stat st;
+            if (!fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) && S_ISDIR(st.st_mode)) continue;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            names = xrealloc(names, cap * sizeof *names);
+        }
+        names[n++] = xstrdup(e->d_name);
+    }
+    closedir(dir);
+    if (n) qsort(names, n, sizeof *names, cmp_str);
+    /* existing names, sorted, to skip them without a quadratic scan */
+    char **have = xmalloc((sp->n + 1) * sizeof *have);
+    for (size_t i = 0; i < sp->n; i++) have[i] = sp->v[i].name;
+    if (sp->n) qsort(have, sp->n, sizeof *have, cmp_str);
+    size_t before = sp->n;
+    for (size_t i = 0; i < n; i++) {
+        if (!before || !bsearch(&names[i], have, before, sizeof *have, cmp_str)) {
+            if (sp->n == sp->cap) {
+                sp->cap = sp->cap ? 2 * sp->cap : 64;
+                sp->v = xrealloc(sp->v, sp->cap * sizeof *sp->v);
+            }
+            sp->v[sp->n++] = (pending){.name = names[i], .scanned = 1};
+        } else {
+            free(names[i]);
+        }
+    }
+    free(have);
+    free(names);
+    if (sp->n > before) kdebug("spool: rescan found %zu new file(s)", sp->n - before);
+    set_waiting(sp);
+}
+
+static void watch(spool *sp)
+{
+    if (sp->wd >= 0) return;
+    sp->wd = inotify_add_watch(sp->ino, sp->d->spool,
+                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ONLYDIR | IN_DELETE_SELF | IN_MOVE_SELF);
+    if (sp->wd < 0) daemon_problem(sp->d, "cannot watch the spool %s: %s (rescanning every 5 s)", sp->d->spool, strerror(errno));
+}
+
+/* Reads the pending inotify events. */
+static void read_events(spool *sp)
+{
+    char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
+    for (;;) {
+        ssize_t len = read(sp->ino, buf, sizeof buf);
+        if (len <= 0) break;
+        for (char *p = buf; p < buf + len;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            if (ev->mask & IN_Q_OVERFLOW) {
+                kwarn("spool: inotify queue overflow: rescanning %s", sp->d->spool);
+                rescan(sp);
+            } else if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+                if (ev->wd == sp->wd) {
+                    daemon_problem(sp->d, "the spool %s was removed or moved: it is made again", sp->d->spool);
+                    inotify_rm_watch(sp->ino, sp->wd);
+                    sp->wd = -1;
+                }
+            } else if (ev->len && !(ev->mask & IN_ISDIR) && !ignored_name(ev->name)) {
+                if (ev->mask & IN_CREATE) {
+                    /* a regular file is complete when its writer closes it (IN_CLOSE_WRITE);
+                     * a FIFO, socket, device or symbolic link is all there at creation */
+                    struct stat st;
+                    char p2[8400];
+                    snprintf(p2, sizeof p2, "%s/%s", sp->d->spool, ev->name);
+                    if (lstat(p2, &st) || S_ISREG(st.st_mode)) continue;
+                }
+                add_pending(sp, ev->name, 0);
+            }
+        }
+    }
+    set_waiting(sp);
+}
+
+/* ---- moving a file out of the spool ---------------------------------------- */
+
+/* "a.jsonl.gz" with n = 2 -> "a.2.jsonl.gz"; "a" -> "a.2". */
+static void with_suffix(const char *name, int n, char *out, size_t len)
+{
+    if (!n) {
+        snprintf(out, len, "%s", name);
+        return;
+    }
+    const char *dot = strchr(name, '.');
+    if (!dot) snprintf(out, len, "%s.%d", name, n);
+    else snprintf(out, len, "%.*s.%d%s", (int)(dot - name), name, n, dot);
+}
+
+static int exists(const char *p)
+{
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+/* Moves SPOOL/name to SPOOL/sub/ under a free name, with NAME.error first
+ * when why is not NULL. Returns 0 or an errno value. */
+static int move_out(spool *sp, const char *name, const char *sub, const char *why, const char *detail)
+{
+    kdaemon *d = sp->d;
+    char dir[4200], dest[5500], from[4400], base[1200], errp[5600];
+    snprintf(dir, sizeof dir, "%s/%s", d->spool, sub);
+    snprintf(from, sizeof from, "%s/%s", d->spool, name);
+    if (mkdir(dir, 0755) && errno != EEXIST) return errno;
+    for (int n = 0;; n++) {
+        with_suffix(name, n, base, sizeof base);
+        snprintf(dest, sizeof dest, "%s/%s", dir, base);
+        snprintf(errp, sizeof errp, "%s.error", dest);
+        if (!exists(dest) && !exists(errp)) break;
+    }
+    if (why) {
+        char tmp[5700], when[64];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(tmp, sizeof tmp, "%s/.%s.error.tmp", dir, base);
+        FILE *f = fopen(tmp, "w");
+        int ok = f && fprintf(f, "file: %s\nwhen: %s\nreason: %s\n%s", name, when, why, detail ? detail : "") > 0;
+        if (f && fclose(f)) ok = 0;
+        if (!ok || rename(tmp, errp)) {
+            kwarn("spool: cannot write %s: %s (the file goes to %s/ without it)", errp, strerror(errno), sub);
+            unlink(tmp);
+        }
+    }
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, dest, RENAME_NOREPLACE) && (errno != EINVAL || rename(from, dest)))
+        return errno;
+    pthread_mutex_lock(&d->mu);
+    if (!strcmp(sub, "done")) d->n_done++;
+    else d->n_failed++;
+    pthread_mutex_unlock(&d->mu);
+    if (strcmp(base, name)) kinfo("spool: %s/%s exists: %s moved to %s", sub, name, name, dest);
+    return 0;
+}
+
+static void fail_file(spool *sp, size_t i, const char *why, const char *detail)
+{
+    const char *name = sp->v[i].name;
+    kwarn("spool: %s failed: %s", name, why);
+    int e = move_out(sp, name, "failed", why, detail);
+    if (e) {
+        daemon_problem(sp->d, "spool: cannot move %s to failed/: %s (retrying later)", name, strerror(e));
+        sp->v[i].not_before = know_seconds() + 60;
+        return;
+    }
+    drop_pending(sp, i);
+}
+
+/* ---- processing one file --------------------------------------------------- */
+
+static void on_ingest_progress(const kingest_progress *p, void *ctx)
+{
+    kdaemon *d = ctx;
+    pthread_mutex_lock(&d->mu);
+    d->cur_done = (double)p->bytes_done;
+    d->cur_total = (double)p->bytes_total;
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void set_current(kdaemon *d, const char *name, const char *phase)
+{
+    pthread_mutex_lock(&d->mu);
+    snprintf(d->current, sizeof d->current, "%s", name ? name : "");
+    snprintf(d->phase, sizeof d->phase, "%s", phase ? phase : "");
+    if (!name || !strcmp(phase, "ingest")) d->cur_done = d->cur_total = 0;
+    pthread_mutex_unlock(&d->mu);
+}
+
+static const char *store_trouble(int rc)
+{
+    switch (rc) {
+    case EX_TEMPFAIL: return "the store is locked by another process";
+    case EX_IOERR: return "the store cannot be written (disk full or I/O error)";
+    case EX_CANTCREAT: return "the store cannot be written";
+    case EX_NOPERM: return "no permission to write the store";
+    default: return "the store failed";
+    }
+}
+
+/* The file waits for the store: retried after retry_seconds, doubling up to 5 minutes. */
+static void retry_later(spool *sp, size_t i, const char *why, int rc)
+{
+    pending *p = &sp->v[i];
+    double wait = daemon_config(sp->d).retry_seconds;
+    for (int k = 0; k < p->tries && wait < 300; k++) wait *= 2;
+    if (wait > 300) wait = 300;
+    p->tries++;
+    p->not_before = know_seconds() + wait;
+    daemon_problem(sp->d, "spool: %s waits in the spool: %s: %s (exit %d); retrying in %.0f s", p->name, why,
+                   store_trouble(rc), rc, wait);
+    if (sp->s) {
+        kstore_close(sp->s);
+        sp->s = NULL;
+    }
+}
+
+static int open_store(spool *sp)
+{
+    if (sp->s) return 0;
+    char err[1024];
+    int rc = kstore_open(sp->d->db, 0, &sp->s, err, sizeof err);
+    if (rc) kwarn("spool: %s", err);
+    return rc;
+}
+
+/* Processes v[i]; removes it from the list unless it must wait. */
+static void process(spool *sp, size_t i)
+{
+    kdaemon *d = sp->d;
+    char path[8400];
+    char *name = xstrdup(sp->v[i].name);
+    snprintf(path, sizeof path, "%s/%s", d->spool, name);
+    struct stat st;
+    if (lstat(path, &st)) {
+        int e = errno;
+        if (e == ENOENT) {
+            kdebug("spool: %s is gone", name);
+            drop_pending(sp, i);
+        } else {
+            fail_file(sp, i, strerror(e), NULL);
+        }
+        set_waiting(sp);
+        free(name);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode)) {
+            kdebug("spool: %s is a folder: left alone", name); /* moved in by rename: not a spool file */
+            drop_pending(sp, i);
+        } else {
+            fail_file(sp, i,
+                      S_ISLNK(st.st_mode) ? "a symbolic link: only regular files are ingested (drop the file itself)"
+                                          : "not a regular file (FIFO, socket or device): only regular files are ingested",
+                      NULL);
+        }
+        free(name);
+        return;
+    }
+    if (sp->v[i].scanned && (double)st.st_mtime > (double)time(NULL) - 1.5) {
+        sp->v[i].not_before = know_seconds() + 1; /* maybe still being written */
+        sp->v[i].scanned = 0;
+        free(name);
+        return;
+    }
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "cannot open: %s", strerror(errno));
+        fail_file(sp, i, why, NULL);
+        free(name);
+        return;
+    }
+    close(fd);
+    uint8_t hash[KHASH_LEN];
+    int64_t size;
+    int e = khash_file(path, hash, &size);
+    if (e) {
+        char why[512];
+        snprintf(why, sizeof why, "cannot read: %s", strerror(e));
+        fail_file(sp, i, why, NULL);
+        free(name);
+        return;
+    }
+    dconfig cfg = daemon_config(d);
+
+    /* 1. ingest (a file a dead daemon was ingesting is completed) */
+    if (!open_store(sp)) {
+        ksource pre;
+        kbuf ps = {0};
+        int was = 0;
+        if (!kstore_source_by_hash(sp->s, hash, &pre, &ps, &was) && was && !strcmp(pre.status, "running"))
+            kinfo("spool: %s: completing source %lld, interrupted after %lld document(s)", name, (long long)pre.id,
+                  (long long)pre.documents);
+        kbuf_free(&ps);
+    }
+    set_current(d, name, "ingest");
+    kingest_opts o;
+    kingest_opts_default(&o);
+    o.threads = cfg.ingest_threads;
+    o.stop = &d->spool_stop;
+    o.progress = on_ingest_progress;
+    o.progress_ctx = d;
+    kingest_summary sum;
+    const char *paths[1] = {path};
+    double t0 = know_seconds();
+    int rc = kingest_run(d->db, paths, 1, &o, &sum);
+    if (sum.interrupted || d->spool_stop) goto stopped;
+    if (open_store(sp)) {
+        retry_later(sp, i, "ingest", EX_TEMPFAIL);
+        goto out;
+    }
+    ksource src;
+    kbuf strs = {0};
+    int found = 0;
+    int lr = kstore_source_by_hash(sp->s, hash, &src, &strs, &found);
+    if (lr || !found || !strcmp(src.status, "running")) {
+        kbuf_free(&strs);
+        /* no source row and no store trouble: nothing in the file to ingest */
+        if (!lr && !found && (rc == 0 || rc == EX_NOINPUT || rc == EX_DATAERR)) {
+            fail_file(sp, i,
+                      size == 0 ? "empty file: nothing to ingest"
+                      : rc == EX_NOINPUT ? "cannot read the file (the daemon's log says why)"
+                                         : "nothing ingested (the daemon's log says why)",
+                      NULL);
+            goto out;
+        }
+        retry_later(sp, i, "ingest", rc ? rc : lr ? lr : EX_SOFTWARE);
+        goto out;
+    }
+    char why[2048] = "", detail[1024];
+    int bad = 0;
+    if (strcmp(src.status, "complete")) {
+        bad = 1;
+        snprintf(why, sizeof why, "%s: %s", src.status, src.error ? src.error : "stopped early");
+    } else if (src.error) {
+        bad = 1;
+        snprintf(why, sizeof why, "%s", src.error);
+    } else if (src.documents + src.duplicates == 0) {
+        bad = 1;
+        snprintf(why, sizeof why,
+                 "no document in it (%lld record(s) skipped: empty text, binary data, redirects or other "
+                 "namespaces)",
+                 (long long)src.skipped);
+    }
+    snprintf(detail, sizeof detail,
+             "status: %s\nsource: %lld\ndocuments: %lld stored, %lld duplicate(s), %lld skipped\n",
+             src.status, (long long)src.id, (long long)src.documents, (long long)src.duplicates,
+             (long long)src.skipped);
+    int64_t docs = src.documents;
+    kbuf_free(&strs);
+
+    /* 2. tokens, with the active vocabulary */
+    kvocab_row vr;
+    kbuf pc = {0}, mc = {0};
+    int have_vocab = kstore_vocab_get(sp->s, NULL, &vr, &pc, &mc) == 0;
+    kbuf_free(&pc);
+    kbuf_free(&mc);
+    if (have_vocab) {
+        set_current(d, name, "tokenize");
+        ktokenize_opts to = {.vocab = NULL, .threads = cfg.ingest_threads, .stop = &d->spool_stop};
+        ktokenize_summary ts;
+        rc = ktokenize_run(d->db, &to, &ts);
+        if (ts.interrupted || d->spool_stop) goto stopped;
+        if (rc) {
+            retry_later(sp, i, "tokenize", rc);
+            goto out;
+        }
+    }
+    /* 3. entity links, if the store has a knowledge graph with names */
+    int64_t gen = 0;
+    if (have_vocab && kstore_kg_generation(sp->s, &gen) == 0 && gen > 0) {
+        set_current(d, name, "link");
+        kkg_link_opts lo = {.vocab = NULL, .min_alias_chars = 3, .max_alias_share = 1e-4, .stop = &d->spool_stop};
+        kkg_link_summary ls;
+        rc = kkg_link(sp->s, &lo, &ls);
+        if (ls.interrupted || d->spool_stop) goto stopped;
+        if (rc) {
+            retry_later(sp, i, "link", rc);
+            goto out;
+        }
+    }
+    /* 4. out of the spool */
+    if (bad) {
+        fail_file(sp, i, why, detail);
+    } else {
+        e = move_out(sp, name, "done", NULL, NULL);
+        if (e) {
+            daemon_problem(d, "spool: cannot move %s to done/: %s (retrying later)", name, strerror(e));
+            sp->v[i].not_before = know_seconds() + 60;
+        } else {
+            kinfo("spool: %s: %s in %.1f s", name,
+                  sum.already ? "already ingested" : docs ? "ingested" : "ingested (every document already stored)",
+                  know_seconds() - t0);
+            drop_pending(sp, i);
+        }
+    }
+    goto out;
+stopped:
+    kinfo("spool: %s stays in the spool (stopping); it is completed at the next start", name);
+out:
+    set_current(d, NULL, NULL);
+    set_waiting(sp);
+    free(name);
+}
+
+void daemon_catch_up(kdaemon *d)
+{
+    pthread_mutex_lock(&d->mu);
+    d->catch_up = 1;
+    d->catch_up_after = 0;
+    pthread_mutex_unlock(&d->mu);
+    uint64_t one = 1;
+    if (write(d->spool_wake, &one, sizeof one) < 0) { /* the thread polls with a timeout anyway */ }
+}
+
+/* Tokenizes every stored document without tokens under the active
+ * vocabulary, and links them: documents stored before that vocabulary was
+ * made or chosen. Returns 0 when done (or stopped), else a store error. */
+static int catch_up(spool *sp)
+{
+    kdaemon *d = sp->d;
+    int rc = open_store(sp);
+    if (rc) return rc;
+    kvocab_row vr;
+    kbuf pc = {0}, mc = {0};
+    int have_vocab = kstore_vocab_get(sp->s, NULL, &vr, &pc, &mc) == 0;
+    kbuf_free(&pc);
+    kbuf_free(&mc);
+    if (!have_vocab) return 0;
+    int64_t done = 0, todo = 0, tokens = 0;
+    if (kstore_tokens_count(sp->s, vr.id, &done, &todo, &tokens) == 0 && todo == 0 && !done) return 0;
+    dconfig cfg = daemon_config(d);
+    if (todo > 0) {
+        set_current(d, "(stored documents)", "tokenize");
+        ktokenize_opts to = {.vocab = NULL, .threads = cfg.ingest_threads, .stop = &d->spool_stop};
+        ktokenize_summary ts;
+        rc = ktokenize_run(d->db, &to, &ts);
+        if (!rc && ts.documents) kinfo("spool: tokenized %llu stored document(s) with %s", (unsigned long long)ts.documents, ts.vocab);
+    }
+    int64_t gen = 0;
+    if (!rc && !d->spool_stop && kstore_kg_generation(sp->s, &gen) == 0 && gen > 0) {
+        set_current(d, "(stored documents)", "link");
+        kkg_link_opts lo = {.vocab = NULL, .min_alias_chars = 3, .max_alias_share = 1e-4, .stop = &d->spool_stop};
+        kkg_link_summary ls;
+        rc = kkg_link(sp->s, &lo, &ls);
+    }
+    set_current(d, NULL, NULL);
+    return d->spool_stop ? 0 : rc;
+}
+
+void daemon_spool_count(kdaemon *d)
+{
+    const char *subs[2] = {"done", "failed"};
+    int64_t n[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/%s", d->spool, subs[k]);
+        DIR *dd = opendir(dir);
+        if (!dd) continue;
+        struct dirent *e;
+        while ((e = readdir(dd))) {
+            size_t l = strlen(e->d_name);
+            if (e->d_name[0] == '.') continue;
+            if (k == 1 && l > 6 && !strcmp(e->d_name + l - 6, ".error")) continue;
+            n[k]++;
+        }
+        closedir(dd);
+    }
+    pthread_mutex_lock(&d->mu);
+    d->n_done = n[0];
+    d->n_failed = n[1];
+    pthread_mutex_unlock(&d->mu);
+}
+
+void *daemon_spool_main(void *arg)
+{
+    kdaemon *d = arg;
+    spool sp = {.d = d, .wd = -1};
+    sp.ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (sp.ino < 0) daemon_problem(d, "inotify: %s (rescanning the spool every 5 s)", strerror(errno));
+    else watch(&sp);
+    rescan(&sp);
+    while (!d->spool_stop) {
+        if (sp.ino >= 0) read_events(&sp);
+        double now = know_seconds();
+        /* the spool folder itself gone: make it again, watch it again */
+        if (sp.wd < 0 && now - sp.last_scan >= 5) {
+            if (mkdir(d->spool, 0755) == 0) kwarn("spool: %s made again", d->spool);
+            if (sp.ino >= 0) watch(&sp);
+            rescan(&sp);
+        } else if (now - sp.last_scan >= 60) {
+            rescan(&sp); /* a safety net for events lost in ways inotify does not report */
+        }
+        size_t pick = sp.n;
+        double next = now + 5;
+        for (size_t i = 0; i < sp.n; i++) {
+            if (sp.v[i].not_before <= now) {
+                pick = i;
+                break;
+            }
+            if (sp.v[i].not_before < next) next = sp.v[i].not_before;
+        }
+        if (pick < sp.n) {
+            process(&sp, pick);
+            continue;
+        }
+        pthread_mutex_lock(&d->mu);
+        int due = d->catch_up && d->catch_up_after <= now;
+        pthread_mutex_unlock(&d->mu);
+        if (due) {
+            int rc = catch_up(&sp);
+            pthread_mutex_lock(&d->mu);
+            if (!rc) d->catch_up = 0;
+            else d->catch_up_after = know_seconds() + d->cfg.retry_seconds;
+            pthread_mutex_unlock(&d->mu);
+            if (rc) daemon_problem(d, "spool: tokenizing the stored documents: %s (exit %d); retrying", store_trouble(rc), rc);
+            continue;
+        }
+        struct pollfd p[2] = {{.fd = d->spool_wake, .events = POLLIN}, {.fd = sp.ino, .events = POLLIN}};
+        int timeout = (int)((next - now) * 1000) + 1;
+        if (poll(p, sp.ino >= 0 ? 2 : 1, timeout) > 0 && (p[0].revents & POLLIN)) {
+            uint64_t x;
+            if (read(d->spool_wake, &x, sizeof x) < 0) { /* nothing: it only wakes us */ }
+        }
+    }
+    for (size_t i = 0; i < sp.n; i++) free(sp.v[i].name);
+    free(sp.v);
+    if (sp.ino >= 0) close(sp.ino);
+    kstore_close(sp.s);
+    pthread_mutex_lock(&d->mu);
+    d->spool_exited = 1;
+    pthread_mutex_unlock(&d->mu);
+    daemon_wake(d, 'S');
+    return NULL;
+}
