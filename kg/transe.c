@@ -107,24 +107,7 @@
 
 #include "util/util.h"
 
-/* No contraction of a * b + c into FMA: GCC does not contract in ISO C mode
- * (-std=c11); clang needs to be told. Every clone then rounds alike. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
-
-/* Hot kernels are compiled for AVX-512, AVX2 and the baseline ISA, picked at
- * load time (GCC function multiversioning); -DKCLONES= builds the baseline only
- * (used to check that every clone gives the same bits). */
-#ifndef KCLONES
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
-#define KCLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KCLONES
-#endif
-#endif
-
-#define KINLINE static inline __attribute__((always_inline))
+#include "util/kmath.h" /* no FMA contraction, KCLONES, KINLINE, kexpf */
 
 #define VL 16 /* lanes of every reduction; P is a multiple of VL */
 
@@ -204,27 +187,6 @@ KINLINE float min_lanes(const float *x, int n)
     for (int l = 0; j + l < n; l++) acc[l] = x[j + l] < acc[l] ? x[j + l] : acc[l];
     for (int l = 1; l < VL; l++) acc[0] = acc[l] < acc[0] ? acc[l] : acc[0];
     return acc[0];
-}
-
-/* e^x, Cephes' single-precision polynomial (relative error ~2e-7), x clamped
- * to [-87, 88]. Plain float arithmetic: vectorizable and identical on every ISA. */
-KINLINE float kexpf(float x)
-{
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float fn = x * 1.44269504088896341f + 12582912.0f; /* round to nearest */
-    fn -= 12582912.0f;
-    float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)fn + 127) * (1 << 23);
-    float s;
-    memcpy(&s, &bits, sizeof s);
-    return p * s;
 }
 
 /* log(1 + y) for y in [0, 1]: 2 atanh(s), s = y / (2 + y) <= 1/3, series to s^13

@@ -33,26 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
 /* Comparisons may be evaluated speculatively (if-converted into blends), so
  * the loops with clamps and selects vectorize; this changes no value. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
 
-/* Hot row kernels are compiled for AVX-512, AVX2 and the baseline ISA and
- * picked at load time; -DKCLONES= builds the baseline only. */
-#ifndef KCLONES
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-#define KCLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KCLONES
-#endif
-#endif
-
-#define KINLINE static inline __attribute__((always_inline))
+#include "util/kmath.h" /* no FMA contraction, KCLONES, KINLINE, kexpf */
 /* "#pragma GCC ivdep" marks element-wise loops that may run in place (output
  * == input, same index): without it GCC's overlap check sends in-place calls
  * to the scalar loop. */
@@ -68,26 +55,6 @@ static const float GELU_K0 = 0.79788456080286536f;    /* sqrt(2 / pi) */
 static const float GELU_K1 = 0.044715f;
 
 /* ---- scalar math (same bits on every ISA) ------------------------------------ */
-
-/* exp(x), Cephes' polynomial (relative error ~1e-7); x clamped to [-87, 88]. */
-KINLINE float kexpf(float x)
-{
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float fn = x * 1.44269504088896341f + 12582912.0f; /* round to nearest */
-    fn -= 12582912.0f;
-    float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)fn + 127) * (1 << 23);
-    float s;
-    memcpy(&s, &bits, sizeof s);
-    return p * s;
-}
 
 /* erf(x), Abramowitz & Stegun 7.1.26 (absolute error 1.5e-7, < 6e-7 after float
  * rounding), the formula of PyTorch's vectorized CPU erf. */

@@ -19,21 +19,12 @@
 #include <string.h>
 #include <sysexits.h>
 
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
 /* Comparisons may be evaluated speculatively (if-converted into blends), so
  * the loops with clamps and selects vectorize; this changes no value. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
-#ifndef KCLONES
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-#define KCLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KCLONES
-#endif
-#endif
+#include "util/kmath.h" /* no FMA contraction, KCLONES */
 
 #define CHUNK 32768
 
