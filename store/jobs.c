@@ -212,21 +212,31 @@ int kstore_checkpoint_add(kstore *s, int64_t job, int64_t step, const char *path
     return kstore_step_done(s, q, "record checkpoint");
 }
 
-int kstore_checkpoint_latest(kstore *s, int64_t job, kbuf *path, int64_t *step)
+/* One checkpoint row of job (columns path, step[, val_loss]) into the outputs;
+ * empty path and step 0 when there is none. */
+static int ckpt_row(kstore *s, sqlite3_stmt *q, int64_t job, kbuf *path, int64_t *step, double *val_loss,
+                    const char *what)
 {
-    sqlite3_stmt *q = st(s, J_CKPT_LATEST);
-    if (!q) return EX_SOFTWARE;
     sqlite3_bind_int64(q, 1, job);
     kbuf_clear(path);
     *step = 0;
+    if (val_loss) *val_loss = NAN;
     int r = sqlite3_step(q);
     if (r == SQLITE_ROW) {
         kbuf_puts(path, col_text(q, 0));
         *step = sqlite3_column_int64(q, 1);
+        if (val_loss) *val_loss = sqlite3_column_double(q, 2);
         r = SQLITE_DONE;
     }
     sqlite3_reset(q);
-    return r == SQLITE_DONE ? 0 : kstore_dbfail(s, r, "latest checkpoint");
+    return r == SQLITE_DONE ? 0 : kstore_dbfail(s, r, what);
+}
+
+int kstore_checkpoint_latest(kstore *s, int64_t job, kbuf *path, int64_t *step)
+{
+    sqlite3_stmt *q = st(s, J_CKPT_LATEST);
+    if (!q) return EX_SOFTWARE;
+    return ckpt_row(s, q, job, path, step, NULL, "latest checkpoint");
 }
 
 /* ---- the daemon's queue (003_daemon.sql) ------------------------------------------ */
@@ -301,19 +311,7 @@ int kstore_checkpoint_best(kstore *s, int64_t job, kbuf *path, int64_t *step, do
 {
     sqlite3_stmt *q = st(s, J_CKPT_BEST);
     if (!q) return EX_SOFTWARE;
-    sqlite3_bind_int64(q, 1, job);
-    kbuf_clear(path);
-    *step = 0;
-    *val_loss = NAN;
-    int r = sqlite3_step(q);
-    if (r == SQLITE_ROW) {
-        kbuf_puts(path, col_text(q, 0));
-        *step = sqlite3_column_int64(q, 1);
-        *val_loss = sqlite3_column_double(q, 2);
-        r = SQLITE_DONE;
-    }
-    sqlite3_reset(q);
-    return r == SQLITE_DONE ? 0 : kstore_dbfail(s, r, "best checkpoint");
+    return ckpt_row(s, q, job, path, step, val_loss, "best checkpoint");
 }
 
 int kstore_source_by_hash(kstore *s, const uint8_t hash[KHASH_LEN], ksource *src, kbuf *strings, int *found)

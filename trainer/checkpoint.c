@@ -33,15 +33,6 @@
 
 #include "util/util.h"
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *join(const char *a, const char *b)
 {
@@ -66,12 +57,12 @@ int kckpt_mkdirs(const char *path, char *err, size_t errlen)
         *s = '\0';
         struct stat st;
         if (mkdir(p, 0755) && errno != EEXIST) {
-            seterr(err, errlen, "%s: cannot create the folder: %s", p, strerror(errno));
+            kseterr(err, errlen, "%s: cannot create the folder: %s", p, strerror(errno));
             free(p);
             return EX_CANTCREAT;
         }
         if (stat(p, &st) || !S_ISDIR(st.st_mode)) {
-            seterr(err, errlen, "%s: exists and is not a folder", p);
+            kseterr(err, errlen, "%s: exists and is not a folder", p);
             free(p);
             return EX_CANTCREAT;
         }
@@ -125,7 +116,7 @@ int kckpt_publish_dir(const char *tmp, const char *final, int replace, char *err
     struct stat st;
     if (!lstat(final, &st)) {
         if (!replace) {
-            seterr(err, errlen, "%s: already exists", final);
+            kseterr(err, errlen, "%s: already exists", final);
             rc = EX_CANTCREAT;
             goto done;
         }
@@ -134,13 +125,13 @@ int kckpt_publish_dir(const char *tmp, const char *final, int replace, char *err
         snprintf(old, n, "%s/.tmp-old-%s", parent, base_of(final));
         kckpt_remove_tree(old);
         if (rename(final, old)) {
-            seterr(err, errlen, "%s: cannot move it aside to replace it: %s", final, strerror(errno));
+            kseterr(err, errlen, "%s: cannot move it aside to replace it: %s", final, strerror(errno));
             rc = EX_IOERR;
             goto done;
         }
     }
     if (rename(tmp, final)) {
-        seterr(err, errlen, "%s: cannot rename %s to it: %s", final, tmp, strerror(errno));
+        kseterr(err, errlen, "%s: cannot rename %s to it: %s", final, tmp, strerror(errno));
         if (old) rename(old, final); /* put the old one back */
         rc = EX_IOERR;
         goto done;
@@ -291,12 +282,12 @@ static int check_save_args(const char *dir, const kckpt_state *st, const kckpt_p
                            const char *vocab_txt, size_t vocab_len, char *err, size_t errlen)
 {
     if (!dir || !*dir || !st || n_parts < 0 || (n_parts && !parts) || !vocab_txt || !vocab_len) {
-        seterr(err, errlen, "kckpt_save: bad arguments (folder, state, parts and vocabulary are required)");
+        kseterr(err, errlen, "kckpt_save: bad arguments (folder, state, parts and vocabulary are required)");
         return EX_SOFTWARE;
     }
     if (st->step < 0 || st->tokens < 0 || st->epoch < 0 || st->next_index < 0 || !(st->seconds >= 0) ||
         st->n_rng < 0 || st->n_rng > KCKPT_MAX_RNG || st->n_metrics < 0 || (st->n_metrics && !st->metrics)) {
-        seterr(err, errlen, "kckpt_save: bad state (negative counters, or more than %d RNG keys)", KCKPT_MAX_RNG);
+        kseterr(err, errlen, "kckpt_save: bad state (negative counters, or more than %d RNG keys)", KCKPT_MAX_RNG);
         return EX_SOFTWARE;
     }
     json_error_t je;
@@ -304,7 +295,7 @@ static int check_save_args(const char *dir, const kckpt_state *st, const kckpt_p
     int ok = j && json_is_object(j);
     json_decref(j);
     if (!ok) {
-        seterr(err, errlen, "kckpt_save: the run config is not a JSON object");
+        kseterr(err, errlen, "kckpt_save: the run config is not a JSON object");
         return EX_SOFTWARE;
     }
     if (st->extra_json) {
@@ -312,30 +303,30 @@ static int check_save_args(const char *dir, const kckpt_state *st, const kckpt_p
         ok = j && json_is_object(j);
         json_decref(j);
         if (!ok) {
-            seterr(err, errlen, "kckpt_save: extra_json is not a JSON object");
+            kseterr(err, errlen, "kckpt_save: extra_json is not a JSON object");
             return EX_SOFTWARE;
         }
     }
     for (int i = 0; i < st->n_metrics; i++) {
         if (!st->metrics[i].name || !*st->metrics[i].name) {
-            seterr(err, errlen, "kckpt_save: metric %d has no name", i);
+            kseterr(err, errlen, "kckpt_save: metric %d has no name", i);
             return EX_SOFTWARE;
         }
         for (int k = 0; k < i; k++)
             if (!strcmp(st->metrics[k].name, st->metrics[i].name)) {
-                seterr(err, errlen, "kckpt_save: metric '%s' given twice", st->metrics[i].name);
+                kseterr(err, errlen, "kckpt_save: metric '%s' given twice", st->metrics[i].name);
                 return EX_SOFTWARE;
             }
     }
     for (int i = 0; i < n_parts; i++) {
         if (!valid_part_name(parts[i].file)) {
-            seterr(err, errlen, "kckpt_save: part file name '%s' is not a plain NAME.safetensors",
+            kseterr(err, errlen, "kckpt_save: part file name '%s' is not a plain NAME.safetensors",
                    parts[i].file ? parts[i].file : "(null)");
             return EX_SOFTWARE;
         }
         for (int k = 0; k < i; k++)
             if (!strcmp(parts[k].file, parts[i].file)) {
-                seterr(err, errlen, "kckpt_save: part '%s' given twice", parts[i].file);
+                kseterr(err, errlen, "kckpt_save: part '%s' given twice", parts[i].file);
                 return EX_SOFTWARE;
             }
     }
@@ -402,7 +393,7 @@ static int lock_dir(const char *dir, int *rc, char *err, size_t errlen)
     char *p = join(dir, ".lock");
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        seterr(err, errlen, "%s: cannot create the lock file: %s", p, strerror(errno));
+        kseterr(err, errlen, "%s: cannot create the lock file: %s", p, strerror(errno));
         *rc = EX_CANTCREAT;
         free(p);
         return -1;
@@ -412,7 +403,7 @@ static int lock_dir(const char *dir, int *rc, char *err, size_t errlen)
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
     if (fcntl(fd, F_SETLK, &fl)) {
-        seterr(err, errlen, "%s: another process is saving checkpoints into this folder", dir);
+        kseterr(err, errlen, "%s: another process is saving checkpoints into this folder", dir);
         *rc = EX_TEMPFAIL;
         close(fd);
         free(p);
@@ -450,7 +441,7 @@ static int prune(const char *dir, int keep, int64_t just, char *err, size_t errl
     stepdir *v;
     int n = list_steps(dir, &v);
     if (n < 0) {
-        seterr(err, errlen, "%s: cannot list: %s", dir, strerror(-n));
+        kseterr(err, errlen, "%s: cannot list: %s", dir, strerror(-n));
         return EX_IOERR;
     }
     char **doomed = xcalloc((size_t)(n ? n : 1), sizeof *doomed);
@@ -463,7 +454,7 @@ static int prune(const char *dir, int keep, int64_t just, char *err, size_t errl
         snprintf(to, len, "%s/.tmp-del-%s", dir, v[i].name);
         kckpt_remove_tree(to);
         if (rename(from, to)) {
-            seterr(err, errlen, "%s: cannot remove an old checkpoint: %s", from, strerror(errno));
+            kseterr(err, errlen, "%s: cannot remove an old checkpoint: %s", from, strerror(errno));
             rc = EX_IOERR;
             free(to);
         } else {
@@ -478,7 +469,7 @@ static int prune(const char *dir, int keep, int64_t just, char *err, size_t errl
     for (int i = 0; i < nd; i++) {
         int e = kckpt_remove_tree(doomed[i]);
         if (e && !rc) {
-            seterr(err, errlen, "%s: cannot remove: %s", doomed[i], strerror(e));
+            kseterr(err, errlen, "%s: cannot remove: %s", doomed[i], strerror(e));
             rc = EX_IOERR;
         }
         free(doomed[i]);
@@ -506,7 +497,7 @@ int kckpt_save(const char *dir, const kckpt_state *st, const kckpt_part *parts, 
     snprintf(tname, sizeof tname, ".tmp-%s", name);
     char *tmp = join(dir, tname), *final = join(dir, name), *p = NULL, *sj = NULL;
     if (mkdir(tmp, 0755)) {
-        seterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        kseterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
         rc = EX_CANTCREAT;
         goto done;
     }
@@ -597,7 +588,7 @@ static int get_count(const char *where, json_t *o, const char *key, int64_t *out
 {
     json_t *v = json_object_get(o, key);
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        seterr(err, errlen, "%s: \"%s\" is %s, expected an integer >= 0", where, key,
+        kseterr(err, errlen, "%s: \"%s\" is %s, expected an integer >= 0", where, key,
                v ? "not one" : "missing");
         return -1;
     }
@@ -662,21 +653,21 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
     char where[1200];
     snprintf(where, sizeof where, "%s", sp);
     if (!json_is_object(root)) {
-        seterr(err, errlen, "%s: not a JSON object", sp);
+        kseterr(err, errlen, "%s: not a JSON object", sp);
         return -1;
     }
     json_t *fmt = json_object_get(root, "format");
     if (!json_is_string(fmt) || strcmp(json_string_value(fmt), KCKPT_FORMAT)) {
-        seterr(err, errlen, "%s: not a kiln checkpoint (\"format\" is not \"%s\")", sp, KCKPT_FORMAT);
+        kseterr(err, errlen, "%s: not a kiln checkpoint (\"format\" is not \"%s\")", sp, KCKPT_FORMAT);
         return -1;
     }
     json_t *ver = json_object_get(root, "version");
     if (!json_is_integer(ver) || json_integer_value(ver) < 1) {
-        seterr(err, errlen, "%s: \"version\" is missing or not an integer >= 1", sp);
+        kseterr(err, errlen, "%s: \"version\" is missing or not an integer >= 1", sp);
         return -1;
     }
     if (json_integer_value(ver) > KCKPT_VERSION) {
-        seterr(err, errlen, "%s: checkpoint format version %lld is newer than this kiln reads (%d)", sp,
+        kseterr(err, errlen, "%s: checkpoint format version %lld is newer than this kiln reads (%d)", sp,
                (long long)json_integer_value(ver), KCKPT_VERSION);
         return -1;
     }
@@ -686,7 +677,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
         int known = 0;
         for (int i = 0; STATE_KEYS[i] && !known; i++) known = !strcmp(STATE_KEYS[i], k);
         if (!known) {
-            seterr(err, errlen, "%s: unknown key \"%s\"", sp, k);
+            kseterr(err, errlen, "%s: unknown key \"%s\"", sp, k);
             return -1;
         }
     }
@@ -698,7 +689,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
         return -1;
     json_t *sec = json_object_get(root, "seconds");
     if (!json_is_number(sec) || json_number_value(sec) < 0) {
-        seterr(err, errlen, "%s: \"seconds\" is missing or not a number >= 0", sp);
+        kseterr(err, errlen, "%s: \"seconds\" is missing or not a number >= 0", sp);
         return -1;
     }
     st->seconds = json_number_value(sec);
@@ -706,7 +697,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
     const char *base = base_of(c->path);
     int64_t fs = step_of(base);
     if (fs >= 0 && fs != st->step) {
-        seterr(err, errlen, "%s: \"step\" is %lld but the folder is %s", sp, (long long)st->step, base);
+        kseterr(err, errlen, "%s: \"step\" is %lld but the folder is %s", sp, (long long)st->step, base);
         return -1;
     }
     json_t *sam = json_object_get(root, "sampler");
@@ -715,12 +706,12 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
         get_count(where, sam, "epoch", &st->epoch, err, errlen) ||
         get_count(where, sam, "next_index", &st->next_index, err, errlen)) {
         if (!json_is_object(sam) || json_object_size(sam) != 2)
-            seterr(err, errlen, "%s: \"sampler\" must be {\"epoch\": E, \"next_index\": I}", sp);
+            kseterr(err, errlen, "%s: \"sampler\" must be {\"epoch\": E, \"next_index\": I}", sp);
         return -1;
     }
     json_t *rng = json_object_get(root, "rng");
     if (!json_is_array(rng) || json_array_size(rng) > KCKPT_MAX_RNG) {
-        seterr(err, errlen, "%s: \"rng\" must be an array of at most %d hex strings", sp, KCKPT_MAX_RNG);
+        kseterr(err, errlen, "%s: \"rng\" must be an array of at most %d hex strings", sp, KCKPT_MAX_RNG);
         return -1;
     }
     st->n_rng = (int)json_array_size(rng);
@@ -729,38 +720,38 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
         const char *s = json_is_string(e) ? json_string_value(e) : "";
         char *end;
         if (strlen(s) != 16 || strspn(s, "0123456789abcdef") != 16) {
-            seterr(err, errlen, "%s: rng[%d] is not 16 lowercase hex digits", sp, i);
+            kseterr(err, errlen, "%s: rng[%d] is not 16 lowercase hex digits", sp, i);
             return -1;
         }
         st->rng[i] = strtoull(s, &end, 16);
     }
     json_t *cfg = json_object_get(root, "config");
     if (!json_is_object(cfg)) {
-        seterr(err, errlen, "%s: \"config\" is missing or not an object", sp);
+        kseterr(err, errlen, "%s: \"config\" is missing or not an object", sp);
         return -1;
     }
     c->config_json = json_dumps(cfg, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_t *ex = json_object_get(root, "extra");
     if (ex && !json_is_object(ex)) {
-        seterr(err, errlen, "%s: \"extra\" is not an object", sp);
+        kseterr(err, errlen, "%s: \"extra\" is not an object", sp);
         return -1;
     }
     c->extra_json = ex ? json_dumps(ex, JSON_COMPACT | JSON_REAL_PRECISION(17)) : xstrdup("{}");
     if (!c->config_json || !c->extra_json) {
-        seterr(err, errlen, "%s: cannot re-encode the config", sp);
+        kseterr(err, errlen, "%s: cannot re-encode the config", sp);
         return -1;
     }
     st->config_json = c->config_json;
     st->extra_json = c->extra_json;
     json_t *met = json_object_get(root, "metrics");
     if (!json_is_object(met)) {
-        seterr(err, errlen, "%s: \"metrics\" is missing or not an object", sp);
+        kseterr(err, errlen, "%s: \"metrics\" is missing or not an object", sp);
         return -1;
     }
     c->metrics = xcalloc(json_object_size(met) + 1, sizeof *c->metrics);
     json_object_foreach(met, k, v) {
         if (!json_is_number(v) && !json_is_null(v)) {
-            seterr(err, errlen, "%s: metric \"%s\" is not a number or null", sp, k);
+            kseterr(err, errlen, "%s: metric \"%s\" is not a number or null", sp, k);
             return -1;
         }
         c->metrics[st->n_metrics].name = xstrdup(k);
@@ -775,7 +766,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
            *vbytes = json_object_get(voc, "bytes"), *vhash = json_object_get(voc, "xxh3_128");
     if (!json_is_object(voc) || !json_is_string(vname) || !json_is_string(vfile) ||
         strcmp(json_string_value(vfile), "vocab.txt") || !json_is_integer(vbytes) || !json_is_string(vhash)) {
-        seterr(err, errlen, "%s: \"vocab\" must be {\"name\", \"file\": \"vocab.txt\", \"bytes\", \"xxh3_128\"}", sp);
+        kseterr(err, errlen, "%s: \"vocab\" must be {\"name\", \"file\": \"vocab.txt\", \"bytes\", \"xxh3_128\"}", sp);
         return -1;
     }
     c->vocab_name = xstrdup(json_string_value(vname));
@@ -783,7 +774,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
     char *vp = join(c->path, "vocab.txt");
     int e = kbuf_read_file(&c->vocab, vp);
     if (e) {
-        seterr(err, errlen, "%s: %s", vp, strerror(e));
+        kseterr(err, errlen, "%s: %s", vp, strerror(e));
         free(vp);
         return -1;
     }
@@ -792,7 +783,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
     khash128(c->vocab.data ? c->vocab.data : "", c->vocab.len, h);
     khash_hex(h, hex);
     if ((json_int_t)c->vocab.len != json_integer_value(vbytes) || strcmp(hex, json_string_value(vhash))) {
-        seterr(err, errlen, "%s: %zu bytes with hash %s, state.json says %lld bytes with hash %s (damaged or "
+        kseterr(err, errlen, "%s: %zu bytes with hash %s, state.json says %lld bytes with hash %s (damaged or "
                "replaced)", vp, c->vocab.len, hex, (long long)json_integer_value(vbytes), json_string_value(vhash));
         free(vp);
         return -1;
@@ -802,7 +793,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
     /* files */
     json_t *files = json_object_get(root, "files");
     if (!json_is_object(files)) {
-        seterr(err, errlen, "%s: \"files\" is missing or not an object", sp);
+        kseterr(err, errlen, "%s: \"files\" is missing or not an object", sp);
         return -1;
     }
     size_t nf = json_object_size(files);
@@ -810,11 +801,11 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
     c->kst = xcalloc(nf + 1, sizeof *c->kst);
     json_object_foreach(files, k, v) {
         if (!valid_part_name(k)) {
-            seterr(err, errlen, "%s: file name \"%s\" is not a plain NAME.safetensors", sp, k);
+            kseterr(err, errlen, "%s: file name \"%s\" is not a plain NAME.safetensors", sp, k);
             return -1;
         }
         if (!json_is_array(v)) {
-            seterr(err, errlen, "%s: files.\"%s\" is not an array of tensors", sp, k);
+            kseterr(err, errlen, "%s: files.\"%s\" is not an array of tensors", sp, k);
             return -1;
         }
         /* the list of state.json */
@@ -837,7 +828,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
             }
         }
         if (bad) {
-            seterr(err, errlen, "%s: files.\"%s\": every tensor must be {\"name\", \"dtype\", \"shape\": [dims]}",
+            kseterr(err, errlen, "%s: files.\"%s\": every tensor must be {\"name\", \"dtype\", \"shape\": [dims]}",
                    sp, k);
             free(want);
             return -1;
@@ -856,7 +847,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
         int d = diff_tensors(f, want, (int)nt, "state.json", &msg);
         free(want);
         if (d) {
-            seterr(err, errlen, "%s: does not match state.json:%s", fp, msg.data);
+            kseterr(err, errlen, "%s: does not match state.json:%s", fp, msg.data);
             kbuf_free(&msg);
             free(fp);
             return -1;
@@ -871,7 +862,7 @@ kckpt *kckpt_open(const char *path, char *err, size_t errlen)
 {
     if (errlen) err[0] = '\0';
     if (!path || !is_dir(path)) {
-        seterr(err, errlen, "%s: not a checkpoint folder (missing or not a folder)", path ? path : "(null)");
+        kseterr(err, errlen, "%s: not a checkpoint folder (missing or not a folder)", path ? path : "(null)");
         return NULL;
     }
     kckpt *c = xcalloc(1, sizeof *c);
@@ -882,14 +873,14 @@ kckpt *kckpt_open(const char *path, char *err, size_t errlen)
     kbuf b = {0};
     int e = kbuf_read_file(&b, sp);
     if (e) {
-        seterr(err, errlen, "%s: %s%s", sp, strerror(e), e == ENOENT ? " (not a complete kiln checkpoint)" : "");
+        kseterr(err, errlen, "%s: %s%s", sp, strerror(e), e == ENOENT ? " (not a complete kiln checkpoint)" : "");
         goto fail;
     }
     json_error_t je;
     json_t *root = json_loadb(b.data ? b.data : "", b.len, JSON_REJECT_DUPLICATES, &je);
     kbuf_free(&b);
     if (!root) {
-        seterr(err, errlen, "%s: line %d, column %d: %s", sp, je.line, je.column, je.text);
+        kseterr(err, errlen, "%s: line %d, column %d: %s", sp, je.line, je.column, je.text);
         goto fail;
     }
     int rc = read_state(c, root, sp, err, errlen);
@@ -909,13 +900,13 @@ int kckpt_check(const kckpt *c, const kckpt_part *expect, int n_expect, int flag
     for (int i = 0; i < n_expect; i++) {
         const kst_file *f = kckpt_file(c, expect[i].file);
         if (!f) {
-            seterr(err, errlen, "%s: has no %s (not a checkpoint of this kind of run)", c->path, expect[i].file);
+            kseterr(err, errlen, "%s: has no %s (not a checkpoint of this kind of run)", c->path, expect[i].file);
             return EX_DATAERR;
         }
         kbuf msg = {0};
         int d = diff_tensors(f, expect[i].tensors, expect[i].n, "this model", &msg);
         if (d) {
-            seterr(err, errlen, "%s: does not fit this model:%s", kst_path(f), msg.data);
+            kseterr(err, errlen, "%s: does not fit this model:%s", kst_path(f), msg.data);
             kbuf_free(&msg);
             return EX_DATAERR;
         }
@@ -926,7 +917,7 @@ int kckpt_check(const kckpt *c, const kckpt_part *expect, int n_expect, int flag
             int found = 0;
             for (int k = 0; k < n_expect && !found; k++) found = !strcmp(expect[k].file, c->files[i]);
             if (!found) {
-                seterr(err, errlen, "%s: has %s, which this run does not know how to restore", c->path,
+                kseterr(err, errlen, "%s: has %s, which this run does not know how to restore", c->path,
                        c->files[i]);
                 return EX_DATAERR;
             }

@@ -19,15 +19,6 @@
 #include "trainer/checkpoint.h"
 #include "util/util.h"
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- layout ---------------------------------------------------------------- */
 
@@ -324,7 +315,7 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
 {
     if (errlen) err[0] = '\0';
     if (!dir || !*dir || !m || n < 0 || (n && !params) || !vocab_txt) {
-        seterr(err, errlen, "kexport_hf: bad arguments");
+        kseterr(err, errlen, "kexport_hf: bad arguments");
         return EX_SOFTWARE;
     }
     /* vocabulary */
@@ -332,21 +323,21 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
     int64_t V = scan_vocab(vocab_txt, vocab_len, sp);
     for (int k = 0; k < N_SP; k++)
         if (sp[k] < 0) {
-            seterr(err, errlen, "the vocabulary has no %s line: BertTokenizer needs [PAD] [UNK] [CLS] [SEP] [MASK]",
+            kseterr(err, errlen, "the vocabulary has no %s line: BertTokenizer needs [PAD] [UNK] [CLS] [SEP] [MASK]",
                    SPECIAL[k]);
             return EX_DATAERR;
         }
     if (m->vocab_size && m->vocab_size < V) {
-        seterr(err, errlen, "model.vocab_size is %d but the vocabulary has %lld lines", m->vocab_size, (long long)V);
+        kseterr(err, errlen, "model.vocab_size is %d but the vocabulary has %lld lines", m->vocab_size, (long long)V);
         return EX_DATAERR;
     }
     if (V > (int64_t)1 << 30) {
-        seterr(err, errlen, "the vocabulary has %lld lines, more than kiln's limit", (long long)V);
+        kseterr(err, errlen, "the vocabulary has %lld lines, more than kiln's limit", (long long)V);
         return EX_DATAERR;
     }
     if (m->vocab_size) V = m->vocab_size; /* rows past the vocabulary's lines: padding the tokenizer never emits */
     if (sp[SP_PAD] != m->pad_token_id) {
-        seterr(err, errlen, "model.pad_token_id is %d but [PAD] is line %lld of the vocabulary (ids count from 0)",
+        kseterr(err, errlen, "model.pad_token_id is %d but [PAD] is line %lld of the vocabulary (ids count from 0)",
                m->pad_token_id, (long long)sp[SP_PAD]);
         return EX_DATAERR;
     }
@@ -354,7 +345,7 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
     int nl;
     kexport_entry *lay = kexport_layout(m, (int)V, &nl);
     if (!lay) {
-        seterr(err, errlen, "kexport_hf: the model config has a dimension <= 0 or an unknown type");
+        kseterr(err, errlen, "kexport_hf: the model config has a dimension <= 0 or an unknown type");
         return EX_SOFTWARE;
     }
     kst_tensor *out = xcalloc((size_t)nl, sizeof *out);
@@ -362,7 +353,7 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
     int nout = match(lay, nl, params, n, out, &msg);
     free(lay);
     if (nout < 0) {
-        seterr(err, errlen, "the tensors do not fit %s: %s",
+        kseterr(err, errlen, "the tensors do not fit %s: %s",
                m->type == KMODEL_ALBERT ? "AlbertForPreTraining" : "BertForPreTraining", msg.data);
         kbuf_free(&msg);
         free(out);
@@ -384,14 +375,14 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
     int rc;
     struct stat st;
     if (!replace && !lstat(final, &st)) {
-        seterr(err, errlen, "%s: already exists", final);
+        kseterr(err, errlen, "%s: already exists", final);
         rc = EX_CANTCREAT;
         goto done;
     }
     if ((rc = kckpt_mkdirs(parent, err, errlen))) goto done;
     kckpt_remove_tree(tmp);
     if (mkdir(tmp, 0755)) {
-        seterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        kseterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
         rc = EX_CANTCREAT;
         goto done;
     }

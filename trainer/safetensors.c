@@ -58,15 +58,6 @@ size_t kst_dtype_size(const char *dtype)
     return d ? d->size : 0;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* numel * size, or -1 on overflow or a negative dimension. */
 static int tensor_bytes(int ndim, const int64_t *shape, size_t size, uint64_t *out)
@@ -120,12 +111,12 @@ int kst_fsync_dir(const char *dir, char *err, size_t errlen)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errlen, "%s: cannot open the folder to sync it: %s", dir, strerror(errno));
+        kseterr(err, errlen, "%s: cannot open the folder to sync it: %s", dir, strerror(errno));
         return EX_IOERR;
     }
     int rc = 0;
     if (fsync(fd) && errno != EINVAL && errno != EROFS) {
-        seterr(err, errlen, "%s: fsync of the folder: %s", dir, strerror(errno));
+        kseterr(err, errlen, "%s: fsync of the folder: %s", dir, strerror(errno));
         rc = EX_IOERR;
     }
     close(fd);
@@ -152,7 +143,7 @@ static int write_atomic(const char *path, const void *const *parts, const size_t
     memcpy(tmp + plen, ".tmp", 5);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        seterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        kseterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
         free(tmp);
         return EX_CANTCREAT;
     }
@@ -162,7 +153,7 @@ static int write_atomic(const char *path, const void *const *parts, const size_t
     if (close(fd) && !e) e = errno ? errno : EIO;
     if (!e && rename(tmp, path)) e = errno ? errno : EIO;
     if (e) {
-        seterr(err, errlen, "%s: cannot write: %s", path, strerror(e));
+        kseterr(err, errlen, "%s: cannot write: %s", path, strerror(e));
         unlink(tmp);
         free(tmp);
         return EX_IOERR;
@@ -203,7 +194,7 @@ int kst_write(const char *path, const kst_tensor *t, int n, const char *const *m
 {
     if (errlen) err[0] = '\0';
     if (!path || n < 0 || (n > 0 && !t) || n_meta < 0 || (n_meta > 0 && !meta)) {
-        seterr(err, errlen, "kst_write: bad arguments");
+        kseterr(err, errlen, "kst_write: bad arguments");
         return EX_SOFTWARE;
     }
     /* arguments */
@@ -212,25 +203,25 @@ int kst_write(const char *path, const kst_tensor *t, int n, const char *const *m
         const struct dtype *d = find_dtype(x->dtype);
         uint64_t nb;
         if (!x->name || !*x->name || !strcmp(x->name, "__metadata__")) {
-            seterr(err, errlen, "%s: tensor %d: missing or reserved name", path, i);
+            kseterr(err, errlen, "%s: tensor %d: missing or reserved name", path, i);
             return EX_SOFTWARE;
         }
         if (!d) {
-            seterr(err, errlen, "%s: tensor '%s': unknown dtype '%s'", path, x->name, x->dtype ? x->dtype : "(null)");
+            kseterr(err, errlen, "%s: tensor '%s': unknown dtype '%s'", path, x->name, x->dtype ? x->dtype : "(null)");
             return EX_SOFTWARE;
         }
         if (x->ndim < 0 || x->ndim > KST_MAX_DIMS || tensor_bytes(x->ndim, x->shape, d->size, &nb)) {
-            seterr(err, errlen, "%s: tensor '%s': bad shape (%d dimensions, negative or too large)", path, x->name,
+            kseterr(err, errlen, "%s: tensor '%s': bad shape (%d dimensions, negative or too large)", path, x->name,
                    x->ndim);
             return EX_SOFTWARE;
         }
         if (nb != x->nbytes) {
-            seterr(err, errlen, "%s: tensor '%s': %zu bytes given, its shape and dtype need %llu", path, x->name,
+            kseterr(err, errlen, "%s: tensor '%s': %zu bytes given, its shape and dtype need %llu", path, x->name,
                    x->nbytes, (unsigned long long)nb);
             return EX_SOFTWARE;
         }
         if (nb && !x->data) {
-            seterr(err, errlen, "%s: tensor '%s': no data", path, x->name);
+            kseterr(err, errlen, "%s: tensor '%s': no data", path, x->name);
             return EX_SOFTWARE;
         }
     }
@@ -238,14 +229,14 @@ int kst_write(const char *path, const kst_tensor *t, int n, const char *const *m
     for (int i = 0; i < n; i++) names[i] = t[i].name;
     const char *dup = duplicate(names, n);
     if (dup) {
-        seterr(err, errlen, "%s: tensor name '%s' given twice", path, dup);
+        kseterr(err, errlen, "%s: tensor name '%s' given twice", path, dup);
         free(names);
         return EX_SOFTWARE;
     }
     int n_keys = 0;
     for (int k = 0; k < n_meta; k++) {
         if (!meta[2 * k] || !meta[2 * k + 1]) {
-            seterr(err, errlen, "%s: metadata pair %d: NULL key or value", path, k);
+            kseterr(err, errlen, "%s: metadata pair %d: NULL key or value", path, k);
             free(names);
             return EX_SOFTWARE;
         }
@@ -254,7 +245,7 @@ int kst_write(const char *path, const kst_tensor *t, int n, const char *const *m
     dup = duplicate(names, n_keys);
     free(names);
     if (dup) {
-        seterr(err, errlen, "%s: metadata key '%s' given twice", path, dup);
+        kseterr(err, errlen, "%s: metadata key '%s' given twice", path, dup);
         return EX_SOFTWARE;
     }
 
@@ -286,7 +277,7 @@ int kst_write(const char *path, const kst_tensor *t, int n, const char *const *m
     kbuf_putc(&h, '}');
     while ((8 + h.len) % 8) kbuf_putc(&h, ' ');
     if (h.len > KST_MAX_HEADER) {
-        seterr(err, errlen, "%s: header of %zu bytes is over the format's limit of 100,000,000", path, h.len);
+        kseterr(err, errlen, "%s: header of %zu bytes is over the format's limit of 100,000,000", path, h.len);
         kbuf_free(&h);
         return EX_SOFTWARE;
     }
@@ -339,33 +330,33 @@ static int read_entry(const char *path, const char *name, json_t *v, kst_tensor 
                       size_t errlen)
 {
     if (!json_is_object(v)) {
-        seterr(err, errlen, "%s: tensor '%s': expected an object {dtype, shape, data_offsets}", path, name);
+        kseterr(err, errlen, "%s: tensor '%s': expected an object {dtype, shape, data_offsets}", path, name);
         return -1;
     }
     const char *k;
     json_t *e;
     json_object_foreach(v, k, e) {
         if (strcmp(k, "dtype") && strcmp(k, "shape") && strcmp(k, "data_offsets")) {
-            seterr(err, errlen, "%s: tensor '%s': unexpected key '%s'", path, name, k);
+            kseterr(err, errlen, "%s: tensor '%s': unexpected key '%s'", path, name, k);
             return -1;
         }
     }
     json_t *dt = json_object_get(v, "dtype"), *sh = json_object_get(v, "shape"),
            *of = json_object_get(v, "data_offsets");
     if (!dt || !sh || !of) {
-        seterr(err, errlen, "%s: tensor '%s': missing %s", path, name,
+        kseterr(err, errlen, "%s: tensor '%s': missing %s", path, name,
                !dt ? "dtype" : !sh ? "shape" : "data_offsets");
         return -1;
     }
     const struct dtype *d = json_is_string(dt) ? find_dtype(json_string_value(dt)) : NULL;
     if (!d) {
         char *s2 = json_dumps(dt, JSON_ENCODE_ANY | JSON_COMPACT);
-        seterr(err, errlen, "%s: tensor '%s': unknown dtype %.40s", path, name, s2 ? s2 : "?");
+        kseterr(err, errlen, "%s: tensor '%s': unknown dtype %.40s", path, name, s2 ? s2 : "?");
         free(s2);
         return -1;
     }
     if (!json_is_array(sh) || json_array_size(sh) > KST_MAX_DIMS) {
-        seterr(err, errlen, "%s: tensor '%s': shape must be an array of at most %d integers", path, name,
+        kseterr(err, errlen, "%s: tensor '%s': shape must be an array of at most %d integers", path, name,
                KST_MAX_DIMS);
         return -1;
     }
@@ -373,29 +364,29 @@ static int read_entry(const char *path, const char *name, json_t *v, kst_tensor 
     for (int j = 0; j < t->ndim; j++) {
         json_t *x = json_array_get(sh, (size_t)j);
         if (!json_is_integer(x) || json_integer_value(x) < 0) {
-            seterr(err, errlen, "%s: tensor '%s': shape[%d] is not an integer >= 0", path, name, j);
+            kseterr(err, errlen, "%s: tensor '%s': shape[%d] is not an integer >= 0", path, name, j);
             return -1;
         }
         t->shape[j] = (int64_t)json_integer_value(x);
     }
     if (!json_is_array(of) || json_array_size(of) != 2 || !json_is_integer(json_array_get(of, 0)) ||
         !json_is_integer(json_array_get(of, 1))) {
-        seterr(err, errlen, "%s: tensor '%s': data_offsets must be [BEGIN, END], two integers", path, name);
+        kseterr(err, errlen, "%s: tensor '%s': data_offsets must be [BEGIN, END], two integers", path, name);
         return -1;
     }
     json_int_t b = json_integer_value(json_array_get(of, 0)), en = json_integer_value(json_array_get(of, 1));
     if (b < 0 || en < b) {
-        seterr(err, errlen, "%s: tensor '%s': data_offsets [%lld, %lld] need 0 <= BEGIN <= END", path, name,
+        kseterr(err, errlen, "%s: tensor '%s': data_offsets [%lld, %lld] need 0 <= BEGIN <= END", path, name,
                (long long)b, (long long)en);
         return -1;
     }
     uint64_t nb;
     if (tensor_bytes(t->ndim, t->shape, d->size, &nb)) {
-        seterr(err, errlen, "%s: tensor '%s': shape too large (numel * size overflows 64 bits)", path, name);
+        kseterr(err, errlen, "%s: tensor '%s': shape too large (numel * size overflows 64 bits)", path, name);
         return -1;
     }
     if ((uint64_t)(en - b) != nb) {
-        seterr(err, errlen, "%s: tensor '%s': data_offsets [%lld, %lld] hold %llu bytes, its shape and dtype %s "
+        kseterr(err, errlen, "%s: tensor '%s': data_offsets [%lld, %lld] hold %llu bytes, its shape and dtype %s "
                "need %llu", path, name, (long long)b, (long long)en, (unsigned long long)(en - b), d->name,
                (unsigned long long)nb);
         return -1;
@@ -412,12 +403,12 @@ kst_file *kst_open(const char *path, char *err, size_t errlen)
     if (errlen) err[0] = '\0';
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        kseterr(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
+        kseterr(err, errlen, "%s: not a regular file", path);
         close(fd);
         return NULL;
     }
@@ -432,41 +423,41 @@ kst_file *kst_open(const char *path, char *err, size_t errlen)
     /* 1. lengths */
     unsigned char len8[8];
     if (size < 8 || read_all(fd, len8, 8)) {
-        seterr(err, errlen, "%s: truncated: %llu bytes, less than the 8-byte header length", path,
+        kseterr(err, errlen, "%s: truncated: %llu bytes, less than the 8-byte header length", path,
                (unsigned long long)size);
         goto fail;
     }
     uint64_t hn = 0;
     for (int i = 0; i < 8; i++) hn |= (uint64_t)len8[i] << (8 * i);
     if (hn > KST_MAX_HEADER) {
-        seterr(err, errlen, "%s: header length %llu is over the format's limit of 100,000,000 (not a "
+        kseterr(err, errlen, "%s: header length %llu is over the format's limit of 100,000,000 (not a "
                "safetensors file?)", path, (unsigned long long)hn);
         goto fail;
     }
     if (hn > size - 8) {
-        seterr(err, errlen, "%s: truncated: the header needs %llu bytes, the file has %llu after the length",
+        kseterr(err, errlen, "%s: truncated: the header needs %llu bytes, the file has %llu after the length",
                path, (unsigned long long)hn, (unsigned long long)(size - 8));
         goto fail;
     }
     /* 2. header JSON */
     hdr = xmalloc((size_t)hn + 1);
     if ((rc = read_all(fd, hdr, (size_t)hn))) {
-        seterr(err, errlen, "%s: reading the header: %s", path, rc < 0 ? "file shrank while reading" : strerror(rc));
+        kseterr(err, errlen, "%s: reading the header: %s", path, rc < 0 ? "file shrank while reading" : strerror(rc));
         goto fail;
     }
     hdr[hn] = '\0';
     if (hn == 0 || hdr[0] != '{') {
-        seterr(err, errlen, "%s: the header does not start with '{' (not a safetensors file?)", path);
+        kseterr(err, errlen, "%s: the header does not start with '{' (not a safetensors file?)", path);
         goto fail;
     }
     json_error_t je;
     root = json_loadb(hdr, (size_t)hn, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        seterr(err, errlen, "%s: header is not valid JSON: byte %d: %s", path, je.position, je.text);
+        kseterr(err, errlen, "%s: header is not valid JSON: byte %d: %s", path, je.position, je.text);
         goto fail;
     }
     if (!json_is_object(root)) {
-        seterr(err, errlen, "%s: header is not a JSON object", path);
+        kseterr(err, errlen, "%s: header is not a JSON object", path);
         goto fail;
     }
     /* 3, 4, 5. entries */
@@ -478,7 +469,7 @@ kst_file *kst_open(const char *path, char *err, size_t errlen)
     json_object_foreach(root, k, v) {
         if (!strcmp(k, "__metadata__")) {
             if (!json_is_object(v)) {
-                seterr(err, errlen, "%s: __metadata__ is not an object of strings", path);
+                kseterr(err, errlen, "%s: __metadata__ is not an object of strings", path);
                 goto fail;
             }
             f->meta = xcalloc(2 * json_object_size(v) + 1, sizeof *f->meta);
@@ -486,7 +477,7 @@ kst_file *kst_open(const char *path, char *err, size_t errlen)
             json_t *mv;
             json_object_foreach(v, mk, mv) {
                 if (!json_is_string(mv)) {
-                    seterr(err, errlen, "%s: __metadata__: the value of '%s' is not a string", path, mk);
+                    kseterr(err, errlen, "%s: __metadata__: the value of '%s' is not a string", path, mk);
                     goto fail;
                 }
                 f->meta[2 * f->n_meta] = xstrdup(mk);
@@ -507,13 +498,13 @@ kst_file *kst_open(const char *path, char *err, size_t errlen)
     for (int i = 0; i < f->n; i++) {
         const char *name = f->t[sp[i].i].name;
         if (sp[i].begin < at) {
-            seterr(err, errlen, "%s: tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' (ends at %llu)",
+            kseterr(err, errlen, "%s: tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' (ends at %llu)",
                    path, name, (unsigned long long)sp[i].begin, (unsigned long long)sp[i].end,
                    f->t[sp[i - 1].i].name, (unsigned long long)at);
             goto fail;
         }
         if (sp[i].begin > at) {
-            seterr(err, errlen, "%s: tensor '%s': data bytes %llu..%llu before it belong to no tensor", path, name,
+            kseterr(err, errlen, "%s: tensor '%s': data bytes %llu..%llu before it belong to no tensor", path, name,
                    (unsigned long long)at, (unsigned long long)sp[i].begin);
             goto fail;
         }
@@ -522,19 +513,19 @@ kst_file *kst_open(const char *path, char *err, size_t errlen)
     /* 7. size */
     uint64_t have = size - 8 - hn;
     if (at > have) {
-        seterr(err, errlen, "%s: truncated: the tensors need %llu bytes of data, the file has %llu", path,
+        kseterr(err, errlen, "%s: truncated: the tensors need %llu bytes of data, the file has %llu", path,
                (unsigned long long)at, (unsigned long long)have);
         goto fail;
     }
     if (at < have) {
-        seterr(err, errlen, "%s: %llu bytes after the last tensor (the data is %llu bytes)", path,
+        kseterr(err, errlen, "%s: %llu bytes after the last tensor (the data is %llu bytes)", path,
                (unsigned long long)(have - at), (unsigned long long)at);
         goto fail;
     }
     f->data_len = (size_t)at;
     f->data = xmalloc(f->data_len ? f->data_len : 1);
     if ((rc = read_all(fd, f->data, f->data_len))) {
-        seterr(err, errlen, "%s: reading the data: %s", path, rc < 0 ? "file shrank while reading" : strerror(rc));
+        kseterr(err, errlen, "%s: reading the data: %s", path, rc < 0 ? "file shrank while reading" : strerror(rc));
         goto fail;
     }
     for (int i = 0; i < f->n; i++) f->t[sp[i].i].data = f->data + sp[i].begin;

@@ -31,6 +31,10 @@ void kbuf_free(kbuf *b);                           /* frees, leaves a zeroed kbu
 /* Appends s as a JSON string literal (quotes included, escapes as RFC 8259). */
 void kbuf_json_str(kbuf *b, const char *s, size_t n);
 
+/* printf into a caller's error buffer (nothing when errlen is 0): how the
+ * lower modules hand a message up. */
+void kseterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Appends the UTF-8 encoding of code point cp (<= 0x10FFFF). */
 void kbuf_put_cp(kbuf *b, uint32_t cp);
 /* Reads a whole file (path "-" is standard input) into b (appended).
