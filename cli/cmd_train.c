@@ -302,31 +302,29 @@ int cmd_predict(int argc, char **argv, const char *db)
     int32_t cls = (int32_t)kwp_vocab_special(v, KWP_CLS), sep = (int32_t)kwp_vocab_special(v, KWP_SEP),
             mask = (int32_t)kwp_vocab_special(v, KWP_MASK), pad = (int32_t)kwp_vocab_special(v, KWP_PAD);
     kwp_tok *tok = kwp_tok_new(v, KWP_DEFAULT_MAX_WORD_CHARS);
-    kwp_ids ids = {0};
-    int Lmax = cfg.model.max_position_embeddings;
+    int Lmax = cfg.model.max_position_embeddings, n_texts = argc - optind;
     int sentence = !!(cfg.data.objectives & (KOBJ_SOP | KOBJ_NSP));
-    for (int a = optind; a < argc && !rc; a++) {
-        const char *text = argv[a];
-        kwp_ids_clear(&ids);
-        kwp_encode(tok, text, strlen(text), &ids);
-        int L = (int)ids.n + 2, P = 0;
-        for (size_t i = 0; i < ids.n; i++) P += (int32_t)ids.ids[i] == mask;
+    /* every text tokenized first: one model sized for the longest, weights copied once */
+    kwp_ids *all = xcalloc((size_t)n_texts, sizeof *all);
+    int Lm = 2, Pm = 1;
+    for (int a = 0; a < n_texts && !rc; a++) {
+        kwp_encode(tok, argv[optind + a], strlen(argv[optind + a]), &all[a]);
+        int L = (int)all[a].n + 2, P = 0;
+        for (size_t i = 0; i < all[a].n; i++) P += (int32_t)all[a].ids[i] == mask;
         if (L > Lmax) {
-            kerr("text %d: %d tokens with [CLS] and [SEP], the model takes at most %d", a - optind + 1, L, Lmax);
+            kerr("text %d: %d tokens with [CLS] and [SEP], the model takes at most %d", a + 1, L, Lmax);
             rc = EX_DATAERR;
-            break;
         }
-        if (P == 0) {
-            kwarn("text %d has no [MASK]", a - optind + 1);
-        }
-        int Pm = P > 0 ? P : 1;
-        kmodel *m = kmodel_new(&cfg.model, 1, L, Pm, sentence, err, sizeof err);
-        if (!m) {
-            kerr("model: %s", err);
-            rc = EX_DATAERR;
-            break;
-        }
-        /* weights from the checkpoint, by name and shape */
+        if (P == 0) kwarn("text %d has no [MASK]", a + 1);
+        Lm = L > Lm ? L : Lm;
+        Pm = P > Pm ? P : Pm;
+    }
+    kmodel *m = rc ? NULL : kmodel_new(&cfg.model, 1, Lm, Pm, sentence, err, sizeof err);
+    if (!rc && !m) {
+        kerr("model: %s", err);
+        rc = EX_DATAERR;
+    }
+    if (m) {   /* weights from the checkpoint, by name and shape */
         int nt;
         const ktensor *tl = kmodel_params(m, &nt);
         float *w = kmodel_param_data(m);
@@ -339,30 +337,31 @@ int cmd_predict(int argc, char **argv, const char *db)
                 memcpy(w + tl[i].offset, t->data, t->nbytes);
             }
         }
-        /* one row: [CLS] ids [SEP], the [MASK] positions as predictions */
-        int32_t in[L], types_n = 0, pos[Pm], lab[Pm], n_masked = 0, len = L, label = -1;
-        uint8_t types[L];
-        float wts[Pm];
+    }
+    /* one row per text: [CLS] ids [SEP] padded to Lm, the [MASK] positions as predictions */
+    int32_t *in = xcalloc((size_t)Lm, sizeof *in), *pos = xcalloc((size_t)Pm, sizeof *pos),
+            *lab = xcalloc((size_t)Pm, sizeof *lab);
+    uint8_t *types = xcalloc((size_t)Lm, 1);
+    float *wts = xcalloc((size_t)Pm, sizeof *wts);
+    for (int a = 0; a < n_texts && !rc; a++) {
+        const char *text = argv[optind + a];
+        const kwp_ids *ids = &all[a];
+        int len = (int)ids->n + 2, n_masked = 0, label = -1;
         int64_t index = 0;
+        for (int i = 0; i < Lm; i++) in[i] = pad;
         in[0] = cls;
-        for (size_t i = 0; i < ids.n; i++) in[i + 1] = (int32_t)ids.ids[i];
-        in[L - 1] = sep;
-        memset(types, 0, sizeof types);
-        (void)types_n;
-        for (int i = 0; i < L; i++)
+        for (size_t i = 0; i < ids->n; i++) in[i + 1] = (int32_t)ids->ids[i];
+        in[len - 1] = sep;
+        for (int j = 0; j < Pm; j++) pos[j] = 0, lab[j] = pad, wts[j] = 0;
+        for (int i = 0; i < len; i++)
             if (in[i] == mask) {
                 pos[n_masked] = i;
                 lab[n_masked] = mask;
                 wts[n_masked] = 1.0f;
                 n_masked++;
             }
-        if (!n_masked) {
-            pos[0] = 0;
-            lab[0] = pad;
-            wts[0] = 0;
-        }
         ksample_batch b = {.version = KSAMPLE_BATCH_VERSION, .objectives = KOBJ_MLM | (sentence ? KOBJ_SOP : 0),
-                           .B = 1, .L = L, .P = Pm, .capacity = 1, .pad_id = pad, .cls_id = cls, .sep_id = sep,
+                           .B = 1, .L = Lm, .P = Pm, .capacity = 1, .pad_id = pad, .cls_id = cls, .sep_id = sep,
                            .mask_id = mask, .index = &index, .input_ids = in, .token_type_ids = types,
                            .lengths = &len, .n_masked = &n_masked, .masked_positions = pos, .masked_ids = lab,
                            .masked_weights = wts, .labels = &label};
@@ -418,9 +417,10 @@ int cmd_predict(int argc, char **argv, const char *db)
             fputs(o.data, stdout);
         }
         kbuf_free(&o);
-        kmodel_free(m);
     }
-    kwp_ids_free(&ids);
+    for (int a = 0; a < n_texts; a++) kwp_ids_free(&all[a]);
+    free(all), free(in), free(pos), free(lab), free(types), free(wts);
+    kmodel_free(m);
     kwp_tok_free(tok);
     kwp_vocab_free(v);
     kckpt_close(ck);
