@@ -745,6 +745,29 @@ int kstore_tokens_row(kstore *s, sqlite3_stmt *st, ktokens_row *t)
                        (long long)t->doc_id, (long long)t->vocab_id);
 }
 
+/* Steps a doc_tokens query through its callback: plain rows, or rows with the
+ * document's content hash in column 7 (checked). */
+typedef struct tok_cb {
+    int (*plain)(const ktokens_row *, void *);
+    int (*hashed)(const ktokens_row *, const uint8_t *hash, void *);
+    void *ctx;
+} tok_cb;
+
+static int tokens_rows(kstore *s, sqlite3_stmt *st, const tok_cb *c)
+{
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        ktokens_row t;
+        int rc = kstore_tokens_row(s, st, &t);
+        if (!rc && c->hashed && sqlite3_column_bytes(st, 7) != KHASH_LEN)
+            rc = kstore_fail(s, EX_DATAERR, "document %lld has a corrupt content hash", (long long)t.doc_id);
+        if (rc) { sqlite3_reset(st); return rc; }
+        if (c->hashed ? c->hashed(&t, sqlite3_column_blob(st, 7), c->ctx) : c->plain(&t, c->ctx)) break;
+    }
+    sqlite3_reset(st);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read tokens");
+}
+
 int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
                           int (*cb)(const ktokens_row *, void *), void *ctx)
 {
@@ -752,15 +775,7 @@ int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
     if (!st) return EX_SOFTWARE;
     sqlite3_bind_int64(st, 1, vocab_id);
     sqlite3_bind_int64(st, 2, after_id);
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        ktokens_row t;
-        int rc = kstore_tokens_row(s, st, &t);
-        if (rc) { sqlite3_reset(st); return rc; }
-        if (cb(&t, ctx)) break;
-    }
-    sqlite3_reset(st);
-    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read tokens");
+    return tokens_rows(s, st, &(tok_cb){.plain = cb, .ctx = ctx});
 }
 
 int kstore_snapshot_docs_foreach(kstore *s, int64_t vocab_id, int64_t max_doc_id,
@@ -771,18 +786,7 @@ int kstore_snapshot_docs_foreach(kstore *s, int64_t vocab_id, int64_t max_doc_id
     if (!st) return EX_SOFTWARE;
     sqlite3_bind_int64(st, 1, vocab_id);
     sqlite3_bind_int64(st, 2, max_doc_id);
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        ktokens_row t;
-        int rc = kstore_tokens_row(s, st, &t);
-        if (!rc && sqlite3_column_bytes(st, 7) != KHASH_LEN)
-            rc = kstore_fail(s, EX_DATAERR, "document %lld has a corrupt content hash",
-                             (long long)t.doc_id);
-        if (rc) { sqlite3_reset(st); return rc; }
-        if (cb(&t, sqlite3_column_blob(st, 7), ctx)) break;
-    }
-    sqlite3_reset(st);
-    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read tokens");
+    return tokens_rows(s, st, &(tok_cb){.hashed = cb, .ctx = ctx});
 }
 
 int kstore_tokens_summary(kstore *s, int64_t vocab_id, int64_t *docs, int64_t *max_doc_id,
