@@ -460,19 +460,21 @@ int cmd_sample(int argc, char **argv, const char *db)
     cli_progress_init(&pr, c.json || format != 2);
     double t0 = know_seconds(), last = t0;
     uint64_t done = 0;
+    ksample_batch *part = NULL;   /* the last, partial batch: made here, not by the stream */
     while (done < count && !cli_stop) {
         ksample_stats bs;
-        const ksample_batch *b = ksampler_stream_next(st, &bs);
-        int use = (int)(count - done < (uint64_t)b->B ? count - done : (uint64_t)b->B);
-        if (use == b->B) stats_add(&total, &bs);
-        else {   /* a partial last batch: count its rows again */
-            ksample_batch *part = ksampler_batch_new(sp, use);
-            ksample_stats ps;
-            memset(&ps, 0, sizeof ps);
-            ksampler_fill(sp, epoch, (uint64_t)b->index[0], n_shards, use, part, &ps);
-            stats_add(&total, &ps);
-            ksampler_batch_free(part);
+        memset(&bs, 0, sizeof bs);
+        const ksample_batch *b;
+        int use = B;
+        if (count - done >= (uint64_t)B) {
+            b = ksampler_stream_next(st, &bs);
+        } else {
+            use = (int)(count - done);
+            part = ksampler_batch_new(sp, use);
+            ksampler_fill(sp, epoch, (start + done) * n_shards + shard, n_shards, use, part, &bs);
+            b = part;
         }
+        stats_add(&total, &bs);
         if (format != 2) {
             for (int r = 0; r < use; r++) {
                 if (format == 0) row_jsonl(&out, b, r, ksampler_epoch_size(sp), epoch);
@@ -500,6 +502,7 @@ int cmd_sample(int argc, char **argv, const char *db)
     if (fflush(stdout)) rc = EX_IOERR;
     if (rc == EX_IOERR) kerr("writing the samples: %s", strerror(errno));
     kbuf_free(&out);
+    ksampler_batch_free(part);
     ksampler_stream_free(st);
     if (stats && !rc) print_stats(format == 2 ? stdout : stderr, &total, o.seq_len, secs, c.json, o.objectives,
                     ksampler_epoch_size(sp), ksampler_split_docs(sp), x.snapshot_path);

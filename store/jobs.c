@@ -158,9 +158,9 @@ int kstore_job_get(kstore *s, int64_t id, kjob *j, kbuf *strings)
     return 0;
 }
 
-int kstore_jobs_foreach(kstore *s, int (*cb)(const kjob *, void *), void *ctx)
+/* Every row of a job query through cb (strings valid during the call). */
+static int job_rows(kstore *s, sqlite3_stmt *q, int (*cb)(const kjob *, void *), void *ctx, const char *what)
 {
-    sqlite3_stmt *q = st(s, J_ALL);
     if (!q) return EX_SOFTWARE;
     int r;
     while ((r = sqlite3_step(q)) == SQLITE_ROW) {
@@ -169,7 +169,12 @@ int kstore_jobs_foreach(kstore *s, int (*cb)(const kjob *, void *), void *ctx)
         if (cb(&j, ctx)) break;
     }
     sqlite3_reset(q);
-    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read jobs");
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, what);
+}
+
+int kstore_jobs_foreach(kstore *s, int (*cb)(const kjob *, void *), void *ctx)
+{
+    return job_rows(s, st(s, J_ALL), cb, ctx, "read jobs");
 }
 
 int kstore_metric_put(kstore *s, int64_t job, int64_t step, const char *name, double value)
@@ -285,16 +290,7 @@ int kstore_job_set_request(kstore *s, int64_t id, const char *request)
 
 int kstore_jobs_queued_foreach(kstore *s, int (*cb)(const kjob *, void *), void *ctx)
 {
-    sqlite3_stmt *q = st(s, J_QUEUED);
-    if (!q) return EX_SOFTWARE;
-    int r;
-    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-        kjob j;
-        job_row(q, &j);
-        if (cb(&j, ctx)) break;
-    }
-    sqlite3_reset(q);
-    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "read the queue");
+    return job_rows(s, st(s, J_QUEUED), cb, ctx, "read the queue");
 }
 
 int kstore_jobs_recover(kstore *s, int64_t *n)
