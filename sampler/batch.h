@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#define KSAMPLE_BATCH_VERSION 1
+#define KSAMPLE_BATCH_VERSION 2 /* 2: targets, KOBJ_CLASSIFY */
 
 /* Objective bits (a batch may combine several: mlm|sop, wwm|nsp, rtd, ...). */
 enum {
@@ -24,6 +24,7 @@ enum {
     KOBJ_RTD = 1 << 5,      /* ELECTRA inputs: 85% [MASK] / 15% keep, no random branch */
     KOBJ_CLM = 1 << 6,      /* contiguous windows, documents separated by [SEP] */
     KOBJ_ENTITIES = 1 << 7, /* per-token entity ids from the KG mentions */
+    KOBJ_CLASSIFY = 1 << 8, /* labelled examples (sampler/dataset.h): labels = class, or targets */
 };
 
 typedef struct ksample_batch {
@@ -46,7 +47,8 @@ typedef struct ksample_batch {
     int32_t *masked_ids;       /* (B, P) original ids at those positions (the labels) */
     float *masked_weights;     /* (B, P) 1.0 for a real prediction, 0.0 for padding */
 
-    /* Sentence-level label: SOP (1 = swapped) or NSP (1 = random next);
+    /* Sentence-level label: SOP (1 = swapped) or NSP (1 = random next), or
+     * the class (0 .. num_labels - 1) of a labelled example (KOBJ_CLASSIFY);
      * -1 when the objective has none. */
     int32_t *labels;           /* (B) */
 
@@ -56,6 +58,10 @@ typedef struct ksample_batch {
      * alignment (the dEA targets). */
     int32_t *entity_ids;       /* (B, L) */
     int32_t *entity_labels;    /* (B, L) */
+
+    /* Regression targets of labelled examples (KOBJ_CLASSIFY with one
+     * output), else NULL; NaN = no target. (version 2) */
+    float *targets;            /* (B) */
 } ksample_batch;
 
 #endif

@@ -56,7 +56,7 @@
 
 #include "trainer/kernels.h"
 
-enum { INIT_NORMAL = 0, INIT_ONE = 1, INIT_ZERO = 2 };
+enum { INIT_NORMAL = KINIT_NORMAL, INIT_ONE = KINIT_ONE, INIT_ZERO = KINIT_ZERO };
 
 /* Offsets (in floats) of one weight set of an encoder layer. */
 typedef struct layer_off {
@@ -85,19 +85,23 @@ typedef struct layer_act {
 
 struct kmodel {
     kmodel_config c;
+    kmodel_spec s;
     int type, maxB, L, P, sent;
+    int ncls;                 /* classifier outputs (KHEAD_CLASSIFY), 0 without */
+    float p_cls;              /* dropout on the pooled output before the classifier */
+    int inference;
     int V, E, H, I, NH, D, NL, NG, T, act;
     float eps, p_hidden, p_attn;
 
-    /* parameters */
+    /* parameters: the registry (state_dict order) */
     ktensor *t;
-    uint8_t *init_kind; /* (nt) INIT_* */
     int nt;
     size_t numel;
     float *params, *grads; /* (numel) each */
     size_t word, pos, typ, eln_g, eln_b, map_w, map_b;
     layer_off *lw; /* (NG) */
     size_t pool_w, pool_b, mlm_w, mlm_b, mlm_ln_g, mlm_ln_b, mlm_bias, cls_w, cls_b;
+    size_t clf_w, clf_b;      /* sequence classifier (num_labels, H), (num_labels) */
 
     /* activations (one arena) */
     float *arena;
@@ -118,6 +122,10 @@ struct kmodel {
     float *cls, *pooled, *dpooled, *dcls; /* (B, H) */
     float *slog;              /* (B, 2) */
     float *sloss, *sgscale;   /* (B) */
+    float *cz;                /* (B, H) pooled output after the classifier's dropout */
+    float *clog;              /* (B, ncls) classifier logits, then their gradients */
+    float *closs, *cgscale;   /* (B) */
+    float *dz;                /* (B, H) */
     float *gA, *gB, *gC;      /* (N, H) backward buffers */
     float *gI;                /* (N, I) */
     float *gQKV;              /* (N, 3H) */
@@ -135,7 +143,18 @@ struct kmodel {
     int32_t *slabel;          /* (max_B) */
     uint8_t *mcorrect;        /* (M) */
     uint8_t *scorrect;        /* (max_B) */
+    int32_t *clabel;          /* (max_B) class, -1 none */
+    float *ctarget;           /* (max_B) regression target, NaN none */
+    uint8_t *ccorrect;        /* (max_B) */
     int B, N, M, has_logits;
+    int objectives;           /* of the current batch (names the sentence terms) */
+
+    /* the pass */
+    int fwd;                  /* 0 none, 1 eval forward, 2 train forward */
+    int lossed;               /* kmodel_loss ran on the current forward */
+    uint64_t key;             /* dropout key of the current forward */
+    float **inj;              /* (NL + 1) injected gradients (max_B L, H) each, allocated on first use */
+    uint8_t *inj_set;         /* (NL + 1) */
 
     char err[256];
 };
@@ -165,10 +184,8 @@ static size_t add(builder *b, size_t off, int decay, int kind, int ndim, int64_t
     if (m->nt == b->cap) {
         int cap = b->cap ? 2 * b->cap : 64;
         ktensor *t = realloc(m->t, (size_t)cap * sizeof *t);
-        uint8_t *k = realloc(m->init_kind, (size_t)cap);
         if (t) m->t = t;
-        if (k) m->init_kind = k;
-        if (!t || !k) {
+        if (!t) {
             b->fail = 1;
             return 0;
         }
@@ -186,7 +203,7 @@ static size_t add(builder *b, size_t off, int decay, int kind, int ndim, int64_t
     t->numel = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
     t->offset = off == SIZE_MAX ? take(b, t->numel) : off;
     t->decay = decay;
-    m->init_kind[m->nt] = (uint8_t)kind;
+    t->init = kind;
     m->nt++;
     return t->offset;
 }
@@ -234,15 +251,21 @@ static void build_albert(builder *b)
         o->fo_w = W2(b, H, I, "%sffn_output.weight", p);
         o->fo_b = BIAS(b, H, "%sffn_output.bias", p);
     }
-    if (m->sent) {
+    if (m->sent || m->ncls) {
         m->pool_w = W2(b, H, H, "albert.pooler.weight");
         m->pool_b = BIAS(b, H, "albert.pooler.bias");
     }
-    m->mlm_bias = BIAS(b, V, "predictions.bias");
-    m->mlm_ln_g = LNG(b, E, "predictions.LayerNorm.weight");
-    m->mlm_ln_b = BIAS(b, E, "predictions.LayerNorm.bias");
-    m->mlm_w = W2(b, E, H, "predictions.dense.weight");
-    m->mlm_b = BIAS(b, E, "predictions.dense.bias");
+    if (m->s.heads & KHEAD_MLM) {
+        m->mlm_bias = BIAS(b, V, "predictions.bias");
+        m->mlm_ln_g = LNG(b, E, "predictions.LayerNorm.weight");
+        m->mlm_ln_b = BIAS(b, E, "predictions.LayerNorm.bias");
+        m->mlm_w = W2(b, E, H, "predictions.dense.weight");
+        m->mlm_b = BIAS(b, E, "predictions.dense.bias");
+    }
+    if (m->ncls) {
+        m->clf_w = W2(b, m->ncls, H, "classifier.weight");
+        m->clf_b = BIAS(b, m->ncls, "classifier.bias");
+    }
     if (m->sent) {
         m->cls_w = W2(b, 2, H, "sop_classifier.classifier.weight");
         m->cls_b = BIAS(b, 2, "sop_classifier.classifier.bias");
@@ -274,15 +297,21 @@ static void build_bert(builder *b)
         o->ln2_g = LNG(b, H, "%soutput.LayerNorm.weight", p);
         o->ln2_b = BIAS(b, H, "%soutput.LayerNorm.bias", p);
     }
-    if (m->sent) {
+    if (m->sent || m->ncls) {
         m->pool_w = W2(b, H, H, "bert.pooler.dense.weight");
         m->pool_b = BIAS(b, H, "bert.pooler.dense.bias");
     }
-    m->mlm_bias = BIAS(b, V, "cls.predictions.bias");
-    m->mlm_w = W2(b, H, H, "cls.predictions.transform.dense.weight");
-    m->mlm_b = BIAS(b, H, "cls.predictions.transform.dense.bias");
-    m->mlm_ln_g = LNG(b, H, "cls.predictions.transform.LayerNorm.weight");
-    m->mlm_ln_b = BIAS(b, H, "cls.predictions.transform.LayerNorm.bias");
+    if (m->s.heads & KHEAD_MLM) {
+        m->mlm_bias = BIAS(b, V, "cls.predictions.bias");
+        m->mlm_w = W2(b, H, H, "cls.predictions.transform.dense.weight");
+        m->mlm_b = BIAS(b, H, "cls.predictions.transform.dense.bias");
+        m->mlm_ln_g = LNG(b, H, "cls.predictions.transform.LayerNorm.weight");
+        m->mlm_ln_b = BIAS(b, H, "cls.predictions.transform.LayerNorm.bias");
+    }
+    if (m->ncls) {
+        m->clf_w = W2(b, m->ncls, H, "classifier.weight");
+        m->clf_b = BIAS(b, m->ncls, "classifier.bias");
+    }
     if (m->sent) {
         m->cls_w = W2(b, 2, H, "cls.seq_relationship.weight");
         m->cls_b = BIAS(b, 2, "cls.seq_relationship.bias");
@@ -317,6 +346,7 @@ static size_t carve(kmodel *m, float *base)
 {
     const size_t N = (size_t)m->maxB * m->L, M = (size_t)m->maxB * m->P, B = (size_t)m->maxB;
     const size_t E = m->E, H = m->H, I = m->I, V = m->V, L = m->L, NH = m->NH;
+    const int bw = !m->inference; /* backward buffers */
     size_t at = 0;
 #define CARVE(ptr, n)                                  \
     do {                                               \
@@ -354,28 +384,43 @@ static size_t carve(kmodel *m, float *base)
         CARVE(m->mmean, M);
         CARVE(m->mrstd, M);
         CARVE(m->logits, M * V);
-        CARVE(m->mdh, M * E);
-        CARVE(m->mda, M * E);
-        CARVE(m->dmx, M * H);
+        if (bw) {
+            CARVE(m->mdh, M * E);
+            CARVE(m->mda, M * E);
+            CARVE(m->dmx, M * H);
+        }
         CARVE(m->mloss, M);
         CARVE(m->mgscale, M);
         CARVE(m->mweight, M);
     }
-    if (m->sent) {
+    if (m->sent || m->ncls) {
         CARVE(m->cls, B * H);
         CARVE(m->pooled, B * H);
-        CARVE(m->dpooled, B * H);
-        CARVE(m->dcls, B * H);
+        if (bw) {
+            CARVE(m->dpooled, B * H);
+            CARVE(m->dcls, B * H);
+        }
+    }
+    if (m->sent) {
         CARVE(m->slog, B * 2);
         CARVE(m->sloss, B);
         CARVE(m->sgscale, B);
     }
-    CARVE(m->gA, N * H);
-    CARVE(m->gB, N * H);
-    CARVE(m->gC, N * H);
-    CARVE(m->gI, N * I);
-    CARVE(m->gQKV, N * 3 * H);
-    if (m->type == KMODEL_ALBERT) CARVE(m->gE, N * E);
+    if (m->ncls) {
+        CARVE(m->cz, B * H);
+        CARVE(m->clog, B * (size_t)m->ncls);
+        CARVE(m->closs, B);
+        CARVE(m->cgscale, B);
+        if (bw) CARVE(m->dz, B * H);
+    }
+    if (bw) {
+        CARVE(m->gA, N * H);
+        CARVE(m->gB, N * H);
+        CARVE(m->gC, N * H);
+        CARVE(m->gI, N * I);
+        CARVE(m->gQKV, N * 3 * H);
+        if (m->type == KMODEL_ALBERT) CARVE(m->gE, N * E);
+    }
 #undef CARVE
     return at;
 }
@@ -387,16 +432,45 @@ static size_t carve(kmodel *m, float *base)
         return NULL;                               \
     } while (0)
 
+kmodel_spec kmodel_spec_pretrain(int max_B, int L, int P, int with_sentence_head)
+{
+    kmodel_spec s = {.heads = KHEAD_MLM | (with_sentence_head ? KHEAD_SENTENCE : 0), .max_B = max_B, .L = L,
+                     .P = P, .classifier_dropout = -1};
+    return s;
+}
+
 kmodel *kmodel_new(const kmodel_config *c, int max_B, int L, int P, int with_sentence_head, char *err,
                    size_t errlen)
 {
+    kmodel_spec s = kmodel_spec_pretrain(max_B, L, P, with_sentence_head);
+    return kmodel_create(c, &s, err, errlen);
+}
+
+kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *spec, char *err, size_t errlen)
+{
+    const int max_B = spec->max_B, L = spec->L;
+    const int P = spec->heads & KHEAD_MLM ? spec->P : 0, with_sentence_head = (spec->heads & KHEAD_SENTENCE) != 0;
     kmodel *m = calloc(1, sizeof *m);
     if (!m) {
         if (err && errlen) snprintf(err, errlen, "out of memory");
         return NULL;
     }
     m->c = *c;
+    m->s = *spec;
+    m->s.P = P;
     m->type = c->type;
+    m->inference = spec->inference ? 1 : 0;
+    if (spec->heads & ~(KHEAD_MLM | KHEAD_SENTENCE | KHEAD_CLASSIFY))
+        FAIL("model: heads 0x%x are not built yet (token and LM heads come with ELECTRA and GPT-2)", spec->heads);
+    if (spec->pre_ln || spec->causal) FAIL("model: pre-LN and causal layers are not built yet");
+    if (spec->heads & KHEAD_CLASSIFY) {
+        if (spec->num_labels < 1 || spec->num_labels > 65536)
+            FAIL("task.num_labels: %d is not in [1, 65536] (1 = regression)", spec->num_labels);
+        m->ncls = spec->num_labels;
+        double pc = spec->classifier_dropout >= 0 ? spec->classifier_dropout : c->hidden_dropout_prob;
+        if (!(pc >= 0 && pc < 1)) FAIL("classifier_dropout: %g is not in [0, 1)", pc);
+        m->p_cls = (float)pc;
+    }
     if (m->type != KMODEL_BERT && m->type != KMODEL_ALBERT) FAIL("model.type: unknown model type %d", c->type);
     m->V = c->vocab_size;
     m->H = c->hidden_size;
@@ -450,8 +524,8 @@ kmodel *kmodel_new(const kmodel_config *c, int max_B, int L, int P, int with_sen
     if (b.fail) FAIL("out of memory");
     m->numel = (b.next + 15) / 16 * 16;
     m->params = falloc(m->numel);
-    m->grads = falloc(m->numel);
-    if (!m->params || !m->grads)
+    m->grads = m->inference ? NULL : falloc(m->numel);
+    if (!m->params || (!m->inference && !m->grads))
         FAIL("out of memory: parameters and gradients need %.1f MB", 2.0 * m->numel * 4 / 1e6);
 
     m->arena_floats = carve(m, NULL);
@@ -468,7 +542,13 @@ kmodel *kmodel_new(const kmodel_config *c, int max_B, int L, int P, int with_sen
     m->mrow = malloc(M * sizeof(int32_t) + 1);
     m->mlabel = malloc(M * sizeof(int32_t) + 1);
     m->mcorrect = malloc(M + 1);
-    if (!m->ids || !m->offs || !m->mstart || !m->slabel || !m->scorrect || !m->mrow || !m->mlabel || !m->mcorrect)
+    m->clabel = malloc((size_t)max_B * sizeof(int32_t));
+    m->ctarget = malloc((size_t)max_B * sizeof(float));
+    m->ccorrect = malloc((size_t)max_B);
+    m->inj = calloc((size_t)m->NL + 1, sizeof *m->inj);
+    m->inj_set = calloc((size_t)m->NL + 1, 1);
+    if (!m->ids || !m->offs || !m->mstart || !m->slabel || !m->scorrect || !m->mrow || !m->mlabel || !m->mcorrect ||
+        !m->clabel || !m->ctarget || !m->ccorrect || !m->inj || !m->inj_set)
         FAIL("out of memory");
     m->pos_ids = m->ids + N;
     m->type_ids = m->ids + 2 * N;
@@ -479,7 +559,6 @@ void kmodel_free(kmodel *m)
 {
     if (!m) return;
     free(m->t);
-    free(m->init_kind);
     free(m->params);
     free(m->grads);
     free(m->lw);
@@ -494,6 +573,13 @@ void kmodel_free(kmodel *m)
     free(m->mrow);
     free(m->mlabel);
     free(m->mcorrect);
+    free(m->clabel);
+    free(m->ctarget);
+    free(m->ccorrect);
+    if (m->inj)
+        for (int l = 0; l <= m->NL; l++) free(m->inj[l]);
+    free(m->inj);
+    free(m->inj_set);
     free(m);
 }
 
@@ -516,6 +602,7 @@ size_t kmodel_activation_bytes(const kmodel *m)
     return m->arena_floats * sizeof(float) + (size_t)m->scratch_threads * 2 * m->L * m->L * sizeof(float);
 }
 const kmodel_config *kmodel_get_config(const kmodel *m) { return &m->c; }
+const kmodel_spec *kmodel_get_spec(const kmodel *m) { return &m->s; }
 const char *kmodel_error(const kmodel *m) { return m->err; }
 
 /* ---- initialization ------------------------------------------------------- */
@@ -533,8 +620,8 @@ void kmodel_init(kmodel *m, uint64_t seed)
     for (int i = 0; i < m->nt; i++) {
         const ktensor *t = &m->t[i];
         float *p = m->params + t->offset;
-        if (m->init_kind[i] != INIT_NORMAL) {
-            float v = m->init_kind[i] == INIT_ONE ? 1.0f : 0.0f;
+        if (t->init != INIT_NORMAL) {
+            float v = t->init == INIT_ONE ? 1.0f : 0.0f;
             for (size_t j = 0; j < t->numel; j++) p[j] = v;
             continue;
         }
@@ -549,6 +636,7 @@ void kmodel_init(kmodel *m, uint64_t seed)
 
 void kmodel_zero_grad(kmodel *m)
 {
+    if (!m->grads) return;
     const size_t n = m->numel, chunk = (size_t)1 << 16, nc = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) if (nc > 1)
     for (size_t c = 0; c < nc; c++) memset(m->grads + c * chunk, 0, (n - c * chunk < chunk ? n - c * chunk : chunk) * sizeof(float));
@@ -628,6 +716,19 @@ static int load_batch(kmodel *m, const ksample_batch *b)
         if (y < -1 || y > 1) return bad(m, "row %d: sentence label %d is not -1, 0 or 1", r, y);
         m->slabel[r] = y;
     }
+    /* classes or regression targets */
+    for (int r = 0; r < B && m->ncls; r++) {
+        if (m->ncls > 1) {
+            int y = b->labels ? b->labels[r] : -1;
+            if (y < -1 || y >= m->ncls) return bad(m, "row %d: label %d is not in [-1, %d)", r, y, m->ncls);
+            m->clabel[r] = y;
+        } else {
+            float y = b->targets ? b->targets[r] : NAN;
+            if (isinf(y)) return bad(m, "row %d: regression target is infinite", r);
+            m->ctarget[r] = y;
+        }
+    }
+    m->objectives = b->objectives;
     m->B = B;
     m->N = N;
     m->M = M;
@@ -674,7 +775,19 @@ static const layer_off *group_of(const kmodel *m, int l)
 /* The embedding output that feeds the encoder (or the ALBERT mapping). */
 static float *emb_out(kmodel *m, int train) { return train && m->p_hidden > 0 ? m->emb_drop : m->emb_ln; }
 
-static void forward(kmodel *m, int train, uint64_t key, float loss_scale, kstep_result *r)
+
+#define SITE_CLS ((uint64_t)1 << 21)
+
+/* hidden(l): the input of layer l (0-based), = the output of layer l - 1 */
+static float *hidden_of(const kmodel *m, int l, int train)
+{
+    if (l > 0) return m->la[l - 1].out;
+    if (m->type == KMODEL_ALBERT) return m->h0;
+    return emb_out((kmodel *)m, train);
+}
+
+/* Embeddings, layers, and the heads up to their logits (no loss). */
+static void forward(kmodel *m, int train, uint64_t key)
 {
     const float *P = m->params;
     const int N = m->N, E = m->E, H = m->H, I = m->I, M = m->M, B = m->B;
@@ -713,13 +826,75 @@ static void forward(kmodel *m, int train, uint64_t key, float loss_scale, kstep_
         h = a->out;
     }
 
-    memset(r, 0, sizeof *r);
-    r->tokens = N;
-    /* masked LM at the masked rows */
+    /* masked LM head at the masked rows: h emb^T (the loss adds the bias) */
     if (M > 0) {
         for (int i = 0; i < M; i++) memcpy(m->mx + (size_t)i * H, h + (size_t)m->mrow[i] * H, (size_t)H * sizeof(float));
         kmlm_head k = mlm_head(m);
         kmlm_head_forward(&k, m->mx);
+    }
+    /* pooler on [CLS], shared by the sentence and classification heads */
+    if (m->sent || m->ncls) {
+        for (int b = 0; b < B; b++) memcpy(m->cls + (size_t)b * H, h + (size_t)m->offs[b] * H, (size_t)H * sizeof(float));
+        kpooler_forward(m->pooled, m->cls, P + m->pool_w, P + m->pool_b, B, H);
+    }
+    if (m->sent) kdense_forward(m->slog, m->pooled, P + m->cls_w, P + m->cls_b, NULL, B, H, 2);
+    if (m->ncls) {
+        const float pc = train ? m->p_cls : 0.0f;
+        kdropout(m->cz, m->pooled, (size_t)B * H, pc, site_key(key, SITE_CLS), 0);
+        kdense_forward(m->clog, m->cz, P + m->clf_w, P + m->clf_b, NULL, B, H, m->ncls);
+    }
+}
+
+static kterm *term(kstep_result *r, const char *name, double sum, double count, double weight)
+{
+    if (r->n >= KTERM_MAX) return NULL;
+    kterm *t = &r->t[r->n++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->sum = sum;
+    t->count = count;
+    t->weight = weight;
+    return t;
+}
+
+static void total_loss(kstep_result *r)
+{
+    r->loss = 0;
+    for (int i = 0; i < r->n; i++)
+        if (r->t[i].weight > 0 && r->t[i].count > 0) r->loss += r->t[i].weight * (r->t[i].sum / r->t[i].count);
+}
+
+double kstep_value(const kstep_result *r, const char *name)
+{
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->t[i].name, name)) return r->t[i].count > 0 ? r->t[i].sum / r->t[i].count : NAN;
+    return NAN;
+}
+
+void kstep_add(kstep_result *a, const kstep_result *b)
+{
+    for (int j = 0; j < b->n; j++) {
+        int i = 0;
+        while (i < a->n && strcmp(a->t[i].name, b->t[j].name)) i++;
+        if (i == a->n) {
+            if (a->n >= KTERM_MAX) continue;
+            a->t[a->n++] = b->t[j];
+            continue;
+        }
+        a->t[i].sum += b->t[j].sum;
+        a->t[i].count += b->t[j].count;
+    }
+    a->tokens += b->tokens;
+    total_loss(a);
+}
+
+/* The heads' losses; with train, their output gradients (scaled). */
+static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
+{
+    const float *P = m->params;
+    const int M = m->M, B = m->B;
+    memset(r, 0, sizeof *r);
+    r->tokens = m->N;
+    if (M > 0) {
         double wsum = 0;
         for (int i = 0; i < M; i++)
             if (m->mlabel[i] >= 0) wsum += m->mweight[i];
@@ -727,36 +902,64 @@ static void forward(kmodel *m, int train, uint64_t key, float loss_scale, kstep_
             m->mgscale[i] = m->mlabel[i] >= 0 && wsum > 0 ? (float)(loss_scale * m->mweight[i] / wsum) : 0.0f;
         kxent(m->logits, P + m->mlm_bias, m->mloss, m->mcorrect, m->mlabel, train ? m->mgscale : NULL, M, m->V);
         double s = 0;
+        int64_t correct = 0, count = 0;
         for (int i = 0; i < M; i++) {
             if (m->mlabel[i] < 0) continue;
             s += (double)m->mweight[i] * m->mloss[i];
-            r->mlm_correct += m->mcorrect[i];
-            r->mlm_count++;
+            correct += m->mcorrect[i];
+            count++;
         }
-        r->mlm_weight = wsum;
-        r->mlm_loss = wsum > 0 ? s / wsum : 0;
+        term(r, "mlm_loss", s, wsum, 1.0);
+        term(r, "mlm_acc", (double)correct, (double)count, 0.0);
     }
-    /* sentence head on [CLS] */
     if (m->sent) {
         int cnt = 0;
         for (int b = 0; b < B; b++) cnt += m->slabel[b] >= 0;
-        for (int b = 0; b < B; b++) {
-            memcpy(m->cls + (size_t)b * H, h + (size_t)m->offs[b] * H, (size_t)H * sizeof(float));
-            m->sgscale[b] = m->slabel[b] >= 0 ? loss_scale / (float)cnt : 0.0f;
-        }
-        kpooler_forward(m->pooled, m->cls, P + m->pool_w, P + m->pool_b, B, H);
-        kdense_forward(m->slog, m->pooled, P + m->cls_w, P + m->cls_b, NULL, B, H, 2);
+        for (int b = 0; b < B; b++) m->sgscale[b] = m->slabel[b] >= 0 ? loss_scale / (float)cnt : 0.0f;
         kxent(m->slog, NULL, m->sloss, m->scorrect, m->slabel, train ? m->sgscale : NULL, B, 2);
         double s = 0;
+        int64_t correct = 0;
         for (int b = 0; b < B; b++) {
             if (m->slabel[b] < 0) continue;
             s += m->sloss[b];
-            r->sop_correct += m->scorrect[b];
-            r->sop_count++;
+            correct += m->scorrect[b];
         }
-        r->sop_loss = cnt ? s / cnt : 0;
+        const int nsp = (m->objectives & KOBJ_NSP) != 0;
+        term(r, nsp ? "nsp_loss" : "sop_loss", s, cnt, 1.0);
+        term(r, nsp ? "nsp_acc" : "sop_acc", (double)correct, cnt, 0.0);
     }
-    r->loss = r->mlm_loss + r->sop_loss;
+    if (m->ncls > 1) {
+        int cnt = 0;
+        for (int b = 0; b < B; b++) cnt += m->clabel[b] >= 0;
+        for (int b = 0; b < B; b++) m->cgscale[b] = m->clabel[b] >= 0 ? loss_scale / (float)cnt : 0.0f;
+        kxent(m->clog, NULL, m->closs, m->ccorrect, m->clabel, train ? m->cgscale : NULL, B, m->ncls);
+        double s = 0;
+        int64_t correct = 0;
+        for (int b = 0; b < B; b++) {
+            if (m->clabel[b] < 0) continue;
+            s += m->closs[b];
+            correct += m->ccorrect[b];
+        }
+        term(r, "cls_loss", s, cnt, 1.0);
+        term(r, "cls_acc", (double)correct, cnt, 0.0);
+    } else if (m->ncls == 1) {
+        /* MSE over rows with a target (torch.nn.MSELoss, mean) */
+        int cnt = 0;
+        for (int b = 0; b < B; b++) cnt += !isnan(m->ctarget[b]);
+        double s = 0;
+        for (int b = 0; b < B; b++) {
+            float y = m->ctarget[b], z = m->clog[b];
+            if (isnan(y)) {
+                if (train) m->clog[b] = 0.0f;
+                continue;
+            }
+            double d = (double)z - (double)y;
+            s += d * d;
+            if (train) m->clog[b] = (float)(2.0 * d * loss_scale / cnt);
+        }
+        term(r, "mse", s, cnt, 1.0);
+    }
+    total_loss(r);
 }
 
 static void backward(kmodel *m, uint64_t key)
@@ -780,8 +983,17 @@ static void backward(kmodel *m, uint64_t key)
                 for (int c = 0; c < H; c++) d[c] += s[c];
             }
     }
-    if (m->sent) {
-        kdense_backward(m->dpooled, 0, G + m->cls_w, G + m->cls_b, m->slog, m->pooled, P + m->cls_w, B, H, 2);
+    if (m->sent || m->ncls) {
+        if (m->sent)
+            kdense_backward(m->dpooled, 0, G + m->cls_w, G + m->cls_b, m->slog, m->pooled, P + m->cls_w, B, H, 2);
+        if (m->ncls) {
+            kdense_backward(m->dz, 0, G + m->clf_w, G + m->clf_b, m->clog, m->cz, P + m->clf_w, B, H, m->ncls);
+            kdropout(m->dz, m->dz, (size_t)B * H, m->p_cls, site_key(key, SITE_CLS), 0);
+            if (m->sent)
+                kadd(m->dpooled, m->dz, (size_t)B * H);
+            else
+                memcpy(m->dpooled, m->dz, (size_t)B * H * sizeof(float));
+        }
         kpooler_backward(m->dcls, 0, G + m->pool_w, G + m->pool_b, m->dpooled, m->cls, m->pooled, P + m->pool_w, B,
                          H);
         for (int b = 0; b < B; b++) {
@@ -795,7 +1007,8 @@ static void backward(kmodel *m, uint64_t key)
     for (int l = m->NL - 1; l >= 0; l--) {
         const layer_off *w = group_of(m, l);
         layer_act *a = &m->la[l];
-        const float *hin = l > 0 ? m->la[l - 1].out : (m->type == KMODEL_ALBERT ? m->h0 : x);
+        const float *hin = hidden_of(m, l, 1);
+        if (m->inj_set[l + 1]) kadd(gA, m->inj[l + 1], (size_t)N * H);
         /* gA = d out */
         klayernorm_backward(gB, 0, G + w->ln2_g, G + w->ln2_b, gA, a->xs2, a->m2, a->r2, P + w->ln2_g, N, H);
         const float *dfo = gB;
@@ -818,6 +1031,7 @@ static void backward(kmodel *m, uint64_t key)
         kattention_backward(m->gQKV, m->scratch, gB, a->qkv, a->probs, m->offs, &d);
         kdense_backward(gA, 1, G + w->qkv_w, G + w->qkv_b, m->gQKV, hin, P + w->qkv_w, N, H, 3 * H); /* gA = d hin */
     }
+    if (m->inj_set[0]) kadd(gA, m->inj[0], (size_t)N * H);
     float *dx = gA; /* (N, E) gradient of the embedding output */
     if (m->type == KMODEL_ALBERT) {
         kdense_backward(m->gE, 0, G + m->map_w, G + m->map_b, gA, x, P + m->map_w, N, E, H);
@@ -830,27 +1044,102 @@ static void backward(kmodel *m, uint64_t key)
                     E);
 }
 
-int kmodel_forward_backward(kmodel *m, const ksample_batch *b, uint64_t dropout_key, float loss_scale,
-                            kstep_result *r)
+/* ---- the pass API ------------------------------------------------------------------ */
+
+int kmodel_forward(kmodel *m, const ksample_batch *b, int mode, uint64_t dropout_key)
 {
+    m->fwd = 0;
+    m->lossed = 0;
+    if (mode == KMODE_TRAIN && m->inference) return bad(m, "an inference model has no training pass");
     int rc = load_batch(m, b);
     if (rc == 0) rc = ensure_scratch(m);
     if (rc) return rc;
-    kstep_result tmp;
-    forward(m, 1, dropout_key, loss_scale, r ? r : &tmp);
-    m->has_logits = 0; /* the logits became gradients */
-    backward(m, dropout_key);
+    memset(m->inj_set, 0, (size_t)m->NL + 1);
+    forward(m, mode == KMODE_TRAIN, dropout_key);
+    m->key = dropout_key;
+    m->fwd = mode == KMODE_TRAIN ? 2 : 1;
+    m->has_logits = 1;
     return 0;
 }
 
-int kmodel_forward(kmodel *m, const ksample_batch *b, kstep_result *r)
+int kmodel_loss(kmodel *m, float loss_scale, kstep_result *r)
 {
-    int rc = load_batch(m, b);
-    if (rc == 0) rc = ensure_scratch(m);
-    if (rc) return rc;
     kstep_result tmp;
-    forward(m, 0, 0, 0.0f, r ? r : &tmp);
-    m->has_logits = 1;
+    if (!m->fwd || m->lossed) {
+        bad(m, "kmodel_loss without a new forward pass");
+        return EX_SOFTWARE;
+    }
+    const int train = m->fwd == 2;
+    loss(m, train, loss_scale, r ? r : &tmp);
+    m->lossed = 1;
+    if (train) m->has_logits = 0; /* the logits became gradients */
+    return 0;
+}
+
+int kmodel_backward(kmodel *m)
+{
+    if (m->fwd != 2 || m->lossed != 1) {
+        bad(m, "kmodel_backward without a training forward and loss");
+        return EX_SOFTWARE;
+    }
+    backward(m, m->key);
+    m->lossed = 2; /* one backward per forward; activations stay readable */
+    return 0;
+}
+
+int kmodel_forward_backward(kmodel *m, const ksample_batch *b, uint64_t dropout_key, float loss_scale,
+                            kstep_result *r)
+{
+    int rc = kmodel_forward(m, b, KMODE_TRAIN, dropout_key);
+    if (!rc) rc = kmodel_loss(m, loss_scale, r);
+    if (!rc) rc = kmodel_backward(m);
+    return rc;
+}
+
+int kmodel_evaluate(kmodel *m, const ksample_batch *b, kstep_result *r)
+{
+    int rc = kmodel_forward(m, b, KMODE_EVAL, 0);
+    if (!rc) rc = kmodel_loss(m, 0.0f, r);
+    return rc;
+}
+
+const int32_t *kmodel_offsets(const kmodel *m, int *B, int *N)
+{
+    if (B) *B = m->B;
+    if (N) *N = m->N;
+    return m->offs;
+}
+
+const float *kmodel_hidden(const kmodel *m, int l)
+{
+    if (l < 0 || l > m->NL || !m->fwd) return NULL;
+    return hidden_of(m, l, m->fwd == 2);
+}
+
+const float *kmodel_attention(const kmodel *m, int l)
+{
+    if (l < 1 || l > m->NL || !m->fwd) return NULL;
+    return m->la[l - 1].probs;
+}
+
+int kmodel_inject_grad(kmodel *m, int l, const float *g, float scale)
+{
+    if (m->fwd != 2 || m->lossed == 2 || l < 0 || l > m->NL) {
+        bad(m, "gradient injection at layer %d without a training forward", l);
+        return EX_SOFTWARE;
+    }
+    const size_t n = (size_t)m->N * m->H;
+    if (!m->inj[l]) {
+        m->inj[l] = falloc((size_t)m->maxB * m->L * m->H);
+        if (!m->inj[l]) {
+            bad(m, "out of memory for an injected gradient");
+            return EX_SOFTWARE;
+        }
+    }
+    float *d = m->inj[l];
+    if (!m->inj_set[l]) memset(d, 0, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) d[i] += scale * g[i];
+    m->inj_set[l] = 1;
     return 0;
 }
 
@@ -866,4 +1155,16 @@ const float *kmodel_sentence_logits(const kmodel *m, int row)
 {
     if (!m->has_logits || !m->sent || row < 0 || row >= m->B) return NULL;
     return m->slog + (size_t)row * 2;
+}
+
+const float *kmodel_class_logits(const kmodel *m, int row)
+{
+    if (!m->has_logits || !m->ncls || row < 0 || row >= m->B) return NULL;
+    return m->clog + (size_t)row * m->ncls;
+}
+
+float kmodel_token_logit(const kmodel *m, int row, int t)
+{
+    (void)m, (void)row, (void)t;
+    return NAN;
 }

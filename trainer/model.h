@@ -1,16 +1,33 @@
-/* trainer/model.h: BERT and ALBERT pretraining models (masked LM at the
- * masked positions, plus sentence-order or next-sentence prediction) as an
- * opaque handle over one parameter arena, one gradient arena and one
- * activation arena, all sized at creation (trainer/model.c).
+/* trainer/model.h: models of the BERT family built from blocks and heads
+ * (trainer/model.c), as an opaque handle over one parameter arena, one
+ * gradient arena and one activation arena, all sized at creation.
  *
- * The architecture is Hugging Face's BertForPreTraining / AlbertForPreTraining
- * (post-LayerNorm blocks, learned positions, token types, tanh pooler on
- * [CLS], MLM head dense + activation + LayerNorm + decoder tied to the word
- * embeddings), so that the parameters export under their names
- * (trainer/tensor.h). Pure computation: no I/O.
+ * A model is a composition (docs/architecture.md, "Trainer"):
+ *   embeddings block (word + position + token type, LayerNorm, dropout,
+ *     optional E -> H projection)
+ *   NL encoder layer blocks (post-LN as BERT / ALBERT, or pre-LN as GPT-2;
+ *     bidirectional or causal attention; ALBERT shares weight groups)
+ *   heads on the last hidden state, chosen by bits (KHEAD_*):
+ *     masked LM at the masked positions, sentence pair (SOP / NSP),
+ *     sequence classification (N labels, or regression), per-token binary
+ *     (ELECTRA's discriminator), LM over all positions (vocabulary in chunks).
+ * The parameter list is the registry (trainer/registry.h): one entry per
+ * tensor with its Hugging Face name, shape, flags and init; checkpoints,
+ * export, import and the PyTorch reference read the same list.
+ *
+ * A step is three calls: kmodel_forward (activations kept for backward in
+ * train mode), kmodel_loss (the heads' loss terms; in train mode the heads'
+ * output gradients are formed), kmodel_backward (gradients ADDED to the
+ * gradient arena). Between forward and backward the hidden states and
+ * attention probabilities of every layer are readable and a gradient can be
+ * injected at any layer's output (distillation). kmodel_forward_backward is
+ * the three in a row. A model made with spec.inference = 1 has no gradient
+ * arena and no backward buffers.
  *
  * Thread safety: a kmodel is used by one caller at a time; its kernels run
- * on omp_get_max_threads() threads. Results do not depend on that number. */
+ * on omp_get_max_threads() threads. Results do not depend on that number.
+ * Two models may step concurrently (each owns its scratch). Pure
+ * computation: no I/O. */
 #ifndef KILN_TRAINER_MODEL_H
 #define KILN_TRAINER_MODEL_H
 
@@ -19,38 +36,84 @@
 
 #include "sampler/batch.h"
 #include "trainer/config.h"
+#include "trainer/registry.h"
 #include "trainer/tensor.h"
 
 typedef struct kmodel kmodel;
 
-/* What one forward pass measured on a batch. */
+/* ---- loss terms ----------------------------------------------------------- */
+
+#define KTERM_MAX 16
+#define KTERM_NAME_MAX 32
+
+/* One named measure of a pass, kept as a (sum, count) pair so that terms of
+ * micro-batches and validation batches add up exactly: value = sum / count
+ * (NaN when count == 0). weight > 0 marks a loss term: the pass's loss is
+ * sum over loss terms of weight * value, and backward differentiates that.
+ * Metrics (accuracies, counts) have weight 0. */
+typedef struct kterm {
+    char name[KTERM_NAME_MAX]; /* "mlm_loss", "mlm_acc", "sop_loss", "cls_loss", ... */
+    double sum, count;
+    double weight;
+} kterm;
+
 typedef struct kstep_result {
-    double loss;             /* mlm_loss + sop_loss (before loss_scale) */
-    double mlm_loss;         /* sum(w * CE) / sum(w) over the masked positions with weight w > 0; 0 if none */
-    int64_t mlm_correct;     /* of those, how many have the label as the first argmax */
-    int64_t mlm_count;       /* masked positions with w > 0 */
-    double mlm_weight;       /* sum(w) */
-    double sop_loss;         /* mean CE of the sentence head over rows with label >= 0; 0 if none */
-    int64_t sop_correct, sop_count;
+    double loss;             /* sum of weight * value over the loss terms */
     int64_t tokens;          /* real tokens of the batch (sum of lengths) */
+    int n;
+    kterm t[KTERM_MAX];
 } kstep_result;
 
-/* Builds a model for batches of at most max_B rows of at most L tokens and P
- * masked positions per row (P = 0: no masked LM). with_sentence_head = 1
- * adds the pooler and the 2-way classifier (SOP or NSP; named
- * sop_classifier.* for ALBERT, cls.seq_relationship.* for BERT).
- * BERT ignores embedding_size (E = H) and num_hidden_groups (one weight set
- * per layer); ALBERT's layer i uses group i * groups / layers.
- * Parameters and gradients are zero until kmodel_init / a backward pass.
- * Returns NULL with err filled (which field is wrong, or out of memory).
- * The caller frees the model with kmodel_free. */
+/* value of term `name` in r, NaN when absent or count 0 */
+double kstep_value(const kstep_result *r, const char *name);
+/* adds the terms of b into a (by name, appending new ones) and the tokens;
+ * a->loss is recomputed from the summed terms */
+void kstep_add(kstep_result *a, const kstep_result *b);
+
+/* ---- construction ----------------------------------------------------------- */
+
+/* Heads (bits). KHEAD_SENTENCE and KHEAD_CLASSIFY read the pooled [CLS]
+ * (tanh pooler); KHEAD_MLM reads the masked positions of the batch;
+ * KHEAD_TOKEN reads every real token; KHEAD_LM predicts token t + 1 at
+ * every real token t (causal models). */
+enum {
+    KHEAD_MLM = 1 << 0,
+    KHEAD_SENTENCE = 1 << 1, /* 2-way: SOP (ALBERT names) or NSP (BERT names) */
+    KHEAD_CLASSIFY = 1 << 2, /* num_labels > 1: softmax CE; num_labels == 1: MSE regression */
+    KHEAD_TOKEN = 1 << 3,    /* per-token binary (replaced / original), BCE over real tokens */
+    KHEAD_LM = 1 << 4,       /* next-token LM over all positions, vocabulary in chunks */
+};
+
+typedef struct kmodel_spec {
+    int heads;               /* KHEAD_* bits */
+    int max_B, L;            /* largest batch: rows, sequence length */
+    int P;                   /* masked slots per row (KHEAD_MLM), else 0 */
+    int num_labels;          /* KHEAD_CLASSIFY: classes (>= 2) or 1 for regression */
+    double classifier_dropout; /* on the pooled output (KHEAD_CLASSIFY); < 0: hidden_dropout_prob */
+    int pre_ln;              /* 1: pre-LayerNorm layers and a final LayerNorm (GPT-2) */
+    int causal;              /* 1: row i attends to rows <= i */
+    int inference;           /* 1: no gradients, no backward buffers; only kmodel_forward / kmodel_loss */
+    int lm_chunk;            /* KHEAD_LM: vocabulary columns per chunk (0: 4096) */
+} kmodel_spec;
+
+/* The spec of today's pretraining models: heads MLM (P > 0) and/or sentence. */
+kmodel_spec kmodel_spec_pretrain(int max_B, int L, int P, int with_sentence_head);
+
+/* Builds a model from the config and the spec. BERT ignores embedding_size
+ * (E = H) and num_hidden_groups (one weight set per layer); ALBERT's layer i
+ * uses group i * groups / layers. Parameters and gradients are zero until
+ * kmodel_init / a backward pass. Returns NULL with err filled (which field is
+ * wrong, or out of memory). The caller frees the model with kmodel_free. */
+kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *s, char *err, size_t errlen);
+/* kmodel_create with kmodel_spec_pretrain (the pretraining models). */
 kmodel *kmodel_new(const kmodel_config *c, int max_B, int L, int P, int with_sentence_head, char *err,
                    size_t errlen);
 void kmodel_free(kmodel *m);
 
 /* The parameter list (state_dict order) and the arenas it indexes. Owned by
  * the model; valid until kmodel_free. Arenas are kmodel_numel floats each
- * (the tensors plus zero padding between them, 64-byte aligned). */
+ * (the tensors plus zero padding between them, 64-byte aligned). The
+ * gradient arena is NULL for an inference model. */
 const ktensor *kmodel_params(const kmodel *m, int *n);
 float *kmodel_param_data(kmodel *m);
 float *kmodel_grad_data(kmodel *m);
@@ -58,6 +121,7 @@ size_t kmodel_numel(const kmodel *m);        /* arena length in floats */
 size_t kmodel_param_count(const kmodel *m);  /* sum of the tensors' numel */
 size_t kmodel_activation_bytes(const kmodel *m);
 const kmodel_config *kmodel_get_config(const kmodel *m);
+const kmodel_spec *kmodel_get_spec(const kmodel *m);
 
 /* Deterministic initialization, as Hugging Face's _init_weights: weights and
  * embeddings normal(0, initializer_range) (the word embedding row of
@@ -66,22 +130,59 @@ const kmodel_config *kmodel_get_config(const kmodel *m);
 void kmodel_init(kmodel *m, uint64_t seed);
 void kmodel_zero_grad(kmodel *m);
 
-/* Forward, losses and backward on batch b; gradients of loss_scale * (mlm_loss
- * + sop_loss) are ADDED to the gradient arena (zero it between optimizer
- * steps; use loss_scale = 1 / k to average k accumulated micro-batches).
- * Dropout (config probabilities) is keyed by dropout_key: the same key gives
- * the same masks. Returns 0, or EX_DATAERR when the batch does not fit the
- * model (kmodel_error says what); then parameters and gradients are unchanged. */
+/* ---- a pass ------------------------------------------------------------------- */
+
+enum { KMODE_EVAL = 0, KMODE_TRAIN = 1 };
+
+/* Forward of batch b through the embeddings, the layers and the heads (up to
+ * the logits). KMODE_TRAIN keeps what backward needs and applies dropout
+ * keyed by dropout_key (the same key gives the same masks); KMODE_EVAL has
+ * no dropout. Returns 0, or EX_DATAERR when the batch does not fit the model
+ * (kmodel_error says what); then parameters and gradients are unchanged. */
+int kmodel_forward(kmodel *m, const ksample_batch *b, int mode, uint64_t dropout_key);
+/* The loss terms of the last forward into *r. In train mode the gradient of
+ * loss_scale * loss with respect to the heads' outputs is formed (use
+ * loss_scale = 1 / k to average k accumulated micro-batches); logits are then
+ * no longer readable. Returns 0 or EX_SOFTWARE without a forward. */
+int kmodel_loss(kmodel *m, float loss_scale, kstep_result *r);
+/* Backward of the last train-mode forward + loss: gradients ADDED to the
+ * gradient arena (zero it between optimizer steps), injected gradients
+ * included. Returns 0, or EX_SOFTWARE (no train forward / inference model). */
+int kmodel_backward(kmodel *m);
+/* kmodel_forward(TRAIN) + kmodel_loss + kmodel_backward. */
 int kmodel_forward_backward(kmodel *m, const ksample_batch *b, uint64_t dropout_key, float loss_scale,
                             kstep_result *r);
-/* Evaluation forward: no dropout, no gradients, same measures. Afterwards the
- * logits are readable with kmodel_mlm_logits / kmodel_sentence_logits. */
-int kmodel_forward(kmodel *m, const ksample_batch *b, kstep_result *r);
-/* After kmodel_forward of b: the V logits at masked slot p of row `row`
- * (p < b->n_masked[row]); NULL for another slot. Valid until the next pass. */
+/* kmodel_forward(EVAL) + kmodel_loss(0): the logits stay readable. */
+int kmodel_evaluate(kmodel *m, const ksample_batch *b, kstep_result *r);
+
+/* ---- reading a pass ----------------------------------------------------------- */
+
+/* Rows of the packed activations after a forward: token t of batch row b is
+ * row offs[b] + t; *N = real tokens. offs has B + 1 entries. */
+const int32_t *kmodel_offsets(const kmodel *m, int *B, int *N);
+/* Hidden state (N, H) after layer l (0 = the embedding block's output, after
+ * its projection; l = NL: the last layer, after the final LayerNorm of a
+ * pre-LN model), valid until the next forward. NULL when l is out of range. */
+const float *kmodel_hidden(const kmodel *m, int l);
+/* Attention probabilities of layer l (1 <= l <= NL) before dropout:
+ * sequence b, head h is an n x n block (n its length, row stride n) at
+ * (b NH + h) L L. NULL when out of range. */
+const float *kmodel_attention(const kmodel *m, int l);
+/* Adds g (N, H), in the packed layout, to the gradient of kmodel_hidden(m, l)
+ * for the next kmodel_backward (after kmodel_forward in train mode; the
+ * injections are cleared by the next forward). Returns 0 or EX_SOFTWARE. */
+int kmodel_inject_grad(kmodel *m, int l, const float *g, float scale);
+
+/* After kmodel_evaluate of b (or a forward + eval-mode loss): */
+/* the V logits at masked slot p of row `row` (p < b->n_masked[row]); NULL for another slot */
 const float *kmodel_mlm_logits(const kmodel *m, int row, int p);
-/* After kmodel_forward: the 2 sentence-head logits of row `row`; NULL without a head. */
+/* the 2 sentence-head logits of row `row`; NULL without a head */
 const float *kmodel_sentence_logits(const kmodel *m, int row);
+/* the num_labels classifier outputs of row `row` (logits, or the predicted
+ * value for regression); NULL without a classification head */
+const float *kmodel_class_logits(const kmodel *m, int row);
+/* the per-token binary logit of token t of row `row`; NaN without the head */
+float kmodel_token_logit(const kmodel *m, int row, int t);
 
 /* The message of the last failed call. */
 const char *kmodel_error(const kmodel *m);

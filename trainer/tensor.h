@@ -1,4 +1,5 @@
-/* trainer/tensor.h: named views into flat float arenas.
+/* trainer/tensor.h: named views into flat float arenas; one entry of the
+ * parameter registry (trainer/registry.h).
  *
  * A model keeps its parameters in ONE float arena, its gradients in a second
  * one of the same size and layout, and the optimizer keeps each of its moment
@@ -31,7 +32,12 @@ typedef struct ktensor {
     int64_t shape[KTENSOR_MAX_DIMS];
     size_t offset, numel;        /* in floats, into the arena */
     int decay;                   /* 1: weight decay applies; 0: LayerNorm weights/biases, all biases */
+    int frozen;                  /* 1: the optimizer neither updates nor decays it (no moments change) */
+    int init;                    /* KINIT_*: how kmodel_init fills it */
+    int transpose;               /* 1: exported transposed (Conv1D layouts, GPT-2); 0 for BERT/ALBERT */
 } ktensor;
+
+enum { KINIT_NORMAL = 0, KINIT_ONE = 1, KINIT_ZERO = 2 };
 
 /* Index of the tensor called name in t (n entries), -1 if absent. */
 static inline int ktensor_find(const ktensor *t, int n, const char *name)

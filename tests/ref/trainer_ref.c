@@ -226,7 +226,7 @@ static int parity_one(const char *dir, const char *tag, const kmodel_config *c, 
 
     /* eval logits */
     kstep_result r;
-    if (kmodel_forward(m, &h.b, &r)) {
+    if (kmodel_evaluate(m, &h.b, &r)) {
         fprintf(stderr, "forward: %s\n", kmodel_error(m));
         return 1;
     }
@@ -248,7 +248,9 @@ static int parity_one(const char *dir, const char *tag, const kmodel_config *c, 
         fprintf(stderr, "forward_backward: %s\n", kmodel_error(m));
         return 1;
     }
-    double losses[2] = {r.mlm_loss, r.sop_loss};
+    double sent_loss = kstep_value(&r, "sop_loss");
+    if (isnan(sent_loss)) sent_loss = kstep_value(&r, "nsp_loss");
+    double losses[2] = {kstep_value(&r, "mlm_loss"), sent_loss};
     put(&o, "out.losses", "F64", 1, s2, losses, sizeof losses);
     put_params(&o, "grad.", m, kmodel_grad_data(m));
 
@@ -397,7 +399,7 @@ static int bench(int steps, int bert)
     }
     cpu = cpu_now() - cpu;
     double t0 = now();
-    for (int s = 0; s < steps; s++) kmodel_forward(m, &h.b, &r);
+    for (int s = 0; s < steps; s++) kmodel_evaluate(m, &h.b, &r);
     tf = now() - t0;
     /* multiply-adds of one forward pass */
     const double N = (double)B * L, M = (double)B * P, E = c.embedding_size, H = c.hidden_size,

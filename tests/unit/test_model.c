@@ -248,26 +248,73 @@ static void test_layout(void **state)
 
 /* ---- whole-model gradient check ------------------------------------------------------------ */
 
-static double loss_of(kmodel *m, const ksample_batch *b, int train, uint64_t key)
+/* What a gradient check runs on: the pretraining heads, a 3-way classifier,
+ * a regressor; optionally with a gradient injected at the output of layer 1
+ * (the checked loss is then loss + <inj, hidden(1)>). */
+enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2 };
+
+static kmodel *new_model_heads(int type, double dropout, int heads)
 {
-    kstep_result r;
-    int rc = train ? kmodel_forward_backward(m, b, key, 1.0f, &r) : kmodel_forward(m, b, &r);
-    assert_int_equal(rc, 0);
-    return r.loss;
+    if (heads == GC_PRETRAIN) return new_model(type, dropout);
+    kmodel_config c = config(type, dropout);
+    kmodel_spec s = {.heads = KHEAD_CLASSIFY, .max_B = TB, .L = TL, .num_labels = heads == GC_CLASSIFY ? 3 : 1,
+                     .classifier_dropout = -1};
+    char err[256] = "";
+    kmodel *m = kmodel_create(&c, &s, err, sizeof err);
+    if (!m) print_error("kmodel_create: %s\n", err);
+    assert_non_null(m);
+    kmodel_init(m, 7);
+    return m;
 }
 
-static void gradcheck(int type, double dropout)
+static float inj_g[TB * TL * 16];
+
+static double loss_of(kmodel *m, const ksample_batch *b, int train, uint64_t key, int inject, int backward)
 {
-    kmodel *m = new_model(type, dropout);
+    kstep_result r;
+    assert_int_equal(kmodel_forward(m, b, train ? KMODE_TRAIN : KMODE_EVAL, key), 0);
+    assert_int_equal(kmodel_loss(m, 1.0f, &r), 0);
+    double L = r.loss;
+    if (inject) {
+        int N;
+        kmodel_offsets(m, NULL, &N);
+        const float *h = kmodel_hidden(m, 1);
+        assert_non_null(h);
+        for (int i = 0; i < N * 16; i++) L += (double)inj_g[i] * h[i];
+        if (backward) assert_int_equal(kmodel_inject_grad(m, 1, inj_g, 1.0f), 0);
+    }
+    if (backward) assert_int_equal(kmodel_backward(m), 0);
+    return L;
+}
+
+static void gradcheck_heads(int type, double dropout, int heads, int inject)
+{
+    kmodel *m = new_model_heads(type, dropout, heads);
     tbatch tb;
     make_batch(&tb);
+    float targets[TB] = {0.5f, -1.25f, NAN};
+    if (heads != GC_PRETRAIN) {
+        tb.b.objectives = KOBJ_CLASSIFY;
+        tb.b.P = 0, tb.b.n_masked = NULL, tb.b.masked_positions = NULL, tb.b.masked_ids = NULL;
+        tb.b.masked_weights = NULL;
+        tb.labels[0] = 2, tb.labels[1] = 0, tb.labels[2] = 1;
+        if (heads == GC_REGRESS) tb.b.targets = targets, tb.b.labels = NULL;
+    }
+    for (int i = 0; i < TB * TL * 16; i++) inj_g[i] = (float)(urand() - 0.5);
     const int train = dropout > 0;
     const uint64_t key = 99;
-    kstep_result r;
     kmodel_zero_grad(m);
-    assert_int_equal(kmodel_forward_backward(m, &tb.b, key, 1.0f, &r), 0);
-    assert_true(r.mlm_count == 6 && r.sop_count == 2 && r.tokens == 22);
-    assert_true(fabs(r.mlm_weight - 5.5) < 1e-9);
+    loss_of(m, &tb.b, 1, key, inject, 1);
+    if (heads == GC_PRETRAIN) {
+        kstep_result r;
+        assert_int_equal(kmodel_forward_backward(m, &tb.b, key, 1.0f, &r), 0);
+        assert_true(r.n == 4 && !strcmp(r.t[0].name, "mlm_loss") && !strcmp(r.t[1].name, "mlm_acc"));
+        assert_true(!strcmp(r.t[2].name, "sop_loss") && !strcmp(r.t[3].name, "sop_acc"));
+        assert_true(r.t[1].count == 6 && r.t[3].count == 2 && r.tokens == 22);
+        assert_true(fabs(r.t[0].count - 5.5) < 1e-9);
+        kmodel_zero_grad(m);
+        loss_of(m, &tb.b, 1, key, inject, 1);
+    }
     int n;
     const ktensor *t = kmodel_params(m, &n);
     size_t numel = kmodel_numel(m);
@@ -289,8 +336,7 @@ static void gradcheck(int type, double dropout)
             const float dx[4] = {2 * h, h, -h, -2 * h};
             for (int j = 0; j < 4; j++) {
                 *x = x0 + dx[j];
-                if (train) kmodel_zero_grad(m);
-                s[j] = loss_of(m, &tb.b, train, key);
+                s[j] = loss_of(m, &tb.b, train, key, inject, 0);
             }
             *x = x0;
             double num = (-s[0] + 8 * s[1] - 8 * s[2] + s[3]) / (12.0 * h), ana = g[t[i].offset + pick[k]];
@@ -301,10 +347,59 @@ static void gradcheck(int type, double dropout)
             }
         }
     }
-    print_message("%s%s: %d gradients checked, %d off\n", type == KMODEL_BERT ? "BERT" : "ALBERT",
-                  dropout > 0 ? " with dropout" : "", checked, bad);
+    static const char *const hn[] = {"pretraining", "classifier", "regression"};
+    print_message("%s %s%s%s: %d gradients checked, %d off\n", type == KMODEL_BERT ? "BERT" : "ALBERT", hn[heads],
+                  dropout > 0 ? " with dropout" : "", inject ? " with an injected gradient" : "", checked, bad);
     assert_int_equal(bad, 0);
     free(g);
+    kmodel_free(m);
+}
+
+static void gradcheck(int type, double dropout) { gradcheck_heads(type, dropout, GC_PRETRAIN, 0); }
+
+static void test_gradcheck_heads(void **state)
+{
+    (void)state;
+    gradcheck_heads(KMODEL_BERT, 0, GC_CLASSIFY, 0);
+    gradcheck_heads(KMODEL_ALBERT, 0.1, GC_CLASSIFY, 0);
+    gradcheck_heads(KMODEL_BERT, 0.1, GC_REGRESS, 0);
+    gradcheck_heads(KMODEL_ALBERT, 0, GC_REGRESS, 0);
+    gradcheck_heads(KMODEL_BERT, 0.1, GC_PRETRAIN, 1);
+    gradcheck_heads(KMODEL_ALBERT, 0, GC_CLASSIFY, 1);
+}
+
+/* An inference model: no gradient arena, the same eval outputs as a training
+ * model with the same weights; training calls refused. */
+static void test_inference(void **state)
+{
+    (void)state;
+    kmodel *m = new_model_heads(KMODEL_BERT, 0.1, GC_CLASSIFY);
+    kmodel_config c = config(KMODEL_BERT, 0.1);
+    kmodel_spec s = *kmodel_get_spec(m);
+    s.inference = 1;
+    char err[256];
+    kmodel *q = kmodel_create(&c, &s, err, sizeof err);
+    assert_non_null(q);
+    assert_null(kmodel_grad_data(q));
+    assert_true(kmodel_activation_bytes(q) < kmodel_activation_bytes(m));
+    memcpy(kmodel_param_data(q), kmodel_param_data(m), kmodel_numel(m) * sizeof(float));
+    tbatch tb;
+    make_batch(&tb);
+    tb.b.objectives = KOBJ_CLASSIFY;
+    tb.labels[2] = 2;
+    kstep_result r1, r2;
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r1), 0);
+    assert_int_equal(kmodel_evaluate(q, &tb.b, &r2), 0);
+    assert_true(r1.loss == r2.loss && r1.loss > 0);
+    assert_memory_equal(kmodel_class_logits(m, 1), kmodel_class_logits(q, 1), 3 * sizeof(float));
+    assert_true(kmodel_forward(q, &tb.b, KMODE_TRAIN, 1) != 0);
+    assert_int_equal(kmodel_backward(q), EX_SOFTWARE);
+    /* 3 hidden states and 2 attention maps readable */
+    for (int l = 0; l <= 2; l++) assert_non_null(kmodel_hidden(m, l));
+    assert_null(kmodel_hidden(m, 3));
+    assert_non_null(kmodel_attention(m, 2));
+    assert_null(kmodel_attention(m, 0));
+    kmodel_free(q);
     kmodel_free(m);
 }
 
@@ -452,7 +547,7 @@ static void test_eval_logits(void **state)
     tbatch tb;
     make_batch(&tb);
     kstep_result r, rt;
-    assert_int_equal(kmodel_forward(m, &tb.b, &r), 0);
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r), 0);
     double s = 0, ws = 0;
     for (int row = 0; row < TB; row++) {
         for (int p = 0; p < TP; p++) {
@@ -471,7 +566,7 @@ static void test_eval_logits(void **state)
         }
         assert_non_null(kmodel_sentence_logits(m, row));
     }
-    assert_true(fabs(s / ws - r.mlm_loss) < 1e-5 * r.mlm_loss);
+    assert_true(fabs(s / ws - kstep_value(&r, "mlm_loss")) < 1e-5 * kstep_value(&r, "mlm_loss"));
     assert_null(kmodel_sentence_logits(m, TB));
     /* a training pass applies dropout: another loss */
     assert_int_equal(kmodel_forward_backward(m, &tb.b, 1, 1.0f, &rt), 0);
@@ -509,17 +604,17 @@ static void test_errors(void **state)
     assert_non_null(strstr(kmodel_error(m), "token id"));
     make_batch(&tb);
     tb.pos[1 * TP + 1] = 7; /* row 1 has 7 tokens */
-    assert_int_equal(kmodel_forward(m, &tb.b, &r), EX_DATAERR);
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r), EX_DATAERR);
     assert_non_null(strstr(kmodel_error(m), "position 7"));
     make_batch(&tb);
     tb.labels[0] = 2;
-    assert_int_equal(kmodel_forward(m, &tb.b, &r), EX_DATAERR);
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r), EX_DATAERR);
     make_batch(&tb);
     tb.lengths[2] = 0;
-    assert_int_equal(kmodel_forward(m, &tb.b, &r), EX_DATAERR);
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r), EX_DATAERR);
     make_batch(&tb);
     tb.b.B = TB + 1;
-    assert_int_equal(kmodel_forward(m, &tb.b, &r), EX_DATAERR);
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r), EX_DATAERR);
     /* nothing reached the gradients */
     const float *g = kmodel_grad_data(m);
     for (size_t i = 0; i < kmodel_numel(m); i++) assert_true(g[i] == 0.0f);
@@ -726,6 +821,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),        cmocka_unit_test(test_gradcheck_bert),
         cmocka_unit_test(test_gradcheck_albert), cmocka_unit_test(test_gradcheck_dropout),
+        cmocka_unit_test(test_gradcheck_heads), cmocka_unit_test(test_inference),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_threads_medium),
         cmocka_unit_test(test_eval_logits),
         cmocka_unit_test(test_errors),        cmocka_unit_test(test_schedule),

@@ -1,0 +1,35 @@
+/* trainer/registry.h: the parameter registry of a model (trainer/registry.c).
+ *
+ * Every tensor of a model is registered once, by the model builder
+ * (trainer/model.c), as a ktensor (tensor.h): its Hugging Face name (the
+ * export name: BertForPreTraining / AlbertForPreTraining /
+ * *ForSequenceClassification state_dict names), shape, arena offset, flags
+ * (decay, frozen, transpose) and init. Tied weights exist once; the export
+ * names that alias them (the MLM decoder) are listed as kalias entries.
+ * Checkpoints write the list by name, the optimizer reads the flags, the
+ * exporter and importer map names through it, and the PyTorch reference
+ * reads the manifest (kregistry_manifest) instead of a name table of its own.
+ *
+ * Manifest format (JSON, version 1):
+ *   {"format": "kiln-registry", "version": 1,
+ *    "model_type": "bert"|"albert", "heads": ["mlm", "sentence", ...],
+ *    "num_labels": N, "pre_ln": 0|1, "causal": 0|1,
+ *    "tensors": [{"name", "shape": [..], "decay": 0|1, "frozen": 0|1,
+ *                 "init": "normal"|"one"|"zero", "transpose": 0|1}, ...],
+ *    "aliases": [{"name", "target"}]}
+ * Tensors are in state_dict order. */
+#ifndef KILN_TRAINER_REGISTRY_H
+#define KILN_TRAINER_REGISTRY_H
+
+#include <stddef.h>
+
+#include "trainer/tensor.h"
+
+/* An export name that is not a tensor of its own: it holds the values of
+ * `target` (the MLM decoder weight tied to the word embeddings). */
+typedef struct kalias {
+    char name[KTENSOR_NAME_MAX];
+    char target[KTENSOR_NAME_MAX];
+} kalias;
+
+#endif
