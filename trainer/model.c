@@ -102,6 +102,7 @@ struct kmodel {
     layer_off *lw; /* (NG) */
     size_t pool_w, pool_b, mlm_w, mlm_b, mlm_ln_g, mlm_ln_b, mlm_bias, cls_w, cls_b;
     size_t clf_w, clf_b;      /* sequence classifier (num_labels, H), (num_labels) */
+    size_t fln_g, fln_b;      /* pre-LN: final LayerNorm (H) */
 
     /* activations (one arena) */
     float *arena;
@@ -111,6 +112,7 @@ struct kmodel {
     float *emb_ln;            /* (N, E) */
     float *emb_drop;          /* (N, E) after dropout (only when p_hidden > 0) */
     float *h0;                /* (N, H) ALBERT: mapped embeddings */
+    float *fin, *fmean, *frstd; /* (N, H), (N), (N) pre-LN: the final LayerNorm */
     layer_act *la;            /* (NL) */
     float *mx;                /* (M, H) gathered rows of the masked positions */
     float *mpre, *ma, *mh;    /* (M, E) */
@@ -251,6 +253,10 @@ static void build_albert(builder *b)
         o->fo_w = W2(b, H, I, "%sffn_output.weight", p);
         o->fo_b = BIAS(b, H, "%sffn_output.bias", p);
     }
+    if (m->s.pre_ln) {
+        m->fln_g = LNG(b, H, "albert.encoder.final_layer_norm.weight");
+        m->fln_b = BIAS(b, H, "albert.encoder.final_layer_norm.bias");
+    }
     if (m->sent || m->ncls) {
         m->pool_w = W2(b, H, H, "albert.pooler.weight");
         m->pool_b = BIAS(b, H, "albert.pooler.bias");
@@ -296,6 +302,10 @@ static void build_bert(builder *b)
         o->fo_b = BIAS(b, H, "%soutput.dense.bias", p);
         o->ln2_g = LNG(b, H, "%soutput.LayerNorm.weight", p);
         o->ln2_b = BIAS(b, H, "%soutput.LayerNorm.bias", p);
+    }
+    if (m->s.pre_ln) {
+        m->fln_g = LNG(b, H, "bert.encoder.final_layer_norm.weight");
+        m->fln_b = BIAS(b, H, "bert.encoder.final_layer_norm.bias");
     }
     if (m->sent || m->ncls) {
         m->pool_w = W2(b, H, H, "bert.pooler.dense.weight");
@@ -375,6 +385,11 @@ static size_t carve(kmodel *m, float *base)
         CARVE(a->m2, N);
         CARVE(a->r2, N);
         CARVE(a->out, N * H);
+    }
+    if (m->s.pre_ln) {
+        CARVE(m->fin, N * H);
+        CARVE(m->fmean, N);
+        CARVE(m->frstd, N);
     }
     if (M) {
         CARVE(m->mx, M * H);
@@ -462,7 +477,6 @@ kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *spec, char *err
     m->inference = spec->inference ? 1 : 0;
     if (spec->heads & ~(KHEAD_MLM | KHEAD_SENTENCE | KHEAD_CLASSIFY))
         FAIL("model: heads 0x%x are not built yet (token and LM heads come with ELECTRA and GPT-2)", spec->heads);
-    if (spec->pre_ln || spec->causal) FAIL("model: pre-LN and causal layers are not built yet");
     if (spec->heads & KHEAD_CLASSIFY) {
         if (spec->num_labels < 1 || spec->num_labels > 65536)
             FAIL("task.num_labels: %d is not in [1, 65536] (1 = regression)", spec->num_labels);
@@ -786,6 +800,72 @@ static float *hidden_of(const kmodel *m, int l, int train)
     return emb_out((kmodel *)m, train);
 }
 
+/* Pre-LN layer l (GPT-2's block) on its input x (N, H), activations in la[l]:
+ *   h1 = LN1(x); qkv = h1 Wqkv^T + b; ctx = attention(qkv)
+ *   xs1 = x + drop(ctx Wo^T + bo)                  (the attention residual)
+ *   xs2 = LN2(xs1); ffpre = xs2 Wf^T + bf; ffact = gelu(ffpre)
+ *   out = xs1 + drop(ffact Wfo^T + bfo)
+ * Dropout sites as the post-LN layer's (4 l + 0, 1, 2). */
+static void layer_forward_preln(kmodel *m, int l, const float *x, int train, uint64_t key)
+{
+    const float *P = m->params;
+    const int N = m->N, H = m->H, I = m->I;
+    const float ph = train ? m->p_hidden : 0.0f, pa = train ? m->p_attn : 0.0f;
+    const layer_off *w = group_of(m, l);
+    layer_act *a = &m->la[l];
+    klayernorm_forward(a->h1, a->m1, a->r1, x, P + w->ln1_g, P + w->ln1_b, N, H, m->eps);
+    kdense_forward(a->qkv, a->h1, P + w->qkv_w, P + w->qkv_b, NULL, N, H, 3 * H);
+    kattn_dims d = {.B = m->B, .NH = m->NH, .D = m->D, .L = m->L, .causal = m->s.causal, .pdrop = pa,
+                    .key = site_key(key, 4 * (uint64_t)l)};
+    kattention_forward(a->ctx, a->probs, m->scratch, a->qkv, m->offs, &d);
+    if (ph > 0) {
+        kdense_forward(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, NULL, N, H, H);
+        kresidual_dropout(a->xs1, x, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 1), 0);
+    } else {
+        kdense_forward(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, x, N, H, H);
+    }
+    klayernorm_forward(a->xs2, a->m2, a->r2, a->xs1, P + w->ln2_g, P + w->ln2_b, N, H, m->eps);
+    kepi_act ea = {.x = a->ffpre, .y = a->ffact, .C = I, .kind = m->act}; /* ffpre becomes gelu'(pre) */
+    kdense_forward_ex(a->ffpre, a->xs2, P + w->ff_w, P + w->ff_b, NULL, N, H, I, kepi_gelu_deriv, &ea);
+    if (ph > 0) {
+        kdense_forward(a->out, a->ffact, P + w->fo_w, P + w->fo_b, NULL, N, I, H);
+        kresidual_dropout(a->out, a->xs1, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 2), 0);
+    } else {
+        kdense_forward(a->out, a->ffact, P + w->fo_w, P + w->fo_b, a->xs1, N, I, H);
+    }
+}
+
+/* Backward of layer_forward_preln: gA = d out on entry, d x on return. */
+static void layer_backward_preln(kmodel *m, int l, const float *x, uint64_t key)
+{
+    const float *P = m->params;
+    float *G = m->grads, *gA = m->gA, *gB = m->gB, *gC = m->gC;
+    const int N = m->N, H = m->H, I = m->I;
+    const float ph = m->p_hidden;
+    const layer_off *w = group_of(m, l);
+    layer_act *a = &m->la[l];
+    const float *dfo = gA;
+    if (ph > 0) {
+        kdropout(gC, gA, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 2), 0);
+        dfo = gC;
+    }
+    kepi_act eb = {.x = a->ffpre, .y = m->gI, .C = I, .kind = m->act};
+    kdense_backward_ex(m->gI, 0, G + w->fo_w, G + w->fo_b, dfo, a->ffact, P + w->fo_w, N, I, H, kepi_mul, &eb);
+    kdense_backward(gB, 0, G + w->ff_w, G + w->ff_b, m->gI, a->xs2, P + w->ff_w, N, H, I); /* gB = d xs2 */
+    klayernorm_backward(gA, 1, G + w->ln2_g, G + w->ln2_b, gB, a->xs1, a->m2, a->r2, P + w->ln2_g, N, H); /* d xs1 */
+    const float *dao = gA;
+    if (ph > 0) {
+        kdropout(gC, gA, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 1), 0);
+        dao = gC;
+    }
+    kdense_backward(gB, 0, G + w->ao_w, G + w->ao_b, dao, a->ctx, P + w->ao_w, N, H, H); /* gB = d ctx */
+    kattn_dims d = {.B = m->B, .NH = m->NH, .D = m->D, .L = m->L, .causal = m->s.causal, .pdrop = m->p_attn,
+                    .key = site_key(key, 4 * (uint64_t)l)};
+    kattention_backward(m->gQKV, m->scratch, gB, a->qkv, a->probs, m->offs, &d);
+    kdense_backward(gB, 0, G + w->qkv_w, G + w->qkv_b, m->gQKV, a->h1, P + w->qkv_w, N, H, 3 * H); /* d h1 */
+    klayernorm_backward(gA, 1, G + w->ln1_g, G + w->ln1_b, gB, x, a->m1, a->r1, P + w->ln1_g, N, H); /* d x */
+}
+
 /* Embeddings, layers, and the heads up to their logits (no loss). */
 static void forward(kmodel *m, int train, uint64_t key)
 {
@@ -802,11 +882,19 @@ static void forward(kmodel *m, int train, uint64_t key)
         kdense_forward(m->h0, x, P + m->map_w, P + m->map_b, NULL, N, E, H);
         h = m->h0;
     }
-    for (int l = 0; l < m->NL; l++) {
+    for (int l = 0; l < m->NL && m->s.pre_ln; l++) {
+        layer_forward_preln(m, l, h, train, key);
+        h = m->la[l].out;
+    }
+    if (m->s.pre_ln) {
+        klayernorm_forward(m->fin, m->fmean, m->frstd, h, P + m->fln_g, P + m->fln_b, N, H, m->eps);
+        h = m->fin;
+    }
+    for (int l = 0; l < m->NL && !m->s.pre_ln; l++) {
         const layer_off *w = group_of(m, l);
         layer_act *a = &m->la[l];
         kdense_forward(a->qkv, h, P + w->qkv_w, P + w->qkv_b, NULL, N, H, 3 * H);
-        kattn_dims d = {.B = B, .NH = m->NH, .D = m->D, .L = m->L, .causal = 0, .pdrop = pa,
+        kattn_dims d = {.B = B, .NH = m->NH, .D = m->D, .L = m->L, .causal = m->s.causal, .pdrop = pa,
                         .key = site_key(key, 4 * (uint64_t)l)};
         kattention_forward(a->ctx, a->probs, m->scratch, a->qkv, m->offs, &d);
         /* xs1 = h + drop(ctx Wo^T + bo), h1 = LN1(xs1): the residual is the
@@ -1004,7 +1092,16 @@ static void backward(kmodel *m, uint64_t key)
     }
 
     float *x = emb_out(m, 1);
-    for (int l = m->NL - 1; l >= 0; l--) {
+    if (m->s.pre_ln) {
+        if (m->inj_set[m->NL]) kadd(gA, m->inj[m->NL], (size_t)N * H);
+        klayernorm_backward(gA, 0, G + m->fln_g, G + m->fln_b, gA, m->la[m->NL - 1].out, m->fmean, m->frstd,
+                            P + m->fln_g, N, H);
+        for (int l = m->NL - 1; l >= 0; l--) {
+            if (l + 1 < m->NL && m->inj_set[l + 1]) kadd(gA, m->inj[l + 1], (size_t)N * H);
+            layer_backward_preln(m, l, hidden_of(m, l, 1), key);
+        }
+    }
+    for (int l = m->NL - 1; l >= 0 && !m->s.pre_ln; l--) {
         const layer_off *w = group_of(m, l);
         layer_act *a = &m->la[l];
         const float *hin = hidden_of(m, l, 1);
@@ -1026,7 +1123,7 @@ static void backward(kmodel *m, uint64_t key)
             dao = gC;
         }
         kdense_backward(gB, 0, G + w->ao_w, G + w->ao_b, dao, a->ctx, P + w->ao_w, N, H, H); /* gB = d ctx */
-        kattn_dims d = {.B = B, .NH = m->NH, .D = m->D, .L = m->L, .causal = 0, .pdrop = pa,
+        kattn_dims d = {.B = B, .NH = m->NH, .D = m->D, .L = m->L, .causal = m->s.causal, .pdrop = pa,
                         .key = site_key(key, 4 * (uint64_t)l)};
         kattention_backward(m->gQKV, m->scratch, gB, a->qkv, a->probs, m->offs, &d);
         kdense_backward(gA, 1, G + w->qkv_w, G + w->qkv_b, m->gQKV, hin, P + w->qkv_w, N, H, 3 * H); /* gA = d hin */
@@ -1113,6 +1210,7 @@ const int32_t *kmodel_offsets(const kmodel *m, int *B, int *N)
 const float *kmodel_hidden(const kmodel *m, int l)
 {
     if (l < 0 || l > m->NL || !m->fwd) return NULL;
+    if (l == m->NL && m->s.pre_ln) return m->fin;
     return hidden_of(m, l, m->fwd == 2);
 }
 

@@ -253,12 +253,17 @@ static void test_layout(void **state)
  * (the checked loss is then loss + <inj, hidden(1)>). */
 enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2 };
 
+enum { GC_PRE_LN = 1, GC_CAUSAL = 2 }; /* layer flags */
+static int gc_layers;                   /* GC_* flags of the next new_model_heads */
+
 static kmodel *new_model_heads(int type, double dropout, int heads)
 {
-    if (heads == GC_PRETRAIN) return new_model(type, dropout);
+    if (heads == GC_PRETRAIN && !gc_layers) return new_model(type, dropout);
     kmodel_config c = config(type, dropout);
     kmodel_spec s = {.heads = KHEAD_CLASSIFY, .max_B = TB, .L = TL, .num_labels = heads == GC_CLASSIFY ? 3 : 1,
-                     .classifier_dropout = -1};
+                     .classifier_dropout = -1, .pre_ln = (gc_layers & GC_PRE_LN) != 0,
+                     .causal = (gc_layers & GC_CAUSAL) != 0};
+    if (heads == GC_PRETRAIN) s.heads = KHEAD_MLM | KHEAD_SENTENCE, s.P = TP;
     char err[256] = "";
     kmodel *m = kmodel_create(&c, &s, err, sizeof err);
     if (!m) print_error("kmodel_create: %s\n", err);
@@ -348,7 +353,8 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
         }
     }
     static const char *const hn[] = {"pretraining", "classifier", "regression"};
-    print_message("%s %s%s%s: %d gradients checked, %d off\n", type == KMODEL_BERT ? "BERT" : "ALBERT", hn[heads],
+    print_message("%s%s%s %s%s%s: %d gradients checked, %d off\n", type == KMODEL_BERT ? "BERT" : "ALBERT",
+                  gc_layers & GC_PRE_LN ? " pre-LN" : "", gc_layers & GC_CAUSAL ? " causal" : "", hn[heads],
                   dropout > 0 ? " with dropout" : "", inject ? " with an injected gradient" : "", checked, bad);
     assert_int_equal(bad, 0);
     free(g);
@@ -366,6 +372,32 @@ static void test_gradcheck_heads(void **state)
     gradcheck_heads(KMODEL_ALBERT, 0, GC_REGRESS, 0);
     gradcheck_heads(KMODEL_BERT, 0.1, GC_PRETRAIN, 1);
     gradcheck_heads(KMODEL_ALBERT, 0, GC_CLASSIFY, 1);
+}
+
+/* Pre-LN layers (with the final LayerNorm) and causal attention. */
+static void test_gradcheck_layers(void **state)
+{
+    (void)state;
+    gc_layers = GC_PRE_LN;
+    gradcheck_heads(KMODEL_BERT, 0, GC_PRETRAIN, 0);
+    gradcheck_heads(KMODEL_ALBERT, 0.1, GC_CLASSIFY, 1);
+    gc_layers = GC_CAUSAL;
+    gradcheck_heads(KMODEL_BERT, 0.1, GC_PRETRAIN, 0);
+    gc_layers = GC_PRE_LN | GC_CAUSAL;
+    gradcheck_heads(KMODEL_BERT, 0.1, GC_PRETRAIN, 1);
+    /* causal: a token's hidden state does not depend on later tokens */
+    kmodel *m = new_model_heads(KMODEL_BERT, 0, GC_PRETRAIN);
+    tbatch tb;
+    make_batch(&tb);
+    assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, 0), 0);
+    float before[5 * 16];
+    memcpy(before, kmodel_hidden(m, 2), sizeof before); /* row 0, tokens 0..4 */
+    tb.ids[7] = tb.ids[7] == 5 ? 6 : 5;
+    assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, 0), 0);
+    assert_memory_equal(before, kmodel_hidden(m, 2), sizeof before);
+    assert_true(memcmp(before, kmodel_hidden(m, 2) + 7 * 16, 16 * sizeof(float)) != 0);
+    kmodel_free(m);
+    gc_layers = 0;
 }
 
 /* An inference model: no gradient arena, the same eval outputs as a training
@@ -821,7 +853,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),        cmocka_unit_test(test_gradcheck_bert),
         cmocka_unit_test(test_gradcheck_albert), cmocka_unit_test(test_gradcheck_dropout),
-        cmocka_unit_test(test_gradcheck_heads), cmocka_unit_test(test_inference),
+        cmocka_unit_test(test_gradcheck_heads), cmocka_unit_test(test_gradcheck_layers),
+        cmocka_unit_test(test_inference),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_threads_medium),
         cmocka_unit_test(test_eval_logits),
         cmocka_unit_test(test_errors),        cmocka_unit_test(test_schedule),
