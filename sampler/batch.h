@@ -62,6 +62,9 @@ typedef struct ksample_batch {
     /* Regression targets of labelled examples (KOBJ_CLASSIFY with one
      * output), else NULL; NaN = no target. (version 2) */
     float *targets;            /* (B) */
+    /* Per-token binary labels (ELECTRA's discriminator: 1 replaced,
+     * 0 original, -1 none), else NULL. (version 2) */
+    int32_t *token_labels;     /* (B, L) */
 } ksample_batch;
 
 #endif

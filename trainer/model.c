@@ -54,6 +54,7 @@
 #include <sys/mman.h>
 #include <sysexits.h>
 
+#include "trainer/heads.h"
 #include "trainer/kernels.h"
 
 enum { INIT_NORMAL = KINIT_NORMAL, INIT_ONE = KINIT_ONE, INIT_ZERO = KINIT_ZERO };
@@ -103,6 +104,7 @@ struct kmodel {
     size_t pool_w, pool_b, mlm_w, mlm_b, mlm_ln_g, mlm_ln_b, mlm_bias, cls_w, cls_b;
     size_t clf_w, clf_b;      /* sequence classifier (num_labels, H), (num_labels) */
     size_t fln_g, fln_b;      /* pre-LN: final LayerNorm (H) */
+    size_t tok_w, tok_b, tok_wp, tok_bp; /* per-token binary head: (H, H), (H), (1, H), (1) */
 
     /* activations (one arena) */
     float *arena;
@@ -128,6 +130,13 @@ struct kmodel {
     float *clog;              /* (B, ncls) classifier logits, then their gradients */
     float *closs, *cgscale;   /* (B) */
     float *dz;                /* (B, H) */
+    float *tpre, *th, *tdh;   /* (N, H) per-token head */
+    float *tlogit, *tdlogit;  /* (N) */
+    int32_t *tlabel;          /* (N) per-token labels of the packed rows */
+    float *lchunk;            /* (N, lm_chunk) LM head scratch */
+    double *lsum;             /* (N) */
+    float *lmax, *llse, *llab, *lgscale; /* (N) */
+    int32_t *largmax, *llabel; /* (N) next-token labels of the packed rows */
     float *gA, *gB, *gC;      /* (N, H) backward buffers */
     float *gI;                /* (N, I) */
     float *gQKV;              /* (N, 3H) */
@@ -150,6 +159,7 @@ struct kmodel {
     uint8_t *ccorrect;        /* (max_B) */
     int B, N, M, has_logits;
     int objectives;           /* of the current batch (names the sentence terms) */
+    const float *hlast;       /* (N, H) the heads' input of the current forward */
 
     /* the pass */
     int fwd;                  /* 0 none, 1 eval forward, 2 train forward */
@@ -268,6 +278,12 @@ static void build_albert(builder *b)
         m->mlm_w = W2(b, E, H, "predictions.dense.weight");
         m->mlm_b = BIAS(b, E, "predictions.dense.bias");
     }
+    if (m->s.heads & KHEAD_TOKEN) {
+        m->tok_w = W2(b, H, H, "discriminator_predictions.dense.weight");
+        m->tok_b = BIAS(b, H, "discriminator_predictions.dense.bias");
+        m->tok_wp = W2(b, 1, H, "discriminator_predictions.dense_prediction.weight");
+        m->tok_bp = BIAS(b, 1, "discriminator_predictions.dense_prediction.bias");
+    }
     if (m->ncls) {
         m->clf_w = W2(b, m->ncls, H, "classifier.weight");
         m->clf_b = BIAS(b, m->ncls, "classifier.bias");
@@ -317,6 +333,12 @@ static void build_bert(builder *b)
         m->mlm_b = BIAS(b, H, "cls.predictions.transform.dense.bias");
         m->mlm_ln_g = LNG(b, H, "cls.predictions.transform.LayerNorm.weight");
         m->mlm_ln_b = BIAS(b, H, "cls.predictions.transform.LayerNorm.bias");
+    }
+    if (m->s.heads & KHEAD_TOKEN) {
+        m->tok_w = W2(b, H, H, "discriminator_predictions.dense.weight");
+        m->tok_b = BIAS(b, H, "discriminator_predictions.dense.bias");
+        m->tok_wp = W2(b, 1, H, "discriminator_predictions.dense_prediction.weight");
+        m->tok_bp = BIAS(b, 1, "discriminator_predictions.dense_prediction.bias");
     }
     if (m->ncls) {
         m->clf_w = W2(b, m->ncls, H, "classifier.weight");
@@ -428,6 +450,22 @@ static size_t carve(kmodel *m, float *base)
         CARVE(m->cgscale, B);
         if (bw) CARVE(m->dz, B * H);
     }
+    if (m->s.heads & KHEAD_TOKEN) {
+        CARVE(m->tpre, N * H);
+        CARVE(m->th, N * H);
+        CARVE(m->tlogit, N);
+        if (bw) {
+            CARVE(m->tdh, N * H);
+            CARVE(m->tdlogit, N);
+        }
+    }
+    if (m->s.heads & KHEAD_LM) {
+        CARVE(m->lchunk, N * (size_t)(m->s.lm_chunk < (int)V ? m->s.lm_chunk : (int)V));
+        CARVE(m->lmax, N);
+        CARVE(m->llse, N);
+        CARVE(m->llab, N);
+        CARVE(m->lgscale, N);
+    }
     if (bw) {
         CARVE(m->gA, N * H);
         CARVE(m->gB, N * H);
@@ -475,8 +513,12 @@ kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *spec, char *err
     m->s.P = P;
     m->type = c->type;
     m->inference = spec->inference ? 1 : 0;
-    if (spec->heads & ~(KHEAD_MLM | KHEAD_SENTENCE | KHEAD_CLASSIFY))
-        FAIL("model: heads 0x%x are not built yet (token and LM heads come with ELECTRA and GPT-2)", spec->heads);
+    if (spec->heads & ~(KHEAD_MLM | KHEAD_SENTENCE | KHEAD_CLASSIFY | KHEAD_TOKEN | KHEAD_LM))
+        FAIL("model: unknown heads 0x%x", spec->heads);
+    if ((spec->heads & KHEAD_LM) && c->type == KMODEL_ALBERT && c->embedding_size != c->hidden_size)
+        FAIL("model: the LM head is tied to the word embeddings and needs embedding_size = hidden_size");
+    if (spec->lm_chunk < 0) FAIL("model: lm_chunk %d is negative", spec->lm_chunk);
+    if (!m->s.lm_chunk) m->s.lm_chunk = 4096;
     if (spec->heads & KHEAD_CLASSIFY) {
         if (spec->num_labels < 1 || spec->num_labels > 65536)
             FAIL("task.num_labels: %d is not in [1, 65536] (1 = regression)", spec->num_labels);
@@ -560,9 +602,14 @@ kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *spec, char *err
     m->ctarget = malloc((size_t)max_B * sizeof(float));
     m->ccorrect = malloc((size_t)max_B);
     m->inj = calloc((size_t)m->NL + 1, sizeof *m->inj);
+    m->tlabel = malloc(N * sizeof(int32_t) + 1);
+    m->llabel = malloc(N * sizeof(int32_t) + 1);
+    m->largmax = malloc(N * sizeof(int32_t) + 1);
+    m->lsum = malloc(N * sizeof(double) + 1);
     m->inj_set = calloc((size_t)m->NL + 1, 1);
     if (!m->ids || !m->offs || !m->mstart || !m->slabel || !m->scorrect || !m->mrow || !m->mlabel || !m->mcorrect ||
-        !m->clabel || !m->ctarget || !m->ccorrect || !m->inj || !m->inj_set)
+        !m->clabel || !m->ctarget || !m->ccorrect || !m->inj || !m->inj_set || !m->tlabel || !m->llabel ||
+        !m->largmax || !m->lsum)
         FAIL("out of memory");
     m->pos_ids = m->ids + N;
     m->type_ids = m->ids + 2 * N;
@@ -590,6 +637,10 @@ void kmodel_free(kmodel *m)
     free(m->clabel);
     free(m->ctarget);
     free(m->ccorrect);
+    free(m->tlabel);
+    free(m->llabel);
+    free(m->largmax);
+    free(m->lsum);
     if (m->inj)
         for (int l = 0; l <= m->NL; l++) free(m->inj[l]);
     free(m->inj);
@@ -742,6 +793,16 @@ static int load_batch(kmodel *m, const ksample_batch *b)
             m->ctarget[r] = y;
         }
     }
+    /* per-token labels, and next-token labels (within a row) */
+    for (int r = 0, i = 0; r < B; r++)
+        for (int t = 0; t < b->lengths[r]; t++, i++) {
+            if (m->s.heads & KHEAD_TOKEN) {
+                int y = b->token_labels ? b->token_labels[(size_t)r * L + t] : -1;
+                if (y < -1 || y > 1) return bad(m, "row %d position %d: token label %d is not -1, 0 or 1", r, t, y);
+                m->tlabel[i] = y;
+            }
+            if (m->s.heads & KHEAD_LM) m->llabel[i] = t + 1 < b->lengths[r] ? m->ids[i + 1] : -1;
+        }
     m->objectives = b->objectives;
     m->B = B;
     m->N = N;
@@ -791,6 +852,24 @@ static float *emb_out(kmodel *m, int train) { return train && m->p_hidden > 0 ? 
 
 
 #define SITE_CLS ((uint64_t)1 << 21)
+
+static kbin_head bin_head(kmodel *m)
+{
+    float *P = m->params, *G = m->grads;
+    kbin_head k = {.N = m->N, .H = m->H, .act = m->act, .w = P + m->tok_w, .b = P + m->tok_b, .wp = P + m->tok_wp,
+                   .bp = P + m->tok_bp, .dw = G ? G + m->tok_w : NULL, .db = G ? G + m->tok_b : NULL,
+                   .dwp = G ? G + m->tok_wp : NULL, .dbp = G ? G + m->tok_bp : NULL, .pre = m->tpre, .h = m->th,
+                   .logit = m->tlogit, .dlogit = m->tdlogit, .dh = m->tdh};
+    return k;
+}
+
+static klm_head lm_head(kmodel *m)
+{
+    klm_head k = {.N = m->N, .H = m->H, .V = m->V, .C = m->s.lm_chunk, .w = m->params + m->word, .bias = NULL,
+                  .dw = m->grads ? m->grads + m->word : NULL, .dbias = NULL, .chunk = m->lchunk, .run_sum = m->lsum,
+                  .run_max = m->lmax, .lse = m->llse, .label_logit = m->llab, .argmax = m->largmax};
+    return k;
+}
 
 /* hidden(l): the input of layer l (0-based), = the output of layer l - 1 */
 static float *hidden_of(const kmodel *m, int l, int train)
@@ -926,6 +1005,11 @@ static void forward(kmodel *m, int train, uint64_t key)
         kpooler_forward(m->pooled, m->cls, P + m->pool_w, P + m->pool_b, B, H);
     }
     if (m->sent) kdense_forward(m->slog, m->pooled, P + m->cls_w, P + m->cls_b, NULL, B, H, 2);
+    if (m->s.heads & KHEAD_TOKEN) {
+        kbin_head k = bin_head(m);
+        kbin_head_forward(&k, h);
+    }
+    m->hlast = h;
     if (m->ncls) {
         const float pc = train ? m->p_cls : 0.0f;
         kdropout(m->cz, m->pooled, (size_t)B * H, pc, site_key(key, SITE_CLS), 0);
@@ -1031,6 +1115,25 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         term(r, "cls_loss", s, cnt, 1.0);
         term(r, "cls_acc", (double)correct, cnt, 0.0);
     } else if (m->ncls == 1) {
+        /* (regression below) */
+    }
+    if (m->s.heads & KHEAD_TOKEN) {
+        kbin_head k = bin_head(m);
+        khead_loss q = kbin_head_loss(&k, m->tlabel, loss_scale, train);
+        term(r, "token_loss", q.sum, q.count, 1.0);
+        term(r, "token_acc", q.correct, q.count, 0.0);
+        term(r, "token_precision", q.tp, q.pred_pos, 0.0);
+        term(r, "token_recall", q.tp, q.act_pos, 0.0);
+        term(r, "replaced_fraction", q.act_pos, q.count, 0.0);
+    }
+    if (m->s.heads & KHEAD_LM) {
+        klm_head k = lm_head(m);
+        khead_loss q = klm_head_loss(&k, m->hlast, m->llabel);
+        for (int i = 0; i < m->N; i++) m->lgscale[i] = q.count ? loss_scale / (float)q.count : 0.0f;
+        term(r, "lm_loss", q.sum, q.count, 1.0);
+        term(r, "lm_acc", q.correct, q.count, 0.0);
+    }
+    if (m->ncls == 1) {
         /* MSE over rows with a target (torch.nn.MSELoss, mean) */
         int cnt = 0;
         for (int b = 0; b < B; b++) cnt += !isnan(m->ctarget[b]);
@@ -1070,6 +1173,14 @@ static void backward(kmodel *m, uint64_t key)
                 const float *s = m->dmx + (size_t)i * H;
                 for (int c = 0; c < H; c++) d[c] += s[c];
             }
+    }
+    if (m->s.heads & KHEAD_TOKEN) {
+        kbin_head k = bin_head(m);
+        kbin_head_backward(&k, gA, 1, m->hlast);
+    }
+    if (m->s.heads & KHEAD_LM) {
+        klm_head k = lm_head(m);
+        klm_head_backward(&k, gA, 1, m->hlast, m->llabel, m->lgscale);
     }
     if (m->sent || m->ncls) {
         if (m->sent)
@@ -1263,6 +1374,8 @@ const float *kmodel_class_logits(const kmodel *m, int row)
 
 float kmodel_token_logit(const kmodel *m, int row, int t)
 {
-    (void)m, (void)row, (void)t;
-    return NAN;
+    if (!m->fwd || !(m->s.heads & KHEAD_TOKEN) || row < 0 || row >= m->B || t < 0 ||
+        t >= m->offs[row + 1] - m->offs[row])
+        return NAN;
+    return m->tlogit[m->offs[row] + t];
 }

@@ -251,7 +251,7 @@ static void test_layout(void **state)
 /* What a gradient check runs on: the pretraining heads, a 3-way classifier,
  * a regressor; optionally with a gradient injected at the output of layer 1
  * (the checked loss is then loss + <inj, hidden(1)>). */
-enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2 };
+enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2, GC_TOKEN_LM = 3 };
 
 enum { GC_PRE_LN = 1, GC_CAUSAL = 2 }; /* layer flags */
 static int gc_layers;                   /* GC_* flags of the next new_model_heads */
@@ -264,6 +264,7 @@ static kmodel *new_model_heads(int type, double dropout, int heads)
                      .classifier_dropout = -1, .pre_ln = (gc_layers & GC_PRE_LN) != 0,
                      .causal = (gc_layers & GC_CAUSAL) != 0};
     if (heads == GC_PRETRAIN) s.heads = KHEAD_MLM | KHEAD_SENTENCE, s.P = TP;
+    if (heads == GC_TOKEN_LM) s.heads = KHEAD_TOKEN | KHEAD_LM, s.lm_chunk = 7; /* chunks of 7 of the 50 ids */
     char err[256] = "";
     kmodel *m = kmodel_create(&c, &s, err, sizeof err);
     if (!m) print_error("kmodel_create: %s\n", err);
@@ -298,7 +299,10 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
     tbatch tb;
     make_batch(&tb);
     float targets[TB] = {0.5f, -1.25f, NAN};
-    if (heads != GC_PRETRAIN) {
+    int32_t tlab[TB * TL];
+    for (int i = 0; i < TB * TL; i++) tlab[i] = (int)(rng() % 3) - 1;
+    if (heads == GC_TOKEN_LM) tb.b.token_labels = tlab;
+    if (heads == GC_CLASSIFY || heads == GC_REGRESS) {
         tb.b.objectives = KOBJ_CLASSIFY;
         tb.b.P = 0, tb.b.n_masked = NULL, tb.b.masked_positions = NULL, tb.b.masked_ids = NULL;
         tb.b.masked_weights = NULL;
@@ -352,7 +356,7 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
             }
         }
     }
-    static const char *const hn[] = {"pretraining", "classifier", "regression"};
+    static const char *const hn[] = {"pretraining", "classifier", "regression", "token + LM heads"};
     print_message("%s%s%s %s%s%s: %d gradients checked, %d off\n", type == KMODEL_BERT ? "BERT" : "ALBERT",
                   gc_layers & GC_PRE_LN ? " pre-LN" : "", gc_layers & GC_CAUSAL ? " causal" : "", hn[heads],
                   dropout > 0 ? " with dropout" : "", inject ? " with an injected gradient" : "", checked, bad);
@@ -385,6 +389,10 @@ static void test_gradcheck_layers(void **state)
     gradcheck_heads(KMODEL_BERT, 0.1, GC_PRETRAIN, 0);
     gc_layers = GC_PRE_LN | GC_CAUSAL;
     gradcheck_heads(KMODEL_BERT, 0.1, GC_PRETRAIN, 1);
+    gradcheck_heads(KMODEL_BERT, 0.1, GC_TOKEN_LM, 1); /* a GPT-2-like decoder with both heads */
+    gc_layers = 0;
+    gradcheck_heads(KMODEL_BERT, 0, GC_TOKEN_LM, 0);
+    gc_layers = GC_PRE_LN | GC_CAUSAL;
     /* causal: a token's hidden state does not depend on later tokens */
     kmodel *m = new_model_heads(KMODEL_BERT, 0, GC_PRETRAIN);
     tbatch tb;
@@ -398,6 +406,44 @@ static void test_gradcheck_layers(void **state)
     assert_true(memcmp(before, kmodel_hidden(m, 2) + 7 * 16, 16 * sizeof(float)) != 0);
     kmodel_free(m);
     gc_layers = 0;
+}
+
+/* Two models stepping at the same time (a teacher and a student, say), each
+ * from its own thread of an outer parallel region, give the bytes they give
+ * one after the other: no scratch is shared between models. */
+static void test_concurrent(void **state)
+{
+    (void)state;
+    kmodel *a = new_model_heads(KMODEL_BERT, 0.1, GC_PRETRAIN), *b = new_model_heads(KMODEL_ALBERT, 0.1, GC_CLASSIFY);
+    tbatch ta, tb;
+    make_batch(&ta);
+    make_batch(&tb);
+    tb.b.objectives = KOBJ_CLASSIFY;
+    tb.labels[2] = 2;
+    tb.b.P = 0, tb.b.n_masked = NULL, tb.b.masked_positions = NULL, tb.b.masked_ids = NULL, tb.b.masked_weights = NULL;
+    size_t na = kmodel_numel(a), nb = kmodel_numel(b);
+    float *ga = malloc(na * sizeof(float)), *gb = malloc(nb * sizeof(float));
+    kstep_result r;
+    for (int k = 0; k < 3; k++) assert_int_equal(kmodel_forward_backward(a, &ta.b, 11 + k, 1.0f, &r), 0);
+    for (int k = 0; k < 3; k++) assert_int_equal(kmodel_forward_backward(b, &tb.b, 21 + k, 1.0f, &r), 0);
+    memcpy(ga, kmodel_grad_data(a), na * sizeof(float));
+    memcpy(gb, kmodel_grad_data(b), nb * sizeof(float));
+    kmodel_zero_grad(a);
+    kmodel_zero_grad(b);
+    int fails = 0;
+#pragma omp parallel sections num_threads(2) reduction(+ : fails)
+    {
+#pragma omp section
+        for (int k = 0; k < 3; k++) fails += kmodel_forward_backward(a, &ta.b, 11 + k, 1.0f, NULL) != 0;
+#pragma omp section
+        for (int k = 0; k < 3; k++) fails += kmodel_forward_backward(b, &tb.b, 21 + k, 1.0f, NULL) != 0;
+    }
+    assert_int_equal(fails, 0);
+    assert_memory_equal(ga, kmodel_grad_data(a), na * sizeof(float));
+    assert_memory_equal(gb, kmodel_grad_data(b), nb * sizeof(float));
+    free(ga), free(gb);
+    kmodel_free(a);
+    kmodel_free(b);
 }
 
 /* An inference model: no gradient arena, the same eval outputs as a training
@@ -854,7 +900,7 @@ int main(void)
         cmocka_unit_test(test_layout),        cmocka_unit_test(test_gradcheck_bert),
         cmocka_unit_test(test_gradcheck_albert), cmocka_unit_test(test_gradcheck_dropout),
         cmocka_unit_test(test_gradcheck_heads), cmocka_unit_test(test_gradcheck_layers),
-        cmocka_unit_test(test_inference),
+        cmocka_unit_test(test_inference),     cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_threads_medium),
         cmocka_unit_test(test_eval_logits),
         cmocka_unit_test(test_errors),        cmocka_unit_test(test_schedule),
