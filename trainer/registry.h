@@ -17,7 +17,10 @@
  *    "tensors": [{"name", "shape": [..], "decay": 0|1, "frozen": 0|1,
  *                 "init": "normal"|"one"|"zero", "transpose": 0|1}, ...],
  *    "aliases": [{"name", "target"}]}
- * Tensors are in state_dict order. */
+ * Tensors are in state_dict order. heads names the KHEAD_* bits (model.h) in
+ * bit order: "mlm", "sentence", "classify", "token", "lm". num_labels is the
+ * classifier's outputs (1 = regression), 0 without the classify head.
+ * Written one key per line and one tensor / alias per line. */
 #ifndef KILN_TRAINER_REGISTRY_H
 #define KILN_TRAINER_REGISTRY_H
 
@@ -31,5 +34,24 @@ typedef struct kalias {
     char name[KTENSOR_NAME_MAX];
     char target[KTENSOR_NAME_MAX];
 } kalias;
+
+struct kmodel; /* trainer/model.h (which includes this header) */
+
+#define KREGISTRY_FORMAT "kiln-registry"
+#define KREGISTRY_VERSION 1
+#define KREGISTRY_MAX_ALIASES 4
+
+/* The aliases of model m into out (room for max entries): the tied MLM
+ * decoder weight when m has the MLM head ("predictions.decoder.weight" ->
+ * "albert.embeddings.word_embeddings.weight" for ALBERT,
+ * "cls.predictions.decoder.weight" -> "bert.embeddings.word_embeddings.weight"
+ * for BERT). Returns the number of aliases (at most KREGISTRY_MAX_ALIASES;
+ * entries beyond max are counted but not written). */
+int kregistry_aliases(const struct kmodel *m, kalias *out, int max);
+
+/* The manifest of model m (the format above) as a NUL-terminated JSON text,
+ * one tensor per line. The string is malloc'd: the caller frees it. Returns
+ * NULL when out of memory. */
+char *kregistry_manifest(const struct kmodel *m);
 
 #endif

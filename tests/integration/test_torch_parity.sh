@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # test_torch_parity.sh: kiln's trainer math against PyTorch (Debian's
-# python3-torch for /usr/bin/python3; Hugging Face's ALBERT and BERT rebuilt
-# from torch.nn modules in tests/ref/torch_models.py). The helper
-# kiln_trainer_ref (built next to kiln, tests/ref/trainer_ref.c) writes a
-# small ALBERT and a small BERT with their batch, logits, losses, gradients and
-# the parameters after 5 AdamW and 5 LAMB steps; tests/ref/torch_parity.py
-# redoes all of it in PyTorch and compares (tolerances in its docstring).
-# A missing torch is a failure, not a skip.
+# python3-torch for /usr/bin/python3; Hugging Face's ALBERT and BERT, for
+# pretraining and sequence classification, rebuilt from torch.nn modules in
+# tests/ref/torch_models.py). The helper kiln_trainer_ref (built next to kiln,
+# tests/ref/trainer_ref.c) writes five small models (ALBERT and BERT
+# pretraining, a BERT classifier, an ALBERT regressor, a pre-LN causal BERT)
+# with their registry manifests, batch, logits, losses, gradients and the
+# parameters after 5 AdamW and 5 LAMB steps; tests/ref/torch_parity.py checks
+# each manifest against torch's named_parameters, redoes the rest in PyTorch
+# and compares (tolerances in its docstring). A missing torch is a failure,
+# not a skip.
 source "$(dirname "$0")/lib.sh"
 
 HELPER="$(dirname "$KILN")/kiln_trainer_ref"
@@ -32,9 +35,14 @@ if OMP_NUM_THREADS=2 "$HELPER" parity "$WORK" >out.txt 2>err.txt; then
 else
   bad "kiln_trainer_ref parity failed"; sed 's/^/  | /' err.txt | head -20
 fi
-check "albert.safetensors and bert.safetensors written" [ -s albert.safetensors -a -s bert.safetensors ]
-if $PY "$REF/torch_parity.py" albert.safetensors bert.safetensors >parity.txt 2>&1; then
-  ok "logits, losses, gradients and 5 AdamW / 5 LAMB steps match PyTorch"
+MODELS="albert bert bert_cls albert_reg bert_preln_causal"
+files=""
+for m in $MODELS; do
+  check "$m.safetensors and $m.manifest.json written" [ -s $m.safetensors -a -s $m.manifest.json ]
+  files="$files $m.safetensors"
+done
+if $PY "$REF/torch_parity.py" $files >parity.txt 2>&1; then
+  ok "registries, logits, losses, gradients and 5 AdamW / 5 LAMB steps match PyTorch ($MODELS)"
   sed 's/^/  | /' parity.txt
 else
   bad "PyTorch parity:"; sed 's/^/  | /' parity.txt
@@ -43,8 +51,10 @@ fi
 # the same bytes with one thread
 mkdir one
 if OMP_NUM_THREADS=1 "$HELPER" parity one >/dev/null 2>err.txt; then
-  check "one thread writes the same bytes as two" cmp -s albert.safetensors one/albert.safetensors
-  check "one thread writes the same bytes as two (bert)" cmp -s bert.safetensors one/bert.safetensors
+  for m in $MODELS; do
+    check "one thread writes the same bytes as two ($m)" cmp -s $m.safetensors one/$m.safetensors
+    check "one thread writes the same manifest ($m)" cmp -s $m.manifest.json one/$m.manifest.json
+  done
 else
   bad "kiln_trainer_ref parity with one thread failed"; sed 's/^/  | /' err.txt | head
 fi

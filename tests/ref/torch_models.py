@@ -1,7 +1,8 @@
-"""tests/ref/torch_models.py: Hugging Face's AlbertForPreTraining and
-BertForPreTraining rebuilt from torch.nn modules (transformers is not
-installed here), with the same parameter names, for the trainer's parity test
-(torch_parity.py) and speed comparison (torch_bench.py).
+"""tests/ref/torch_models.py: Hugging Face's AlbertForPreTraining,
+BertForPreTraining, AlbertForSequenceClassification and
+BertForSequenceClassification rebuilt from torch.nn modules (transformers is
+not installed here), with the same parameter names, for the trainer's parity
+test (torch_parity.py) and speed comparison (torch_bench.py).
 
 Faithful to transformers 4.x: post-LayerNorm blocks, attention mask added as
 (1 - mask) * finfo.min, GELU "gelu" = erf form, "gelu_new" = tanh form,
@@ -9,21 +10,49 @@ ALBERT layer i uses group int(i / (layers / groups)), ALBERT has no dropout
 after its FFN (its AlbertLayer.dropout is unused), the MLM decoder is tied to
 the word embeddings, nn.Embedding(padding_idx=pad) for the words. The heads
 are evaluated at the masked positions only (gathered rows), which gives the
-same logits as running them on every position.
+same logits as running them on every position. The classifiers are HF's
+*ForSequenceClassification: tanh pooler on [CLS] (bert.pooler.dense /
+albert.pooler), nn.Dropout(classifier_dropout) on the pooled output, then
+nn.Linear `classifier` (num_labels outputs; 1 = regression).
+
+kiln's model options, beyond Hugging Face's BERT (flags of BertModel):
+  pre_ln  GPT-2's block: x = x + attn(LN1(x)); x = x + ffn(LN2(x)), with LN1 =
+          attention.output.LayerNorm and LN2 = output.LayerNorm of each layer,
+          and a final LayerNorm bert.encoder.final_layer_norm after the last
+          layer, before the pooler and the heads.
+  causal  query t attends to keys <= t: the future is masked with finfo.min
+          like padding (one mask, so no -inf from adding two minima).
 
 Losses (kiln's definitions): MLM = sum(w * CE) / sum(w) over the masked slots
-(w = masked_weights), sentence = mean CE over rows with label >= 0.
+(w = masked_weights), sentence = mean CE over rows with label >= 0,
+classification = F.cross_entropy(ignore_index=-1) (mean over labelled rows),
+regression = F.mse_loss over the rows whose target is not NaN.
 """
 import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+# the tied MLM decoder weight of each model type -> the tensor it shares
+TIED_DECODER = {"albert": ("predictions.decoder.weight", "albert.embeddings.word_embeddings.weight"),
+                "bert": ("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight")}
 
 
 def gelu(kind):
     if kind == "gelu":
         return lambda x: 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
     return lambda x: 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def mask_add(attn_mask, causal=False):
+    """The additive attention mask: (B, 1, 1, L), or (B, 1, L, L) when causal;
+    finfo.min where the key is padding (or, causal, after the query)."""
+    keep = attn_mask[:, None, None, :].bool()
+    if causal:
+        L = attn_mask.shape[1]
+        keep = keep & torch.tril(torch.ones(L, L, dtype=torch.bool))
+    return (~keep).float() * torch.finfo(torch.float32).min
 
 
 def attention(q, k, v, mask_add, nh):
@@ -110,6 +139,13 @@ class AlbertModel(nn.Module):
         self.encoder = AlbertEncoder(c)
         self.pooler = nn.Linear(c["hidden_size"], c["hidden_size"])
 
+    def forward(self, ids, types, mask_add):
+        """the last hidden state (B, L, H)"""
+        return self.encoder(self.embeddings(ids, types), mask_add)
+
+    def pool(self, h):
+        return torch.tanh(self.pooler(h[:, 0]))
+
 
 class AlbertMLMHead(nn.Module):
     def __init__(self, c):
@@ -138,11 +174,22 @@ class AlbertForPreTraining(nn.Module):
         self.sop_classifier = SOPHead(c)
 
     def forward(self, ids, types, attn_mask, mrow, mpos):
-        mask_add = (1.0 - attn_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-        h = self.albert.encoder(self.albert.embeddings(ids, types), mask_add)
+        h = self.albert(ids, types, mask_add(attn_mask))
         logits = self.predictions(h[mrow, mpos], self.albert.embeddings.word_embeddings.weight)
-        pooled = torch.tanh(self.albert.pooler(h[:, 0]))
-        return logits, self.sop_classifier.classifier(pooled)
+        return logits, self.sop_classifier.classifier(self.albert.pool(h))
+
+
+class AlbertForSequenceClassification(nn.Module):
+    def __init__(self, c, num_labels, dropout=0.0):
+        super().__init__()
+        self.albert = AlbertModel(c)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(c["hidden_size"], num_labels)
+
+    def forward(self, ids, types, attn_mask, mrow=None, mpos=None):
+        """logits (B, num_labels); mrow, mpos unused (the pretraining models' signature)"""
+        h = self.albert(ids, types, mask_add(attn_mask))
+        return self.classifier(self.dropout(self.albert.pool(h)))
 
 
 # ---- BERT -----------------------------------------------------------------------
@@ -176,8 +223,9 @@ class Intermediate(nn.Module):
 
 
 class BertLayer(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, pre_ln=False):
         super().__init__()
+        self.pre_ln = pre_ln
         self.nh = c["num_attention_heads"]
         self.attention = BertAttention(c)
         self.intermediate = Intermediate(c)
@@ -185,18 +233,27 @@ class BertLayer(nn.Module):
         self.act = gelu(c["hidden_act"])
 
     def forward(self, x, mask_add):
-        s = self.attention.self
+        s, o, f = self.attention.self, self.attention.output, self.output
+        if self.pre_ln:
+            h1 = o.LayerNorm(x)
+            a = x + o.dense(attention(s.query(h1), s.key(h1), s.value(h1), mask_add, self.nh))
+            return a + f.dense(self.act(self.intermediate.dense(f.LayerNorm(a))))
         ctx = attention(s.query(x), s.key(x), s.value(x), mask_add, self.nh)
-        o = self.attention.output
         a = o.LayerNorm(o.dense(ctx) + x)
-        f = self.output
         return f.LayerNorm(f.dense(self.act(self.intermediate.dense(a))) + a)
 
 
 class BertEncoder(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, pre_ln=False):
         super().__init__()
-        self.layer = nn.ModuleList([BertLayer(c) for _ in range(c["num_hidden_layers"])])
+        self.layer = nn.ModuleList([BertLayer(c, pre_ln) for _ in range(c["num_hidden_layers"])])
+        if pre_ln:
+            self.final_layer_norm = nn.LayerNorm(c["hidden_size"], eps=c["layer_norm_eps"])
+
+    def forward(self, h, mask_add):
+        for layer in self.layer:
+            h = layer(h, mask_add)
+        return self.final_layer_norm(h) if hasattr(self, "final_layer_norm") else h
 
 
 class Pooler(nn.Module):
@@ -206,11 +263,19 @@ class Pooler(nn.Module):
 
 
 class BertModel(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, pre_ln=False, causal=False):
         super().__init__()
+        self.causal = causal
         self.embeddings = Embeddings(c, c["hidden_size"])
-        self.encoder = BertEncoder(c)
+        self.encoder = BertEncoder(c, pre_ln)
         self.pooler = Pooler(c)
+
+    def forward(self, ids, types, attn_mask):
+        """the last hidden state (B, L, H), after the final LayerNorm of a pre-LN model"""
+        return self.encoder(self.embeddings(ids, types), mask_add(attn_mask, self.causal))
+
+    def pool(self, h):
+        return torch.tanh(self.pooler.dense(h[:, 0]))
 
 
 class Transform(nn.Module):
@@ -236,26 +301,52 @@ class BertHeads(nn.Module):
 
 
 class BertForPreTraining(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, pre_ln=False, causal=False):
         super().__init__()
-        self.bert = BertModel(c)
+        self.bert = BertModel(c, pre_ln, causal)
         self.cls = BertHeads(c)
         self.act = gelu(c["hidden_act"])
 
     def forward(self, ids, types, attn_mask, mrow, mpos):
-        mask_add = (1.0 - attn_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-        h = self.bert.embeddings(ids, types)
-        for layer in self.bert.encoder.layer:
-            h = layer(h, mask_add)
+        h = self.bert(ids, types, attn_mask)
         p = self.cls.predictions
         t = p.transform.LayerNorm(self.act(p.transform.dense(h[mrow, mpos])))
         logits = torch.matmul(t, self.bert.embeddings.word_embeddings.weight.t()) + p.bias
-        pooled = torch.tanh(self.bert.pooler.dense(h[:, 0]))
-        return logits, self.cls.seq_relationship(pooled)
+        return logits, self.cls.seq_relationship(self.bert.pool(h))
 
 
-def build(c):
-    return AlbertForPreTraining(c) if c["model_type"] == "albert" else BertForPreTraining(c)
+class BertForSequenceClassification(nn.Module):
+    def __init__(self, c, num_labels, dropout=0.0, pre_ln=False, causal=False):
+        super().__init__()
+        self.bert = BertModel(c, pre_ln, causal)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(c["hidden_size"], num_labels)
+
+    def forward(self, ids, types, attn_mask, mrow=None, mpos=None):
+        """logits (B, num_labels); mrow, mpos unused (the pretraining models' signature)"""
+        h = self.bert(ids, types, attn_mask)
+        return self.classifier(self.dropout(self.bert.pool(h)))
+
+
+def build(c, manifest=None):
+    """The model of config c. Without a manifest: the pretraining model (MLM +
+    sentence heads). With kiln's registry manifest (trainer/registry.h): the
+    model its heads, num_labels, pre_ln and causal describe; the classifier's
+    dropout is c.get("classifier_dropout", 0). Raises ValueError for a
+    combination not rebuilt here."""
+    albert = c["model_type"] == "albert"
+    if manifest is None:
+        return AlbertForPreTraining(c) if albert else BertForPreTraining(c)
+    heads, pre_ln, causal = sorted(manifest["heads"]), bool(manifest["pre_ln"]), bool(manifest["causal"])
+    if albert and (pre_ln or causal):
+        raise ValueError("pre_ln / causal ALBERT is not rebuilt here")
+    if heads == ["mlm", "sentence"]:
+        return AlbertForPreTraining(c) if albert else BertForPreTraining(c, pre_ln, causal)
+    if heads == ["classify"]:
+        n, p = int(manifest["num_labels"]), float(c.get("classifier_dropout", 0.0))
+        return AlbertForSequenceClassification(c, n, p) if albert else \
+            BertForSequenceClassification(c, n, p, pre_ln, causal)
+    raise ValueError(f"heads {heads} are not rebuilt here")
 
 
 def losses(logits, sent_logits, mlabels, mweights, slabels):
@@ -267,6 +358,15 @@ def losses(logits, sent_logits, mlabels, mweights, slabels):
     sop = torch.nn.functional.cross_entropy(sent_logits[keep], slabels[keep]) if bool(keep.any()) else \
         sent_logits.sum() * 0
     return mlm, sop
+
+
+def class_loss(logits, labels, targets):
+    """The classifier's loss as kiln (and Hugging Face) define it: mean CE over
+    rows with label >= 0, or for one output the MSE over rows with a target."""
+    if logits.shape[1] > 1:
+        return F.cross_entropy(logits, labels, ignore_index=-1)
+    keep = ~torch.isnan(targets)
+    return F.mse_loss(logits[keep, 0], targets[keep])
 
 
 def no_decay(name):

@@ -1,19 +1,31 @@
 """tests/ref/torch_parity.py: checks kiln's trainer math against PyTorch.
 
 Usage: /usr/bin/python3 tests/ref/torch_parity.py FILE.safetensors...
-(files written by `kiln_trainer_ref parity DIR`, see tests/ref/trainer_ref.c)
+(files written by `kiln_trainer_ref parity DIR`, see tests/ref/trainer_ref.c,
+each with its registry manifest FILE.manifest.json next to it)
 
-For each file: rebuilds the model from torch.nn modules (torch_models.py,
-Hugging Face's AlbertForPreTraining / BertForPreTraining), loads kiln's initial
-parameters by name (strict: same names, same shapes), runs the same batch
-and compares, elementwise, |kiln - torch| <= ATOL + RTOL |torch|:
-  - MLM logits at the masked slots and sentence logits   RTOL 1e-4, ATOL 1e-5
-  - MLM and sentence losses                              relative 1e-5
-  - the gradient of every parameter after one pass       RTOL 1e-4, ATOL 1e-5
+For each file: reads kiln's registry manifest (trainer/registry.h) and
+rebuilds the model it describes from torch.nn modules (torch_models.py:
+Hugging Face's AlbertForPreTraining / BertForPreTraining, or
+*ForSequenceClassification for the classify head; pre_ln and causal as
+flags of the BERT model). The registry must equal torch's named_parameters
+strictly: same names, same order, same shapes; every decay flag must agree
+with torch_models.no_decay (no tensor frozen or transposed), tensors with init
+"one" / "zero" must hold ones / zeros, and the aliases must be Hugging Face's
+tied MLM decoder (when the model has the MLM head). Then loads kiln's initial
+parameters by name, runs the same batch and compares, elementwise,
+|kiln - torch| <= ATOL + RTOL |torch|:
+  - the eval logits of each head (MLM at the masked slots, sentence,
+    classifier)                                         RTOL 1e-4, ATOL 1e-5
+  - each loss term of kiln (out.losses, named by the metadata loss_terms:
+    mlm_loss, sop_loss / nsp_loss, cls_loss = CE over rows with label >= 0,
+    mse = MSE over rows with a non-NaN target)           relative 1e-5
+  - the gradient of every parameter after one pass of the sum of the loss
+    terms                                                RTOL 1e-4, ATOL 1e-5
   - every parameter after 5 AdamW steps (torch.optim.AdamW, decay / no-decay
-    groups, clip_grad_norm_, linear warmup + decay) and after 5 LAMB steps
-    (the formula of trainer/optim.h, cosine schedule), and the loss before
-    each step                                            RTOL 1e-4, ATOL 1e-5
+    groups from the manifest's decay flags, clip_grad_norm_, linear warmup +
+    decay) and after 5 LAMB steps (the formula of trainer/optim.h, cosine
+    schedule), and the loss before each step            RTOL 1e-4, ATOL 1e-5
     except the attention key biases: their gradient is zero up to rounding
     (softmax ignores a shift shared by a row's scores), so Adam's normalized
     update turns rounding noise into steps of up to lr * |g| / eps in either
@@ -104,28 +116,89 @@ def lr_at(meta, kind, step):
     return lr * (rmin + (1 - rmin) * (1 - t))
 
 
+def read_manifest(path):
+    """kiln's registry manifest next to the safetensors file (trainer/registry.h)."""
+    with open(path, encoding="utf-8") as f:
+        man = json.load(f)
+    if man.get("format") != "kiln-registry" or man.get("version") != 1:
+        raise ValueError(f"{path}: not a kiln-registry version 1 manifest")
+    return man
+
+
+def check_registry(ck, man, model, T):
+    """kiln's registered tensors against torch's named_parameters (names,
+    order, shapes), its flags against torch_models' conventions, its aliases
+    against Hugging Face's tied decoder, and the file's tensors against the
+    list. Returns the names (state_dict order) or None when they differ."""
+    tag = ck.tag
+    kiln = [(t["name"], [int(d) for d in t["shape"]]) for t in man["tensors"]]
+    ref = [(n, list(p.shape)) for n, p in model.named_parameters()]
+    if kiln != ref:
+        kn, rn = dict(kiln), dict(ref)
+        missing = [n for n in rn if n not in kn]
+        extra = [n for n in kn if n not in rn]
+        shapes = [f"{n} {kn[n]} vs {rn[n]}" for n in kn if n in rn and kn[n] != rn[n]]
+        order = next((f"#{i}: kiln {k[0]}, torch {r[0]}" for i, (k, r) in enumerate(zip(kiln, ref)) if k[0] != r[0]),
+                     "")
+        print(f"  FAILED {tag}: registry differs from Hugging Face's named_parameters: missing {missing[:5]},"
+              f" extra {extra[:5]}, shapes {shapes[:5]}, first order difference {order}")
+        ck.failed += 1
+        return None
+    names = [n for n, _ in kiln]
+    for t in man["tensors"]:
+        n = t["name"]
+        if n not in T or list(T[n].shape) != [int(d) for d in t["shape"]]:
+            print(f"  FAILED {tag}: {n} of the manifest is not in the file with its shape")
+            ck.failed += 1
+            return None
+        flags = (bool(t["decay"]), bool(t["frozen"]), bool(t["transpose"]))
+        want = (not torch_models.no_decay(n), False, False)
+        if flags != want:
+            print(f"  FAILED {tag}: {n}: (decay, frozen, transpose) {flags}, torch_models expects {want}")
+            ck.failed += 1
+        init = {"one": 1.0, "zero": 0.0}.get(t["init"])
+        if init is not None and not np.all(T[n] == init):
+            print(f"  FAILED {tag}: {n}: init '{t['init']}' but other values")
+            ck.failed += 1
+    extra = [n for n in T if n.split(".")[0] not in ("batch", "out", "grad", "adamw", "lamb") and n not in names]
+    if extra:
+        print(f"  FAILED {tag}: tensors of the file not in the manifest: {extra[:5]}")
+        ck.failed += 1
+    want = [list(torch_models.TIED_DECODER[man["model_type"]])] if "mlm" in man["heads"] else []
+    got = [[a["name"], a["target"]] for a in man["aliases"]]
+    if got != want:
+        print(f"  FAILED {tag}: aliases {got}, Hugging Face ties {want}")
+        ck.failed += 1
+    return names
+
+
 def main(path):
     tag = os.path.basename(path).split(".")[0]
     T, meta = read_safetensors(path)
+    man = read_manifest(path[:-len(".safetensors")] + ".manifest.json")
     c = {k: meta[k] for k in ("model_type", "hidden_act")}
     for k in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
               "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size",
               "pad_token_id"):
         c[k] = int(meta[k])
     c["layer_norm_eps"] = float(meta["layer_norm_eps"])
+    c["classifier_dropout"] = max(0.0, float(meta.get("classifier_dropout", "0")))
+    if man["model_type"] != c["model_type"]:
+        print(f"  FAILED {tag}: manifest model_type {man['model_type']}, file {c['model_type']}")
+        return 1
+    heads = man["heads"]
     ck = Checker(tag)
     torch.manual_seed(0)
-    model = torch_models.build(c)
-    names = [n for n, _ in model.named_parameters()]
-    init = {n: torch.from_numpy(T[n]) for n in names if n in T}
-    missing = [n for n in names if n not in T]
-    extra = [n for n in T if "." in n and not n.split(".")[0] in ("batch", "out", "grad", "adamw", "lamb")
-             and n not in init]
-    if missing or extra:
-        print(f"  FAILED {tag}: parameter names differ from Hugging Face's: missing {missing[:5]}, extra {extra[:5]}")
+    model = torch_models.build(c, man)
+    names = check_registry(ck, man, model, T)
+    if names is None:
         return 1
+    init = {n: torch.from_numpy(T[n]) for n in names}
     model.load_state_dict(init, strict=True)
-    print(f"  {tag}: {len(names)} parameters loaded by name ({sum(v.numel() for v in init.values())} floats)")
+    print(f"  {tag} ({', '.join(heads)}{', pre-LN' if man['pre_ln'] else ''}{', causal' if man['causal'] else ''}"
+          f"{', %d labels' % man['num_labels'] if 'classify' in heads else ''}): registry = named_parameters,"
+          f" {len(names)} tensors loaded by name ({sum(v.numel() for v in init.values())} floats),"
+          f" aliases {len(man['aliases'])}")
 
     # the batch
     ids = torch.from_numpy(T["batch.input_ids"]).long()
@@ -133,32 +206,51 @@ def main(path):
     lengths = T["batch.lengths"]
     B, L = ids.shape
     mask = torch.tensor([[1 if t < lengths[b] else 0 for t in range(L)] for b in range(B)])
-    nm, pos, mids, mw = T["batch.n_masked"], T["batch.masked_positions"], T["batch.masked_ids"], \
-        T["batch.masked_weights"]
-    mrow = torch.tensor([b for b in range(B) for p in range(nm[b])])
-    mpos = torch.tensor([int(pos[b, p]) for b in range(B) for p in range(nm[b])])
-    mlab = torch.tensor([int(mids[b, p]) for b in range(B) for p in range(nm[b])])
-    mwt = torch.tensor([float(mw[b, p]) for b in range(B) for p in range(nm[b])])
-    slab = torch.from_numpy(T["batch.labels"]).long()
+    mrow = mpos = mlab = mwt = None
+    if "mlm" in heads:
+        nm, pos, mids, mw = T["batch.n_masked"], T["batch.masked_positions"], T["batch.masked_ids"], \
+            T["batch.masked_weights"]
+        mrow = torch.tensor([b for b in range(B) for p in range(nm[b])])
+        mpos = torch.tensor([int(pos[b, p]) for b in range(B) for p in range(nm[b])])
+        mlab = torch.tensor([int(mids[b, p]) for b in range(B) for p in range(nm[b])])
+        mwt = torch.tensor([float(mw[b, p]) for b in range(B) for p in range(nm[b])])
+    labels = torch.from_numpy(T["batch.labels"]).long()
+    targets = torch.from_numpy(T["batch.targets"]) if "batch.targets" in T else None
+    terms = meta["loss_terms"].split(",")
 
-    def losses():
+    def run():
+        """(outputs by file name, loss terms by kiln's name)"""
+        if "classify" in heads:
+            cl = model(ids, types, mask)
+            name = "cls_loss" if cl.shape[1] > 1 else "mse"
+            return {"out.class_logits": cl}, {name: torch_models.class_loss(cl, labels, targets)}
         lg, sl = model(ids, types, mask, mrow, mpos)
-        return (lg, sl) + torch_models.losses(lg, sl, mlab, mwt, slab)
+        mlm, sent = torch_models.losses(lg, sl, mlab, mwt, labels)
+        return {"out.mlm_logits": lg, "out.sent_logits": sl}, \
+            {"mlm_loss": mlm, "sop_loss": sent, "nsp_loss": sent}
+
+    def total():
+        out, ls = run()
+        missing = [t for t in terms if t not in ls]
+        if missing:
+            raise ValueError(f"loss terms {missing} of kiln are not computed here")
+        return sum(ls[t] for t in terms)
 
     # forward
     with torch.no_grad():
-        lg, sl, mlm, sop = losses()
-    ck.group("logits", [("mlm logits", T["out.mlm_logits"], lg.numpy()),
-                        ("sentence logits", T["out.sent_logits"], sl.numpy())])
-    ck.close("mlm loss", T["out.losses"][0], float(mlm), LOSS_RTOL, 0)
-    ck.close("sentence loss", T["out.losses"][1], float(sop), LOSS_RTOL, 0)
-    print(f"  {tag} losses: kiln mlm {T['out.losses'][0]:.7f} sop {T['out.losses'][1]:.7f};"
-          f" torch mlm {float(mlm):.7f} sop {float(sop):.7f}")
+        out, ls = run()
+    ck.group("logits", [(k.split(".")[1].replace("_", " "), T[k], v.numpy()) for k, v in out.items()])
+    said_k, said_t, rel = [], [], 0.0
+    for i, t in enumerate(terms):
+        res = ck.close(t, T["out.losses"][i], float(ls[t]), LOSS_RTOL, 0)
+        rel = max(rel, res[1] if res else math.inf)
+        said_k.append(f"{t} {T['out.losses'][i]:.7f}")
+        said_t.append(f"{t} {float(ls[t]):.7f}")
+    print(f"  {tag} losses: kiln {' '.join(said_k)}; torch {' '.join(said_t)}; worst relative error {rel:.2e}")
 
     # gradients
     model.zero_grad()
-    _, _, mlm, sop = losses()
-    (mlm + sop).backward()
+    total().backward()
     params = dict(model.named_parameters())
     ck.group("gradients", [(f"grad {n}", T["grad." + n], params[n].grad.numpy()) for n in names])
     dead = [n for n in names if n.endswith("key.bias")]
@@ -168,13 +260,14 @@ def main(path):
             ck.failed += 1
             print(f"  FAILED {tag} grad {n}: {top:.3g}, should be zero up to rounding")
 
-    # optimizers
+    # optimizers: decay flags from kiln's manifest (checked against no_decay above)
+    flags = {t["name"]: bool(t["decay"]) for t in man["tensors"]}
+    decay = [n for n in names if flags[n]]
+    nodecay = [n for n in names if not flags[n]]
     for kind in ("adamw", "lamb"):
         model.load_state_dict(init, strict=True)
         b1, b2 = float(meta["opt_beta1"]), float(meta["opt_beta2"])
         eps, wd, clip = float(meta["opt_eps"]), float(meta["opt_weight_decay"]), float(meta["opt_clip_norm"])
-        decay = [n for n in names if not torch_models.no_decay(n)]
-        nodecay = [n for n in names if torch_models.no_decay(n)]
         opt = None
         if kind == "adamw":
             opt = torch.optim.AdamW([{"params": [params[n] for n in decay], "weight_decay": wd},
@@ -184,8 +277,7 @@ def main(path):
         step_losses = []
         for step in range(1, 6):
             model.zero_grad()
-            _, _, mlm, sop = losses()
-            loss = mlm + sop
+            loss = total()
             step_losses.append(float(loss))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -204,16 +296,17 @@ def main(path):
                     v.mul_(b2).addcmul_(g, g, value=1 - b2)
                     u = (m / bc1) / ((v / bc2).sqrt() + eps)
                     r = 1.0
-                    if n in decay:
+                    if flags[n]:
                         u = u + wd * p
                         wn, un = float(p.norm()), float(u.norm())
                         r = wn / un if wn > 0 and un > 0 else 1.0
                     p.sub_(lr * r * u)
-        ck.close(f"{kind} losses", T[kind + ".losses"], np.array(step_losses))
+        res = ck.close(f"{kind} losses", T[kind + ".losses"], np.array(step_losses))
         ck.group(f"parameters after 5 {kind} steps",
                  [(f"{kind} {n}", T[kind + "." + n], params[n].detach().numpy(), 1e-4 if n in dead else ATOL)
                   for n in names])
-        print(f"  {tag} {kind} loss per step: " + " ".join(f"{x:.5f}" for x in step_losses))
+        print(f"  {tag} {kind} loss per step: " + " ".join(f"{x:.5f}" for x in step_losses) +
+              (f"; worst err/tol {res[0]:.3f}" if res else ""))
     return 1 if ck.failed else 0
 
 

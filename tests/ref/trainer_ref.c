@@ -3,15 +3,27 @@
  * its speed check. Not part of kiln.
  *
  *   kiln_trainer_ref parity DIR
- *     For a small ALBERT (gelu_new, SOP, 4 layers over 2 weight groups) and a
- *     small BERT (gelu, NSP), writes DIR/{albert,bert}.safetensors holding:
+ *     For five small models, no dropout:
+ *       albert             ALBERT (gelu_new, 4 layers over 2 weight groups), MLM + SOP
+ *       bert               BERT (gelu, 2 layers), MLM + sentence
+ *       bert_cls           BERT, classifier with 3 labels (last row unlabelled)
+ *       albert_reg         ALBERT, regression (num_labels 1; row 1 has a NaN target)
+ *       bert_preln_causal  BERT (gelu_new, 3 layers), pre-LN layers + final
+ *                          LayerNorm, causal attention, MLM + sentence
+ *     writes DIR/<name>.manifest.json (kregistry_manifest, trainer/registry.h)
+ *     and DIR/<name>.safetensors holding:
  *       <param name>          the initial parameters (Hugging Face names)
- *       batch.*               the batch (I32, masked_weights F32), padded B x L
+ *       batch.*               the batch (I32; masked_weights, targets F32), padded
+ *                             B x L; the masked slots only with the MLM head,
+ *                             targets only for regression
  *       out.mlm_logits        (M, V) eval logits at the masked slots, row-major
- *                             over (row, slot < n_masked)
- *       out.sent_logits       (B, 2)
- *       out.losses            F64 [mlm_loss, sop_loss] of the training pass
- *       grad.<param name>     gradients of mlm_loss + sop_loss (no dropout)
+ *                             over (row, slot < n_masked)       [MLM head]
+ *       out.sent_logits       (B, 2)                            [sentence head]
+ *       out.class_logits      (B, num_labels)                   [classifier]
+ *       out.losses            F64: the loss terms of the training pass, in the
+ *                             order of the metadata "loss_terms" (e.g.
+ *                             "mlm_loss,sop_loss", "cls_loss", "mse")
+ *       grad.<param name>     gradients of the sum of the loss terms
  *       adamw.<param name>    parameters after 5 AdamW steps on the batch
  *       lamb.<param name>     parameters after 5 LAMB steps from the same start
  *       adamw.losses, lamb.losses  F64 (5) loss before each step
@@ -37,6 +49,7 @@
 #include "trainer/kernels.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
+#include "trainer/registry.h"
 #include "trainer/safetensors.h"
 
 static double now(void)
@@ -59,19 +72,19 @@ typedef struct hbatch {
     ksample_batch b;
     int32_t *ids, *types32, *lengths, *n_masked, *pos, *mids, *labels;
     uint8_t *types;
-    float *w;
+    float *w, *targets;
 } hbatch;
 
 static void batch_free(hbatch *h)
 {
     free(h->ids), free(h->types32), free(h->lengths), free(h->n_masked), free(h->pos), free(h->mids);
-    free(h->labels), free(h->types), free(h->w);
+    free(h->labels), free(h->types), free(h->w), free(h->targets);
 }
 
 /* A deterministic batch: [CLS] at 0, random ids in [5, V), token type 1 on
  * the second half, pad (0) after the length; `full` = every row length L and
  * P masked slots, else varied lengths and counts, one real slot of weight 0
- * and one row without sentence label. */
+ * and one row without sentence label. Labels are 0 / 1 (sentence). */
 static void make_batch(hbatch *h, int B, int L, int P, int V, int full, uint64_t seed)
 {
     memset(h, 0, sizeof *h);
@@ -114,6 +127,26 @@ static void make_batch(hbatch *h, int B, int L, int P, int V, int full, uint64_t
     b->pad_id = 0, b->cls_id = 2, b->sep_id = 3, b->mask_id = 4;
     b->input_ids = h->ids, b->token_type_ids = h->types, b->lengths = h->lengths, b->n_masked = h->n_masked;
     b->masked_positions = h->pos, b->masked_ids = h->mids, b->masked_weights = h->w, b->labels = h->labels;
+}
+
+/* Turns h into a labelled-example batch (KOBJ_CLASSIFY) for num_labels
+ * outputs: classes in [0, num_labels) with the last row unlabelled (-1), or,
+ * for regression (num_labels 1), targets in [-2, 2) with row 1 NaN (no
+ * target) and no labels. The masked slots stay but are not read. */
+static void make_labels(hbatch *h, int num_labels, uint64_t seed)
+{
+    const int B = h->b.B;
+    uint64_t key = krng_key(seed, 'Y', 0, 0);
+    h->b.objectives = KOBJ_CLASSIFY;
+    for (int r = 0; r < B; r++)
+        h->labels[r] = num_labels > 1 && r < B - 1 ? (int)(krng_at(key, (uint64_t)r) % (uint64_t)num_labels) : -1;
+    if (num_labels == 1) {
+        h->targets = malloc((size_t)B * sizeof(float));
+        for (int r = 0; r < B; r++)
+            h->targets[r] = (float)((double)(krng_at(key, (uint64_t)r) >> 11) * 0x1p-53 * 4.0 - 2.0);
+        if (B > 1) h->targets[1] = NAN;
+        h->b.targets = h->targets;
+    }
 }
 
 /* ---- parity ------------------------------------------------------------------ */
@@ -198,17 +231,47 @@ static int run_opt(kmodel *m, const float *init, const kopt_config *oc, const hb
     return 0;
 }
 
-static int parity_one(const char *dir, const char *tag, const kmodel_config *c, int B, int L, int P)
+/* One model of the parity set: its config, its spec (heads, shapes, options)
+ * and the batch shape (B rows of length L, P masked slots per row). */
+typedef struct parity_case {
+    const char *tag;
+    kmodel_config c;
+    kmodel_spec s;
+} parity_case;
+
+/* Writes DIR/<tag>.manifest.json (kregistry_manifest of m). */
+static int write_manifest(const char *dir, const char *tag, const kmodel *m)
 {
-    char err[256];
-    kmodel *m = kmodel_new(c, B, L, P, 1, err, sizeof err);
-    if (!m) {
-        fprintf(stderr, "kmodel_new: %s\n", err);
+    char path[1024], err[256];
+    snprintf(path, sizeof path, "%s/%s.manifest.json", dir, tag);
+    char *j = kregistry_manifest(m);
+    if (!j) {
+        fprintf(stderr, "kregistry_manifest: out of memory\n");
         return 1;
     }
+    int rc = kst_write_bytes(path, j, strlen(j), err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    free(j);
+    return rc;
+}
+
+static int parity_one(const char *dir, const parity_case *pc)
+{
+    const kmodel_config *c = &pc->c;
+    const int B = pc->s.max_B, L = pc->s.L, heads = pc->s.heads;
+    const int P = heads & KHEAD_MLM ? pc->s.P : 4; /* batch slots (unread without the MLM head) */
+    const int NC = heads & KHEAD_CLASSIFY ? pc->s.num_labels : 0;
+    char err[256];
+    kmodel *m = kmodel_create(c, &pc->s, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "%s: kmodel_create: %s\n", pc->tag, err);
+        return 1;
+    }
+    if (write_manifest(dir, pc->tag, m)) return 1;
     kmodel_init(m, 1234);
     hbatch h;
     make_batch(&h, B, L, P, c->vocab_size, 0, 99);
+    if (NC) make_labels(&h, NC, 98);
     outset o = {0};
     size_t numel = kmodel_numel(m);
     float *init = malloc(numel * sizeof(float));
@@ -218,40 +281,67 @@ static int parity_one(const char *dir, const char *tag, const kmodel_config *c, 
     put(&o, "batch.input_ids", "I32", 2, sBL, h.ids, (size_t)B * L * 4);
     put(&o, "batch.token_type_ids", "I32", 2, sBL, h.types32, (size_t)B * L * 4);
     put(&o, "batch.lengths", "I32", 1, sB, h.lengths, (size_t)B * 4);
-    put(&o, "batch.n_masked", "I32", 1, sB, h.n_masked, (size_t)B * 4);
-    put(&o, "batch.masked_positions", "I32", 2, sBP, h.pos, (size_t)B * P * 4);
-    put(&o, "batch.masked_ids", "I32", 2, sBP, h.mids, (size_t)B * P * 4);
-    put(&o, "batch.masked_weights", "F32", 2, sBP, h.w, (size_t)B * P * 4);
+    if (heads & KHEAD_MLM) {
+        put(&o, "batch.n_masked", "I32", 1, sB, h.n_masked, (size_t)B * 4);
+        put(&o, "batch.masked_positions", "I32", 2, sBP, h.pos, (size_t)B * P * 4);
+        put(&o, "batch.masked_ids", "I32", 2, sBP, h.mids, (size_t)B * P * 4);
+        put(&o, "batch.masked_weights", "F32", 2, sBP, h.w, (size_t)B * P * 4);
+    }
     put(&o, "batch.labels", "I32", 1, sB, h.labels, (size_t)B * 4);
+    if (h.targets) put(&o, "batch.targets", "F32", 1, sB, h.targets, (size_t)B * 4);
 
-    /* eval logits */
+    /* eval logits of each head */
     kstep_result r;
     if (kmodel_evaluate(m, &h.b, &r)) {
-        fprintf(stderr, "forward: %s\n", kmodel_error(m));
+        fprintf(stderr, "%s: forward: %s\n", pc->tag, kmodel_error(m));
         return 1;
     }
     const int V = c->vocab_size;
-    int M = 0;
-    for (int b = 0; b < B; b++) M += h.n_masked[b];
-    float *lg = malloc((size_t)M * V * sizeof(float)), *sl = malloc((size_t)B * 2 * sizeof(float));
-    for (int b = 0, i = 0; b < B; b++) {
-        for (int p = 0; p < h.n_masked[b]; p++, i++)
-            memcpy(lg + (size_t)i * V, kmodel_mlm_logits(m, b, p), (size_t)V * sizeof(float));
-        memcpy(sl + b * 2, kmodel_sentence_logits(m, b), 2 * sizeof(float));
+    if (heads & KHEAD_MLM) {
+        int M = 0;
+        for (int b = 0; b < B; b++) M += h.n_masked[b];
+        float *lg = malloc((size_t)M * V * sizeof(float));
+        for (int b = 0, i = 0; b < B; b++)
+            for (int p = 0; p < h.n_masked[b]; p++, i++)
+                memcpy(lg + (size_t)i * V, kmodel_mlm_logits(m, b, p), (size_t)V * sizeof(float));
+        int64_t sMV[2] = {M, V};
+        put(&o, "out.mlm_logits", "F32", 2, sMV, lg, (size_t)M * V * 4);
+        free(lg);
     }
-    int64_t sMV[2] = {M, V}, sB2[2] = {B, 2}, s2[1] = {2}, s5[1] = {5};
-    put(&o, "out.mlm_logits", "F32", 2, sMV, lg, (size_t)M * V * 4);
-    put(&o, "out.sent_logits", "F32", 2, sB2, sl, (size_t)B * 2 * 4);
-    /* gradients */
+    if (heads & KHEAD_SENTENCE) {
+        float *sl = malloc((size_t)B * 2 * sizeof(float));
+        for (int b = 0; b < B; b++) memcpy(sl + b * 2, kmodel_sentence_logits(m, b), 2 * sizeof(float));
+        int64_t sB2[2] = {B, 2};
+        put(&o, "out.sent_logits", "F32", 2, sB2, sl, (size_t)B * 2 * 4);
+        free(sl);
+    }
+    if (NC) {
+        float *cl = malloc((size_t)B * NC * sizeof(float));
+        for (int b = 0; b < B; b++) memcpy(cl + (size_t)b * NC, kmodel_class_logits(m, b), (size_t)NC * sizeof(float));
+        int64_t sBC[2] = {B, NC};
+        put(&o, "out.class_logits", "F32", 2, sBC, cl, (size_t)B * NC * 4);
+        free(cl);
+    }
+    /* gradients of the sum of the loss terms, and the terms */
     kmodel_zero_grad(m);
     if (kmodel_forward_backward(m, &h.b, 1, 1.0f, &r)) {
-        fprintf(stderr, "forward_backward: %s\n", kmodel_error(m));
+        fprintf(stderr, "%s: forward_backward: %s\n", pc->tag, kmodel_error(m));
         return 1;
     }
-    double sent_loss = kstep_value(&r, "sop_loss");
-    if (isnan(sent_loss)) sent_loss = kstep_value(&r, "nsp_loss");
-    double losses[2] = {kstep_value(&r, "mlm_loss"), sent_loss};
-    put(&o, "out.losses", "F64", 1, s2, losses, sizeof losses);
+    double losses[KTERM_MAX];
+    char terms[KTERM_MAX * (KTERM_NAME_MAX + 1)] = "", said[512] = "";
+    int nl = 0;
+    for (int i = 0; i < r.n; i++) {
+        if (!(r.t[i].weight > 0)) continue;
+        losses[nl] = r.t[i].sum / r.t[i].count;
+        if (nl) strcat(terms, ",");
+        strcat(terms, r.t[i].name);
+        size_t k = strlen(said);
+        snprintf(said + k, sizeof said - k, " %s %.6f", r.t[i].name, losses[nl]);
+        nl++;
+    }
+    int64_t sL[1] = {nl}, s5[1] = {5};
+    put(&o, "out.losses", "F64", 1, sL, losses, (size_t)nl * sizeof(double));
     put_params(&o, "grad.", m, kmodel_grad_data(m));
 
     /* optimizers: 5 steps of a 10-step schedule with 2 warmup steps */
@@ -270,8 +360,8 @@ static int parity_one(const char *dir, const char *tag, const kmodel_config *c, 
     put_params(&o, "lamb.", m, kmodel_param_data(m));
     put(&o, "lamb.losses", "F64", 1, s5, ll, sizeof ll);
 
-    /* metadata: the configs */
-    char v[40][64];
+    /* metadata: the configs and the names of out.losses */
+    char v[40][KTERM_MAX * (KTERM_NAME_MAX + 1)];
     const char *meta[80];
     int nm = 0;
 #define META(k, ...)                                  \
@@ -294,6 +384,8 @@ static int parity_one(const char *dir, const char *tag, const kmodel_config *c, 
     META("hidden_act", "%s", c->hidden_act == KACT_GELU ? "gelu" : "gelu_new");
     META("layer_norm_eps", "%.17g", c->layer_norm_eps);
     META("pad_token_id", "%d", c->pad_token_id);
+    META("classifier_dropout", "%.17g", pc->s.classifier_dropout);
+    META("loss_terms", "%s", terms);
     META("opt_lr_adamw", "%.17g", oc.lr);
     META("opt_lr_lamb", "%.17g", lc.lr);
     META("opt_schedule_adamw", "linear");
@@ -308,13 +400,13 @@ static int parity_one(const char *dir, const char *tag, const kmodel_config *c, 
     META("opt_clip_norm", "%.17g", oc.clip_norm);
 #undef META
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.safetensors", dir, tag);
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, pc->tag);
     int rc = kst_write(path, o.t, o.n, meta, nm, err, sizeof err);
     if (rc) fprintf(stderr, "kst_write: %s\n", err);
     else
-        printf("%s: %d tensors, mlm_loss %.6f sop_loss %.6f\n", path, o.n, losses[0], losses[1]);
+        printf("%s: %d tensors,%s\n", path, o.n, said);
     outset_free(&o);
-    free(init), free(lg), free(sl);
+    free(init);
     batch_free(&h);
     kmodel_free(m);
     return rc;
@@ -322,18 +414,32 @@ static int parity_one(const char *dir, const char *tag, const kmodel_config *c, 
 
 static int parity(const char *dir)
 {
-    kmodel_config a = {.type = KMODEL_ALBERT, .vocab_size = 97, .embedding_size = 16, .hidden_size = 32,
-                       .num_hidden_layers = 4, .num_attention_heads = 4, .intermediate_size = 64,
-                       .max_position_embeddings = 24, .type_vocab_size = 2, .hidden_act = KACT_GELU_NEW,
-                       .layer_norm_eps = 1e-12, .num_hidden_groups = 2, .initializer_range = 0.1,
-                       .pad_token_id = 0};
-    kmodel_config b = {.type = KMODEL_BERT, .vocab_size = 89, .embedding_size = 32, .hidden_size = 32,
-                       .num_hidden_layers = 2, .num_attention_heads = 2, .intermediate_size = 48,
-                       .max_position_embeddings = 20, .type_vocab_size = 2, .hidden_act = KACT_GELU,
-                       .layer_norm_eps = 1e-12, .num_hidden_groups = 2, .initializer_range = 0.1,
-                       .pad_token_id = 0};
-    if (parity_one(dir, "albert", &a, 4, 20, 5)) return 1;
-    if (parity_one(dir, "bert", &b, 3, 16, 4)) return 1;
+    const kmodel_config albert = {
+        .type = KMODEL_ALBERT, .vocab_size = 97, .embedding_size = 16, .hidden_size = 32, .num_hidden_layers = 4,
+        .num_attention_heads = 4, .intermediate_size = 64, .max_position_embeddings = 24, .type_vocab_size = 2,
+        .hidden_act = KACT_GELU_NEW, .layer_norm_eps = 1e-12, .num_hidden_groups = 2, .initializer_range = 0.1,
+        .pad_token_id = 0};
+    const kmodel_config bert = {
+        .type = KMODEL_BERT, .vocab_size = 89, .embedding_size = 32, .hidden_size = 32, .num_hidden_layers = 2,
+        .num_attention_heads = 2, .intermediate_size = 48, .max_position_embeddings = 20, .type_vocab_size = 2,
+        .hidden_act = KACT_GELU, .layer_norm_eps = 1e-12, .num_hidden_groups = 2, .initializer_range = 0.1,
+        .pad_token_id = 0};
+    kmodel_config bert3 = bert; /* pre-LN causal: 3 layers, gelu_new */
+    bert3.num_hidden_layers = bert3.num_hidden_groups = 3;
+    bert3.hidden_act = KACT_GELU_NEW;
+    const parity_case cases[] = {
+        {"albert", albert, kmodel_spec_pretrain(4, 20, 5, 1)},
+        {"bert", bert, kmodel_spec_pretrain(3, 16, 4, 1)},
+        {"bert_cls", bert,
+         {.heads = KHEAD_CLASSIFY, .max_B = 5, .L = 16, .num_labels = 3, .classifier_dropout = 0}},
+        {"albert_reg", albert,
+         {.heads = KHEAD_CLASSIFY, .max_B = 4, .L = 20, .num_labels = 1, .classifier_dropout = 0}},
+        {"bert_preln_causal", bert3,
+         {.heads = KHEAD_MLM | KHEAD_SENTENCE, .max_B = 3, .L = 16, .P = 4, .classifier_dropout = -1, .pre_ln = 1,
+          .causal = 1}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (parity_one(dir, &cases[i])) return 1;
     return 0;
 }
 
