@@ -1,6 +1,9 @@
 /* export.c: the Hugging Face folder writer (export.h; docs/train.md,
- * "Export"). Order of work: vocabulary checks (special tokens, size), the
- * layout of the config (kexport_layout) matched against the given tensors
+ * "Export"), for the pretraining, sequence-classification, masked-LM and
+ * base classes (kexport_head). Order of work: vocabulary checks (special
+ * tokens, size), the layout of the config and head (kexport_layout2; the
+ * one table of tensor names, which trainer/hfimport.c reads too) matched
+ * against the given tensors
  * (every required one present, F32, right shape; nothing unknown; tied
  * decoders equal to what they are tied to), then the files into a temporary
  * folder, then one rename. Tensors are written in layout order, whatever
@@ -57,15 +60,76 @@ static void layer_norm(layout *l, int role, int64_t d, const char *prefix)
     add(l, role, d, 0, "%s.bias", prefix);
 }
 
+static const kexport_head PRETRAINING = {KEXPORT_HEAD_PRETRAINING, 0, NULL, NULL};
+
+/* 0 when head is usable; else a message in err */
+static int head_check(const kexport_head *h, char *err, size_t errlen)
+{
+    if (h->kind < KEXPORT_HEAD_PRETRAINING || h->kind > KEXPORT_HEAD_BASE) {
+        kseterr(err, errlen, "unknown head kind %d", h->kind);
+        return -1;
+    }
+    if (h->kind != KEXPORT_HEAD_CLASSIFICATION) return 0;
+    if (h->num_labels < 1 || h->num_labels > 65536) {
+        kseterr(err, errlen, "num_labels must be 1 (regression) to 65536, got %d", h->num_labels);
+        return -1;
+    }
+    if (h->problem_type &&
+        !(h->num_labels == 1 ? !strcmp(h->problem_type, "regression")
+                             : !strcmp(h->problem_type, "single_label_classification"))) {
+        kseterr(err, errlen, "problem_type '%s' with %d labels: kiln's classifier is %s", h->problem_type,
+                h->num_labels, h->num_labels == 1 ? "regression (1 label)" : "single_label_classification");
+        return -1;
+    }
+    if (h->labels)
+        for (int i = 0; i < h->num_labels; i++) {
+            if (!h->labels[i]) {
+                kseterr(err, errlen, "label %d has no name", i);
+                return -1;
+            }
+            for (int k = 0; k < i; k++)
+                if (!strcmp(h->labels[k], h->labels[i])) {
+                    kseterr(err, errlen, "label name '%s' given twice (ids %d and %d)", h->labels[i], k, i);
+                    return -1;
+                }
+        }
+    return 0;
+}
+
+const char *kexport_architecture(int type, const kexport_head *h)
+{
+    static const char *const names[2][4] = {
+        {"BertForPreTraining", "BertForSequenceClassification", "BertForMaskedLM", "BertModel"},
+        {"AlbertForPreTraining", "AlbertForSequenceClassification", "AlbertForMaskedLM", "AlbertModel"}};
+    int kind = h ? h->kind : KEXPORT_HEAD_PRETRAINING;
+    if ((type != KMODEL_BERT && type != KMODEL_ALBERT) || kind < 0 || kind > KEXPORT_HEAD_BASE) return NULL;
+    return names[type == KMODEL_ALBERT][kind];
+}
+
 kexport_entry *kexport_layout(const kmodel_config *m, int V, int *n)
 {
+    return kexport_layout2(m, V, NULL, n);
+}
+
+kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head *head, int *n)
+{
     *n = 0;
+    const kexport_head *h = head ? head : &PRETRAINING;
+    char e1[8];
     int64_t E = m->embedding_size, H = m->hidden_size, I = m->intermediate_size, P = m->max_position_embeddings,
             T = m->type_vocab_size;
     if (V <= 0 || E <= 0 || H <= 0 || I <= 0 || P <= 0 || T <= 0 || m->num_hidden_layers <= 0 ||
         (m->type == KMODEL_ALBERT && m->num_hidden_groups <= 0) ||
-        (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT))
+        (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT) || head_check(h, e1, sizeof e1))
         return NULL;
+    /* role of the pooler, MLM head, sentence head, classifier; -1: not in the layout */
+    int r_pool, r_mlm = -1, r_sent = -1, r_cls = -1;
+    switch (h->kind) {
+    case KEXPORT_HEAD_PRETRAINING: r_pool = KEXPORT_OPTIONAL, r_mlm = KEXPORT_REQUIRED, r_sent = KEXPORT_OPTIONAL; break;
+    case KEXPORT_HEAD_CLASSIFICATION: r_pool = KEXPORT_REQUIRED, r_cls = KEXPORT_REQUIRED; break;
+    case KEXPORT_HEAD_MASKED_LM: r_pool = -1, r_mlm = KEXPORT_REQUIRED; break;
+    default: r_pool = KEXPORT_OPTIONAL; break;
+    }
     layout l = {0};
     char p[128];
     const int R = KEXPORT_REQUIRED;
@@ -91,13 +155,15 @@ kexport_entry *kexport_layout(const kmodel_config *m, int V, int *n)
             snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.full_layer_layer_norm", g);
             layer_norm(&l, R, H, p);
         }
-        linear(&l, KEXPORT_OPTIONAL, H, H, "albert.pooler");
-        linear(&l, R, E, H, "predictions.dense");
-        layer_norm(&l, R, E, "predictions.LayerNorm");
-        add(&l, R, V, 0, "predictions.bias");
-        add(&l, KEXPORT_TIED, V, E, "predictions.decoder.weight");
-        add(&l, KEXPORT_TIED, V, 0, "predictions.decoder.bias");
-        linear(&l, KEXPORT_OPTIONAL, 2, H, "sop_classifier.classifier");
+        if (r_pool >= 0) linear(&l, r_pool, H, H, "albert.pooler");
+        if (r_mlm >= 0) {
+            linear(&l, r_mlm, E, H, "predictions.dense");
+            layer_norm(&l, r_mlm, E, "predictions.LayerNorm");
+            add(&l, r_mlm, V, 0, "predictions.bias");
+            add(&l, KEXPORT_TIED, V, E, "predictions.decoder.weight");
+            add(&l, KEXPORT_TIED, V, 0, "predictions.decoder.bias");
+        }
+        if (r_sent >= 0) linear(&l, r_sent, 2, H, "sop_classifier.classifier");
     } else {
         add(&l, R, V, H, "bert.embeddings.word_embeddings.weight");
         add(&l, R, P, H, "bert.embeddings.position_embeddings.weight");
@@ -120,20 +186,22 @@ kexport_entry *kexport_layout(const kmodel_config *m, int V, int *n)
             snprintf(p, sizeof p, "bert.encoder.layer.%d.output.LayerNorm", i);
             layer_norm(&l, R, H, p);
         }
-        linear(&l, KEXPORT_OPTIONAL, H, H, "bert.pooler.dense");
-        linear(&l, R, H, H, "cls.predictions.transform.dense");
-        layer_norm(&l, R, H, "cls.predictions.transform.LayerNorm");
-        add(&l, R, V, 0, "cls.predictions.bias");
-        add(&l, KEXPORT_TIED, V, H, "cls.predictions.decoder.weight");
-        add(&l, KEXPORT_TIED, V, 0, "cls.predictions.decoder.bias");
-        linear(&l, KEXPORT_OPTIONAL, 2, H, "cls.seq_relationship");
+        if (r_pool >= 0) linear(&l, r_pool, H, H, "bert.pooler.dense");
+        if (r_mlm >= 0) {
+            linear(&l, r_mlm, H, H, "cls.predictions.transform.dense");
+            layer_norm(&l, r_mlm, H, "cls.predictions.transform.LayerNorm");
+            add(&l, r_mlm, V, 0, "cls.predictions.bias");
+            add(&l, KEXPORT_TIED, V, H, "cls.predictions.decoder.weight");
+            add(&l, KEXPORT_TIED, V, 0, "cls.predictions.decoder.bias");
+        }
+        if (r_sent >= 0) linear(&l, r_sent, 2, H, "cls.seq_relationship");
     }
+    if (r_cls >= 0) linear(&l, r_cls, h->num_labels, H, "classifier");
     *n = l.n;
     return l.e;
 }
 
-/* What a tied entry is tied to. */
-static const char *tied_to(const char *name)
+const char *kexport_tied_to(const char *name)
 {
     static const char *const pairs[][2] = {
         {"predictions.decoder.weight", "albert.embeddings.word_embeddings.weight"},
@@ -171,6 +239,36 @@ static int64_t scan_vocab(const char *v, size_t len, int64_t ids[N_SP])
     return line;
 }
 
+int kexport_vocab_check(const kmodel_config *m, const char *vocab_txt, size_t vocab_len, char *err, size_t errlen)
+{
+    if (!m || !vocab_txt) {
+        kseterr(err, errlen, "kexport_vocab_check: bad arguments");
+        return EX_SOFTWARE;
+    }
+    int64_t sp[N_SP];
+    int64_t V = scan_vocab(vocab_txt, vocab_len, sp);
+    for (int k = 0; k < N_SP; k++)
+        if (sp[k] < 0) {
+            kseterr(err, errlen, "the vocabulary has no %s line: BertTokenizer needs [PAD] [UNK] [CLS] [SEP] [MASK]",
+                   SPECIAL[k]);
+            return EX_DATAERR;
+        }
+    if (m->vocab_size && m->vocab_size < V) {
+        kseterr(err, errlen, "model.vocab_size is %d but the vocabulary has %lld lines", m->vocab_size, (long long)V);
+        return EX_DATAERR;
+    }
+    if (V > (int64_t)1 << 30) {
+        kseterr(err, errlen, "the vocabulary has %lld lines, more than kiln's limit", (long long)V);
+        return EX_DATAERR;
+    }
+    if (sp[SP_PAD] != m->pad_token_id) {
+        kseterr(err, errlen, "model.pad_token_id is %d but [PAD] is line %lld of the vocabulary (ids count from 0)",
+               m->pad_token_id, (long long)sp[SP_PAD]);
+        return EX_DATAERR;
+    }
+    return 0;
+}
+
 /* ---- files ----------------------------------------------------------------- */
 
 static const char *act_name(int a) { return a == KACT_GELU ? "gelu" : "gelu_new"; }
@@ -182,12 +280,34 @@ static void put_num(kbuf *b, const char *key, double v)
     kbuf_printf(b, "  \"%s\": %s,\n", key, s);
 }
 
-static char *config_json(const kmodel_config *m, int64_t V, const int64_t sp[N_SP])
+static char *config_json(const kmodel_config *m, const kexport_head *h, int64_t V, const int64_t sp[N_SP])
 {
     kbuf b = {0};
     int albert = m->type == KMODEL_ALBERT;
     kbuf_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n",
-                albert ? "AlbertForPreTraining" : "BertForPreTraining", albert ? "albert" : "bert");
+                kexport_architecture(m->type, h), albert ? "albert" : "bert");
+    if (h->kind == KEXPORT_HEAD_CLASSIFICATION) {
+        /* transformers derives num_labels from id2label; both maps written */
+        for (int pass = 0; pass < 2; pass++) {
+            kbuf_puts(&b, pass ? "  \"label2id\": {" : "  \"id2label\": {");
+            for (int i = 0; i < h->num_labels; i++) {
+                char def[32];
+                snprintf(def, sizeof def, "LABEL_%d", i);
+                const char *name = h->labels ? h->labels[i] : def;
+                kbuf_puts(&b, i ? ",\n    " : "\n    ");
+                if (pass) {
+                    kbuf_json_str(&b, name, strlen(name));
+                    kbuf_printf(&b, ": %d", i);
+                } else {
+                    kbuf_printf(&b, "\"%d\": ", i);
+                    kbuf_json_str(&b, name, strlen(name));
+                }
+            }
+            kbuf_puts(&b, "\n  },\n");
+        }
+        kbuf_printf(&b, "  \"problem_type\": \"%s\",\n",
+                    h->num_labels == 1 ? "regression" : "single_label_classification");
+    }
     kbuf_printf(&b, "  \"vocab_size\": %lld,\n", (long long)V);
     if (albert) kbuf_printf(&b, "  \"embedding_size\": %d,\n", m->embedding_size);
     kbuf_printf(&b, "  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
@@ -287,9 +407,9 @@ static int match(const kexport_entry *lay, int nl, const kst_tensor *params, int
             continue;
         }
         if (e->role == KEXPORT_TIED) {
-            const kst_tensor *to = find_param(params, n, tied_to(e->name));
+            const kst_tensor *to = find_param(params, n, kexport_tied_to(e->name));
             if (to && to->nbytes == t->nbytes && to->data && memcmp(to->data, t->data, t->nbytes))
-                PROBLEM("'%s' differs from '%s', to which Hugging Face ties it", e->name, tied_to(e->name));
+                PROBLEM("'%s' differs from '%s', to which Hugging Face ties it", e->name, kexport_tied_to(e->name));
             continue;
         }
         out[k++] = *t;
@@ -313,37 +433,33 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
                const char *vocab_txt, size_t vocab_len, int do_lower_case, int replace,
                char *err, size_t errlen)
 {
+    return kexport_hf2(dir, m, NULL, params, n, vocab_txt, vocab_len, do_lower_case, replace, err, errlen);
+}
+
+int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *head, const kst_tensor *params,
+                int n, const char *vocab_txt, size_t vocab_len, int do_lower_case, int replace, char *err,
+                size_t errlen)
+{
     if (errlen) err[0] = '\0';
     if (!dir || !*dir || !m || n < 0 || (n && !params) || !vocab_txt) {
         kseterr(err, errlen, "kexport_hf: bad arguments");
         return EX_SOFTWARE;
     }
+    const kexport_head *h = head ? head : &PRETRAINING;
+    char herr[256];
+    if (head_check(h, herr, sizeof herr)) {
+        kseterr(err, errlen, "kexport_hf: bad head: %s", herr);
+        return EX_SOFTWARE;
+    }
     /* vocabulary */
+    int rc = kexport_vocab_check(m, vocab_txt, vocab_len, err, errlen);
+    if (rc) return rc;
     int64_t sp[N_SP];
     int64_t V = scan_vocab(vocab_txt, vocab_len, sp);
-    for (int k = 0; k < N_SP; k++)
-        if (sp[k] < 0) {
-            kseterr(err, errlen, "the vocabulary has no %s line: BertTokenizer needs [PAD] [UNK] [CLS] [SEP] [MASK]",
-                   SPECIAL[k]);
-            return EX_DATAERR;
-        }
-    if (m->vocab_size && m->vocab_size < V) {
-        kseterr(err, errlen, "model.vocab_size is %d but the vocabulary has %lld lines", m->vocab_size, (long long)V);
-        return EX_DATAERR;
-    }
-    if (V > (int64_t)1 << 30) {
-        kseterr(err, errlen, "the vocabulary has %lld lines, more than kiln's limit", (long long)V);
-        return EX_DATAERR;
-    }
     if (m->vocab_size) V = m->vocab_size; /* rows past the vocabulary's lines: padding the tokenizer never emits */
-    if (sp[SP_PAD] != m->pad_token_id) {
-        kseterr(err, errlen, "model.pad_token_id is %d but [PAD] is line %lld of the vocabulary (ids count from 0)",
-               m->pad_token_id, (long long)sp[SP_PAD]);
-        return EX_DATAERR;
-    }
     /* tensors */
     int nl;
-    kexport_entry *lay = kexport_layout(m, (int)V, &nl);
+    kexport_entry *lay = kexport_layout2(m, (int)V, h, &nl);
     if (!lay) {
         kseterr(err, errlen, "kexport_hf: the model config has a dimension <= 0 or an unknown type");
         return EX_SOFTWARE;
@@ -353,13 +469,17 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
     int nout = match(lay, nl, params, n, out, &msg);
     free(lay);
     if (nout < 0) {
-        kseterr(err, errlen, "the tensors do not fit %s: %s",
-               m->type == KMODEL_ALBERT ? "AlbertForPreTraining" : "BertForPreTraining", msg.data);
+        kseterr(err, errlen, "the tensors do not fit %s: %s", kexport_architecture(m->type, h), msg.data);
         kbuf_free(&msg);
         free(out);
         return EX_DATAERR;
     }
     kbuf_free(&msg);
+    if (h->kind == KEXPORT_HEAD_BASE) { /* a base model's own file: no "bert." / "albert." prefix */
+        size_t pl = strlen(m->type == KMODEL_ALBERT ? "albert." : "bert.");
+        for (int i = 0; i < nout; i++)
+            if (!strncmp(out[i].name, m->type == KMODEL_ALBERT ? "albert." : "bert.", pl)) out[i].name += pl;
+    }
 
     /* the folder */
     char *final = xstrdup(dir);
@@ -372,7 +492,6 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
     char *tmp = xmalloc(tl);
     snprintf(tmp, tl, "%s/.export-%s.tmp", parent, base); /* not .tmp-*: may sit in a checkpoint folder */
     char *cfg = NULL, *tok = NULL, *spm = NULL, *stp = NULL;
-    int rc;
     struct stat st;
     if (!replace && !lstat(final, &st)) {
         kseterr(err, errlen, "%s: already exists", final);
@@ -390,7 +509,7 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
     stp = xmalloc(pl);
     snprintf(stp, pl, "%s/model.safetensors", tmp);
     if ((rc = kst_write(stp, out, nout, NULL, 0, err, errlen))) goto done;
-    cfg = config_json(m, V, sp);
+    cfg = config_json(m, h, V, sp);
     tok = tokenizer_config_json(m, do_lower_case);
     char *inner = special_tokens_json(0);
     kbuf b = {0};

@@ -37,8 +37,58 @@ enum {
 /* The tensors of AlbertForPreTraining or BertForPreTraining for config m
  * with vocab_size V (m->vocab_size is not used), in the order they are
  * written. Returns a malloc'd array of *n entries (caller frees), or NULL
- * when a dimension of m is not positive. */
+ * when a dimension of m is not positive. Same as kexport_layout2(m, V,
+ * NULL, n). */
 kexport_entry *kexport_layout(const kmodel_config *m, int vocab_size, int *n);
+
+/* ---- heads: which Hugging Face class a folder holds ------------------------
+ *
+ *   kind            BERT class / ALBERT class              tensors (kiln names)
+ *   PRETRAINING     BertForPreTraining / AlbertFor...      encoder, pooler (optional),
+ *                                                          MLM head, sentence head (optional)
+ *   CLASSIFICATION  Bert/AlbertForSequenceClassification   encoder, pooler (required),
+ *                                                          classifier.{weight [num_labels, H], bias [num_labels]}
+ *   MASKED_LM       BertForMaskedLM / AlbertForMaskedLM    encoder, MLM head (no pooler)
+ *   BASE            BertModel / AlbertModel                encoder, pooler (optional)
+ *
+ * "encoder" is bert.embeddings.* + bert.encoder.* (ALBERT: albert.*); the
+ * pooler is bert.pooler.dense.* (ALBERT: albert.pooler.*). Layout entries
+ * and the caller's tensors always carry these prefixed names (kiln's names,
+ * which are the *For* classes' state_dict names). A BASE folder's file is
+ * written as save_pretrained writes a base model: without the "bert." /
+ * "albert." prefix (embeddings.*, encoder.*, pooler.*). */
+enum {
+    KEXPORT_HEAD_PRETRAINING = 0,
+    KEXPORT_HEAD_CLASSIFICATION = 1,
+    KEXPORT_HEAD_MASKED_LM = 2,
+    KEXPORT_HEAD_BASE = 3
+};
+
+typedef struct kexport_head {
+    int kind;                     /* KEXPORT_HEAD_* */
+    int num_labels;               /* CLASSIFICATION: 1 (regression) .. 65536; else unused */
+    const char *const *labels;    /* CLASSIFICATION: (num_labels) distinct names for id2label /
+                                     label2id, or NULL for "LABEL_0", "LABEL_1", ... */
+    const char *problem_type;     /* CLASSIFICATION: NULL (derived), "regression" (num_labels 1) or
+                                     "single_label_classification" (num_labels >= 2) */
+} kexport_head;
+
+/* "BertForSequenceClassification", "AlbertModel", ... for model type
+ * (KMODEL_*) and head (NULL: pretraining); NULL for an unknown kind/type. */
+const char *kexport_architecture(int model_type, const kexport_head *head);
+
+/* The name a KEXPORT_TIED entry is tied to ("cls.predictions.decoder.weight"
+ * -> "bert.embeddings.word_embeddings.weight", ...), NULL for another name. */
+const char *kexport_tied_to(const char *name);
+
+/* The vocabulary checks kexport_hf makes (the five special tokens, at most
+ * m->vocab_size lines when that is not 0, [PAD] at m->pad_token_id).
+ * Returns 0 or EX_DATAERR with err filled. */
+int kexport_vocab_check(const kmodel_config *m, const char *vocab_txt, size_t vocab_len, char *err, size_t errlen);
+
+/* kexport_layout for any head (NULL: pretraining). NULL also when the head
+ * is invalid (unknown kind, num_labels out of range). */
+kexport_entry *kexport_layout2(const kmodel_config *m, int vocab_size, const kexport_head *head, int *n);
 
 /* Writes the folder dir: parameters params[n] (dtype "F32", Hugging Face
  * names, any order; tied decoders may be included or not), the vocabulary
@@ -54,5 +104,17 @@ kexport_entry *kexport_layout(const kmodel_config *m, int vocab_size, int *n);
 int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params, int n,
                const char *vocab_txt, size_t vocab_len, int do_lower_case, int replace,
                char *err, size_t errlen);
+
+/* kexport_hf for any head (NULL: pretraining, exactly kexport_hf). The
+ * tensors must fit kexport_layout2(m, V, head): a CLASSIFICATION export
+ * without classifier.* or the pooler is refused (EX_DATAERR). config.json
+ * gets "architectures" for the head and every field kexport_hf writes; a
+ * CLASSIFICATION config adds "id2label" (keys "0", "1", ...), "label2id"
+ * (from which transformers derives num_labels) and "problem_type". An
+ * invalid head (bad kind, num_labels, problem_type, repeated label names)
+ * is EX_SOFTWARE. */
+int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *head, const kst_tensor *params,
+                int n, const char *vocab_txt, size_t vocab_len, int do_lower_case, int replace, char *err,
+                size_t errlen);
 
 #endif

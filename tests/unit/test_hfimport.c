@@ -1,0 +1,600 @@
+/* test_hfimport.c: unit tests of trainer/hfimport.h and the heads of
+ * trainer/export.h. Import: small Hugging Face folders written here with
+ * the safetensors writer (BertModel naming without the prefix,
+ * BertForPreTraining naming with a tied decoder copy, AlbertModel naming,
+ * F16 tensors, a sequence classifier with id2label, BertForMaskedLM with
+ * and without the pooler and NSP head) load with kiln's names
+ * and the same bytes; refusals name the file, the tensor and both shapes,
+ * the architecture, the model_type, an unknown tensor, missing files.
+ * Export: the classifier layout (names, shapes, roles) of BERT and ALBERT
+ * with 3 labels, config.json's id2label / label2id / problem_type, a base
+ * model written without the prefix, the refusal of a classifier export
+ * without classifier.*, the head a checkpoint's tensors imply. Each test
+ * works in a fresh /tmp folder. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "trainer/checkpoint.h"
+#include "trainer/config.h"
+#include "trainer/export.h"
+#include "trainer/hfimport.h"
+#include "util/util.h"
+
+static char dir[256];
+static char err[2048];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/kiln-test-hfimport-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kckpt_remove_tree(dir);
+    return 0;
+}
+
+static char *at(const char *rel)
+{
+    static char bufs[4][1024];
+    static int k;
+    char *b = bufs[k++ % 4];
+    snprintf(b, 1024, "%s/%s", dir, rel);
+    return b;
+}
+
+static const char VOCAB[] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\nof\nand\nto\na\n";
+enum { V = 10 };
+
+static kmodel_config tiny(int type)
+{
+    kmodel_config m;
+    memset(&m, 0, sizeof m);
+    m.type = type;
+    m.vocab_size = V;
+    m.hidden_size = 8;
+    m.embedding_size = type == KMODEL_ALBERT ? 4 : 8;
+    m.num_hidden_layers = 2;
+    m.num_attention_heads = 2;
+    m.intermediate_size = 16;
+    m.max_position_embeddings = 16;
+    m.type_vocab_size = 2;
+    m.hidden_act = type == KMODEL_ALBERT ? KACT_GELU_NEW : KACT_GELU;
+    m.layer_norm_eps = 1e-12;
+    m.num_hidden_groups = type == KMODEL_ALBERT ? 1 : 2;
+    m.hidden_dropout_prob = 0.1;
+    m.attention_probs_dropout_prob = 0.1;
+    m.initializer_range = 0.02;
+    return m;
+}
+
+/* The tensors of a layout (non-tied entries, or all with tied), each filled
+ * with distinct values; names and data owned (free_set). */
+typedef struct tset { kst_tensor t[512]; int n; } tset;
+
+static void make_set(tset *s, const kmodel_config *m, const kexport_head *h, int with_tied)
+{
+    int nl;
+    kexport_entry *lay = kexport_layout2(m, V, h, &nl);
+    assert_non_null(lay);
+    s->n = 0;
+    for (int k = 0; k < nl; k++) {
+        if (lay[k].role == KEXPORT_TIED && !with_tied) continue;
+        kst_tensor *t = &s->t[s->n++];
+        memset(t, 0, sizeof *t);
+        t->name = xstrdup(lay[k].name);
+        t->dtype = "F32";
+        t->ndim = lay[k].ndim;
+        t->shape[0] = lay[k].shape[0];
+        t->shape[1] = lay[k].ndim == 2 ? lay[k].shape[1] : 0;
+        size_t numel = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+        float *d = xmalloc(numel * sizeof *d);
+        for (size_t e = 0; e < numel; e++) d[e] = (float)k + (float)e / 1024.0f;
+        t->data = d;
+        t->nbytes = numel * sizeof *d;
+    }
+    /* tied copies hold their target's values */
+    for (int i = 0; i < s->n; i++) {
+        const char *to = kexport_tied_to(s->t[i].name);
+        for (int j = 0; to && j < s->n; j++)
+            if (!strcmp(s->t[j].name, to)) memcpy((void *)s->t[i].data, s->t[j].data, s->t[i].nbytes);
+    }
+    free(lay);
+}
+
+static void free_set(tset *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        free((char *)s->t[i].name);
+        free((void *)s->t[i].data);
+    }
+    s->n = 0;
+}
+
+static const kst_tensor *find(const kst_tensor *t, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, name)) return &t[i];
+    return NULL;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A Hugging Face folder `name`: the set's tensors (prefix dropped when
+ * strip, e.g. "bert."), config.json from cfg_text, vocab.txt. */
+static const char *write_folder(const char *name, const tset *s, const char *strip, const char *cfg_text)
+{
+    static char ring[4][1024]; /* at()'s buffers rotate: the folder keeps its own */
+    static int r;
+    char *d = ring[r++ % 4];
+    snprintf(d, 1024, "%s", at(name));
+    mkdir(d, 0755);
+    kst_tensor w[512];
+    for (int i = 0; i < s->n; i++) {
+        w[i] = s->t[i];
+        if (strip && !strncmp(w[i].name, strip, strlen(strip))) w[i].name += strlen(strip);
+    }
+    char p[1200];
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    const char *meta[] = {"format", "pt"};
+    assert_int_equal(kst_write(p, w, s->n, meta, 1, err, sizeof err), 0);
+    snprintf(p, sizeof p, "%s/config.json", d);
+    write_text(p, cfg_text);
+    snprintf(p, sizeof p, "%s/vocab.txt", d);
+    write_text(p, VOCAB);
+    return d;
+}
+
+static const char BERT_CFG[] =
+    "{\"architectures\": [\"%s\"], \"model_type\": \"bert\", \"vocab_size\": 10, \"hidden_size\": 8,"
+    " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 16,"
+    " \"max_position_embeddings\": 16, \"type_vocab_size\": 2, \"hidden_act\": \"gelu\","
+    " \"layer_norm_eps\": 1e-12, \"pad_token_id\": 0%s}";
+static const char ALBERT_CFG[] =
+    "{\"architectures\": [\"%s\"], \"model_type\": \"albert\", \"vocab_size\": 10, \"embedding_size\": 4,"
+    " \"hidden_size\": 8, \"num_hidden_layers\": 2, \"num_hidden_groups\": 1, \"num_attention_heads\": 2,"
+    " \"intermediate_size\": 16, \"max_position_embeddings\": 16, \"hidden_act\": \"gelu_new\","
+    " \"hidden_dropout_prob\": 0.1, \"attention_probs_dropout_prob\": 0.1, \"pad_token_id\": 0%s}";
+
+static char *cfg(const char *fmt, const char *arch, const char *more)
+{
+    static char b[2][2048];
+    static int k;
+    char *o = b[k++ % 2];
+    snprintf(o, 2048, fmt, arch, more);
+    return o;
+}
+
+/* every tensor of want (kiln names) is in m with the same bytes, and m has no other */
+static void assert_same(const khf_model *m, const tset *want)
+{
+    int n = 0;
+    for (int i = 0; i < want->n; i++) {
+        if (kexport_tied_to(want->t[i].name)) continue;
+        const kst_tensor *t = find(m->tensors, m->n, want->t[i].name);
+        if (!t) fail_msg("'%s' not imported", want->t[i].name);
+        assert_string_equal(t->dtype, "F32");
+        assert_int_equal(t->ndim, want->t[i].ndim);
+        assert_int_equal(t->nbytes, want->t[i].nbytes);
+        assert_memory_equal(t->data, want->t[i].data, t->nbytes);
+        n++;
+    }
+    assert_int_equal(m->n, n);
+}
+
+/* ---- import ------------------------------------------------------------------ */
+
+static void test_bert_model_no_prefix(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny(KMODEL_BERT);
+    kexport_head base = {KEXPORT_HEAD_BASE, 0, NULL, NULL};
+    tset s;
+    make_set(&s, &mc, &base, 0);
+    const char *d = write_folder("bertmodel", &s, "bert.", cfg(BERT_CFG, "BertModel", ""));
+    khf_model m;
+    assert_int_equal(khf_load(d, &m, err, sizeof err), 0);
+    assert_string_equal(m.architecture, "BertModel");
+    assert_int_equal(m.head.kind, KEXPORT_HEAD_BASE);
+    assert_int_equal(m.heads, KHF_POOLER);
+    assert_non_null(find(m.tensors, m.n, "bert.embeddings.word_embeddings.weight"));
+    assert_non_null(find(m.tensors, m.n, "bert.pooler.dense.weight"));
+    assert_same(&m, &s);
+    assert_int_equal(m.config.type, KMODEL_BERT);
+    assert_int_equal(m.config.hidden_size, 8);
+    assert_int_equal(m.config.embedding_size, 8);
+    assert_int_equal(m.config.num_hidden_groups, 2);
+    assert_int_equal(m.config.hidden_act, KACT_GELU);
+    assert_int_equal(m.vocab_len, strlen(VOCAB));
+    assert_memory_equal(m.vocab, VOCAB, m.vocab_len);
+    assert_int_equal(m.do_lower_case, 1);
+    /* exported as a base model: the file without the prefix, as it came */
+    assert_int_equal(kexport_hf2(at("out"), &m.config, &m.head, m.tensors, m.n, m.vocab, m.vocab_len, 1, 0, err,
+                                 sizeof err), 0);
+    kst_file *a = kst_open(at("bertmodel/model.safetensors"), err, sizeof err), *b = kst_open(at("out/model.safetensors"), err, sizeof err);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(kst_count(a), kst_count(b));
+    for (int i = 0; i < kst_count(a); i++) {
+        const kst_tensor *x = kst_get(a, i), *y = kst_find(b, x->name);
+        if (!y) fail_msg("'%s' not in the export", x->name);
+        assert_memory_equal(x->data, y->data, x->nbytes);
+    }
+    assert_non_null(kst_find(b, "embeddings.word_embeddings.weight"));
+    assert_null(kst_find(b, "bert.embeddings.word_embeddings.weight"));
+    kst_close(a);
+    kst_close(b);
+    json_t *c = json_load_file(at("out/config.json"), 0, NULL);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(c, "architectures"), 0)), "BertModel");
+    json_decref(c);
+    /* and imported again */
+    khf_model m2;
+    assert_int_equal(khf_load(at("out"), &m2, err, sizeof err), 0);
+    assert_same(&m2, &s);
+    khf_free(&m2);
+    khf_free(&m);
+    free_set(&s);
+}
+
+static void test_bert_pretraining(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny(KMODEL_BERT);
+    tset s;
+    make_set(&s, &mc, NULL, 1); /* with the tied decoder copies */
+    const char *d = write_folder("bertpt", &s, NULL, cfg(BERT_CFG, "BertForPreTraining", ""));
+    write_text(at("bertpt/tokenizer_config.json"), "{\"do_lower_case\": false}");
+    khf_model m;
+    assert_int_equal(khf_load(d, &m, err, sizeof err), 0);
+    assert_int_equal(m.head.kind, KEXPORT_HEAD_PRETRAINING);
+    assert_int_equal(m.heads, KHF_MLM | KHF_SENTENCE | KHF_POOLER);
+    assert_null(find(m.tensors, m.n, "cls.predictions.decoder.weight"));
+    assert_null(find(m.tensors, m.n, "cls.predictions.decoder.bias"));
+    assert_int_equal(m.n_skipped, 2);
+    assert_int_equal(m.do_lower_case, 0);
+    assert_same(&m, &s);
+    /* the run config: objectives from the heads */
+    ktrain_config rc;
+    assert_int_equal(khf_run_config(&m, &rc, err, sizeof err), 0);
+    assert_int_equal(rc.model.hidden_size, 8);
+    char *ex = khf_extra_json(&m, "/x/\"y\"");
+    json_t *e = json_loads(ex, 0, NULL);
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "imported_from")), "/x/\"y\"");
+    assert_int_equal(json_array_size(json_object_get(e, "heads")), 2);
+    assert_true(json_is_true(json_object_get(e, "cased")));
+    json_decref(e);
+    free(ex);
+    khf_free(&m);
+    /* a decoder copy that differs is refused */
+    float *dw = (float *)find(s.t, s.n, "cls.predictions.decoder.weight")->data;
+    dw[3] += 1;
+    d = write_folder("bertpt2", &s, NULL, cfg(BERT_CFG, "BertForPreTraining", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "cls.predictions.decoder.weight' differs"));
+    free_set(&s);
+}
+
+static void test_albert_model_and_f16(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny(KMODEL_ALBERT);
+    kexport_head base = {KEXPORT_HEAD_BASE, 0, NULL, NULL};
+    tset s;
+    make_set(&s, &mc, &base, 0);
+    const char *d = write_folder("albertmodel", &s, "albert.", cfg(ALBERT_CFG, "AlbertModel", ""));
+    khf_model m;
+    assert_int_equal(khf_load(d, &m, err, sizeof err), 0);
+    assert_string_equal(m.architecture, "AlbertModel");
+    assert_non_null(find(m.tensors, m.n, "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight"));
+    assert_non_null(find(m.tensors, m.n, "albert.pooler.weight"));
+    assert_same(&m, &s);
+    assert_int_equal(m.config.embedding_size, 4);
+    assert_int_equal(m.config.num_hidden_groups, 1);
+    assert_int_equal(m.config.hidden_act, KACT_GELU_NEW);
+    khf_free(&m);
+
+    /* F16: converted exactly (values chosen representable) */
+    kst_tensor h[512];
+    uint16_t *bufs[512];
+    for (int i = 0; i < s.n; i++) {
+        h[i] = s.t[i];
+        size_t numel = s.t[i].nbytes / 4;
+        bufs[i] = xmalloc(numel * 2);
+        for (size_t e = 0; e < numel; e++) bufs[i][e] = (uint16_t)(0x3c00 + (e % 64)); /* 1 + k/1024 */
+        h[i].dtype = "F16";
+        h[i].data = bufs[i];
+        h[i].nbytes = numel * 2;
+        h[i].name = s.t[i].name + strlen("albert.");
+    }
+    assert_int_equal(kst_write(at("albertmodel/model.safetensors"), h, s.n, NULL, 0, err, sizeof err), 0);
+    assert_int_equal(khf_load(d, &m, err, sizeof err), 0);
+    assert_int_equal(m.n_converted, s.n);
+    const float *w = find(m.tensors, m.n, "albert.embeddings.word_embeddings.weight")->data;
+    assert_true(w[0] == 1.0f && w[5] == 1.0f + 5.0f / 1024);
+    khf_free(&m);
+    for (int i = 0; i < s.n; i++) free(bufs[i]);
+    free_set(&s);
+}
+
+static void test_classifier_import(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny(KMODEL_ALBERT);
+    kexport_head ch = {KEXPORT_HEAD_CLASSIFICATION, 3, NULL, NULL};
+    tset s;
+    make_set(&s, &mc, &ch, 0);
+    const char *d = write_folder("albertcls", &s, NULL,
+                                 cfg(ALBERT_CFG, "AlbertForSequenceClassification",
+                                     ", \"id2label\": {\"0\": \"neg\", \"1\": \"neu\", \"2\": \"pos\"},"
+                                     " \"label2id\": {\"neg\": 0, \"neu\": 1, \"pos\": 2}"));
+    khf_model m;
+    assert_int_equal(khf_load(d, &m, err, sizeof err), 0);
+    assert_int_equal(m.heads, KHF_CLASSIFY | KHF_POOLER);
+    assert_int_equal(m.num_labels, 3);
+    assert_string_equal(m.labels[1], "neu");
+    assert_string_equal(m.problem_type, "single_label_classification");
+    assert_same(&m, &s);
+    /* export: the same tensors, the labels in config.json */
+    assert_int_equal(kexport_hf2(at("out"), &m.config, &m.head, m.tensors, m.n, m.vocab, m.vocab_len, 1, 0, err,
+                                 sizeof err), 0);
+    json_t *c = json_load_file(at("out/config.json"), 0, NULL);
+    assert_non_null(c);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(c, "architectures"), 0)),
+                        "AlbertForSequenceClassification");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(c, "id2label"), "2")), "pos");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(c, "label2id"), "neu")), 1);
+    assert_string_equal(json_string_value(json_object_get(c, "problem_type")), "single_label_classification");
+    assert_int_equal(json_integer_value(json_object_get(c, "embedding_size")), 4);
+    json_decref(c);
+    /* the head a checkpoint's tensors imply */
+    char *ex = khf_extra_json(&m, d);
+    khf_export_head eh;
+    khf_export_head_of(KMODEL_ALBERT, ex, m.tensors, m.n, &eh);
+    assert_int_equal(eh.head.kind, KEXPORT_HEAD_CLASSIFICATION);
+    assert_int_equal(eh.head.num_labels, 3);
+    assert_string_equal(eh.head.labels[2], "pos");
+    khf_export_head_free(&eh);
+    free(ex);
+    khf_export_head_of(KMODEL_ALBERT, NULL, m.tensors, m.n - 2, &eh); /* classifier.* left out */
+    assert_int_equal(eh.head.kind, KEXPORT_HEAD_BASE);
+    khf_export_head_free(&eh);
+    khf_free(&m);
+    free_set(&s);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny(KMODEL_BERT);
+    mc.intermediate_size = 12; /* config.json says 16 */
+    tset s;
+    make_set(&s, &mc, NULL, 0);
+    khf_model m;
+    const char *d = write_folder("shape", &s, NULL, cfg(BERT_CFG, "BertForPreTraining", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "model.safetensors: tensor 'bert.encoder.layer.0.intermediate.dense.weight' has "
+                                "shape [12, 8], config.json implies [16, 8]"));
+    free_set(&s);
+
+    mc = tiny(KMODEL_BERT);
+    make_set(&s, &mc, NULL, 0);
+    d = write_folder("arch", &s, NULL, cfg(BERT_CFG, "BertForQuestionAnswering", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "architecture \"BertForQuestionAnswering\" is not supported"));
+    write_text(at("arch/config.json"), "{\"model_type\": \"roberta\", \"architectures\": [\"RobertaModel\"]}");
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "model_type \"roberta\" is not supported"));
+    write_text(at("arch/config.json"), cfg(ALBERT_CFG, "BertModel", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "does not go with model_type"));
+    write_text(at("arch/config.json"), cfg(BERT_CFG, "BertForPreTraining", ", \"hidden_act\": \"relu\""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR); /* duplicate key: not JSON kiln reads */
+    assert_non_null(strstr(err, "duplicate"));
+    write_text(at("arch/config.json"), "{\"model_type\": \"bert\", \"hidden_act\": \"relu\"}");
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "hidden_act \"relu\""));
+
+    /* an unknown tensor; a missing one */
+    float x[8] = {0};
+    s.t[s.n] = (kst_tensor){.name = xstrdup("bert.encoder.layer.0.attention.self.rotary.weight"), .dtype = "F32",
+                            .ndim = 1, .shape = {8}, .data = memcpy(xmalloc(sizeof x), x, sizeof x), .nbytes = sizeof x};
+    s.n++;
+    d = write_folder("extra", &s, NULL, cfg(BERT_CFG, "BertForPreTraining", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "'bert.encoder.layer.0.attention.self.rotary.weight' is not a tensor of BertForPreTraining"));
+    s.n -= 2; /* the extra one and the last of the layout (cls.seq_relationship.bias) */
+    d = write_folder("missing", &s, NULL, cfg(BERT_CFG, "BertForPreTraining", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "'cls.seq_relationship.weight' is there without 'cls.seq_relationship.bias'"));
+    s.n += 2;
+    free_set(&s);
+
+    /* missing files; a truncated file */
+    mc = tiny(KMODEL_BERT);
+    make_set(&s, &mc, NULL, 0);
+    d = write_folder("files", &s, NULL, cfg(BERT_CFG, "BertForPreTraining", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), 0);
+    khf_free(&m);
+    unlink(at("files/vocab.txt"));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_NOINPUT);
+    assert_non_null(strstr(err, "vocab.txt: missing"));
+    write_text(at("files/spiece.model"), "x");
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_NOINPUT);
+    assert_non_null(strstr(err, "spiece.model"));
+    write_text(at("files/vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n");
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "[MASK]"));
+    write_text(at("files/vocab.txt"), VOCAB);
+    assert_int_equal(truncate(at("files/model.safetensors"), 300), 0);
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "model.safetensors"));
+    assert_int_equal(rename(at("files/model.safetensors"), at("files/pytorch_model.bin")), 0);
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_NOINPUT);
+    assert_non_null(strstr(err, "pytorch_model.bin"));
+    unlink(at("files/config.json"));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_NOINPUT);
+    assert_non_null(strstr(err, "config.json: missing"));
+    assert_int_equal(khf_load(at("nope"), &m, err, sizeof err), EX_NOINPUT);
+    khf_free(&m); /* harmless after a failure */
+    free_set(&s);
+}
+
+/* ---- export heads -------------------------------------------------------------- */
+
+static void test_classifier_layout(void **state)
+{
+    (void)state;
+    for (int type = KMODEL_BERT; type <= KMODEL_ALBERT; type++) {
+        kmodel_config mc = tiny(type);
+        kexport_head ch = {KEXPORT_HEAD_CLASSIFICATION, 3, NULL, NULL};
+        int n, np;
+        kexport_entry *l = kexport_layout2(&mc, V, &ch, &n), *p = kexport_layout(&mc, V, &np);
+        assert_non_null(l);
+        const char *pool = type == KMODEL_ALBERT ? "albert.pooler.weight" : "bert.pooler.dense.weight";
+        assert_string_equal(l[n - 2].name, "classifier.weight");
+        assert_int_equal(l[n - 2].ndim, 2);
+        assert_int_equal(l[n - 2].shape[0], 3);
+        assert_int_equal(l[n - 2].shape[1], 8);
+        assert_int_equal(l[n - 2].role, KEXPORT_REQUIRED);
+        assert_string_equal(l[n - 1].name, "classifier.bias");
+        assert_int_equal(l[n - 1].ndim, 1);
+        assert_int_equal(l[n - 1].shape[0], 3);
+        assert_string_equal(l[n - 4].name, pool);
+        assert_int_equal(l[n - 4].role, KEXPORT_REQUIRED);
+        assert_int_equal(l[n - 4].shape[0], 8);
+        assert_int_equal(l[n - 4].shape[1], 8);
+        for (int k = 0; k < n; k++) {
+            assert_true(!strncmp(l[k].name, type == KMODEL_ALBERT ? "albert." : "bert.", type == KMODEL_ALBERT ? 7 : 5) ||
+                        !strncmp(l[k].name, "classifier.", 11));
+            if (k < n - 2) { /* the encoder and pooler as in the pretraining layout */
+                assert_string_equal(l[k].name, p[k].name);
+                assert_int_equal(l[k].shape[0], p[k].shape[0]);
+            }
+        }
+        assert_string_equal(kexport_architecture(type, &ch),
+                            type == KMODEL_ALBERT ? "AlbertForSequenceClassification" : "BertForSequenceClassification");
+        free(l);
+        free(p);
+        /* export refuses a missing classifier tensor, and a bad head */
+        tset s;
+        make_set(&s, &mc, &ch, 0);
+        assert_int_equal(kexport_hf2(at("c"), &mc, &ch, s.t, s.n - 1, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err),
+                         EX_DATAERR);
+        assert_non_null(strstr(err, "'classifier.bias' is missing"));
+        assert_non_null(strstr(err, "SequenceClassification"));
+        assert_int_equal(access(at("c"), F_OK), -1);
+        kexport_head pre = {KEXPORT_HEAD_PRETRAINING, 0, NULL, NULL};
+        assert_int_equal(kexport_hf2(at("c"), &mc, &pre, s.t, s.n, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err),
+                         EX_DATAERR); /* classifier.* in a pretraining export */
+        assert_non_null(strstr(err, "'classifier.weight' is not a tensor of this model"));
+        kexport_head bad = {KEXPORT_HEAD_CLASSIFICATION, 3, NULL, "regression"};
+        assert_int_equal(kexport_hf2(at("c"), &mc, &bad, s.t, s.n, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err),
+                         EX_SOFTWARE);
+        const char *dup[] = {"a", "b", "a"};
+        kexport_head bad2 = {KEXPORT_HEAD_CLASSIFICATION, 3, dup, NULL};
+        assert_int_equal(kexport_hf2(at("c"), &mc, &bad2, s.t, s.n, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err),
+                         EX_SOFTWARE);
+        assert_non_null(strstr(err, "'a' given twice"));
+        /* default labels and regression */
+        assert_int_equal(kexport_hf2(at("c"), &mc, &ch, s.t, s.n, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err), 0);
+        json_t *c = json_load_file(at("c/config.json"), 0, NULL);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(c, "id2label"), "0")), "LABEL_0");
+        json_decref(c);
+        free_set(&s);
+        kexport_head reg = {KEXPORT_HEAD_CLASSIFICATION, 1, NULL, NULL};
+        make_set(&s, &mc, &reg, 0);
+        assert_int_equal(kexport_hf2(at("c"), &mc, &reg, s.t, s.n, VOCAB, strlen(VOCAB), 1, 1, err, sizeof err), 0);
+        c = json_load_file(at("c/config.json"), 0, NULL);
+        assert_string_equal(json_string_value(json_object_get(c, "problem_type")), "regression");
+        assert_int_equal(json_object_size(json_object_get(c, "id2label")), 1);
+        json_decref(c);
+        khf_model m;
+        assert_int_equal(khf_load(at("c"), &m, err, sizeof err), 0);
+        assert_int_equal(m.num_labels, 1);
+        assert_string_equal(m.problem_type, "regression");
+        assert_same(&m, &s);
+        khf_free(&m);
+        free_set(&s);
+        kckpt_remove_tree(at("c"));
+    }
+}
+
+static void test_masked_lm_layout(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny(KMODEL_BERT);
+    kexport_head h = {KEXPORT_HEAD_MASKED_LM, 0, NULL, NULL};
+    int n;
+    kexport_entry *l = kexport_layout2(&mc, V, &h, &n);
+    for (int k = 0; k < n; k++) {
+        assert_null(strstr(l[k].name, "pooler"));
+        assert_null(strstr(l[k].name, "seq_relationship"));
+    }
+    free(l);
+    tset s;
+    make_set(&s, &mc, &h, 0);
+    const char *d = write_folder("mlm", &s, NULL, cfg(BERT_CFG, "BertForMaskedLM", ""));
+    khf_model m;
+    assert_int_equal(khf_load(d, &m, err, sizeof err), 0);
+    assert_int_equal(m.heads, KHF_MLM);
+    assert_same(&m, &s);
+    khf_export_head eh;
+    char *ex = khf_extra_json(&m, d);
+    khf_export_head_of(KMODEL_BERT, ex, m.tensors, m.n, &eh);
+    assert_int_equal(eh.head.kind, KEXPORT_HEAD_MASKED_LM);
+    khf_export_head_of(KMODEL_BERT, NULL, m.tensors, m.n, &eh); /* a kiln run's checkpoint: pretraining */
+    assert_int_equal(eh.head.kind, KEXPORT_HEAD_PRETRAINING);
+    free(ex);
+    khf_free(&m);
+    free_set(&s);
+    /* bert-base-uncased's case: BertForMaskedLM in config.json, the whole pretraining set in the file */
+    make_set(&s, &mc, NULL, 1);
+    d = write_folder("mlm2", &s, NULL, cfg(BERT_CFG, "BertForMaskedLM", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), 0);
+    assert_string_equal(m.architecture, "BertForMaskedLM");
+    assert_int_equal(m.head.kind, KEXPORT_HEAD_PRETRAINING);
+    assert_int_equal(m.heads, KHF_MLM | KHF_SENTENCE | KHF_POOLER);
+    assert_same(&m, &s);
+    ex = khf_extra_json(&m, d);
+    khf_export_head_of(KMODEL_BERT, ex, m.tensors, m.n, &eh);
+    assert_int_equal(eh.head.kind, KEXPORT_HEAD_PRETRAINING);
+    free(ex);
+    khf_free(&m);
+    free_set(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bert_model_no_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bert_pretraining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_albert_model_and_f16, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_classifier_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_classifier_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_masked_lm_layout, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

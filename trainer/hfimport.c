@@ -1,0 +1,696 @@
+/* hfimport.c: a Hugging Face BERT / ALBERT folder into kiln's terms
+ * (hfimport.h). Order of work, each step refusing with a message before
+ * the next:
+ *   1. the files: config.json, vocab.txt, model.safetensors (which exist);
+ *   2. config.json: model_type, the class, the model's dimensions (with
+ *      transformers' defaults for absent keys), validated by the run-config
+ *      reader (ktrain_config_parse), so the config is one kiln accepts;
+ *   3. the vocabulary (kexport_vocab_check: what the exporter requires);
+ *   4. the tensors: names mapped (prefix added to a base model's names),
+ *      buffers skipped, each one matched against kexport_layout2 of the
+ *      class (unknown: refused; shape: refused with both shapes), F16/BF16
+ *      converted, tied copies compared and dropped, required ones present.
+ * The layout (trainer/export.c) is the one table of names: nothing here
+ * lists a tensor of the encoder. */
+#define _POSIX_C_SOURCE 200809L
+#include "trainer/hfimport.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/util.h"
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static char *join(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    char *p = xmalloc(na + nb + 2);
+    memcpy(p, a, na);
+    p[na] = '/';
+    memcpy(p + na + 1, b, nb + 1);
+    return p;
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char *p = join(dir, name);
+    int ok = access(p, F_OK) == 0;
+    free(p);
+    return ok;
+}
+
+static int starts(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
+
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (!man) bits = sign;
+        else { /* subnormal: normalize */
+            int e = -1;
+            do { e++; man <<= 1; } while (!(man & 0x400));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | man << 13;
+    } else {
+        bits = sign | (exp + 127 - 15) << 23 | man << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static void shape_str(char *out, size_t n, int ndim, const int64_t *shape)
+{
+    size_t o = (size_t)snprintf(out, n, "[");
+    for (int i = 0; i < ndim && o < n; i++)
+        o += (size_t)snprintf(out + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (o < n) snprintf(out + o, n - o, "]");
+}
+
+/* ---- config.json ------------------------------------------------------------ */
+
+typedef struct cfg_reader {
+    json_t *j;
+    const char *path;
+    char *err;
+    size_t errlen;
+    int bad;
+} cfg_reader;
+
+static int get_int(cfg_reader *r, const char *key, int def)
+{
+    json_t *v = json_object_get(r->j, key);
+    if (!v || json_is_null(v)) return def;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1 << 30) {
+        if (!r->bad++) kseterr(r->err, r->errlen, "%s: \"%s\" must be a non-negative integer", r->path, key);
+        return def;
+    }
+    return (int)json_integer_value(v);
+}
+
+static double get_num(cfg_reader *r, const char *key, double def)
+{
+    json_t *v = json_object_get(r->j, key);
+    if (!v || json_is_null(v)) return def;
+    if (!json_is_number(v)) {
+        if (!r->bad++) kseterr(r->err, r->errlen, "%s: \"%s\" must be a number", r->path, key);
+        return def;
+    }
+    return json_number_value(v);
+}
+
+static const char *get_str(cfg_reader *r, const char *key, const char *def)
+{
+    json_t *v = json_object_get(r->j, key);
+    if (!v || json_is_null(v)) return def;
+    if (!json_is_string(v)) {
+        if (!r->bad++) kseterr(r->err, r->errlen, "%s: \"%s\" must be a string", r->path, key);
+        return def;
+    }
+    return json_string_value(v);
+}
+
+/* The run config (ktrain_config) whose model is m, validated by the
+ * run-config reader; objectives from the heads present. */
+static int run_config(const kmodel_config *m, int heads, ktrain_config *out, char *err, size_t errlen)
+{
+    if (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT) {
+        kseterr(err, errlen, "model.type: unknown (%d)", m->type);
+        return EX_CONFIG;
+    }
+    kbuf b = {0};
+    char d1[32], d2[32], d3[32], d4[32];
+    ktrain_fmt_double(d1, m->layer_norm_eps);
+    ktrain_fmt_double(d2, m->hidden_dropout_prob);
+    ktrain_fmt_double(d3, m->attention_probs_dropout_prob);
+    ktrain_fmt_double(d4, m->initializer_range);
+    int albert = m->type == KMODEL_ALBERT;
+    kbuf_printf(&b, "{\"model\": {\"type\": \"%s\", \"vocab_size\": %d, ", albert ? "albert" : "bert", m->vocab_size);
+    if (albert) kbuf_printf(&b, "\"embedding_size\": %d, \"num_hidden_groups\": %d, ", m->embedding_size,
+                            m->num_hidden_groups);
+    kbuf_printf(&b,
+                "\"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
+                "\"intermediate_size\": %d, \"max_position_embeddings\": %d, \"type_vocab_size\": %d, "
+                "\"hidden_act\": \"%s\", \"layer_norm_eps\": %s, \"hidden_dropout_prob\": %s, "
+                "\"attention_probs_dropout_prob\": %s, \"initializer_range\": %s, \"pad_token_id\": %d},\n",
+                m->hidden_size, m->num_hidden_layers, m->num_attention_heads, m->intermediate_size,
+                m->max_position_embeddings, m->type_vocab_size, m->hidden_act == KACT_GELU ? "gelu" : "gelu_new", d1,
+                d2, d3, d4, m->pad_token_id);
+    const char *sent = (heads & KHF_SENTENCE) ? (albert ? ", \"sop\"" : ", \"nsp\"") : "";
+    int L = m->max_position_embeddings < 128 ? m->max_position_embeddings : 128;
+    kbuf_printf(&b, " \"data\": {\"objectives\": [\"mlm\"%s], \"seq_len\": %d}, \"budget\": {\"steps\": 1000}}", sent,
+                L);
+    int rc = ktrain_config_parse(out, b.data, b.len, NULL, 0, err, errlen);
+    kbuf_free(&b);
+    return rc;
+}
+
+/* The class named in config.json: its model type and head kind. */
+static int known_class(const char *arch, int *type, int *kind)
+{
+    for (int t = KMODEL_BERT; t <= KMODEL_ALBERT; t++)
+        for (int k = KEXPORT_HEAD_PRETRAINING; k <= KEXPORT_HEAD_BASE; k++) {
+            kexport_head h = {k, 1, NULL, NULL};
+            if (!strcmp(arch, kexport_architecture(t, &h))) {
+                *type = t;
+                *kind = k;
+                return 1;
+            }
+        }
+    return 0;
+}
+
+/* ---- tensor names ------------------------------------------------------------ */
+
+/* The file's name as kiln's: a base model's unprefixed names get the prefix. */
+static void kiln_name(const char *name, int albert, char *out, size_t n)
+{
+    const char *prefix = albert ? "albert." : "bert.";
+    if (starts(name, "embeddings.") || starts(name, "encoder.") || starts(name, "pooler."))
+        snprintf(out, n, "%s%s", prefix, name);
+    else
+        snprintf(out, n, "%s", name);
+}
+
+/* Buffers transformers saved in some versions: not parameters. */
+static int is_buffer(const char *kname)
+{
+    static const char *const suffixes[] = {"embeddings.position_ids", "embeddings.token_type_ids"};
+    size_t n = strlen(kname);
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        size_t k = strlen(suffixes[i]);
+        if (n >= k && !strcmp(kname + n - k, suffixes[i])) return 1;
+    }
+    return 0;
+}
+
+/* The head kind the tensors imply (config.json without "architectures";
+ * a *ForMaskedLM folder that also holds the pooler or sentence head). */
+static int kind_of_tensors(const kst_file *f, int albert)
+{
+    int cls = 0, sent = 0, mlm = 0, pool = 0;
+    for (int i = 0; i < kst_count(f); i++) {
+        const char *s = kst_get(f, i)->name;
+        cls |= starts(s, "classifier.");
+        sent |= starts(s, albert ? "sop_classifier." : "cls.seq_relationship.");
+        mlm |= starts(s, albert ? "predictions." : "cls.predictions.");
+        pool |= starts(s, "pooler.") || starts(s, albert ? "albert.pooler." : "bert.pooler.");
+    }
+    return cls ? KEXPORT_HEAD_CLASSIFICATION
+               : sent || (mlm && pool) ? KEXPORT_HEAD_PRETRAINING : mlm ? KEXPORT_HEAD_MASKED_LM : KEXPORT_HEAD_BASE;
+}
+
+/* ---- the loader ------------------------------------------------------------- */
+
+void khf_free(khf_model *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->n; i++) {
+        free((char *)m->tensors[i].name);
+        free((void *)m->tensors[i].data);
+    }
+    free(m->tensors);
+    for (int i = 0; m->labels && i < m->num_labels; i++) free(m->labels[i]);
+    free(m->labels);
+    free(m->vocab);
+    memset(m, 0, sizeof *m);
+}
+
+/* Reads config.json into m (everything but the tensors); *kind gets the head kind,
+ * or -1 when the class is to be read off the tensors. */
+static int read_config(const char *path, khf_model *m, int *kind, int *labels_rows, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!j || !json_is_object(j)) {
+        if (j) kseterr(err, errlen, "%s: not a JSON object", path);
+        else kseterr(err, errlen, "%s: line %d: %s", path, je.line, je.text);
+        json_decref(j);
+        return EX_DATAERR;
+    }
+    cfg_reader r = {j, path, err, errlen, 0};
+    int rc = EX_DATAERR, type;
+    const char *mt = get_str(&r, "model_type", NULL);
+    if (!mt) {
+        if (!r.bad) kseterr(err, errlen, "%s: no \"model_type\" (kiln imports \"bert\" and \"albert\")", path);
+        goto out;
+    }
+    if (!strcmp(mt, "bert")) type = KMODEL_BERT;
+    else if (!strcmp(mt, "albert")) type = KMODEL_ALBERT;
+    else {
+        kseterr(err, errlen, "%s: model_type \"%s\" is not supported (kiln imports \"bert\" and \"albert\")", path, mt);
+        goto out;
+    }
+    json_t *archs = json_object_get(j, "architectures");
+    *kind = -1;
+    if (archs && !json_is_null(archs)) {
+        const char *a = json_string_value(json_array_get(archs, 0));
+        if (!json_is_array(archs) || json_array_size(archs) != 1 || !a) {
+            kseterr(err, errlen, "%s: \"architectures\" must be a list of one class name", path);
+            goto out;
+        }
+        int t, k;
+        if (!known_class(a, &t, &k)) {
+            kseterr(err, errlen,
+                    "%s: architecture \"%s\" is not supported (kiln imports BertForPreTraining, BertForMaskedLM, "
+                    "BertModel, BertForSequenceClassification and their Albert counterparts)",
+                    path, a);
+            goto out;
+        }
+        if (t != type) {
+            kseterr(err, errlen, "%s: architecture \"%s\" does not go with model_type \"%s\"", path, a, mt);
+            goto out;
+        }
+        *kind = k;
+        snprintf(m->architecture, sizeof m->architecture, "%s", a);
+    }
+    int albert = type == KMODEL_ALBERT;
+    kmodel_config *c = &m->config;
+    memset(c, 0, sizeof *c);
+    c->type = type;
+    /* transformers' BertConfig / AlbertConfig defaults for absent keys */
+    c->vocab_size = get_int(&r, "vocab_size", albert ? 30000 : 30522);
+    c->hidden_size = get_int(&r, "hidden_size", albert ? 4096 : 768);
+    c->embedding_size = albert ? get_int(&r, "embedding_size", 128) : c->hidden_size;
+    c->num_hidden_layers = get_int(&r, "num_hidden_layers", 12);
+    c->num_attention_heads = get_int(&r, "num_attention_heads", albert ? 64 : 12);
+    c->intermediate_size = get_int(&r, "intermediate_size", albert ? 16384 : 3072);
+    c->num_hidden_groups = albert ? get_int(&r, "num_hidden_groups", 1) : c->num_hidden_layers;
+    c->max_position_embeddings = get_int(&r, "max_position_embeddings", 512);
+    c->type_vocab_size = get_int(&r, "type_vocab_size", 2);
+    c->layer_norm_eps = get_num(&r, "layer_norm_eps", 1e-12);
+    c->hidden_dropout_prob = get_num(&r, "hidden_dropout_prob", albert ? 0 : 0.1);
+    c->attention_probs_dropout_prob = get_num(&r, "attention_probs_dropout_prob", albert ? 0 : 0.1);
+    c->initializer_range = get_num(&r, "initializer_range", 0.02);
+    c->pad_token_id = get_int(&r, "pad_token_id", 0);
+    const char *act = get_str(&r, "hidden_act", albert ? "gelu_new" : "gelu");
+    const char *pos = get_str(&r, "position_embedding_type", "absolute");
+    int inner = albert ? get_int(&r, "inner_group_num", 1) : 1;
+    if (r.bad) goto out;
+    if (!strcmp(act, "gelu")) c->hidden_act = KACT_GELU;
+    else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) c->hidden_act = KACT_GELU_NEW;
+    else {
+        kseterr(err, errlen, "%s: hidden_act \"%s\" is not supported (kiln has \"gelu\" and \"gelu_new\")", path, act);
+        goto out;
+    }
+    if (strcmp(pos, "absolute")) {
+        kseterr(err, errlen, "%s: position_embedding_type \"%s\" is not supported (kiln has \"absolute\")", path, pos);
+        goto out;
+    }
+    if (inner != 1) {
+        kseterr(err, errlen, "%s: inner_group_num %d is not supported (kiln's ALBERT has 1 layer per group)", path,
+                inner);
+        goto out;
+    }
+    /* classification: labels */
+    json_t *id2 = json_object_get(j, "id2label"), *l2i = json_object_get(j, "label2id");
+    *labels_rows = 0;
+    if (id2 && json_is_object(id2) && json_object_size(id2) > 0) {
+        int n = (int)json_object_size(id2);
+        char **labels = xcalloc((size_t)n, sizeof *labels);
+        for (int i = 0; i < n; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", i);
+            const char *v = json_string_value(json_object_get(id2, key));
+            if (!v) {
+                kseterr(err, errlen, "%s: id2label must map \"0\" .. \"%d\" to names; \"%s\" is missing or not a string",
+                        path, n - 1, key);
+                for (int k = 0; k < i; k++) free(labels[k]);
+                free(labels);
+                goto out;
+            }
+            labels[i] = xstrdup(v);
+        }
+        m->labels = labels;
+        m->num_labels = *labels_rows = n;
+    } else if (json_is_integer(json_object_get(j, "num_labels"))) {
+        *labels_rows = (int)json_integer_value(json_object_get(j, "num_labels"));
+    } else if (l2i && json_is_object(l2i)) {
+        *labels_rows = (int)json_object_size(l2i);
+    }
+    const char *pt = get_str(&r, "problem_type", "");
+    if (r.bad) goto out;
+    if (*pt && strcmp(pt, "regression") && strcmp(pt, "single_label_classification")) {
+        kseterr(err, errlen,
+                "%s: problem_type \"%s\" is not supported (kiln's classifier: single_label_classification or "
+                "regression)",
+                path, pt);
+        goto out;
+    }
+    snprintf(m->problem_type, sizeof m->problem_type, "%s", pt);
+    rc = 0;
+out:
+    json_decref(j);
+    return rc;
+}
+
+static int load_tensors(const char *path, khf_model *m, const kst_file *f, char *err, size_t errlen)
+{
+    int albert = m->config.type == KMODEL_ALBERT, nl;
+    kexport_entry *lay = kexport_layout2(&m->config, m->config.vocab_size, &m->head, &nl);
+    if (!lay) {
+        kseterr(err, errlen, "%s: the model's dimensions or num_labels (%d) are out of range", path,
+                m->head.num_labels);
+        return EX_DATAERR;
+    }
+    int nf = kst_count(f), rc = EX_DATAERR;
+    /* per layout entry: the file's tensor (index), or -1 */
+    int *src = xmalloc(sizeof *src * (size_t)nl);
+    for (int k = 0; k < nl; k++) src[k] = -1;
+    char kn[256], s1[96], s2[96];
+    for (int i = 0; i < nf; i++) {
+        const kst_tensor *t = kst_get(f, i);
+        kiln_name(t->name, albert, kn, sizeof kn);
+        if (is_buffer(kn)) { m->n_skipped++; continue; }
+        int k = 0;
+        while (k < nl && strcmp(lay[k].name, kn)) k++;
+        if (k == nl) {
+            kseterr(err, errlen,
+                    "%s: tensor '%s' is not a tensor of %s (kiln refuses unknown tensors rather than drop them)",
+                    path, t->name, m->architecture);
+            goto out;
+        }
+        if (src[k] >= 0) {
+            kseterr(err, errlen, "%s: tensor '%s' is there twice ('%s' and '%s')", path, kn, kst_get(f, src[k])->name,
+                    t->name);
+            goto out;
+        }
+        if (t->ndim != lay[k].ndim || t->shape[0] != lay[k].shape[0] || (t->ndim == 2 && t->shape[1] != lay[k].shape[1])) {
+            shape_str(s1, sizeof s1, t->ndim, t->shape);
+            shape_str(s2, sizeof s2, lay[k].ndim, lay[k].shape);
+            kseterr(err, errlen, "%s: tensor '%s' has shape %s, config.json implies %s", path, t->name, s1, s2);
+            goto out;
+        }
+        if (strcmp(t->dtype, "F32") && strcmp(t->dtype, "F16") && strcmp(t->dtype, "BF16")) {
+            kseterr(err, errlen, "%s: tensor '%s' is %s: kiln imports F32, F16 and BF16", path, t->name, t->dtype);
+            goto out;
+        }
+        src[k] = i;
+    }
+    /* pairs: weight and bias together */
+    for (int k = 0; k + 1 < nl; k++) {
+        size_t a = strlen(lay[k].name);
+        if (a < 7 || strcmp(lay[k].name + a - 7, ".weight") || strncmp(lay[k].name, lay[k + 1].name, a - 6) ||
+            strcmp(lay[k + 1].name + a - 6, "bias"))
+            continue;
+        if ((src[k] < 0) != (src[k + 1] < 0) && lay[k].role != KEXPORT_TIED) {
+            kseterr(err, errlen, "%s: '%s' is there without '%s'", path,
+                    lay[src[k] < 0 ? k + 1 : k].name, lay[src[k] < 0 ? k : k + 1].name);
+            goto out;
+        }
+    }
+    m->tensors = xcalloc((size_t)nl, sizeof *m->tensors);
+    float **data = xcalloc((size_t)nl, sizeof *data); /* per layout entry, converted */
+    for (int k = 0; k < nl; k++) {
+        if (src[k] < 0) {
+            if (lay[k].role == KEXPORT_REQUIRED) {
+                kseterr(err, errlen, "%s: tensor '%s' of %s is missing", path, lay[k].name, m->architecture);
+                goto out_data;
+            }
+            continue;
+        }
+        const kst_tensor *t = kst_get(f, src[k]);
+        size_t numel = (size_t)lay[k].shape[0] * (size_t)(lay[k].ndim == 2 ? lay[k].shape[1] : 1);
+        float *d = xmalloc(numel * sizeof *d + 1);
+        const unsigned char *p = t->data;
+        if (!strcmp(t->dtype, "F32")) {
+            memcpy(d, p, numel * sizeof *d);
+        } else {
+            int bf = !strcmp(t->dtype, "BF16");
+            for (size_t e = 0; e < numel; e++) {
+                uint16_t h = (uint16_t)(p[2 * e] | p[2 * e + 1] << 8);
+                if (bf) {
+                    uint32_t bits = (uint32_t)h << 16;
+                    memcpy(&d[e], &bits, 4);
+                } else {
+                    d[e] = half_to_float(h);
+                }
+            }
+            m->n_converted++;
+        }
+        data[k] = d;
+    }
+    /* tied copies: equal to their target, then dropped */
+    for (int k = 0; k < nl; k++) {
+        if (lay[k].role != KEXPORT_TIED || !data[k]) continue;
+        const char *to = kexport_tied_to(lay[k].name);
+        int j = 0;
+        while (j < nl && strcmp(lay[j].name, to)) j++;
+        size_t numel = (size_t)lay[k].shape[0] * (size_t)(lay[k].ndim == 2 ? lay[k].shape[1] : 1);
+        if (j < nl && data[j] && memcmp(data[j], data[k], numel * sizeof(float))) {
+            kseterr(err, errlen, "%s: '%s' differs from '%s', to which it is tied (kiln keeps one copy)", path,
+                    kst_get(f, src[k])->name, kst_get(f, src[j])->name);
+            goto out_data;
+        }
+        free(data[k]);
+        data[k] = NULL;
+        m->n_skipped++;
+    }
+    for (int k = 0; k < nl; k++) {
+        if (!data[k]) continue;
+        kst_tensor *t = &m->tensors[m->n++];
+        t->name = xstrdup(lay[k].name);
+        t->dtype = "F32";
+        t->ndim = lay[k].ndim;
+        t->shape[0] = lay[k].shape[0];
+        t->shape[1] = lay[k].ndim == 2 ? lay[k].shape[1] : 0;
+        t->nbytes = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1) * sizeof(float);
+        t->data = data[k];
+        data[k] = NULL;
+        if (starts(t->name, "classifier.")) m->heads |= KHF_CLASSIFY;
+        else if (strstr(t->name, "pooler.")) m->heads |= KHF_POOLER;
+        else if (starts(t->name, "sop_classifier.") || starts(t->name, "cls.seq_relationship.")) m->heads |= KHF_SENTENCE;
+        else if (starts(t->name, "predictions.") || starts(t->name, "cls.predictions.")) m->heads |= KHF_MLM;
+    }
+    rc = 0;
+out_data:
+    for (int k = 0; k < nl; k++) free(data[k]);
+    free(data);
+out:
+    free(src);
+    free(lay);
+    return rc;
+}
+
+int khf_load(const char *dir, khf_model *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (errlen) err[0] = '\0';
+    if (!dir || !*dir) {
+        kseterr(err, errlen, "khf_load: no folder given");
+        return EX_SOFTWARE;
+    }
+    if (access(dir, F_OK)) {
+        kseterr(err, errlen, "%s: %s", dir, strerror(errno));
+        return EX_NOINPUT;
+    }
+    char *cpath = join(dir, "config.json"), *vpath = join(dir, "vocab.txt"), *spath = join(dir, "model.safetensors");
+    kst_file *f = NULL;
+    int rc = EX_NOINPUT, kind = -1, rows = 0;
+    if (access(cpath, F_OK)) {
+        kseterr(err, errlen, "%s: missing (a Hugging Face model folder has config.json)", cpath);
+        goto done;
+    }
+    if (access(vpath, F_OK)) {
+        if (exists(dir, "spiece.model"))
+            kseterr(err, errlen,
+                    "%s: missing: the folder has spiece.model (a SentencePiece tokenizer); kiln needs a WordPiece "
+                    "vocab.txt",
+                    vpath);
+        else
+            kseterr(err, errlen, "%s: missing (kiln needs the WordPiece vocabulary)", vpath);
+        goto done;
+    }
+    if (access(spath, F_OK)) {
+        if (exists(dir, "model.safetensors.index.json"))
+            kseterr(err, errlen, "%s: missing: the folder holds a sharded checkpoint, which kiln does not read", spath);
+        else if (exists(dir, "pytorch_model.bin"))
+            kseterr(err, errlen,
+                    "%s: missing: the folder has only pytorch_model.bin; kiln reads safetensors only (save the "
+                    "model with save_pretrained(..., safe_serialization=True))",
+                    spath);
+        else
+            kseterr(err, errlen, "%s: missing", spath);
+        goto done;
+    }
+    if ((rc = read_config(cpath, out, &kind, &rows, err, errlen))) goto done;
+    /* the vocabulary */
+    kbuf v = {0};
+    int e = kbuf_read_file(&v, vpath);
+    if (e) {
+        kseterr(err, errlen, "%s: %s", vpath, strerror(e));
+        kbuf_free(&v);
+        rc = EX_IOERR;
+        goto done;
+    }
+    if (!v.data) kbuf_reserve(&v, 1);
+    out->vocab = v.data;
+    out->vocab_len = v.len;
+    char verr[512];
+    if (kexport_vocab_check(&out->config, out->vocab, out->vocab_len, verr, sizeof verr)) {
+        kseterr(err, errlen, "%s: %s (config.json's vocab_size and pad_token_id)", vpath, verr);
+        rc = EX_DATAERR;
+        goto done;
+    }
+    /* tokenizer_config.json: do_lower_case (BertTokenizer's default: true) */
+    out->do_lower_case = 1;
+    char *tpath = join(dir, "tokenizer_config.json");
+    json_t *tj = json_load_file(tpath, 0, NULL);
+    if (json_is_boolean(json_object_get(tj, "do_lower_case")))
+        out->do_lower_case = json_is_true(json_object_get(tj, "do_lower_case"));
+    json_decref(tj);
+    free(tpath);
+    /* the tensors */
+    f = kst_open(spath, err, errlen);
+    if (!f) {
+        rc = EX_DATAERR;
+        goto done;
+    }
+    int albert = out->config.type == KMODEL_ALBERT;
+    if (kind < 0) {
+        kind = kind_of_tensors(f, albert);
+        kexport_head h = {kind, 1, NULL, NULL};
+        snprintf(out->architecture, sizeof out->architecture, "%s", kexport_architecture(out->config.type, &h));
+    }
+    if (kind == KEXPORT_HEAD_MASKED_LM && kind_of_tensors(f, albert) != KEXPORT_HEAD_MASKED_LM) {
+        /* *ForMaskedLM folders of original pretraining checkpoints (bert-base-uncased,
+         * albert-base-v2) still hold the pooler / sentence head: kept, as pretraining */
+        kind = KEXPORT_HEAD_PRETRAINING;
+    }
+    if (kind == KEXPORT_HEAD_CLASSIFICATION) {
+        if (!rows) { /* no label count in config.json: the classifier's rows */
+            const kst_tensor *b = kst_find(f, "classifier.bias");
+            rows = b && b->ndim == 1 ? (int)b->shape[0] : 2;
+        }
+        out->num_labels = rows;
+        if (!out->problem_type[0])
+            snprintf(out->problem_type, sizeof out->problem_type, "%s",
+                     rows == 1 ? "regression" : "single_label_classification");
+        if ((rows == 1) != !strcmp(out->problem_type, "regression")) {
+            kseterr(err, errlen, "%s/config.json: problem_type \"%s\" with %d labels: kiln's classifier is %s", dir,
+                    out->problem_type, rows, rows == 1 ? "regression (1 label)" : "single_label_classification");
+            rc = EX_DATAERR;
+            goto done;
+        }
+    } else {
+        for (int i = 0; out->labels && i < out->num_labels; i++) free(out->labels[i]);
+        free(out->labels);
+        out->labels = NULL;
+        out->num_labels = 0;
+        out->problem_type[0] = '\0';
+    }
+    out->head.kind = kind;
+    out->head.num_labels = out->num_labels;
+    out->head.labels = (const char *const *)out->labels;
+    out->head.problem_type = out->num_labels ? out->problem_type : NULL;
+    if ((rc = load_tensors(spath, out, f, err, errlen))) goto done;
+    /* the config as kiln's run-config reader sees it (ranges, cross-field checks) */
+    ktrain_config rcfg;
+    char cerr[512];
+    if (run_config(&out->config, out->heads, &rcfg, cerr, sizeof cerr)) {
+        kseterr(err, errlen, "%s: the model does not fit kiln: %s", cpath, cerr);
+        rc = EX_DATAERR;
+        goto done;
+    }
+    out->config = rcfg.model;
+done:
+    kst_close(f);
+    free(cpath);
+    free(vpath);
+    free(spath);
+    if (rc) khf_free(out);
+    return rc;
+}
+
+/* ---- what the checkpoint says about the import ------------------------------- */
+
+int khf_run_config(const khf_model *m, ktrain_config *out, char *err, size_t errlen)
+{
+    return run_config(&m->config, m->heads, out, err, errlen);
+}
+
+char *khf_extra_json(const khf_model *m, const char *imported_from)
+{
+    json_t *o = json_object(), *heads = json_array(), *labels = json_array();
+    if (m->heads & KHF_MLM) json_array_append_new(heads, json_string("mlm"));
+    if (m->heads & KHF_SENTENCE) json_array_append_new(heads, json_string("sentence"));
+    if (m->heads & KHF_CLASSIFY) json_array_append_new(heads, json_string("classify"));
+    for (int i = 0; m->labels && i < m->num_labels; i++) json_array_append_new(labels, json_string(m->labels[i]));
+    json_object_set_new(o, "imported_from", json_string(imported_from ? imported_from : ""));
+    json_object_set_new(o, "architecture", json_string(m->architecture));
+    json_object_set_new(o, "model_type", json_string(m->config.type == KMODEL_ALBERT ? "albert" : "bert"));
+    json_object_set_new(o, "heads", heads);
+    json_object_set_new(o, "pooler", json_boolean(m->heads & KHF_POOLER));
+    json_object_set_new(o, "num_labels", json_integer(m->num_labels));
+    json_object_set_new(o, "id2label", labels);
+    json_object_set_new(o, "problem_type", m->problem_type[0] ? json_string(m->problem_type) : json_null());
+    json_object_set_new(o, "cased", json_boolean(!m->do_lower_case));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!s) abort(); /* out of memory, or invalid UTF-8 of our own making */
+    char *r = xstrdup(s);
+    free(s);
+    return r;
+}
+
+static const kst_tensor *find(const kst_tensor *t, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (t[i].name && !strcmp(t[i].name, name)) return &t[i];
+    return NULL;
+}
+
+void khf_export_head_of(int model_type, const char *extra_json, const kst_tensor *t, int n, khf_export_head *s)
+{
+    memset(s, 0, sizeof *s);
+    int albert = model_type == KMODEL_ALBERT;
+    json_t *ex = extra_json ? json_loads(extra_json, 0, NULL) : NULL;
+    const char *arch = json_string_value(json_object_get(ex, "architecture"));
+    const kst_tensor *cb = find(t, n, "classifier.bias");
+    int sent = find(t, n, albert ? "sop_classifier.classifier.weight" : "cls.seq_relationship.weight") != NULL;
+    int mlm = find(t, n, albert ? "predictions.bias" : "cls.predictions.bias") != NULL;
+    if (cb && cb->ndim == 1 && cb->shape[0] >= 1) {
+        s->head.kind = KEXPORT_HEAD_CLASSIFICATION;
+        s->head.num_labels = (int)cb->shape[0];
+        json_t *ls = json_object_get(ex, "id2label");
+        if (json_is_array(ls) && (int)json_array_size(ls) == s->head.num_labels) {
+            s->labels = xcalloc((size_t)s->head.num_labels, sizeof *s->labels);
+            for (int i = 0; i < s->head.num_labels; i++) {
+                const char *v = json_string_value(json_array_get(ls, (size_t)i));
+                char def[32];
+                snprintf(def, sizeof def, "LABEL_%d", i);
+                s->labels[i] = xstrdup(v ? v : def);
+            }
+            s->head.labels = (const char *const *)s->labels;
+        }
+        const char *pt = json_string_value(json_object_get(ex, "problem_type"));
+        if (pt && ((s->head.num_labels == 1) == !strcmp(pt, "regression"))) {
+            snprintf(s->problem_type, sizeof s->problem_type, "%s", pt);
+            s->head.problem_type = s->problem_type;
+        }
+    } else if (mlm && (sent || find(t, n, albert ? "albert.pooler.weight" : "bert.pooler.dense.weight") || !arch ||
+                       strstr(arch, "ForPreTraining"))) {
+        s->head.kind = KEXPORT_HEAD_PRETRAINING;
+    } else if (mlm) {
+        s->head.kind = KEXPORT_HEAD_MASKED_LM;
+    } else {
+        s->head.kind = KEXPORT_HEAD_BASE;
+    }
+    json_decref(ex);
+}
+
+void khf_export_head_free(khf_export_head *s)
+{
+    if (!s) return;
+    for (int i = 0; s->labels && i < s->head.num_labels; i++) free(s->labels[i]);
+    free(s->labels);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,122 @@
+/* trainer/hfimport.h: reading a Hugging Face BERT / ALBERT model folder
+ * (config.json, model.safetensors, vocab.txt, tokenizer_config.json) into
+ * kiln's terms: a kmodel_config, the tensors under kiln's names, the heads
+ * present, the vocabulary. The reverse of trainer/export.h, checked against
+ * the same layout (kexport_layout2), so whatever khf_load accepts exports
+ * back to the same tensors.
+ *
+ * Accepted (config.json "architectures"[0], "model_type"):
+ *   BertForPreTraining, BertForMaskedLM, BertModel,
+ *   BertForSequenceClassification                         model_type "bert"
+ *   AlbertForPreTraining, AlbertForMaskedLM, AlbertModel,
+ *   AlbertForSequenceClassification                       model_type "albert"
+ * Anything else is refused by name. Without "architectures" the class is
+ * read off the tensors (classifier.* -> sequence classification, a
+ * sentence head or MLM head + pooler -> pretraining, an MLM head -> masked
+ * LM, else the base). A *ForMaskedLM folder that also holds the pooler or
+ * the sentence head (the original bert-base-uncased and albert-base-v2
+ * checkpoints do) is read as pretraining (head.kind PRETRAINING; the
+ * architecture string stays config.json's), so those tensors are kept; it
+ * exports back as *ForPreTraining.
+ *
+ * Names: a base model saved on its own has no prefix (embeddings.*,
+ * encoder.*, pooler.*); both that and the prefixed form (bert.* /
+ * albert.*) map to kiln's prefixed names. Tied tensors (the MLM decoder
+ * weight, tied to the word embeddings, and decoder bias, tied to the
+ * head's bias) are checked equal when present and not kept. The buffers
+ * embeddings.position_ids / embeddings.token_type_ids that older
+ * transformers versions saved are skipped. Any other tensor that is not in
+ * the class's layout is REFUSED (EX_DATAERR, named): it would mean a
+ * variant of the model kiln would silently drop. F16 and BF16 tensors are
+ * converted to F32; other dtypes are refused by name.
+ *
+ * The vocabulary must be a WordPiece vocab.txt with [PAD] [UNK] [CLS]
+ * [SEP] [MASK] (a folder with only spiece.model, ALBERT's usual
+ * SentencePiece tokenizer, is refused: kiln tokenizes with WordPiece), at
+ * most vocab_size lines, [PAD] at pad_token_id. Only model.safetensors is
+ * read: a folder with only pytorch_model.bin, or a sharded
+ * model.safetensors.index.json, is refused with a message saying so.
+ * The checkpoint kiln import writes from it has model.safetensors only:
+ * kckpt_save takes any list of parts, and an imported model has no
+ * optimizer state (so `kiln train --resume` refuses it; fine-tuning starts
+ * from its weights). No math, no SQL. */
+#ifndef KILN_TRAINER_HFIMPORT_H
+#define KILN_TRAINER_HFIMPORT_H
+
+#include <stddef.h>
+
+#include "trainer/config.h"
+#include "trainer/export.h"
+#include "trainer/safetensors.h"
+
+/* Heads present (bits of khf_model.heads). */
+enum {
+    KHF_MLM = 1 << 0,      /* the masked-LM head (cls.predictions.* / predictions.*) */
+    KHF_SENTENCE = 1 << 1, /* NSP (cls.seq_relationship.*) / SOP (sop_classifier.classifier.*) */
+    KHF_CLASSIFY = 1 << 2, /* classifier.* [num_labels, H] */
+    KHF_POOLER = 1 << 3    /* bert.pooler.dense.* / albert.pooler.* */
+};
+
+typedef struct khf_model {
+    kmodel_config config;      /* from config.json (transformers' defaults for absent keys) */
+    char architecture[64];     /* the class, as kexport_architecture names it */
+    kexport_head head;         /* the class as an export head; labels point into `labels` */
+    int heads;                 /* KHF_* bits */
+    int num_labels;            /* classifier rows; 0 without KHF_CLASSIFY */
+    char **labels;             /* (num_labels) id2label names in id order, or NULL (none in config.json) */
+    char problem_type[32];     /* "regression" / "single_label_classification" / "" */
+    int do_lower_case;         /* tokenizer_config.json's, 1 when absent */
+    int n;                     /* tensors */
+    kst_tensor *tensors;       /* (n) kiln names, dtype "F32", in layout order; names and data owned */
+    char *vocab;               /* vocab.txt bytes (vocab_len, NUL-terminated), owned */
+    size_t vocab_len;
+    int n_converted;           /* tensors converted from F16 / BF16 */
+    int n_skipped;             /* buffers and tied copies left out */
+} khf_model;
+
+/* Reads the folder dir into *out (zeroed first). Returns 0, or with err
+ * filled (naming the file, the tensor, both shapes, ...):
+ *   EX_NOINPUT  dir, config.json, model.safetensors or vocab.txt missing;
+ *   EX_DATAERR  unsupported model_type / architecture / hidden_act /
+ *               dtype, invalid JSON, a damaged or truncated safetensors
+ *               file, a tensor missing, unknown, of the wrong shape, or a
+ *               tied copy that differs, a vocabulary that does not fit;
+ *   EX_IOERR    a read failed.
+ * On failure *out holds nothing to free (khf_free is harmless). The caller
+ * frees a loaded model with khf_free. */
+int khf_load(const char *dir, khf_model *out, char *err, size_t errlen);
+void khf_free(khf_model *m);
+
+/* The run config of an imported checkpoint: ktrain_config_defaults with
+ * m's model, data.objectives ["mlm"] plus "sop" (ALBERT) / "nsp" (BERT)
+ * when the sentence head is there, seq_len min(128, max positions),
+ * budget.steps 1000 (a placeholder: the reader wants a budget). Returns 0
+ * or EX_CONFIG with err filled (cannot happen for a khf_load result). */
+int khf_run_config(const khf_model *m, ktrain_config *out, char *err, size_t errlen);
+
+/* The state.json "extra_json" an imported checkpoint carries (kiln import):
+ *   {"imported_from": DIR, "architecture": A, "model_type": "bert"|"albert",
+ *    "heads": ["mlm", "sentence", "classify"], "pooler": true|false,
+ *    "num_labels": N, "id2label": [names], "problem_type": P, "cased": B}
+ * ("cased" is !do_lower_case, as kiln train's checkpoints say it).
+ * malloc'd; caller frees. */
+char *khf_extra_json(const khf_model *m, const char *imported_from);
+
+/* The export head of a checkpoint's tensors, for kiln export:
+ * CLASSIFICATION when classifier.bias is among t (num_labels = its rows;
+ * labels and problem_type from extra_json's "id2label" / "problem_type"
+ * when they fit); else, with the MLM head, PRETRAINING when a sentence-pair
+ * head or the pooler is there, or extra_json's "architecture" says
+ * *ForPreTraining, or no "architecture" is known (kiln train's
+ * checkpoints), MASKED_LM otherwise; without the MLM head, BASE. extra_json may be NULL. Fills *s (its
+ * strings owned by s); free with khf_export_head_free. */
+typedef struct khf_export_head {
+    kexport_head head;         /* head.labels points into labels */
+    char **labels;             /* (head.num_labels) or NULL */
+    char problem_type[32];
+} khf_export_head;
+void khf_export_head_of(int model_type, const char *extra_json, const kst_tensor *t, int n,
+                        khf_export_head *s);
+void khf_export_head_free(khf_export_head *s);
+
+#endif
