@@ -20,45 +20,12 @@
 #include <unistd.h>
 
 #include "trainer/checkpoint.h"
+#include "trainer/model.h"
+#include "trainer/registry.h"
 #include "util/util.h"
 
 
 /* ---- layout ---------------------------------------------------------------- */
-
-typedef struct layout { kexport_entry *e; int n, cap; } layout;
-
-static void add(layout *l, int role, int64_t d0, int64_t d1, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void add(layout *l, int role, int64_t d0, int64_t d1, const char *fmt, ...)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 64;
-        l->e = xrealloc(l->e, sizeof *l->e * (size_t)l->cap);
-    }
-    kexport_entry *e = &l->e[l->n++];
-    memset(e, 0, sizeof *e);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->name, sizeof e->name, fmt, ap);
-    va_end(ap);
-    e->ndim = d1 ? 2 : 1;
-    e->shape[0] = d0;
-    e->shape[1] = d1;
-    e->role = role;
-}
-
-/* weight [out, in] and bias [out] of a linear layer */
-static void linear(layout *l, int role, int64_t out, int64_t in, const char *prefix)
-{
-    add(l, role, out, in, "%s.weight", prefix);
-    add(l, role, out, 0, "%s.bias", prefix);
-}
-
-static void layer_norm(layout *l, int role, int64_t d, const char *prefix)
-{
-    add(l, role, d, 0, "%s.weight", prefix);
-    add(l, role, d, 0, "%s.bias", prefix);
-}
 
 static const kexport_head PRETRAINING = {KEXPORT_HEAD_PRETRAINING, 0, NULL, NULL};
 
@@ -111,106 +78,94 @@ kexport_entry *kexport_layout(const kmodel_config *m, int V, int *n)
     return kexport_layout2(m, V, NULL, n);
 }
 
+/* role of a registry tensor in the export of head kind (r_* below), by its name */
+static int role_of(const char *name, int r_pool, int r_mlm, int r_sent, int r_cls)
+{
+    if (strstr(name, ".pooler.")) return r_pool;
+    if (!strncmp(name, "predictions.", 12) || !strncmp(name, "cls.predictions.", 16)) return r_mlm;
+    if (!strncmp(name, "sop_classifier.", 15) || !strncmp(name, "cls.seq_relationship.", 21)) return r_sent;
+    if (!strncmp(name, "classifier.", 11)) return r_cls;
+    return KEXPORT_REQUIRED;
+}
+
+/* The layout is the model's parameter registry (kmodel_registry: the one
+ * table of names and shapes) for the heads of the class, each tensor with
+ * its role, plus the tied decoder copies Hugging Face's state_dict holds
+ * (kregistry_aliases_of). */
 kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head *head, int *n)
 {
     *n = 0;
     const kexport_head *h = head ? head : &PRETRAINING;
-    char e1[8];
-    int64_t E = m->embedding_size, H = m->hidden_size, I = m->intermediate_size, P = m->max_position_embeddings,
-            T = m->type_vocab_size;
-    if (V <= 0 || E <= 0 || H <= 0 || I <= 0 || P <= 0 || T <= 0 || m->num_hidden_layers <= 0 ||
-        (m->type == KMODEL_ALBERT && m->num_hidden_groups <= 0) ||
-        (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT) || head_check(h, e1, sizeof e1))
-        return NULL;
+    char e1[256];
+    if (V <= 0 || (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT) || head_check(h, e1, sizeof e1)) return NULL;
     /* role of the pooler, MLM head, sentence head, classifier; -1: not in the layout */
     int r_pool, r_mlm = -1, r_sent = -1, r_cls = -1;
+    kmodel_spec s = {.max_B = 1, .L = 1, .classifier_dropout = -1};
     switch (h->kind) {
-    case KEXPORT_HEAD_PRETRAINING: r_pool = KEXPORT_OPTIONAL, r_mlm = KEXPORT_REQUIRED, r_sent = KEXPORT_OPTIONAL; break;
-    case KEXPORT_HEAD_CLASSIFICATION: r_pool = KEXPORT_REQUIRED, r_cls = KEXPORT_REQUIRED; break;
-    case KEXPORT_HEAD_MASKED_LM: r_pool = -1, r_mlm = KEXPORT_REQUIRED; break;
-    default: r_pool = KEXPORT_OPTIONAL; break;
+    case KEXPORT_HEAD_PRETRAINING:
+        r_pool = KEXPORT_OPTIONAL, r_mlm = KEXPORT_REQUIRED, r_sent = KEXPORT_OPTIONAL;
+        s.heads = KHEAD_MLM | KHEAD_SENTENCE;
+        break;
+    case KEXPORT_HEAD_CLASSIFICATION:
+        r_pool = KEXPORT_REQUIRED, r_cls = KEXPORT_REQUIRED;
+        s.heads = KHEAD_CLASSIFY, s.num_labels = h->num_labels;
+        break;
+    case KEXPORT_HEAD_MASKED_LM:
+        r_pool = -1, r_mlm = KEXPORT_REQUIRED;
+        s.heads = KHEAD_MLM;
+        break;
+    default: /* the base model: its pooler when given (the sentence head's pooler, without the head) */
+        r_pool = KEXPORT_OPTIONAL;
+        s.heads = KHEAD_SENTENCE;
+        break;
     }
-    layout l = {0};
-    char p[128];
-    const int R = KEXPORT_REQUIRED;
-    if (m->type == KMODEL_ALBERT) {
-        add(&l, R, V, E, "albert.embeddings.word_embeddings.weight");
-        add(&l, R, P, E, "albert.embeddings.position_embeddings.weight");
-        add(&l, R, T, E, "albert.embeddings.token_type_embeddings.weight");
-        layer_norm(&l, R, E, "albert.embeddings.LayerNorm");
-        linear(&l, R, H, E, "albert.encoder.embedding_hidden_mapping_in");
-        for (int g = 0; g < m->num_hidden_groups; g++) {
-            static const char *const qkvd[] = {"query", "key", "value", "dense"};
-            for (int k = 0; k < 4; k++) {
-                snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.attention.%s", g,
-                         qkvd[k]);
-                linear(&l, R, H, H, p);
-            }
-            snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.attention.LayerNorm", g);
-            layer_norm(&l, R, H, p);
-            snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.ffn", g);
-            linear(&l, R, I, H, p);
-            snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.ffn_output", g);
-            linear(&l, R, H, I, p);
-            snprintf(p, sizeof p, "albert.encoder.albert_layer_groups.%d.albert_layers.0.full_layer_layer_norm", g);
-            layer_norm(&l, R, H, p);
-        }
-        if (r_pool >= 0) linear(&l, r_pool, H, H, "albert.pooler");
-        if (r_mlm >= 0) {
-            linear(&l, r_mlm, E, H, "predictions.dense");
-            layer_norm(&l, r_mlm, E, "predictions.LayerNorm");
-            add(&l, r_mlm, V, 0, "predictions.bias");
-            add(&l, KEXPORT_TIED, V, E, "predictions.decoder.weight");
-            add(&l, KEXPORT_TIED, V, 0, "predictions.decoder.bias");
-        }
-        if (r_sent >= 0) linear(&l, r_sent, 2, H, "sop_classifier.classifier");
-    } else {
-        add(&l, R, V, H, "bert.embeddings.word_embeddings.weight");
-        add(&l, R, P, H, "bert.embeddings.position_embeddings.weight");
-        add(&l, R, T, H, "bert.embeddings.token_type_embeddings.weight");
-        layer_norm(&l, R, H, "bert.embeddings.LayerNorm");
-        for (int i = 0; i < m->num_hidden_layers; i++) {
-            static const char *const qkv[] = {"query", "key", "value"};
-            for (int k = 0; k < 3; k++) {
-                snprintf(p, sizeof p, "bert.encoder.layer.%d.attention.self.%s", i, qkv[k]);
-                linear(&l, R, H, H, p);
-            }
-            snprintf(p, sizeof p, "bert.encoder.layer.%d.attention.output.dense", i);
-            linear(&l, R, H, H, p);
-            snprintf(p, sizeof p, "bert.encoder.layer.%d.attention.output.LayerNorm", i);
-            layer_norm(&l, R, H, p);
-            snprintf(p, sizeof p, "bert.encoder.layer.%d.intermediate.dense", i);
-            linear(&l, R, I, H, p);
-            snprintf(p, sizeof p, "bert.encoder.layer.%d.output.dense", i);
-            linear(&l, R, H, I, p);
-            snprintf(p, sizeof p, "bert.encoder.layer.%d.output.LayerNorm", i);
-            layer_norm(&l, R, H, p);
-        }
-        if (r_pool >= 0) linear(&l, r_pool, H, H, "bert.pooler.dense");
-        if (r_mlm >= 0) {
-            linear(&l, r_mlm, H, H, "cls.predictions.transform.dense");
-            layer_norm(&l, r_mlm, H, "cls.predictions.transform.LayerNorm");
-            add(&l, r_mlm, V, 0, "cls.predictions.bias");
-            add(&l, KEXPORT_TIED, V, H, "cls.predictions.decoder.weight");
-            add(&l, KEXPORT_TIED, V, 0, "cls.predictions.decoder.bias");
-        }
-        if (r_sent >= 0) linear(&l, r_sent, 2, H, "cls.seq_relationship");
+    kmodel_config c = *m;
+    c.vocab_size = V;
+    if (c.type == KMODEL_BERT) c.num_hidden_groups = c.num_hidden_layers, c.embedding_size = c.hidden_size;
+    if (c.pad_token_id >= V) c.pad_token_id = 0; /* the vocabulary check names a misplaced [PAD] */
+    int nt = 0;
+    ktensor *t = kmodel_registry(&c, &s, &nt, e1, sizeof e1);
+    if (!t) return NULL;
+    kalias al[KREGISTRY_MAX_ALIASES];
+    int na = kregistry_aliases_of(c.type, s.heads, 1, al, KREGISTRY_MAX_ALIASES);
+    kexport_entry *e = xcalloc((size_t)(nt + na) + 1, sizeof *e);
+    int k = 0;
+    for (int i = 0; i < nt; i++) {
+        int role = role_of(t[i].name, r_pool, r_mlm, r_sent, r_cls);
+        if (role < 0) continue;
+        kexport_entry *x = &e[k++];
+        snprintf(x->name, sizeof x->name, "%.127s", t[i].name);
+        x->ndim = t[i].ndim;
+        x->shape[0] = t[i].shape[0];
+        x->shape[1] = t[i].ndim > 1 ? t[i].shape[1] : 0;
+        x->role = role;
     }
-    if (r_cls >= 0) linear(&l, r_cls, h->num_labels, H, "classifier");
-    *n = l.n;
-    return l.e;
+    for (int j = 0; j < na && j < KREGISTRY_MAX_ALIASES; j++) {
+        int ti = ktensor_find(t, nt, al[j].target);
+        if (ti < 0) continue;
+        kexport_entry *x = &e[k++];
+        snprintf(x->name, sizeof x->name, "%.127s", al[j].name);
+        x->ndim = t[ti].ndim;
+        x->shape[0] = t[ti].shape[0];
+        x->shape[1] = t[ti].ndim > 1 ? t[ti].shape[1] : 0;
+        x->role = KEXPORT_TIED;
+    }
+    free(t);
+    *n = k;
+    return e;
 }
 
 const char *kexport_tied_to(const char *name)
 {
-    static const char *const pairs[][2] = {
-        {"predictions.decoder.weight", "albert.embeddings.word_embeddings.weight"},
-        {"predictions.decoder.bias", "predictions.bias"},
-        {"cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"},
-        {"cls.predictions.decoder.bias", "cls.predictions.bias"},
-    };
-    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
-        if (!strcmp(pairs[i][0], name)) return pairs[i][1];
+    /* the aliases the registry knows, for both model types (static: the
+     * returned names must outlive the call; written once, the same bytes
+     * every time) */
+    static _Thread_local kalias al[2][KREGISTRY_MAX_ALIASES];
+    for (int ty = 0; ty < 2; ty++) {
+        int na = kregistry_aliases_of(ty ? KMODEL_ALBERT : KMODEL_BERT, KHEAD_MLM, 1, al[ty], KREGISTRY_MAX_ALIASES);
+        for (int i = 0; i < na && i < KREGISTRY_MAX_ALIASES; i++)
+            if (!strcmp(al[ty][i].name, name)) return al[ty][i].target;
+    }
     return NULL;
 }
 

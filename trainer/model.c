@@ -499,7 +499,9 @@ kmodel *kmodel_new(const kmodel_config *c, int max_B, int L, int P, int with_sen
     return kmodel_create(c, &s, err, errlen);
 }
 
-kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *spec, char *err, size_t errlen)
+/* The model of kmodel_create; with registry_only, only its checked config
+ * and parameter list (no arenas, no activations). */
+static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err, size_t errlen, int registry_only)
 {
     const int max_B = spec->max_B, L = spec->L;
     const int P = spec->heads & KHEAD_MLM ? spec->P : 0, with_sentence_head = (spec->heads & KHEAD_SENTENCE) != 0;
@@ -579,6 +581,7 @@ kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *spec, char *err
         build_bert(&b);
     if (b.fail) FAIL("out of memory");
     m->numel = (b.next + 15) / 16 * 16;
+    if (registry_only) return m;
     m->params = falloc(m->numel);
     m->grads = m->inference ? NULL : falloc(m->numel);
     if (!m->params || (!m->inference && !m->grads))
@@ -614,6 +617,26 @@ kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *spec, char *err
     m->pos_ids = m->ids + N;
     m->type_ids = m->ids + 2 * N;
     return m;
+}
+
+kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *spec, char *err, size_t errlen)
+{
+    return create(c, spec, err, errlen, 0);
+}
+
+ktensor *kmodel_registry(const kmodel_config *c, const kmodel_spec *spec, int *n, char *err, size_t errlen)
+{
+    *n = 0;
+    kmodel_spec s = *spec;
+    if (s.max_B < 1) s.max_B = 1;
+    if (s.L < 1) s.L = 1;
+    kmodel *m = create(c, &s, err, errlen, 1);
+    if (!m) return NULL;
+    ktensor *t = m->t;
+    *n = m->nt;
+    m->t = NULL;
+    kmodel_free(m);
+    return t;
 }
 
 void kmodel_free(kmodel *m)

@@ -109,6 +109,12 @@ kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *s, char *err, s
 kmodel *kmodel_new(const kmodel_config *c, int max_B, int L, int P, int with_sentence_head, char *err,
                    size_t errlen);
 void kmodel_free(kmodel *m);
+/* The parameter registry of the model kmodel_create(c, s) would build
+ * (names, shapes, flags, init; offsets as in its arena), without building
+ * it: the exporter and importer read their names from here. Batch shape
+ * fields of s below 1 count as 1. Returns a malloc'd array of *n entries
+ * (caller frees), or NULL with err filled (the config does not make a model). */
+ktensor *kmodel_registry(const kmodel_config *c, const kmodel_spec *s, int *n, char *err, size_t errlen);
 
 /* The parameter list (state_dict order) and the arenas it indexes. Owned by
  * the model; valid until kmodel_free. Arenas are kmodel_numel floats each

@@ -33,22 +33,32 @@ static const char *init_name(int init)
     }
 }
 
-int kregistry_aliases(const kmodel *m, kalias *out, int max)
+int kregistry_aliases_of(int type, int heads, int with_bias, kalias *out, int max)
 {
-    const kmodel_config *c = kmodel_get_config(m);
-    const kmodel_spec *s = kmodel_get_spec(m);
     int n = 0;
-    if (s->heads & KHEAD_MLM) {
-        const int albert = c->type == KMODEL_ALBERT;
+    if (heads & KHEAD_MLM) {
+        const int albert = type == KMODEL_ALBERT;
+        const char *pre = albert ? "" : "cls.";
         if (n < max) {
-            snprintf(out[n].name, sizeof out[n].name, "%s",
-                     albert ? "predictions.decoder.weight" : "cls.predictions.decoder.weight");
+            snprintf(out[n].name, sizeof out[n].name, "%spredictions.decoder.weight", pre);
             snprintf(out[n].target, sizeof out[n].target, "%s",
                      albert ? "albert.embeddings.word_embeddings.weight" : "bert.embeddings.word_embeddings.weight");
         }
         n++;
+        if (with_bias) {
+            if (n < max) {
+                snprintf(out[n].name, sizeof out[n].name, "%spredictions.decoder.bias", pre);
+                snprintf(out[n].target, sizeof out[n].target, "%spredictions.bias", pre);
+            }
+            n++;
+        }
     }
     return n;
+}
+
+int kregistry_aliases(const kmodel *m, kalias *out, int max)
+{
+    return kregistry_aliases_of(kmodel_get_config(m)->type, kmodel_get_spec(m)->heads, 0, out, max);
 }
 
 /* Appends s to *b (len *n, capacity *cap); 0 or -1 when out of memory. */

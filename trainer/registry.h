@@ -48,6 +48,12 @@ struct kmodel; /* trainer/model.h (which includes this header) */
  * for BERT). Returns the number of aliases (at most KREGISTRY_MAX_ALIASES;
  * entries beyond max are counted but not written). */
 int kregistry_aliases(const struct kmodel *m, kalias *out, int max);
+/* The same from the model type (KMODEL_*) and heads (KHEAD_* bits).
+ * with_bias 1 adds the decoder bias, which Hugging Face's state_dict holds
+ * too ("predictions.decoder.bias" -> "predictions.bias", BERT's under
+ * "cls."); the manifest lists the weight only (the torch reference ties the
+ * weight; the bias is one parameter there). */
+int kregistry_aliases_of(int type, int heads, int with_bias, kalias *out, int max);
 
 /* The manifest of model m (the format above) as a NUL-terminated JSON text,
  * one tensor per line. The string is malloc'd: the caller frees it. Returns
