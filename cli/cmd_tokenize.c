@@ -71,11 +71,15 @@ int cmd_tokenize(int argc, char **argv, const char *db)
     if (s.interrupted) { kwarn("interrupted: run kiln tokenize again to go on"); rc = 128 + (int)cli_stop; }
     if (rc && !s.interrupted) return rc;
     if (c.json) {
-        printf("{\"vocab\": \"%s\", \"documents\": %llu, \"sentences\": %llu, \"tokens\": %llu, "
-               "\"unk\": %llu, \"total_documents\": %lld, \"total_tokens\": %lld, \"seconds\": %.3f}\n",
-               s.vocab, (unsigned long long)s.documents, (unsigned long long)s.sentences,
-               (unsigned long long)s.tokens, (unsigned long long)s.unk, (long long)s.total_documents,
-               (long long)s.total_tokens, s.seconds);
+        kbuf j = {0};
+        kbuf_puts(&j, "{\"vocab\": ");
+        kbuf_json_str(&j, s.vocab, strlen(s.vocab));
+        kbuf_printf(&j, ", \"documents\": %llu, \"sentences\": %llu, \"tokens\": %llu, \"unk\": %llu, "
+                    "\"total_documents\": %lld, \"total_tokens\": %lld, \"seconds\": %.3f}\n",
+                    (unsigned long long)s.documents, (unsigned long long)s.sentences, (unsigned long long)s.tokens,
+                    (unsigned long long)s.unk, (long long)s.total_documents, (long long)s.total_tokens, s.seconds);
+        fputs(j.data, stdout);
+        kbuf_free(&j);
     } else if (klog_threshold >= KLOG_INFO) {
         char a[32], b[32], d[32];
         printf("tokenized %s document(s) with '%s': %s tokens (%.2f%% [UNK]) in %.1f s; %s documents "

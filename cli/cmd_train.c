@@ -16,40 +16,73 @@
 #include "text/wordpiece.h"
 #include "trainer/checkpoint.h"
 #include "trainer/export.h"
+#include "trainer/hfimport.h"
 #include "trainer/model.h"
 
 void openblas_set_num_threads(int);
 
-static void fmt_pct(char *b, size_t n, double v)
+/* "  mlm 12.3%  sop 50.0%": the accuracy terms of r ("X_acc" as "X"), or "" */
+static void fmt_accs(char *b, size_t n, const kstep_result *r)
 {
-    if (isnan(v)) snprintf(b, n, "-");
-    else snprintf(b, n, "%.1f%%", 100 * v);
+    size_t o = 0;
+    b[0] = '\0';
+    for (int i = 0; i < r->n && o + 1 < n; i++) {
+        const char *nm = r->t[i].name;
+        size_t l = strlen(nm);
+        if (l < 5 || strcmp(nm + l - 4, "_acc")) continue;
+        double v = kstep_value(r, nm);
+        int w = isnan(v) ? snprintf(b + o, n - o, "  %.*s -", (int)(l - 4), nm)
+                         : snprintf(b + o, n - o, "  %.*s %.1f%%", (int)(l - 4), nm, 100 * v);
+        if (w < 0) break;
+        o += (size_t)w;
+    }
 }
 
 static void train_progress(const ktrain_progress *p, void *ctx)
 {
     cli_progress *pr = ctx;
-    char line[400], a[16], s[16], vl[64] = "", eta[32] = "", steps[64], tok[32];
-    fmt_pct(a, sizeof a, p->mlm_acc);
-    fmt_pct(s, sizeof s, p->sop_acc);
+    char line[512], acc[160], vacc[160], vl[200] = "", eta[32] = "", steps[64], tok[32];
+    fmt_accs(acc, sizeof acc, &p->train);
     if (!isnan(p->val_loss)) {
-        char va[16];
-        fmt_pct(va, sizeof va, p->val_mlm_acc);
-        snprintf(vl, sizeof vl, "  val %.3f (mlm %s)", p->val_loss, va);
+        fmt_accs(vacc, sizeof vacc, &p->val);
+        snprintf(vl, sizeof vl, "  val %.3f%s", p->val_loss, vacc);
     }
     if (!isnan(p->eta_s)) snprintf(eta, sizeof eta, "  ETA %d:%02d:%02d", (int)(p->eta_s / 3600),
                                    (int)fmod(p->eta_s / 60, 60), (int)fmod(p->eta_s, 60));
     if (p->total_steps > 0) snprintf(steps, sizeof steps, "%lld/%lld", (long long)p->step, (long long)p->total_steps);
     else snprintf(steps, sizeof steps, "%lld", (long long)p->step);
-    snprintf(line, sizeof line, "step %s  loss %.3f  mlm %s  sop %s  lr %.2e  |g| %.2f  %s tok/s%s%s", steps,
-             p->loss, a, s, p->lr, p->grad_norm, cli_num((uint64_t)p->tokens_per_s, tok, sizeof tok), vl, eta);
+    snprintf(line, sizeof line, "step %s  loss %.3f%s  lr %.2e  |g| %.2f  %s tok/s%s%s", steps, p->loss, acc, p->lr,
+             p->grad_norm, cli_num((uint64_t)p->tokens_per_s, tok, sizeof tok), vl, eta);
     cli_progress_line(pr, line);
 }
 
-static void json_num(kbuf *b, const char *k, double v)
+/* a number, or null when not finite (JSON has no NaN) */
+static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+/* a string; bytes that are not UTF-8 pass as they are, as kbuf_json_str does */
+static json_t *jstr(const char *s)
 {
-    if (isfinite(v)) kbuf_printf(b, ",\"%s\":%.6g", k, v);
-    else kbuf_printf(b, ",\"%s\":null", k);
+    json_t *j = json_string(s);
+    return j ? j : json_string_nocheck(s);
+}
+
+/* every term of r as prefix + name */
+static void json_terms(json_t *o, const char *prefix, const kstep_result *r)
+{
+    char k[KTERM_NAME_MAX + 8];
+    for (int i = 0; i < r->n; i++) {
+        snprintf(k, sizeof k, "%s%s", prefix, r->t[i].name);
+        json_object_set_new(o, k, num_or_null(kstep_value(r, r->t[i].name)));
+    }
+}
+
+/* Prints a JSON value on one line (strings escaped by Jansson) and frees it. */
+static void json_print(json_t *o)
+{
+    char *t = json_dumps(o, JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(6));
+    if (t) printf("%s\n", t);
+    free(t);
+    json_decref(o);
 }
 
 int cmd_train(int argc, char **argv, const char *db)
@@ -66,10 +99,13 @@ int cmd_train(int argc, char **argv, const char *db)
         "--resume continues from the latest checkpoint, bit-identical to a run that\n"
         "never stopped (same thread count); only budget, checkpoint, threads and the\n"
         "validation cadence may change. --pause-at STEP stops as a signal would once\n"
-        "STEP is done (the schedule stays the budget's). --json ends with one object: {\"steps\",\n"
-        "\"tokens\", \"seconds\", \"tokens_per_s\", \"loss\", \"mlm_acc\", \"sop_acc\",\n"
-        "\"val_loss\", \"val_mlm_loss\", \"val_mlm_acc\", \"val_sop_acc\", \"unigram_loss\", \"checkpoint\",\n"
-        "\"stopped\"}.\n";
+        "STEP is done (the schedule stays the budget's). A gradient norm that is not\n"
+        "finite skips the update; 8 in a row end the run (exit 65, no checkpoint).\n"
+        "--json ends with one object: {\"steps\", \"tokens\", \"total_steps\", \"seconds\",\n"
+        "\"tokens_per_s\", \"loss\", the model's terms of the last step (\"mlm_loss\",\n"
+        "\"mlm_acc\", \"sop_loss\", \"sop_acc\" or \"nsp_loss\", \"nsp_acc\"), \"val_loss\", the\n"
+        "last validation's terms (\"val_mlm_loss\", \"val_mlm_acc\", ...), \"unigram_loss\",\n"
+        "\"checkpoint\", \"stopped\"}; a value that is not finite is null.\n";
     enum { O_CONFIG = 1, O_SET, O_RESUME, O_NAME, O_PAUSE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"config", required_argument, 0, O_CONFIG},
                                        {"pause-at", required_argument, 0, O_PAUSE},
@@ -128,29 +164,33 @@ int cmd_train(int argc, char **argv, const char *db)
     cli_progress_done(&pr);
     if (rc) return rc;
     if (c.json) {
-        kbuf b = {0};
-        kbuf_printf(&b, "{\"steps\":%lld,\"tokens\":%lld", (long long)r.steps, (long long)r.tokens);
-        json_num(&b, "seconds", r.seconds);
-        json_num(&b, "tokens_per_s", r.tokens_per_s);
-        json_num(&b, "loss", r.loss);
-        json_num(&b, "mlm_acc", r.mlm_acc);
-        json_num(&b, "sop_acc", r.sop_acc);
-        json_num(&b, "val_loss", r.val_loss);
-        json_num(&b, "val_mlm_loss", r.val_mlm_loss);
-        json_num(&b, "val_mlm_acc", r.val_mlm_acc);
-        json_num(&b, "val_sop_acc", r.val_sop_acc);
-        json_num(&b, "unigram_loss", r.unigram_loss);
-        kbuf_puts(&b, ",\"checkpoint\":");
-        kbuf_json_str(&b, r.checkpoint, strlen(r.checkpoint));
-        kbuf_printf(&b, ",\"stopped\":%s}\n", r.stopped ? "true" : "false");
-        fputs(b.data, stdout);
-        kbuf_free(&b);
+        json_t *o = json_object();
+        json_object_set_new(o, "steps", json_integer(r.steps));
+        json_object_set_new(o, "tokens", json_integer(r.tokens));
+        json_object_set_new(o, "total_steps", r.total_steps ? json_integer(r.total_steps) : json_null());
+        json_object_set_new(o, "seconds", num_or_null(r.seconds));
+        json_object_set_new(o, "tokens_per_s", num_or_null(r.tokens_per_s));
+        json_object_set_new(o, "loss", num_or_null(r.loss));
+        json_terms(o, "", &r.last);
+        json_object_set_new(o, "val_loss", num_or_null(r.val_loss));
+        json_terms(o, "val_", &r.val);
+        json_terms(o, "", &r.base);
+        json_object_set_new(o, "checkpoint", jstr(r.checkpoint));
+        json_object_set_new(o, "stopped", json_boolean(r.stopped));
+        json_print(o);
     } else {
         char t[32];
-        kinfo("%s after %lld steps, %s tokens, %.1f s (%.0f tokens/s): loss %.4f; validation MLM loss %.4f "
-              "(unigram baseline %.4f), MLM accuracy %.1f%%; checkpoint %s",
+        char vacc[160] = "", vl[256] = "";
+        if (r.val.n) {
+            fmt_accs(vacc, sizeof vacc, &r.val);
+            double vm = kstep_value(&r.val, "mlm_loss"), u = kstep_value(&r.base, "unigram_loss");
+            if (!isnan(vm) && !isnan(u)) snprintf(vl, sizeof vl, "; validation loss %.4f, MLM loss %.4f (unigram "
+                                                  "baseline %.4f), accuracy:%s", r.val_loss, vm, u, vacc);
+            else snprintf(vl, sizeof vl, "; validation loss %.4f, accuracy:%s", r.val_loss, vacc);
+        }
+        kinfo("%s after %lld steps, %s tokens, %.1f s (%.0f tokens/s): loss %.4f%s; checkpoint %s",
               r.stopped ? "stopped" : "done", (long long)r.steps, cli_num((uint64_t)r.tokens, t, sizeof t),
-              r.seconds, r.tokens_per_s, r.loss, r.val_mlm_loss, r.unigram_loss, 100 * r.val_mlm_acc, r.checkpoint);
+              r.seconds, r.tokens_per_s, r.loss, vl, r.checkpoint);
     }
     return 0;
 }
@@ -193,8 +233,10 @@ int cmd_export(int argc, char **argv, const char *db)
         "usage: kiln export --checkpoint C [--format hf] --out DIR [--force]\n\n"
         "Writes a checkpoint (a step folder, or the latest one of a checkpoint.dir) as a\n"
         "Hugging Face folder: model.safetensors, config.json, vocab.txt,\n"
-        "tokenizer_config.json, special_tokens_map.json, which AlbertForPreTraining /\n"
-        "BertForPreTraining .from_pretrained(DIR) load as they are (docs/train.md).\n"
+        "tokenizer_config.json, special_tokens_map.json, loadable as they are by\n"
+        "transformers (docs/train.md): a pretraining checkpoint as AlbertForPreTraining /\n"
+        "BertForPreTraining, a fine-tuned one (kiln finetune) as *ForSequenceClassification\n"
+        "(num_labels, id2label, label2id, problem_type), an imported one as its class.\n"
         "The folder is written under a temporary name and renamed; --force replaces an\n"
         "existing DIR.\n";
     enum { O_CKPT = 1, O_FORMAT, O_OUT, O_FORCE };
@@ -237,11 +279,17 @@ int cmd_export(int argc, char **argv, const char *db)
         kerr("%s exists: add --force to replace it", out);
         rc = EX_CANTCREAT;
     } else {
-        rc = kexport_hf(out, &cfg.model, t, n, vocab, vlen, !cased, force, err, sizeof err);
+        /* the class from the tensors and the checkpoint's extra state: pretraining,
+         * masked LM, base model or sequence classification (fine-tuned) */
+        khf_export_head eh;
+        khf_export_head_of(cfg.model.type, kckpt_state_of(ck)->extra_json, t, n, &eh);
+        rc = kexport_hf2(out, &cfg.model, &eh.head, t, n, vocab, vlen, !cased, force, err, sizeof err);
+        khf_export_head_free(&eh);
         if (rc) kerr("%s", err);
     }
     if (!rc) {
-        if (c.json) printf("{\"out\":\"%s\",\"checkpoint\":\"%s\",\"tensors\":%d}\n", out, kckpt_path(ck), n);
+        if (c.json) json_print(json_pack("{s:o, s:o, s:i}", "out", jstr(out), "checkpoint", jstr(kckpt_path(ck)),
+                                         "tensors", n));
         else kinfo("exported %s to %s (%d tensors)", kckpt_path(ck), out, n);
     }
     free(t);
@@ -366,7 +414,7 @@ int cmd_predict(int argc, char **argv, const char *db)
                            .lengths = &len, .n_masked = &n_masked, .masked_positions = pos, .masked_ids = lab,
                            .masked_weights = wts, .labels = &label};
         kstep_result res;
-        if (!rc && kmodel_forward(m, &b, &res)) {
+        if (!rc && kmodel_evaluate(m, &b, &res)) {
             kerr("model: %s", kmodel_error(m));
             rc = EX_SOFTWARE;
         }

@@ -84,8 +84,14 @@ static int vocab_import(cli_common *c, const char *file, int cased, const char *
         kerr("%s", kstore_errmsg(s));
     } else {
         if (same) kinfo("note: vocabulary '%s' has the same pieces", other.data);
-        if (c->json) printf("{\"id\": %lld, \"name\": \"%s\", \"size\": %zu, \"cased\": %s}\n",
-                            (long long)id, name, size, cased ? "true" : "false");
+        if (c->json) {
+            kbuf j = {0};
+            kbuf_printf(&j, "{\"id\": %lld, \"name\": ", (long long)id);
+            kbuf_json_str(&j, name, strlen(name));
+            kbuf_printf(&j, ", \"size\": %zu, \"cased\": %s}\n", size, cased ? "true" : "false");
+            fputs(j.data, stdout);
+            kbuf_free(&j);
+        }
         else printf("imported vocabulary '%s': %zu pieces, %s\n", name, size, cased ? "cased" : "uncased");
     }
     kbuf_free(&origin);
@@ -250,14 +256,19 @@ int cmd_vocab(int argc, char **argv, const char *db)
         cli_progress_done(&p);
         if (sum.interrupted) { kwarn("interrupted: nothing stored"); return 128 + (int)cli_stop; }
         if (rc) return rc;
-        if (c.json)
-            printf("{\"name\": \"%s\", \"id\": %lld, \"size\": %zu, \"documents\": %llu, "
-                   "\"distinct_words\": %llu, \"pruned\": %llu, \"seconds\": %.3f, "
-                   "\"count_seconds\": %.3f, \"merge_seconds\": %.3f}\n",
-                   sum.name, (long long)sum.vocab_id, sum.size, (unsigned long long)sum.documents,
-                   (unsigned long long)sum.distinct_words, (unsigned long long)sum.pruned,
-                   sum.seconds, sum.count_seconds, sum.merge_seconds);
-        else
+        if (c.json) {
+            kbuf j = {0};
+            kbuf_puts(&j, "{\"name\": ");
+            kbuf_json_str(&j, sum.name, strlen(sum.name));
+            kbuf_printf(&j, ", \"id\": %lld, \"size\": %zu, \"documents\": %llu, "
+                        "\"distinct_words\": %llu, \"pruned\": %llu, \"seconds\": %.3f, "
+                        "\"count_seconds\": %.3f, \"merge_seconds\": %.3f}\n",
+                        (long long)sum.vocab_id, sum.size, (unsigned long long)sum.documents,
+                        (unsigned long long)sum.distinct_words, (unsigned long long)sum.pruned, sum.seconds,
+                        sum.count_seconds, sum.merge_seconds);
+            fputs(j.data, stdout);
+            kbuf_free(&j);
+        } else
             printf("trained vocabulary '%s': %zu pieces from %llu documents (%llu distinct words) "
                    "in %.1f s\n",
                    sum.name, sum.size, (unsigned long long)sum.documents,

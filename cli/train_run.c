@@ -1,14 +1,9 @@
-/* train_run.c: one pretraining run wired end to end (train_run.h).
- *
- * Invariants that make a resumed run bit-identical to one that never
- * stopped (same thread count):
- *  1. The run's whole state is (parameters, optimizer moments, step, tokens,
- *     stream position); a checkpoint holds all of it, and nothing else
- *     influences the next step: samples are a pure function of (seed,
- *     position) over a fixed snapshot, dropout keys a function of (seed,
- *     step, micro-batch), the schedule a function of the step.
- *  2. Validation reads its own split and touches no training state.
- *  3. A checkpoint is written only between optimizer steps. */
+/* train_run.c: one pretraining run wired end to end (train_run.h): the
+ * checkpoint to resume and its config, the vocabulary and snapshot, the
+ * sampler stream as the run loop's data source (with the unigram baseline
+ * on validation batches), the model, the job row and metrics in the store.
+ * The loop itself, and what makes a resumed run bit-identical, is
+ * cli/runloop.c. */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -19,61 +14,14 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "cli/runloop.h"
 #include "cli/train_run.h"
 #include "sampler/sampler.h"
 #include "text/wordpiece.h"
 #include "trainer/checkpoint.h"
 #include "trainer/model.h"
-#include "trainer/optim.h"
 
 void openblas_set_num_threads(int);
-
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* Tensor lists for the checkpoint files: the model's parameters by name, and
- * the optimizer's moments as "m.NAME" / "v.NAME". Names live in *names. */
-typedef struct parts {
-    kst_tensor *model, *opt;
-    char (*names)[KTENSOR_NAME_MAX + 4];
-    int n;
-} parts;
-
-static void parts_make(parts *p, kmodel *m, kopt *o)
-{
-    int n;
-    const ktensor *t = kmodel_params(m, &n);
-    p->n = n;
-    p->model = xcalloc((size_t)n, sizeof *p->model);
-    p->opt = xcalloc(2 * (size_t)n, sizeof *p->opt);
-    p->names = xcalloc(2 * (size_t)n, sizeof *p->names);
-    float *w = kmodel_param_data(m), *mm = kopt_m(o), *vv = kopt_v(o);
-    for (int i = 0; i < n; i++) {
-        kst_tensor x = {.name = t[i].name, .dtype = "F32", .ndim = t[i].ndim,
-                        .data = w + t[i].offset, .nbytes = t[i].numel * sizeof(float)};
-        for (int d = 0; d < t[i].ndim; d++) x.shape[d] = t[i].shape[d];
-        p->model[i] = x;
-        snprintf(p->names[2 * i], sizeof p->names[0], "m.%s", t[i].name);
-        snprintf(p->names[2 * i + 1], sizeof p->names[0], "v.%s", t[i].name);
-        x.name = p->names[2 * i];
-        x.data = mm + t[i].offset;
-        p->opt[2 * i] = x;
-        x.name = p->names[2 * i + 1];
-        x.data = vv + t[i].offset;
-        p->opt[2 * i + 1] = x;
-    }
-}
-
-static void parts_free(parts *p)
-{
-    free(p->model);
-    free(p->opt);
-    free(p->names);
-}
 
 /* Compares the sections that decide the run's math; names the first
  * differing key. Returns 0 when equal. */
@@ -97,7 +45,7 @@ static int config_same(const ktrain_config *a, const ktrain_config *b, char *wha
                 if (s == 1 && (!strcmp(k, "valid_every") || !strcmp(k, "valid_batches"))) continue;
                 if (s == 0 && !strcmp(k, "pad_token_id")) continue;
                 if (s == 0 && !strcmp(k, "vocab_size") && json_integer_value(json_object_get(sy, k)) == 0) continue;
-                if (s == 2 && !strcmp(k, "warmup_steps")) continue;
+                if (s == 2 && (!strcmp(k, "warmup_steps") || !strcmp(k, "max_nonfinite_steps"))) continue;
                 char *vx = json_dumps(v, JSON_ENCODE_ANY), *vy = json_dumps(json_object_get(sy, k), JSON_ENCODE_ANY);
                 snprintf(what, n, "%s.%s is %s in the checkpoint, %s now", sections[s], k, vx ? vx : "?",
                          vy ? vy : "?");
@@ -113,35 +61,166 @@ static int config_same(const ktrain_config *a, const ktrain_config *b, char *wha
     return diff;
 }
 
-typedef struct eval_result { double loss, mlm_loss, mlm_acc, sop_acc, unigram; } eval_result;
+/* ---- the data source: the pretraining sample stream ------------------------- */
 
-/* Validation: the first nb batches of the validation split (epoch 0),
- * forward only. Also the unigram baseline on the same masked positions. */
-static void evaluate(kmodel *m, const ksampler *vs, ksample_batch *b, int nb, const double *logp,
-                     eval_result *out)
+/* Training batches are stream positions pos, pos + 1, ... of the training
+ * split (epochs continue one into the next); validation batch k is
+ * positions k B ... (k + 1) B - 1 of the validation split's epoch 0. */
+typedef struct stream_src {
+    const ksampler *ts, *vs;
+    ksampler_stream *st;
+    ksample_batch *vb;     /* validation batch (B rows) */
+    int B;
+    int64_t pos;           /* stream position of the next training row */
+    const double *logp;    /* (V) unigram log-probabilities of the training snapshot */
+} stream_src;
+
+static int src_seek(void *ctx, int64_t pos, char *err, size_t errlen)
 {
-    double loss = 0, mlm = 0, w = 0, uni = 0;
-    int64_t mc = 0, mn = 0, sc = 0, sn = 0;
-    for (int k = 0; k < nb; k++) {
-        ksampler_fill(vs, 0, (uint64_t)k * (uint64_t)b->capacity, 1, b->capacity, b, NULL);
-        kstep_result r;
-        kmodel_forward(m, b, &r);
-        loss += r.loss;
-        mlm += r.mlm_loss * r.mlm_weight;
-        w += r.mlm_weight;
-        mc += r.mlm_correct;
-        mn += r.mlm_count;
-        sc += r.sop_correct;
-        sn += r.sop_count;
-        for (int i = 0; i < b->B; i++)
-            for (int j = 0; j < b->n_masked[i]; j++) uni -= logp[b->masked_ids[(size_t)i * b->P + j]];
-    }
-    out->loss = nb ? loss / nb : NAN;
-    out->mlm_loss = w > 0 ? mlm / w : NAN;
-    out->mlm_acc = mn ? (double)mc / (double)mn : NAN;
-    out->sop_acc = sn ? (double)sc / (double)sn : NAN;
-    out->unigram = mn ? uni / (double)mn : NAN;
+    stream_src *s = ctx;
+    ksampler_stream_free(s->st);
+    s->st = ksampler_stream_new(s->ts, 0, (uint64_t)pos, s->B, 0, 1, 1, 4, err, errlen);
+    if (!s->st) return EX_SOFTWARE;
+    s->pos = pos;
+    return 0;
 }
+
+static int src_next(void *ctx, const ksample_batch **b, char *err, size_t errlen)
+{
+    stream_src *s = ctx;
+    if (!s->st) {
+        kseterr(err, errlen, "no stream (seek first)");
+        return EX_SOFTWARE;
+    }
+    *b = ksampler_stream_next(s->st, NULL);
+    s->pos += s->B;
+    return 0;
+}
+
+static void src_tell(void *ctx, int64_t *pos, int64_t *epoch)
+{
+    stream_src *s = ctx;
+    *pos = s->pos;
+    *epoch = (int64_t)((uint64_t)s->pos / ksampler_epoch_size(s->ts));
+}
+
+static int src_valid(void *ctx, int k, const ksample_batch **b, char *err, size_t errlen)
+{
+    stream_src *s = ctx;
+    int rc = ksampler_fill(s->vs, 0, (uint64_t)k * (uint64_t)s->vb->capacity, 1, s->vb->capacity, s->vb, NULL);
+    if (rc) {
+        kseterr(err, errlen, "the validation sampler refused batch %d", k);
+        return rc;
+    }
+    *b = s->vb;
+    return 0;
+}
+
+/* The unigram baseline: the cross-entropy of the training snapshot's add-one
+ * unigram distribution on the same masked tokens. */
+static void src_valid_base(void *ctx, const ksample_batch *b, kstep_result *base)
+{
+    stream_src *s = ctx;
+    kstep_result u = {.n = 1};
+    snprintf(u.t[0].name, sizeof u.t[0].name, "unigram_loss");
+    for (int i = 0; i < b->B; i++)
+        for (int j = 0; j < b->n_masked[i]; j++) {
+            size_t q = (size_t)i * b->P + j;
+            if (!(b->masked_weights[q] > 0)) continue;
+            u.t[0].sum -= s->logp[b->masked_ids[q]];
+            u.t[0].count += 1;
+        }
+    kstep_add(base, &u);
+}
+
+/* Mean real tokens per batch of B rows, over the first rows of the training
+ * stream (epoch 0): a pure function of the snapshot, the options and the
+ * seed, so the same on every leg of a resumed run. */
+static double src_batch_tokens(void *ctx)
+{
+    stream_src *s = ctx;
+    uint64_t rows = ksampler_epoch_size(s->ts);
+    if (rows > 4096) rows = 4096;
+    if (rows < (uint64_t)s->B) rows = (uint64_t)s->B;
+    ksample_batch *b = ksampler_batch_new(s->ts, s->B);
+    double tok = 0;
+    uint64_t n = 0;
+    for (uint64_t p = 0; b && p < rows; p += (uint64_t)s->B) {
+        if (ksampler_fill(s->ts, 0, p, 1, s->B, b, NULL)) break;
+        for (int i = 0; i < b->B; i++) tok += b->lengths[i];
+        n += (uint64_t)b->B;
+    }
+    ksampler_batch_free(b);
+    return n ? tok / (double)n * s->B : (double)s->B * ksampler_options(s->ts)->seq_len;
+}
+
+static void src_free(void *ctx)
+{
+    stream_src *s = ctx;
+    ksampler_stream_free(s->st);
+    ksampler_batch_free(s->vb);
+    free(s);
+}
+
+/* ---- the store and the caller's progress, as run-loop hooks ---------------------- */
+
+typedef struct wiring {
+    ktrain_run *r;
+    kstore *s;
+    int64_t job;
+} wiring;
+
+/* metrics of a step, one transaction: loss, every term of the model, lr,
+ * grad_norm, tokens_per_s, tokens; at validations val_loss, val_<term> and
+ * the baselines */
+static void on_step(void *ctx, const krun_status *st)
+{
+    wiring *w = ctx;
+    kstore *s = w->s;
+    char name[KTERM_NAME_MAX + 8];
+    kstore_begin(s);
+    kstore_metric_put(s, w->job, st->step, "loss", st->train->loss);
+    for (int i = 0; i < st->train->n; i++)
+        kstore_metric_put(s, w->job, st->step, st->train->t[i].name, kstep_value(st->train, st->train->t[i].name));
+    kstore_metric_put(s, w->job, st->step, "lr", st->lr);
+    kstore_metric_put(s, w->job, st->step, "grad_norm", st->grad_norm);
+    kstore_metric_put(s, w->job, st->step, "tokens_per_s", st->tokens_per_s);
+    kstore_metric_put(s, w->job, st->step, "tokens", (double)st->tokens);
+    if (st->validated) {
+        kstore_metric_put(s, w->job, st->step, "val_loss", st->val->loss);
+        for (int i = 0; i < st->val->n; i++) {
+            snprintf(name, sizeof name, "val_%s", st->val->t[i].name);
+            kstore_metric_put(s, w->job, st->step, name, kstep_value(st->val, st->val->t[i].name));
+        }
+        for (int i = 0; i < st->base->n; i++)
+            kstore_metric_put(s, w->job, st->step, st->base->t[i].name, kstep_value(st->base, st->base->t[i].name));
+    }
+    kstore_job_set_step(s, w->job, st->step);
+    if (kstore_commit(s)) {
+        kwarn("metrics not recorded: %s", kstore_errmsg(s));
+        kstore_rollback(s);
+    }
+}
+
+static void on_checkpoint(void *ctx, const krun_status *st)
+{
+    wiring *w = ctx;
+    snprintf(w->r->checkpoint, sizeof w->r->checkpoint, "%s", st->checkpoint);
+    if (kstore_checkpoint_add(w->s, w->job, st->step, st->checkpoint, st->validated ? st->val->loss : NAN))
+        kwarn("checkpoint not recorded in the store: %s", kstore_errmsg(w->s));
+}
+
+static void on_progress(void *ctx, const krun_status *st)
+{
+    wiring *w = ctx;
+    ktrain_progress p = {.step = st->step, .total_steps = st->total_steps, .tokens = st->tokens,
+                         .loss = st->train->loss, .lr = st->lr, .grad_norm = st->grad_norm,
+                         .tokens_per_s = st->tokens_per_s, .eta_s = st->eta_s,
+                         .val_loss = st->val->n ? st->val->loss : NAN, .train = *st->train, .val = *st->val};
+    w->r->progress(&p, w->r->progress_ctx);
+}
+
+/* ---- the run ---------------------------------------------------------------------- */
 
 /* Logs a failure and keeps its message for the caller (the daemon stores it). */
 #define RUN_ERR(...)                                                                               \
@@ -160,10 +239,18 @@ int ktrain_run_exec(ktrain_run *r)
     char ck_path[4096] = "";
     int64_t ck_step = 0;
     r->checkpoint[0] = '\0';
-    r->val_loss = r->val_mlm_loss = r->val_mlm_acc = r->val_sop_acc = r->unigram_loss = NAN;
-    r->loss = r->mlm_acc = r->sop_acc = NAN;
+    r->loss = r->val_loss = NAN;
+    memset(&r->last, 0, sizeof r->last);
+    memset(&r->val, 0, sizeof r->val);
+    memset(&r->base, 0, sizeof r->base);
+    r->steps = r->tokens = r->total_steps = 0;
     r->stopped = 0;
 
+    /* an OpenBLAS that breaks determinism is refused before anything */
+    if ((rc = krun_check_blas(err, sizeof err))) {
+        RUN_ERR("%s", err);
+        return rc;
+    }
     /* the store opened read-write once first: it migrates an older schema */
     {
         kstore *s0;
@@ -175,8 +262,8 @@ int ktrain_run_exec(ktrain_run *r)
     int have = kckpt_latest(cfg->checkpoint.dir, ck_path, sizeof ck_path, &ck_step) == 0;
     if (have && !r->resume) {
         RUN_ERR("%s already holds checkpoints (latest %s): add --resume to continue the run, or choose "
-             "another checkpoint.dir",
-             cfg->checkpoint.dir, ck_path);
+                "another checkpoint.dir",
+                cfg->checkpoint.dir, ck_path);
         return EX_CANTCREAT;
     }
     const char *snapshot = NULL;
@@ -230,26 +317,32 @@ int ktrain_run_exec(ktrain_run *r)
     }
     ksnapshot_info si;
     ksnapshot_get_info(x.snap, &si);
+    ksampler *ts = NULL, *vs = NULL;
+    kmodel *m = NULL;
+    krun *run = NULL;
+    kstore *s = NULL;
+    char *cfg_json = NULL;
+    double *logp = NULL;
     if (snap_key[0] && strcmp(snap_key, si.key_hex)) {
         RUN_ERR("cannot resume: the run's snapshot (%s) is gone and the corpus changed since", snap_key);
         rc = EX_DATAERR;
-        goto out_sampling;
+        goto out;
     }
     int V = (int)kwp_vocab_size(x.vocab);
     if (cfg->model.vocab_size == 0) cfg->model.vocab_size = V;
     if (cfg->model.vocab_size != V) {
         RUN_ERR("model.vocab_size is %d but vocabulary %s has %d pieces (0 = take the vocabulary's)",
-             cfg->model.vocab_size, x.vocab_name, V);
+                cfg->model.vocab_size, x.vocab_name, V);
         rc = EX_CONFIG;
-        goto out_sampling;
+        goto out;
     }
     cfg->model.pad_token_id = x.pad;
     int ob = cfg->data.objectives;
-    if (ob & (KOBJ_RTD | KOBJ_CLM | KOBJ_ENTITIES)) {
+    if (ob & (KOBJ_RTD | KOBJ_CLM | KOBJ_ENTITIES | KOBJ_CLASSIFY)) {
         RUN_ERR("data.objectives: rtd, clm and entities need the ELECTRA, causal and ERNIE models, which "
-             "kiln train does not have yet (albert and bert train mlm, wwm or ngram with sop or nsp)");
+                "kiln train does not have yet (albert and bert train mlm, wwm or ngram with sop or nsp)");
         rc = EX_CONFIG;
-        goto out_sampling;
+        goto out;
     }
     ksampler_opts so;
     ksampler_opts_defaults(&so);
@@ -262,11 +355,11 @@ int ktrain_run_exec(ktrain_run *r)
     so.valid_fraction = cfg->data.valid_fraction;
     so.seed = cfg->data.seed;
     cli_sampling_apply(&x, &so);
-    ksampler *ts = ksampler_open(x.snap, &so, err, sizeof err), *vs = NULL;
+    ts = ksampler_open(x.snap, &so, err, sizeof err);
     if (!ts) {
         RUN_ERR("training samples: %s", err);
         rc = EX_DATAERR;
-        goto out_sampling;
+        goto out;
     }
     if (cfg->data.valid_every > 0 && cfg->data.valid_batches > 0) {
         so.split = 1;
@@ -274,52 +367,68 @@ int ktrain_run_exec(ktrain_run *r)
         if (!vs) kwarn("no validation: %s", err);
     }
     int B = cfg->data.batch_size, L = cfg->data.seq_len, P = ksampler_options(ts)->max_predictions;
-    int accum = cfg->optimizer.accumulation > 0 ? cfg->optimizer.accumulation : 1;
 
-    /* ---- threads, model, optimizer ---- */
+    /* ---- threads, model ---- */
     int threads = cfg->threads > 0 ? cfg->threads : kcpu_count();
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
     int sentence = !!(ob & (KOBJ_SOP | KOBJ_NSP));
-    kmodel *m = kmodel_new(&cfg->model, B, L, P, sentence, err, sizeof err);
+    m = kmodel_new(&cfg->model, B, L, P, sentence, err, sizeof err);
     if (!m) {
         RUN_ERR("model: %s", err);
         rc = EX_CONFIG;
-        goto out_samplers;
+        goto out;
     }
-    int nt;
-    const ktensor *tl = kmodel_params(m, &nt);
-    kopt *opt = kopt_new(&cfg->optimizer, tl, nt, kmodel_param_data(m), kmodel_grad_data(m), kmodel_numel(m),
-                         err, sizeof err);
-    if (!opt) {
+
+    /* unigram log-probabilities of the training snapshot, add-one smoothed */
+    logp = xmalloc((size_t)V * sizeof *logp);
+    {
+        uint64_t *cnt = xcalloc((size_t)V, sizeof *cnt), tot = 0;
+        ksnapshot_token_counts(x.snap, cnt);
+        for (int i = 0; i < V; i++) tot += cnt[i];
+        for (int i = 0; i < V; i++) logp[i] = log(((double)cnt[i] + 1.0) / ((double)tot + V));
+        free(cnt);
+    }
+
+    /* ---- the run loop over the sample stream ---- */
+    stream_src *sc = xcalloc(1, sizeof *sc);
+    sc->ts = ts;
+    sc->vs = vs;
+    sc->B = B;
+    sc->logp = logp;
+    sc->vb = vs ? ksampler_batch_new(vs, B) : NULL;
+    krun_source src = {.ctx = sc, .seek = src_seek, .next = src_next, .tell = src_tell,
+                       .valid = vs ? src_valid : NULL, .valid_base = src_valid_base,
+                       .batch_tokens = src_batch_tokens, .free = src_free};
+    krun_opts ro;
+    krun_opts_defaults(&ro);
+    ro.optimizer = cfg->optimizer;
+    ro.seed = cfg->data.seed;
+    ro.budget = cfg->budget;
+    ro.valid_every = cfg->data.valid_every;
+    ro.valid_batches = cfg->data.valid_batches;
+    ro.max_nonfinite = cfg->optimizer.max_nonfinite_steps;
+    if (r->max_nonfinite > 0) ro.max_nonfinite = r->max_nonfinite;
+    ro.stop = r->stop;
+    ro.pause_at = r->pause_at;
+    ro.ckpt_dir = cfg->checkpoint.dir;
+    ro.ckpt_every = cfg->checkpoint.every;
+    ro.ckpt_keep = cfg->checkpoint.keep;
+    run = krun_new(m, &ro, &src, err, sizeof err);   /* frees src on failure */
+    if (!run) {
         RUN_ERR("optimizer: %s", err);
         rc = EX_CONFIG;
-        kmodel_free(m);
-        goto out_samplers;
+        goto out;
     }
-    parts pt;
-    parts_make(&pt, m, opt);
-    kckpt_part cparts[2] = {{"model.safetensors", pt.model, pt.n}, {"optimizer.safetensors", pt.opt, 2 * pt.n}};
-    int64_t step = 0, tokens = 0, pos = 0;
-    double secs0 = 0;
     if (ck) {
-        if (kckpt_check(ck, cparts, 2, 0, err, sizeof err)) {
-            RUN_ERR("cannot resume: %s", err);
-            rc = EX_DATAERR;
-            goto out_model;
+        if ((rc = krun_restore(run, ck))) {
+            RUN_ERR("%s", krun_error(run));
+            goto out;
         }
-        for (int k = 0; k < 2; k++)
-            for (int i = 0; i < cparts[k].n; i++) {
-                const kst_tensor *t = kckpt_tensor(ck, cparts[k].file, cparts[k].tensors[i].name);
-                memcpy((void *)cparts[k].tensors[i].data, t->data, t->nbytes);
-            }
         const kckpt_state *cs = kckpt_state_of(ck);
-        step = cs->step;
-        tokens = cs->tokens;
-        secs0 = cs->seconds;
-        pos = cs->next_index;
         snprintf(r->checkpoint, sizeof r->checkpoint, "%s", ck_path);
-        kinfo("resuming %s at step %lld (stream position %lld)", ck_path, (long long)step, (long long)pos);
+        kinfo("resuming %s at step %lld (stream position %lld)", ck_path, (long long)cs->step,
+              (long long)cs->next_index);
     } else {
         kmodel_init(m, cfg->data.seed);
     }
@@ -327,10 +436,9 @@ int ktrain_run_exec(ktrain_run *r)
     ck = NULL;
 
     /* ---- the store: job row and metrics ---- */
-    kstore *s = NULL;
-    if ((rc = cli_open_store(r->common, 0, &s))) goto out_model;
+    if ((rc = cli_open_store(r->common, 0, &s))) goto out;
     int64_t job = r->job_id > 0 ? r->job_id : job_saved;
-    char *cfg_json = ktrain_config_to_json(cfg);
+    cfg_json = ktrain_config_to_json(cfg);
     if (job > 0) {
         kbuf tmp = {0};
         kjob j;
@@ -341,173 +449,52 @@ int ktrain_run_exec(ktrain_run *r)
         rc = kstore_job_add(s, r->name ? r->name : cfg->checkpoint.dir, "train", cfg_json, 0, "running", &job);
         if (rc) {
             RUN_ERR("%s", kstore_errmsg(s));
-            free(cfg_json);
-            goto out_store;
+            goto out;
         }
     } else {
         kstore_job_set_state(s, job, "running", NULL);
     }
-
-    /* unigram log-probabilities of the training snapshot, add-one smoothed */
-    double *logp = xmalloc((size_t)V * sizeof *logp);
-    {
-        uint64_t *cnt = xcalloc((size_t)V, sizeof *cnt), tot = 0;
-        ksnapshot_token_counts(x.snap, cnt);
-        for (int i = 0; i < V; i++) tot += cnt[i];
-        for (int i = 0; i < V; i++) logp[i] = log(((double)cnt[i] + 1.0) / ((double)tot + V));
-        free(cnt);
-    }
-
-    /* ---- the loop ---- */
-    int64_t total = cfg->budget.steps;
-    if (!total && cfg->budget.tokens) total = cfg->budget.tokens / ((int64_t)B * L * accum);
-    ksampler_stream *st = ksampler_stream_new(ts, 0, (uint64_t)pos, B, 0, 1, 1, 4, err, sizeof err);
-    ksample_batch *vb = vs ? ksampler_batch_new(vs, B) : NULL;
-    char extra[8192];
-    {
-        kbuf e = {0};
-        kbuf_puts(&e, "{\"snapshot\":");
-        kbuf_json_str(&e, x.snapshot_path, strlen(x.snapshot_path));
-        kbuf_printf(&e, ",\"snapshot_key\":\"%s\",\"job_id\":%lld,\"cased\":%s,\"vocab_id\":%lld}", si.key_hex,
-                    (long long)job, x.cased ? "true" : "false", (long long)x.vocab_id);
-        snprintf(extra, sizeof extra, "%s", e.data);
-        kbuf_free(&e);
-    }
-    double t0 = know_seconds(), last_progress = 0;
-    int64_t tokens_run0 = tokens, step0 = step;
-    double tps = 0;
-    eval_result ev = {NAN, NAN, NAN, NAN, NAN};
-    int done = 0;
-    double secs = secs0;   /* training time so far, as decided at the end of each step */
-    while (!done) {
-        /* budgets already met when resuming: nothing to do (the decision for a
-         * step this process made is taken below, with the checkpoint) */
-        if ((cfg->budget.steps && step >= cfg->budget.steps) || (cfg->budget.tokens && tokens >= cfg->budget.tokens) ||
-            (cfg->budget.seconds > 0 && secs >= cfg->budget.seconds))
-            break;
-        if ((r->stop && *r->stop) || (r->pause_at > 0 && step >= r->pause_at)) {
-            r->stopped = 1;
-            break;
-        }
-        kmodel_zero_grad(m);
-        kstep_result sum = {0};
-        double loss = 0, mlm_w = 0, mlm = 0, sop = 0;
-        for (int a = 0; a < accum; a++) {
-            const ksample_batch *b = ksampler_stream_next(st, NULL);
-            kstep_result res;
-            uint64_t key = mix64(mix64(cfg->data.seed ^ 0xd50f0u) + (uint64_t)step) + (uint64_t)a;
-            kmodel_forward_backward(m, b, key, 1.0f / (float)accum, &res);
-            loss += res.loss / accum;
-            mlm += res.mlm_loss * res.mlm_weight;
-            mlm_w += res.mlm_weight;
-            sop += res.sop_loss / accum;
-            sum.mlm_correct += res.mlm_correct;
-            sum.mlm_count += res.mlm_count;
-            sum.sop_correct += res.sop_correct;
-            sum.sop_count += res.sop_count;
-            sum.tokens += res.tokens;
-        }
-        double lr = 0, gn = 0;
-        int srs = kopt_step(opt, step + 1, total, &lr, &gn);
-        if (srs) kwarn("step %lld: gradient norm not finite, update skipped", (long long)step + 1);
-        step++;
-        tokens += sum.tokens;
-        pos += (int64_t)B * accum;
-        double now = know_seconds();
-        tps = now > t0 ? (double)(tokens - tokens_run0) / (now - t0) : 0;
-        r->loss = loss;
-        r->mlm_acc = sum.mlm_count ? (double)sum.mlm_correct / (double)sum.mlm_count : NAN;
-        r->sop_acc = sum.sop_count ? (double)sum.sop_correct / (double)sum.sop_count : NAN;
-        int validate = vs && cfg->data.valid_every > 0 && step % cfg->data.valid_every == 0;
-        int halt = (r->stop && *r->stop) || (r->pause_at > 0 && step >= r->pause_at);
-        int last = (cfg->budget.steps && step >= cfg->budget.steps) ||
-                   (cfg->budget.tokens && tokens >= cfg->budget.tokens) ||
-                   (cfg->budget.seconds > 0 && secs0 + (now - t0) >= cfg->budget.seconds) || halt;
-        secs = secs0 + (now - t0);
-        if (halt && !(cfg->budget.steps && step >= cfg->budget.steps)) r->stopped = 1;
-        if (vs && last && !validate) validate = 1;
-        if (validate) {
-            evaluate(m, vs, vb, cfg->data.valid_batches, logp, &ev);
-            r->val_loss = ev.loss;
-            r->val_mlm_loss = ev.mlm_loss;
-            r->val_mlm_acc = ev.mlm_acc;
-            r->val_sop_acc = ev.sop_acc;
-            r->unigram_loss = ev.unigram;
-        }
-        /* metrics, one transaction */
-        kstore_begin(s);
-        struct { const char *n; double v; } mt[] = {
-            {"loss", loss}, {"mlm_loss", mlm_w > 0 ? mlm / mlm_w : NAN}, {"mlm_acc", r->mlm_acc},
-            {"sop_loss", sentence ? sop : NAN}, {"sop_acc", r->sop_acc}, {"lr", lr}, {"grad_norm", gn},
-            {"tokens_per_s", tps}, {"tokens", (double)tokens}};
-        for (size_t i = 0; i < sizeof mt / sizeof mt[0]; i++) kstore_metric_put(s, job, step, mt[i].n, mt[i].v);
-        if (validate) {
-            kstore_metric_put(s, job, step, "val_loss", ev.loss);
-            kstore_metric_put(s, job, step, "val_mlm_loss", ev.mlm_loss);
-            kstore_metric_put(s, job, step, "val_mlm_acc", ev.mlm_acc);
-            kstore_metric_put(s, job, step, "val_sop_acc", ev.sop_acc);
-            kstore_metric_put(s, job, step, "unigram_loss", ev.unigram);
-        }
-        kstore_job_set_step(s, job, step);
-        if (kstore_commit(s)) {
-            kwarn("metrics not recorded: %s", kstore_errmsg(s));
-            kstore_rollback(s);
-        }
-        /* checkpoint */
-        int ckpt = last || (cfg->checkpoint.every > 0 && step % cfg->checkpoint.every == 0);
-        if (ckpt) {
-            kckpt_metric cm[] = {{"loss", loss}, {"mlm_acc", r->mlm_acc}, {"sop_acc", r->sop_acc}, {"lr", lr},
-                                 {"val_loss", r->val_loss}, {"val_mlm_acc", r->val_mlm_acc}};
-            kckpt_state cs = {.step = step, .tokens = tokens, .seconds = secs0 + (now - t0),
-                              .epoch = (int64_t)((uint64_t)pos / ksampler_epoch_size(ts)), .next_index = pos,
-                              .n_rng = 1, .rng = {cfg->data.seed}, .config_json = cfg_json,
-                              .vocab_name = x.vocab_name, .metrics = cm, .n_metrics = 6, .extra_json = extra};
-            char path[4096];
-            rc = kckpt_save(cfg->checkpoint.dir, &cs, cparts, 2, x.vocab_text.data, x.vocab_text.len,
-                            cfg->checkpoint.keep, path, sizeof path, err, sizeof err);
-            if (rc) {
-                RUN_ERR("checkpoint: %s", err);
-                break;
-            }
-            snprintf(r->checkpoint, sizeof r->checkpoint, "%s", path);
-            if (kstore_checkpoint_add(s, job, step, path, validate ? ev.loss : NAN))
-                kwarn("checkpoint not recorded in the store: %s", kstore_errmsg(s));
-        }
-        if (r->progress && (now - last_progress > 0.2 || last || validate)) {
-            last_progress = now;
-            ktrain_progress p = {.step = step, .total_steps = total, .tokens = tokens, .loss = loss,
-                                 .mlm_acc = r->mlm_acc, .sop_acc = r->sop_acc, .lr = lr, .grad_norm = gn,
-                                 .tokens_per_s = tps, .val_loss = r->val_loss, .val_mlm_acc = r->val_mlm_acc};
-            p.eta_s = total > step && step > step0 ? (double)(total - step) * (now - t0) / (double)(step - step0) : NAN;
-            r->progress(&p, r->progress_ctx);
-        }
-        if (last) done = 1;
-    }
-    r->steps = step;
-    r->tokens = tokens;
-    r->seconds = secs0 + (know_seconds() - t0);
-    r->tokens_per_s = tps;
+    kbuf extra = {0};
+    kbuf_puts(&extra, "{\"snapshot\":");
+    kbuf_json_str(&extra, x.snapshot_path, strlen(x.snapshot_path));
+    kbuf_printf(&extra, ",\"snapshot_key\":\"%s\",\"job_id\":%lld,\"cased\":%s,\"vocab_id\":%lld}", si.key_hex,
+                (long long)job, x.cased ? "true" : "false", (long long)x.vocab_id);
+    krun_meta meta = {.config_json = cfg_json, .vocab_name = x.vocab_name, .vocab_txt = x.vocab_text.data,
+                      .vocab_len = x.vocab_text.len, .extra_json = extra.data};
+    wiring w = {.r = r, .s = s, .job = job};
+    krun_hooks hk = {.ctx = &w, .step = on_step, .checkpoint = on_checkpoint,
+                     .progress = r->progress ? on_progress : NULL};
+    rc = krun_exec(run, &meta, &hk);
+    kbuf_free(&extra);
+    const krun_result *res = krun_get_result(run);
+    r->steps = res->steps;
+    r->tokens = res->tokens;
+    r->total_steps = res->total_steps;
+    r->seconds = res->seconds;
+    r->tokens_per_s = res->tokens_per_s;
+    r->last = res->train;
+    r->val = res->val;
+    r->base = res->base;
+    r->loss = res->steps > 0 && res->train.n ? res->train.loss : NAN;
+    r->val_loss = res->val.n ? res->val.loss : NAN;
+    r->stopped = res->stopped;
+    if (res->checkpoint[0]) snprintf(r->checkpoint, sizeof r->checkpoint, "%s", res->checkpoint);
+    if (rc) RUN_ERR("%s", krun_error(run));
     if (r->leave_state) {
         /* the caller decides (the daemon: queued again, cancelled, done) */
     } else if (!rc) {
         kstore_job_set_state(s, job, r->stopped ? "paused" : "done", NULL);
     } else {
-        kstore_job_set_state(s, job, "failed", r->error[0] ? r->error : err);
+        kstore_job_set_state(s, job, "failed", r->error);
     }
-    ksampler_stream_free(st);
-    ksampler_batch_free(vb);
+out:
+    krun_free(run);
+    kmodel_free(m);
     free(logp);
     free(cfg_json);
-out_store:
     kstore_close(s);
-out_model:
-    parts_free(&pt);
-    kopt_free(opt);
-    kmodel_free(m);
-out_samplers:
     ksampler_close(vs);
     ksampler_close(ts);
-out_sampling:
     cli_sampling_close(&x);
     kckpt_close(ck);
     return rc;

@@ -1,7 +1,8 @@
 /* train_run.h: one pretraining run, wired end to end: store (vocabulary,
- * snapshot, job row, metrics), sampler stream, model, optimizer, validation,
- * checkpoints, budgets and signals. Used by `kiln train` and by the daemon's
- * scheduler; the math lives in trainer/, the samples in sampler/. */
+ * snapshot, job row, metrics), the sampler stream as the run loop's data
+ * source, the unigram baseline, model, budgets and signals. Used by
+ * `kiln train` and by the daemon's scheduler; the loop lives in
+ * cli/runloop.c, the math in trainer/, the samples in sampler/. */
 #ifndef KILN_CLI_TRAIN_RUN_H
 #define KILN_CLI_TRAIN_RUN_H
 
@@ -10,11 +11,17 @@
 
 #include "cli/cli.h"
 #include "trainer/config.h"
+#include "trainer/model.h"
 
+/* What a progress callback sees. The loss terms are whatever the model
+ * reports ("mlm_loss", "mlm_acc", "sop_loss" / "nsp_loss", ...; read them
+ * with kstep_value). */
 typedef struct ktrain_progress {
     int64_t step, total_steps, tokens;
-    double loss, mlm_acc, sop_acc, lr, grad_norm, tokens_per_s, eta_s;
-    double val_loss, val_mlm_acc;   /* NaN until the first validation */
+    double loss, lr, grad_norm, tokens_per_s, eta_s;
+    double val_loss;                 /* NaN until the first validation */
+    kstep_result train;              /* this step's terms (its micro-batches added) */
+    kstep_result val;                /* the last validation's terms (n = 0 until then) */
 } ktrain_progress;
 
 typedef struct ktrain_run {
@@ -26,19 +33,25 @@ typedef struct ktrain_run {
     int64_t job_id;                  /* > 0: an existing job row to report into; else one is made */
     volatile sig_atomic_t *stop;     /* set: finish the step, checkpoint, return 0 */
     int64_t pause_at;                /* > 0: stop like a signal once this step is done */
+    int max_nonfinite;               /* skipped steps in a row that end the run (0: 8) */
     void (*progress)(const ktrain_progress *, void *);
     void *progress_ctx;
     int leave_state;                 /* 1: the caller writes the job's final state (the daemon) */
     /* out */
     char error[8192];                /* the message of a failure ("" if none) */
-    int64_t steps, tokens;
-    double seconds, tokens_per_s, loss, mlm_acc, sop_acc;
-    double val_loss, val_mlm_loss, val_mlm_acc, val_sop_acc, unigram_loss;
+    int64_t steps, tokens, total_steps;
+    double seconds, tokens_per_s;
+    double loss, val_loss;           /* the last step's loss; the last validation's (NaN: none) */
+    kstep_result last;               /* the last step's terms */
+    kstep_result val;                /* the last validation's terms (n = 0: none) */
+    kstep_result base;               /* baselines on the last validation: "unigram_loss" */
     char checkpoint[4096];           /* the last checkpoint written or resumed ("" if none) */
     int stopped;                     /* 1 when *stop ended the run early */
 } ktrain_run;
 
-/* Runs (or resumes) the training; logs problems. Returns 0 or an EX_* code. */
+/* Runs (or resumes) the training; logs problems and keeps the message in
+ * r->error. Returns 0 or an EX_* code; the job row is marked failed on
+ * failure (unless leave_state). */
 int ktrain_run_exec(ktrain_run *r);
 
 #endif

@@ -109,6 +109,7 @@ static const field FIELDS[] = {
     F_DBL("optimizer", "min_lr_ratio", optimizer.min_lr_ratio, 0, 1, 0),
     F_DBL("optimizer", "clip_norm", optimizer.clip_norm, 0, 1e6, 0),
     F_INT("optimizer", "accumulation", optimizer.accumulation, 1, 65536),
+    F_INT("optimizer", "max_nonfinite_steps", optimizer.max_nonfinite_steps, 1, 1000000),
 
     {"budget", "steps", T_I64, OFF(budget.steps), 0, 0, 0, NULL, 0},
     {"budget", "tokens", T_I64, OFF(budget.tokens), 0, 0, 0, NULL, 0},
@@ -179,6 +180,7 @@ void ktrain_config_defaults(ktrain_config *c)
     o->min_lr_ratio = 0.0;
     o->clip_norm = 1.0;
     o->accumulation = 1;
+    o->max_nonfinite_steps = 8;
 
     /* budget: none; the reader requires at least one axis */
     snprintf(c->checkpoint.dir, sizeof c->checkpoint.dir, "checkpoints");

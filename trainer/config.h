@@ -54,6 +54,7 @@ typedef struct kopt_config {
     double min_lr_ratio;          /* floor of the decay as a share of lr (0) */
     double clip_norm;             /* global gradient norm clip (<= 0: off) */
     int accumulation;             /* micro-batches per optimizer step (>= 1) */
+    int max_nonfinite_steps;      /* steps skipped in a row for a non-finite gradient that end the run (8) */
 } kopt_config;
 
 typedef struct kbudget_config {

@@ -91,4 +91,14 @@ int kcpu_count(void);
 /* ---- time ------------------------------------------------------------------ */
 double know_seconds(void); /* monotonic clock, seconds */
 
+/* ---- BLAS (blas_check.c) ----------------------------------------------------
+ * The OpenBLAS build loaded at run time. kiln's products are deterministic
+ * with the OpenMP build and with the sequential one (its kernels call sgemm
+ * on one thread per tile); the pthreads build runs its own thread pool,
+ * ignores omp_set_num_threads and splits sums by its own thread count. */
+enum { KBLAS_OPENMP = 0, KBLAS_SEQUENTIAL = 1, KBLAS_PTHREADS = 2, KBLAS_UNKNOWN = 3 };
+/* Returns the build (KBLAS_*) and openblas_get_config()'s text into desc
+ * (n bytes; may be NULL). Needs OpenBLAS linked into the executable. */
+int kblas_build(char *desc, size_t n);
+
 #endif

@@ -130,6 +130,10 @@ expect_exit 0 "train a small BERT (wwm + nsp)" "$KILN" train --config tiny.json 
   --set 'model={"type": "bert", "embedding_size": 64, "hidden_size": 64, "hidden_act": "gelu"}' \
   --set 'data.objectives=["wwm", "nsp"]' --set budget.steps=12 --json
 check "bert: 12 steps" [ "$(json steps)" = 12 ]
+check "bert: the model's terms by name (nsp, not sop)" $PY -c "
+import json; d=json.load(open('out.txt'))
+for k in ['loss','mlm_loss','mlm_acc','nsp_loss','nsp_acc','val_loss','val_mlm_loss','val_nsp_acc','unigram_loss']: assert k in d, k
+assert 'sop_acc' not in d"
 expect_exit 0 "export the BERT" "$KILN" export --checkpoint ckBert --out hf-bert
 check "BertForPreTraining names" $PY - <<'EOF2'
 import json, struct
@@ -163,6 +167,65 @@ for r in rows:
         assert m["top"][0]["prob"] >= m["top"][1]["prob"] >= m["top"][2]["prob"]
 EOF
 expect_exit 66 "predict with a missing checkpoint" "$KILN" predict --checkpoint nope "a [MASK]"
+
+# --- a token budget: the schedule's horizon is the step count the run ends at
+# (short rows, so that B x L per step would undercount the steps by far)
+expect_exit 0 "a token budget" "$KILN" train --config tiny.json --set checkpoint.dir=ckTok --set budget.steps=0 \
+  --set budget.tokens=30000 --set data.short_seq_prob=0.9 --set data.valid_every=0 --json
+cp out.txt tok.json
+n=$(json steps tok.json)
+check "token budget: the run ends at the horizon" [ "$n" = "$(json total_steps tok.json)" ]
+check "token budget: more steps than B x L per step would give (39)" [ "$n" -gt 41 ]
+check "token budget: tokens within 5% of the budget" $PY -c "
+import json; d=json.load(open('tok.json')); assert abs(d['tokens'] - 30000) <= 1500, d['tokens']"
+job=$(sqlite3 "$KILN_DB" "select id from jobs where name = 'ckTok'")
+check "token budget: lr at the floor only at the last step" [ "$(sqlite3 "$KILN_DB" "select group_concat(step) from metrics where job_id = $job and name = 'lr' and value <= 1e-12")" = "$n" ]
+check "token budget: the step before the last above the floor" [ "$(sqlite3 "$KILN_DB" "select value > 1e-6 from metrics where job_id = $job and name = 'lr' and step = $((n - 1))")" = 1 ]
+
+# --- non-finite gradients: a NaN weight skips every update; 8 in a row end the run
+cp -r ckA ckNan
+$PY -c '
+import json, struct
+p = "ckNan/step-000000060/model.safetensors"
+b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+name = next(k for k in h if k.endswith("word_embeddings.weight"))
+o = 8 + n + h[name]["data_offsets"][0]
+b[o:o + 4] = struct.pack("<f", float("nan"))
+open(p, "wb").write(b)'
+expect_exit 65 "non-finite gradients 8 steps in a row stop the run" "$KILN" train --config tiny.json \
+  --set checkpoint.dir=ckNan --set budget.steps=100 --resume
+grep_err "not finite 8 times in a row" "says why"
+check "no checkpoint of the diverged steps" [ "$(ls ckNan | tail -1)" = step-000000060 ]
+check "the job is failed, with the message" [ "$(sqlite3 "$KILN_DB" "select count(*) from jobs where state = 'failed' and error like '%not finite%'")" = 1 ]
+
+# --- OpenBLAS's pthreads build is refused (its thread pool breaks determinism);
+# the sequential one is fine. A shim answers openblas_get_parallel() instead.
+if command -v cc >/dev/null; then
+  printf 'int openblas_get_parallel(void) { return PAR; }\n' > fakeblas.c
+  cc -shared -fPIC -DPAR=1 -o pthreads.so fakeblas.c && cc -shared -fPIC -DPAR=0 -o sequential.so fakeblas.c
+  expect_exit 78 "OpenBLAS pthreads build refused" env LD_PRELOAD=./pthreads.so "$KILN" train --config tiny.json \
+    --set checkpoint.dir=ckBlas --set budget.steps=12
+  grep_err "pthreads build" "names the build"
+  expect_exit 0 "OpenBLAS sequential build accepted" env LD_PRELOAD=./sequential.so "$KILN" train -q --config tiny.json \
+    --set checkpoint.dir=ckSeq --set budget.steps=12 --set data.valid_every=0
+fi
+
+# --- --json output escapes names and paths
+mkdir -p 'we"ird\dir'
+expect_exit 0 "train into a folder with a quote and a backslash" "$KILN" train -q --config tiny.json \
+  --set 'checkpoint.dir=we"ird\dir/ck' --set budget.steps=12 --set data.valid_every=0 --json
+check "train --json: valid, the path intact" $PY -c 'import json; assert json.load(open("out.txt"))["checkpoint"] == "we\"ird\\dir/ck/step-000000012"'
+expect_exit 0 "export to such a folder" "$KILN" export --checkpoint 'we"ird\dir/ck' --out 'we"ird\dir/hf' --json
+check "export --json: valid" $PY -c 'import json; assert json.load(open("out.txt"))["out"] == "we\"ird\\dir/hf"'
+expect_exit 0 "a vocabulary named with a quote and a backslash" "$KILN" vocab train -q --size 800 --name 'v"q\x' --json
+check "vocab train --json: valid" $PY -c 'import json; assert json.load(open("out.txt"))["name"] == "v\"q\\x"'
+expect_exit 0 "tokenize with it" "$KILN" tokenize -q --vocab 'v"q\x' --json
+check "tokenize --json: valid" $PY -c 'import json; assert json.load(open("out.txt"))["vocab"] == "v\"q\\x"'
+printf '[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\n' > small-vocab.txt
+expect_exit 0 "vocab import with such a name" "$KILN" vocab import small-vocab.txt --name 'i"m\p' --json
+check "vocab import --json: valid" $PY -c 'import json; assert json.load(open("out.txt"))["name"] == "i\"m\\p"'
 
 # --- learning on real text: validation MLM loss well below the unigram baseline
 if [ -z "${KILN_SANITIZE:-}" ]; then

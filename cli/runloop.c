@@ -1,0 +1,356 @@
+/* runloop.c: the training loop shared by every kind of run (runloop.h).
+ *
+ * Invariants that make a resumed run bit-identical to one that never
+ * stopped (same thread count):
+ *  1. The run's whole state is (parameters, optimizer moments, step, tokens,
+ *     seconds, source position); a checkpoint holds all of it, and nothing
+ *     else influences the next step: batches are a pure function of the
+ *     source's position, dropout keys of (seed, step, micro-batch), the
+ *     schedule of the step and of the horizon (a pure function of the
+ *     budget and the data).
+ *  2. Validation reads its own batches and touches no training state.
+ *  3. A checkpoint is written only between optimizer steps. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "cli/runloop.h"
+#include "trainer/optim.h"
+#include "util/util.h"
+
+struct krun {
+    kmodel *m;
+    kopt *opt;
+    krun_opts o;
+    krun_source src;
+    int accum;
+    int64_t total;             /* the schedule's horizon and, when > 0, the last step */
+    /* checkpoint tensor lists: parameters by name, moments as m.NAME / v.NAME */
+    kst_tensor *t_model, *t_opt;
+    char (*names)[KTENSOR_NAME_MAX + 4];
+    int nt;
+    /* state */
+    int64_t step, tokens;
+    double secs0;              /* training seconds of earlier legs */
+    int positioned;            /* seek done */
+    const krun_meta *meta;     /* during krun_exec */
+    krun_result res;
+    char err[2048];
+};
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void krun_opts_defaults(krun_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_nonfinite = 8;
+}
+
+int64_t krun_token_steps(int64_t tokens, int accumulation, double batch_tokens)
+{
+    if (tokens <= 0) return 0;
+    if (accumulation < 1) accumulation = 1;
+    if (!(batch_tokens > 0)) batch_tokens = 1;
+    double s = ceil((double)tokens / ((double)accumulation * batch_tokens));
+    if (s < 1) s = 1;
+    return s > 9e18 ? INT64_MAX : (int64_t)s;
+}
+
+int krun_check_blas(char *err, size_t errlen)
+{
+    char desc[256];
+    int b = kblas_build(desc, sizeof desc);
+    if (b == KBLAS_OPENMP) return 0;
+    if (b == KBLAS_SEQUENTIAL) {
+        kdebug("OpenBLAS is the sequential build (%s): fine, kiln calls sgemm on one thread per tile", desc);
+        return 0;
+    }
+    kseterr(err, errlen,
+            "OpenBLAS is the %s build (%s): its own thread pool makes training results depend on timing and "
+            "thread counts. Install or select the OpenMP build (Debian/Ubuntu: apt-get install "
+            "libopenblas0-openmp, or update-alternatives --config libopenblas.so.0-$(uname -m)-linux-gnu) "
+            "or the sequential one",
+            b == KBLAS_PTHREADS ? "pthreads" : "unknown", desc);
+    return EX_CONFIG;
+}
+
+/* ---- construction ------------------------------------------------------------ */
+
+krun *krun_new(kmodel *m, const krun_opts *o, const krun_source *src, char *err, size_t errlen)
+{
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    kopt *opt = kopt_new(&o->optimizer, t, n, kmodel_param_data(m), kmodel_grad_data(m), kmodel_numel(m), err,
+                         errlen);
+    if (!opt) {
+        if (src->free) src->free(src->ctx);
+        return NULL;
+    }
+    krun *r = xcalloc(1, sizeof *r);
+    r->m = m;
+    r->opt = opt;
+    r->o = *o;
+    if (r->o.max_nonfinite <= 0) r->o.max_nonfinite = 8;
+    r->src = *src;
+    r->accum = o->optimizer.accumulation > 0 ? o->optimizer.accumulation : 1;
+    r->nt = n;
+    r->t_model = xcalloc((size_t)n, sizeof *r->t_model);
+    r->t_opt = xcalloc(2 * (size_t)n, sizeof *r->t_opt);
+    r->names = xcalloc(2 * (size_t)n, sizeof *r->names);
+    float *w = kmodel_param_data(m), *mm = kopt_m(opt), *vv = kopt_v(opt);
+    for (int i = 0; i < n; i++) {
+        kst_tensor x = {.name = t[i].name, .dtype = "F32", .ndim = t[i].ndim, .data = w + t[i].offset,
+                        .nbytes = t[i].numel * sizeof(float)};
+        for (int d = 0; d < t[i].ndim; d++) x.shape[d] = t[i].shape[d];
+        r->t_model[i] = x;
+        snprintf(r->names[2 * i], sizeof r->names[0], "m.%s", t[i].name);
+        snprintf(r->names[2 * i + 1], sizeof r->names[0], "v.%s", t[i].name);
+        x.name = r->names[2 * i];
+        x.data = mm + t[i].offset;
+        r->t_opt[2 * i] = x;
+        x.name = r->names[2 * i + 1];
+        x.data = vv + t[i].offset;
+        r->t_opt[2 * i + 1] = x;
+    }
+    r->res.val.n = r->res.base.n = 0;
+    return r;
+}
+
+void krun_free(krun *r)
+{
+    if (!r) return;
+    if (r->src.free) r->src.free(r->src.ctx);
+    kopt_free(r->opt);
+    free(r->t_model);
+    free(r->t_opt);
+    free(r->names);
+    free(r);
+}
+
+const krun_result *krun_get_result(const krun *r) { return &r->res; }
+const char *krun_error(const krun *r) { return r->err; }
+
+static void parts_of(const krun *r, kckpt_part p[2])
+{
+    p[0] = (kckpt_part){"model.safetensors", r->t_model, r->nt};
+    p[1] = (kckpt_part){"optimizer.safetensors", r->t_opt, 2 * r->nt};
+}
+
+int krun_restore(krun *r, const kckpt *ck)
+{
+    kckpt_part p[2];
+    parts_of(r, p);
+    char e[1536];
+    if (kckpt_check(ck, p, 2, 0, e, sizeof e)) {
+        kseterr(r->err, sizeof r->err, "cannot resume: %s", e);
+        return EX_DATAERR;
+    }
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < p[k].n; i++) {
+            const kst_tensor *t = kckpt_tensor(ck, p[k].file, p[k].tensors[i].name);
+            memcpy((void *)p[k].tensors[i].data, t->data, t->nbytes);
+        }
+    const kckpt_state *cs = kckpt_state_of(ck);
+    r->step = cs->step;
+    r->tokens = cs->tokens;
+    r->secs0 = cs->seconds;
+    int rc = r->src.seek(r->src.ctx, cs->next_index, e, sizeof e);
+    if (rc) {
+        kseterr(r->err, sizeof r->err, "cannot resume at position %lld: %s", (long long)cs->next_index, e);
+        return rc;
+    }
+    r->positioned = 1;
+    snprintf(r->res.checkpoint, sizeof r->res.checkpoint, "%s", kckpt_path(ck));
+    return 0;
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+/* Validation: forward only over the source's validation batches. */
+static int validate(krun *r, kstep_result *val, kstep_result *base)
+{
+    memset(val, 0, sizeof *val);
+    memset(base, 0, sizeof *base);
+    char e[1024];
+    for (int k = 0; r->o.valid_batches <= 0 || k < r->o.valid_batches; k++) {
+        const ksample_batch *b = NULL;
+        int rc = r->src.valid(r->src.ctx, k, &b, e, sizeof e);
+        if (rc) {
+            kseterr(r->err, sizeof r->err, "step %lld: validation batch %d: %s", (long long)r->step, k, e);
+            return rc;
+        }
+        if (!b) break;
+        kstep_result res;
+        if ((rc = kmodel_evaluate(r->m, b, &res))) {
+            kseterr(r->err, sizeof r->err, "step %lld: validation batch %d: %s", (long long)r->step, k,
+                    kmodel_error(r->m));
+            return rc;
+        }
+        kstep_add(val, &res);
+        if (r->src.valid_base) r->src.valid_base(r->src.ctx, b, base);
+    }
+    return 0;
+}
+
+/* The checkpoint of the current step; metrics: loss, the step's terms, lr,
+ * the last validation's loss and terms (prefixed val_), the baselines. */
+static int save(krun *r, const krun_status *st, char *path, size_t plen)
+{
+    kckpt_metric cm[4 + 3 * KTERM_MAX];
+    char names[2 * KTERM_MAX][KTERM_NAME_MAX + 4];
+    int n = 0;
+    cm[n++] = (kckpt_metric){"loss", st->train->loss};
+    for (int i = 0; i < st->train->n; i++)
+        cm[n++] = (kckpt_metric){st->train->t[i].name, kstep_value(st->train, st->train->t[i].name)};
+    cm[n++] = (kckpt_metric){"lr", st->lr};
+    cm[n++] = (kckpt_metric){"val_loss", st->val->n ? st->val->loss : NAN};
+    for (int i = 0; i < st->val->n; i++) {
+        snprintf(names[i], sizeof names[i], "val_%s", st->val->t[i].name);
+        cm[n++] = (kckpt_metric){names[i], kstep_value(st->val, st->val->t[i].name)};
+    }
+    for (int i = 0; i < st->base->n; i++)
+        cm[n++] = (kckpt_metric){st->base->t[i].name, kstep_value(st->base, st->base->t[i].name)};
+    int64_t pos = 0, epoch = 0;
+    r->src.tell(r->src.ctx, &pos, &epoch);
+    kckpt_state cs = {.step = r->step, .tokens = r->tokens, .seconds = st->seconds, .epoch = epoch,
+                      .next_index = pos, .n_rng = 1, .rng = {r->o.seed}, .config_json = r->meta->config_json,
+                      .vocab_name = r->meta->vocab_name ? r->meta->vocab_name : "", .metrics = cm,
+                      .n_metrics = n, .extra_json = r->meta->extra_json};
+    kckpt_part p[2];
+    parts_of(r, p);
+    char e[1536];
+    int rc = kckpt_save(r->o.ckpt_dir, &cs, p, 2, r->meta->vocab_txt, r->meta->vocab_len, r->o.ckpt_keep, path,
+                        plen, e, sizeof e);
+    if (rc) kseterr(r->err, sizeof r->err, "checkpoint: %s", e);
+    return rc;
+}
+
+int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
+{
+    static const krun_hooks none = {0};
+    if (!h) h = &none;
+    r->meta = meta;
+    r->err[0] = '\0';
+    r->res.stopped = 0;
+    const krun_opts *o = &r->o;
+    char e[1024];
+    int rc = 0;
+    if (!r->positioned) {
+        if ((rc = r->src.seek(r->src.ctx, 0, e, sizeof e))) {
+            kseterr(r->err, sizeof r->err, "training batches: %s", e);
+            return rc;
+        }
+        r->positioned = 1;
+    }
+    /* the horizon: budget.steps, or the steps the token budget stands for
+     * (the smaller when both are set); it also ends the run */
+    int64_t total = o->budget.steps;
+    if (o->budget.tokens > 0) {
+        if (!r->src.batch_tokens) {
+            kseterr(r->err, sizeof r->err, "budget.tokens: this kind of run cannot count tokens ahead; use "
+                                           "budget.steps");
+            return EX_CONFIG;
+        }
+        double bt = r->src.batch_tokens(r->src.ctx);
+        int64_t ts = krun_token_steps(o->budget.tokens, r->accum, bt);
+        kinfo("budget.tokens %lld: %.1f real tokens per batch of the stream, %d per step: %lld steps",
+              (long long)o->budget.tokens, bt, r->accum, (long long)ts);
+        if (!total || ts < total) total = ts;
+    }
+    r->total = total;
+    r->res.total_steps = total;
+
+    int have_valid = r->src.valid && o->valid_every > 0;
+    double t0 = know_seconds(), last_progress = 0, tps = 0, secs = r->secs0;
+    int64_t tokens0 = r->tokens, step0 = r->step;
+    int nonfinite = 0;
+    int64_t nonfinite_first = 0;
+    kstep_result *val = &r->res.val, *base = &r->res.base, *sum = &r->res.train;
+    for (;;) {
+        /* budgets already met when resuming: nothing to do (the decision for
+         * a step this process made is taken below, with the checkpoint) */
+        if ((total && r->step >= total) || (o->budget.seconds > 0 && secs >= o->budget.seconds)) break;
+        if ((o->stop && *o->stop) || (o->pause_at > 0 && r->step >= o->pause_at)) {
+            r->res.stopped = 1;
+            break;
+        }
+        kmodel_zero_grad(r->m);
+        memset(sum, 0, sizeof *sum);
+        for (int a = 0; a < r->accum; a++) {
+            const ksample_batch *b = NULL;
+            if ((rc = r->src.next(r->src.ctx, &b, e, sizeof e))) {
+                kseterr(r->err, sizeof r->err, "step %lld: training batch: %s", (long long)r->step + 1, e);
+                goto out;
+            }
+            kstep_result res;
+            uint64_t key = mix64(mix64(o->seed ^ 0xd50f0u) + (uint64_t)r->step) + (uint64_t)a;
+            if ((rc = kmodel_forward_backward(r->m, b, key, 1.0f / (float)r->accum, &res))) {
+                kseterr(r->err, sizeof r->err, "step %lld, micro-batch %d: %s", (long long)r->step + 1, a,
+                        kmodel_error(r->m));
+                goto out;
+            }
+            kstep_add(sum, &res);
+        }
+        double lr = 0, gn = 0;
+        if (kopt_step(r->opt, r->step + 1, total, &lr, &gn)) {
+            if (!nonfinite++) nonfinite_first = r->step + 1;
+            kwarn("step %lld: gradient norm not finite, update skipped (%d in a row)", (long long)r->step + 1,
+                  nonfinite);
+            if (nonfinite >= o->max_nonfinite) {
+                kseterr(r->err, sizeof r->err,
+                        "steps %lld to %lld: the gradient norm was not finite %d times in a row: the run "
+                        "diverged (lower optimizer.lr, lengthen the warmup or set optimizer.clip_norm) or its "
+                        "weights are damaged; stopped without a checkpoint (the last one: %s)",
+                        (long long)nonfinite_first, (long long)r->step + 1, nonfinite,
+                        r->res.checkpoint[0] ? r->res.checkpoint : "none");
+                rc = EX_DATAERR;
+                goto out;
+            }
+        } else {
+            nonfinite = 0;
+        }
+        r->step++;
+        r->tokens += sum->tokens;
+        double now = know_seconds();
+        tps = now > t0 ? (double)(r->tokens - tokens0) / (now - t0) : 0;
+        int validate_now = have_valid && r->step % o->valid_every == 0;
+        int halt = (o->stop && *o->stop) || (o->pause_at > 0 && r->step >= o->pause_at);
+        int last = (total && r->step >= total) || (o->budget.seconds > 0 && r->secs0 + (now - t0) >= o->budget.seconds) ||
+                   halt;
+        secs = r->secs0 + (now - t0);
+        if (halt && !(total && r->step >= total)) r->res.stopped = 1;
+        if (r->src.valid && last && !validate_now) validate_now = 1;
+        if (validate_now && (rc = validate(r, val, base))) goto out;
+        krun_status st = {.step = r->step, .total_steps = total, .tokens = r->tokens, .lr = lr, .grad_norm = gn,
+                          .tokens_per_s = tps, .seconds = secs, .train = sum, .val = val, .base = base,
+                          .validated = validate_now, .last = last, .checkpoint = ""};
+        st.eta_s = total > r->step && r->step > step0
+                       ? (double)(total - r->step) * (now - t0) / (double)(r->step - step0) : NAN;
+        if (h->step) h->step(h->ctx, &st);
+        if (last || (o->ckpt_every > 0 && r->step % o->ckpt_every == 0)) {
+            char path[4096];
+            if ((rc = save(r, &st, path, sizeof path))) goto out;
+            snprintf(r->res.checkpoint, sizeof r->res.checkpoint, "%s", path);
+            st.checkpoint = r->res.checkpoint;
+            if (h->checkpoint) h->checkpoint(h->ctx, &st);
+        }
+        if (h->progress && (now - last_progress > 0.2 || last || validate_now)) {
+            last_progress = now;
+            h->progress(h->ctx, &st);
+        }
+        if (last) break;
+    }
+out:
+    r->res.steps = r->step;
+    r->res.tokens = r->tokens;
+    r->res.seconds = r->secs0 + (know_seconds() - t0);
+    r->res.tokens_per_s = tps;
+    return rc;
+}
