@@ -456,6 +456,7 @@ static void hook_step(void *ctx, const krun_status *s)
     r->last_step = s->step;
     r->evaluated_now = 1;
     if (!r->json) {
+        cli_progress_done(&r->pr); /* the log line replaces the progress line; the next progress redraws it */
         if (r->regression)
             kinfo("step %lld: dev pearson %.4f, spearman %.4f, mse %.4f", (long long)s->step, e.pearson, e.spearman,
                   e.mse);

@@ -350,6 +350,26 @@ static void build_bert(builder *b)
     }
 }
 
+/* The model registry: model.type -> the builder of its parameter registry
+ * (names, shapes, flags in state_dict order). The pass is shared: blocks
+ * and heads read the offsets the builder set. A new architecture is a new
+ * row here and a builder. */
+typedef struct model_kind {
+    int type;
+    const char *name;
+    void (*build)(builder *b);
+} model_kind;
+static const model_kind MODELS[] = {
+    {KMODEL_BERT, "bert", build_bert},
+    {KMODEL_ALBERT, "albert", build_albert},
+};
+static const model_kind *model_of(int type)
+{
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++)
+        if (MODELS[i].type == type) return &MODELS[i];
+    return NULL;
+}
+
 /* Zeroed floats, 64-byte aligned; from 2 MB up, aligned to and rounded up to
  * 2 MB pages with the kernel asked for transparent huge pages (the products
  * walk activations with strides of kilobytes: 4 KB pages cost a TLB miss
@@ -529,7 +549,7 @@ static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err
         if (!(pc >= 0 && pc < 1)) FAIL("classifier_dropout: %g is not in [0, 1)", pc);
         m->p_cls = (float)pc;
     }
-    if (m->type != KMODEL_BERT && m->type != KMODEL_ALBERT) FAIL("model.type: unknown model type %d", c->type);
+    if (!model_of(m->type)) FAIL("model.type: unknown model type %d", c->type);
     m->V = c->vocab_size;
     m->H = c->hidden_size;
     m->E = m->type == KMODEL_BERT ? c->hidden_size : c->embedding_size;
@@ -575,10 +595,7 @@ static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err
     m->la = calloc((size_t)m->NL, sizeof *m->la);
     if (!m->lw || !m->la) FAIL("out of memory");
     builder b = {.m = m};
-    if (m->type == KMODEL_ALBERT)
-        build_albert(&b);
-    else
-        build_bert(&b);
+    model_of(m->type)->build(&b);
     if (b.fail) FAIL("out of memory");
     m->numel = (b.next + 15) / 16 * 16;
     if (registry_only) return m;

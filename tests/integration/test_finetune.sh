@@ -101,6 +101,33 @@ import json, struct; f=open('hfclf/model.safetensors','rb'); n=struct.unpack('<Q
 assert h['classifier.weight']['shape'] == [2, 128] and 'albert.pooler.weight' in h and not any(k.startswith('predictions') for k in h)
 assert h['__metadata__'] == {'format': 'pt'}"
 
+# --- regression (the SST-2 labels read as numbers) and a sentence-pair task in JSONL
+expect_exit 0 "finetune: regression" "$KILN" finetune --config ft.json --set task.type=regression \
+  --set checkpoint.dir=ftR --set budget.steps=20 --set data.eval_every=10 --json
+check "regression: pearson, spearman, mse" $PY -c "
+import json; d=json.load(open('out.txt'))['dev']; assert set(d) >= {'pearson','spearman','mse','loss'} and d['examples'] == 300, d"
+expect_exit 0 "eval a regressor" "$KILN" eval --checkpoint ftR/best --data "$SST/dev.tsv" --json
+check "eval: regression figures" $PY -c "import json; d=json.load(open('out.txt')); assert 'pearson' in d and 'accuracy' not in d"
+expect_exit 0 "classify with a regressor" "$KILN" classify --checkpoint ftR/best --json "fine"
+check "classify: a value" $PY -c "import json; d=json.loads(open('out.txt').readline()); assert isinstance(d['value'], float)"
+$PY - "$SST/train.tsv" <<'PY'
+import json, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1], encoding="utf-8")][1:401]
+with open("pairs.jsonl", "w") as f:
+    for i in range(0, 400, 2):
+        a, b = rows[i], rows[i + 1]
+        f.write(json.dumps({"premise": a[0], "hypothesis": b[0], "gold": "same" if a[1] == b[1] else "different"}) + "\n")
+PY
+expect_exit 0 "finetune: a pair task in JSONL with string labels" "$KILN" finetune --config ft.json \
+  --set task.train=pairs.jsonl --set task.dev=pairs.jsonl --set task.text_column=premise \
+  --set task.text_pair_column=hypothesis --set task.label_column=gold --set checkpoint.dir=ftP --set budget.steps=10 --json
+check "pairs: 200 dev examples" [ "$(json dev.examples)" = 200 ]
+expect_exit 0 "export the pair classifier" "$KILN" export --checkpoint ftP/best --out hfpair
+check "string labels in id2label" $PY -c "
+import json; c=json.load(open('hfpair/config.json')); assert c['id2label'] == {'0': 'different', '1': 'same'}, c['id2label']"
+expect_exit 0 "classify a pair (TAB between the texts)" "$KILN" classify --checkpoint ftP/best --json "$(printf 'a fine film\tan awful film')"
+check "pair label" $PY -c "import json; d=json.loads(open('out.txt').readline()); assert d['label'] in ('same', 'different')"
+
 # --- bad input: named by file and line, exit 65, nothing written
 printf 'sentence\tlabel\ngood movie\t1\nbad movie\t0\n' > ok.tsv
 printf 'text\tlabel\ngood movie\t1\n' > nocol.tsv
