@@ -92,8 +92,8 @@ kopt *kopt_new(const kopt_config *c, const ktensor *t, int n, float *params, flo
         FAIL("out of memory: optimizer moments need %.1f MB", 2.0 * numel * 4 / 1e6);
     memset(o->m, 0, numel * sizeof(float));
     memset(o->v, 0, numel * sizeof(float));
-    for (int i = 0; i < n; i++)
-        for (size_t k = 0; k < t[i].numel; k += CHUNK)
+    for (int i = 0; i < n; i++) /* frozen tensors: no pieces, so no update, no decay, no moments */
+        for (size_t k = 0; k < t[i].numel && !t[i].frozen; k += CHUNK)
             o->pc[o->npc++] = (piece){i, t[i].offset + k, t[i].numel - k < CHUNK ? t[i].numel - k : CHUNK};
     return o;
 #undef FAIL

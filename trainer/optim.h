@@ -25,7 +25,9 @@
  * The gradient arena itself is left as it is.
  *
  * Determinism: element-wise work, and norms summed per fixed chunk of each
- * tensor in double then in chunk order: the same bits for any thread count. */
+ * tensor in double then in chunk order: the same bits for any thread count.  * Tensors with frozen = 1 (the registry's flag) are skipped whole: no
+ * update, no decay, no moments, and their gradients do not count in the norm.
+ */
 #ifndef KILN_TRAINER_OPTIM_H
 #define KILN_TRAINER_OPTIM_H
 

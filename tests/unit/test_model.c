@@ -834,6 +834,36 @@ static void test_lamb(void **state)
     optimizer_case(KOPT_LAMB);
 }
 
+/* A frozen tensor (registry flag) is neither updated nor decayed, its
+ * moments stay zero and its gradient does not count in the norm. */
+static void test_frozen(void **state)
+{
+    (void)state;
+    for (int type = KOPT_ADAMW; type <= KOPT_LAMB; type++) {
+        ktensor t[2] = {0};
+        snprintf(t[0].name, sizeof t[0].name, "w");
+        t[0].ndim = 1, t[0].shape[0] = 40, t[0].offset = 0, t[0].numel = 40, t[0].decay = 1;
+        snprintf(t[1].name, sizeof t[1].name, "frozen");
+        t[1].ndim = 1, t[1].shape[0] = 24, t[1].offset = 48, t[1].numel = 24, t[1].decay = 1, t[1].frozen = 1;
+        float p[72], g[72], p0[72];
+        for (int i = 0; i < 72; i++) p[i] = (float)(urand() - 0.5), g[i] = (float)(urand() - 0.5);
+        for (int i = 48; i < 72; i++) g[i] = 1e6f; /* would dominate the norm */
+        memcpy(p0, p, sizeof p);
+        kopt_config c = opt_config(type);
+        c.weight_decay = 0.1;
+        char err[256];
+        kopt *o = kopt_new(&c, t, 2, p, g, 72, err, sizeof err);
+        assert_non_null(o);
+        double lr, gn;
+        for (int s = 1; s <= 3; s++) assert_int_equal(kopt_step(o, s, 10, &lr, &gn), 0);
+        assert_true(gn < 10); /* the frozen gradient is not in the norm */
+        assert_memory_equal(p + 48, p0 + 48, 24 * sizeof(float));
+        assert_true(memcmp(p, p0, 40 * sizeof(float)) != 0);
+        for (int i = 48; i < 72; i++) assert_true(kopt_m(o)[i] == 0 && kopt_v(o)[i] == 0);
+        kopt_free(o);
+    }
+}
+
 /* 40 steps on one batch; returns the last loss, fills *first. */
 static double train(int model_type, int opt_type, double lr, double *first, float **params_out)
 {
@@ -905,6 +935,7 @@ int main(void)
         cmocka_unit_test(test_eval_logits),
         cmocka_unit_test(test_errors),        cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_adamw),         cmocka_unit_test(test_lamb),
+        cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
