@@ -82,6 +82,16 @@ void cli_sampling_apply(const cli_sampling *x, struct ksampler_opts *o);
 /* "mlm,sop" into KOBJ_* bits; logs and returns EX_USAGE on an unknown name. */
 int cli_objectives_parse(const char *s, int *bits);
 
+/* JSON output (Jansson values; cli/common.c). */
+struct json_t;
+/* a number, or null when not finite (JSON has no NaN) */
+struct json_t *cli_json_num(double v);
+/* a string; bytes that are not UTF-8 pass as they are, as kbuf_json_str does */
+struct json_t *cli_json_str(const char *s);
+/* prints a JSON value on one line on stdout (strings escaped, reals with 6
+ * significant digits unless full is set) and frees it */
+void cli_json_print(struct json_t *o, int full);
+
 int cmd_init(int argc, char **argv, const char *db);
 int cmd_stats(int argc, char **argv, const char *db);
 int cmd_sources(int argc, char **argv, const char *db);

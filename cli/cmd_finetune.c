@@ -44,20 +44,9 @@
 
 void openblas_set_num_threads(int);
 
-static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-static json_t *jstr(const char *s)
-{
-    json_t *j = json_string(s);
-    return j ? j : json_string_nocheck(s);
-}
-static void json_print(json_t *o)
-{
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (s) puts(s);
-    free(s);
-    json_decref(o);
-    fflush(stdout);
-}
+#define num_or_null cli_json_num
+#define jstr cli_json_str
+static void json_print(json_t *o) { cli_json_print(o, 1); }
 
 static void set_threads(int n)
 {

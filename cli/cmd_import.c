@@ -19,15 +19,7 @@
 static int write_checkpoint(const khf_model *m, const char *from, const char *out, int force, char *path,
                             size_t plen, char *err, size_t errlen)
 {
-    char *final = xstrdup(out);
-    size_t fl = strlen(final);
-    while (fl > 1 && final[fl - 1] == '/') final[--fl] = '\0';
-    const char *slash = strrchr(final, '/');
-    char *parent = slash ? (slash == final ? xstrdup("/") : xstrndup(final, (size_t)(slash - final))) : xstrdup(".");
-    const char *base = slash ? slash + 1 : final;
-    size_t tl = strlen(parent) + strlen(base) + 32;
-    char *tmp = xmalloc(tl);
-    snprintf(tmp, tl, "%s/.import-%s.tmp", parent, base);
+    char *final, *parent, *tmp = kckpt_tmp_sibling(out, "import", &final, &parent);
 
     ktrain_config rc_cfg;
     int rc = khf_run_config(m, &rc_cfg, err, errlen);

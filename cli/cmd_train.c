@@ -56,15 +56,8 @@ static void train_progress(const ktrain_progress *p, void *ctx)
     cli_progress_line(pr, line);
 }
 
-/* a number, or null when not finite (JSON has no NaN) */
-static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
-/* a string; bytes that are not UTF-8 pass as they are, as kbuf_json_str does */
-static json_t *jstr(const char *s)
-{
-    json_t *j = json_string(s);
-    return j ? j : json_string_nocheck(s);
-}
+#define num_or_null cli_json_num
+#define jstr cli_json_str
 
 /* every term of r as prefix + name */
 static void json_terms(json_t *o, const char *prefix, const kstep_result *r)
@@ -76,14 +69,7 @@ static void json_terms(json_t *o, const char *prefix, const kstep_result *r)
     }
 }
 
-/* Prints a JSON value on one line (strings escaped by Jansson) and frees it. */
-static void json_print(json_t *o)
-{
-    char *t = json_dumps(o, JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(6));
-    if (t) printf("%s\n", t);
-    free(t);
-    json_decref(o);
-}
+static void json_print(json_t *o) { cli_json_print(o, 0); }
 
 int cmd_train(int argc, char **argv, const char *db)
 {

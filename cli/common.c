@@ -1,5 +1,7 @@
 /* common.c: the kiln command's shared helpers (see cli.h). */
 #define _POSIX_C_SOURCE 200809L
+#include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,4 +130,22 @@ void cli_progress_done(cli_progress *p)
 {
     if (p->on && p->shown) fprintf(stderr, "\r\033[K");
     p->shown = 0;
+}
+
+json_t *cli_json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+json_t *cli_json_str(const char *s)
+{
+    json_t *j = json_string(s);
+    return j ? j : json_string_nocheck(s);
+}
+
+void cli_json_print(json_t *o, int full)
+{
+    size_t flags = JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | JSON_COMPACT | (full ? 0 : JSON_REAL_PRECISION(6));
+    char *t = json_dumps(o, flags);
+    if (t) printf("%s\n", t);
+    free(t);
+    json_decref(o);
+    fflush(stdout);
 }

@@ -250,7 +250,7 @@ static void hook_changed(void *ctx)
     d->schedule_now = 1;
 }
 
-static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+#define num_or_null cli_json_num
 
 static void hook_status(void *ctx, json_t *r)
 {

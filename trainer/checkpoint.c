@@ -34,15 +34,7 @@
 #include "util/util.h"
 
 
-static char *join(const char *a, const char *b)
-{
-    size_t na = strlen(a), nb = strlen(b);
-    char *p = xmalloc(na + nb + 2);
-    memcpy(p, a, na);
-    p[na] = '/';
-    memcpy(p + na + 1, b, nb + 1);
-    return p;
-}
+static char *join(const char *a, const char *b) { return kpath_join(a, b); }
 
 /* ---- folder helpers ------------------------------------------------------ */
 
@@ -933,4 +925,20 @@ kckpt *kckpt_load(const char *path, const kckpt_part *expect, int n_expect, char
         return NULL;
     }
     return c;
+}
+
+char *kckpt_tmp_sibling(const char *path, const char *prefix, char **final_out, char **parent_out)
+{
+    char *final = xstrdup(path);
+    size_t fl = strlen(final);
+    while (fl > 1 && final[fl - 1] == '/') final[--fl] = '\0';
+    const char *slash = strrchr(final, '/');
+    char *parent = slash ? (slash == final ? xstrdup("/") : xstrndup(final, (size_t)(slash - final))) : xstrdup(".");
+    const char *base = slash ? slash + 1 : final;
+    size_t tl = strlen(parent) + strlen(prefix) + strlen(base) + 16;
+    char *tmp = xmalloc(tl);
+    snprintf(tmp, tl, "%s/.%s-%s.tmp", parent, prefix, base);
+    *final_out = final;
+    *parent_out = parent;
+    return tmp;
 }

@@ -111,6 +111,11 @@ void kckpt_close(kckpt *c);
 /* ---- folder helpers (also used by export.c) ---------------------------- */
 /* mkdir -p with mode 0755. Returns 0 or EX_CANTCREAT with err filled. */
 int kckpt_mkdirs(const char *path, char *err, size_t errlen);
+/* Where to build a folder before publishing it at path: *final = path
+ * without trailing slashes, *parent = its folder ("." or "/" when it has
+ * none), and the returned PARENT/.PREFIX-NAME.tmp. All three malloc'd;
+ * the caller frees them. */
+char *kckpt_tmp_sibling(const char *path, const char *prefix, char **final, char **parent);
 /* rm -r of path (symbolic links are removed, not followed). Returns 0 or an
  * errno value; a missing path is 0. */
 int kckpt_remove_tree(const char *path);

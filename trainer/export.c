@@ -437,15 +437,8 @@ int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *hea
     }
 
     /* the folder */
-    char *final = xstrdup(dir);
-    size_t fl = strlen(final);
-    while (fl > 1 && final[fl - 1] == '/') final[--fl] = '\0';
-    const char *slash = strrchr(final, '/');
-    char *parent = slash ? (slash == final ? xstrdup("/") : xstrndup(final, (size_t)(slash - final))) : xstrdup(".");
-    const char *base = slash ? slash + 1 : final;
-    size_t tl = strlen(parent) + strlen(base) + 32;
-    char *tmp = xmalloc(tl);
-    snprintf(tmp, tl, "%s/.export-%s.tmp", parent, base); /* not .tmp-*: may sit in a checkpoint folder */
+    /* .export-NAME.tmp, not .tmp-*: it may sit in a checkpoint folder */
+    char *final, *parent, *tmp = kckpt_tmp_sibling(dir, "export", &final, &parent);
     char *cfg = NULL, *tok = NULL, *spm = NULL, *stp = NULL;
     struct stat st;
     if (!replace && !lstat(final, &st)) {

@@ -27,15 +27,7 @@
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static char *join(const char *a, const char *b)
-{
-    size_t na = strlen(a), nb = strlen(b);
-    char *p = xmalloc(na + nb + 2);
-    memcpy(p, a, na);
-    p[na] = '/';
-    memcpy(p + na + 1, b, nb + 1);
-    return p;
-}
+static char *join(const char *a, const char *b) { return kpath_join(a, b); }
 
 static int exists(const char *dir, const char *name)
 {

@@ -236,6 +236,24 @@ static void add_qkv(builder *b, layer_off *o, int H, const char *pre, const char
     }
 }
 
+/* The heads both architectures name alike: the per-token binary head
+ * (ELECTRA's discriminator_predictions) and the sequence classifier. */
+static void add_task_heads(builder *b)
+{
+    kmodel *m = b->m;
+    const int H = m->H;
+    if (m->s.heads & KHEAD_TOKEN) {
+        m->tok_w = W2(b, H, H, "discriminator_predictions.dense.weight");
+        m->tok_b = BIAS(b, H, "discriminator_predictions.dense.bias");
+        m->tok_wp = W2(b, 1, H, "discriminator_predictions.dense_prediction.weight");
+        m->tok_bp = BIAS(b, 1, "discriminator_predictions.dense_prediction.bias");
+    }
+    if (m->ncls) {
+        m->clf_w = W2(b, m->ncls, H, "classifier.weight");
+        m->clf_b = BIAS(b, m->ncls, "classifier.bias");
+    }
+}
+
 static void build_albert(builder *b)
 {
     kmodel *m = b->m;
@@ -278,16 +296,7 @@ static void build_albert(builder *b)
         m->mlm_w = W2(b, E, H, "predictions.dense.weight");
         m->mlm_b = BIAS(b, E, "predictions.dense.bias");
     }
-    if (m->s.heads & KHEAD_TOKEN) {
-        m->tok_w = W2(b, H, H, "discriminator_predictions.dense.weight");
-        m->tok_b = BIAS(b, H, "discriminator_predictions.dense.bias");
-        m->tok_wp = W2(b, 1, H, "discriminator_predictions.dense_prediction.weight");
-        m->tok_bp = BIAS(b, 1, "discriminator_predictions.dense_prediction.bias");
-    }
-    if (m->ncls) {
-        m->clf_w = W2(b, m->ncls, H, "classifier.weight");
-        m->clf_b = BIAS(b, m->ncls, "classifier.bias");
-    }
+    add_task_heads(b);
     if (m->sent) {
         m->cls_w = W2(b, 2, H, "sop_classifier.classifier.weight");
         m->cls_b = BIAS(b, 2, "sop_classifier.classifier.bias");
@@ -334,16 +343,7 @@ static void build_bert(builder *b)
         m->mlm_ln_g = LNG(b, H, "cls.predictions.transform.LayerNorm.weight");
         m->mlm_ln_b = BIAS(b, H, "cls.predictions.transform.LayerNorm.bias");
     }
-    if (m->s.heads & KHEAD_TOKEN) {
-        m->tok_w = W2(b, H, H, "discriminator_predictions.dense.weight");
-        m->tok_b = BIAS(b, H, "discriminator_predictions.dense.bias");
-        m->tok_wp = W2(b, 1, H, "discriminator_predictions.dense_prediction.weight");
-        m->tok_bp = BIAS(b, 1, "discriminator_predictions.dense_prediction.bias");
-    }
-    if (m->ncls) {
-        m->clf_w = W2(b, m->ncls, H, "classifier.weight");
-        m->clf_b = BIAS(b, m->ncls, "classifier.bias");
-    }
+    add_task_heads(b);
     if (m->sent) {
         m->cls_w = W2(b, 2, H, "cls.seq_relationship.weight");
         m->cls_b = BIAS(b, 2, "cls.seq_relationship.bias");

@@ -47,6 +47,9 @@ int kbuf_read_file(kbuf *b, const char *path);
  * unit), sets *cp = 0xFFFD and *bad = 1. */
 size_t kutf8_decode(const unsigned char *p, const unsigned char *e, uint32_t *cp, int *bad);
 
+/* "a/b", malloc'd (aborts when out of memory); the caller frees it. */
+char *kpath_join(const char *a, const char *b);
+
 /* Allocation wrappers that abort with a message on failure. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
