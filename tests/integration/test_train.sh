@@ -4,8 +4,8 @@
 # and the job in the store, checkpoints every N steps and keep-K, bit-identical
 # resume after --pause-at and after SIGTERM, refusal of damaged, foreign and
 # mismatched checkpoints, the Hugging Face export's tensor names and shapes,
-# predict's output, and (outside the sanitizer build) validation MLM loss well
-# below the unigram baseline within a few minutes.
+# predict's output, token budgets, the non-finite guard, the OpenBLAS check,
+# escaped --json. (Learning on real text: test_learn.sh.)
 source "$(dirname "$0")/lib.sh"
 
 for c in train export predict; do expect_exit 0 "kiln $c --help" "$KILN" "$c" --help; done
@@ -226,26 +226,5 @@ check "tokenize --json: valid" $PY -c 'import json; assert json.load(open("out.t
 printf '[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\n' > small-vocab.txt
 expect_exit 0 "vocab import with such a name" "$KILN" vocab import small-vocab.txt --name 'i"m\p' --json
 check "vocab import --json: valid" $PY -c 'import json; assert json.load(open("out.txt"))["name"] == "i\"m\\p"'
-
-# --- learning on real text: validation MLM loss well below the unigram baseline
-if [ -z "${KILN_SANITIZE:-}" ]; then
-  cat > learn.json <<'EOF'
-{
-  "model": {"type": "albert", "embedding_size": 128, "hidden_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 2, "intermediate_size": 512, "max_position_embeddings": 64},
-  "data": {"objectives": ["mlm", "sop"], "seq_len": 64, "batch_size": 32, "valid_every": 500, "valid_batches": 20,
-           "valid_fraction": 0.05},
-  "optimizer": {"type": "lamb", "lr": 1e-2, "warmup_steps": 100},
-  "budget": {"steps": 2500},
-  "checkpoint": {"dir": "ckL", "every": 0, "keep": 1}
-}
-EOF
-  expect_exit 0 "train on real text (2,500 steps, about 2 minutes)" "$KILN" train --config learn.json --json
-  cp out.txt learn_out.json
-  v=$(sqlite3 "$KILN_DB" "select value from metrics where name = 'val_mlm_loss' order by job_id desc, step desc limit 1")
-  u=$(json unigram_loss learn_out.json)
-  # 2,500 steps see the corpus about 3.5 times; measured: 6.15 against 6.67 (perplexity 470 vs 790)
-  check "validation MLM loss $v well below the unigram baseline $u" $PY -c "import sys; sys.exit(0 if $v < $u - 0.4 else 1)"
-fi
 
 finish
