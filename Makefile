@@ -38,6 +38,7 @@ bench: build
 	@bench/transe/run
 	@bench/sampler/run $(BUILD)/kiln
 	@bench/train/run $(BUILD)/kiln
+	@bench/finetune/run $(BUILD)/kiln
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
