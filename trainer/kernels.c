@@ -98,6 +98,7 @@ double krng_normal(uint64_t key, uint64_t i)
  * ISA clone computes the same lanes (AVX2 as 2 halves, SSE as 4 quarters). */
 typedef float v16 __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
+typedef uint32_t v16w __attribute__((vector_size(64))); /* exponent arithmetic: wraps, never overflows */
 typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #define VLD(p) (*(const v16u *)(p))
 #define VST(p, v) (*(v16u *)(p) = (v))
@@ -156,7 +157,9 @@ KINLINE void vexpf(v16 *v)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    v16i bits = (__builtin_convertvector(fn, v16i) + 127) * (1 << 23);
+    /* 2^fn by the exponent bits, in unsigned arithmetic (a NaN input gives a
+     * NaN out, not an overflow: the same bits as the signed form otherwise) */
+    v16i bits = (v16i)(((v16w)__builtin_convertvector(fn, v16i) + 127u) << 23);
     *v = p * (v16)bits;
 }
 

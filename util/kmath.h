@@ -27,8 +27,10 @@
 
 /* e^x, Cephes' single-precision polynomial (relative error ~2e-7), x clamped
  * to [-87, 88]. Plain float arithmetic: vectorizable and identical on every ISA. */
-KINLINE float kexpf(float x)
+KINLINE float kexpf(float x0)
 {
+    /* a NaN goes through as NaN: the exponent arithmetic below sees 0 instead */
+    float x = x0 != x0 ? 0.0f : x0;
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float fn = x * 1.44269504088896341f + 12582912.0f; /* round to nearest */
     fn -= 12582912.0f;
@@ -40,10 +42,10 @@ KINLINE float kexpf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)fn + 127) * (1 << 23);
+    uint32_t bits = ((uint32_t)(int32_t)fn + 127u) << 23;
     float s;
     memcpy(&s, &bits, sizeof s);
-    return p * s;
+    return x0 != x0 ? x0 : p * s;
 }
 
 #endif

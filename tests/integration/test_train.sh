@@ -202,15 +202,16 @@ check "the job is failed, with the message" [ "$(sqlite3 "$KILN_DB" "select coun
 
 # --- OpenBLAS's pthreads build is refused (its thread pool breaks determinism);
 # the sequential one is fine. A shim answers openblas_get_parallel() instead.
-if command -v cc >/dev/null; then
-  printf 'int openblas_get_parallel(void) { return PAR; }\n' > fakeblas.c
-  cc -shared -fPIC -DPAR=1 -o pthreads.so fakeblas.c && cc -shared -fPIC -DPAR=0 -o sequential.so fakeblas.c
-  expect_exit 78 "OpenBLAS pthreads build refused" env LD_PRELOAD=./pthreads.so "$KILN" train --config tiny.json \
-    --set checkpoint.dir=ckBlas --set budget.steps=12
-  grep_err "pthreads build" "names the build"
-  expect_exit 0 "OpenBLAS sequential build accepted" env LD_PRELOAD=./sequential.so "$KILN" train -q --config tiny.json \
-    --set checkpoint.dir=ckSeq --set budget.steps=12 --set data.valid_every=0
-fi
+# (Under AddressSanitizer its runtime must be preloaded first.)
+asan=""
+[ -n "${KILN_SANITIZE:-}" ] && asan="$(cc -print-file-name=libasan.so):"
+printf 'int openblas_get_parallel(void) { return PAR; }\n' > fakeblas.c
+cc -shared -fPIC -DPAR=1 -o pthreads.so fakeblas.c && cc -shared -fPIC -DPAR=0 -o sequential.so fakeblas.c
+expect_exit 78 "OpenBLAS pthreads build refused" env LD_PRELOAD="${asan}./pthreads.so" "$KILN" train --config tiny.json \
+  --set checkpoint.dir=ckBlas --set budget.steps=12
+grep_err "pthreads build" "names the build"
+expect_exit 0 "OpenBLAS sequential build accepted" env LD_PRELOAD="${asan}./sequential.so" "$KILN" train -q --config tiny.json \
+  --set checkpoint.dir=ckSeq --set budget.steps=12 --set data.valid_every=0
 
 # --- --json output escapes names and paths
 mkdir -p 'we"ird\dir'
