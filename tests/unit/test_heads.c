@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/fdcheck.h"
 #include "trainer/heads.h"
 #include "trainer/kernels.h"
 
@@ -70,33 +71,10 @@ static float *fdup(const float *x, size_t n)
 
 /* ---- checks ---------------------------------------------------------------------- */
 
-typedef double (*loss_fn)(void *ctx);
-
 /* Compares grad (n) with the numeric derivative of f w.r.t. every element of x (n). */
 static void fd_check(const char *what, loss_fn f, void *ctx, float *x, const float *grad, size_t n)
 {
-    double worst = 0;
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        float x0 = x[i];
-        double s[4];
-        const float dx[4] = {2 * FD_H, FD_H, -FD_H, -2 * FD_H};
-        for (int j = 0; j < 4; j++) {
-            x[i] = x0 + dx[j];
-            s[j] = f(ctx);
-        }
-        x[i] = x0;
-        double num = (-s[0] + 8 * s[1] - 8 * s[2] + s[3]) / (12.0 * FD_H);
-        double ana = grad[i], err = fabs(ana - num);
-        double tol = ATOL + RTOL * fmax(fabs(ana), fabs(num));
-        if (err > tol) {
-            if (bad < 5) print_error("%s[%zu]: analytic %.7g numeric %.7g\n", what, i, ana, num);
-            bad++;
-        }
-        if (err / tol > worst) worst = err / tol;
-    }
-    if (bad) print_error("%s: %zu elements off (worst err/tol %.2f)\n", what, bad, worst);
-    assert_int_equal(bad, 0);
+    fd_check_at(what, f, ctx, x, grad, n, n, NULL, FD_H, ATOL, RTOL);
 }
 
 static void close_f(const char *what, const float *got, const float *want, size_t n, double rtol, double atol)

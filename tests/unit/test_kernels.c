@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/fdcheck.h"
 #include "trainer/kernels.h"
 
 #define ATOL 2e-4
@@ -64,35 +65,11 @@ static double dotd(const float *a, const float *b, size_t n)
 
 /* ---- finite differences ------------------------------------------------------ */
 
-typedef double (*loss_fn)(void *ctx);
-
 /* Compares grad (n) with the numeric derivative of f w.r.t. x (n) at up to
  * `max` elements (all when n <= max, else a random sample). */
 static void fd_check(const char *what, loss_fn f, void *ctx, float *x, const float *grad, size_t n, size_t max)
 {
-    double worst = 0;
-    size_t bad = 0;
-    for (size_t k = 0; k < (n < max ? n : max); k++) {
-        size_t i = n <= max ? k : (size_t)(urand() * n);
-        float x0 = x[i];
-        double s[4];
-        const float dx[4] = {2 * FD_H, FD_H, -FD_H, -2 * FD_H};
-        for (int j = 0; j < 4; j++) {
-            x[i] = x0 + dx[j];
-            s[j] = f(ctx);
-        }
-        x[i] = x0;
-        double num = (-s[0] + 8 * s[1] - 8 * s[2] + s[3]) / (12.0 * FD_H);
-        double ana = grad[i], err = fabs(ana - num);
-        double tol = ATOL + RTOL * fmax(fabs(ana), fabs(num));
-        if (err > tol) {
-            if (bad < 5) print_error("%s[%zu]: analytic %.7g numeric %.7g\n", what, i, ana, num);
-            bad++;
-        }
-        if (err / tol > worst) worst = err / tol;
-    }
-    if (bad) print_error("%s: %zu elements off (worst err/tol %.2f)\n", what, bad, worst);
-    assert_int_equal(bad, 0);
+    fd_check_at(what, f, ctx, x, grad, n, max, urand, FD_H, ATOL, RTOL);
 }
 
 static void close_rel(const char *what, const float *got, const double *want, size_t n, double rtol, double atol)
