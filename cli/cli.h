@@ -82,6 +82,13 @@ void cli_sampling_apply(const cli_sampling *x, struct ksampler_opts *o);
 /* "mlm,sop" into KOBJ_* bits; logs and returns EX_USAGE on an unknown name. */
 int cli_objectives_parse(const char *s, int *bits);
 
+/* Opens a checkpoint folder, or the latest checkpoint of a run folder, with
+ * its run config and casing (cmd_train.c). Logs and returns EX_* on failure
+ * (*ck NULL then); the caller closes *ck with kckpt_close. */
+struct kckpt;
+struct ktrain_config;
+int cli_open_checkpoint(const char *arg, struct kckpt **ck, struct ktrain_config *cfg, int *cased);
+
 /* JSON output (Jansson values; cli/common.c). */
 struct json_t;
 /* a number, or null when not finite (JSON has no NaN) */

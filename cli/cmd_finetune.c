@@ -126,24 +126,11 @@ static int init_open(const char *path, ft_init *x)
         }
         return 0;
     }
-    int64_t step;
-    snprintf(x->path, sizeof x->path, "%s", path);
-    if (!is_file(path, "state.json") && kckpt_latest(path, x->path, sizeof x->path, &step) != 0) {
-        kerr("%s: neither a kiln checkpoint (state.json), a folder of checkpoints, nor a Hugging Face folder "
-             "(config.json)", path);
-        return access(path, R_OK) ? EX_NOINPUT : EX_DATAERR;
-    }
-    x->ck = kckpt_open(x->path, err, sizeof err);
-    if (!x->ck) {
-        kerr("%s", err);
-        return EX_DATAERR;
-    }
-    const kckpt_state *st = kckpt_state_of(x->ck);
     ktrain_config cfg;
-    if (ktrain_config_parse(&cfg, st->config_json, strlen(st->config_json), NULL, 0, err, sizeof err)) {
-        kerr("%s: its config: %s", x->path, err);
-        return EX_DATAERR;
-    }
+    int rc = cli_open_checkpoint(path, &x->ck, &cfg, &x->cased);
+    if (rc) return rc;
+    snprintf(x->path, sizeof x->path, "%s", kckpt_path(x->ck));
+    const kckpt_state *st = kckpt_state_of(x->ck);
     x->mc = cfg.model;
     x->vocab = kckpt_vocab(x->ck, &x->vocab_len);
     const kst_file *f = kckpt_file(x->ck, "model.safetensors");
@@ -161,7 +148,6 @@ static int init_open(const char *path, ft_init *x)
         }
     }
     json_t *ex = st->extra_json ? json_loads(st->extra_json, 0, NULL) : NULL;
-    x->cased = json_is_true(json_object_get(ex, "cased"));
     for (int i = 0; i < x->n; i++)
         if (!strcmp(x->t[i].name, "classifier.bias")) x->num_labels = (int)x->t[i].shape[0];
     if (x->num_labels) {

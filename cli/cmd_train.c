@@ -183,9 +183,7 @@ int cmd_train(int argc, char **argv, const char *db)
 
 /* ---- checkpoints for export and predict ---------------------------------------- */
 
-/* Opens a checkpoint folder, or the latest checkpoint of a run folder, and its
- * config. Logs and returns EX_* on failure. */
-static int open_checkpoint(const char *arg, kckpt **ck, ktrain_config *cfg, int *cased)
+int cli_open_checkpoint(const char *arg, kckpt **ck, ktrain_config *cfg, int *cased)
 {
     char err[1024], path[4096];
     int64_t step;
@@ -205,6 +203,7 @@ static int open_checkpoint(const char *arg, kckpt **ck, ktrain_config *cfg, int 
     if (ktrain_config_parse(cfg, st->config_json, strlen(st->config_json), NULL, 0, err, sizeof err)) {
         kerr("%s: its config: %s", path, err);
         kckpt_close(*ck);
+        *ck = NULL;
         return EX_DATAERR;
     }
     json_t *ex = st->extra_json ? json_loads(st->extra_json, 0, NULL) : NULL;
@@ -247,7 +246,7 @@ int cmd_export(int argc, char **argv, const char *db)
     if (!ckpt || !out) return cli_usage_error("export", "--checkpoint and --out are required");
     kckpt *ck;
     ktrain_config cfg;
-    int cased, rc = open_checkpoint(ckpt, &ck, &cfg, &cased);
+    int cased, rc = cli_open_checkpoint(ckpt, &ck, &cfg, &cased);
     if (rc) return rc;
     const kst_file *mf = kckpt_file(ck, "model.safetensors");
     if (!mf) {
@@ -320,7 +319,7 @@ int cmd_predict(int argc, char **argv, const char *db)
     if (optind >= argc) return cli_usage_error("predict", "give at least one TEXT");
     kckpt *ck;
     ktrain_config cfg;
-    int cased, rc = open_checkpoint(ckpt, &ck, &cfg, &cased);
+    int cased, rc = cli_open_checkpoint(ckpt, &ck, &cfg, &cased);
     if (rc) return rc;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);

@@ -88,6 +88,16 @@ static int role_of(const char *name, int r_pool, int r_mlm, int r_sent, int r_cl
     return KEXPORT_REQUIRED;
 }
 
+/* x = name with t's shape and the role */
+static void entry(kexport_entry *x, const char *name, const ktensor *t, int role)
+{
+    snprintf(x->name, sizeof x->name, "%.127s", name);
+    x->ndim = t->ndim;
+    x->shape[0] = t->shape[0];
+    x->shape[1] = t->ndim > 1 ? t->shape[1] : 0;
+    x->role = role;
+}
+
 /* The layout is the model's parameter registry (kmodel_registry: the one
  * table of names and shapes) for the heads of the class, each tensor with
  * its role, plus the tied decoder copies Hugging Face's state_dict holds
@@ -132,23 +142,11 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
     int k = 0;
     for (int i = 0; i < nt; i++) {
         int role = role_of(t[i].name, r_pool, r_mlm, r_sent, r_cls);
-        if (role < 0) continue;
-        kexport_entry *x = &e[k++];
-        snprintf(x->name, sizeof x->name, "%.127s", t[i].name);
-        x->ndim = t[i].ndim;
-        x->shape[0] = t[i].shape[0];
-        x->shape[1] = t[i].ndim > 1 ? t[i].shape[1] : 0;
-        x->role = role;
+        if (role >= 0) entry(&e[k++], t[i].name, &t[i], role);
     }
     for (int j = 0; j < na && j < KREGISTRY_MAX_ALIASES; j++) {
         int ti = ktensor_find(t, nt, al[j].target);
-        if (ti < 0) continue;
-        kexport_entry *x = &e[k++];
-        snprintf(x->name, sizeof x->name, "%.127s", al[j].name);
-        x->ndim = t[ti].ndim;
-        x->shape[0] = t[ti].shape[0];
-        x->shape[1] = t[ti].ndim > 1 ? t[ti].shape[1] : 0;
-        x->role = KEXPORT_TIED;
+        if (ti >= 0) entry(&e[k++], al[j].name, &t[ti], KEXPORT_TIED);
     }
     free(t);
     *n = k;

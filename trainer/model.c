@@ -834,7 +834,7 @@ static int load_batch(kmodel *m, const ksample_batch *b)
         }
     }
     /* per-token labels, and next-token labels (within a row) */
-    for (int r = 0, i = 0; r < B; r++)
+    for (int r = 0, i = 0; r < B && (m->s.heads & (KHEAD_TOKEN | KHEAD_LM)); r++)
         for (int t = 0; t < b->lengths[r]; t++, i++) {
             if (m->s.heads & KHEAD_TOKEN) {
                 int y = b->token_labels ? b->token_labels[(size_t)r * L + t] : -1;

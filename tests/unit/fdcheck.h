@@ -2,9 +2,29 @@
  * share (include after cmocka.h and math.h). 4-point central differences
  * (-f(x+2h) + 8 f(x+h) - 8 f(x-h) + f(x-2h)) / 12h of a loss summed in double;
  * an element passes when |analytic - numeric| <= atol + rtol max(|analytic|,
- * |numeric|). */
+ * |numeric|). Define FD_SEED before including it. */
 #ifndef KILN_TESTS_FDCHECK_H
 #define KILN_TESTS_FDCHECK_H
+
+/* The file's random stream (xorshift64*, seeded by FD_SEED) and buffers. */
+static uint64_t rng_state = FD_SEED;
+static double urand(void) /* [0, 1) */
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
+}
+static void fill(float *x, size_t n, double lo, double hi)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * urand());
+}
+static float *fnew(size_t n)
+{
+    float *p = calloc(n ? n : 1, sizeof(float));
+    assert_non_null(p);
+    return p;
+}
 
 typedef double (*loss_fn)(void *ctx);
 

@@ -31,31 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tests/unit/fdcheck.h"
 #include "trainer/kernels.h"
 
 #define ATOL 2e-4
 #define RTOL 2e-3
 #define FD_H 1e-2f
+#define FD_SEED 0x243F6A8885A308D3ull /* this file's random stream */
+#include "tests/unit/fdcheck.h"
 
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-static double urand(void) /* [0, 1) */
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
-}
-static void fill(float *x, size_t n, double lo, double hi)
-{
-    for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * urand());
-}
-static float *fnew(size_t n)
-{
-    float *p = calloc(n ? n : 1, sizeof(float));
-    assert_non_null(p);
-    return p;
-}
 static double dotd(const float *a, const float *b, size_t n)
 {
     double s = 0;
