@@ -634,9 +634,9 @@ static json_t *do_submit(kstore *s, json_t *req, const kctl_hooks *h)
         if (rc) return kctl_fail(rc, "run config: %s", err);
         if (c.checkpoint.dir[0] != '/')
             return kctl_fail(EX_CONFIG, "checkpoint.dir must be an absolute path (kiln run submit makes it one)");
-        if (c.data.objectives & (KOBJ_RTD | KOBJ_CLM | KOBJ_ENTITIES))
-            return kctl_fail(EX_CONFIG, "data.objectives: rtd, clm and entities need the ELECTRA, causal and ERNIE "
-                                        "models, which kiln train does not have yet");
+        if (c.data.objectives & (KOBJ_CLM | KOBJ_ENTITIES))
+            return kctl_fail(EX_CONFIG, "data.objectives: clm and entities need the causal and ERNIE models, which "
+                                        "kiln train does not have yet");
         /* a vocabulary named now, not whichever is active when the job starts */
         if (!c.data.vocab[0] && !resume) {
             kvocab_row v;

@@ -338,9 +338,9 @@ int ktrain_run_exec(ktrain_run *r)
     }
     cfg->model.pad_token_id = x.pad;
     int ob = cfg->data.objectives;
-    if (ob & (KOBJ_RTD | KOBJ_CLM | KOBJ_ENTITIES | KOBJ_CLASSIFY)) {
-        RUN_ERR("data.objectives: rtd, clm and entities need the ELECTRA, causal and ERNIE models, which "
-                "kiln train does not have yet (albert and bert train mlm, wwm or ngram with sop or nsp)");
+    if (ob & (KOBJ_CLM | KOBJ_ENTITIES | KOBJ_CLASSIFY)) {
+        RUN_ERR("data.objectives: clm and entities need the causal and ERNIE models, which kiln train does not "
+                "have yet (albert and bert train mlm, wwm or ngram with sop or nsp; electra trains rtd)");
         rc = EX_CONFIG;
         goto out;
     }

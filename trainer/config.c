@@ -36,11 +36,12 @@
 /* ---- the table of keys -------------------------------------------------- */
 
 enum { T_INT, T_I64, T_SEED, T_DBL, T_STR, T_ENUM, T_OBJ, T_BETAS };
-enum { LO_OPEN = 1, HI_OPEN = 2 };
+enum { LO_OPEN = 1, HI_OPEN = 2, ELECTRA_ONLY = 4 /* read and written only for model.type electra */ };
 
 typedef struct ename { const char *name; int value; } ename;
 
-static const ename model_types[] = {{"albert", KMODEL_ALBERT}, {"bert", KMODEL_BERT}, {NULL, 0}};
+static const ename model_types[] = {
+    {"albert", KMODEL_ALBERT}, {"bert", KMODEL_BERT}, {"electra", KMODEL_ELECTRA}, {NULL, 0}};
 static const ename acts[] = {{"gelu_new", KACT_GELU_NEW}, {"gelu", KACT_GELU}, {NULL, 0}};
 static const ename opt_types[] = {{"adamw", KOPT_ADAMW}, {"lamb", KOPT_LAMB}, {NULL, 0}};
 static const ename schedules[] = {
@@ -85,6 +86,14 @@ static const field FIELDS[] = {
     F_DBL("model", "attention_probs_dropout_prob", model.attention_probs_dropout_prob, 0, 1, HI_OPEN),
     F_DBL("model", "initializer_range", model.initializer_range, 0, 1, LO_OPEN),
     F_INT("model", "pad_token_id", model.pad_token_id, 0, 16777215),
+    {"model", "generator_hidden_size", T_INT, OFF(model.generator_hidden_size), 0, 65536, ELECTRA_ONLY, NULL, 0},
+    {"model", "generator_num_hidden_layers", T_INT, OFF(model.generator_num_hidden_layers), 0, 1024, ELECTRA_ONLY,
+     NULL, 0},
+    {"model", "generator_num_attention_heads", T_INT, OFF(model.generator_num_attention_heads), 0, 1024,
+     ELECTRA_ONLY, NULL, 0},
+    {"model", "generator_intermediate_size", T_INT, OFF(model.generator_intermediate_size), 0, 1048576,
+     ELECTRA_ONLY, NULL, 0},
+    {"model", "disc_weight", T_DBL, OFF(model.disc_weight), 0, 1e6, LO_OPEN | ELECTRA_ONLY, NULL, 0},
 
     {"data", "objectives", T_OBJ, OFF(data.objectives), 0, 0, 0, objectives, 0},
     F_INT("data", "seq_len", data.seq_len, 8, 65536),
@@ -154,6 +163,7 @@ void ktrain_config_defaults(ktrain_config *c)
     m->attention_probs_dropout_prob = 0.0;
     m->initializer_range = 0.02;
     m->pad_token_id = 0;
+    m->disc_weight = 50.0;
 
     kdata_config *d = &c->data;
     d->objectives = KOBJ_MLM | KOBJ_SOP;
@@ -641,6 +651,40 @@ static int finish(ctx *x, ktrain_config *c)
     if (m->hidden_size % m->num_attention_heads)
         return fail_field(x, F("model", "num_attention_heads"), "must divide hidden_size (%d), got %d",
                           m->hidden_size, m->num_attention_heads);
+    if (m->type != KMODEL_ELECTRA) {
+        for (int i = 0; i < N_FIELDS; i++)
+            if ((FIELDS[i].flags & ELECTRA_ONLY) && x->given[i])
+                return fail_field(x, &FIELDS[i], "only for model.type \"electra\"");
+    } else {
+        /* ELECTRA: no layer sharing; the generator's shape from the discriminator's
+         * (upstream's get_generator_config: a quarter of the width, same depth) */
+        if (!given(x, "model", "num_hidden_groups")) m->num_hidden_groups = m->num_hidden_layers;
+        else if (m->num_hidden_groups != m->num_hidden_layers)
+            return fail_field(x, F("model", "num_hidden_groups"),
+                              "ELECTRA shares no layers: must equal num_hidden_layers (%d) or be left out, got %d",
+                              m->num_hidden_layers, m->num_hidden_groups);
+        if (!m->generator_hidden_size) m->generator_hidden_size = m->hidden_size / 4 > 0 ? m->hidden_size / 4 : 1;
+        if (!m->generator_num_hidden_layers) m->generator_num_hidden_layers = m->num_hidden_layers;
+        if (!m->generator_num_attention_heads) {
+            int64_t nh = (int64_t)m->num_attention_heads * m->generator_hidden_size / m->hidden_size;
+            m->generator_num_attention_heads = nh < 1 ? 1 : (int)nh;
+        }
+        if (!m->generator_intermediate_size) m->generator_intermediate_size = 4 * m->generator_hidden_size;
+        if (m->generator_hidden_size % m->generator_num_attention_heads)
+            return fail_field(x, F("model", "generator_num_attention_heads"),
+                              "must divide generator_hidden_size (%d), got %d%s", m->generator_hidden_size,
+                              m->generator_num_attention_heads,
+                              given(x, "model", "generator_num_attention_heads") ? "" : " (derived: give it)");
+        if (!(d->objectives & KOBJ_RTD))
+            return fail_field(x, F("data", "objectives"),
+                              "model.type electra trains on replaced-token inputs: use [\"rtd\"]");
+        if (d->objectives & (KOBJ_SOP | KOBJ_NSP))
+            return fail_field(x, F("data", "objectives"),
+                              "ELECTRA has no sentence-pair head: use [\"rtd\"] without sop or nsp");
+    }
+    if (m->type != KMODEL_ELECTRA && (d->objectives & KOBJ_RTD))
+        return fail_field(x, F("data", "objectives"),
+                          "rtd (replaced-token detection) is ELECTRA's objective: set model.type \"electra\"");
     if (m->vocab_size > 0 && m->pad_token_id >= m->vocab_size)
         return fail_field(x, F("model", "pad_token_id"), "must be below vocab_size (%d), got %d", m->vocab_size,
                           m->pad_token_id);
@@ -803,6 +847,7 @@ char *ktrain_config_to_json(const ktrain_config *c)
     int first_top = 1, first_in = 1;
     for (int i = 0; i < N_FIELDS; i++) {
         const field *f = &FIELDS[i];
+        if ((f->flags & ELECTRA_ONLY) && c->model.type != KMODEL_ELECTRA) continue;
         if (open && strcmp(open, f->sec)) {
             kbuf_puts(&b, "\n  }");
             open = NULL;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { KMODEL_BERT = 1, KMODEL_ALBERT = 2 };
+enum { KMODEL_BERT = 1, KMODEL_ALBERT = 2, KMODEL_ELECTRA = 3 };
 enum { KACT_GELU = 1 /* erf */, KACT_GELU_NEW = 2 /* tanh approximation */ };
 enum { KOPT_ADAMW = 1, KOPT_LAMB = 2 };
 enum { KSCHED_LINEAR = 1, KSCHED_COSINE = 2, KSCHED_CONSTANT = 3 };
@@ -29,6 +29,14 @@ typedef struct kmodel_config {
     double attention_probs_dropout_prob;
     double initializer_range;     /* 0.02: normal init std */
     int pad_token_id;
+    /* ELECTRA (type KMODEL_ELECTRA; the fields above describe the
+     * discriminator, which shares its embeddings with the generator). The
+     * reader fills the derived values, so after parsing none is 0. */
+    int generator_hidden_size;    /* G; default hidden_size / 4 */
+    int generator_num_hidden_layers;   /* default num_hidden_layers */
+    int generator_num_attention_heads; /* default max(1, NH * G / H) */
+    int generator_intermediate_size;   /* default 4 G */
+    double disc_weight;           /* lambda: loss = MLM + lambda * discriminator BCE (50) */
 } kmodel_config;
 
 typedef struct kdata_config {

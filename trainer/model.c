@@ -56,125 +56,13 @@
 
 #include "trainer/heads.h"
 #include "trainer/kernels.h"
-
-enum { INIT_NORMAL = KINIT_NORMAL, INIT_ONE = KINIT_ONE, INIT_ZERO = KINIT_ZERO };
-
-/* Offsets (in floats) of one weight set of an encoder layer. */
-typedef struct layer_off {
-    size_t qkv_w, qkv_b;   /* (3H, H), (3H): query, key, value stacked */
-    size_t ao_w, ao_b;     /* (H, H), (H): attention output dense */
-    size_t ln1_g, ln1_b;   /* (H) */
-    size_t ff_w, ff_b;     /* (I, H), (I) */
-    size_t fo_w, fo_b;     /* (H, I), (H) */
-    size_t ln2_g, ln2_b;   /* (H) */
-} layer_off;
-
-/* Activations of one layer application. */
-typedef struct layer_act {
-    float *qkv;      /* (N, 3H) */
-    float *probs;    /* (B, NH, L, L): per (b, h) an n x n block */
-    float *ctx;      /* (N, H) */
-    float *xs1;      /* (N, H) h + attention output, LN1 input */
-    float *m1, *r1;  /* (N) LN1 mean, 1/std */
-    float *h1;       /* (N, H) */
-    float *ffpre;    /* (N, I) FFN pre-activation, replaced by gelu'(pre) in the forward's epilogue */
-    float *ffact;    /* (N, I) */
-    float *xs2;      /* (N, H) h1 + FFN output, LN2 input */
-    float *m2, *r2;  /* (N) */
-    float *out;      /* (N, H) layer output */
-} layer_act;
-
-struct kmodel {
-    kmodel_config c;
-    kmodel_spec s;
-    int type, maxB, L, P, sent;
-    int ncls;                 /* classifier outputs (KHEAD_CLASSIFY), 0 without */
-    float p_cls;              /* dropout on the pooled output before the classifier */
-    int inference;
-    int V, E, H, I, NH, D, NL, NG, T, act;
-    float eps, p_hidden, p_attn;
-
-    /* parameters: the registry (state_dict order) */
-    ktensor *t;
-    int nt;
-    size_t numel;
-    float *params, *grads; /* (numel) each */
-    size_t word, pos, typ, eln_g, eln_b, map_w, map_b;
-    layer_off *lw; /* (NG) */
-    size_t pool_w, pool_b, mlm_w, mlm_b, mlm_ln_g, mlm_ln_b, mlm_bias, cls_w, cls_b;
-    size_t clf_w, clf_b;      /* sequence classifier (num_labels, H), (num_labels) */
-    size_t fln_g, fln_b;      /* pre-LN: final LayerNorm (H) */
-    size_t tok_w, tok_b, tok_wp, tok_bp; /* per-token binary head: (H, H), (H), (1, H), (1) */
-
-    /* activations (one arena) */
-    float *arena;
-    size_t arena_floats;
-    float *emb_x;             /* (N, E) sum of the three embeddings */
-    float *emb_mean, *emb_rstd; /* (N) */
-    float *emb_ln;            /* (N, E) */
-    float *emb_drop;          /* (N, E) after dropout (only when p_hidden > 0) */
-    float *h0;                /* (N, H) ALBERT: mapped embeddings */
-    float *fin, *fmean, *frstd; /* (N, H), (N), (N) pre-LN: the final LayerNorm */
-    layer_act *la;            /* (NL) */
-    float *mx;                /* (M, H) gathered rows of the masked positions */
-    float *mpre, *ma, *mh;    /* (M, E) */
-    float *mmean, *mrstd;     /* (M) */
-    float *logits;            /* (M, V) logits, then dlogits */
-    float *mdh, *mda;         /* (M, E) */
-    float *dmx;               /* (M, H) */
-    float *mloss, *mgscale;   /* (M) */
-    float *cls, *pooled, *dpooled, *dcls; /* (B, H) */
-    float *slog;              /* (B, 2) */
-    float *sloss, *sgscale;   /* (B) */
-    float *cz;                /* (B, H) pooled output after the classifier's dropout */
-    float *clog;              /* (B, ncls) classifier logits, then their gradients */
-    float *closs, *cgscale;   /* (B) */
-    float *dz;                /* (B, H) */
-    float *tpre, *th, *tdh;   /* (N, H) per-token head */
-    float *tlogit, *tdlogit;  /* (N) */
-    int32_t *tlabel;          /* (N) per-token labels of the packed rows */
-    float *lchunk;            /* (N, lm_chunk) LM head scratch */
-    double *lsum;             /* (N) */
-    float *lmax, *llse, *llab, *lgscale; /* (N) */
-    int32_t *largmax, *llabel; /* (N) next-token labels of the packed rows */
-    float *gA, *gB, *gC;      /* (N, H) backward buffers */
-    float *gI;                /* (N, I) */
-    float *gQKV;              /* (N, 3H) */
-    float *gE;                /* (N, E) ALBERT embedding gradient */
-    float *scratch;           /* (threads, 2 L L) attention */
-    int scratch_threads;
-
-    /* the current batch, packed */
-    int32_t *ids, *pos_ids, *type_ids; /* (N) */
-    int32_t *offs;            /* (max_B + 1) */
-    int32_t *mrow;            /* (M) activation row of each masked position */
-    int32_t *mlabel;          /* (M) label, -1 for weight 0 */
-    float *mweight;           /* (M) */
-    int32_t *mstart;          /* (max_B + 1) first masked row of each batch row */
-    int32_t *slabel;          /* (max_B) */
-    uint8_t *mcorrect;        /* (M) */
-    uint8_t *scorrect;        /* (max_B) */
-    int32_t *clabel;          /* (max_B) class, -1 none */
-    float *ctarget;           /* (max_B) regression target, NaN none */
-    uint8_t *ccorrect;        /* (max_B) */
-    int B, N, M, has_logits;
-    int objectives;           /* of the current batch (names the sentence terms) */
-    const float *hlast;       /* (N, H) the heads' input of the current forward */
-
-    /* the pass */
-    int fwd;                  /* 0 none, 1 eval forward, 2 train forward */
-    int lossed;               /* kmodel_loss ran on the current forward */
-    uint64_t key;             /* dropout key of the current forward */
-    float **inj;              /* (NL + 1) injected gradients (max_B L, H) each, allocated on first use */
-    uint8_t *inj_set;         /* (NL + 1) */
-
-    char err[256];
-};
+#include "trainer/model_impl.h"
 
 /* ---- construction --------------------------------------------------------- */
 
 typedef struct builder {
     kmodel *m;
+    const ktower_place *place; /* NULL: a model of its own */
     int cap;
     size_t next; /* next free float of the arena */
     int fail;
@@ -205,10 +93,12 @@ static size_t add(builder *b, size_t off, int decay, int kind, int ndim, int64_t
     }
     ktensor *t = &m->t[m->nt];
     memset(t, 0, sizeof *t);
+    char name[sizeof t->name];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
+    snprintf(t->name, sizeof t->name, "%s%s", b->place && b->place->prefix ? b->place->prefix : "", name);
     t->ndim = ndim;
     t->shape[0] = d0;
     t->shape[1] = ndim > 1 ? d1 : 0;
@@ -248,7 +138,12 @@ static void add_task_heads(builder *b)
         m->tok_wp = W2(b, 1, H, "discriminator_predictions.dense_prediction.weight");
         m->tok_bp = BIAS(b, 1, "discriminator_predictions.dense_prediction.bias");
     }
-    if (m->ncls) {
+    if (m->ncls && m->type == KMODEL_ELECTRA) { /* ElectraClassificationHead */
+        m->pool_w = W2(b, H, H, "classifier.dense.weight");
+        m->pool_b = BIAS(b, H, "classifier.dense.bias");
+        m->clf_w = W2(b, m->ncls, H, "classifier.out_proj.weight");
+        m->clf_b = BIAS(b, m->ncls, "classifier.out_proj.bias");
+    } else if (m->ncls) {
         m->clf_w = W2(b, m->ncls, H, "classifier.weight");
         m->clf_b = BIAS(b, m->ncls, "classifier.bias");
     }
@@ -350,6 +245,54 @@ static void build_bert(builder *b)
     }
 }
 
+/* ELECTRA's encoder (ElectraModel): BERT's layers under "electra.", embeddings
+ * of width E with their own projection to H when E != H; the generator's MLM
+ * head (ElectraGeneratorPredictions + the tied generator_lm_head); the
+ * discriminator's per-token head and the classification head by
+ * add_task_heads. A tower of a pair takes the embeddings at the pair's
+ * shared offsets. */
+static void build_electra(builder *b)
+{
+    kmodel *m = b->m;
+    const int V = m->V, E = m->E, H = m->H, I = m->I;
+    const size_t *sh = b->place ? b->place->shared : NULL;
+    m->word = add(b, sh ? sh[0] : SIZE_MAX, 1, INIT_NORMAL, 2, V, E, "electra.embeddings.word_embeddings.weight");
+    m->pos = add(b, sh ? sh[1] : SIZE_MAX, 1, INIT_NORMAL, 2, m->c.max_position_embeddings, E,
+                 "electra.embeddings.position_embeddings.weight");
+    m->typ = add(b, sh ? sh[2] : SIZE_MAX, 1, INIT_NORMAL, 2, m->T, E, "electra.embeddings.token_type_embeddings.weight");
+    m->eln_g = add(b, sh ? sh[3] : SIZE_MAX, 0, INIT_ONE, 1, E, 0, "electra.embeddings.LayerNorm.weight");
+    m->eln_b = add(b, sh ? sh[4] : SIZE_MAX, 0, INIT_ZERO, 1, E, 0, "electra.embeddings.LayerNorm.bias");
+    if (sh) m->nshared = 5;
+    if (m->map) {
+        m->map_w = W2(b, H, E, "electra.embeddings_project.weight");
+        m->map_b = BIAS(b, H, "electra.embeddings_project.bias");
+    }
+    for (int g = 0; g < m->NG; g++) {
+        char p[64];
+        snprintf(p, sizeof p, "electra.encoder.layer.%d.", g);
+        layer_off *o = &m->lw[g];
+        add_qkv(b, o, H, p, "attention.self.");
+        o->ao_w = W2(b, H, H, "%sattention.output.dense.weight", p);
+        o->ao_b = BIAS(b, H, "%sattention.output.dense.bias", p);
+        o->ln1_g = LNG(b, H, "%sattention.output.LayerNorm.weight", p);
+        o->ln1_b = BIAS(b, H, "%sattention.output.LayerNorm.bias", p);
+        o->ff_w = W2(b, I, H, "%sintermediate.dense.weight", p);
+        o->ff_b = BIAS(b, I, "%sintermediate.dense.bias", p);
+        o->fo_w = W2(b, H, I, "%soutput.dense.weight", p);
+        o->fo_b = BIAS(b, H, "%soutput.dense.bias", p);
+        o->ln2_g = LNG(b, H, "%soutput.LayerNorm.weight", p);
+        o->ln2_b = BIAS(b, H, "%soutput.LayerNorm.bias", p);
+    }
+    if (m->s.heads & KHEAD_MLM) {
+        m->mlm_ln_g = LNG(b, E, "generator_predictions.LayerNorm.weight");
+        m->mlm_ln_b = BIAS(b, E, "generator_predictions.LayerNorm.bias");
+        m->mlm_w = W2(b, E, H, "generator_predictions.dense.weight");
+        m->mlm_b = BIAS(b, E, "generator_predictions.dense.bias");
+        m->mlm_bias = BIAS(b, V, "generator_lm_head.bias");
+    }
+    add_task_heads(b);
+}
+
 /* The model registry: model.type -> the builder of its parameter registry
  * (names, shapes, flags in state_dict order). The pass is shared: blocks
  * and heads read the offsets the builder set. A new architecture is a new
@@ -362,6 +305,7 @@ typedef struct model_kind {
 static const model_kind MODELS[] = {
     {KMODEL_BERT, "bert", build_bert},
     {KMODEL_ALBERT, "albert", build_albert},
+    {KMODEL_ELECTRA, "electra", build_electra},
 };
 static const model_kind *model_of(int type)
 {
@@ -411,7 +355,7 @@ static size_t carve(kmodel *m, float *base)
     CARVE(m->emb_rstd, N);
     CARVE(m->emb_ln, N * E);
     if (m->p_hidden > 0) CARVE(m->emb_drop, N * E);
-    if (m->type == KMODEL_ALBERT) CARVE(m->h0, N * H);
+    if (m->map) CARVE(m->h0, N * H);
     for (int l = 0; l < m->NL; l++) {
         layer_act *a = &m->la[l];
         CARVE(a->qkv, N * 3 * H);
@@ -464,7 +408,7 @@ static size_t carve(kmodel *m, float *base)
         CARVE(m->sgscale, B);
     }
     if (m->ncls) {
-        CARVE(m->cz, B * H);
+        CARVE(m->cz, B * H); /* ELECTRA: the dropped-out [CLS] rows; pooled holds gelu'(pre), cls the dense output */
         CARVE(m->clog, B * (size_t)m->ncls);
         CARVE(m->closs, B);
         CARVE(m->cgscale, B);
@@ -492,7 +436,7 @@ static size_t carve(kmodel *m, float *base)
         CARVE(m->gC, N * H);
         CARVE(m->gI, N * I);
         CARVE(m->gQKV, N * 3 * H);
-        if (m->type == KMODEL_ALBERT) CARVE(m->gE, N * E);
+        if (m->map) CARVE(m->gE, N * E);
     }
 #undef CARVE
     return at;
@@ -519,9 +463,8 @@ kmodel *kmodel_new(const kmodel_config *c, int max_B, int L, int P, int with_sen
     return kmodel_create(c, &s, err, errlen);
 }
 
-/* The model of kmodel_create; with registry_only, only its checked config
- * and parameter list (no arenas, no activations). */
-static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err, size_t errlen, int registry_only)
+kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, const ktower_place *place, char *err,
+                            size_t errlen, int registry_only)
 {
     const int max_B = spec->max_B, L = spec->L;
     const int P = spec->heads & KHEAD_MLM ? spec->P : 0, with_sentence_head = (spec->heads & KHEAD_SENTENCE) != 0;
@@ -537,8 +480,12 @@ static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err
     m->inference = spec->inference ? 1 : 0;
     if (spec->heads & ~(KHEAD_MLM | KHEAD_SENTENCE | KHEAD_CLASSIFY | KHEAD_TOKEN | KHEAD_LM))
         FAIL("model: unknown heads 0x%x", spec->heads);
-    if ((spec->heads & KHEAD_LM) && c->type == KMODEL_ALBERT && c->embedding_size != c->hidden_size)
+    if ((spec->heads & KHEAD_LM) && c->type != KMODEL_BERT && c->embedding_size != c->hidden_size)
         FAIL("model: the LM head is tied to the word embeddings and needs embedding_size = hidden_size");
+    if (c->type == KMODEL_ELECTRA && (spec->heads & KHEAD_SENTENCE))
+        FAIL("model: ELECTRA has no sentence-pair head (no sop / nsp)");
+    if (c->type == KMODEL_ELECTRA && (spec->pre_ln || spec->causal))
+        FAIL("model: ELECTRA's layers are post-LN and bidirectional");
     if (spec->lm_chunk < 0) FAIL("model: lm_chunk %d is negative", spec->lm_chunk);
     if (!m->s.lm_chunk) m->s.lm_chunk = 4096;
     if (spec->heads & KHEAD_CLASSIFY) {
@@ -556,7 +503,10 @@ static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err
     m->I = c->intermediate_size;
     m->NH = c->num_attention_heads;
     m->NL = c->num_hidden_layers;
-    m->NG = m->type == KMODEL_BERT ? c->num_hidden_layers : c->num_hidden_groups;
+    m->NG = m->type != KMODEL_ALBERT ? c->num_hidden_layers : c->num_hidden_groups;
+    m->map = m->type == KMODEL_ALBERT || (m->type == KMODEL_ELECTRA && m->E != m->H);
+    m->mlm_act = m->type == KMODEL_ELECTRA ? KACT_GELU : c->hidden_act; /* HF: the generator head's GELU is fixed */
+    m->sub = place != NULL;
     m->T = c->type_vocab_size;
     m->act = c->hidden_act;
     m->eps = (float)c->layer_norm_eps;
@@ -594,15 +544,17 @@ static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err
     m->lw = calloc((size_t)m->NG, sizeof *m->lw);
     m->la = calloc((size_t)m->NL, sizeof *m->la);
     if (!m->lw || !m->la) FAIL("out of memory");
-    builder b = {.m = m};
+    builder b = {.m = m, .place = place, .next = place ? place->start : 0};
     model_of(m->type)->build(&b);
     if (b.fail) FAIL("out of memory");
     m->numel = (b.next + 15) / 16 * 16;
     if (registry_only) return m;
-    m->params = falloc(m->numel);
-    m->grads = m->inference ? NULL : falloc(m->numel);
-    if (!m->params || (!m->inference && !m->grads))
-        FAIL("out of memory: parameters and gradients need %.1f MB", 2.0 * m->numel * 4 / 1e6);
+    if (!place) {
+        m->params = falloc(m->numel);
+        m->grads = m->inference ? NULL : falloc(m->numel);
+        if (!m->params || (!m->inference && !m->grads))
+            FAIL("out of memory: parameters and gradients need %.1f MB", 2.0 * m->numel * 4 / 1e6);
+    }
 
     m->arena_floats = carve(m, NULL);
     m->arena = falloc(m->arena_floats);
@@ -636,6 +588,13 @@ static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err
     return m;
 }
 
+/* ELECTRA with the MLM head is the generator + discriminator pair (electra.c). */
+static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err, size_t errlen, int registry_only)
+{
+    if (c->type == KMODEL_ELECTRA && (spec->heads & KHEAD_MLM)) return kelectra_create(c, spec, err, errlen, registry_only);
+    return kmodel_create_tower(c, spec, NULL, err, errlen, registry_only);
+}
+
 kmodel *kmodel_create(const kmodel_config *c, const kmodel_spec *spec, char *err, size_t errlen)
 {
     return create(c, spec, err, errlen, 0);
@@ -659,9 +618,12 @@ ktensor *kmodel_registry(const kmodel_config *c, const kmodel_spec *spec, int *n
 void kmodel_free(kmodel *m)
 {
     if (!m) return;
+    kelectra_free(m->el);
     free(m->t);
-    free(m->params);
-    free(m->grads);
+    if (!m->sub) {
+        free(m->params);
+        free(m->grads);
+    }
     free(m->lw);
     free(m->la);
     free(m->arena);
@@ -704,6 +666,7 @@ size_t kmodel_param_count(const kmodel *m)
 }
 size_t kmodel_activation_bytes(const kmodel *m)
 {
+    if (m->el) return kelectra_activation_bytes(m);
     return m->arena_floats * sizeof(float) + (size_t)m->scratch_threads * 2 * m->L * m->L * sizeof(float);
 }
 const kmodel_config *kmodel_get_config(const kmodel *m) { return &m->c; }
@@ -871,7 +834,7 @@ static kmlm_head mlm_head(kmodel *m)
 {
     float *P = m->params, *G = m->grads;
     kmlm_head k = {
-        .M = m->M, .H = m->H, .E = m->E, .V = m->V, .act = m->act, .eps = m->eps,
+        .M = m->M, .H = m->H, .E = m->E, .V = m->V, .act = m->mlm_act, .eps = m->eps,
         .w = P + m->mlm_w, .b = P + m->mlm_b, .ln_g = P + m->mlm_ln_g, .ln_b = P + m->mlm_ln_b,
         .emb = P + m->word, .bias = P + m->mlm_bias,
         .dw = G + m->mlm_w, .db = G + m->mlm_b, .dln_g = G + m->mlm_ln_g, .dln_b = G + m->mlm_ln_b,
@@ -884,7 +847,7 @@ static kmlm_head mlm_head(kmodel *m)
 
 static const layer_off *group_of(const kmodel *m, int l)
 {
-    return &m->lw[m->type == KMODEL_BERT ? l : (int)((int64_t)l * m->NG / m->NL)];
+    return &m->lw[m->type != KMODEL_ALBERT ? l : (int)((int64_t)l * m->NG / m->NL)];
 }
 
 /* The embedding output that feeds the encoder (or the ALBERT mapping). */
@@ -915,7 +878,7 @@ static klm_head lm_head(kmodel *m)
 static float *hidden_of(const kmodel *m, int l, int train)
 {
     if (l > 0) return m->la[l - 1].out;
-    if (m->type == KMODEL_ALBERT) return m->h0;
+    if (m->map) return m->h0;
     return emb_out((kmodel *)m, train);
 }
 
@@ -997,7 +960,7 @@ static void forward(kmodel *m, int train, uint64_t key)
     float *x = emb_out(m, train);
     if (x != m->emb_ln) kdropout(x, m->emb_ln, (size_t)N * E, ph, site_key(key, SITE_EMB), 0);
     const float *h = x;
-    if (m->type == KMODEL_ALBERT) {
+    if (m->map) {
         kdense_forward(m->h0, x, P + m->map_w, P + m->map_b, NULL, N, E, H);
         h = m->h0;
     }
@@ -1024,7 +987,7 @@ static void forward(kmodel *m, int train, uint64_t key)
         kdense_forward_ex(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, ph > 0 ? NULL : h, N, H, H, kepi_layernorm, &e1);
         kepi_act ea = {.x = a->ffpre, .y = a->ffact, .C = I, .kind = m->act}; /* ffpre becomes gelu'(pre) */
         kdense_forward_ex(a->ffpre, a->h1, P + w->ff_w, P + w->ff_b, NULL, N, H, I, kepi_gelu_deriv, &ea);
-        const float p2 = m->type == KMODEL_BERT ? ph : 0.0f; /* ALBERT: no dropout after the FFN */
+        const float p2 = m->type != KMODEL_ALBERT ? ph : 0.0f; /* ALBERT: no dropout after the FFN */
         kepi_ln e2 = {.x = a->xs2, .res = p2 > 0 ? a->h1 : NULL, .p = p2, .key = site_key(key, 4 * (uint64_t)l + 2),
                       .y = a->out, .mean = a->m2, .rstd = a->r2, .g = P + w->ln2_g, .b = P + w->ln2_b, .C = H,
                       .eps = m->eps};
@@ -1040,7 +1003,17 @@ static void forward(kmodel *m, int train, uint64_t key)
         kmlm_head_forward(&k, m->mx);
     }
     /* pooler on [CLS], shared by the sentence and classification heads */
-    if (m->sent || m->ncls) {
+    if (m->ncls && m->type == KMODEL_ELECTRA) {
+        /* ElectraClassificationHead: cls = drop([CLS]); pooled = gelu'(pre), cz = drop(gelu(pre)),
+         * pre = cls Wd^T + bd; logits = cz Wo^T + bo */
+        const float pc = train ? m->p_cls : 0.0f;
+        for (int b = 0; b < B; b++) memcpy(m->cls + (size_t)b * H, h + (size_t)m->offs[b] * H, (size_t)H * sizeof(float));
+        kdropout(m->cls, m->cls, (size_t)B * H, pc, site_key(key, SITE_CLS), 0);
+        kepi_act ea = {.x = m->pooled, .y = m->cz, .C = H, .kind = KACT_GELU};
+        kdense_forward_ex(m->pooled, m->cls, P + m->pool_w, P + m->pool_b, NULL, B, H, H, kepi_gelu_deriv, &ea);
+        kdropout(m->cz, m->cz, (size_t)B * H, pc, site_key(key, SITE_CLS + 1), 0);
+        kdense_forward(m->clog, m->cz, P + m->clf_w, P + m->clf_b, NULL, B, H, m->ncls);
+    } else if (m->sent || m->ncls) {
         for (int b = 0; b < B; b++) memcpy(m->cls + (size_t)b * H, h + (size_t)m->offs[b] * H, (size_t)H * sizeof(float));
         kpooler_forward(m->pooled, m->cls, P + m->pool_w, P + m->pool_b, B, H);
     }
@@ -1050,7 +1023,7 @@ static void forward(kmodel *m, int train, uint64_t key)
         kbin_head_forward(&k, h);
     }
     m->hlast = h;
-    if (m->ncls) {
+    if (m->ncls && m->type != KMODEL_ELECTRA) {
         const float pc = train ? m->p_cls : 0.0f;
         kdropout(m->cz, m->pooled, (size_t)B * H, pc, site_key(key, SITE_CLS), 0);
         kdense_forward(m->clog, m->cz, P + m->clf_w, P + m->clf_b, NULL, B, H, m->ncls);
@@ -1222,7 +1195,18 @@ static void backward(kmodel *m, uint64_t key)
         klm_head k = lm_head(m);
         klm_head_backward(&k, gA, 1, m->hlast, m->llabel, m->lgscale);
     }
-    if (m->sent || m->ncls) {
+    if (m->ncls && m->type == KMODEL_ELECTRA) {
+        kdense_backward(m->dz, 0, G + m->clf_w, G + m->clf_b, m->clog, m->cz, P + m->clf_w, B, H, m->ncls);
+        kdropout(m->dz, m->dz, (size_t)B * H, m->p_cls, site_key(key, SITE_CLS + 1), 0);
+        for (size_t i = 0; i < (size_t)B * H; i++) m->dz[i] *= m->pooled[i]; /* * gelu'(pre) */
+        kdense_backward(m->dcls, 0, G + m->pool_w, G + m->pool_b, m->dz, m->cls, P + m->pool_w, B, H, H);
+        kdropout(m->dcls, m->dcls, (size_t)B * H, m->p_cls, site_key(key, SITE_CLS), 0);
+        for (int b = 0; b < B; b++) {
+            float *d = gA + (size_t)m->offs[b] * H;
+            const float *s = m->dcls + (size_t)b * H;
+            for (int c = 0; c < H; c++) d[c] += s[c];
+        }
+    } else if (m->sent || m->ncls) {
         if (m->sent)
             kdense_backward(m->dpooled, 0, G + m->cls_w, G + m->cls_b, m->slog, m->pooled, P + m->cls_w, B, H, 2);
         if (m->ncls) {
@@ -1260,7 +1244,7 @@ static void backward(kmodel *m, uint64_t key)
         /* gA = d out */
         klayernorm_backward(gB, 0, G + w->ln2_g, G + w->ln2_b, gA, a->xs2, a->m2, a->r2, P + w->ln2_g, N, H);
         const float *dfo = gB;
-        if (ph > 0 && m->type == KMODEL_BERT) {
+        if (ph > 0 && m->type != KMODEL_ALBERT) {
             kdropout(gC, gB, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 2), 0);
             dfo = gC;
         }
@@ -1281,7 +1265,7 @@ static void backward(kmodel *m, uint64_t key)
     }
     if (m->inj_set[0]) kadd(gA, m->inj[0], (size_t)N * H);
     float *dx = gA; /* (N, E) gradient of the embedding output */
-    if (m->type == KMODEL_ALBERT) {
+    if (m->map) {
         kdense_backward(m->gE, 0, G + m->map_w, G + m->map_b, gA, x, P + m->map_w, N, E, H);
         dx = m->gE;
     }
@@ -1296,6 +1280,7 @@ static void backward(kmodel *m, uint64_t key)
 
 int kmodel_forward(kmodel *m, const ksample_batch *b, int mode, uint64_t dropout_key)
 {
+    if (m->el) return kelectra_forward(m, b, mode, dropout_key);
     m->fwd = 0;
     m->lossed = 0;
     if (mode == KMODE_TRAIN && m->inference) return bad(m, "an inference model has no training pass");
@@ -1313,6 +1298,7 @@ int kmodel_forward(kmodel *m, const ksample_batch *b, int mode, uint64_t dropout
 int kmodel_loss(kmodel *m, float loss_scale, kstep_result *r)
 {
     kstep_result tmp;
+    if (m->el) return kelectra_loss(m, loss_scale, r);
     if (!m->fwd || m->lossed) {
         bad(m, "kmodel_loss without a new forward pass");
         return EX_SOFTWARE;
@@ -1326,6 +1312,7 @@ int kmodel_loss(kmodel *m, float loss_scale, kstep_result *r)
 
 int kmodel_backward(kmodel *m)
 {
+    if (m->el) return kelectra_backward(m);
     if (m->fwd != 2 || m->lossed != 1) {
         bad(m, "kmodel_backward without a training forward and loss");
         return EX_SOFTWARE;
@@ -1353,6 +1340,7 @@ int kmodel_evaluate(kmodel *m, const ksample_batch *b, kstep_result *r)
 
 const int32_t *kmodel_offsets(const kmodel *m, int *B, int *N)
 {
+    if (m->el) return kmodel_offsets(kelectra_disc(m), B, N);
     if (B) *B = m->B;
     if (N) *N = m->N;
     return m->offs;
@@ -1360,6 +1348,7 @@ const int32_t *kmodel_offsets(const kmodel *m, int *B, int *N)
 
 const float *kmodel_hidden(const kmodel *m, int l)
 {
+    if (m->el) return kmodel_hidden(kelectra_disc(m), l);
     if (l < 0 || l > m->NL || !m->fwd) return NULL;
     if (l == m->NL && m->s.pre_ln) return m->fin;
     return hidden_of(m, l, m->fwd == 2);
@@ -1367,12 +1356,14 @@ const float *kmodel_hidden(const kmodel *m, int l)
 
 const float *kmodel_attention(const kmodel *m, int l)
 {
+    if (m->el) return kmodel_attention(kelectra_disc(m), l);
     if (l < 1 || l > m->NL || !m->fwd) return NULL;
     return m->la[l - 1].probs;
 }
 
 int kmodel_inject_grad(kmodel *m, int l, const float *g, float scale)
 {
+    if (m->el) return kmodel_inject_grad(kelectra_disc(m), l, g, scale);
     if (m->fwd != 2 || m->lossed == 2 || l < 0 || l > m->NL) {
         bad(m, "gradient injection at layer %d without a training forward", l);
         return EX_SOFTWARE;
@@ -1394,6 +1385,7 @@ int kmodel_inject_grad(kmodel *m, int l, const float *g, float scale)
 
 const float *kmodel_mlm_logits(const kmodel *m, int row, int p)
 {
+    if (m->el) return kmodel_mlm_logits(kelectra_gen(m), row, p);
     if (!m->has_logits || row < 0 || row >= m->B || p < 0) return NULL;
     int i = m->mstart[row] + p;
     if (i >= m->mstart[row + 1]) return NULL;
@@ -1402,18 +1394,21 @@ const float *kmodel_mlm_logits(const kmodel *m, int row, int p)
 
 const float *kmodel_sentence_logits(const kmodel *m, int row)
 {
+    if (m->el) return NULL;
     if (!m->has_logits || !m->sent || row < 0 || row >= m->B) return NULL;
     return m->slog + (size_t)row * 2;
 }
 
 const float *kmodel_class_logits(const kmodel *m, int row)
 {
+    if (m->el) return NULL;
     if (!m->has_logits || !m->ncls || row < 0 || row >= m->B) return NULL;
     return m->clog + (size_t)row * m->ncls;
 }
 
 float kmodel_token_logit(const kmodel *m, int row, int t)
 {
+    if (m->el) return kmodel_token_logit(kelectra_disc(m), row, t);
     if (!m->fwd || !(m->s.heads & KHEAD_TOKEN) || row < 0 || row >= m->B || t < 0 ||
         t >= m->offs[row + 1] - m->offs[row])
         return NAN;

@@ -11,6 +11,10 @@
  *     masked LM at the masked positions, sentence pair (SOP / NSP),
  *     sequence classification (N labels, or regression), per-token binary
  *     (ELECTRA's discriminator), LM over all positions (vocabulary in chunks).
+ * model.type electra with the MLM head is ELECTRA's generator + discriminator
+ * pair (trainer/electra.c): two encoders sharing their embeddings, one
+ * registry, one arena, one step; without the MLM head, the discriminator
+ * alone (fine-tuning, the replaced-token head).
  * The parameter list is the registry (trainer/registry.h): one entry per
  * tensor with its Hugging Face name, shape, flags and init; checkpoints,
  * export, import and the PyTorch reference read the same list.
@@ -189,6 +193,16 @@ const float *kmodel_sentence_logits(const kmodel *m, int row);
 const float *kmodel_class_logits(const kmodel *m, int row);
 /* the per-token binary logit of token t of row `row`; NaN without the head */
 float kmodel_token_logit(const kmodel *m, int row, int t);
+
+/* ELECTRA's pair (model.type electra with KHEAD_MLM, trainer/electra.c),
+ * after a forward: the discriminator's input (B, L) (the batch's ids with the
+ * generator's draws at the masked positions) and, if labels is not NULL,
+ * its per-token labels (B, L): 1 replaced, 0 original, -1 past the row's
+ * length. Row stride = the batch's L. NULL for other models or before a
+ * forward. Valid until the next forward. For the pair, kmodel_hidden,
+ * kmodel_attention, kmodel_offsets and kmodel_inject_grad are the
+ * discriminator's, kmodel_mlm_logits the generator's. */
+const int32_t *kmodel_rtd_input(const kmodel *m, const int32_t **labels);
 
 /* The message of the last failed call. */
 const char *kmodel_error(const kmodel *m);

@@ -70,6 +70,14 @@ static kmodel_config config(int type, double dropout)
     c.attention_probs_dropout_prob = dropout;
     c.initializer_range = 0.3;
     c.pad_token_id = 0;
+    if (type == KMODEL_ELECTRA) { /* E != H on the discriminator; E = G on the generator (no projection) */
+        c.embedding_size = 8;
+        c.generator_hidden_size = 8;
+        c.generator_num_hidden_layers = 2;
+        c.generator_num_attention_heads = 1;
+        c.generator_intermediate_size = 16;
+        c.disc_weight = 5; /* a weight != 1 (50 would scale the float noise of the check past its tolerance) */
+    }
     return c;
 }
 
@@ -251,20 +259,22 @@ static void test_layout(void **state)
 /* What a gradient check runs on: the pretraining heads, a 3-way classifier,
  * a regressor; optionally with a gradient injected at the output of layer 1
  * (the checked loss is then loss + <inj, hidden(1)>). */
-enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2, GC_TOKEN_LM = 3 };
+enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2, GC_TOKEN_LM = 3, GC_ELECTRA = 4 };
 
 enum { GC_PRE_LN = 1, GC_CAUSAL = 2 }; /* layer flags */
 static int gc_layers;                   /* GC_* flags of the next new_model_heads */
 
 static kmodel *new_model_heads(int type, double dropout, int heads)
 {
-    if (heads == GC_PRETRAIN && !gc_layers) return new_model(type, dropout);
+    if (heads == GC_PRETRAIN && !gc_layers && type != KMODEL_ELECTRA) return new_model(type, dropout);
     kmodel_config c = config(type, dropout);
     kmodel_spec s = {.heads = KHEAD_CLASSIFY, .max_B = TB, .L = TL, .num_labels = heads == GC_CLASSIFY ? 3 : 1,
                      .classifier_dropout = -1, .pre_ln = (gc_layers & GC_PRE_LN) != 0,
                      .causal = (gc_layers & GC_CAUSAL) != 0};
     if (heads == GC_PRETRAIN) s.heads = KHEAD_MLM | KHEAD_SENTENCE, s.P = TP;
     if (heads == GC_TOKEN_LM) s.heads = KHEAD_TOKEN | KHEAD_LM, s.lm_chunk = 7; /* chunks of 7 of the 50 ids */
+    if (heads == GC_TOKEN_LM && type == KMODEL_ELECTRA) s.heads = KHEAD_TOKEN; /* the discriminator alone */
+    if (heads == GC_ELECTRA) s.heads = KHEAD_MLM | KHEAD_TOKEN, s.P = TP; /* the generator + discriminator pair */
     char err[256] = "";
     kmodel *m = kmodel_create(&c, &s, err, sizeof err);
     if (!m) print_error("kmodel_create: %s\n", err);
@@ -302,6 +312,7 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
     int32_t tlab[TB * TL];
     for (int i = 0; i < TB * TL; i++) tlab[i] = (int)(rng() % 3) - 1;
     if (heads == GC_TOKEN_LM) tb.b.token_labels = tlab;
+    if (heads == GC_ELECTRA) tb.b.objectives = KOBJ_RTD;
     if (heads == GC_CLASSIFY || heads == GC_REGRESS) {
         tb.b.objectives = KOBJ_CLASSIFY;
         tb.b.P = 0, tb.b.n_masked = NULL, tb.b.masked_positions = NULL, tb.b.masked_ids = NULL;
@@ -331,7 +342,14 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
     memcpy(g, kmodel_grad_data(m), numel * sizeof(float));
     float *P = kmodel_param_data(m);
     const float h = 1e-2f;
-    int bad = 0, checked = 0;
+    int bad = 0, checked = 0, skipped = 0;
+    /* ELECTRA's loss is smooth only while the generator's draws stay: an
+     * element whose perturbation changes a draw is skipped (and counted) */
+    int32_t draws0[TB * TL];
+    if (heads == GC_ELECTRA) {
+        loss_of(m, &tb.b, train, key, inject, 0);
+        memcpy(draws0, kmodel_rtd_input(m, NULL), sizeof draws0);
+    }
     for (int i = 0; i < n; i++) {
         /* the largest gradient of the tensor and 3 random elements */
         size_t pick[4], big = 0;
@@ -343,11 +361,17 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
             float *x = P + t[i].offset + pick[k], x0 = *x;
             double s[4];
             const float dx[4] = {2 * h, h, -h, -2 * h};
+            int moved = 0;
             for (int j = 0; j < 4; j++) {
                 *x = x0 + dx[j];
                 s[j] = loss_of(m, &tb.b, train, key, inject, 0);
+                if (heads == GC_ELECTRA) moved |= memcmp(draws0, kmodel_rtd_input(m, NULL), sizeof draws0) != 0;
             }
             *x = x0;
+            if (moved) {
+                skipped++;
+                continue;
+            }
             double num = (-s[0] + 8 * s[1] - 8 * s[2] + s[3]) / (12.0 * h), ana = g[t[i].offset + pick[k]];
             checked++;
             if (fabs(num - ana) > 3e-4 + 3e-3 * fabs(num)) {
@@ -356,16 +380,108 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
             }
         }
     }
-    static const char *const hn[] = {"pretraining", "classifier", "regression", "token + LM heads"};
-    print_message("%s%s%s %s%s%s: %d gradients checked, %d off\n", type == KMODEL_BERT ? "BERT" : "ALBERT",
-                  gc_layers & GC_PRE_LN ? " pre-LN" : "", gc_layers & GC_CAUSAL ? " causal" : "", hn[heads],
-                  dropout > 0 ? " with dropout" : "", inject ? " with an injected gradient" : "", checked, bad);
+    static const char *const hn[] = {"pretraining", "classifier", "regression", "token + LM heads",
+                                     "generator + discriminator"};
+    print_message("%s%s%s %s%s%s: %d gradients checked, %d off, %d skipped (a draw changed)\n",
+                  type == KMODEL_BERT ? "BERT" : type == KMODEL_ALBERT ? "ALBERT" : "ELECTRA",
+                  gc_layers & GC_PRE_LN ? " pre-LN" : "", gc_layers & GC_CAUSAL ? " causal" : "",
+                  type == KMODEL_ELECTRA && heads == GC_TOKEN_LM ? "discriminator (token head)" : hn[heads],
+                  dropout > 0 ? " with dropout" : "", inject ? " with an injected gradient" : "", checked, bad, skipped);
     assert_int_equal(bad, 0);
+    assert_true(skipped * 4 <= checked); /* the check saw most of the elements */
     free(g);
     kmodel_free(m);
 }
 
 static void gradcheck(int type, double dropout) { gradcheck_heads(type, dropout, GC_PRETRAIN, 0); }
+
+/* ELECTRA: the pair's joint loss (MLM + 50 BCE; the shared embeddings get
+ * both towers' gradients, the generator's tied decoder included), the
+ * discriminator alone with its token head, and its classification head. */
+static void test_gradcheck_electra(void **state)
+{
+    (void)state;
+    gradcheck_heads(KMODEL_ELECTRA, 0, GC_ELECTRA, 0);
+    gradcheck_heads(KMODEL_ELECTRA, 0.1, GC_ELECTRA, 1);
+    gradcheck_heads(KMODEL_ELECTRA, 0.1, GC_TOKEN_LM, 0);
+    gradcheck_heads(KMODEL_ELECTRA, 0.1, GC_CLASSIFY, 0);
+    gradcheck_heads(KMODEL_ELECTRA, 0, GC_REGRESS, 1);
+}
+
+/* The replaced-token rule and the draws: ids change only at masked
+ * positions; label 1 exactly where the draw differs from the original; the
+ * draws are a function of the key; over many keys their frequencies follow
+ * softmax(generator logits + bias). */
+static void test_electra_rtd(void **state)
+{
+    (void)state;
+    kmodel *m = new_model_heads(KMODEL_ELECTRA, 0, GC_ELECTRA);
+    tbatch tb;
+    make_batch(&tb);
+    tb.b.objectives = KOBJ_RTD;
+    const int32_t *lab, *ids;
+    assert_null(kmodel_rtd_input(m, NULL));
+    assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, 5), 0);
+    ids = kmodel_rtd_input(m, &lab);
+    assert_non_null(ids);
+    int32_t first[TB * TL];
+    memcpy(first, ids, sizeof first);
+    int replaced = 0;
+    for (int r = 0; r < TB; r++)
+        for (int t = 0; t < TL; t++) {
+            int i = r * TL + t, slot = -1;
+            for (int p = 0; p < tb.n_masked[r]; p++)
+                if (tb.pos[r * TP + p] == t && tb.w[r * TP + p] > 0) slot = r * TP + p;
+            if (t >= tb.lengths[r]) {
+                assert_int_equal(lab[i], -1);
+                continue;
+            }
+            if (slot < 0) {
+                assert_int_equal(ids[i], tb.ids[i]);
+                assert_int_equal(lab[i], 0);
+            } else {
+                assert_int_equal(lab[i], ids[i] != tb.mids[slot]);
+                replaced += lab[i];
+            }
+        }
+    assert_true(replaced > 0);
+    /* the same key draws the same; another key draws otherwise somewhere */
+    assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, 5), 0);
+    assert_memory_equal(first, kmodel_rtd_input(m, NULL), sizeof first);
+    int differ = 0;
+    for (uint64_t k = 6; k < 26 && !differ; k++) {
+        assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, k), 0);
+        differ = memcmp(first, kmodel_rtd_input(m, NULL), sizeof first) != 0;
+    }
+    assert_true(differ);
+    /* frequencies at row 0's first masked position (position 1) against softmax */
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    const float *bias = NULL;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, "generator.generator_lm_head.bias")) bias = kmodel_param_data(m) + t[i].offset;
+    assert_non_null(bias);
+    assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, 0), 0);
+    const float *lg = kmodel_mlm_logits(m, 0, 0);
+    assert_non_null(lg);
+    double p[TV], z = 0, mx = -1e30;
+    for (int j = 0; j < TV; j++) mx = fmax(mx, (double)lg[j] + bias[j]);
+    for (int j = 0; j < TV; j++) z += p[j] = exp((double)lg[j] + bias[j] - mx);
+    enum { DRAWS = 20000 };
+    int cnt[TV] = {0};
+    for (int k = 0; k < DRAWS; k++) {
+        assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, 1000 + (uint64_t)k), 0);
+        cnt[kmodel_rtd_input(m, NULL)[1]]++;
+    }
+    double chi2 = 0;
+    for (int j = 0; j < TV; j++) {
+        double e = DRAWS * p[j] / z;
+        chi2 += (cnt[j] - e) * (cnt[j] - e) / e;
+    }
+    print_message("ELECTRA draws: chi-square %.1f over %d ids (49 degrees of freedom)\n", chi2, TV);
+    assert_true(chi2 < 90.0); /* p ~ 5e-4 for 49 degrees of freedom */
+    kmodel_free(m);
+}
 
 static void test_gradcheck_heads(void **state)
 {
@@ -930,6 +1046,7 @@ int main(void)
         cmocka_unit_test(test_layout),        cmocka_unit_test(test_gradcheck_bert),
         cmocka_unit_test(test_gradcheck_albert), cmocka_unit_test(test_gradcheck_dropout),
         cmocka_unit_test(test_gradcheck_heads), cmocka_unit_test(test_gradcheck_layers),
+        cmocka_unit_test(test_gradcheck_electra), cmocka_unit_test(test_electra_rtd),
         cmocka_unit_test(test_inference),     cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_threads_medium),
         cmocka_unit_test(test_eval_logits),

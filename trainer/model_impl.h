@@ -1,0 +1,167 @@
+/* trainer/model_impl.h: the inside of a kmodel (trainer/model.h), shared by
+ * model.c (blocks, heads, the pass of one encoder) and electra.c (ELECTRA's
+ * generator + discriminator pair as one model). Private to trainer/; nothing
+ * outside model.c and electra.c includes it. */
+#ifndef KILN_TRAINER_MODEL_IMPL_H
+#define KILN_TRAINER_MODEL_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trainer/model.h"
+
+struct kelectra;
+
+enum { INIT_NORMAL = KINIT_NORMAL, INIT_ONE = KINIT_ONE, INIT_ZERO = KINIT_ZERO };
+
+/* Offsets (in floats) of one weight set of an encoder layer. */
+typedef struct layer_off {
+    size_t qkv_w, qkv_b;   /* (3H, H), (3H): query, key, value stacked */
+    size_t ao_w, ao_b;     /* (H, H), (H): attention output dense */
+    size_t ln1_g, ln1_b;   /* (H) */
+    size_t ff_w, ff_b;     /* (I, H), (I) */
+    size_t fo_w, fo_b;     /* (H, I), (H) */
+    size_t ln2_g, ln2_b;   /* (H) */
+} layer_off;
+
+/* Activations of one layer application. */
+typedef struct layer_act {
+    float *qkv;      /* (N, 3H) */
+    float *probs;    /* (B, NH, L, L): per (b, h) an n x n block */
+    float *ctx;      /* (N, H) */
+    float *xs1;      /* (N, H) h + attention output, LN1 input */
+    float *m1, *r1;  /* (N) LN1 mean, 1/std */
+    float *h1;       /* (N, H) */
+    float *ffpre;    /* (N, I) FFN pre-activation, replaced by gelu'(pre) in the forward's epilogue */
+    float *ffact;    /* (N, I) */
+    float *xs2;      /* (N, H) h1 + FFN output, LN2 input */
+    float *m2, *r2;  /* (N) */
+    float *out;      /* (N, H) layer output */
+} layer_act;
+
+struct kmodel {
+    kmodel_config c;
+    kmodel_spec s;
+    int type, maxB, L, P, sent;
+    int map;                  /* 1: an E -> H projection after the embeddings (ALBERT; ELECTRA when E != H) */
+    int mlm_act;              /* activation of the MLM head's transform (ELECTRA's generator: erf GELU) */
+    int sub;                  /* 1: a tower of a pair; params / grads belong to the pair */
+    int nshared;              /* a tower: its first nshared registry entries are the pair's shared embeddings */
+    struct kelectra *el;      /* ELECTRA's pair (generator + discriminator), else NULL */
+    int ncls;                 /* classifier outputs (KHEAD_CLASSIFY), 0 without */
+    float p_cls;              /* dropout on the pooled output before the classifier */
+    int inference;
+    int V, E, H, I, NH, D, NL, NG, T, act;
+    float eps, p_hidden, p_attn;
+
+    /* parameters: the registry (state_dict order) */
+    ktensor *t;
+    int nt;
+    size_t numel;
+    float *params, *grads; /* (numel) each */
+    size_t word, pos, typ, eln_g, eln_b, map_w, map_b;
+    layer_off *lw; /* (NG) */
+    size_t pool_w, pool_b, mlm_w, mlm_b, mlm_ln_g, mlm_ln_b, mlm_bias, cls_w, cls_b;
+    size_t clf_w, clf_b;      /* sequence classifier (num_labels, H), (num_labels) */
+    size_t fln_g, fln_b;      /* pre-LN: final LayerNorm (H) */
+    size_t tok_w, tok_b, tok_wp, tok_bp; /* per-token binary head: (H, H), (H), (1, H), (1) */
+
+    /* activations (one arena) */
+    float *arena;
+    size_t arena_floats;
+    float *emb_x;             /* (N, E) sum of the three embeddings */
+    float *emb_mean, *emb_rstd; /* (N) */
+    float *emb_ln;            /* (N, E) */
+    float *emb_drop;          /* (N, E) after dropout (only when p_hidden > 0) */
+    float *h0;                /* (N, H) ALBERT: mapped embeddings */
+    float *fin, *fmean, *frstd; /* (N, H), (N), (N) pre-LN: the final LayerNorm */
+    layer_act *la;            /* (NL) */
+    float *mx;                /* (M, H) gathered rows of the masked positions */
+    float *mpre, *ma, *mh;    /* (M, E) */
+    float *mmean, *mrstd;     /* (M) */
+    float *logits;            /* (M, V) logits, then dlogits */
+    float *mdh, *mda;         /* (M, E) */
+    float *dmx;               /* (M, H) */
+    float *mloss, *mgscale;   /* (M) */
+    float *cls, *pooled, *dpooled, *dcls; /* (B, H) */
+    float *slog;              /* (B, 2) */
+    float *sloss, *sgscale;   /* (B) */
+    float *cz;                /* (B, H) pooled output after the classifier's dropout */
+    float *clog;              /* (B, ncls) classifier logits, then their gradients */
+    float *closs, *cgscale;   /* (B) */
+    float *dz;                /* (B, H) */
+    float *tpre, *th, *tdh;   /* (N, H) per-token head */
+    float *tlogit, *tdlogit;  /* (N) */
+    int32_t *tlabel;          /* (N) per-token labels of the packed rows */
+    float *lchunk;            /* (N, lm_chunk) LM head scratch */
+    double *lsum;             /* (N) */
+    float *lmax, *llse, *llab, *lgscale; /* (N) */
+    int32_t *largmax, *llabel; /* (N) next-token labels of the packed rows */
+    float *gA, *gB, *gC;      /* (N, H) backward buffers */
+    float *gI;                /* (N, I) */
+    float *gQKV;              /* (N, 3H) */
+    float *gE;                /* (N, E) ALBERT embedding gradient */
+    float *scratch;           /* (threads, 2 L L) attention */
+    int scratch_threads;
+
+    /* the current batch, packed */
+    int32_t *ids, *pos_ids, *type_ids; /* (N) */
+    int32_t *offs;            /* (max_B + 1) */
+    int32_t *mrow;            /* (M) activation row of each masked position */
+    int32_t *mlabel;          /* (M) label, -1 for weight 0 */
+    float *mweight;           /* (M) */
+    int32_t *mstart;          /* (max_B + 1) first masked row of each batch row */
+    int32_t *slabel;          /* (max_B) */
+    uint8_t *mcorrect;        /* (M) */
+    uint8_t *scorrect;        /* (max_B) */
+    int32_t *clabel;          /* (max_B) class, -1 none */
+    float *ctarget;           /* (max_B) regression target, NaN none */
+    uint8_t *ccorrect;        /* (max_B) */
+    int B, N, M, has_logits;
+    int objectives;           /* of the current batch (names the sentence terms) */
+    const float *hlast;       /* (N, H) the heads' input of the current forward */
+
+    /* the pass */
+    int fwd;                  /* 0 none, 1 eval forward, 2 train forward */
+    int lossed;               /* kmodel_loss ran on the current forward */
+    uint64_t key;             /* dropout key of the current forward */
+    float **inj;              /* (NL + 1) injected gradients (max_B L, H) each, allocated on first use */
+    uint8_t *inj_set;         /* (NL + 1) */
+
+    char err[256];
+};
+
+
+/* ---- between model.c and electra.c -------------------------------------------- */
+
+/* Where a tower's parameters go in its pair's arena: names prefixed with
+ * `prefix`, the first new slice at float `start`, and (shared != NULL) the
+ * five embedding tensors (word, position, type, LayerNorm weight and bias) at
+ * the given offsets instead of new slices. */
+typedef struct ktower_place {
+    const char *prefix;
+    size_t start;
+    const size_t *shared; /* (5) or NULL */
+} ktower_place;
+
+/* A model over its own arenas (place NULL) or a tower of a pair (place set:
+ * params / grads are left NULL for the pair to point into its arenas; the
+ * activations are the tower's own). registry_only: the checked config and
+ * the registry only. NULL with err filled on failure. */
+kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *s, const ktower_place *place, char *err,
+                            size_t errlen, int registry_only);
+
+/* electra.c: the pair. kelectra_create is kmodel_create / kmodel_registry
+ * for model.type electra with the MLM head asked for; the others implement
+ * the pass API for a model whose el is set. */
+kmodel *kelectra_create(const kmodel_config *c, const kmodel_spec *s, char *err, size_t errlen, int registry_only);
+void kelectra_free(struct kelectra *e);
+int kelectra_forward(kmodel *m, const ksample_batch *b, int mode, uint64_t key);
+int kelectra_loss(kmodel *m, float loss_scale, kstep_result *r);
+int kelectra_backward(kmodel *m);
+size_t kelectra_activation_bytes(const kmodel *m);
+/* the discriminator (hidden states, attention, token logits) and the generator (MLM logits) */
+kmodel *kelectra_disc(const kmodel *m);
+kmodel *kelectra_gen(const kmodel *m);
+
+#endif
