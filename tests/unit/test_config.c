@@ -191,7 +191,19 @@ static void test_objectives(void **state)
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"mlm\", \"sop\", \"nsp\"]}," BUDGET "}", NULL,
                 "sop and nsp exclude each other", NULL);
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"clm\", \"nsp\"]}," BUDGET "}", NULL, "clm", "no sop or nsp");
-    expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"rtd\", \"entities\"]}," BUDGET "}", NULL, "entities", NULL);
+    expect_fail(EX_CONFIG, "{\"model\": {\"type\": \"electra\"}, \"data\": {\"objectives\": [\"rtd\", \"entities\"]}," BUDGET "}",
+                NULL, "entities", NULL);
+    expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"rtd\"]}," BUDGET "}", NULL, "data.objectives",
+                "set model.type \"electra\"");
+    expect_fail(EX_CONFIG, "{\"model\": {\"type\": \"electra\"}," BUDGET "}", NULL, "data.objectives", "[\"rtd\"]");
+    expect_fail(EX_CONFIG, "{\"model\": {\"type\": \"electra\"}, \"data\": {\"objectives\": [\"rtd\", \"sop\"]}," BUDGET "}",
+                NULL, "data.objectives", "no sentence-pair head");
+    expect_fail(EX_CONFIG, "{\"model\": {\"generator_hidden_size\": 64}," BUDGET "}", NULL,
+                "model.generator_hidden_size", "only for model.type \"electra\"");
+    expect_fail(EX_CONFIG,
+                "{\"model\": {\"type\": \"electra\", \"generator_hidden_size\": 60, \"generator_num_attention_heads\": 7},"
+                " \"data\": {\"objectives\": [\"rtd\"]}," BUDGET "}",
+                NULL, "model.generator_num_attention_heads", "must divide generator_hidden_size (60), got 7");
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": []}}", NULL, "data.objectives: no objective given", NULL);
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"mlm\", \"mlm\"]}}", NULL, "'mlm' is listed twice", NULL);
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"mlmx\"]}}", NULL, "unknown objective 'mlmx'", NULL);
@@ -199,7 +211,28 @@ static void test_objectives(void **state)
     assert_int_equal(parse(&c, "{\"data\": {\"objectives\": \"wwm, nsp,entities\"}," BUDGET "}", 0), 0);
     assert_int_equal(c.data.objectives, KOBJ_WWM | KOBJ_NSP | KOBJ_ENTITIES);
     assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"clm\"]}," BUDGET "}", 0), 0);
-    assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"rtd\"]}," BUDGET "}", 0), 0);
+    assert_int_equal(parse(&c, "{\"model\": {\"type\": \"electra\"}, \"data\": {\"objectives\": [\"rtd\"]}," BUDGET "}", 0), 0);
+    /* ELECTRA's derived generator: a quarter of the width, same depth, 4 G FFN */
+    assert_int_equal(c.model.generator_hidden_size, 64);
+    assert_int_equal(c.model.generator_num_hidden_layers, 4);
+    assert_int_equal(c.model.generator_num_attention_heads, 1);
+    assert_int_equal(c.model.generator_intermediate_size, 256);
+    assert_int_equal(c.model.num_hidden_groups, 4);
+    assert_true(c.model.disc_weight == 50.0);
+    {   /* the canonical JSON of an ELECTRA config reads back as itself; other types do not write the keys */
+        char *t1 = ktrain_config_to_json(&c);
+        ktrain_config c2;
+        assert_int_equal(ktrain_config_parse(&c2, t1, strlen(t1), NULL, 0, NULL, 0), 0);
+        char *t2 = ktrain_config_to_json(&c2);
+        assert_string_equal(t1, t2);
+        assert_non_null(strstr(t1, "\"generator_hidden_size\": 64"));
+        free(t1);
+        free(t2);
+        assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"mlm\"]}," BUDGET "}", 0), 0);
+        t1 = ktrain_config_to_json(&c);
+        assert_null(strstr(t1, "generator_"));
+        free(t1);
+    }
     assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"ngram\", \"sop\", \"entities\"]}," BUDGET "}", 0), 0);
 }
 
@@ -363,9 +396,11 @@ static void test_schema_keys(void **state)
         if (!found) fail_msg("the schema has %s, the reader does not", k);
     }
     assert_int_equal(n, (int)json_object_size(leaves));
-    /* the canonical JSON has the same keys in the same order */
+    /* the canonical JSON has the same keys in the same order (an ELECTRA
+     * config: the only one that writes every key) */
     ktrain_config c;
     ktrain_config_defaults(&c);
+    c.model.type = KMODEL_ELECTRA;
     char *text = ktrain_config_to_json(&c);
     json_t *canon = json_loads(text, 0, NULL);
     assert_non_null(canon);
@@ -415,8 +450,10 @@ static void test_schema_defaults(void **state)
     json_t *leaves = schema_leaves(schema);
     ktrain_config c;
     ktrain_config_defaults(&c);
+    c.model.type = KMODEL_ELECTRA; /* writes the ELECTRA-only keys too (model.type checked below) */
     char *text = ktrain_config_to_json(&c);
     json_t *canon = json_loads(text, 0, NULL);
+    json_object_set_new(json_object_get(canon, "model"), "type", json_string("albert"));
     const char *k;
     json_t *v;
     json_object_foreach(leaves, k, v) {
