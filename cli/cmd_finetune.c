@@ -149,7 +149,8 @@ static int init_open(const char *path, ft_init *x)
     }
     json_t *ex = st->extra_json ? json_loads(st->extra_json, 0, NULL) : NULL;
     for (int i = 0; i < x->n; i++)
-        if (!strcmp(x->t[i].name, "classifier.bias")) x->num_labels = (int)x->t[i].shape[0];
+        if (!strcmp(x->t[i].name, "classifier.bias") || !strcmp(x->t[i].name, "classifier.out_proj.bias"))
+            x->num_labels = (int)x->t[i].shape[0]; /* BERT / ALBERT, ELECTRA */
     if (x->num_labels) {
         const char *pt = json_string_value(json_object_get(ex, "problem_type"));
         x->regression = x->num_labels == 1 || (pt && !strcmp(pt, "regression"));
@@ -492,7 +493,7 @@ static char *run_config_json(const kmodel_config *mc, const kft_config *fc, cons
     c.data.seq_len = fc->seq_len;
     c.data.batch_size = fc->batch_size;
     c.data.seed = fc->seed;
-    c.data.objectives = KOBJ_MLM;
+    c.data.objectives = mc->type == KMODEL_ELECTRA ? KOBJ_RTD : KOBJ_MLM; /* what the reader wants of the type */
     c.optimizer = *opt;
     c.budget.steps = steps > 0 ? steps : 1;
     c.budget.tokens = 0;
@@ -502,17 +503,21 @@ static char *run_config_json(const kmodel_config *mc, const kft_config *fc, cons
     return ktrain_config_to_json(&c);
 }
 
+static const char *model_type_name(int type)
+{
+    return type == KMODEL_BERT ? "bert" : type == KMODEL_ELECTRA ? "electra" : "albert";
+}
+
 static char *extra_json(const kmodel_config *mc, const kdataset *train, int regression, int cased,
                         const kft_config *fc)
 {
     json_t *o = json_object();
-    int bert = mc->type == KMODEL_BERT;
+    const kexport_head ch = {KEXPORT_HEAD_CLASSIFICATION, 2, NULL, NULL};
     json_object_set_new(o, "kind", json_string("finetune"));
-    json_object_set_new(o, "architecture",
-                        json_string(bert ? "BertForSequenceClassification" : "AlbertForSequenceClassification"));
-    json_object_set_new(o, "model_type", json_string(bert ? "bert" : "albert"));
+    json_object_set_new(o, "architecture", json_string(kexport_architecture(mc->type, &ch)));
+    json_object_set_new(o, "model_type", json_string(model_type_name(mc->type)));
     json_object_set_new(o, "heads", json_pack("[s]", "classify"));
-    json_object_set_new(o, "pooler", json_true());
+    json_object_set_new(o, "pooler", json_boolean(mc->type != KMODEL_ELECTRA)); /* ELECTRA: classifier.dense */
     int K = kdataset_num_labels(train);
     json_object_set_new(o, "num_labels", json_integer(K));
     json_t *names = json_array();
@@ -667,7 +672,8 @@ int cmd_finetune(int argc, char **argv, const char *db)
         if (!c.json)
             kinfo("init %s (%s): %s, %d layers, hidden %d; %s with %d %s; %lld training examples%s%s",
                   in.path, in.is_hf ? "Hugging Face folder" : "kiln checkpoint",
-                  mc.type == KMODEL_BERT ? "BERT" : "ALBERT", mc.num_hidden_layers, mc.hidden_size,
+                  mc.type == KMODEL_BERT ? "BERT" : mc.type == KMODEL_ELECTRA ? "ELECTRA discriminator" : "ALBERT",
+                  mc.num_hidden_layers, mc.hidden_size,
                   same_labels ? "its classifier kept" : "a new classifier", regression ? 1 : K,
                   regression ? "output (regression)" : "labels", (long long)kdataset_count(train),
                   dev ? ", dev " : "", dev ? fc.dev : "");

@@ -1,4 +1,4 @@
-/* cmd_import.c: kiln import (a Hugging Face BERT / ALBERT folder as a kiln
+/* cmd_import.c: kiln import (a Hugging Face BERT / ALBERT / ELECTRA folder as a kiln
  * checkpoint: trainer/hfimport.h reads it, trainer/checkpoint.h writes it). */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
@@ -53,11 +53,15 @@ int cmd_import(int argc, char **argv, const char *db)
     static const char usage[] =
         "usage: kiln import --from hf DIR --out CKPT [--force] [--json]\n\n"
         "Reads a Hugging Face model folder (config.json, model.safetensors, vocab.txt;\n"
-        "model_type bert or albert; BertForPreTraining, BertForMaskedLM, BertModel,\n"
-        "BertForSequenceClassification or the Albert ones) and writes it as a kiln\n"
+        "model_type bert, albert or electra; BertForPreTraining, BertForMaskedLM,\n"
+        "BertModel, BertForSequenceClassification or the Albert and Electra ones) and\n"
+        "writes it as a kiln\n"
         "checkpoint folder CKPT/step-000000000/ (model.safetensors under kiln's tensor\n"
         "names, vocab.txt, state.json with a run config holding the model; no\n"
         "optimizer state, so it starts fine-tuning, it does not resume a run).\n"
+        "A folder holding discriminator/ and generator/ (what kiln export writes for\n"
+        "ELECTRA) is read as the pair: one checkpoint, whose discriminator kiln finetune\n"
+        "starts from.\n"
         "Base-model names without the bert./albert. prefix are accepted; tied decoder\n"
         "copies are checked and dropped; F16/BF16 tensors become F32; any tensor kiln\n"
         "does not know is refused. `kiln export` gives the same tensors back.\n"
@@ -93,7 +97,8 @@ int cmd_import(int argc, char **argv, const char *db)
     }
     char err[2048], path[4096];
     khf_model m;
-    int rc = khf_load(dir, &m, err, sizeof err);
+    int rc = khf_is_electra_pair(dir) ? khf_load_electra_pair(dir, &m, err, sizeof err)
+                                      : khf_load(dir, &m, err, sizeof err);
     if (rc) {
         kerr("%s", err);
         return rc;
@@ -112,9 +117,9 @@ int cmd_import(int argc, char **argv, const char *db)
         fputs(b.data, stdout);
         kbuf_free(&b);
     } else {
-        kinfo("imported %s (%s, %d tensors%s%s%s) into %s", dir, m.architecture, m.n,
+        kinfo("imported %s (%s, %d tensors%s%s%s%s) into %s", dir, m.architecture, m.n,
               m.heads & KHF_MLM ? ", MLM head" : "", m.heads & KHF_SENTENCE ? ", sentence head" : "",
-              m.heads & KHF_CLASSIFY ? ", classifier" : "", path);
+              m.heads & KHF_TOKEN ? ", replaced-token head" : "", m.heads & KHF_CLASSIFY ? ", classifier" : "", path);
     }
     khf_free(&m);
     return rc;

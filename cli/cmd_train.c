@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -212,6 +213,50 @@ int cli_open_checkpoint(const char *arg, kckpt **ck, ktrain_config *cfg, int *ca
     return 0;
 }
 
+/* ELECTRA's pair (a pretraining checkpoint: the generator's tensors named
+ * "generator.*"): OUT/discriminator as ElectraForPreTraining and
+ * OUT/generator as ElectraForMaskedLM, the shared embeddings written into
+ * both. OUT is made (or replaced with force) as a folder of the two. */
+static int export_electra_pair(const char *out, const kmodel_config *mc, const kst_tensor *t, int n,
+                               const char *vocab, size_t vlen, int tok, int force, char *err, size_t errlen)
+{
+    const char *const gp = "generator.";
+    const size_t gl = strlen(gp);
+    kst_tensor *d = xcalloc((size_t)n, sizeof *d), *g = xcalloc((size_t)n, sizeof *g);
+    int nd = 0, ng = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strncmp(t[i].name, gp, gl)) {
+            g[ng] = t[i];
+            g[ng++].name += gl;
+        } else {
+            d[nd++] = t[i];
+            if (!strncmp(t[i].name, "electra.embeddings.", 19)) g[ng++] = t[i]; /* shared */
+        }
+    }
+    char *dd = kpath_join(out, "discriminator"), *gd = kpath_join(out, "generator");
+    int rc = 0;
+    struct stat st;
+    if (!stat(out, &st) && !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s exists and is not a folder", out);
+        rc = EX_CANTCREAT;
+    } else if (mkdir(out, 0755) && errno != EEXIST) {
+        snprintf(err, errlen, "%s: cannot create: %s", out, strerror(errno));
+        rc = EX_CANTCREAT;
+    }
+    const kexport_head hd = {KEXPORT_HEAD_PRETRAINING, 0, NULL, NULL}, hg = {KEXPORT_HEAD_MASKED_LM, 0, NULL, NULL};
+    kmodel_config gc = kmodel_generator_config(mc);
+    char e2[900];
+    if (!rc && (rc = kexport_hf2(dd, mc, &hd, d, nd, vocab, vlen, tok, force, e2, sizeof e2)))
+        snprintf(err, errlen, "discriminator: %s", e2);
+    if (!rc && (rc = kexport_hf2(gd, &gc, &hg, g, ng, vocab, vlen, tok, force, e2, sizeof e2)))
+        snprintf(err, errlen, "generator: %s", e2);
+    free(dd);
+    free(gd);
+    free(d);
+    free(g);
+    return rc;
+}
+
 int cmd_export(int argc, char **argv, const char *db)
 {
     static const char usage[] =
@@ -222,7 +267,10 @@ int cmd_export(int argc, char **argv, const char *db)
         "transformers (docs/train.md): a pretraining checkpoint as AlbertForPreTraining /\n"
         "BertForPreTraining, a fine-tuned one (kiln finetune) as *ForSequenceClassification\n"
         "(num_labels, id2label, label2id, problem_type), an imported one as its class.\n"
-        "The folder is written under a temporary name and renamed; --force replaces an\n"
+        "An ELECTRA pretraining checkpoint gives two folders, DIR/discriminator\n"
+        "(ElectraForPreTraining) and DIR/generator (ElectraForMaskedLM), the shared\n"
+        "embeddings written into both.\n"
+        "Each folder is written under a temporary name and renamed; --force replaces an\n"
         "existing DIR.\n";
     enum { O_CKPT = 1, O_FORMAT, O_OUT, O_FORCE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"checkpoint", required_argument, 0, O_CKPT},
@@ -263,6 +311,10 @@ int cmd_export(int argc, char **argv, const char *db)
     if (access(out, F_OK) == 0 && !force) {
         kerr("%s exists: add --force to replace it", out);
         rc = EX_CANTCREAT;
+    } else if (cfg.model.type == KMODEL_ELECTRA && kst_find(mf, "generator.generator_lm_head.bias")) {
+        int tok = !cased;
+        rc = export_electra_pair(out, &cfg.model, t, n, vocab, vlen, tok, force, err, sizeof err);
+        if (rc) kerr("%s", err);
     } else {
         /* the class from the tensors and the checkpoint's extra state: pretraining,
          * masked LM, base model or sequence classification (fine-tuned) */

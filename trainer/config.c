@@ -199,6 +199,17 @@ void ktrain_config_defaults(ktrain_config *c)
     c->threads = 0;
 }
 
+kmodel_config kmodel_generator_config(const kmodel_config *c)
+{
+    kmodel_config g = *c;
+    g.hidden_size = c->generator_hidden_size;
+    g.num_hidden_layers = c->generator_num_hidden_layers;
+    g.num_hidden_groups = c->generator_num_hidden_layers;
+    g.num_attention_heads = c->generator_num_attention_heads;
+    g.intermediate_size = c->generator_intermediate_size;
+    return g;
+}
+
 /* ---- numbers as text ---------------------------------------------------- */
 
 void ktrain_fmt_double(char out[32], double v)
@@ -663,6 +674,10 @@ static int finish(ctx *x, ktrain_config *c)
             return fail_field(x, F("model", "num_hidden_groups"),
                               "ELECTRA shares no layers: must equal num_hidden_layers (%d) or be left out, got %d",
                               m->num_hidden_layers, m->num_hidden_groups);
+        /* ELECTRA's recipe where the config is silent: erf GELU, dropout 0.1 */
+        if (!given(x, "model", "hidden_act")) m->hidden_act = KACT_GELU;
+        if (!given(x, "model", "hidden_dropout_prob")) m->hidden_dropout_prob = 0.1;
+        if (!given(x, "model", "attention_probs_dropout_prob")) m->attention_probs_dropout_prob = 0.1;
         if (!m->generator_hidden_size) m->generator_hidden_size = m->hidden_size / 4 > 0 ? m->hidden_size / 4 : 1;
         if (!m->generator_num_hidden_layers) m->generator_num_hidden_layers = m->num_hidden_layers;
         if (!m->generator_num_attention_heads) {

@@ -86,6 +86,11 @@ typedef struct ktrain_config {
     int threads;                  /* 0 = all cores */
 } ktrain_config;
 
+/* ELECTRA's generator as a model config of its own (type electra): the
+ * discriminator's c with the generator_* fields as its width, depth, heads
+ * and FFN (embeddings, vocabulary, positions, dropout, init as c). */
+kmodel_config kmodel_generator_config(const kmodel_config *c);
+
 /* Fills *c with the documented defaults (an ALBERT-small-ish model). */
 void ktrain_config_defaults(ktrain_config *c);
 /* Reads a JSON config text over the defaults, then applies overrides

@@ -90,12 +90,7 @@ kmodel *kelectra_create(const kmodel_config *c, const kmodel_spec *s, char *err,
         FAILE("model: ELECTRA's pretraining pair has the generator's MLM head and the discriminator's token head "
               "only (heads 0x%x asked)", s->heads);
     if (!(c->disc_weight > 0)) FAILE("model.disc_weight: %g is not > 0", c->disc_weight);
-    kmodel_config gc = *c;
-    gc.hidden_size = c->generator_hidden_size;
-    gc.num_hidden_layers = c->generator_num_hidden_layers;
-    gc.num_hidden_groups = c->generator_num_hidden_layers;
-    gc.num_attention_heads = c->generator_num_attention_heads;
-    gc.intermediate_size = c->generator_intermediate_size;
+    kmodel_config gc = kmodel_generator_config(c);
     if (gc.hidden_size < 1 || gc.num_hidden_layers < 1 || gc.num_attention_heads < 1 || gc.intermediate_size < 1)
         FAILE("model: the generator's shape is not set (generator_hidden_size %d, layers %d, heads %d, "
               "intermediate %d; the config reader derives them)",

@@ -114,10 +114,11 @@ static const char *get_str(cfg_reader *r, const char *key, const char *def)
  * run-config reader; objectives from the heads present. */
 static int run_config(const kmodel_config *m, int heads, ktrain_config *out, char *err, size_t errlen)
 {
-    if (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT) {
+    if (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT && m->type != KMODEL_ELECTRA) {
         kseterr(err, errlen, "model.type: unknown (%d)", m->type);
         return EX_CONFIG;
     }
+    const int electra = m->type == KMODEL_ELECTRA;
     kbuf b = {0};
     char d1[32], d2[32], d3[32], d4[32];
     ktrain_fmt_double(d1, m->layer_norm_eps);
@@ -125,9 +126,19 @@ static int run_config(const kmodel_config *m, int heads, ktrain_config *out, cha
     ktrain_fmt_double(d3, m->attention_probs_dropout_prob);
     ktrain_fmt_double(d4, m->initializer_range);
     int albert = m->type == KMODEL_ALBERT;
-    kbuf_printf(&b, "{\"model\": {\"type\": \"%s\", \"vocab_size\": %d, ", albert ? "albert" : "bert", m->vocab_size);
+    kbuf_printf(&b, "{\"model\": {\"type\": \"%s\", \"vocab_size\": %d, ",
+                albert ? "albert" : electra ? "electra" : "bert", m->vocab_size);
     if (albert) kbuf_printf(&b, "\"embedding_size\": %d, \"num_hidden_groups\": %d, ", m->embedding_size,
                             m->num_hidden_groups);
+    if (electra) {
+        kbuf_printf(&b, "\"embedding_size\": %d, ", m->embedding_size);
+        if (m->generator_hidden_size) /* a pair: the generator's shape */
+            kbuf_printf(&b,
+                        "\"generator_hidden_size\": %d, \"generator_num_hidden_layers\": %d, "
+                        "\"generator_num_attention_heads\": %d, \"generator_intermediate_size\": %d, ",
+                        m->generator_hidden_size, m->generator_num_hidden_layers, m->generator_num_attention_heads,
+                        m->generator_intermediate_size);
+    }
     kbuf_printf(&b,
                 "\"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
                 "\"intermediate_size\": %d, \"max_position_embeddings\": %d, \"type_vocab_size\": %d, "
@@ -138,8 +149,8 @@ static int run_config(const kmodel_config *m, int heads, ktrain_config *out, cha
                 d2, d3, d4, m->pad_token_id);
     const char *sent = (heads & KHF_SENTENCE) ? (albert ? ", \"sop\"" : ", \"nsp\"") : "";
     int L = m->max_position_embeddings < 128 ? m->max_position_embeddings : 128;
-    kbuf_printf(&b, " \"data\": {\"objectives\": [\"mlm\"%s], \"seq_len\": %d}, \"budget\": {\"steps\": 1000}}", sent,
-                L);
+    kbuf_printf(&b, " \"data\": {\"objectives\": [\"%s\"%s], \"seq_len\": %d}, \"budget\": {\"steps\": 1000}}",
+                electra ? "rtd" : "mlm", sent, L);
     int rc = ktrain_config_parse(out, b.data, b.len, NULL, 0, err, errlen);
     kbuf_free(&b);
     return rc;
@@ -148,7 +159,7 @@ static int run_config(const kmodel_config *m, int heads, ktrain_config *out, cha
 /* The class named in config.json: its model type and head kind. */
 static int known_class(const char *arch, int *type, int *kind)
 {
-    for (int t = KMODEL_BERT; t <= KMODEL_ALBERT; t++)
+    for (int t = KMODEL_BERT; t <= KMODEL_ELECTRA; t++)
         for (int k = KEXPORT_HEAD_PRETRAINING; k <= KEXPORT_HEAD_BASE; k++) {
             kexport_head h = {k, 1, NULL, NULL};
             if (!strcmp(arch, kexport_architecture(t, &h))) {
@@ -163,10 +174,11 @@ static int known_class(const char *arch, int *type, int *kind)
 /* ---- tensor names ------------------------------------------------------------ */
 
 /* The file's name as kiln's: a base model's unprefixed names get the prefix. */
-static void kiln_name(const char *name, int albert, char *out, size_t n)
+static void kiln_name(const char *name, int type, char *out, size_t n)
 {
-    const char *prefix = albert ? "albert." : "bert.";
-    if (starts(name, "embeddings.") || starts(name, "encoder.") || starts(name, "pooler."))
+    const char *prefix = type == KMODEL_ALBERT ? "albert." : type == KMODEL_ELECTRA ? "electra." : "bert.";
+    if (starts(name, "embeddings.") || starts(name, "encoder.") || starts(name, "pooler.") ||
+        (type == KMODEL_ELECTRA && starts(name, "embeddings_project.")))
         snprintf(out, n, "%s%s", prefix, name);
     else
         snprintf(out, n, "%s", name);
@@ -186,11 +198,18 @@ static int is_buffer(const char *kname)
 
 /* The head kind the tensors imply (config.json without "architectures";
  * a *ForMaskedLM folder that also holds the pooler or sentence head). */
-static int kind_of_tensors(const kst_file *f, int albert)
+static int kind_of_tensors(const kst_file *f, int type)
 {
+    const int albert = type == KMODEL_ALBERT;
     int cls = 0, sent = 0, mlm = 0, pool = 0;
     for (int i = 0; i < kst_count(f); i++) {
         const char *s = kst_get(f, i)->name;
+        if (type == KMODEL_ELECTRA) { /* the discriminator's head is "the sentence head" of the layout */
+            sent |= starts(s, "discriminator_predictions.");
+            mlm |= starts(s, "generator_predictions.") || starts(s, "generator_lm_head.");
+            cls |= starts(s, "classifier.");
+            continue;
+        }
         cls |= starts(s, "classifier.");
         sent |= starts(s, albert ? "sop_classifier." : "cls.seq_relationship.");
         mlm |= starts(s, albert ? "predictions." : "cls.predictions.");
@@ -232,13 +251,17 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
     int rc = EX_DATAERR, type;
     const char *mt = get_str(&r, "model_type", NULL);
     if (!mt) {
-        if (!r.bad) kseterr(err, errlen, "%s: no \"model_type\" (kiln imports \"bert\" and \"albert\")", path);
+        if (!r.bad)
+            kseterr(err, errlen, "%s: no \"model_type\" (kiln imports \"bert\", \"albert\" and \"electra\")", path);
         goto out;
     }
     if (!strcmp(mt, "bert")) type = KMODEL_BERT;
     else if (!strcmp(mt, "albert")) type = KMODEL_ALBERT;
+    else if (!strcmp(mt, "electra")) type = KMODEL_ELECTRA;
     else {
-        kseterr(err, errlen, "%s: model_type \"%s\" is not supported (kiln imports \"bert\" and \"albert\")", path, mt);
+        kseterr(err, errlen,
+                "%s: model_type \"%s\" is not supported (kiln imports \"bert\", \"albert\" and \"electra\")", path,
+                mt);
         goto out;
     }
     json_t *archs = json_object_get(j, "architectures");
@@ -253,7 +276,7 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
         if (!known_class(a, &t, &k)) {
             kseterr(err, errlen,
                     "%s: architecture \"%s\" is not supported (kiln imports BertForPreTraining, BertForMaskedLM, "
-                    "BertModel, BertForSequenceClassification and their Albert counterparts)",
+                    "BertModel, BertForSequenceClassification and their Albert and Electra counterparts)",
                     path, a);
             goto out;
         }
@@ -264,17 +287,17 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
         *kind = k;
         snprintf(m->architecture, sizeof m->architecture, "%s", a);
     }
-    int albert = type == KMODEL_ALBERT;
+    int albert = type == KMODEL_ALBERT, electra = type == KMODEL_ELECTRA;
     kmodel_config *c = &m->config;
     memset(c, 0, sizeof *c);
     c->type = type;
-    /* transformers' BertConfig / AlbertConfig defaults for absent keys */
+    /* transformers' BertConfig / AlbertConfig / ElectraConfig defaults for absent keys */
     c->vocab_size = get_int(&r, "vocab_size", albert ? 30000 : 30522);
-    c->hidden_size = get_int(&r, "hidden_size", albert ? 4096 : 768);
-    c->embedding_size = albert ? get_int(&r, "embedding_size", 128) : c->hidden_size;
+    c->hidden_size = get_int(&r, "hidden_size", albert ? 4096 : electra ? 256 : 768);
+    c->embedding_size = albert || electra ? get_int(&r, "embedding_size", 128) : c->hidden_size;
     c->num_hidden_layers = get_int(&r, "num_hidden_layers", 12);
-    c->num_attention_heads = get_int(&r, "num_attention_heads", albert ? 64 : 12);
-    c->intermediate_size = get_int(&r, "intermediate_size", albert ? 16384 : 3072);
+    c->num_attention_heads = get_int(&r, "num_attention_heads", albert ? 64 : electra ? 4 : 12);
+    c->intermediate_size = get_int(&r, "intermediate_size", albert ? 16384 : electra ? 1024 : 3072);
     c->num_hidden_groups = albert ? get_int(&r, "num_hidden_groups", 1) : c->num_hidden_layers;
     c->max_position_embeddings = get_int(&r, "max_position_embeddings", 512);
     c->type_vocab_size = get_int(&r, "type_vocab_size", 2);
@@ -346,7 +369,7 @@ out:
 
 static int load_tensors(const char *path, khf_model *m, const kst_file *f, char *err, size_t errlen)
 {
-    int albert = m->config.type == KMODEL_ALBERT, nl;
+    int nl;
     kexport_entry *lay = kexport_layout2(&m->config, m->config.vocab_size, &m->head, &nl);
     if (!lay) {
         kseterr(err, errlen, "%s: the model's dimensions or num_labels (%d) are out of range", path,
@@ -360,7 +383,7 @@ static int load_tensors(const char *path, khf_model *m, const kst_file *f, char 
     char kn[256], s1[96], s2[96];
     for (int i = 0; i < nf; i++) {
         const kst_tensor *t = kst_get(f, i);
-        kiln_name(t->name, albert, kn, sizeof kn);
+        kiln_name(t->name, m->config.type, kn, sizeof kn);
         if (is_buffer(kn)) { m->n_skipped++; continue; }
         int k = 0;
         while (k < nl && strcmp(lay[k].name, kn)) k++;
@@ -457,7 +480,9 @@ static int load_tensors(const char *path, khf_model *m, const kst_file *f, char 
         t->nbytes = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1) * sizeof(float);
         t->data = data[k];
         data[k] = NULL;
-        if (starts(t->name, "classifier.")) m->heads |= KHF_CLASSIFY;
+        if (starts(t->name, "discriminator_predictions.")) m->heads |= KHF_TOKEN;
+        else if (starts(t->name, "generator_predictions.") || starts(t->name, "generator_lm_head.")) m->heads |= KHF_MLM;
+        else if (starts(t->name, "classifier.")) m->heads |= KHF_CLASSIFY;
         else if (strstr(t->name, "pooler.")) m->heads |= KHF_POOLER;
         else if (starts(t->name, "sop_classifier.") || starts(t->name, "cls.seq_relationship.")) m->heads |= KHF_SENTENCE;
         else if (starts(t->name, "predictions.") || starts(t->name, "cls.predictions.")) m->heads |= KHF_MLM;
@@ -546,20 +571,20 @@ int khf_load(const char *dir, khf_model *out, char *err, size_t errlen)
         rc = EX_DATAERR;
         goto done;
     }
-    int albert = out->config.type == KMODEL_ALBERT;
+    const int type = out->config.type;
     if (kind < 0) {
-        kind = kind_of_tensors(f, albert);
+        kind = kind_of_tensors(f, type);
         kexport_head h = {kind, 1, NULL, NULL};
         snprintf(out->architecture, sizeof out->architecture, "%s", kexport_architecture(out->config.type, &h));
     }
-    if (kind == KEXPORT_HEAD_MASKED_LM && kind_of_tensors(f, albert) != KEXPORT_HEAD_MASKED_LM) {
+    if (kind == KEXPORT_HEAD_MASKED_LM && type != KMODEL_ELECTRA && kind_of_tensors(f, type) != KEXPORT_HEAD_MASKED_LM) {
         /* *ForMaskedLM folders of original pretraining checkpoints (bert-base-uncased,
          * albert-base-v2) still hold the pooler / sentence head: kept, as pretraining */
         kind = KEXPORT_HEAD_PRETRAINING;
     }
     if (kind == KEXPORT_HEAD_CLASSIFICATION) {
         if (!rows) { /* no label count in config.json: the classifier's rows */
-            const kst_tensor *b = kst_find(f, "classifier.bias");
+            const kst_tensor *b = kst_find(f, type == KMODEL_ELECTRA ? "classifier.out_proj.bias" : "classifier.bias");
             rows = b && b->ndim == 1 ? (int)b->shape[0] : 2;
         }
         out->num_labels = rows;
@@ -602,6 +627,100 @@ done:
     return rc;
 }
 
+/* ---- an ELECTRA pair ----------------------------------------------------------- */
+
+int khf_is_electra_pair(const char *dir)
+{
+    char *a = join(dir, "discriminator/config.json"), *b = join(dir, "generator/config.json");
+    int r = !access(a, F_OK) && !access(b, F_OK);
+    free(a);
+    free(b);
+    return r;
+}
+
+int khf_load_electra_pair(const char *dir, khf_model *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    khf_model d, g;
+    char *dd = join(dir, "discriminator"), *gd = join(dir, "generator");
+    int rc = khf_load(dd, &d, err, errlen);
+    if (rc) goto done0;
+    rc = khf_load(gd, &g, err, errlen);
+    if (rc) goto done1;
+    rc = EX_DATAERR;
+    const kmodel_config *dc = &d.config, *gc = &g.config;
+    if (dc->type != KMODEL_ELECTRA || gc->type != KMODEL_ELECTRA || !(d.heads & KHF_TOKEN) || !(g.heads & KHF_MLM)) {
+        kseterr(err, errlen, "%s: an ELECTRA pair is discriminator/ (ElectraForPreTraining) and generator/ "
+                             "(ElectraForMaskedLM); found %s and %s", dir, d.architecture, g.architecture);
+        goto done2;
+    }
+    if (dc->vocab_size != gc->vocab_size || dc->embedding_size != gc->embedding_size ||
+        dc->max_position_embeddings != gc->max_position_embeddings || dc->type_vocab_size != gc->type_vocab_size ||
+        d.vocab_len != g.vocab_len || memcmp(d.vocab, g.vocab, d.vocab_len) || d.do_lower_case != g.do_lower_case) {
+        kseterr(err, errlen, "%s: the discriminator and the generator differ in vocabulary or embedding shape "
+                             "(vocab_size, embedding_size, max_position_embeddings, type_vocab_size, vocab.txt, "
+                             "do_lower_case): not a pair", dir);
+        goto done2;
+    }
+    /* the shared embeddings: equal in both files */
+    int ng = 0;
+    for (int i = 0; i < g.n; i++) {
+        if (!starts(g.tensors[i].name, "electra.embeddings.")) {
+            ng++;
+            continue;
+        }
+        const kst_tensor *t = &g.tensors[i], *u = NULL;
+        for (int k = 0; k < d.n && !u; k++)
+            if (!strcmp(d.tensors[k].name, t->name)) u = &d.tensors[k];
+        if (!u || u->nbytes != t->nbytes || memcmp(u->data, t->data, t->nbytes)) {
+            kseterr(err, errlen, "%s: '%s' differs between the discriminator and the generator (ELECTRA shares its "
+                                 "embeddings: not a pair trained together)", dir, t->name);
+            goto done2;
+        }
+    }
+    *out = d;
+    memset(&d, 0, sizeof d);
+    out->config.generator_hidden_size = gc->hidden_size;
+    out->config.generator_num_hidden_layers = gc->num_hidden_layers;
+    out->config.generator_num_attention_heads = gc->num_attention_heads;
+    out->config.generator_intermediate_size = gc->intermediate_size;
+    out->tensors = xrealloc(out->tensors, (size_t)(out->n + ng) * sizeof *out->tensors);
+    for (int i = 0; i < g.n; i++) {
+        kst_tensor *t = &g.tensors[i];
+        if (starts(t->name, "electra.embeddings.")) continue;
+        kst_tensor *o = &out->tensors[out->n++];
+        *o = *t;
+        size_t len = strlen(t->name) + 16;
+        char *name = xmalloc(len);
+        snprintf(name, len, "generator.%s", t->name);
+        o->name = name;
+        free((char *)t->name);
+        t->name = NULL;
+        t->data = NULL; /* moved */
+    }
+    out->heads |= KHF_MLM;
+    out->n_converted += g.n_converted;
+    out->n_skipped += g.n_skipped;
+    snprintf(out->architecture, sizeof out->architecture, "ElectraForPreTraining+ElectraForMaskedLM");
+    ktrain_config rcfg;
+    char cerr[512];
+    if (run_config(&out->config, out->heads, &rcfg, cerr, sizeof cerr)) {
+        kseterr(err, errlen, "%s: the pair does not fit kiln: %s", dir, cerr);
+        khf_free(out);
+        goto done2;
+    }
+    out->config = rcfg.model;
+    rc = 0;
+done2:
+    khf_free(&g);
+done1:
+    khf_free(&d);
+done0:
+    free(dd);
+    free(gd);
+    return rc;
+}
+
 /* ---- what the checkpoint says about the import ------------------------------- */
 
 int khf_run_config(const khf_model *m, ktrain_config *out, char *err, size_t errlen)
@@ -615,10 +734,13 @@ char *khf_extra_json(const khf_model *m, const char *imported_from)
     if (m->heads & KHF_MLM) json_array_append_new(heads, json_string("mlm"));
     if (m->heads & KHF_SENTENCE) json_array_append_new(heads, json_string("sentence"));
     if (m->heads & KHF_CLASSIFY) json_array_append_new(heads, json_string("classify"));
+    if (m->heads & KHF_TOKEN) json_array_append_new(heads, json_string("token"));
     for (int i = 0; m->labels && i < m->num_labels; i++) json_array_append_new(labels, json_string(m->labels[i]));
     json_object_set_new(o, "imported_from", json_string(imported_from ? imported_from : ""));
     json_object_set_new(o, "architecture", json_string(m->architecture));
-    json_object_set_new(o, "model_type", json_string(m->config.type == KMODEL_ALBERT ? "albert" : "bert"));
+    json_object_set_new(o, "model_type", json_string(m->config.type == KMODEL_ALBERT    ? "albert"
+                                                     : m->config.type == KMODEL_ELECTRA ? "electra"
+                                                                                        : "bert"));
     json_object_set_new(o, "heads", heads);
     json_object_set_new(o, "pooler", json_boolean(m->heads & KHF_POOLER));
     json_object_set_new(o, "num_labels", json_integer(m->num_labels));
@@ -646,7 +768,8 @@ void khf_export_head_of(int model_type, const char *extra_json, const kst_tensor
     int albert = model_type == KMODEL_ALBERT;
     json_t *ex = extra_json ? json_loads(extra_json, 0, NULL) : NULL;
     const char *arch = json_string_value(json_object_get(ex, "architecture"));
-    const kst_tensor *cb = find(t, n, "classifier.bias");
+    const int electra = model_type == KMODEL_ELECTRA;
+    const kst_tensor *cb = find(t, n, electra ? "classifier.out_proj.bias" : "classifier.bias");
     int sent = find(t, n, albert ? "sop_classifier.classifier.weight" : "cls.seq_relationship.weight") != NULL;
     int mlm = find(t, n, albert ? "predictions.bias" : "cls.predictions.bias") != NULL;
     if (cb && cb->ndim == 1 && cb->shape[0] >= 1) {
@@ -668,6 +791,10 @@ void khf_export_head_of(int model_type, const char *extra_json, const kst_tensor
             snprintf(s->problem_type, sizeof s->problem_type, "%s", pt);
             s->head.problem_type = s->problem_type;
         }
+    } else if (electra) { /* one tower: the discriminator, the generator or the encoder alone */
+        s->head.kind = find(t, n, "discriminator_predictions.dense_prediction.bias") ? KEXPORT_HEAD_PRETRAINING
+                       : find(t, n, "generator_lm_head.bias")                        ? KEXPORT_HEAD_MASKED_LM
+                                                                                     : KEXPORT_HEAD_BASE;
     } else if (mlm && (sent || find(t, n, albert ? "albert.pooler.weight" : "bert.pooler.dense.weight") || !arch ||
                        strstr(arch, "ForPreTraining"))) {
         s->head.kind = KEXPORT_HEAD_PRETRAINING;

@@ -54,7 +54,8 @@ enum {
     KHF_MLM = 1 << 0,      /* the masked-LM head (cls.predictions.* / predictions.*) */
     KHF_SENTENCE = 1 << 1, /* NSP (cls.seq_relationship.*) / SOP (sop_classifier.classifier.*) */
     KHF_CLASSIFY = 1 << 2, /* classifier.* [num_labels, H] */
-    KHF_POOLER = 1 << 3    /* bert.pooler.dense.* / albert.pooler.* */
+    KHF_POOLER = 1 << 3,   /* bert.pooler.dense.* / albert.pooler.* */
+    KHF_TOKEN = 1 << 4     /* ELECTRA's discriminator_predictions.* (replaced-token head) */
 };
 
 typedef struct khf_model {
@@ -87,6 +88,17 @@ typedef struct khf_model {
 int khf_load(const char *dir, khf_model *out, char *err, size_t errlen);
 void khf_free(khf_model *m);
 
+/* An ELECTRA pair as kiln export writes it: dir/discriminator
+ * (ElectraForPreTraining) and dir/generator (ElectraForMaskedLM). Both are
+ * read by khf_load; they must share the vocabulary, the embedding shape and
+ * the embedding tensors' values (a pair trained together). *out is the pair
+ * as one model: the discriminator's config with the generator's shape in
+ * generator_*, the discriminator's tensors, then the generator's own under
+ * "generator." (heads KHF_TOKEN | KHF_MLM). Returns as khf_load. */
+int khf_load_electra_pair(const char *dir, khf_model *out, char *err, size_t errlen);
+/* 1 when dir holds discriminator/config.json and generator/config.json. */
+int khf_is_electra_pair(const char *dir);
+
 /* The run config of an imported checkpoint: ktrain_config_defaults with
  * m's model, data.objectives ["mlm"] plus "sop" (ALBERT) / "nsp" (BERT)
  * when the sentence head is there, seq_len min(128, max positions),
@@ -95,8 +107,8 @@ void khf_free(khf_model *m);
 int khf_run_config(const khf_model *m, ktrain_config *out, char *err, size_t errlen);
 
 /* The state.json "extra_json" an imported checkpoint carries (kiln import):
- *   {"imported_from": DIR, "architecture": A, "model_type": "bert"|"albert",
- *    "heads": ["mlm", "sentence", "classify"], "pooler": true|false,
+ *   {"imported_from": DIR, "architecture": A, "model_type": "bert"|"albert"|"electra",
+ *    "heads": ["mlm", "sentence", "classify", "token"], "pooler": true|false,
  *    "num_labels": N, "id2label": [names], "problem_type": P, "cased": B}
  * ("cased" is !do_lower_case, as kiln train's checkpoints say it).
  * malloc'd; caller frees. */

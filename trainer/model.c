@@ -456,10 +456,17 @@ kmodel_spec kmodel_spec_pretrain(int max_B, int L, int P, int with_sentence_head
     return s;
 }
 
+kmodel_spec kmodel_spec_pretrain_of(const kmodel_config *c, int max_B, int L, int P, int with_sentence_head)
+{
+    kmodel_spec s = kmodel_spec_pretrain(max_B, L, P, with_sentence_head);
+    if (c->type == KMODEL_ELECTRA) s.heads |= KHEAD_TOKEN;
+    return s;
+}
+
 kmodel *kmodel_new(const kmodel_config *c, int max_B, int L, int P, int with_sentence_head, char *err,
                    size_t errlen)
 {
-    kmodel_spec s = kmodel_spec_pretrain(max_B, L, P, with_sentence_head);
+    kmodel_spec s = kmodel_spec_pretrain_of(c, max_B, L, P, with_sentence_head);
     return kmodel_create(c, &s, err, errlen);
 }
 
@@ -588,10 +595,12 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     return m;
 }
 
-/* ELECTRA with the MLM head is the generator + discriminator pair (electra.c). */
+/* ELECTRA with the MLM and token heads is the generator + discriminator pair
+ * (electra.c); with one of them, the generator or the discriminator alone. */
 static kmodel *create(const kmodel_config *c, const kmodel_spec *spec, char *err, size_t errlen, int registry_only)
 {
-    if (c->type == KMODEL_ELECTRA && (spec->heads & KHEAD_MLM)) return kelectra_create(c, spec, err, errlen, registry_only);
+    if (c->type == KMODEL_ELECTRA && (spec->heads & KHEAD_MLM) && (spec->heads & KHEAD_TOKEN))
+        return kelectra_create(c, spec, err, errlen, registry_only);
     return kmodel_create_tower(c, spec, NULL, err, errlen, registry_only);
 }
 

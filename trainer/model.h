@@ -11,10 +11,13 @@
  *     masked LM at the masked positions, sentence pair (SOP / NSP),
  *     sequence classification (N labels, or regression), per-token binary
  *     (ELECTRA's discriminator), LM over all positions (vocabulary in chunks).
- * model.type electra with the MLM head is ELECTRA's generator + discriminator
- * pair (trainer/electra.c): two encoders sharing their embeddings, one
- * registry, one arena, one step; without the MLM head, the discriminator
- * alone (fine-tuning, the replaced-token head).
+ * model.type electra with the MLM and token heads is ELECTRA's generator +
+ * discriminator pair (trainer/electra.c): two encoders sharing their
+ * embeddings, one registry, one arena, one step (the config's generator_*
+ * fields shape the generator). With other heads it is one ELECTRA encoder
+ * (ElectraModel) with them: the MLM head alone is the generator
+ * (ElectraForMaskedLM, built from the generator's config), the token head
+ * the discriminator, the classification head ElectraForSequenceClassification.
  * The parameter list is the registry (trainer/registry.h): one entry per
  * tensor with its Hugging Face name, shape, flags and init; checkpoints,
  * export, import and the PyTorch reference read the same list.
@@ -102,6 +105,9 @@ typedef struct kmodel_spec {
 
 /* The spec of today's pretraining models: heads MLM (P > 0) and/or sentence. */
 kmodel_spec kmodel_spec_pretrain(int max_B, int L, int P, int with_sentence_head);
+/* The pretraining spec of model config c: kmodel_spec_pretrain, plus the
+ * token head for ELECTRA (the pair). */
+kmodel_spec kmodel_spec_pretrain_of(const kmodel_config *c, int max_B, int L, int P, int with_sentence_head);
 
 /* Builds a model from the config and the spec. BERT ignores embedding_size
  * (E = H) and num_hidden_groups (one weight set per layer); ALBERT's layer i

@@ -36,6 +36,15 @@ static const char *init_name(int init)
 int kregistry_aliases_of(int type, int heads, int with_bias, kalias *out, int max)
 {
     int n = 0;
+    if ((heads & KHEAD_MLM) && type == KMODEL_ELECTRA) {
+        /* the generator's decoder (its bias is a tensor of its own); the pair names it with "generator." */
+        if (n < max) {
+            snprintf(out[n].name, sizeof out[n].name, "%sgenerator_lm_head.weight",
+                     (heads & KHEAD_TOKEN) ? "generator." : "");
+            snprintf(out[n].target, sizeof out[n].target, "electra.embeddings.word_embeddings.weight");
+        }
+        return 1;
+    }
     if (heads & KHEAD_MLM) {
         const int albert = type == KMODEL_ALBERT;
         const char *pre = albert ? "" : "cls.";
