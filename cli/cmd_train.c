@@ -336,28 +336,115 @@ int cmd_export(int argc, char **argv, const char *db)
 
 /* ---- kiln predict ---------------------------------------------------------------- */
 
+/* Weights of model m from checkpoint ck, by name and shape. 0 or EX_DATAERR (said). */
+static int load_weights(kmodel *m, kckpt *ck)
+{
+    int nt;
+    const ktensor *tl = kmodel_params(m, &nt);
+    float *w = kmodel_param_data(m);
+    for (int i = 0; i < nt; i++) {
+        const kst_tensor *t = kckpt_tensor(ck, "model.safetensors", tl[i].name);
+        if (!t || strcmp(t->dtype, "F32") || t->nbytes != tl[i].numel * sizeof(float)) {
+            kerr("%s: tensor %s missing or of another shape", kckpt_path(ck), tl[i].name);
+            return EX_DATAERR;
+        }
+        memcpy(w + tl[i].offset, t->data, t->nbytes);
+    }
+    return 0;
+}
+
+/* kiln predict --rtd: the ELECTRA discriminator's probability that each
+ * token of each text was replaced. texts[n]; the tokens are all_ids[a]. */
+static int predict_rtd(kckpt *ck, const ktrain_config *cfg, const kwp_vocab *v, const kwp_ids *all, char **texts,
+                       int n, int Lm, int json)
+{
+    char err[1024];
+    kmodel_spec spec = {.heads = KHEAD_TOKEN, .max_B = 1, .L = Lm, .classifier_dropout = -1, .inference = 1};
+    kmodel *m = kmodel_create(&cfg->model, &spec, err, sizeof err);
+    if (!m) {
+        kerr("model: %s", err);
+        return EX_DATAERR;
+    }
+    int rc = load_weights(m, ck);
+    int32_t cls = (int32_t)kwp_vocab_special(v, KWP_CLS), sep = (int32_t)kwp_vocab_special(v, KWP_SEP),
+            pad = (int32_t)kwp_vocab_special(v, KWP_PAD);
+    int32_t *in = xcalloc((size_t)Lm, sizeof *in);
+    uint8_t *types = xcalloc((size_t)Lm, 1);
+    for (int a = 0; a < n && !rc; a++) {
+        int len = (int)all[a].n + 2, label = -1;
+        int64_t index = 0;
+        for (int i = 0; i < Lm; i++) in[i] = pad;
+        in[0] = cls;
+        for (size_t i = 0; i < all[a].n; i++) in[i + 1] = (int32_t)all[a].ids[i];
+        in[len - 1] = sep;
+        ksample_batch b = {.version = KSAMPLE_BATCH_VERSION, .objectives = KOBJ_RTD, .B = 1, .L = Lm, .P = 0,
+                           .capacity = 1, .pad_id = pad, .cls_id = cls, .sep_id = sep,
+                           .mask_id = (int32_t)kwp_vocab_special(v, KWP_MASK), .index = &index, .input_ids = in,
+                           .token_type_ids = types, .lengths = &len, .labels = &label};
+        kstep_result res;
+        if (kmodel_evaluate(m, &b, &res)) {
+            kerr("model: %s", kmodel_error(m));
+            rc = EX_SOFTWARE;
+            break;
+        }
+        kbuf o = {0};
+        if (json) {
+            kbuf_puts(&o, "{\"text\":");
+            kbuf_json_str(&o, texts[a], strlen(texts[a]));
+            kbuf_puts(&o, ",\"tokens\":[");
+        } else {
+            kbuf_printf(&o, "%s\n", texts[a]);
+        }
+        for (int t = 0; t < len; t++) {
+            float z = kmodel_token_logit(m, 0, t);
+            double p = 1.0 / (1.0 + exp(-(double)z));
+            size_t pl;
+            const char *piece = kwp_vocab_piece(v, (uint32_t)in[t], &pl);
+            if (json) {
+                kbuf_printf(&o, "%s{\"position\":%d,\"id\":%d,\"token\":", t ? "," : "", t, in[t]);
+                kbuf_json_str(&o, piece, pl);
+                kbuf_printf(&o, ",\"replaced_prob\":%.6f}", p);
+            } else {
+                kbuf_printf(&o, "  %3d  %-16.*s %.3f%s\n", t, (int)pl, piece, p, p > 0.5 ? "  replaced?" : "");
+            }
+        }
+        kbuf_puts(&o, json ? "]}\n" : "");
+        fputs(o.data, stdout);
+        kbuf_free(&o);
+    }
+    free(in);
+    free(types);
+    kmodel_free(m);
+    return rc;
+}
+
 int cmd_predict(int argc, char **argv, const char *db)
 {
     static const char usage[] =
-        "usage: kiln predict --checkpoint C [--top-k K] [--json] TEXT...\n\n"
+        "usage: kiln predict --checkpoint C [--top-k K] [--rtd] [--json] TEXT...\n\n"
         "Fills each [MASK] of each TEXT with the model's top K pieces (default 5) and\n"
-        "their probabilities. TEXT is tokenized with the checkpoint's vocabulary as\n"
-        "BertTokenizer does; special tokens written in it ([MASK], [SEP]) stay whole.\n"
+        "their probabilities (an ELECTRA checkpoint: its generator's). TEXT is tokenized\n"
+        "with the checkpoint's vocabulary as BertTokenizer does; special tokens written\n"
+        "in it ([MASK], [SEP]) stay whole.\n"
+        "--rtd (ELECTRA): the discriminator's probability that each token of TEXT was\n"
+        "replaced (\"The chef ate the meal\" against \"The chef drank the meal\").\n"
         "--json prints a line per TEXT: {\"text\", \"masks\": [{\"position\", \"top\":\n"
-        "[{\"id\", \"token\", \"prob\"}]}]} (position in the [CLS] ... [SEP] sequence).\n";
-    enum { O_CKPT = 1, O_TOPK, O_THREADS };
+        "[{\"id\", \"token\", \"prob\"}]}]}; with --rtd {\"text\", \"tokens\": [{\"position\",\n"
+        "\"id\", \"token\", \"replaced_prob\"}]} (positions in the [CLS] ... [SEP] sequence).\n";
+    enum { O_CKPT = 1, O_TOPK, O_THREADS, O_RTD };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"checkpoint", required_argument, 0, O_CKPT},
-                                       {"top-k", required_argument, 0, O_TOPK},
+                                       {"top-k", required_argument, 0, O_TOPK}, {"rtd", no_argument, 0, O_RTD},
                                        {"threads", required_argument, 0, O_THREADS}, {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
     const char *ckpt = NULL;
-    int topk = 5, threads = kcpu_count(), opt;
+    int topk = 5, threads = kcpu_count(), rtd = 0, opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
         if (cli_common_opt(&c, opt, optarg)) continue;
         char *end;
         if (opt == O_CKPT) ckpt = optarg;
+        else if (opt == O_RTD) rtd = 1;
         else if (opt == O_TOPK) {
             topk = (int)strtol(optarg, &end, 10);
             if (*end || topk < 1 || topk > 1000) return cli_usage_error("predict", "--top-k: 1 to 1000");
@@ -400,29 +487,35 @@ int cmd_predict(int argc, char **argv, const char *db)
             kerr("text %d: %d tokens with [CLS] and [SEP], the model takes at most %d", a + 1, L, Lmax);
             rc = EX_DATAERR;
         }
-        if (P == 0) kwarn("text %d has no [MASK]", a + 1);
+        if (P == 0 && !rtd) kwarn("text %d has no [MASK]", a + 1);
         Lm = L > Lm ? L : Lm;
         Pm = P > Pm ? P : Pm;
+    }
+    if (!rc && rtd && cfg.model.type != KMODEL_ELECTRA) {
+        kerr("%s: --rtd needs an ELECTRA checkpoint (this one is %s)", kckpt_path(ck),
+             cfg.model.type == KMODEL_BERT ? "BERT" : "ALBERT");
+        rc = EX_USAGE;
+    }
+    if (!rc && !rtd && cfg.model.type == KMODEL_ELECTRA &&
+        !kckpt_tensor(ck, "model.safetensors", "generator.generator_lm_head.bias")) {
+        kerr("%s: an ELECTRA discriminator without its generator has no masked-LM head: use --rtd", kckpt_path(ck));
+        rc = EX_USAGE;
+    }
+    if (!rc && rtd) {
+        rc = predict_rtd(ck, &cfg, v, all, argv + optind, n_texts, Lm, c.json);
+        for (int a = 0; a < n_texts; a++) kwp_ids_free(&all[a]);
+        free(all);
+        kwp_tok_free(tok);
+        kwp_vocab_free(v);
+        kckpt_close(ck);
+        return rc;
     }
     kmodel *m = rc ? NULL : kmodel_new(&cfg.model, 1, Lm, Pm, sentence, err, sizeof err);
     if (!rc && !m) {
         kerr("model: %s", err);
         rc = EX_DATAERR;
     }
-    if (m) {   /* weights from the checkpoint, by name and shape */
-        int nt;
-        const ktensor *tl = kmodel_params(m, &nt);
-        float *w = kmodel_param_data(m);
-        for (int i = 0; i < nt && !rc; i++) {
-            const kst_tensor *t = kckpt_tensor(ck, "model.safetensors", tl[i].name);
-            if (!t || strcmp(t->dtype, "F32") || t->nbytes != tl[i].numel * sizeof(float)) {
-                kerr("%s: tensor %s missing or of another shape", kckpt_path(ck), tl[i].name);
-                rc = EX_DATAERR;
-            } else {
-                memcpy(w + tl[i].offset, t->data, t->nbytes);
-            }
-        }
-    }
+    if (m) rc = load_weights(m, ck); /* weights from the checkpoint, by name and shape */
     /* one row per text: [CLS] ids [SEP] padded to Lm, the [MASK] positions as predictions */
     int32_t *in = xcalloc((size_t)Lm, sizeof *in), *pos = xcalloc((size_t)Pm, sizeof *pos),
             *lab = xcalloc((size_t)Pm, sizeof *lab);
