@@ -237,7 +237,7 @@ int kelectra_forward(kmodel *m, const ksample_batch *b, int mode, uint64_t key)
     m->err[0] = '\0';
     int rc = kmodel_forward(e->gen, b, mode, krng_key(key, 'G', 0, 0));
     if (rc) return fail_from(m, e->gen, "generator", rc);
-    if (e->gen->M && !(b->masked_positions && b->masked_ids && b->masked_weights && b->n_masked)) {
+    if (!(b->masked_positions && b->masked_ids && b->masked_weights && b->n_masked)) {
         snprintf(m->err, sizeof m->err, "ELECTRA needs masked positions in the batch (data.objectives rtd)");
         return EX_DATAERR;
     }

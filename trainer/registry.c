@@ -140,7 +140,9 @@ char *kregistry_manifest(const kmodel *m)
     if (!fail) {
         fail |= json_object_set_new(root, "format", json_string(KREGISTRY_FORMAT));
         fail |= json_object_set_new(root, "version", json_integer(KREGISTRY_VERSION));
-        fail |= json_object_set_new(root, "model_type", json_string(c->type == KMODEL_ALBERT ? "albert" : "bert"));
+        fail |= json_object_set_new(root, "model_type", json_string(c->type == KMODEL_ALBERT    ? "albert"
+                                                                    : c->type == KMODEL_ELECTRA ? "electra"
+                                                                                                : "bert"));
         for (size_t i = 0; i < sizeof head_names / sizeof head_names[0]; i++)
             if (s->heads & head_names[i].bit) fail |= json_array_append_new(heads, json_string(head_names[i].name));
         fail |= json_object_set(root, "heads", heads);

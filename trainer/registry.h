@@ -12,7 +12,7 @@
  *
  * Manifest format (JSON, version 1):
  *   {"format": "kiln-registry", "version": 1,
- *    "model_type": "bert"|"albert", "heads": ["mlm", "sentence", ...],
+ *    "model_type": "bert"|"albert"|"electra", "heads": ["mlm", "sentence", ...],
  *    "num_labels": N, "pre_ln": 0|1, "causal": 0|1,
  *    "tensors": [{"name", "shape": [..], "decay": 0|1, "frozen": 0|1,
  *                 "init": "normal"|"one"|"zero", "transpose": 0|1}, ...],

@@ -1,8 +1,10 @@
 """tests/ref/torch_models.py: Hugging Face's AlbertForPreTraining,
-BertForPreTraining, AlbertForSequenceClassification and
-BertForSequenceClassification rebuilt from torch.nn modules (transformers is
-not installed here), with the same parameter names, for the trainer's parity
-test (torch_parity.py) and speed comparison (torch_bench.py).
+BertForPreTraining, AlbertForSequenceClassification,
+BertForSequenceClassification, ElectraForPreTraining, ElectraForMaskedLM and
+ElectraForSequenceClassification rebuilt from torch.nn modules (transformers
+is not installed here), with the same parameter names, for the trainer's
+parity test (torch_parity.py) and speed comparison (torch_bench.py,
+bench/electra).
 
 Faithful to transformers 4.x: post-LayerNorm blocks, attention mask added as
 (1 - mask) * finfo.min, GELU "gelu" = erf form, "gelu_new" = tanh form,
@@ -23,6 +25,27 @@ kiln's model options, beyond Hugging Face's BERT (flags of BertModel):
   causal  query t attends to keys <= t: the future is masked with finfo.min
           like padding (one mask, so no -inf from adding two minima).
 
+ELECTRA (transformers' modeling_electra): ElectraModel = ElectraEmbeddings
+(word / position / type of width E = embedding_size, LayerNorm, dropout),
+`embeddings_project` (nn.Linear E -> H) only when E != H, then BERT's post-LN
+layers under electra.encoder.layer.N. ElectraForPreTraining adds
+ElectraDiscriminatorPredictions (dense H -> H, hidden_act, dense_prediction
+H -> 1: one logit per token); ElectraForMaskedLM adds
+ElectraGeneratorPredictions (dense H -> E, GELU fixed to the erf form
+whatever hidden_act, LayerNorm E) and generator_lm_head (nn.Linear E -> V)
+whose weight is tied to the word embeddings, its bias its own;
+ElectraForSequenceClassification adds ElectraClassificationHead on [CLS]
+(dropout, dense H -> H, erf GELU, dropout, out_proj H -> num_labels).
+ElectraPair is the pretraining pair as kiln registers it: the discriminator
+(ElectraForPreTraining's names) plus `generator` (ElectraForMaskedLM of the
+generator's config: hidden_size G, its own layers) whose embeddings module IS
+the discriminator's (one set of Parameters: word, position and token type
+embeddings and the embedding LayerNorm), so named_parameters lists them once,
+under electra.embeddings, and the tied decoder is the same word embeddings.
+The pair does not sample: its discriminator reads the corrupted ids it is
+given (kiln's draws), and the replaced-token loss is
+BCE-with-logits averaged over the real tokens, weighted by disc_weight.
+
 Losses (kiln's definitions): MLM = sum(w * CE) / sum(w) over the masked slots
 (w = masked_weights), sentence = mean CE over rows with label >= 0,
 classification = F.cross_entropy(ignore_index=-1) (mean over labelled rows),
@@ -36,7 +59,9 @@ import torch.nn.functional as F
 
 # the tied MLM decoder weight of each model type -> the tensor it shares
 TIED_DECODER = {"albert": ("predictions.decoder.weight", "albert.embeddings.word_embeddings.weight"),
-                "bert": ("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight")}
+                "bert": ("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"),
+                "electra": ("generator_lm_head.weight", "electra.embeddings.word_embeddings.weight"),
+                "electra_pair": ("generator.generator_lm_head.weight", "electra.embeddings.word_embeddings.weight")}
 
 
 def gelu(kind):
@@ -328,12 +353,171 @@ class BertForSequenceClassification(nn.Module):
         return self.classifier(self.dropout(self.bert.pool(h)))
 
 
+# ---- ELECTRA ----------------------------------------------------------------------
+
+class ElectraEmbeddings(Embeddings):
+    """word + position + token type (width E), LayerNorm, dropout"""
+
+    def __init__(self, c, dropout=0.0):
+        super().__init__(c, c["embedding_size"])
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids, types):
+        return self.dropout(super().forward(ids, types))
+
+
+class ElectraModel(nn.Module):
+    def __init__(self, c, embeddings=None):
+        """embeddings: an ElectraEmbeddings module to share (the generator's
+        are the discriminator's), or None for its own"""
+        super().__init__()
+        self.embeddings = embeddings if embeddings is not None else ElectraEmbeddings(c)
+        if c["embedding_size"] != c["hidden_size"]:
+            self.embeddings_project = nn.Linear(c["embedding_size"], c["hidden_size"])
+        self.encoder = BertEncoder(c)
+
+    def forward(self, ids, types, attn_mask):
+        """the last hidden state (B, L, H)"""
+        h = self.embeddings(ids, types)
+        if hasattr(self, "embeddings_project"):
+            h = self.embeddings_project(h)
+        return self.encoder(h, mask_add(attn_mask))
+
+
+class ElectraDiscriminatorPredictions(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H = c["hidden_size"]
+        self.dense = nn.Linear(H, H)
+        self.dense_prediction = nn.Linear(H, 1)
+        self.act = gelu(c["hidden_act"])
+
+    def forward(self, h):
+        """one logit per position (B, L)"""
+        return self.dense_prediction(self.act(self.dense(h))).squeeze(-1)
+
+
+class ElectraGeneratorPredictions(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        E = c["embedding_size"]
+        self.LayerNorm = nn.LayerNorm(E, eps=c["layer_norm_eps"])
+        self.dense = nn.Linear(c["hidden_size"], E)
+        self.act = gelu("gelu")  # transformers: get_activation("gelu"), whatever hidden_act
+
+    def forward(self, h):
+        return self.LayerNorm(self.act(self.dense(h)))
+
+
+class ElectraForPreTraining(nn.Module):
+    """the discriminator: token logits (B, L)"""
+
+    def __init__(self, c):
+        super().__init__()
+        self.electra = ElectraModel(c)
+        self.discriminator_predictions = ElectraDiscriminatorPredictions(c)
+
+    def forward(self, ids, types, attn_mask):
+        return self.discriminator_predictions(self.electra(ids, types, attn_mask))
+
+
+class ElectraForMaskedLM(nn.Module):
+    """the generator: logits at the masked positions (rows mrow, positions mpos)"""
+
+    def __init__(self, c, embeddings=None):
+        super().__init__()
+        self.electra = ElectraModel(c, embeddings)
+        self.generator_predictions = ElectraGeneratorPredictions(c)
+        self.generator_lm_head = nn.Linear(c["embedding_size"], c["vocab_size"])
+        self.generator_lm_head.weight = self.electra.embeddings.word_embeddings.weight  # tied
+
+    def forward(self, ids, types, attn_mask, mrow, mpos):
+        h = self.electra(ids, types, attn_mask)
+        return self.generator_lm_head(self.generator_predictions(h[mrow, mpos]))
+
+
+def generator_config(c):
+    """the generator's config from the pair's: hidden_size G and its layers,
+    heads and FFN width (generator_* keys); the rest (E, V, positions, act) shared"""
+    g = dict(c)
+    g["hidden_size"] = c["generator_hidden_size"]
+    g["num_hidden_layers"] = g["num_hidden_groups"] = c["generator_num_hidden_layers"]
+    g["num_attention_heads"] = c["generator_num_attention_heads"]
+    g["intermediate_size"] = c["generator_intermediate_size"]
+    return g
+
+
+class ElectraPair(ElectraForPreTraining):
+    """ELECTRA's pretraining pair: the discriminator's parameters under its
+    Hugging Face names, the generator's under "generator.", embeddings shared"""
+
+    def __init__(self, c):
+        super().__init__(c)
+        self.generator = ElectraForMaskedLM(generator_config(c), self.electra.embeddings)
+
+    def forward(self, ids, types, attn_mask, mrow, mpos, disc_ids):
+        """(generator logits (M, V) at the masked slots of `ids`, discriminator
+        logits (B, L) on `disc_ids`, the corrupted input)"""
+        glog = self.generator(ids, types, attn_mask, mrow, mpos)
+        return glog, super().forward(disc_ids, types, attn_mask)
+
+
+class ElectraClassificationHead(nn.Module):
+    def __init__(self, c, num_labels, dropout=0.0):
+        super().__init__()
+        H = c["hidden_size"]
+        self.dense = nn.Linear(H, H)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(H, num_labels)
+        self.act = gelu("gelu")  # transformers: get_activation("gelu")
+
+    def forward(self, h):
+        x = self.dropout(h[:, 0, :])
+        x = self.dropout(self.act(self.dense(x)))
+        return self.out_proj(x)
+
+
+class ElectraForSequenceClassification(nn.Module):
+    def __init__(self, c, num_labels, dropout=0.0):
+        super().__init__()
+        self.electra = ElectraModel(c)
+        self.classifier = ElectraClassificationHead(c, num_labels, dropout)
+
+    def forward(self, ids, types, attn_mask, mrow=None, mpos=None):
+        """logits (B, num_labels); mrow, mpos unused (the pretraining models' signature)"""
+        return self.classifier(self.electra(ids, types, attn_mask))
+
+
+def disc_loss(token_logits, token_labels):
+    """ELECTRA's replaced-token loss as kiln (and Hugging Face's
+    ElectraForPreTraining) define it: BCE with logits averaged over the real
+    tokens (label >= 0; -1 marks padding)."""
+    keep = token_labels >= 0
+    return F.binary_cross_entropy_with_logits(token_logits[keep], token_labels[keep].float())
+
+
 def build(c, manifest=None):
     """The model of config c. Without a manifest: the pretraining model (MLM +
     sentence heads). With kiln's registry manifest (trainer/registry.h): the
     model its heads, num_labels, pre_ln and causal describe; the classifier's
-    dropout is c.get("classifier_dropout", 0). Raises ValueError for a
-    combination not rebuilt here."""
+    dropout is c.get("classifier_dropout", 0). ELECTRA: heads mlm + token is
+    the pair (ElectraPair, c needs the generator_* keys), token alone the
+    discriminator, mlm alone the generator, classify the sequence classifier.
+    Raises ValueError for a combination not rebuilt here."""
+    if c["model_type"] == "electra":
+        heads = sorted(manifest["heads"]) if manifest is not None else ["mlm", "token"]
+        if manifest is not None and (manifest["pre_ln"] or manifest["causal"]):
+            raise ValueError("ELECTRA's layers are post-LN and bidirectional")
+        if heads == ["mlm", "token"]:
+            return ElectraPair(c)
+        if heads == ["token"]:
+            return ElectraForPreTraining(c)
+        if heads == ["mlm"]:
+            return ElectraForMaskedLM(c)
+        if heads == ["classify"]:
+            return ElectraForSequenceClassification(c, int(manifest["num_labels"]),
+                                                    float(c.get("classifier_dropout", 0.0)))
+        raise ValueError(f"ELECTRA with heads {heads} is not rebuilt here")
     albert = c["model_type"] == "albert"
     if manifest is None:
         return AlbertForPreTraining(c) if albert else BertForPreTraining(c)
@@ -349,11 +533,16 @@ def build(c, manifest=None):
     raise ValueError(f"heads {heads} are not rebuilt here")
 
 
-def losses(logits, sent_logits, mlabels, mweights, slabels):
-    """(mlm_loss, sop_loss) as kiln defines them (see the top of this file)."""
+def mlm_loss(logits, mlabels, mweights):
+    """the masked-LM loss as kiln defines it: sum(w * CE) / sum(w) over the masked slots"""
     ce = torch.nn.functional.cross_entropy(logits, mlabels, reduction="none")
     w = mweights
-    mlm = (ce * w).sum() / w.sum() if float(w.sum()) > 0 else ce.sum() * 0
+    return (ce * w).sum() / w.sum() if float(w.sum()) > 0 else ce.sum() * 0
+
+
+def losses(logits, sent_logits, mlabels, mweights, slabels):
+    """(mlm_loss, sop_loss) as kiln defines them (see the top of this file)."""
+    mlm = mlm_loss(logits, mlabels, mweights)
     keep = slabels >= 0
     sop = torch.nn.functional.cross_entropy(sent_logits[keep], slabels[keep]) if bool(keep.any()) else \
         sent_logits.sum() * 0

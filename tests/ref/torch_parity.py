@@ -8,20 +8,26 @@ For each file: reads kiln's registry manifest (trainer/registry.h) and
 rebuilds the model it describes from torch.nn modules (torch_models.py:
 Hugging Face's AlbertForPreTraining / BertForPreTraining, or
 *ForSequenceClassification for the classify head; pre_ln and causal as
-flags of the BERT model). The registry must equal torch's named_parameters
-strictly: same names, same order, same shapes; every decay flag must agree
-with torch_models.no_decay (no tensor frozen or transposed), tensors with init
-"one" / "zero" must hold ones / zeros, and the aliases must be Hugging Face's
-tied MLM decoder (when the model has the MLM head). Then loads kiln's initial
-parameters by name, runs the same batch and compares, elementwise,
-|kiln - torch| <= ATOL + RTOL |torch|:
+flags of the BERT model; ELECTRA's pair = ElectraForPreTraining + a
+`generator` ElectraForMaskedLM sharing its embeddings module, or
+ElectraForSequenceClassification). The registry must equal torch's
+named_parameters strictly: same names, same order, same shapes; every decay
+flag must agree with torch_models.no_decay (no tensor frozen or transposed),
+tensors with init "one" / "zero" must hold ones / zeros, and the aliases must
+be Hugging Face's tied MLM decoder (when the model has the MLM head). Then
+loads kiln's initial parameters by name, runs the same batch and compares,
+elementwise, |kiln - torch| <= ATOL + RTOL |torch|:
   - the eval logits of each head (MLM at the masked slots, sentence,
-    classifier)                                         RTOL 1e-4, ATOL 1e-5
+    classifier, ELECTRA's discriminator at every real token)
+                                                        RTOL 1e-4, ATOL 1e-5
   - each loss term of kiln (out.losses, named by the metadata loss_terms:
     mlm_loss, sop_loss / nsp_loss, cls_loss = CE over rows with label >= 0,
-    mse = MSE over rows with a non-NaN target)           relative 1e-5
-  - the gradient of every parameter after one pass of the sum of the loss
-    terms                                                RTOL 1e-4, ATOL 1e-5
+    mse = MSE over rows with a non-NaN target, disc_loss = BCE with logits
+    over the real tokens), and the pass's loss out.loss = sum of
+    weight * term (weights: metadata loss_weights; ELECTRA's disc_loss has
+    disc_weight)                                         relative 1e-5
+  - the gradient of every parameter after one pass of that weighted sum
+                                                         RTOL 1e-4, ATOL 1e-5
   - every parameter after 5 AdamW steps (torch.optim.AdamW, decay / no-decay
     groups from the manifest's decay flags, clip_grad_norm_, linear warmup +
     decay) and after 5 LAMB steps (the formula of trainer/optim.h, cosine
@@ -31,6 +37,16 @@ parameters by name, runs the same batch and compares, elementwise,
     update turns rounding noise into steps of up to lr * |g| / eps in either
     direction, in both implementations alike. For them the gradients must be
     below 1e-6 (checked), and the parameters agree within ATOL 1e-4.
+ELECTRA's pair samples in kiln only: the file holds kiln's discriminator
+input and labels of every pass (eval, the gradient pass, each optimizer
+step), which torch's discriminator reads as is (no gradient through them).
+They are checked for form (the batch's ids except at the masked slots of
+weight > 0, which hold a draw; label 1 exactly where the draw differs from
+the original token, 0 at the other real tokens, -1 past the length) and
+for content: torch redoes each draw by inverse CDF of softmax(its own
+generator logits + bias) in float64 at kiln's uniform number (<pass>.rtd_u)
+and must find kiln's token, except where u lies within 1e-4 of a CDF
+boundary between the two tokens (reported as "at a boundary").
 Prints the worst error of each check; exits 1 when any check fails, 2 when
 the input is unusable.
 """
@@ -160,16 +176,78 @@ def check_registry(ck, man, model, T):
         if init is not None and not np.all(T[n] == init):
             print(f"  FAILED {tag}: {n}: init '{t['init']}' but other values")
             ck.failed += 1
-    extra = [n for n in T if n.split(".")[0] not in ("batch", "out", "grad", "adamw", "lamb") and n not in names]
+    extra = [n for n in T if n.split(".")[0] not in ("batch", "out", "grad", "adamw", "lamb", "eval", "train") and n not in names]
     if extra:
         print(f"  FAILED {tag}: tensors of the file not in the manifest: {extra[:5]}")
         ck.failed += 1
-    want = [list(torch_models.TIED_DECODER[man["model_type"]])] if "mlm" in man["heads"] else []
+    kind = man["model_type"] + ("_pair" if man["model_type"] == "electra" and "token" in man["heads"] else "")
+    want = [list(torch_models.TIED_DECODER[kind])] if "mlm" in man["heads"] else []
     got = [[a["name"], a["target"]] for a in man["aliases"]]
     if got != want:
         print(f"  FAILED {tag}: aliases {got}, Hugging Face ties {want}")
         ck.failed += 1
     return names
+
+
+def rtd_form(ck, what, T, rids, rlab):
+    """kiln's corrupted input and labels (B, L) against the batch (see the docstring)."""
+    ids, lengths = T["batch.input_ids"], T["batch.lengths"]
+    nm, pos, mids, mw = T["batch.n_masked"], T["batch.masked_positions"], T["batch.masked_ids"], \
+        T["batch.masked_weights"]
+    B, L = ids.shape
+    want_ids, want_lab = ids.copy(), np.full((B, L), -1, dtype=np.int64)
+    for b in range(B):
+        want_lab[b, :lengths[b]] = 0
+        for p in range(nm[b]):
+            if mw[b, p] > 0:
+                t = pos[b, p]
+                want_ids[b, t] = rids[b, t]
+                want_lab[b, t] = int(rids[b, t] != mids[b, p])
+    bad_ids = int((rids != want_ids).sum())
+    bad_lab = int((rlab != want_lab).sum())
+    if bad_ids or bad_lab:
+        ck.failed += 1
+        print(f"  FAILED {ck.tag} {what}: {bad_ids} input ids outside the masked slots changed, {bad_lab} labels"
+              f" differ from (masked and draw != original)")
+    return int((want_lab == 1).sum())
+
+
+def rtd_draws(T, u, glog, rids):
+    """Redoes kiln's draws from torch's generator logits glog (M, V, bias
+    included) at kiln's uniform numbers u (B, P): (slots, same, at a boundary,
+    differing)."""
+    nm, pos, mw = T["batch.n_masked"], T["batch.masked_positions"], T["batch.masked_weights"]
+    z = glog.detach().double().numpy()
+    n = same = edge = off = 0
+    i = 0
+    for b in range(len(nm)):
+        for p in range(nm[b]):
+            row, i = z[i], i + 1
+            if not mw[b, p] > 0:
+                continue
+            e = np.exp(row - row.max())
+            cdf = np.cumsum(e) / e.sum()
+            want = min(int(np.searchsorted(cdf, u[b, p], side="right")), len(cdf) - 1)
+            got = int(rids[b, pos[b, p]])
+            n += 1
+            if got == want:
+                same += 1
+                continue
+            lo, hi = min(got, want), max(got, want)
+            if np.min(np.abs(cdf[lo:hi] - u[b, p])) < 1e-4:
+                edge += 1
+            else:
+                off += 1
+    return n, same, edge, off
+
+
+def load(model, tensors):
+    """Loads tensors (by named_parameters name) into model, strictly: the
+    state_dict names that hold a Parameter listed under another name (ELECTRA's
+    shared embeddings, the tied generator decoder) get the same tensor."""
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    model.load_state_dict({k: tensors[by_id[id(v)]] for k, v in model.state_dict(keep_vars=True).items()},
+                          strict=True)
 
 
 def main(path):
@@ -181,6 +259,10 @@ def main(path):
               "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size",
               "pad_token_id"):
         c[k] = int(meta[k])
+    if c["model_type"] == "electra":
+        for k in ("generator_hidden_size", "generator_num_hidden_layers", "generator_num_attention_heads",
+                  "generator_intermediate_size"):
+            c[k] = int(meta[k])
     c["layer_norm_eps"] = float(meta["layer_norm_eps"])
     c["classifier_dropout"] = max(0.0, float(meta.get("classifier_dropout", "0")))
     if man["model_type"] != c["model_type"]:
@@ -194,7 +276,7 @@ def main(path):
     if names is None:
         return 1
     init = {n: torch.from_numpy(T[n]) for n in names}
-    model.load_state_dict(init, strict=True)
+    load(model, init)
     print(f"  {tag} ({', '.join(heads)}{', pre-LN' if man['pre_ln'] else ''}{', causal' if man['causal'] else ''}"
           f"{', %d labels' % man['num_labels'] if 'classify' in heads else ''}): registry = named_parameters,"
           f" {len(names)} tensors loaded by name ({sum(v.numel() for v in init.values())} floats),"
@@ -217,9 +299,48 @@ def main(path):
     labels = torch.from_numpy(T["batch.labels"]).long()
     targets = torch.from_numpy(T["batch.targets"]) if "batch.targets" in T else None
     terms = meta["loss_terms"].split(",")
+    weights = [float(w) for w in meta["loss_weights"].split(",")] if "loss_weights" in meta else [1.0] * len(terms)
+    pair = "mlm" in heads and "token" in heads
+    rtd = {}  # pass -> (discriminator input, labels, uniforms) of kiln
+    if pair:
+        for p in ("eval", "train"):
+            rtd[p] = (T[p + ".rtd_ids"], T[p + ".rtd_labels"], T[p + ".rtd_u"])
+        for p in ("adamw", "lamb"):
+            for s in range(5):
+                rtd[f"{p}.{s + 1}"] = (T[p + ".rtd_ids"][s], T[p + ".rtd_labels"][s], T[p + ".rtd_u"][s])
+        said = []
+        for p, (rids, rlab, _) in rtd.items():
+            said.append(rtd_form(ck, f"{p} draws", T, rids, rlab))
+        same = all(np.array_equal(rtd["train"][k], rtd[p][k]) for p in ("adamw.1", "lamb.1") for k in (0, 1))
+        if not same:
+            ck.failed += 1
+            print(f"  FAILED {tag}: the first optimizer steps (same weights, key 1) drew other tokens than the"
+                  f" gradient pass")
+        print(f"  {tag} draws: {len(rtd)} passes of kiln's discriminator input well formed;"
+              f" replaced tokens per pass {min(said)} to {max(said)} of {int(mask.sum())}")
+    draws, redone = [0, 0, 0, 0], set()
+    cur = ["train"]
+    if pair:
+        w = dict(zip(terms, weights))
+        if terms != ["mlm_loss", "disc_loss"] or w["mlm_loss"] != 1.0 or w["disc_loss"] != float(meta["disc_weight"]):
+            ck.failed += 1
+            print(f"  FAILED {tag}: loss terms {terms} weights {weights}, want mlm_loss 1 and disc_loss"
+                  f" disc_weight = {meta['disc_weight']}")
 
     def run():
-        """(outputs by file name, loss terms by kiln's name)"""
+        """(outputs by file name, loss terms by kiln's name); ELECTRA's pair
+        reads kiln's draws of pass cur[0]"""
+        if pair:
+            rids, rlab, u = rtd[cur[0]]
+            glog, dlog = model(ids, types, mask, mrow, mpos, torch.from_numpy(rids).long())
+            dl = torch.from_numpy(rlab).long()
+            mlm = torch_models.mlm_loss(glog, mlab, mwt)
+            if cur[0] not in redone:
+                redone.add(cur[0])
+                for k, v in enumerate(rtd_draws(T, u, glog, rids)):
+                    draws[k] += v
+            return {"out.mlm_logits": glog, "out.token_logits": dlog * mask}, \
+                {"mlm_loss": mlm, "disc_loss": torch_models.disc_loss(dlog, dl)}
         if "classify" in heads:
             cl = model(ids, types, mask)
             name = "cls_loss" if cl.shape[1] > 1 else "mse"
@@ -234,18 +355,28 @@ def main(path):
         missing = [t for t in terms if t not in ls]
         if missing:
             raise ValueError(f"loss terms {missing} of kiln are not computed here")
-        return sum(ls[t] for t in terms)
+        return sum(w * ls[t] for w, t in zip(weights, terms))
 
     # forward
+    cur[0] = "eval"
     with torch.no_grad():
         out, ls = run()
     ck.group("logits", [(k.split(".")[1].replace("_", " "), T[k], v.numpy()) for k, v in out.items()])
+    cur[0] = "train"  # the loss terms are the gradient pass's (ELECTRA: its own draws)
+    with torch.no_grad():
+        out, ls = run()
     said_k, said_t, rel = [], [], 0.0
     for i, t in enumerate(terms):
         res = ck.close(t, T["out.losses"][i], float(ls[t]), LOSS_RTOL, 0)
         rel = max(rel, res[1] if res else math.inf)
         said_k.append(f"{t} {T['out.losses'][i]:.7f}")
         said_t.append(f"{t} {float(ls[t]):.7f}")
+    with torch.no_grad():
+        tl = float(total())
+    res = ck.close("loss", T["out.loss"][0], tl, LOSS_RTOL, 0)
+    rel = max(rel, res[1] if res else math.inf)
+    said_k.append(f"loss {T['out.loss'][0]:.7f}")
+    said_t.append(f"loss {tl:.7f}")
     print(f"  {tag} losses: kiln {' '.join(said_k)}; torch {' '.join(said_t)}; worst relative error {rel:.2e}")
 
     # gradients
@@ -265,7 +396,7 @@ def main(path):
     decay = [n for n in names if flags[n]]
     nodecay = [n for n in names if not flags[n]]
     for kind in ("adamw", "lamb"):
-        model.load_state_dict(init, strict=True)
+        load(model, init)
         b1, b2 = float(meta["opt_beta1"]), float(meta["opt_beta2"])
         eps, wd, clip = float(meta["opt_eps"]), float(meta["opt_weight_decay"]), float(meta["opt_clip_norm"])
         opt = None
@@ -277,6 +408,7 @@ def main(path):
         step_losses = []
         for step in range(1, 6):
             model.zero_grad()
+            cur[0] = f"{kind}.{step}"
             loss = total()
             step_losses.append(float(loss))
             loss.backward()
@@ -307,6 +439,12 @@ def main(path):
                   for n in names])
         print(f"  {tag} {kind} loss per step: " + " ".join(f"{x:.5f}" for x in step_losses) +
               (f"; worst err/tol {res[0]:.3f}" if res else ""))
+    if pair:
+        n, same, edge, off = draws
+        if off:
+            ck.failed += 1
+        print(f"  {'FAILED ' if off else ''}{tag} draws redone by inverse CDF from torch's generator logits:"
+              f" {n} slots over {len(redone)} passes, {same} the same token, {edge} at a boundary, {off} different")
     return 1 if ck.failed else 0
 
 

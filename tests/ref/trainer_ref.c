@@ -3,13 +3,20 @@
  * its speed check. Not part of kiln.
  *
  *   kiln_trainer_ref parity DIR
- *     For five small models, no dropout:
+ *     For eight small models, no dropout:
  *       albert             ALBERT (gelu_new, 4 layers over 2 weight groups), MLM + SOP
  *       bert               BERT (gelu, 2 layers), MLM + sentence
  *       bert_cls           BERT, classifier with 3 labels (last row unlabelled)
  *       albert_reg         ALBERT, regression (num_labels 1; row 1 has a NaN target)
  *       bert_preln_causal  BERT (gelu_new, 3 layers), pre-LN layers + final
  *                          LayerNorm, causal attention, MLM + sentence
+ *       electra            ELECTRA's pair (gelu_new): discriminator E 8, H 16,
+ *                          2 layers; generator G 12, 2 layers (both towers
+ *                          project E -> their width); MLM + replaced-token BCE
+ *       electra_eq         ELECTRA's pair with E = G = 8, H 16, one layer each
+ *                          (the generator without embeddings_project)
+ *       electra_cls        ELECTRA's discriminator (E 8, H 16, gelu_new) with
+ *                          the classification head, 3 labels
  *     writes DIR/<name>.manifest.json (kregistry_manifest, trainer/registry.h)
  *     and DIR/<name>.safetensors holding:
  *       <param name>          the initial parameters (Hugging Face names)
@@ -20,13 +27,27 @@
  *                             over (row, slot < n_masked)       [MLM head]
  *       out.sent_logits       (B, 2)                            [sentence head]
  *       out.class_logits      (B, num_labels)                   [classifier]
+ *       out.token_logits      (B, L) eval discriminator logits, 0 past a
+ *                             row's length                      [ELECTRA's pair]
  *       out.losses            F64: the loss terms of the training pass, in the
  *                             order of the metadata "loss_terms" (e.g.
- *                             "mlm_loss,sop_loss", "cls_loss", "mse")
+ *                             "mlm_loss,sop_loss", "cls_loss", "mse",
+ *                             "mlm_loss,disc_loss"), their weights in
+ *                             "loss_weights"
+ *       out.loss              F64 (1): the pass's loss, sum of weight * term
  *       grad.<param name>     gradients of the sum of the loss terms
  *       adamw.<param name>    parameters after 5 AdamW steps on the batch
  *       lamb.<param name>     parameters after 5 LAMB steps from the same start
  *       adamw.losses, lamb.losses  F64 (5) loss before each step
+ *     ELECTRA's pair also writes the draws of each pass (kmodel_rtd_input after
+ *     the forward), which the PyTorch side feeds to its discriminator:
+ *       eval.rtd_ids, eval.rtd_labels    I32 (B, L) of the eval forward (key 0)
+ *       train.rtd_ids, train.rtd_labels  I32 (B, L) of the gradient pass (key 1)
+ *       adamw.rtd_ids, adamw.rtd_labels, lamb.*  I32 (5, B, L), one per step
+ *       <pass>.rtd_u          F64 (B, P) / (5, B, P): the uniform number of each
+ *                             masked slot, by electra.c's formula (stream
+ *                             krng_key(key, 'S', 0, 0), number r P + p), so
+ *                             the PyTorch side can redo the inverse-CDF draws
  *     and the configs as metadata strings.
  *
  *   kiln_trainer_ref bench [STEPS] [--model albert|bert]
@@ -149,6 +170,31 @@ static void make_labels(hbatch *h, int num_labels, uint64_t seed)
     }
 }
 
+/* Turns h into ELECTRA's input (KOBJ_RTD): the label of each masked slot is
+ * the original token there, and the input holds [MASK] (id 4) at the slot,
+ * except every 7th slot of the batch, which keeps the original token (the
+ * sampler's 15% branch). */
+static void make_rtd(hbatch *h)
+{
+    ksample_batch *b = &h->b;
+    int k = 0;
+    b->objectives = KOBJ_RTD;
+    for (int r = 0; r < b->B; r++)
+        for (int p = 0; p < h->n_masked[r]; p++, k++) {
+            int32_t *at = &h->ids[r * b->L + h->pos[r * b->P + p]];
+            h->mids[r * b->P + p] = *at;
+            if (k % 7 != 3) *at = b->mask_id;
+        }
+}
+
+/* The uniform number of each masked slot (B, P) of a forward with key `key`,
+ * as electra.c draws it: number r P + p of stream krng_key(key, 'S', 0, 0). */
+static void rtd_uniforms(double *u, const ksample_batch *b, uint64_t key)
+{
+    const uint64_t skey = krng_key(key, 'S', 0, 0);
+    for (int i = 0; i < b->B * b->P; i++) u[i] = (double)(krng_at(skey, (uint64_t)i) >> 11) * 0x1.0p-53;
+}
+
 /* ---- parity ------------------------------------------------------------------ */
 
 typedef struct outset {
@@ -201,9 +247,13 @@ static void outset_free(outset *o)
     free(o->t), free(o->names), free(o->blobs);
 }
 
+/* steps optimizer steps from init on h's batch (dropout key = step); the loss
+ * before each step into losses and, for ELECTRA's pair (rids not NULL), each
+ * step's discriminator input, labels (B, L) and slot uniforms (B, P). */
 static int run_opt(kmodel *m, const float *init, const kopt_config *oc, const hbatch *h, double *losses, int steps,
-                   int64_t total)
+                   int64_t total, int32_t *rids, int32_t *rlab, double *ru)
 {
+    const size_t BL = (size_t)h->b.B * h->b.L, BP = (size_t)h->b.B * h->b.P;
     size_t n = kmodel_numel(m);
     memcpy(kmodel_param_data(m), init, n * sizeof(float));
     int nt;
@@ -222,6 +272,16 @@ static int run_opt(kmodel *m, const float *init, const kopt_config *oc, const hb
             return 1;
         }
         losses[s - 1] = r.loss;
+        if (rids) {
+            const int32_t *lab, *ids = kmodel_rtd_input(m, &lab);
+            if (!ids) {
+                fprintf(stderr, "kmodel_rtd_input: no draws after the forward\n");
+                return 1;
+            }
+            memcpy(rids + (s - 1) * BL, ids, BL * sizeof(int32_t));
+            memcpy(rlab + (s - 1) * BL, lab, BL * sizeof(int32_t));
+            rtd_uniforms(ru + (s - 1) * BP, &h->b, (uint64_t)s);
+        }
         if (kopt_step(o, s, total, NULL, NULL)) {
             fprintf(stderr, "kopt_step failed\n");
             return 1;
@@ -255,12 +315,35 @@ static int write_manifest(const char *dir, const char *tag, const kmodel *m)
     return rc;
 }
 
+/* The draws of the last forward (ELECTRA's pair): <pass>.rtd_ids, .rtd_labels, .rtd_u. */
+static int put_rtd(outset *o, const char *pass, const kmodel *m, const ksample_batch *b, uint64_t key)
+{
+    const int32_t *lab, *ids = kmodel_rtd_input(m, &lab);
+    if (!ids) {
+        fprintf(stderr, "%s: kmodel_rtd_input: no draws after the forward\n", pass);
+        return 1;
+    }
+    char name[64];
+    int64_t sBL[2] = {b->B, b->L}, sBP[2] = {b->B, b->P};
+    snprintf(name, sizeof name, "%s.rtd_ids", pass);
+    put(o, name, "I32", 2, sBL, ids, (size_t)b->B * b->L * 4);
+    snprintf(name, sizeof name, "%s.rtd_labels", pass);
+    put(o, name, "I32", 2, sBL, lab, (size_t)b->B * b->L * 4);
+    double *u = malloc((size_t)b->B * b->P * sizeof(double));
+    rtd_uniforms(u, b, key);
+    snprintf(name, sizeof name, "%s.rtd_u", pass);
+    put(o, name, "F64", 2, sBP, u, (size_t)b->B * b->P * sizeof(double));
+    free(u);
+    return 0;
+}
+
 static int parity_one(const char *dir, const parity_case *pc)
 {
     const kmodel_config *c = &pc->c;
     const int B = pc->s.max_B, L = pc->s.L, heads = pc->s.heads;
     const int P = heads & KHEAD_MLM ? pc->s.P : 4; /* batch slots (unread without the MLM head) */
     const int NC = heads & KHEAD_CLASSIFY ? pc->s.num_labels : 0;
+    const int pair = c->type == KMODEL_ELECTRA && (heads & KHEAD_MLM) && (heads & KHEAD_TOKEN);
     char err[256];
     kmodel *m = kmodel_create(c, &pc->s, err, sizeof err);
     if (!m) {
@@ -272,6 +355,7 @@ static int parity_one(const char *dir, const parity_case *pc)
     hbatch h;
     make_batch(&h, B, L, P, c->vocab_size, 0, 99);
     if (NC) make_labels(&h, NC, 98);
+    if (pair) make_rtd(&h);
     outset o = {0};
     size_t numel = kmodel_numel(m);
     float *init = malloc(numel * sizeof(float));
@@ -322,26 +406,41 @@ static int parity_one(const char *dir, const parity_case *pc)
         put(&o, "out.class_logits", "F32", 2, sBC, cl, (size_t)B * NC * 4);
         free(cl);
     }
+    if (heads & KHEAD_TOKEN) {
+        float *tl = calloc((size_t)B * L, sizeof(float));
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < h.lengths[b]; t++) tl[b * L + t] = kmodel_token_logit(m, b, t);
+        put(&o, "out.token_logits", "F32", 2, sBL, tl, (size_t)B * L * 4);
+        free(tl);
+    }
+    if (pair && put_rtd(&o, "eval", m, &h.b, 0)) return 1;
     /* gradients of the sum of the loss terms, and the terms */
     kmodel_zero_grad(m);
     if (kmodel_forward_backward(m, &h.b, 1, 1.0f, &r)) {
         fprintf(stderr, "%s: forward_backward: %s\n", pc->tag, kmodel_error(m));
         return 1;
     }
+    if (pair && put_rtd(&o, "train", m, &h.b, 1)) return 1;
     double losses[KTERM_MAX];
-    char terms[KTERM_MAX * (KTERM_NAME_MAX + 1)] = "", said[512] = "";
+    char terms[KTERM_MAX * (KTERM_NAME_MAX + 1)] = "", weights[KTERM_MAX * 32] = "", said[512] = "";
     int nl = 0;
     for (int i = 0; i < r.n; i++) {
         if (!(r.t[i].weight > 0)) continue;
         losses[nl] = r.t[i].sum / r.t[i].count;
-        if (nl) strcat(terms, ",");
+        if (nl) strcat(terms, ","), strcat(weights, ",");
         strcat(terms, r.t[i].name);
+        snprintf(weights + strlen(weights), sizeof weights - strlen(weights), "%.17g", r.t[i].weight);
         size_t k = strlen(said);
         snprintf(said + k, sizeof said - k, " %s %.6f", r.t[i].name, losses[nl]);
         nl++;
     }
-    int64_t sL[1] = {nl}, s5[1] = {5};
+    int64_t sL[1] = {nl}, s5[1] = {5}, s1[1] = {1};
     put(&o, "out.losses", "F64", 1, sL, losses, (size_t)nl * sizeof(double));
+    put(&o, "out.loss", "F64", 1, s1, &r.loss, sizeof r.loss);
+    {
+        size_t k = strlen(said);
+        snprintf(said + k, sizeof said - k, " loss %.6f", r.loss);
+    }
     put_params(&o, "grad.", m, kmodel_grad_data(m));
 
     /* optimizers: 5 steps of a 10-step schedule with 2 warmup steps */
@@ -349,20 +448,35 @@ static int parity_one(const char *dir, const parity_case *pc)
                       .weight_decay = 0.1, .warmup_steps = 2, .schedule = KSCHED_LINEAR, .min_lr_ratio = 0.1,
                       .clip_norm = 1.0, .accumulation = 1};
     double al[5], ll[5];
-    if (run_opt(m, init, &oc, &h, al, 5, 10)) return 1;
+    const size_t BL = (size_t)B * L, BP = (size_t)B * P;
+    int32_t *rids = pair ? malloc(5 * BL * sizeof(int32_t)) : NULL, *rlab = pair ? malloc(5 * BL * sizeof(int32_t)) : NULL;
+    double *ru = pair ? malloc(5 * BP * sizeof(double)) : NULL;
+    int64_t s5BL[3] = {5, B, L}, s5BP[3] = {5, B, P};
+    if (run_opt(m, init, &oc, &h, al, 5, 10, rids, rlab, ru)) return 1;
     put_params(&o, "adamw.", m, kmodel_param_data(m));
     put(&o, "adamw.losses", "F64", 1, s5, al, sizeof al);
+    if (pair) {
+        put(&o, "adamw.rtd_ids", "I32", 3, s5BL, rids, 5 * BL * 4);
+        put(&o, "adamw.rtd_labels", "I32", 3, s5BL, rlab, 5 * BL * 4);
+        put(&o, "adamw.rtd_u", "F64", 3, s5BP, ru, 5 * BP * sizeof(double));
+    }
     kopt_config lc = oc;
     lc.type = KOPT_LAMB;
     lc.lr = 2e-2;
     lc.schedule = KSCHED_COSINE;
-    if (run_opt(m, init, &lc, &h, ll, 5, 10)) return 1;
+    if (run_opt(m, init, &lc, &h, ll, 5, 10, rids, rlab, ru)) return 1;
     put_params(&o, "lamb.", m, kmodel_param_data(m));
     put(&o, "lamb.losses", "F64", 1, s5, ll, sizeof ll);
+    if (pair) {
+        put(&o, "lamb.rtd_ids", "I32", 3, s5BL, rids, 5 * BL * 4);
+        put(&o, "lamb.rtd_labels", "I32", 3, s5BL, rlab, 5 * BL * 4);
+        put(&o, "lamb.rtd_u", "F64", 3, s5BP, ru, 5 * BP * sizeof(double));
+    }
+    free(rids), free(rlab), free(ru);
 
     /* metadata: the configs and the names of out.losses */
-    char v[40][KTERM_MAX * (KTERM_NAME_MAX + 1)];
-    const char *meta[80];
+    char v[48][KTERM_MAX * (KTERM_NAME_MAX + 1)];
+    const char *meta[96];
     int nm = 0;
 #define META(k, ...)                                  \
     do {                                              \
@@ -371,9 +485,9 @@ static int parity_one(const char *dir, const parity_case *pc)
         meta[2 * nm + 1] = v[nm];                     \
         nm++;                                         \
     } while (0)
-    META("model_type", "%s", c->type == KMODEL_ALBERT ? "albert" : "bert");
+    META("model_type", "%s", c->type == KMODEL_ALBERT ? "albert" : c->type == KMODEL_ELECTRA ? "electra" : "bert");
     META("vocab_size", "%d", c->vocab_size);
-    META("embedding_size", "%d", c->type == KMODEL_ALBERT ? c->embedding_size : c->hidden_size);
+    META("embedding_size", "%d", c->type != KMODEL_BERT ? c->embedding_size : c->hidden_size);
     META("hidden_size", "%d", c->hidden_size);
     META("num_hidden_layers", "%d", c->num_hidden_layers);
     META("num_hidden_groups", "%d", c->type == KMODEL_ALBERT ? c->num_hidden_groups : c->num_hidden_layers);
@@ -386,6 +500,14 @@ static int parity_one(const char *dir, const parity_case *pc)
     META("pad_token_id", "%d", c->pad_token_id);
     META("classifier_dropout", "%.17g", pc->s.classifier_dropout);
     META("loss_terms", "%s", terms);
+    META("loss_weights", "%s", weights);
+    if (c->type == KMODEL_ELECTRA) {
+        META("generator_hidden_size", "%d", c->generator_hidden_size);
+        META("generator_num_hidden_layers", "%d", c->generator_num_hidden_layers);
+        META("generator_num_attention_heads", "%d", c->generator_num_attention_heads);
+        META("generator_intermediate_size", "%d", c->generator_intermediate_size);
+        META("disc_weight", "%.17g", c->disc_weight);
+    }
     META("opt_lr_adamw", "%.17g", oc.lr);
     META("opt_lr_lamb", "%.17g", lc.lr);
     META("opt_schedule_adamw", "linear");
@@ -427,6 +549,21 @@ static int parity(const char *dir)
     kmodel_config bert3 = bert; /* pre-LN causal: 3 layers, gelu_new */
     bert3.num_hidden_layers = bert3.num_hidden_groups = 3;
     bert3.hidden_act = KACT_GELU_NEW;
+    /* ELECTRA: gelu_new, so that the heads with a fixed erf GELU (the
+     * generator's predictions, the classification head) are told apart from
+     * hidden_act; E != H and E != G: both towers project their embeddings */
+    const kmodel_config electra = {
+        .type = KMODEL_ELECTRA, .vocab_size = 71, .embedding_size = 8, .hidden_size = 16, .num_hidden_layers = 2,
+        .num_attention_heads = 2, .intermediate_size = 32, .max_position_embeddings = 20, .type_vocab_size = 2,
+        .hidden_act = KACT_GELU_NEW, .layer_norm_eps = 1e-12, .num_hidden_groups = 2, .initializer_range = 0.1,
+        .pad_token_id = 0, .generator_hidden_size = 12, .generator_num_hidden_layers = 2,
+        .generator_num_attention_heads = 3, .generator_intermediate_size = 24, .disc_weight = 50};
+    kmodel_config electra_eq = electra; /* E = G: the generator reads its embeddings unprojected */
+    electra_eq.num_hidden_layers = electra_eq.num_hidden_groups = 1;
+    electra_eq.generator_hidden_size = 8;
+    electra_eq.generator_num_hidden_layers = 1;
+    electra_eq.generator_num_attention_heads = 2;
+    electra_eq.generator_intermediate_size = 16;
     const parity_case cases[] = {
         {"albert", albert, kmodel_spec_pretrain(4, 20, 5, 1)},
         {"bert", bert, kmodel_spec_pretrain(3, 16, 4, 1)},
@@ -437,6 +574,12 @@ static int parity(const char *dir)
         {"bert_preln_causal", bert3,
          {.heads = KHEAD_MLM | KHEAD_SENTENCE, .max_B = 3, .L = 16, .P = 4, .classifier_dropout = -1, .pre_ln = 1,
           .causal = 1}},
+        {"electra", electra,
+         {.heads = KHEAD_MLM | KHEAD_TOKEN, .max_B = 4, .L = 16, .P = 4, .classifier_dropout = -1}},
+        {"electra_eq", electra_eq,
+         {.heads = KHEAD_MLM | KHEAD_TOKEN, .max_B = 3, .L = 12, .P = 3, .classifier_dropout = -1}},
+        {"electra_cls", electra,
+         {.heads = KHEAD_CLASSIFY, .max_B = 5, .L = 16, .num_labels = 3, .classifier_dropout = 0}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (parity_one(dir, &cases[i])) return 1;
