@@ -2,9 +2,12 @@
 # (scripts/install-deps is idempotent and quick when all is present).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME  ?= 60
+FUZZ_CI_TIME ?= 25
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-asan demo demo-daemon bench clean
+.PHONY: all deps build test test-asan demo demo-daemon bench clean fuzz fuzz-ci
 
 all: build
 
@@ -24,6 +27,16 @@ test-asan: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer targets (clang): every parser of outside input, FUZZ_TIME seconds
+# each, one after the other, under nice (docs/reliability.md, "Fuzzing").
+fuzz: deps
+	@scripts/fuzz -b $(FUZZ_BUILD) $(FUZZ_TIME)
+
+# The short pass CI runs: FUZZ_CI_TIME seconds a target (13 targets: about 7
+# minutes with the build on 2 cores).
+fuzz-ci: deps
+	@scripts/fuzz -b $(FUZZ_BUILD) $(FUZZ_CI_TIME)
+
 demo: build
 	@scripts/demo $(BUILD)/kiln
 	@scripts/demo-daemon $(BUILD)/kiln
@@ -32,6 +45,12 @@ demo: build
 demo-daemon: build
 	@scripts/demo-daemon $(BUILD)/kiln
 
+# Korean and Japanese (the bundled UDHR excerpts): ingest, a vocabulary that
+# keeps the text intact, tokenize, samples as pieces, ICU's words.
+.PHONY: demo-cjk
+demo-cjk: build
+	@scripts/demo-cjk $(BUILD)/kiln
+
 bench: build
 	@bench/ingest/run $(BUILD)/kiln
 	@bench/tokenize/run $(BUILD)/kiln
@@ -39,6 +58,8 @@ bench: build
 	@bench/sampler/run $(BUILD)/kiln
 	@bench/train/run $(BUILD)/kiln
 	@bench/finetune/run $(BUILD)/kiln
+	@bench/electra/run $(BUILD)/kiln
+	@bench/daemon/run $(BUILD)/kiln
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -63,6 +63,7 @@ typedef struct cli_sampling {
     int64_t vocab_id;
     char vocab_name[256];
     int cased;
+    int mode;                      /* the vocabulary's KWP_* bits (casing, accents, words) */
     kbuf vocab_text;               /* vocab.txt bytes */
     struct kwp_vocab *vocab;
     char snapshot_path[4096];
@@ -83,11 +84,22 @@ void cli_sampling_apply(const cli_sampling *x, struct ksampler_opts *o);
 int cli_objectives_parse(const char *s, int *bits);
 
 /* Opens a checkpoint folder, or the latest checkpoint of a run folder, with
- * its run config and casing (cmd_train.c). Logs and returns EX_* on failure
- * (*ck NULL then); the caller closes *ck with kckpt_close. */
+ * its run config and its vocabulary's tokenizer mode (KWP_* bits of
+ * text/wordpiece.h, from state.json's extra: "cased", "strip_accents",
+ * "icu_words") (cmd_train.c). Logs and returns EX_* on failure (*ck NULL
+ * then); the caller closes *ck with kckpt_close. */
 struct kckpt;
 struct ktrain_config;
-int cli_open_checkpoint(const char *arg, struct kckpt **ck, struct ktrain_config *cfg, int *cased);
+int cli_open_checkpoint(const char *arg, struct kckpt **ck, struct ktrain_config *cfg, int *mode);
+/* The tokenizer of a checkpoint's extra JSON object: "cased",
+ * "strip_accents" (null = follows the casing), "icu_words", from KWP_* bits
+ * (common.c). */
+struct json_t;
+void cli_tokenizer_json(struct json_t *extra, int mode);
+/* KWP_* bits as the exporter's KEXPORT_TOK_* bits (do_lower_case, strip_accents). */
+int cli_export_tok(int mode);
+/* The KWP_* bits of a Hugging Face tokenizer: do_lower_case, strip_accents (-1 null). */
+int cli_hf_mode(int do_lower_case, int strip_accents);
 
 /* JSON output (Jansson values; cli/common.c). */
 struct json_t;
@@ -120,5 +132,7 @@ int cmd_predict(int argc, char **argv, const char *db);
 int cmd_daemon(int argc, char **argv, const char *db);
 int cmd_run(int argc, char **argv, const char *db);
 int cmd_status(int argc, char **argv, const char *db);
+int cmd_plot(int argc, char **argv, const char *db);
+int cmd_metrics(int argc, char **argv, const char *db);
 
 #endif

@@ -11,7 +11,7 @@
  *    "AlbertForSequenceClassification", "model_type", "heads": ["classify"],
  *    "pooler": true, "num_labels": K, "id2label": [names],
  *    "problem_type": "single_label_classification" | "regression",
- *    "cased": bool, "finetune": the fine-tuning config (kft_config_to_json),
+ *    "cased": bool, "strip_accents", "icu_words" (cli_tokenizer_json), "finetune": the fine-tuning config (kft_config_to_json),
  *    "dev": {"step", "accuracy", "f1", "loss", ...} the last evaluation}.
  * The best checkpoint by the dev metric (accuracy; Pearson for regression)
  * is DIR/best/ (hard links to the step folder's files, published with one
@@ -65,7 +65,7 @@ typedef struct ft_init {
     kmodel_config mc;
     const char *vocab;            /* vocab.txt bytes (owned by ck or hf) */
     size_t vocab_len;
-    int cased;
+    int mode;                     /* the tokenizer: KWP_* bits (casing, accents) */
     kst_tensor *t;                /* (n) F32 tensors under kiln's names; data owned by ck or hf */
     int n;
     /* a classifier already: its labels (owned here) and task */
@@ -112,7 +112,7 @@ static int init_open(const char *path, ft_init *x)
         x->mc = x->hf.config;
         x->vocab = x->hf.vocab;
         x->vocab_len = x->hf.vocab_len;
-        x->cased = !x->hf.do_lower_case;
+        x->mode = cli_hf_mode(x->hf.do_lower_case, x->hf.strip_accents);
         x->n = x->hf.n;
         x->t = xcalloc((size_t)x->n + 1, sizeof *x->t);
         memcpy(x->t, x->hf.tensors, (size_t)x->n * sizeof *x->t);
@@ -127,7 +127,7 @@ static int init_open(const char *path, ft_init *x)
         return 0;
     }
     ktrain_config cfg;
-    int rc = cli_open_checkpoint(path, &x->ck, &cfg, &x->cased);
+    int rc = cli_open_checkpoint(path, &x->ck, &cfg, &x->mode);
     if (rc) return rc;
     snprintf(x->path, sizeof x->path, "%s", kckpt_path(x->ck));
     const kckpt_state *st = kckpt_state_of(x->ck);
@@ -508,7 +508,7 @@ static const char *model_type_name(int type)
     return type == KMODEL_BERT ? "bert" : type == KMODEL_ELECTRA ? "electra" : "albert";
 }
 
-static char *extra_json(const kmodel_config *mc, const kdataset *train, int regression, int cased,
+static char *extra_json(const kmodel_config *mc, const kdataset *train, int regression, int mode,
                         const kft_config *fc)
 {
     json_t *o = json_object();
@@ -524,7 +524,7 @@ static char *extra_json(const kmodel_config *mc, const kdataset *train, int regr
     for (int i = 0; i < K && !regression; i++) json_array_append_new(names, jstr(kdataset_label_name(train, i)));
     json_object_set_new(o, "id2label", names);
     json_object_set_new(o, "problem_type", json_string(regression ? "regression" : "single_label_classification"));
-    json_object_set_new(o, "cased", json_boolean(cased));
+    cli_tokenizer_json(o, mode);
     char *fj = kft_config_to_json(fc);
     json_t *f = fj ? json_loads(fj, 0, NULL) : NULL;
     free(fj);
@@ -616,7 +616,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         return rc;
     }
     kwp_vocab *v = NULL;
-    if (kwp_vocab_load(in.vocab, in.vocab_len, in.cased, &v, err, sizeof err)) {
+    if (kwp_vocab_load(in.vocab, in.vocab_len, in.mode, &v, err, sizeof err)) {
         kerr("%s: vocabulary: %s", in.path, err);
         init_free(&in);
         return EX_DATAERR;
@@ -770,7 +770,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
     }
     if (!rc) {
         char *cj = run_config_json(&mc, &fc, &tc.optimizer, total);
-        char *ej = extra_json(&mc, train, regression, in.cased, &fc);
+        char *ej = extra_json(&mc, train, regression, in.mode, &fc);
         kbuf vt = {0};
         kwp_vocab_text(v, &vt);
         krun_meta meta = {.config_json = cj, .vocab_name = "", .vocab_txt = in.vocab, .vocab_len = in.vocab_len,
@@ -846,7 +846,7 @@ static int clf_open(const char *path, int B, int seq_len, clf *x)
         return EX_DATAERR;
     }
     char err[1024];
-    if (kwp_vocab_load(x->in.vocab, x->in.vocab_len, x->in.cased, &x->v, err, sizeof err)) {
+    if (kwp_vocab_load(x->in.vocab, x->in.vocab_len, x->in.mode, &x->v, err, sizeof err)) {
         kerr("%s: vocabulary: %s", x->in.path, err);
         return EX_DATAERR;
     }

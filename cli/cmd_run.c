@@ -159,7 +159,7 @@ int cmd_run(int argc, char **argv, const char *db)
         "first, then oldest (docs/daemon.md). submit validates the config first: a run\n"
         "config (docs/train.md; a relative checkpoint.dir is taken from here), a vocab\n"
         "config {\"size\", \"name\", \"cased\", \"min_frequency\", \"limit_alphabet\",\n"
-        "\"max_words\"} or a kg-embed config (TransE: {\"dim\", \"epochs\", \"lr\", \"margin\",\n"
+        "\"max_words\", \"strip_accents\" (true|false), \"words\" (\"bert\"|\"icu\")} or a kg-embed config (TransE: {\"dim\", \"epochs\", \"lr\", \"margin\",\n"
         "\"negatives\", \"norm\", \"adversarial\", \"adv_temperature\", \"batch\", \"seed\",\n"
         "\"eval_every\", \"patience\", \"max_seconds\"}). --resume continues a run whose\n"
         "checkpoint.dir already holds checkpoints (else that is refused).\n"
@@ -334,6 +334,7 @@ static void print_status(json_t *r)
         json_t *cf = json_object_get(d, "config");
         printf("kiln daemon: %s (pid %lld, up %s)\n", js(d, "state"), (long long)json_integer_value(json_object_get(d, "pid")), t);
         printf("  store   %s\n  socket  %s\n", js(d, "store"), js(d, "socket"));
+        if (json_is_string(json_object_get(d, "http"))) printf("  page    %s\n", js(d, "http"));
         printf("  threads training %lld, ingest %lld", (long long)json_integer_value(json_object_get(cf, "train_threads")),
                (long long)json_integer_value(json_object_get(cf, "ingest_threads")));
         double m = json_number_value(json_object_get(cf, "checkpoint_minutes"));
@@ -388,33 +389,134 @@ static void print_status(json_t *r)
     }
 }
 
+/* ---- kiln status --watch ---------------------------------------------------------------- */
+
+static volatile sig_atomic_t watch_stop;
+static void on_watch_signal(int sig)
+{
+    (void)sig;
+    watch_stop = 1;
+}
+
+/* The status without what changes every second by itself (uptimes), to tell
+ * whether anything happened. Owned by the caller. */
+static char *status_key(json_t *r)
+{
+    json_t *k = json_deep_copy(r);
+    json_object_del(json_object_get(k, "daemon"), "uptime_s");
+    json_object_del(json_object_get(k, "running"), "seconds");
+    char *t = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(k);
+    return t;
+}
+
+/* Redraws the status every interval seconds until SIGINT or SIGTERM: on a
+ * terminal the screen is cleared and drawn again (one write a frame); else a
+ * status is printed only when it changed, plainly. Returns 0. */
+static int status_watch(const cli_common *c, const char *socket, double interval)
+{
+    int tty = isatty(STDOUT_FILENO);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_watch_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    static char frame[1 << 16];
+    if (tty) {
+        setvbuf(stdout, frame, _IOFBF, sizeof frame);
+        fputs("\033[?25l", stdout); /* no cursor while drawing */
+    }
+    char *last = NULL;
+    while (!watch_stop) {
+        json_t *req = json_pack("{s:s}", "cmd", "status"), *resp = NULL;
+        int via = 0;
+        int rc = route(c, socket, req, &resp, &via);
+        json_decref(req);
+        int ok = !rc && json_is_true(json_object_get(resp, "ok"));
+        if (ok) {
+            json_object_del(resp, "ok");
+            if (!json_object_get(resp, "spool")) json_object_set_new(resp, "spool", json_null());
+        }
+        char when[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(when, sizeof when, "%H:%M:%S", &tm);
+        if (tty) {
+            printf("\033[H\033[2J%s  kiln status --watch (every %g s; Ctrl-C quits)\n\n", when, interval);
+            if (ok && c->json) print_json_line(resp);
+            else if (ok) print_status(resp);
+            else printf("no answer: %s\n", resp ? js(resp, "error") : "see the message above");
+            fflush(stdout);
+        } else {
+            char *key = ok ? status_key(resp) : xstrdup(resp ? js(resp, "error") : "no answer");
+            if (!last || strcmp(key, last)) {
+                if (ok && c->json) print_json_line(resp);
+                else {
+                    printf("-- %s\n", when);
+                    if (ok) print_status(resp);
+                    else printf("no answer: %s\n", key);
+                }
+                fflush(stdout);
+                free(last);
+                last = key;
+            } else {
+                free(key);
+            }
+        }
+        json_decref(resp);
+        for (double t = 0; t < interval && !watch_stop; t += 0.05) usleep(50000);
+    }
+    if (tty) {
+        fputs("\033[?25h", stdout);
+        fflush(stdout);
+    }
+    free(last);
+    return 0;
+}
+
 int cmd_status(int argc, char **argv, const char *db)
 {
     static const char usage[] =
-        "usage: kiln status [--json] [--db PATH] [--socket PATH]\n\n"
+        "usage: kiln status [--watch [--interval SECONDS]] [--json] [--db PATH] [--socket PATH]\n\n"
         "The daemon serving the store (docs/daemon.md): its state, pid and uptime, the\n"
         "spool (files waiting, done, failed; the file in hand; the last problem), the\n"
         "running job's step, loss, tokens/s and ETA, and the queue (queued, running and\n"
         "paused jobs). --json prints one object: {\"daemon\", \"spool\", \"running\",\n"
         "\"queue\"} (daemon, spool and running are null without a daemon).\n"
-        "Exit: 0 a daemon runs; 69 none does (the queue is still shown).\n";
-    enum { O_SOCKET = 1 };
-    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"socket", required_argument, 0, O_SOCKET}, {0, 0, 0, 0}};
+        "--watch redraws it every --interval seconds (default 2) until Ctrl-C; when the\n"
+        "output is not a terminal it prints a new status only when something changed\n"
+        "(no escape codes; with --json, one object a line). The daemon's status page\n"
+        "(kiln daemon --http) shows the same in a browser, with curves: docs/observe.md.\n"
+        "Exit: 0 a daemon runs (--watch: after Ctrl-C); 69 none does (the queue is still\n"
+        "shown).\n";
+    enum { O_SOCKET = 1, O_WATCH, O_INTERVAL };
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"socket", required_argument, 0, O_SOCKET},
+                                       {"watch", no_argument, 0, O_WATCH},
+                                       {"interval", required_argument, 0, O_INTERVAL}, {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
     const char *socket = NULL;
-    int opt;
+    int opt, watch = 0;
+    double interval = 2;
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
         if (cli_common_opt(&c, opt, optarg)) continue;
         if (opt == O_SOCKET) socket = optarg;
-        else return cli_usage_error("status", "bad option");
+        else if (opt == O_WATCH) watch = 1;
+        else if (opt == O_INTERVAL) {
+            char *end;
+            interval = strtod(optarg, &end);
+            if (*end || !(interval >= 0.1 && interval <= 3600)) return cli_usage_error("status", "--interval: seconds from 0.1 to 3600");
+        } else return cli_usage_error("status", "bad option");
     }
     if (c.help) {
         fputs(usage, stdout);
         return 0;
     }
     if (optind < argc) return cli_usage_error("status", "unexpected argument '%s'", argv[optind]);
+    if (watch) return status_watch(&c, socket, interval);
     json_t *req = json_pack("{s:s}", "cmd", "status"), *resp = NULL;
     int via = 0;
     int rc = route(&c, socket, req, &resp, &via);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "ingest/ingest.h"
 #include "sampler/sampler.h"
 #include "text/wordpiece.h"
 
@@ -72,10 +73,11 @@ int cli_sampling_open(const cli_common *c, const char *vocab_name, const char *s
     }
     x->vocab_id = vr.id;
     x->cased = vr.cased;
+    x->mode = kvocab_row_mode(&vr);
     snprintf(x->vocab_name, sizeof x->vocab_name, "%s", vr.name);   /* vr.name points into meta */
     kbuf_free(&meta);
     vr.name = x->vocab_name;
-    if (kwp_vocab_load(x->vocab_text.data ? x->vocab_text.data : "", x->vocab_text.len, vr.cased,
+    if (kwp_vocab_load(x->vocab_text.data ? x->vocab_text.data : "", x->vocab_text.len, kvocab_row_mode(&vr),
                        &x->vocab, err, sizeof err)) {
         kerr("vocabulary %s: %s", vr.name, err);
         kstore_close(s);

@@ -97,6 +97,7 @@ typedef struct vocab_sel {
     const char *name;  /* --vocab */
     const char *file;  /* --vocab-file */
     int cased;
+    int accents;       /* --vocab-file: KVOCAB_ACCENTS_* (--strip-accents / --no-strip-accents) */
     long max_word_chars;
 } vocab_sel;
 
@@ -105,7 +106,10 @@ static int load_vocab(cli_common *c, const vocab_sel *sel, kwp_vocab **v, long *
 {
     char err[512];
     kbuf pieces = {0}, meta = {0};
-    int cased = sel->cased, rc = 0;
+    kvocab_row want = {0};
+    want.cased = sel->cased;
+    want.accents = sel->accents;
+    int mode = kvocab_row_mode(&want), rc = 0;
     *maxw = sel->max_word_chars;
     if (sel->file) {
         int e = kbuf_read_file(&pieces, sel->file);
@@ -121,14 +125,14 @@ static int load_vocab(cli_common *c, const vocab_sel *sel, kwp_vocab **v, long *
         rc = kstore_vocab_get(s, sel->name, &r, &pieces, &meta);
         if (rc) kerr("%s", kstore_errmsg(s));
         else {
-            cased = r.cased;
+            mode = kvocab_row_mode(&r);
             if (*maxw <= 0) *maxw = r.max_word_chars;
         }
         kstore_close(s);
         if (rc) { kbuf_free(&pieces); kbuf_free(&meta); return rc; }
     }
     if (*maxw <= 0) *maxw = KWP_DEFAULT_MAX_WORD_CHARS;
-    if (kwp_vocab_load(pieces.data ? pieces.data : "", pieces.len, cased, v, err, sizeof err)) {
+    if (kwp_vocab_load(pieces.data ? pieces.data : "", pieces.len, mode, v, err, sizeof err)) {
         kerr("%s: %s", sel->file ? sel->file : "vocabulary", err);
         rc = EX_DATAERR;
     }
@@ -171,15 +175,18 @@ static void encode_line(kwp_tok *t, const kwp_vocab *v, int tokens, const char *
 int cmd_encode(int argc, char **argv, const char *db)
 {
     static const char usage[] =
-        "usage: kiln encode [--ids|--tokens] [--vocab NAME | --vocab-file FILE [--cased]]\n"
-        "                   [--max-word-chars N] [--threads T] [TEXT...]\n\n"
+        "usage: kiln encode [--ids|--tokens] [--vocab NAME | --vocab-file FILE [--cased]\n"
+        "                   [--strip-accents|--no-strip-accents]] [--max-word-chars N]\n"
+        "                   [--threads T] [TEXT...]\n\n"
         "Tokenizes like BERT's tokenizer (transformers' BertTokenizer): with TEXT, the\n"
         "words joined by spaces give one output line; without, every line of standard\n"
         "input gives one output line (so a file can be tokenized line by line). Output:\n"
         "space-separated ids (--ids, the default) or pieces (--tokens); no [CLS]/[SEP]\n"
-        "is added. The vocabulary is the active one of the store, --vocab NAME, or a\n"
-        "vocab.txt given with --vocab-file (uncased unless --cased).\n";
-    enum { O_IDS = 1, O_TOKENS, O_VOCAB, O_VFILE, O_CASED, O_THREADS, O_MAXWC };
+        "is added. The vocabulary is the active one of the store, --vocab NAME (with its\n"
+        "casing and accent setting), or a vocab.txt given with --vocab-file (uncased\n"
+        "unless --cased; accents stripped exactly when uncased, as transformers'\n"
+        "strip_accents None, unless --strip-accents or --no-strip-accents).\n";
+    enum { O_IDS = 1, O_TOKENS, O_VOCAB, O_VFILE, O_CASED, O_THREADS, O_MAXWC, O_STRIP, O_NOSTRIP };
     static const struct option lo[] = {
         CLI_COMMON_LONGOPTS,
         {"ids", no_argument, 0, O_IDS},
@@ -187,6 +194,8 @@ int cmd_encode(int argc, char **argv, const char *db)
         {"vocab", required_argument, 0, O_VOCAB},
         {"vocab-file", required_argument, 0, O_VFILE},
         {"cased", no_argument, 0, O_CASED},
+        {"strip-accents", no_argument, 0, O_STRIP},
+        {"no-strip-accents", no_argument, 0, O_NOSTRIP},
         {"threads", required_argument, 0, O_THREADS},
         {"max-word-chars", required_argument, 0, O_MAXWC},
         {0, 0, 0, 0}};
@@ -204,6 +213,14 @@ int cmd_encode(int argc, char **argv, const char *db)
         case O_VOCAB: sel.name = optarg; break;
         case O_VFILE: sel.file = optarg; break;
         case O_CASED: sel.cased = 1; break;
+        case O_STRIP:
+        case O_NOSTRIP: {
+            int a = opt == O_STRIP ? KVOCAB_ACCENTS_STRIP : KVOCAB_ACCENTS_KEEP;
+            if (sel.accents && sel.accents != a)
+                return cli_usage_error("encode", "--strip-accents and --no-strip-accents: one or the other");
+            sel.accents = a;
+            break;
+        }
         case O_THREADS:
             nth = (int)strtol(optarg, &end, 10);
             if (*end || nth < 1 || nth > 256) return cli_usage_error("encode", "--threads: 1 to 256");
@@ -217,6 +234,9 @@ int cmd_encode(int argc, char **argv, const char *db)
     }
     if (c.help) { fputs(usage, stdout); return 0; }
     if (sel.name && sel.file) return cli_usage_error("encode", "--vocab and --vocab-file exclude each other");
+    if (sel.accents && !sel.file)
+        return cli_usage_error("encode", "--strip-accents / --no-strip-accents go with --vocab-file (a stored "
+                                         "vocabulary has its own: kiln vocab list)");
     kwp_vocab *v;
     long maxw;
     int rc = load_vocab(&c, &sel, &v, &maxw);

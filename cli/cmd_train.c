@@ -184,7 +184,7 @@ int cmd_train(int argc, char **argv, const char *db)
 
 /* ---- checkpoints for export and predict ---------------------------------------- */
 
-int cli_open_checkpoint(const char *arg, kckpt **ck, ktrain_config *cfg, int *cased)
+int cli_open_checkpoint(const char *arg, kckpt **ck, ktrain_config *cfg, int *mode)
 {
     char err[1024], path[4096];
     int64_t step;
@@ -208,7 +208,10 @@ int cli_open_checkpoint(const char *arg, kckpt **ck, ktrain_config *cfg, int *ca
         return EX_DATAERR;
     }
     json_t *ex = st->extra_json ? json_loads(st->extra_json, 0, NULL) : NULL;
-    *cased = json_is_true(json_object_get(ex, "cased"));
+    json_t *sa = json_object_get(ex, "strip_accents");
+    *mode = (json_is_true(json_object_get(ex, "cased")) ? KWP_CASED : 0) |
+            (json_is_true(sa) ? KWP_STRIP_ACCENTS : json_is_false(sa) ? KWP_KEEP_ACCENTS : 0) |
+            (json_is_true(json_object_get(ex, "icu_words")) ? KWP_ICU_WORDS : 0);
     json_decref(ex);
     return 0;
 }
@@ -294,7 +297,7 @@ int cmd_export(int argc, char **argv, const char *db)
     if (!ckpt || !out) return cli_usage_error("export", "--checkpoint and --out are required");
     kckpt *ck;
     ktrain_config cfg;
-    int cased, rc = cli_open_checkpoint(ckpt, &ck, &cfg, &cased);
+    int mode, rc = cli_open_checkpoint(ckpt, &ck, &cfg, &mode);
     if (rc) return rc;
     const kst_file *mf = kckpt_file(ck, "model.safetensors");
     if (!mf) {
@@ -312,7 +315,7 @@ int cmd_export(int argc, char **argv, const char *db)
         kerr("%s exists: add --force to replace it", out);
         rc = EX_CANTCREAT;
     } else if (cfg.model.type == KMODEL_ELECTRA && kst_find(mf, "generator.generator_lm_head.bias")) {
-        int tok = !cased;
+        int tok = cli_export_tok(mode);
         rc = export_electra_pair(out, &cfg.model, t, n, vocab, vlen, tok, force, err, sizeof err);
         if (rc) kerr("%s", err);
     } else {
@@ -320,7 +323,8 @@ int cmd_export(int argc, char **argv, const char *db)
          * masked LM, base model or sequence classification (fine-tuned) */
         khf_export_head eh;
         khf_export_head_of(cfg.model.type, kckpt_state_of(ck)->extra_json, t, n, &eh);
-        rc = kexport_hf2(out, &cfg.model, &eh.head, t, n, vocab, vlen, !cased, force, err, sizeof err);
+        rc = kexport_hf2(out, &cfg.model, &eh.head, t, n, vocab, vlen, cli_export_tok(mode), force, err,
+                         sizeof err);
         khf_export_head_free(&eh);
         if (rc) kerr("%s", err);
     }
@@ -458,7 +462,7 @@ int cmd_predict(int argc, char **argv, const char *db)
     if (optind >= argc) return cli_usage_error("predict", "give at least one TEXT");
     kckpt *ck;
     ktrain_config cfg;
-    int cased, rc = cli_open_checkpoint(ckpt, &ck, &cfg, &cased);
+    int mode, rc = cli_open_checkpoint(ckpt, &ck, &cfg, &mode);
     if (rc) return rc;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
@@ -466,7 +470,7 @@ int cmd_predict(int argc, char **argv, const char *db)
     size_t vlen;
     const char *vtext = kckpt_vocab(ck, &vlen);
     kwp_vocab *v = NULL;
-    if (kwp_vocab_load(vtext, vlen, cased, &v, err, sizeof err)) {
+    if (kwp_vocab_load(vtext, vlen, mode, &v, err, sizeof err)) {
         kerr("%s: vocabulary: %s", kckpt_path(ck), err);
         kckpt_close(ck);
         return EX_DATAERR;

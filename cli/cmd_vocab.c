@@ -1,38 +1,128 @@
-/* cmd_vocab.c: kiln vocab import | export | list | use | train. */
+/* cmd_vocab.c: kiln vocab import | export | list | use | train. A
+ * vocabulary is its pieces plus how it tokenizes: casing, accents
+ * (transformers' strip_accents) and what a word is (BERT's or ICU's). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "ingest/ingest.h"
 #include "text/wordpiece.h"
+#include "trainer/checkpoint.h"
+#include "trainer/export.h"
+#include "trainer/safetensors.h"
 
 static const char usage[] =
     "usage: kiln vocab COMMAND [options]\n"
     "\n"
-    "  import FILE [--cased|--uncased] [--name N] [--max-word-chars N]\n"
+    "  import FILE|DIR [--cased|--uncased] [--strip-accents|--no-strip-accents]\n"
+    "        [--words bert|icu] [--name N] [--max-word-chars N]\n"
     "        store a vocab.txt (one piece a line, id = line number); uncased by\n"
-    "        default, as bert-base-uncased; the name defaults to the file's name\n"
+    "        default, as bert-base-uncased; the name defaults to the file's name.\n"
+    "        DIR: a Hugging Face tokenizer folder (vocab.txt, tokenizer_config.json):\n"
+    "        its do_lower_case and strip_accents, unless flags say otherwise\n"
     "  export [--name N] OUT       write the vocabulary (default: the active one) as\n"
     "                              vocab.txt to OUT ('-' for standard output)\n"
-    "  list [--json]               the vocabularies, their size, casing, documents tokenized\n"
+    "  export --hf [--name N] [--force] DIR\n"
+    "        write it as a Hugging Face tokenizer folder that AutoTokenizer loads:\n"
+    "        vocab.txt, tokenizer_config.json (BertTokenizer, do_lower_case,\n"
+    "        strip_accents), special_tokens_map.json; --force replaces those files\n"
+    "  list [--json]               the vocabularies: size, casing, accents, words,\n"
+    "                              documents tokenized\n"
     "  use NAME                    make NAME the active vocabulary\n"
-    "  train --size N [--cased] [--min-frequency F] [--limit-alphabet A] [--name N]\n"
-    "        [--max-words W] [--threads T]\n"
+    "  train --size N [--cased] [--strip-accents|--no-strip-accents] [--words bert|icu]\n"
+    "        [--min-frequency F] [--limit-alphabet A] [--name N] [--max-words W]\n"
+    "        [--threads T]\n"
     "        train a WordPiece vocabulary on the stored corpus: BERT's basic tokenizer,\n"
     "        then BPE-style merges with ## continuation pieces (as Hugging Face's\n"
     "        WordPieceTrainer); [PAD] [UNK] [CLS] [SEP] [MASK] first, then the alphabet.\n"
     "        Deterministic; memory bounded by --max-words distinct words (default 4M).\n"
+    "        It measures per script how many letters accent stripping would change or\n"
+    "        drop; uncased without an accent flag, when that damages a script such as\n"
+    "        Hangul, kana, Devanagari or Thai that is at least 1% of the letters, it\n"
+    "        keeps accents and says so with the figures (docs/tokenizer.md).\n"
+    "\n"
+    "  --strip-accents      strip accents (NFD, drop combining marks), even when cased\n"
+    "  --no-strip-accents   never strip them; uncased then only lowercases (Hangul\n"
+    "                       syllables, kana voicing marks, Indic vowel signs stay)\n"
+    "                       (neither: as transformers' strip_accents None, stripped\n"
+    "                       exactly when uncased; train may keep them, see above)\n"
+    "  --words bert|icu     what a word is for whole-word and n-gram masking: BERT's\n"
+    "                       basic tokens (default: each CJK ideograph a word, a kana\n"
+    "                       or Hangul run one word) or runs of ICU's words (its\n"
+    "                       dictionary words for Japanese and Chinese); ids are the same\n"
     "\n"
     "common: --db PATH, --json, -q, -v, -h\n";
 
-
-static int vocab_import(cli_common *c, const char *file, int cased, const char *name, long maxw)
+/* "strip_accents" as JSON for a KVOCAB_ACCENTS_* value. */
+static const char *accents_json(int a)
 {
+    return a == KVOCAB_ACCENTS_STRIP ? "true" : a == KVOCAB_ACCENTS_KEEP ? "false" : "null";
+}
+
+/* Reads a Hugging Face tokenizer folder's tokenizer_config.json into the
+ * casing and accents (those not given on the command line: *cased < 0,
+ * *accents < 0). A missing file means BertTokenizer's defaults. Returns 0 or
+ * EX_DATAERR (logged, file named). */
+static int read_hf_config(const char *dir, int *cased, int *accents)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    if (access(path, F_OK)) {
+        if (*cased < 0) *cased = 0;
+        if (*accents < 0) *accents = KVOCAB_ACCENTS_CASING;
+        return 0;
+    }
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!json_is_object(j)) {
+        kerr("%s: line %d: %s", path, je.line, j ? "not a JSON object" : je.text);
+        json_decref(j);
+        return EX_DATAERR;
+    }
+    json_t *lower = json_object_get(j, "do_lower_case"), *strip = json_object_get(j, "strip_accents"),
+           *cjk = json_object_get(j, "tokenize_chinese_chars");
+    int rc = 0;
+    if ((lower && !json_is_boolean(lower)) || (strip && !json_is_boolean(strip) && !json_is_null(strip))) {
+        kerr("%s: do_lower_case must be true or false, strip_accents true, false or null", path);
+        rc = EX_DATAERR;
+    } else if (json_is_false(cjk)) {
+        kerr("%s: tokenize_chinese_chars is false; kiln's tokenizer always puts CJK ideographs apart", path);
+        rc = EX_DATAERR;
+    } else {
+        if (*cased < 0) *cased = lower ? !json_is_true(lower) : 0;
+        if (*accents < 0)
+            *accents = json_is_true(strip) ? KVOCAB_ACCENTS_STRIP : json_is_false(strip) ? KVOCAB_ACCENTS_KEEP
+                                                                                        : KVOCAB_ACCENTS_CASING;
+    }
+    json_decref(j);
+    return rc;
+}
+
+
+/* cased, accents: -1 when not given (a folder's tokenizer_config.json, else
+ * uncased and CASING). */
+static int vocab_import(cli_common *c, const char *arg, int cased, int accents, int icu_words, const char *name,
+                        long maxw)
+{
+    struct stat sb;
+    char vpath[4096];
+    const char *file = arg;
+    int isdir = strcmp(arg, "-") && stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (isdir) {
+        snprintf(vpath, sizeof vpath, "%s/vocab.txt", arg);
+        file = vpath;
+        int rc = read_hf_config(arg, &cased, &accents);
+        if (rc) return rc;
+    }
+    if (cased < 0) cased = 0;
+    if (accents < 0) accents = KVOCAB_ACCENTS_CASING;
     kbuf text = {0};
     int e = kbuf_read_file(&text, file);
     if (e) {
@@ -42,7 +132,11 @@ static int vocab_import(cli_common *c, const char *file, int cased, const char *
     }
     char err[512];
     kwp_vocab *v;
-    if (kwp_vocab_load(text.data ? text.data : "", text.len, cased, &v, err, sizeof err)) {
+    kvocab_row r = {0};
+    r.cased = cased;
+    r.accents = accents;
+    r.icu_words = icu_words;
+    if (kwp_vocab_load(text.data ? text.data : "", text.len, kvocab_row_mode(&r), &v, err, sizeof err)) {
         kerr("%s: %s", file, err);
         kbuf_free(&text);
         return EX_DATAERR;
@@ -55,19 +149,21 @@ static int vocab_import(cli_common *c, const char *file, int cased, const char *
     kbuf_free(&text);
     char defname[256];
     if (!name) {
-        const char *base = strrchr(file, '/');
-        snprintf(defname, sizeof defname, "%s", base ? base + 1 : file);
+        /* a file's name without its extension; a folder's own name */
+        snprintf(defname, sizeof defname, "%s", arg);
+        size_t l = strlen(defname);
+        while (l > 1 && defname[l - 1] == '/') defname[--l] = '\0';
+        const char *base = strrchr(defname, '/');
+        memmove(defname, base ? base + 1 : defname, strlen(base ? base + 1 : defname) + 1);
         char *dot = strrchr(defname, '.');
-        if (dot && dot != defname) *dot = '\0';
-        if (!strcmp(file, "-")) snprintf(defname, sizeof defname, "stdin");
+        if (!isdir && dot && dot != defname) *dot = '\0';
+        if (!strcmp(arg, "-")) snprintf(defname, sizeof defname, "stdin");
         name = defname;
     }
     kstore *s;
     int rc = cli_open_store(c, KSTORE_CREATE, &s);
     if (rc) { kbuf_free(&canon); return rc; }
-    kvocab_row r = {0};
     r.name = name;
-    r.cased = cased;
     r.size = (int64_t)size;
     r.pieces = canon.data;
     r.pieces_len = canon.len;
@@ -77,7 +173,7 @@ static int vocab_import(cli_common *c, const char *file, int cased, const char *
     kbuf_printf(&origin, "import:%s", file);
     r.origin = origin.data;
     int64_t id = 0, same = 0;
-    if ((rc = kstore_vocab_find_hash(s, r.hash, cased, &same, &other))) kerr("%s", kstore_errmsg(s));
+    if ((rc = kstore_vocab_find_hash(s, &r, &same, &other))) kerr("%s", kstore_errmsg(s));
     else if (same && !strcmp(other.data, name)) {
         kinfo("vocabulary '%s' already imported with the same pieces: nothing to do", name);
     } else if ((rc = kstore_vocab_add(s, &r, &id))) {
@@ -88,15 +184,101 @@ static int vocab_import(cli_common *c, const char *file, int cased, const char *
             kbuf j = {0};
             kbuf_printf(&j, "{\"id\": %lld, \"name\": ", (long long)id);
             kbuf_json_str(&j, name, strlen(name));
-            kbuf_printf(&j, ", \"size\": %zu, \"cased\": %s}\n", size, cased ? "true" : "false");
+            kbuf_printf(&j, ", \"size\": %zu, \"cased\": %s, \"strip_accents\": %s, \"words\": \"%s\"}\n", size,
+                        cased ? "true" : "false", accents_json(accents), icu_words ? "icu" : "bert");
             fputs(j.data, stdout);
             kbuf_free(&j);
+        } else {
+            printf("imported vocabulary '%s': %zu pieces, %s%s%s\n", name, size, cased ? "cased" : "uncased",
+                   accents == KVOCAB_ACCENTS_KEEP    ? ", accents kept"
+                   : accents == KVOCAB_ACCENTS_STRIP ? ", accents stripped"
+                                                     : "",
+                   icu_words ? ", ICU words" : "");
         }
-        else printf("imported vocabulary '%s': %zu pieces, %s\n", name, size, cased ? "cased" : "uncased");
     }
     kbuf_free(&origin);
     kbuf_free(&other);
     kbuf_free(&canon);
+    kstore_close(s);
+    return rc;
+}
+
+/* Writes DIR/NAME (atomically). Returns 0 or EX_* (logged). */
+static int write_file(const char *dir, const char *fname, const char *data, size_t len)
+{
+    char path[4096], err[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, fname);
+    int rc = kst_write_bytes(path, data, len, err, sizeof err);
+    if (rc) kerr("%s", err);
+    return rc;
+}
+
+/* kiln vocab export --hf DIR: vocab.txt, tokenizer_config.json,
+ * special_tokens_map.json. */
+static int vocab_export_hf(cli_common *c, const char *name, const char *dir, int force)
+{
+    static const char *const files[] = {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json"};
+    char path[4096], err[1024];
+    for (size_t i = 0; i < 3 && !force; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (!access(path, F_OK)) {
+            kerr("%s exists: add --force to replace it", path);
+            return EX_CANTCREAT;
+        }
+    }
+    kstore *s;
+    int rc = cli_open_store(c, KSTORE_READONLY, &s);
+    if (rc) return rc;
+    kvocab_row r;
+    kbuf pieces = {0}, meta = {0};
+    kwp_vocab *v = NULL;
+    char *tok = NULL, *spm = NULL;
+    if ((rc = kstore_vocab_get(s, name, &r, &pieces, &meta))) {
+        kerr("%s", kstore_errmsg(s));
+        goto out;
+    }
+    if (kwp_vocab_load(pieces.data ? pieces.data : "", pieces.len, kvocab_row_mode(&r), &v, err, sizeof err)) {
+        kerr("vocabulary '%s': %s", r.name, err);
+        rc = EX_DATAERR;
+        goto out;
+    }
+    static const char *const sp[KWP_NSPECIAL] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    for (int k = 0; k < KWP_NSPECIAL; k++)
+        if (kwp_vocab_special(v, k) < 0)
+            kwarn("vocabulary '%s' has no %s piece: transformers will add it past the vocabulary", r.name, sp[k]);
+    if (r.icu_words)
+        kinfo("vocabulary '%s' uses ICU words: the ids are BertTokenizer's; whole-word masking "
+              "is kiln's own (nothing to write for it)", r.name);
+    int bits = (r.cased ? 0 : KEXPORT_TOK_LOWER) | (r.accents == KVOCAB_ACCENTS_STRIP  ? KEXPORT_TOK_STRIP_ACCENTS
+                                                    : r.accents == KVOCAB_ACCENTS_KEEP ? KEXPORT_TOK_KEEP_ACCENTS
+                                                                                       : 0);
+    tok = kexport_tokenizer_config(bits, 0);
+    spm = kexport_special_tokens_map();
+    if ((rc = kckpt_mkdirs(dir, err, sizeof err))) { kerr("%s", err); goto out; }
+    if ((rc = write_file(dir, "vocab.txt", pieces.data ? pieces.data : "", pieces.len)) ||
+        (rc = write_file(dir, "tokenizer_config.json", tok, strlen(tok))) ||
+        (rc = write_file(dir, "special_tokens_map.json", spm, strlen(spm))))
+        goto out;
+    if (c->json) {
+        kbuf j = {0};
+        kbuf_puts(&j, "{\"name\": ");
+        kbuf_json_str(&j, r.name, strlen(r.name));
+        kbuf_puts(&j, ", \"dir\": ");
+        kbuf_json_str(&j, dir, strlen(dir));
+        kbuf_printf(&j, ", \"size\": %lld, \"do_lower_case\": %s, \"strip_accents\": %s}\n", (long long)r.size,
+                    r.cased ? "false" : "true", accents_json(r.accents));
+        fputs(j.data, stdout);
+        kbuf_free(&j);
+    } else {
+        kinfo("wrote '%s' to %s: vocab.txt, tokenizer_config.json (do_lower_case %s, strip_accents %s), "
+              "special_tokens_map.json", r.name, dir, r.cased ? "false" : "true", accents_json(r.accents));
+    }
+out:
+    free(tok);
+    free(spm);
+    kwp_vocab_free(v);
+    kbuf_free(&pieces);
+    kbuf_free(&meta);
     kstore_close(s);
     return rc;
 }
@@ -132,17 +314,23 @@ static int list_one(const kvocab_row *v, void *ctx)
         kbuf_printf(&b, "{\"id\": %lld, \"name\": ", (long long)v->id);
         kbuf_json_str(&b, v->name, strlen(v->name));
         kbuf_printf(&b, ", \"size\": %lld, \"cased\": %s, \"active\": %s, \"max_word_chars\": %lld, "
-                        "\"documents\": %lld, \"tokens\": %lld, \"origin\": ",
+                        "\"documents\": %lld, \"tokens\": %lld, \"strip_accents\": %s, \"words\": \"%s\", "
+                        "\"origin\": ",
                     (long long)v->size, v->cased ? "true" : "false", v->active ? "true" : "false",
-                    (long long)v->max_word_chars, (long long)v->tokenized_docs, (long long)v->tokens);
+                    (long long)v->max_word_chars, (long long)v->tokenized_docs, (long long)v->tokens,
+                    accents_json(v->accents), v->icu_words ? "icu" : "bert");
         kbuf_json_str(&b, v->origin, strlen(v->origin));
         kbuf_puts(&b, "}\n");
         fputs(b.data, stdout);
         kbuf_free(&b);
     } else {
-        printf("%c %-24s %7lld pieces  %-8s %9lld docs tokenized  %s\n", v->active ? '*' : ' ',
+        printf("%c %-24s %7lld pieces  %-8s %9lld docs tokenized  %s%s%s\n", v->active ? '*' : ' ',
                v->name, (long long)v->size, v->cased ? "cased" : "uncased",
-               (long long)v->tokenized_docs, v->origin);
+               (long long)v->tokenized_docs,
+               v->accents == KVOCAB_ACCENTS_KEEP    ? "[accents kept] "
+               : v->accents == KVOCAB_ACCENTS_STRIP ? "[accents stripped] "
+                                                    : "",
+               v->icu_words ? "[ICU words] " : "", v->origin);
     }
     return 0;
 }
@@ -158,11 +346,17 @@ static void train_progress(const char *phase, uint64_t done, uint64_t total, voi
 
 int cmd_vocab(int argc, char **argv, const char *db)
 {
-    enum { O_CASED = 1, O_UNCASED, O_NAME, O_SIZE, O_MINF, O_ALPHA, O_MAXW, O_THREADS, O_MAXWC };
+    enum { O_CASED = 1, O_UNCASED, O_NAME, O_SIZE, O_MINF, O_ALPHA, O_MAXW, O_THREADS, O_MAXWC, O_STRIP,
+           O_NOSTRIP, O_WORDS, O_HF, O_FORCE };
     static const struct option lo[] = {
         CLI_COMMON_LONGOPTS,
         {"cased", no_argument, 0, O_CASED},
         {"uncased", no_argument, 0, O_UNCASED},
+        {"strip-accents", no_argument, 0, O_STRIP},
+        {"no-strip-accents", no_argument, 0, O_NOSTRIP},
+        {"words", required_argument, 0, O_WORDS},
+        {"hf", no_argument, 0, O_HF},
+        {"force", no_argument, 0, O_FORCE},
         {"name", required_argument, 0, O_NAME},
         {"size", required_argument, 0, O_SIZE},
         {"min-frequency", required_argument, 0, O_MINF},
@@ -173,7 +367,7 @@ int cmd_vocab(int argc, char **argv, const char *db)
         {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
-    int cased = 0, opt;
+    int cased = -1, accents = -1, icu_words = 0, hf = 0, force = 0, opt;
     const char *name = NULL;
     long size = 0, minf = 2, alpha = 0, maxw = 4000000, threads = 0, maxwc = KWP_DEFAULT_MAX_WORD_CHARS;
     optind = 1;
@@ -184,6 +378,21 @@ int cmd_vocab(int argc, char **argv, const char *db)
         switch (opt) {
         case O_CASED: cased = 1; break;
         case O_UNCASED: cased = 0; break;
+        case O_STRIP:
+        case O_NOSTRIP: {
+            int a = opt == O_STRIP ? KVOCAB_ACCENTS_STRIP : KVOCAB_ACCENTS_KEEP;
+            if (accents >= 0 && accents != a)
+                return cli_usage_error("vocab", "--strip-accents and --no-strip-accents: one or the other");
+            accents = a;
+            break;
+        }
+        case O_WORDS:
+            if (!strcmp(optarg, "icu")) icu_words = 1;
+            else if (!strcmp(optarg, "bert")) icu_words = 0;
+            else return cli_usage_error("vocab", "--words: bert or icu, not '%s'", optarg);
+            break;
+        case O_HF: hf = 1; break;
+        case O_FORCE: force = 1; break;
         case O_NAME: name = optarg; break;
         case O_SIZE: dst = &size; break;
         case O_MINF: dst = &minf; break;
@@ -207,10 +416,13 @@ int cmd_vocab(int argc, char **argv, const char *db)
     if (!strcmp(sub, "import")) {
         if (rest != 1) return cli_usage_error("vocab", "import takes one FILE");
         if (maxwc < 1) return cli_usage_error("vocab", "--max-word-chars must be >= 1");
-        return vocab_import(&c, argv[optind], cased, name, maxwc);
+        return vocab_import(&c, argv[optind], cased, accents, icu_words, name, maxwc);
     }
     if (!strcmp(sub, "export")) {
-        if (rest != 1) return cli_usage_error("vocab", "export takes one OUT path ('-' for stdout)");
+        if (rest != 1)
+            return cli_usage_error("vocab", hf ? "export --hf takes one DIR"
+                                               : "export takes one OUT path ('-' for stdout)");
+        if (hf) return vocab_export_hf(&c, name, argv[optind], force);
         return vocab_export(&c, name, argv[optind]);
     }
     if (!strcmp(sub, "list")) {
@@ -239,7 +451,9 @@ int cmd_vocab(int argc, char **argv, const char *db)
         if (size < 10) return cli_usage_error("vocab", "train needs --size N (N >= 10)");
         kvocab_train_opts o = {0};
         o.size = (size_t)size;
-        o.cased = cased;
+        o.cased = cased > 0;
+        o.accents = accents < 0 ? KVOCAB_ACCENTS_CASING : accents;
+        o.icu_words = icu_words;
         o.min_frequency = (uint64_t)(minf < 1 ? 1 : minf);
         o.limit_alphabet = (size_t)alpha;
         o.max_words = (size_t)maxw;
@@ -262,17 +476,31 @@ int cmd_vocab(int argc, char **argv, const char *db)
             kbuf_json_str(&j, sum.name, strlen(sum.name));
             kbuf_printf(&j, ", \"id\": %lld, \"size\": %zu, \"documents\": %llu, "
                         "\"distinct_words\": %llu, \"pruned\": %llu, \"seconds\": %.3f, "
-                        "\"count_seconds\": %.3f, \"merge_seconds\": %.3f}\n",
+                        "\"count_seconds\": %.3f, \"merge_seconds\": %.3f, \"cased\": %s, "
+                        "\"strip_accents\": %s, \"accents_kept_by_census\": %s, \"words\": \"%s\", "
+                        "\"letters\": %llu, \"scripts\": [",
                         (long long)sum.vocab_id, sum.size, (unsigned long long)sum.documents,
                         (unsigned long long)sum.distinct_words, (unsigned long long)sum.pruned, sum.seconds,
-                        sum.count_seconds, sum.merge_seconds);
+                        sum.count_seconds, sum.merge_seconds, o.cased ? "true" : "false", accents_json(sum.accents),
+                        sum.auto_keep ? "true" : "false", o.icu_words ? "icu" : "bert",
+                        (unsigned long long)sum.letters);
+            for (size_t i = 0; i < sum.n_scripts; i++) {
+                const kwp_script_count *x = &sum.scripts[i];
+                kbuf_printf(&j, "%s{\"script\": \"%s\", \"letters\": %llu, \"changed\": %llu, \"dropped\": %llu}",
+                            i ? ", " : "", x->name, (unsigned long long)x->letters, (unsigned long long)x->changed,
+                            (unsigned long long)x->dropped);
+            }
+            kbuf_puts(&j, "]}\n");
             fputs(j.data, stdout);
             kbuf_free(&j);
         } else
             printf("trained vocabulary '%s': %zu pieces from %llu documents (%llu distinct words) "
-                   "in %.1f s\n",
+                   "in %.1f s%s\n",
                    sum.name, sum.size, (unsigned long long)sum.documents,
-                   (unsigned long long)sum.distinct_words, sum.seconds);
+                   (unsigned long long)sum.distinct_words, sum.seconds,
+                   sum.accents == KVOCAB_ACCENTS_KEEP    ? "; accents kept"
+                   : sum.accents == KVOCAB_ACCENTS_STRIP ? "; accents stripped"
+                                                         : "");
         return 0;
     }
     return cli_usage_error("vocab", "unknown command '%s'", sub);

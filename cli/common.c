@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "text/wordpiece.h"
+#include "trainer/export.h"
 
 void cli_common_init(cli_common *c, const char *global_db)
 {
@@ -148,4 +150,27 @@ void cli_json_print(json_t *o, int full)
     free(t);
     json_decref(o);
     fflush(stdout);
+}
+
+/* ---- tokenizer modes ------------------------------------------------------ */
+
+void cli_tokenizer_json(json_t *extra, int mode)
+{
+    json_object_set_new(extra, "cased", json_boolean(mode & KWP_CASED));
+    json_object_set_new(extra, "strip_accents", mode & KWP_STRIP_ACCENTS  ? json_true()
+                                                : mode & KWP_KEEP_ACCENTS ? json_false()
+                                                                          : json_null());
+    json_object_set_new(extra, "icu_words", json_boolean(mode & KWP_ICU_WORDS));
+}
+
+int cli_export_tok(int mode)
+{
+    return (mode & KWP_CASED ? 0 : KEXPORT_TOK_LOWER) | (mode & KWP_STRIP_ACCENTS ? KEXPORT_TOK_STRIP_ACCENTS : 0) |
+           (mode & KWP_KEEP_ACCENTS ? KEXPORT_TOK_KEEP_ACCENTS : 0);
+}
+
+int cli_hf_mode(int do_lower_case, int strip_accents)
+{
+    return (do_lower_case ? 0 : KWP_CASED) | (strip_accents > 0 ? KWP_STRIP_ACCENTS : 0) |
+           (strip_accents == 0 ? KWP_KEEP_ACCENTS : 0);
 }

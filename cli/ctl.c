@@ -397,7 +397,7 @@ typedef struct key_spec {
 static const key_spec VOCAB_KEYS[] = {
     {"size", 'i', 10, 16777216},       {"name", 's', 1, 127},          {"cased", 'b', 0, 0},
     {"min_frequency", 'i', 1, 1e12},   {"limit_alphabet", 'i', 0, 1e9}, {"max_words", 'i', 1000, 1e12},
-    {NULL, 0, 0, 0}};
+    {"strip_accents", 'b', 0, 0},      {"words", 's', 1, 16},          {NULL, 0, 0, 0}};
 static const key_spec EMBED_KEYS[] = {
     {"dim", 'i', 1, 65536},          {"epochs", 'i', 1, 1e6},       {"lr", 'n', 1e-9, 10},
     {"margin", 'n', 0, 1e6},         {"negatives", 'i', 1, 65536},  {"norm", 'i', 1, 2},
@@ -470,6 +470,14 @@ int kctl_vocab_opts(json_t *cfg, kvocab_train_opts *o, char *name, size_t name_l
     o->min_frequency = (uint64_t)num_or(cfg, "min_frequency", 2);
     o->limit_alphabet = (size_t)num_or(cfg, "limit_alphabet", 0);
     o->max_words = (size_t)num_or(cfg, "max_words", 4000000);
+    json_t *sa = json_object_get(cfg, "strip_accents");
+    o->accents = !sa ? KVOCAB_ACCENTS_CASING : json_is_true(sa) ? KVOCAB_ACCENTS_STRIP : KVOCAB_ACCENTS_KEEP;
+    const char *w = json_string_value(json_object_get(cfg, "words"));
+    if (w && strcmp(w, "bert") && strcmp(w, "icu")) {
+        snprintf(err, errlen, "vocab config: words: \"bert\" or \"icu\", not \"%s\"", w);
+        return EX_CONFIG;
+    }
+    o->icu_words = w && !strcmp(w, "icu");
     const char *nm = json_string_value(json_object_get(cfg, "name"));
     if (nm) snprintf(name, name_len, "%s", nm);
     else snprintf(name, name_len, "trained-%zu%s", o->size, o->cased ? "-cased" : "");
@@ -506,9 +514,14 @@ static json_t *canonical_small(const char *kind, json_t *cfg, char *err, size_t 
         kvocab_train_opts o;
         char name[128];
         if ((*rc = kctl_vocab_opts(cfg, &o, name, sizeof name, err, errlen))) return NULL;
-        return json_pack("{s:I, s:s, s:b, s:I, s:I, s:I}", "size", (json_int_t)o.size, "name", name, "cased",
-                         o.cased, "min_frequency", (json_int_t)o.min_frequency, "limit_alphabet",
-                         (json_int_t)o.limit_alphabet, "max_words", (json_int_t)o.max_words);
+        json_t *j = json_pack("{s:I, s:s, s:b, s:I, s:I, s:I}", "size", (json_int_t)o.size, "name", name, "cased",
+                              o.cased, "min_frequency", (json_int_t)o.min_frequency, "limit_alphabet",
+                              (json_int_t)o.limit_alphabet, "max_words", (json_int_t)o.max_words);
+        /* the accent and word options only when given: older configs keep their form */
+        if (o.accents != KVOCAB_ACCENTS_CASING)
+            json_object_set_new(j, "strip_accents", json_boolean(o.accents == KVOCAB_ACCENTS_STRIP));
+        if (o.icu_words) json_object_set_new(j, "words", json_string("icu"));
+        return j;
     }
     ktranse_opts o;
     if ((*rc = kctl_embed_opts(cfg, &o, err, errlen))) return NULL;

@@ -43,6 +43,7 @@
 
 #include "cli/cli.h"
 #include "cli/daemon.h"
+#include "cli/daemon_http.h"
 
 /* ---- small helpers shared with the threads ------------------------------------------ */
 
@@ -261,6 +262,7 @@ static void hook_status(void *ctx, json_t *r)
                            "state", d->stopping ? "stopping" : "running", "uptime_s", (json_int_t)(now - d->t0),
                            "started_at", (json_int_t)d->started_at, "store", d->db, "spool", d->spool, "socket",
                            d->socket);
+    json_object_set_new(dm, "http", d->http_url[0] ? json_string(d->http_url) : json_null());
     json_object_set_new(dm, "config",
                         json_pack("{s:i, s:i, s:f, s:b, s:f, s:s?}", "train_threads", d->cfg.train_threads,
                                   "ingest_threads", d->cfg.ingest_threads, "checkpoint_minutes",
@@ -702,7 +704,8 @@ static int stop_arrived(int rd, int ms)
 int cmd_daemon(int argc, char **argv, const char *db)
 {
     static const char usage[] =
-        "usage: kiln daemon --spool DIR [--socket PATH] [--config FILE] [--db PATH] [-q|-v]\n\n"
+        "usage: kiln daemon --spool DIR [--socket PATH] [--config FILE] [--db PATH] [-q|-v]\n"
+        "                   [--http ADDR:PORT [--http-token TOKEN]]\n\n"
         "Runs in the foreground as a service (docs/daemon.md; contrib/kiln.service):\n"
         "  - files dropped into DIR (by rename; dot-files and *.tmp, *.part are ignored)\n"
         "    are ingested once by content, tokenized with the active vocabulary, linked\n"
@@ -719,15 +722,22 @@ int cmd_daemon(int argc, char **argv, const char *db)
         "the other cores. Systemd: Type=notify (READY=1, STATUS=, STOPPING=1).\n"
         "Signals: SIGTERM or SIGINT: finish the step or transaction, checkpoint, exit 0;\n"
         "a second SIGINT exits at once; SIGHUP reloads the config file.\n"
-        "Exit: 0 stopped cleanly; 64 usage; 75 another daemon serves the store or spool;\n"
-        "78 bad config file.\n";
-    enum { O_SPOOL = 1, O_SOCKET, O_CONFIG };
+        "--http ADDR:PORT serves a read-only status page and its JSON (docs/observe.md):\n"
+        "127.0.0.1:8080, [::1]:8080, or PORT alone (loopback; 0: any free port; kiln\n"
+        "status shows the address). Another address needs --http-token TOKEN (or\n"
+        "$KILN_HTTP_TOKEN: 16 to 256 of A-Z a-z 0-9 . _ ~ -), which every request must\n"
+        "carry (Authorization: Bearer TOKEN, or ?token=TOKEN). Off unless asked.\n"
+        "Exit: 0 stopped cleanly; 64 usage; 73 cannot listen (socket, --http);\n"
+        "75 another daemon serves the store or spool; 78 bad config file.\n";
+    enum { O_SPOOL = 1, O_SOCKET, O_CONFIG, O_HTTP, O_HTTP_TOKEN };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"spool", required_argument, 0, O_SPOOL},
                                        {"socket", required_argument, 0, O_SOCKET},
-                                       {"config", required_argument, 0, O_CONFIG}, {0, 0, 0, 0}};
+                                       {"config", required_argument, 0, O_CONFIG},
+                                       {"http", required_argument, 0, O_HTTP},
+                                       {"http-token", required_argument, 0, O_HTTP_TOKEN}, {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
-    const char *spool = NULL, *sock = NULL, *config = NULL;
+    const char *spool = NULL, *sock = NULL, *config = NULL, *http = NULL, *http_token = NULL;
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
@@ -735,6 +745,8 @@ int cmd_daemon(int argc, char **argv, const char *db)
         if (opt == O_SPOOL) spool = optarg;
         else if (opt == O_SOCKET) sock = optarg;
         else if (opt == O_CONFIG) config = optarg;
+        else if (opt == O_HTTP) http = optarg;
+        else if (opt == O_HTTP_TOKEN) http_token = optarg;
         else return cli_usage_error("daemon", "bad option");
     }
     if (c.help) {
@@ -743,6 +755,12 @@ int cmd_daemon(int argc, char **argv, const char *db)
     }
     if (!spool) return cli_usage_error("daemon", "--spool DIR is required");
     if (optind < argc) return cli_usage_error("daemon", "unexpected argument '%s'", argv[optind]);
+    if (http_token && !http) return cli_usage_error("daemon", "--http-token goes with --http ADDR:PORT");
+    if (http && !http_token) http_token = getenv("KILN_HTTP_TOKEN"); /* not in ps, unlike the option */
+    if (http) {
+        char herr[1024];
+        if (dhttp_check(http, http_token, herr, sizeof herr)) return cli_usage_error("daemon", "%s", herr);
+    }
 
     static kdaemon dd; /* one per process; the signal handler reaches its pipe */
     kdaemon *d = &dd;
@@ -845,6 +863,15 @@ int cmd_daemon(int argc, char **argv, const char *db)
         kerr("cannot listen on %s: %s", d->socket, strerror(errno));
         return EX_CANTCREAT;
     }
+    kctl_hooks hooks = {.ctx = d, .running = hook_running, .stop = hook_stop, .changed = hook_changed,
+                        .status = hook_status, .reload = hook_reload};
+    dhttp *web = NULL; /* the status page (cli/daemon_http.c): its own thread, the store read-only */
+    if (http && (rc = dhttp_start(d, http, http_token, &hooks, &web, err, sizeof err))) {
+        kerr("%s", err);
+        close(lfd);
+        unlink(d->socket);
+        return rc;
+    }
 
     /* the spool thread */
     char sub[4200];
@@ -872,11 +899,10 @@ int cmd_daemon(int argc, char **argv, const char *db)
     kinfo("daemon %ld serving %s: spool %s, socket %s; threads: training %d, ingest %d%s", (long)getpid(), d->db,
           d->spool, d->socket, cf.train_threads, cf.ingest_threads,
           cf.checkpoint_minutes > 0 ? "; time-based checkpoints on" : "");
+    if (web) kinfo("status page: %s%s", d->http_url, http_token && http_token[0] ? " (with the token)" : "");
     sd_notify_msg("READY=1\nMAINPID=%ld\nSTATUS=ready", (long)getpid());
     d->schedule_now = 1;
 
-    kctl_hooks hooks = {.ctx = d, .running = hook_running, .stop = hook_stop, .changed = hook_changed,
-                        .status = hook_status, .reload = hook_reload};
     conn cs[MAX_CONN];
     for (int k = 0; k < MAX_CONN; k++) {
         memset(&cs[k], 0, sizeof cs[k]);
@@ -936,6 +962,7 @@ int cmd_daemon(int argc, char **argv, const char *db)
         if (done) break;
     }
     pthread_join(d->spool_tid, NULL);
+    dhttp_stop(web);
     for (int k = 0; k < MAX_CONN; k++)
         if (cs[k].fd >= 0) conn_close(&cs[k]);
     close(lfd);

@@ -81,6 +81,8 @@ typedef struct kdaemon {
     struct { int64_t id; double not_before; int tries; } backoff[64];
     int n_backoff;
     int schedule_now;
+
+    char http_url[320];          /* the status page's address ("" without --http); set before it serves */
 } kdaemon;
 
 /* Wakes the main loop (from any thread): c names the reason ('J' job done,
@@ -98,6 +100,9 @@ void *daemon_spool_main(void *arg);
 void daemon_catch_up(kdaemon *d);
 /* Counts the files of done/ and failed/ (their .error files left out). */
 void daemon_spool_count(kdaemon *d);
+/* 1 for a name the spool never touches (a writer's temporary file: .*, *~,
+ * *.tmp, *.part, ...; done, failed). */
+int daemon_spool_ignored(const char *name);
 
 /* The job thread (daemon_job.c): waits for d->job_go, runs d->job, records
  * its final state, sets d->job.finished; for ever (it is never joined). */

@@ -23,7 +23,11 @@
  *  4. Names starting with '.', ending with '~', .tmp, .part, .partial, .swp
  *     or .crdownload are a writer's temporary files: never touched. Files
  *     found by a rescan (not by an inotify event) that changed within the
- *     last second wait for the writer to finish. */
+ *     last second wait for the writer to finish.
+ *  5. Files go through the machine in batches (process_batch): one ingest,
+ *     one tokenize, one link for the ready files, whose cost is that of the
+ *     files (the store's cursors, docs/store.md vocab_progress), not of the
+ *     store; each file then moves on its own outcome. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -56,6 +60,7 @@ typedef struct spool {
     size_t n, cap;
     int ino, wd;
     kstore *s;          /* this thread's handle, opened when needed */
+    kkg_linker *linker; /* kept across batches (kg/link.c), built when first needed */
     double last_scan;
 } spool;
 
@@ -71,6 +76,8 @@ static int ignored_name(const char *n)
     }
     return 0;
 }
+
+int daemon_spool_ignored(const char *name) { return ignored_name(name); }
 
 static void set_waiting(spool *sp)
 {
@@ -270,15 +277,6 @@ static void fail_file(spool *sp, size_t i, const char *why, const char *detail)
 
 /* ---- processing one file --------------------------------------------------- */
 
-static void on_ingest_progress(const kingest_progress *p, void *ctx)
-{
-    kdaemon *d = ctx;
-    pthread_mutex_lock(&d->mu);
-    d->cur_done = (double)p->bytes_done;
-    d->cur_total = (double)p->bytes_total;
-    pthread_mutex_unlock(&d->mu);
-}
-
 static void set_current(kdaemon *d, const char *name, const char *phase)
 {
     pthread_mutex_lock(&d->mu);
@@ -325,12 +323,46 @@ static int open_store(spool *sp)
     return rc;
 }
 
-/* Processes v[i]; removes it from the list unless it must wait. */
-static void process(spool *sp, size_t i)
+/* ---- processing a batch of files --------------------------------------------
+ * Ready files are taken together, up to BATCH_FILES or BATCH_BYTES (a bigger
+ * file alone): one kingest_run for all of them, then one tokenize and one
+ * link of the documents they brought (the work is that of the new documents:
+ * kiln tokenize and the linker go on after the store's cursors, see
+ * docs/store.md, vocab_progress), then each file moves on its own outcome.
+ * Shared transactions: documents of several files share tokenize and link
+ * transactions. A kill -9 loses at most what was not committed; every file of
+ * the batch is still in the spool and is processed again (invariant 1). */
+#define BATCH_FILES 256
+#define BATCH_BYTES ((int64_t)64 << 20)
+
+typedef struct bfile {
+    char *name, *path;
+    uint8_t hash[KHASH_LEN];
+    int64_t size;
+    int already;          /* its bytes were ingested before this batch */
+    int waits;            /* the store failed: it stays in the spool, retried later */
+    int reached;          /* its source row is in the store: tokens, links, then a move */
+    int bad;              /* it goes to failed/ ... */
+    char why[2048];       /* ... with this reason */
+    char detail[1024];
+    int64_t docs;
+} bfile;
+
+static ssize_t find_pending(spool *sp, const char *name)
+{
+    for (size_t i = 0; i < sp->n; i++)
+        if (!strcmp(sp->v[i].name, name)) return (ssize_t)i;
+    return -1;
+}
+
+/* Checks v[i] before it joins a batch that holds *bytes so far (n files).
+ * Returns 1 with f filled (it joins), 0 if it was dealt with (gone, failed,
+ * waits), 2 if it does not fit in the batch (it waits for the next one). */
+static int precheck(spool *sp, size_t i, int64_t bytes, size_t n, bfile *f)
 {
     kdaemon *d = sp->d;
     char path[8400];
-    char *name = xstrdup(sp->v[i].name);
+    const char *name = sp->v[i].name;
     snprintf(path, sizeof path, "%s/%s", d->spool, name);
     struct stat st;
     if (lstat(path, &st)) {
@@ -342,8 +374,7 @@ static void process(spool *sp, size_t i)
             fail_file(sp, i, strerror(e), NULL);
         }
         set_waiting(sp);
-        free(name);
-        return;
+        return 0;
     }
     if (!S_ISREG(st.st_mode)) {
         if (S_ISDIR(st.st_mode)) {
@@ -355,154 +386,272 @@ static void process(spool *sp, size_t i)
                                           : "not a regular file (FIFO, socket or device): only regular files are ingested",
                       NULL);
         }
-        free(name);
-        return;
+        return 0;
     }
     if (sp->v[i].scanned && (double)st.st_mtime > (double)time(NULL) - 1.5) {
         sp->v[i].not_before = know_seconds() + 1; /* maybe still being written */
         sp->v[i].scanned = 0;
-        free(name);
-        return;
+        return 0;
     }
+    if (n > 0 && (n >= BATCH_FILES || bytes + (int64_t)st.st_size > BATCH_BYTES)) return 2;
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         char why[512];
         snprintf(why, sizeof why, "cannot open: %s", strerror(errno));
         fail_file(sp, i, why, NULL);
-        free(name);
-        return;
+        return 0;
     }
     close(fd);
-    uint8_t hash[KHASH_LEN];
-    int64_t size;
-    int e = khash_file(path, hash, &size);
+    memset(f, 0, sizeof *f);
+    int e = khash_file(path, f->hash, &f->size);
     if (e) {
         char why[512];
         snprintf(why, sizeof why, "cannot read: %s", strerror(e));
         fail_file(sp, i, why, NULL);
-        free(name);
-        return;
+        return 0;
     }
-    dconfig cfg = daemon_config(d);
+    f->name = xstrdup(name);
+    f->path = xstrdup(path);
+    return 1;
+}
 
-    /* 1. ingest (a file a dead daemon was ingesting is completed) */
-    if (!open_store(sp)) {
-        ksource pre;
-        kbuf ps = {0};
-        int was = 0;
-        if (!kstore_source_by_hash(sp->s, hash, &pre, &ps, &was) && was && !strcmp(pre.status, "running"))
-            kinfo("spool: %s: completing source %lld, interrupted after %lld document(s)", name, (long long)pre.id,
-                  (long long)pre.documents);
-        kbuf_free(&ps);
-    }
-    set_current(d, name, "ingest");
-    kingest_opts o;
-    kingest_opts_default(&o);
-    o.threads = cfg.ingest_threads;
-    o.stop = &d->spool_stop;
-    o.progress = on_ingest_progress;
-    o.progress_ctx = d;
-    kingest_summary sum;
-    const char *paths[1] = {path};
-    double t0 = know_seconds();
-    int rc = kingest_run(d->db, paths, 1, &o, &sum);
-    if (sum.interrupted || d->spool_stop) goto stopped;
-    if (open_store(sp)) {
-        retry_later(sp, i, "ingest", EX_TEMPFAIL);
-        goto out;
-    }
+/* The source row of an ingested file: f->reached, f->bad with why and
+ * detail. Returns 0, or the exit code that makes the file wait (the store
+ * failed: no row, or one still running). */
+static int classify(spool *sp, bfile *f, int ingest_rc)
+{
     ksource src;
     kbuf strs = {0};
     int found = 0;
-    int lr = kstore_source_by_hash(sp->s, hash, &src, &strs, &found);
+    int lr = kstore_source_by_hash(sp->s, f->hash, &src, &strs, &found);
     if (lr || !found || !strcmp(src.status, "running")) {
         kbuf_free(&strs);
         /* no source row and no store trouble: nothing in the file to ingest */
-        if (!lr && !found && (rc == 0 || rc == EX_NOINPUT || rc == EX_DATAERR)) {
-            fail_file(sp, i,
-                      size == 0 ? "empty file: nothing to ingest"
-                      : rc == EX_NOINPUT ? "cannot read the file (the daemon's log says why)"
-                                         : "nothing ingested (the daemon's log says why)",
-                      NULL);
-            goto out;
+        if (!lr && !found && (ingest_rc == 0 || ingest_rc == EX_NOINPUT || ingest_rc == EX_DATAERR)) {
+            f->bad = 1;
+            snprintf(f->why, sizeof f->why, "%s",
+                     f->size == 0 ? "empty file: nothing to ingest"
+                     : ingest_rc == EX_NOINPUT ? "cannot read the file (the daemon's log says why)"
+                                               : "nothing ingested (the daemon's log says why)");
+            return 0;
         }
-        retry_later(sp, i, "ingest", rc ? rc : lr ? lr : EX_SOFTWARE);
-        goto out;
+        return ingest_rc ? ingest_rc : lr ? lr : EX_SOFTWARE;
     }
-    char why[2048] = "", detail[1024];
-    int bad = 0;
+    f->reached = 1;
     if (strcmp(src.status, "complete")) {
-        bad = 1;
-        snprintf(why, sizeof why, "%s: %s", src.status, src.error ? src.error : "stopped early");
+        f->bad = 1;
+        snprintf(f->why, sizeof f->why, "%s: %s", src.status, src.error ? src.error : "stopped early");
     } else if (src.error) {
-        bad = 1;
-        snprintf(why, sizeof why, "%s", src.error);
+        f->bad = 1;
+        snprintf(f->why, sizeof f->why, "%s", src.error);
     } else if (src.documents + src.duplicates == 0) {
-        bad = 1;
-        snprintf(why, sizeof why,
+        f->bad = 1;
+        snprintf(f->why, sizeof f->why,
                  "no document in it (%lld record(s) skipped: empty text, binary data, redirects or other "
                  "namespaces)",
                  (long long)src.skipped);
     }
-    snprintf(detail, sizeof detail,
+    snprintf(f->detail, sizeof f->detail,
              "status: %s\nsource: %lld\ndocuments: %lld stored, %lld duplicate(s), %lld skipped\n",
              src.status, (long long)src.id, (long long)src.documents, (long long)src.duplicates,
              (long long)src.skipped);
-    int64_t docs = src.documents;
+    f->docs = src.documents;
     kbuf_free(&strs);
+    return 0;
+}
 
-    /* 2. tokens, with the active vocabulary */
+static void on_batch_progress(const kingest_progress *p, void *ctx)
+{
+    kdaemon *d = ctx;
+    const char *base = p->current ? strrchr(p->current, '/') : NULL;
+    pthread_mutex_lock(&d->mu);
+    d->cur_done = (double)p->bytes_done;
+    d->cur_total = (double)p->bytes_total;
+    if (base) snprintf(d->current, sizeof d->current, "%s", base + 1);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Tokens and links of the documents not yet tokenized or linked (those of
+ * the batch, and any a kiln ingest stored meanwhile): the work after the
+ * store's cursors. Returns 0, or the exit code with *step naming the step;
+ * *stopped when a stop interrupted it; secs[0], secs[1] get the time of
+ * each step. */
+static int tokens_and_links(spool *sp, const char *label, const char **step, int *stopped, double secs[2])
+{
+    kdaemon *d = sp->d;
+    *stopped = 0;
+    secs[0] = secs[1] = 0;
+    double t0 = know_seconds();
+    *step = "tokenize";
     kvocab_row vr;
     kbuf pc = {0}, mc = {0};
     int have_vocab = kstore_vocab_get(sp->s, NULL, &vr, &pc, &mc) == 0;
     kbuf_free(&pc);
     kbuf_free(&mc);
-    if (have_vocab) {
-        set_current(d, name, "tokenize");
-        ktokenize_opts to = {.vocab = NULL, .threads = cfg.ingest_threads, .stop = &d->spool_stop};
-        ktokenize_summary ts;
-        rc = ktokenize_run(d->db, &to, &ts);
-        if (ts.interrupted || d->spool_stop) goto stopped;
-        if (rc) {
-            retry_later(sp, i, "tokenize", rc);
-            goto out;
-        }
-    }
-    /* 3. entity links, if the store has a knowledge graph with names */
+    if (!have_vocab) return 0;
+    dconfig cfg = daemon_config(d);
+    set_current(d, label, "tokenize");
+    ktokenize_opts to = {.vocab = NULL, .threads = cfg.ingest_threads, .stop = &d->spool_stop};
+    ktokenize_summary ts;
+    int rc = ktokenize_store(sp->s, &to, &ts);
+    secs[0] = know_seconds() - t0;
+    if (ts.interrupted || d->spool_stop) { *stopped = 1; return 0; }
+    if (rc) return rc;
+    if (ts.documents) kdebug("spool: tokenized %llu document(s)", (unsigned long long)ts.documents);
+    /* entity links, if the store has a knowledge graph with names */
     int64_t gen = 0;
-    if (have_vocab && kstore_kg_generation(sp->s, &gen) == 0 && gen > 0) {
-        set_current(d, name, "link");
-        kkg_link_opts lo = {.vocab = NULL, .min_alias_chars = 3, .max_alias_share = 1e-4, .stop = &d->spool_stop};
-        kkg_link_summary ls;
-        rc = kkg_link(sp->s, &lo, &ls);
-        if (ls.interrupted || d->spool_stop) goto stopped;
-        if (rc) {
-            retry_later(sp, i, "link", rc);
-            goto out;
+    if (kstore_kg_generation(sp->s, &gen) || gen <= 0) return 0;
+    *step = "link";
+    set_current(d, label, "link");
+    kkg_link_opts lo = {.vocab = NULL, .min_alias_chars = 3, .max_alias_share = 1e-4, .stop = &d->spool_stop};
+    if (!sp->linker && (rc = kkg_linker_new(sp->s, &lo, &sp->linker))) {
+        secs[1] = know_seconds() - t0 - secs[0];
+        return rc;
+    }
+    kkg_link_summary ls;
+    rc = kkg_linker_run(sp->linker, sp->s, &lo, &ls);
+    secs[1] = know_seconds() - t0 - secs[0];
+    if (ls.interrupted || d->spool_stop) { *stopped = 1; return 0; }
+    if (!rc && ls.documents)
+        kdebug("spool: linked %llu document(s): %llu mention(s)", (unsigned long long)ls.documents,
+               (unsigned long long)ls.mentions);
+    return rc;
+}
+
+/* Processes the ready files from v[first] on (as many as fit in a batch);
+ * each is removed from the list unless it must wait. */
+static void process_batch(spool *sp, size_t first)
+{
+    kdaemon *d = sp->d;
+    bfile *b = xcalloc(BATCH_FILES, sizeof *b);
+    size_t n = 0;
+    int64_t bytes = 0;
+    double now = know_seconds();
+    for (size_t i = first; i < sp->n && n < BATCH_FILES;) {
+        if (sp->v[i].not_before > now) { i++; continue; }
+        size_t before = sp->n;
+        int r = precheck(sp, i, bytes, n, &b[n]);
+        if (r == 2) break;
+        if (r == 1) {
+            bytes += b[n].size;
+            n++;
+            i++;
+        } else if (sp->n == before) {
+            i++; /* it waits: still in the list */
         }
     }
+    if (!n) { free(b); return; }
+    dconfig cfg = daemon_config(d);
+
+    /* 1. ingest (files a dead daemon was ingesting are completed) */
+    const char **paths = xmalloc(n * sizeof *paths);
+    for (size_t k = 0; k < n; k++) {
+        paths[k] = b[k].path;
+        if (open_store(sp)) continue;
+        ksource pre;
+        kbuf ps = {0};
+        int was = 0;
+        if (!kstore_source_by_hash(sp->s, b[k].hash, &pre, &ps, &was) && was) {
+            if (!strcmp(pre.status, "running"))
+                kinfo("spool: %s: completing source %lld, interrupted after %lld document(s)", b[k].name,
+                      (long long)pre.id, (long long)pre.documents);
+            else
+                b[k].already = 1;
+        }
+        kbuf_free(&ps);
+    }
+    char label[1000];
+    snprintf(label, sizeof label, "%.900s", b[0].name);
+    set_current(d, label, "ingest");
+    kingest_opts o;
+    kingest_opts_default(&o);
+    o.threads = cfg.ingest_threads;
+    o.stop = &d->spool_stop;
+    o.progress = on_batch_progress;
+    o.progress_ctx = d;
+    kingest_summary sum;
+    double t0 = know_seconds();
+    int rc = kingest_run(d->db, paths, (int)n, &o, &sum);
+    double t_ingest = know_seconds() - t0, t_steps[2] = {0, 0};
+    free(paths);
+    if (sum.interrupted || d->spool_stop) goto stopped;
+    if (open_store(sp)) {
+        for (size_t k = 0; k < n; k++) {
+            ssize_t i = find_pending(sp, b[k].name);
+            if (i >= 0) retry_later(sp, (size_t)i, "ingest", EX_TEMPFAIL);
+        }
+        goto out;
+    }
+    size_t reached = 0;
+    for (size_t k = 0; k < n; k++) {
+        /* retry_later closes the handle: a file that cannot be looked up waits too */
+        int wait = open_store(sp) ? EX_TEMPFAIL : classify(sp, &b[k], rc);
+        if (wait) {
+            b[k].waits = 1;
+            ssize_t i = find_pending(sp, b[k].name);
+            if (i >= 0) retry_later(sp, (size_t)i, "ingest", wait);
+        }
+        reached += b[k].reached;
+    }
+
+    /* 2. tokens and 3. links of what the batch brought */
+    if (reached && !open_store(sp)) {
+        if (n > 1) snprintf(label, sizeof label, "%.900s (+%zu more)", b[0].name, n - 1);
+        const char *step;
+        int stopped;
+        int trc = tokens_and_links(sp, label, &step, &stopped, t_steps);
+        if (stopped) goto stopped;
+        if (trc) {
+            for (size_t k = 0; k < n; k++) {
+                if (!b[k].reached) continue;
+                b[k].waits = 1; /* a bad file too: its tokens and links are not all committed */
+                ssize_t i = find_pending(sp, b[k].name);
+                if (i >= 0) retry_later(sp, (size_t)i, step, trc);
+            }
+        }
+    }
+
     /* 4. out of the spool */
-    if (bad) {
-        fail_file(sp, i, why, detail);
-    } else {
-        e = move_out(sp, name, "done", NULL, NULL);
+    double secs = know_seconds() - t0;
+    kinfo("spool: a batch of %zu file(s), %.1f MB: ingest %.2f s, tokenize %.2f s, link %.2f s", n,
+          (double)bytes / 1e6, t_ingest, t_steps[0], t_steps[1]);
+    for (size_t k = 0; k < n; k++) {
+        bfile *f = &b[k];
+        if (f->waits) continue;
+        ssize_t i = find_pending(sp, f->name);
+        if (i < 0) continue;
+        if (f->bad) {
+            fail_file(sp, (size_t)i, f->why, f->reached ? f->detail : NULL);
+            continue;
+        }
+        int e = move_out(sp, f->name, "done", NULL, NULL);
         if (e) {
-            daemon_problem(d, "spool: cannot move %s to done/: %s (retrying later)", name, strerror(e));
+            daemon_problem(d, "spool: cannot move %s to done/: %s (retrying later)", f->name, strerror(e));
             sp->v[i].not_before = know_seconds() + 60;
         } else {
-            kinfo("spool: %s: %s in %.1f s", name,
-                  sum.already ? "already ingested" : docs ? "ingested" : "ingested (every document already stored)",
-                  know_seconds() - t0);
-            drop_pending(sp, i);
+            if (n > 1)
+                kinfo("spool: %s: %s (a batch of %zu files, %.1f s)", f->name,
+                      f->already ? "already ingested" : f->docs ? "ingested" : "ingested (every document already stored)",
+                      n, secs);
+            else
+                kinfo("spool: %s: %s in %.1f s", f->name,
+                      f->already ? "already ingested" : f->docs ? "ingested" : "ingested (every document already stored)",
+                      secs);
+            drop_pending(sp, (size_t)i);
         }
     }
     goto out;
 stopped:
-    kinfo("spool: %s stays in the spool (stopping); it is completed at the next start", name);
+    for (size_t k = 0; k < n; k++)
+        kinfo("spool: %s stays in the spool (stopping); it is completed at the next start", b[k].name);
 out:
+    for (size_t k = 0; k < n; k++) {
+        free(b[k].name);
+        free(b[k].path);
+    }
+    free(b);
     set_current(d, NULL, NULL);
     set_waiting(sp);
-    free(name);
 }
 
 void daemon_catch_up(kdaemon *d)
@@ -517,37 +666,19 @@ void daemon_catch_up(kdaemon *d)
 
 /* Tokenizes every stored document without tokens under the active
  * vocabulary, and links them: documents stored before that vocabulary was
- * made or chosen. Returns 0 when done (or stopped), else a store error. */
+ * made or chosen (the work after the store's cursors: nothing when there is
+ * nothing to do). Returns 0 when done (or stopped), else a store error. */
 static int catch_up(spool *sp)
 {
     kdaemon *d = sp->d;
     int rc = open_store(sp);
     if (rc) return rc;
-    kvocab_row vr;
-    kbuf pc = {0}, mc = {0};
-    int have_vocab = kstore_vocab_get(sp->s, NULL, &vr, &pc, &mc) == 0;
-    kbuf_free(&pc);
-    kbuf_free(&mc);
-    if (!have_vocab) return 0;
-    int64_t done = 0, todo = 0, tokens = 0;
-    if (kstore_tokens_count(sp->s, vr.id, &done, &todo, &tokens) == 0 && todo == 0 && !done) return 0;
-    dconfig cfg = daemon_config(d);
-    if (todo > 0) {
-        set_current(d, "(stored documents)", "tokenize");
-        ktokenize_opts to = {.vocab = NULL, .threads = cfg.ingest_threads, .stop = &d->spool_stop};
-        ktokenize_summary ts;
-        rc = ktokenize_run(d->db, &to, &ts);
-        if (!rc && ts.documents) kinfo("spool: tokenized %llu stored document(s) with %s", (unsigned long long)ts.documents, ts.vocab);
-    }
-    int64_t gen = 0;
-    if (!rc && !d->spool_stop && kstore_kg_generation(sp->s, &gen) == 0 && gen > 0) {
-        set_current(d, "(stored documents)", "link");
-        kkg_link_opts lo = {.vocab = NULL, .min_alias_chars = 3, .max_alias_share = 1e-4, .stop = &d->spool_stop};
-        kkg_link_summary ls;
-        rc = kkg_link(sp->s, &lo, &ls);
-    }
+    const char *step;
+    int stopped;
+    double secs[2];
+    rc = tokens_and_links(sp, "(stored documents)", &step, &stopped, secs);
     set_current(d, NULL, NULL);
-    return d->spool_stop ? 0 : rc;
+    return d->spool_stop || stopped ? 0 : rc;
 }
 
 void daemon_spool_count(kdaemon *d)
@@ -603,7 +734,7 @@ void *daemon_spool_main(void *arg)
             if (sp.v[i].not_before < next) next = sp.v[i].not_before;
         }
         if (pick < sp.n) {
-            process(&sp, pick);
+            process_batch(&sp, pick);
             continue;
         }
         pthread_mutex_lock(&d->mu);
@@ -628,6 +759,7 @@ void *daemon_spool_main(void *arg)
     for (size_t i = 0; i < sp.n; i++) free(sp.v[i].name);
     free(sp.v);
     if (sp.ino >= 0) close(sp.ino);
+    kkg_linker_free(sp.linker);
     kstore_close(sp.s);
     pthread_mutex_lock(&d->mu);
     d->spool_exited = 1;

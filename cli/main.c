@@ -31,6 +31,8 @@ static const struct {
     {"daemon", cmd_daemon, "the service: a spool folder into corpus, queued jobs, crash recovery"},
     {"run", cmd_run, "the daemon's jobs: submit, list, show, pause, resume, cancel"},
     {"status", cmd_status, "the daemon's state, spool, running job and queue"},
+    {"plot", cmd_plot, "a run's curves (or several runs') as SVG, PNG or PDF"},
+    {"metrics", cmd_metrics, "every metric of a run as CSV or JSON lines"},
 };
 
 static void usage(FILE *f)

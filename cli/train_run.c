@@ -171,7 +171,8 @@ typedef struct wiring {
 } wiring;
 
 /* metrics of a step, one transaction: loss, every term of the model, lr,
- * grad_norm, tokens_per_s, tokens; at validations val_loss, val_<term> and
+ * grad_norm, tokens_per_s, tokens, seconds (training time over every leg);
+ * at validations val_loss, val_<term> and
  * the baselines */
 static void on_step(void *ctx, const krun_status *st)
 {
@@ -186,6 +187,7 @@ static void on_step(void *ctx, const krun_status *st)
     kstore_metric_put(s, w->job, st->step, "grad_norm", st->grad_norm);
     kstore_metric_put(s, w->job, st->step, "tokens_per_s", st->tokens_per_s);
     kstore_metric_put(s, w->job, st->step, "tokens", (double)st->tokens);
+    kstore_metric_put(s, w->job, st->step, "seconds", st->seconds); /* kiln plot --x time */
     if (st->validated) {
         kstore_metric_put(s, w->job, st->step, "val_loss", st->val->loss);
         for (int i = 0; i < st->val->n; i++) {
@@ -457,8 +459,11 @@ int ktrain_run_exec(ktrain_run *r)
     kbuf extra = {0};
     kbuf_puts(&extra, "{\"snapshot\":");
     kbuf_json_str(&extra, x.snapshot_path, strlen(x.snapshot_path));
-    kbuf_printf(&extra, ",\"snapshot_key\":\"%s\",\"job_id\":%lld,\"cased\":%s,\"vocab_id\":%lld}", si.key_hex,
-                (long long)job, x.cased ? "true" : "false", (long long)x.vocab_id);
+    kbuf_printf(&extra, ",\"snapshot_key\":\"%s\",\"job_id\":%lld,\"cased\":%s,\"strip_accents\":%s,\"icu_words\":%s,"
+                        "\"vocab_id\":%lld}",
+                si.key_hex, (long long)job, x.cased ? "true" : "false",
+                x.mode & KWP_STRIP_ACCENTS ? "true" : x.mode & KWP_KEEP_ACCENTS ? "false" : "null",
+                x.mode & KWP_ICU_WORDS ? "true" : "false", (long long)x.vocab_id);
     krun_meta meta = {.config_json = cfg_json, .vocab_name = x.vocab_name, .vocab_txt = x.vocab_text.data,
                       .vocab_len = x.vocab_text.len, .extra_json = extra.data};
     wiring w = {.r = r, .s = s, .job = job};

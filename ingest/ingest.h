@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "store/store.h"
+#include "text/wordpiece.h"
 
 enum kingest_format { KFMT_AUTO = 0, KFMT_TEXT, KFMT_JSONL, KFMT_MEDIAWIKI };
 enum kingest_split { KSPLIT_DOC = 0, KSPLIT_BLANK_LINE, KSPLIT_LINE };
@@ -86,7 +87,7 @@ typedef struct ktokenize_progress { uint64_t done, total; double seconds; } ktok
 typedef struct ktokenize_opts {
     const char *vocab;           /* vocabulary name; NULL = the active one */
     int threads;                 /* >= 1 */
-    size_t batch_docs;           /* documents per transaction (default 512) */
+    size_t batch_docs;           /* documents per transaction (default 512; fewer past 16 MB of text) */
     volatile sig_atomic_t *stop; /* set to stop after the current batch */
     void (*progress)(const ktokenize_progress *, void *);
     void *progress_ctx;
@@ -103,14 +104,22 @@ typedef struct ktokenize_summary {
 
 /* Tokenizes every document that has no tokens under the vocabulary yet, in
  * id order, one transaction per batch (a kill loses at most the open batch;
- * the next run goes on from there). Returns 0 or EX_* (message logged). */
+ * the next run goes on from there). Returns 0 or EX_* (message logged).
+ * Work: the documents after the vocabulary's tokenized_through (docs/store.md,
+ * vocab_progress), not the store; the piece counts are kept with the tokens.
+ * A store tokenized before schema 5 is counted once (one scan). */
 int ktokenize_run(const char *db_path, const ktokenize_opts *o, ktokenize_summary *sum);
+/* The same on an open store handle (the caller's; not in a transaction). */
+int ktokenize_store(kstore *s, const ktokenize_opts *o, ktokenize_summary *sum);
 
 /* ---- training a vocabulary (vocab.c) ----------------------------------------------- */
 
 typedef struct kvocab_train_opts {
     size_t size;                 /* vocabulary size, specials included */
     int cased;
+    int accents;                 /* KVOCAB_ACCENTS_*: CASING (0) unless --strip-accents /
+                                    --no-strip-accents; see kvocab_train_run */
+    int icu_words;               /* 1: the vocabulary's words are ICU's (store: words = 'icu') */
     uint64_t min_frequency;      /* default 2 */
     size_t limit_alphabet;       /* 0 = every character */
     size_t max_words;            /* distinct words counted at most (memory bound) */
@@ -121,6 +130,14 @@ typedef struct kvocab_train_opts {
     void *progress_ctx;
 } kvocab_train_opts;
 
+/* The accent census's thresholds (kvocab_train_run): a script is a
+ * significant part of the corpus when it has at least KVOCAB_SCRIPT_SHARE of
+ * its letters, and accent stripping damages it when it would change or drop
+ * at least KVOCAB_DAMAGE_SHARE of that script's letters. */
+#define KVOCAB_SCRIPT_SHARE 0.01
+#define KVOCAB_DAMAGE_SHARE 0.01
+#define KVOCAB_MAX_SCRIPTS 16
+
 typedef struct kvocab_train_summary {
     char name[128];
     int64_t vocab_id;
@@ -128,11 +145,29 @@ typedef struct kvocab_train_summary {
     uint64_t documents, distinct_words, pruned;
     double seconds, count_seconds, merge_seconds;
     int interrupted;
+    /* accents: what was stored (KVOCAB_ACCENTS_*), and whether the census
+     * decided it (auto_keep: neither flag given, uncased, accents kept) */
+    int accents, auto_keep;
+    /* the census over the corpus read: the scripts with most letters first
+     * (at most KVOCAB_MAX_SCRIPTS of n_scripts), all letters */
+    kwp_script_count scripts[KVOCAB_MAX_SCRIPTS];
+    size_t n_scripts;
+    uint64_t letters;
 } kvocab_train_summary;
 
 /* Counts the words of every stored document (BERT's basic tokenizer), trains
  * a WordPiece vocabulary and stores it (active if none is). Deterministic for
- * the same corpus and options, whatever the thread count. */
+ * the same corpus and options, whatever the thread count.
+ * Accents: while counting, the census (kwp_census) measures per script what
+ * accent stripping would do to the corpus. Uncased with accents CASING (no
+ * flag), when a script that is not accents-only (Hangul, kana, Devanagari,
+ * Thai, ...) is a significant part of the corpus and stripping damages it
+ * (thresholds above), the words are counted again without stripping and the
+ * vocabulary is stored with accents KEEP; a warning gives the figures. */
 int kvocab_train_run(const char *db_path, const kvocab_train_opts *o, kvocab_train_summary *sum);
+
+/* The kwp_vocab_load mode (KWP_* bits) of a stored vocabulary: its casing,
+ * accents and words. */
+int kvocab_row_mode(const kvocab_row *r);
 
 #endif

@@ -451,13 +451,48 @@ static const char *format_name(int f)
 
 /* ---- streaming decode and clean ---------------------------------------------- */
 
+/* What ends a line. ktext_clean_utf8 turns CR LF, a lone CR, NEL (U+0085),
+ * LINE SEPARATOR (U+2028) and PARAGRAPH SEPARATOR (U+2029) into '\n' (and
+ * drops VT and FF as controls): right for a document's text, wrong for the
+ * framing of a line-based file, where only '\n' ends a line. So the stream
+ * is cleaned per format (clean_framed):
+ *   CLEAN_STREAM  MediaWiki XML, a plain text file that is one document:
+ *                 ktext_clean_utf8 as is (a U+2028 in a document is a soft
+ *                 line break, as a '\n' is)
+ *   CLEAN_JSONL   only '\n' (with a CR before it) ends a line: a raw U+2028,
+ *                 U+2029, NEL or lone CR is passed to the JSON scanner as
+ *                 is, so the line means what RFC 8259 says (the first three
+ *                 are legal inside a string and an error outside one; a lone
+ *                 CR is white space between tokens and an error inside a
+ *                 string). The workers clean the decoded text as usual (a
+ *                 U+2028 in it becomes a soft line break).
+ *   CLEAN_LINES   plain text with --split line / blank-line: lines end at
+ *                 '\n', CR LF or a lone CR (universal newlines, as Python's
+ *                 open() reads text); U+2028, U+2029 and NEL inside a line
+ *                 are white space: a line stays one document (one sentence
+ *                 with --split blank-line).
+ *   CLEAN_PROBE   the format is not known yet (first block, --format auto):
+ *                 everything is held back and only a copy of the head is
+ *                 cleaned, for detect_format. */
+enum { CLEAN_STREAM, CLEAN_JSONL, CLEAN_LINES, CLEAN_PROBE };
+#define PROBE_BYTES ((size_t)64 << 10)
+
+static int clean_mode(int format, int split)
+{
+    if (format == KFMT_JSONL) return CLEAN_JSONL;
+    if (format == KFMT_TEXT && split != KSPLIT_DOC) return CLEAN_LINES;
+    return CLEAN_STREAM;
+}
+
 typedef struct decoder {
     ktext_u16 *u16;     /* non-NULL for UTF-16 input */
     ktext_conv *conv;   /* non-NULL for a legacy charset */
     kbuf utf8;          /* UTF-16 converted */
-    kbuf hold;          /* bytes held back: an incomplete sequence or a final '\r' */
+    kbuf hold;          /* bytes held back: an incomplete sequence or a final '\r'
+                           (CLEAN_PROBE: everything so far) */
     kbuf clean;
     ktext_counts counts;
+    int mode;           /* CLEAN_* */
 } decoder;
 
 /* Length of the tail of s[0..n) that must wait for more bytes. */
@@ -475,7 +510,41 @@ static size_t holdback(const unsigned char *s, size_t n)
     return 0;
 }
 
-/* Cleans s[0..n) (with held bytes) into d->clean; returns the clean text. */
+/* Appends to out the clean text of s[0..n) for a line-framed format (mode
+ * CLEAN_JSONL or CLEAN_LINES; see the enum): ktext_clean_utf8 between the
+ * characters that must not end a line, which are kept (JSONL) or become a
+ * space (plain text). A lead byte is never part of another sequence, so
+ * matching the separators here agrees with the cleaner's own decoding,
+ * invalid bytes around them included. s never ends with a CR that may be
+ * followed by '\n' (holdback keeps it). */
+static void clean_framed(const char *s, size_t n, int mode, kbuf *out, ktext_counts *c)
+{
+    if (mode != CLEAN_JSONL && mode != CLEAN_LINES) {
+        ktext_clean_utf8(s, n, out, c);
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)s, *e = p + n, *run = p;
+    while (p < e) {
+        unsigned char ch = *p;
+        if (ch != 0xE2 && ch != 0xC2 && ch != '\r') { p++; continue; }
+        size_t len;
+        if (ch == 0xE2 && e - p >= 3 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9)) len = 3;
+        else if (ch == 0xC2 && e - p >= 2 && p[1] == 0x85) len = 2;
+        else if (ch == '\r' && mode == CLEAN_JSONL && !(e - p >= 2 && p[1] == '\n')) len = 1;
+        else {
+            p++;
+            continue;
+        }
+        ktext_clean_utf8((const char *)run, (size_t)(p - run), out, c);
+        if (mode == CLEAN_JSONL) kbuf_append(out, p, len);
+        else kbuf_putc(out, ' ');
+        p += len;
+        run = p;
+    }
+    ktext_clean_utf8((const char *)run, (size_t)(e - run), out, c);
+}
+
+/* Cleans s[0..n) (with held bytes) into d->clean, as d->mode says. */
 static void decode_feed(decoder *d, const char *s, size_t n, int final)
 {
     if (d->u16 || d->conv) {
@@ -493,8 +562,13 @@ static void decode_feed(decoder *d, const char *s, size_t n, int final)
         p = d->hold.data;
         len = d->hold.len;
     }
+    if (d->mode == CLEAN_PROBE) {
+        if (p != d->hold.data) kbuf_append(&d->hold, p, len);
+        ktext_clean_utf8(d->hold.data, d->hold.len < PROBE_BYTES ? d->hold.len : PROBE_BYTES, &d->clean, NULL);
+        return;
+    }
     size_t keep = final ? 0 : holdback((const unsigned char *)p, len);
-    ktext_clean_utf8(p, len - keep, &d->clean, &d->counts);
+    clean_framed(p, len - keep, d->mode, &d->clean, &d->counts);
     if (keep) {
         char tmp[4];
         memcpy(tmp, p + len - keep, keep);
@@ -616,9 +690,12 @@ static int read_entry(reader *r, struct archive *a, const char *loc, const char 
             int fmt = o->format;
             if (fmt == KFMT_AUTO) {
                 double tp = know_seconds();
+                d.mode = CLEAN_PROBE; /* the block is held back, its head cleaned to detect the format */
                 decode_feed(&d, buf, n, 0);
-                r->sum->t_parse += know_seconds() - tp;
                 fmt = detect_format(name, d.clean.data ? d.clean.data : "", d.clean.len);
+                d.mode = clean_mode(fmt, o->split);
+                decode_feed(&d, "", 0, 0); /* the held block, cleaned for its format */
+                r->sum->t_parse += know_seconds() - tp;
                 parser_init(&e, r, fmt, loc, entry, title);
                 r->formats_seen |= 1 << fmt;
                 tp = know_seconds();
@@ -627,6 +704,7 @@ static int read_entry(reader *r, struct archive *a, const char *loc, const char 
                 progress(r, (uint64_t)comp > disk_size ? disk_size : (uint64_t)comp);
                 continue;
             }
+            d.mode = clean_mode(fmt, o->split);
             parser_init(&e, r, fmt, loc, entry, title);
             r->formats_seen |= 1 << fmt;
         }

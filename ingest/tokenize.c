@@ -23,7 +23,10 @@ typedef struct tdoc {
     uint32_t *tok_ends;        /* (n_sent) token ends */
     uint8_t *bits;             /* word starts bitmap */
     void *packed;              /* ids in the layout */
+    int stored;                /* its tokens were stored (not by another process first) */
 } tdoc;
+
+#define BATCH_TEXT ((size_t)16 << 20) /* text bytes of a batch, at most (and one document) */
 
 typedef struct tbatch {
     tdoc *d;                   /* (n, cap) */
@@ -54,7 +57,9 @@ static int collect(const kdoc *d, void *ctx)
     t->n_sent = d->n_sentences;
     memcpy(b->ends + b->nends, d->sent_ends, d->n_sentences * sizeof *b->ends);
     b->nends += d->n_sentences;
-    return 0;
+    /* a batch of big documents stops at BATCH_TEXT bytes: memory stays bounded
+     * (text, and about as much again in ids and bitmaps) */
+    return b->arena.len >= BATCH_TEXT;
 }
 
 static void tdoc_reset(tdoc *t)
@@ -99,6 +104,19 @@ int ktokenize_run(const char *db_path, const ktokenize_opts *o, ktokenize_summar
     kstore *s;
     int rc = kstore_open(db_path, 0, &s, err, sizeof err);
     if (rc) { kerr("%s", err); return rc; }
+    rc = ktokenize_store(s, o, sum);
+    kstore_close(s);
+    sum->seconds = know_seconds() - t0;
+    return rc;
+}
+
+int ktokenize_store(kstore *s, const ktokenize_opts *o, ktokenize_summary *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    double t0 = know_seconds();
+    char err[1024];
+    int rc;
+    uint64_t *freq = NULL;
     kvocab_row vr;
     kbuf pieces = {0}, meta = {0};
     kwp_vocab *v = NULL;
@@ -111,7 +129,7 @@ int ktokenize_run(const char *db_path, const ktokenize_opts *o, ktokenize_summar
     }
     snprintf(sum->vocab, sizeof sum->vocab, "%s", vr.name);
     sum->vocab_id = vr.id;
-    if (kwp_vocab_load(pieces.data, pieces.len, vr.cased, &v, err, sizeof err)) {
+    if (kwp_vocab_load(pieces.data, pieces.len, kvocab_row_mode(&vr), &v, err, sizeof err)) {
         kerr("vocabulary '%s': %s", vr.name, err);
         rc = EX_DATAERR;
         goto out;
@@ -120,10 +138,18 @@ int ktokenize_run(const char *db_path, const ktokenize_opts *o, ktokenize_summar
     uint32_t unk = (uint32_t)kwp_vocab_special(v, KWP_UNK);
     toks = xcalloc((size_t)nth, sizeof *toks);
     for (int i = 0; i < nth; i++) toks[i] = kwp_tok_new(v, (size_t)vr.max_word_chars);
+    /* a store tokenized before schema 5: its token counts, once */
+    int recounted = 0;
+    if ((rc = kstore_progress_recount(s, vr.id, &recounted))) { kerr("%s", kstore_errmsg(s)); goto out; }
+    if (recounted) kinfo("counted the tokens of '%s' (once: a store from before schema 5)", vr.name);
+    kvocab_progress pg;
+    if ((rc = kstore_progress_get(s, vr.id, &pg))) { kerr("%s", kstore_errmsg(s)); goto out; }
     int64_t done0, todo, tokens0;
     if ((rc = kstore_tokens_count(s, vr.id, &done0, &todo, &tokens0))) { kerr("%s", kstore_errmsg(s)); goto out; }
     size_t batch = o->batch_docs ? o->batch_docs : 512;
-    int64_t after = 0;
+    size_t nv = kwp_vocab_size(v);
+    freq = xmalloc((nv ? nv : 1) * sizeof *freq); /* (nv) piece counts of a batch */
+    int64_t after = pg.tokenized_through; /* every document up to it has tokens */
     double last = 0;
     for (;;) {
         if (o->stop && *o->stop) { sum->interrupted = 1; break; }
@@ -139,20 +165,35 @@ int ktokenize_run(const char *db_path, const ktokenize_opts *o, ktokenize_summar
         #pragma omp parallel for num_threads(nth) schedule(dynamic, 4)
         for (size_t i = 0; i < b.n; i++) tokenize_doc(toks[omp_get_thread_num()], &b, &b.d[i], layout);
         if ((rc = kstore_begin(s))) { kerr("%s", kstore_errmsg(s)); goto out; }
+        memset(freq, 0, nv * sizeof *freq);
+        int64_t batch_tokens = 0;
         for (size_t i = 0; i < b.n; i++) {
             tdoc *t = &b.d[i];
             ktokens_row r = {.doc_id = t->id, .vocab_id = vr.id, .layout = layout,
                              .n_tokens = t->ids.n, .tokens = t->packed, .n_sentences = t->n_sent,
                              .sent_ends = t->tok_ends, .word_starts = t->bits};
-            if ((rc = kstore_tokens_put(s, &r))) {
+            int inserted = 0;
+            if ((rc = kstore_tokens_insert(s, &r, &inserted))) {
                 kerr("%s", kstore_errmsg(s));
                 kstore_rollback(s);
                 goto out;
             }
+            t->stored = inserted; /* else another process was first */
+            if (!inserted) continue;
+            for (size_t k = 0; k < t->ids.n; k++)
+                if (t->ids.ids[k] < nv) freq[t->ids.ids[k]]++;
+            batch_tokens += (int64_t)t->ids.n;
         }
-        if ((rc = kstore_commit(s))) { kerr("%s", kstore_errmsg(s)); goto out; }
+        /* the batch was the first untokenized documents after `after`: every
+         * document up to its last one has tokens now */
+        if ((rc = kstore_progress_tokenized(s, vr.id, after, freq, nv, batch_tokens)) || (rc = kstore_commit(s))) {
+            kerr("%s", kstore_errmsg(s));
+            kstore_rollback(s);
+            goto out;
+        }
         for (size_t i = 0; i < b.n; i++) {
             tdoc *t = &b.d[i];
+            if (!t->stored) { tdoc_reset(t); continue; }
             sum->documents++;
             sum->sentences += t->n_sent;
             sum->tokens += t->ids.n;
@@ -166,10 +207,13 @@ int ktokenize_run(const char *db_path, const ktokenize_opts *o, ktokenize_summar
             o->progress(&pr, o->progress_ctx);
         }
     }
+    /* nothing left after the cursor: it moves to the last document */
+    if (!sum->interrupted && (rc = kstore_progress_tokens_settle(s, vr.id))) { kerr("%s", kstore_errmsg(s)); goto out; }
     int64_t todo_after;
     if ((rc = kstore_tokens_count(s, vr.id, &sum->total_documents, &todo_after, &sum->total_tokens)))
         kerr("%s", kstore_errmsg(s));
 out:
+    free(freq);
     for (size_t i = 0; i < b.n; i++) tdoc_reset(&b.d[i]);
     free(b.d);
     free(b.ends);
@@ -179,7 +223,6 @@ out:
     kwp_vocab_free(v);
     kbuf_free(&pieces);
     kbuf_free(&meta);
-    kstore_close(s);
     sum->seconds = know_seconds() - t0;
     return rc;
 }

@@ -1,7 +1,11 @@
 /* vocab.c: trains a WordPiece vocabulary on the stored corpus: every
  * document's sentences through BERT's basic tokenizer into per-thread word
  * counters (bounded memory), merged, then text/wptrain's BPE-style merges;
- * the result is stored as a vocabulary. */
+ * the result is stored as a vocabulary. In the same pass, a census per
+ * thread measures what accent stripping does to each script of the corpus;
+ * when it would damage a script that is a significant part of it and the
+ * caller left the choice to kiln (uncased, no accent flag), the words are
+ * counted again without stripping (kvocab_train_run in ingest.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <omp.h>
 #include <stdio.h>
@@ -25,6 +29,7 @@ typedef struct vctx {
     vbatch b;
     kwp_tok **toks;
     kwp_counter **counters;
+    kwp_census **census;     /* (nth) per thread; NULL entries: not measuring (the recount) */
     int nth;
     uint64_t docs, total_docs;
     double t0, last;
@@ -43,6 +48,7 @@ static void run_batch(vctx *c)
         int t = omp_get_thread_num();
         kwp_basic(c->toks[t], b->text.data + b->off[i], b->off[i + 1] - b->off[i], count_word,
                   c->counters[t]);
+        if (c->census[t]) kwp_census_add(c->census[t], b->text.data + b->off[i], b->off[i + 1] - b->off[i]);
     }
     c->docs += b->n;
     b->n = 0;
@@ -50,7 +56,8 @@ static void run_batch(vctx *c)
     double now = know_seconds();
     if (c->o->progress && now - c->last > 0.2) {
         c->last = now;
-        c->o->progress("counting words", c->docs, c->total_docs, c->o->progress_ctx);
+        c->o->progress(c->census[0] ? "counting words" : "counting words again, keeping accents", c->docs,
+                       c->total_docs, c->o->progress_ctx);
     }
 }
 
@@ -79,6 +86,73 @@ static void merge_progress(size_t done, size_t total, void *ctx)
     }
 }
 
+int kvocab_row_mode(const kvocab_row *r)
+{
+    int m = r->cased ? KWP_CASED : 0;
+    if (r->accents == KVOCAB_ACCENTS_STRIP) m |= KWP_STRIP_ACCENTS;
+    else if (r->accents == KVOCAB_ACCENTS_KEEP) m |= KWP_KEEP_ACCENTS;
+    if (r->icu_words) m |= KWP_ICU_WORDS;
+    return m;
+}
+
+/* Appends "Hangul 99.6% of 1239 letters (...)" figures to b for each script
+ * of the census that is a significant part of the corpus, that stripping
+ * damages (thresholds in ingest.h) and whose accents_only is as asked.
+ * Returns how many. */
+static int damaged_scripts(const kvocab_train_summary *sum, int accents_only, kbuf *b)
+{
+    int k = 0;
+    for (size_t i = 0; i < sum->n_scripts && i < KVOCAB_MAX_SCRIPTS; i++) {
+        const kwp_script_count *x = &sum->scripts[i];
+        uint64_t hit = x->changed + x->dropped;
+        if (x->accents_only != accents_only || !x->letters) continue;
+        if ((double)x->letters < KVOCAB_SCRIPT_SHARE * (double)sum->letters) continue;
+        if ((double)hit < KVOCAB_DAMAGE_SHARE * (double)x->letters) continue;
+        kbuf_printf(b, "%s%s: %llu of %llu letters (%.1f%%; %llu changed, %llu dropped)", k ? ", " : "", x->name,
+                    (unsigned long long)hit, (unsigned long long)x->letters,
+                    100.0 * (double)hit / (double)x->letters, (unsigned long long)x->changed,
+                    (unsigned long long)x->dropped);
+        k++;
+    }
+    return k;
+}
+
+/* The census's figures into sum (scripts, letters). */
+static void census_summary(vctx *c, kvocab_train_summary *sum)
+{
+    for (int i = 1; i < c->nth; i++) kwp_census_merge(c->census[0], c->census[i]);
+    size_t n = kwp_census_scripts(c->census[0], sum->scripts, KVOCAB_MAX_SCRIPTS, &sum->letters);
+    sum->n_scripts = n < KVOCAB_MAX_SCRIPTS ? n : KVOCAB_MAX_SCRIPTS;
+}
+
+/* Counts every document's words into fresh counters with the basic
+ * tokenizer of mode (and the census when measure). Returns 0 or EX_*. */
+static int count_words(kstore *s, vctx *c, int mode, int measure)
+{
+    char err[256];
+    kwp_vocab *basic = NULL;
+    /* the basic tokenizer needs only the mode: a one-piece vocabulary */
+    if (kwp_vocab_load("[UNK]\n", 6, mode, &basic, err, sizeof err)) abort();
+    size_t max_words = c->o->max_words ? c->o->max_words : 4000000;
+    c->docs = 0;
+    for (int i = 0; i < c->nth; i++) {
+        kwp_tok_free(c->toks[i]);
+        kwp_counter_free(c->counters[i]);
+        c->toks[i] = kwp_tok_new(basic, 0);
+        c->counters[i] = kwp_counter_new(max_words / (size_t)c->nth + 1);
+        if (measure && !c->census[i]) c->census[i] = kwp_census_new();
+        if (!measure) { kwp_census_free(c->census[i]); c->census[i] = NULL; }
+    }
+    int rc = kstore_docs_foreach(s, 0, add_doc, c);
+    if (rc) kerr("%s", kstore_errmsg(s));
+    else if (!(c->o->stop && *c->o->stop) && c->b.n) run_batch(c);
+    c->b.n = 0;
+    kbuf_clear(&c->b.text);
+    for (int i = 0; i < c->nth; i++) { kwp_tok_free(c->toks[i]); c->toks[i] = NULL; }
+    kwp_vocab_free(basic);
+    return rc;
+}
+
 int kvocab_train_run(const char *db_path, const kvocab_train_opts *o, kvocab_train_summary *sum)
 {
     memset(sum, 0, sizeof *sum);
@@ -91,7 +165,6 @@ int kvocab_train_run(const char *db_path, const kvocab_train_opts *o, kvocab_tra
     c.o = o;
     c.t0 = t0;
     c.nth = o->threads < 1 ? 1 : o->threads;
-    kwp_vocab *basic = NULL;
     kbuf out = {0};
     kstore_totals tot;
     if ((rc = kstore_totals_get(s, &tot))) { kerr("%s", kstore_errmsg(s)); goto done; }
@@ -101,18 +174,31 @@ int kvocab_train_run(const char *db_path, const kvocab_train_opts *o, kvocab_tra
         goto done;
     }
     c.total_docs = (uint64_t)tot.documents;
-    /* the basic tokenizer needs only the casing: a one-piece vocabulary */
-    if (kwp_vocab_load("[UNK]\n", 6, o->cased, &basic, err, sizeof err)) abort();
     c.toks = xcalloc((size_t)c.nth, sizeof *c.toks);
     c.counters = xcalloc((size_t)c.nth, sizeof *c.counters);
-    size_t max_words = o->max_words ? o->max_words : 4000000;
-    for (int i = 0; i < c.nth; i++) {
-        c.toks[i] = kwp_tok_new(basic, 0);
-        c.counters[i] = kwp_counter_new(max_words / (size_t)c.nth + 1);
-    }
-    if ((rc = kstore_docs_foreach(s, 0, add_doc, &c))) { kerr("%s", kstore_errmsg(s)); goto done; }
+    c.census = xcalloc((size_t)c.nth, sizeof *c.census);
+    int mode = o->cased ? KWP_CASED : 0;
+    if (o->accents == KVOCAB_ACCENTS_STRIP) mode |= KWP_STRIP_ACCENTS;
+    else if (o->accents == KVOCAB_ACCENTS_KEEP) mode |= KWP_KEEP_ACCENTS;
+    sum->accents = o->accents;
+    if ((rc = count_words(s, &c, mode, 1))) goto done;
     if (o->stop && *o->stop) { sum->interrupted = 1; goto done; }
-    if (c.b.n) run_batch(&c);
+    census_summary(&c, sum);
+    kbuf figs = {0};
+    if (!o->cased && o->accents == KVOCAB_ACCENTS_CASING && damaged_scripts(sum, 0, &figs)) {
+        kwarn("keeping accents: stripping them (uncased BERT's default) would change or drop letters of "
+              "%s, out of %llu letters in the corpus; the vocabulary lowercases without stripping "
+              "(strip_accents false); --strip-accents strips them anyway",
+              figs.data, (unsigned long long)sum->letters);
+        sum->accents = KVOCAB_ACCENTS_KEEP;
+        sum->auto_keep = 1;
+        if ((rc = count_words(s, &c, KWP_KEEP_ACCENTS, 0))) { kbuf_free(&figs); goto done; }
+        if (o->stop && *o->stop) { sum->interrupted = 1; kbuf_free(&figs); goto done; }
+    } else if ((o->accents == KVOCAB_ACCENTS_STRIP || (!o->cased && o->accents == KVOCAB_ACCENTS_CASING)) &&
+               damaged_scripts(sum, 0, &figs)) {
+        kinfo("stripping accents as asked: it changes or drops letters of %s", figs.data);
+    }
+    kbuf_free(&figs);
     for (int i = 1; i < c.nth; i++) kwp_counter_merge(c.counters[0], c.counters[i]);
     sum->documents = c.docs;
     sum->distinct_words = kwp_counter_size(c.counters[0]);
@@ -142,12 +228,20 @@ int kvocab_train_run(const char *db_path, const kvocab_train_opts *o, kvocab_tra
     kbuf origin = {0};
     kbuf_printf(&origin,
                 "train:{\"size\": %zu, \"cased\": %s, \"min_frequency\": %llu, "
-                "\"limit_alphabet\": %zu, \"documents\": %llu}",
+                "\"limit_alphabet\": %zu, \"documents\": %llu",
                 o->size, o->cased ? "true" : "false", (unsigned long long)to.min_frequency,
                 o->limit_alphabet, (unsigned long long)c.docs);
+    /* only what differs from the defaults: the origin of a default vocabulary is unchanged */
+    if (sum->accents != KVOCAB_ACCENTS_CASING)
+        kbuf_printf(&origin, ", \"strip_accents\": %s%s", sum->accents == KVOCAB_ACCENTS_STRIP ? "true" : "false",
+                    sum->auto_keep ? ", \"accents\": \"kept by the census\"" : "");
+    if (o->icu_words) kbuf_puts(&origin, ", \"words\": \"icu\"");
+    kbuf_putc(&origin, '}');
     kvocab_row vr = {0};
     vr.name = name;
     vr.cased = o->cased;
+    vr.accents = sum->accents;
+    vr.icu_words = o->icu_words;
     vr.pieces = out.data;
     vr.pieces_len = out.len;
     for (size_t i = 0; i < out.len; i++) vr.size += out.data[i] == '\n';
@@ -160,13 +254,18 @@ int kvocab_train_run(const char *db_path, const kvocab_train_opts *o, kvocab_tra
     snprintf(sum->name, sizeof sum->name, "%s", name);
     sum->size = (size_t)vr.size;
 done:
-    if (c.toks) for (int i = 0; i < c.nth; i++) { kwp_tok_free(c.toks[i]); kwp_counter_free(c.counters[i]); }
+    if (c.toks)
+        for (int i = 0; i < c.nth; i++) {
+            kwp_tok_free(c.toks[i]);
+            kwp_counter_free(c.counters[i]);
+            kwp_census_free(c.census[i]);
+        }
     free(c.toks);
     free(c.counters);
+    free(c.census);
     kbuf_free(&c.b.text);
     free(c.b.off);
     kbuf_free(&out);
-    kwp_vocab_free(basic);
     kstore_close(s);
     sum->seconds = know_seconds() - t0;
     return rc;

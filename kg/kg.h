@@ -54,7 +54,27 @@ typedef struct kkg_link_summary {
     int interrupted;
 } kkg_link_summary;
 
+/* Links the tokenized documents not linked at the current alias generation
+ * (those after the vocabulary's linked_through) and fills the totals: a
+ * linker built, run once and freed (kiln kg link). Returns 0 or EX_*
+ * (message logged): EX_NOINPUT when nothing is tokenized with the vocabulary
+ * or the knowledge graph has no names. */
 int kkg_link(kstore *s, const kkg_link_opts *o, kkg_link_summary *sum);
+
+/* A linker kept across runs (the daemon's, one run per batch of spool
+ * files): the alias trie, the entity degrees and the corpus's piece counts,
+ * built from the store once, so that a run costs the documents it links.
+ * kkg_linker_new builds it (the errors of kkg_link); *out is owned by the
+ * caller, freed with kkg_linker_free. kkg_linker_run links as kkg_link does
+ * (o gives stop and progress; the totals are not filled) and first rebuilds
+ * the linker when it no longer fits the store: kkg_linker_fits says so when
+ * the vocabulary, the alias generation or the knowledge graph's files
+ * changed, or the corpus's tokens doubled since it was built. */
+typedef struct kkg_linker kkg_linker;
+int kkg_linker_new(kstore *s, const kkg_link_opts *o, kkg_linker **out);
+int kkg_linker_fits(kkg_linker *l, kstore *s, int *fits);
+int kkg_linker_run(kkg_linker *l, kstore *s, const kkg_link_opts *o, kkg_link_summary *sum);
+void kkg_linker_free(kkg_linker *l);
 
 /* ---- embeddings (embed.c) ---------------------------------------------------------- */
 #include "kg/transe.h"

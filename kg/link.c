@@ -9,7 +9,17 @@
  * single piece more frequent than max_alias_share of the corpus tokens, or
  * of pieces all more frequent than ten times that, are not matched.
  * Incremental: documents linked at the current alias generation are skipped;
- * an import that adds aliases bumps the generation and they are relinked. */
+ * an import that adds aliases bumps the generation and they are relinked.
+ *
+ * Work (issue #18): a linker (the trie, the entity degrees, the corpus's
+ * piece counts) is built once and kept by its user (the daemon keeps one
+ * across spool files); a run reads the piece counts the store keeps with the
+ * tokens (no recount of the corpus) and starts after the vocabulary's
+ * linked_through (vocab_progress), so it costs the new documents, not the
+ * store. The counts are those of the corpus when the linker was built; it is
+ * rebuilt when the vocabulary, the alias generation or the knowledge graph's
+ * files change, or when the corpus has doubled since (the guard's shares of
+ * a corpus that doubled have moved little). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +102,6 @@ static void trie_free(trie *t)
 /* ---- building the alias index -------------------------------------------------------------- */
 
 typedef struct lctx {
-    kstore *s;
     const kkg_link_opts *o;
     kkg_link_summary *sum;
     kwp_tok *tok;
@@ -131,18 +140,6 @@ static uint32_t token_at(const ktokens_row *t, size_t i)
     uint32_t v;
     memcpy(&v, (const char *)t->tokens + 4 * i, 4);
     return v;
-}
-
-static int count_freq(const ktokens_row *t, void *ctx)
-{
-    lctx *c = ctx;
-    size_t vs = kwp_vocab_size(c->v);
-    for (size_t i = 0; i < t->n_tokens; i++) {
-        uint32_t id = token_at(t, i);
-        if (id < vs) c->freq[id]++;
-    }
-    c->corpus_tokens += t->n_tokens;
-    return 0;
 }
 
 static int add_alias(int64_t entity, const char *alias, void *ctx)
@@ -224,71 +221,171 @@ static int link_doc(const ktokens_row *t, void *ctx)
     return c->o->stop && *c->o->stop;
 }
 
-int kkg_link(kstore *s, const kkg_link_opts *o, kkg_link_summary *sum)
+/* ---- the linker ----------------------------------------------------------------------- */
+
+struct kkg_linker {
+    lctx c;                      /* the trie, degrees and piece counts */
+    kwp_vocab *v;                /* owned */
+    kkg_link_opts o;
+    kkg_link_summary built;      /* alias counts of the build */
+    /* what it was built from (kkg_linker_fits) */
+    int64_t gen, kg_files, kg_triples, corpus_tokens;
+};
+
+static void linker_clear(kkg_linker *l)
 {
-    memset(sum, 0, sizeof *sum);
-    double t0 = know_seconds();
-    lctx c = {0};
-    c.s = s;
-    c.o = o;
-    c.sum = sum;
-    c.max_ent = -1;
+    trie_free(&l->c.tr);
+    free(l->c.deg);
+    free(l->c.freq);
+    kwp_ids_free(&l->c.ids);
+    kwp_tok_free(l->c.tok);
+    kwp_vocab_free(l->v);
+    l->v = NULL;
+    memset(&l->c, 0, sizeof l->c);
+}
+
+void kkg_linker_free(kkg_linker *l)
+{
+    if (!l) return;
+    linker_clear(l);
+    free(l);
+}
+
+/* (Re)builds l from the store; 0 or EX_* (message logged). */
+static int linker_build(kkg_linker *l, kstore *s)
+{
+    linker_clear(l);
+    memset(&l->built, 0, sizeof l->built);
+    lctx *c = &l->c;
+    c->o = &l->o;
+    c->sum = &l->built;
+    c->max_ent = -1;
     kvocab_row vr;
     kbuf pieces = {0}, meta = {0};
-    kwp_vocab *v = NULL;
-    lbatch b = {0};
     char err[512];
-    int rc = kstore_vocab_get(s, o->vocab, &vr, &pieces, &meta);
+    int rc = kstore_vocab_get(s, l->o.vocab, &vr, &pieces, &meta);
     if (rc) { kerr("%s", kstore_errmsg(s)); goto out; }
-    if (kwp_vocab_load(pieces.data, pieces.len, vr.cased, &v, err, sizeof err)) {
+    /* the vocabulary's own tokenizer: casing and accents as stored (an alias of
+     * a Korean entity keeps its syllables when the vocabulary keeps accents) */
+    int mode = (vr.cased ? KWP_CASED : 0) | (vr.accents == KVOCAB_ACCENTS_STRIP  ? KWP_STRIP_ACCENTS
+                                             : vr.accents == KVOCAB_ACCENTS_KEEP ? KWP_KEEP_ACCENTS
+                                                                                 : 0);
+    if (kwp_vocab_load(pieces.data, pieces.len, mode, &l->v, err, sizeof err)) {
         kerr("vocabulary '%s': %s", vr.name, err);
         rc = EX_DATAERR;
         goto out;
     }
-    c.v = v;
-    c.vocab_id = vr.id;
-    c.tok = kwp_tok_new(v, (size_t)vr.max_word_chars);
-    int64_t done, todo, ntok;
-    if ((rc = kstore_tokens_count(s, vr.id, &done, &todo, &ntok))) { kerr("%s", kstore_errmsg(s)); goto out; }
-    if (done == 0) {
+    c->v = l->v;
+    c->vocab_id = vr.id;
+    c->tok = kwp_tok_new(l->v, (size_t)vr.max_word_chars);
+    int recounted = 0;
+    if ((rc = kstore_progress_recount(s, vr.id, &recounted))) { kerr("%s", kstore_errmsg(s)); goto out; }
+    if (recounted) kinfo("counted the tokens of '%s' (once: a store from before schema 5)", vr.name);
+    kvocab_progress pg;
+    if ((rc = kstore_progress_get(s, vr.id, &pg))) { kerr("%s", kstore_errmsg(s)); goto out; }
+    if (pg.docs == 0) {
         kerr("no document is tokenized with '%s' yet: run kiln tokenize first", vr.name);
         rc = EX_NOINPUT;
         goto out;
     }
-    if ((rc = kstore_kg_generation(s, &c.gen))) { kerr("%s", kstore_errmsg(s)); goto out; }
-    if ((rc = kstore_kg_triples_foreach(s, count_degree, &c))) { kerr("%s", kstore_errmsg(s)); goto out; }
-    c.freq = xcalloc(kwp_vocab_size(v), sizeof *c.freq);
-    if ((rc = kstore_tokens_foreach(s, vr.id, 0, count_freq, &c))) { kerr("%s", kstore_errmsg(s)); goto out; }
-    c.tr.nodes = 1;
-    c.tr.node_cap = 1024;
-    c.tr.best = xcalloc(c.tr.node_cap, sizeof *c.tr.best);
-    c.tr.best_deg = xcalloc(c.tr.node_cap, sizeof *c.tr.best_deg);
-    c.tr.sum_deg = xcalloc(c.tr.node_cap, sizeof *c.tr.sum_deg);
-    if ((rc = kstore_kg_aliases_foreach(s, add_alias, &c))) { kerr("%s", kstore_errmsg(s)); goto out; }
-    if (!sum->aliases) {
+    if ((rc = kstore_kg_state(s, &l->gen, &l->kg_files, &l->kg_triples))) { kerr("%s", kstore_errmsg(s)); goto out; }
+    c->gen = l->gen;
+    if ((rc = kstore_kg_triples_foreach(s, count_degree, c))) { kerr("%s", kstore_errmsg(s)); goto out; }
+    size_t nv = kwp_vocab_size(l->v);
+    c->freq = xmalloc((nv ? nv : 1) * sizeof *c->freq);
+    if ((rc = kstore_token_counts_get(s, vr.id, c->freq, nv))) { kerr("%s", kstore_errmsg(s)); goto out; }
+    c->corpus_tokens = (uint64_t)pg.tokens;
+    l->corpus_tokens = pg.tokens;
+    c->tr.nodes = 1;
+    c->tr.node_cap = 1024;
+    c->tr.best = xcalloc(c->tr.node_cap, sizeof *c->tr.best);
+    c->tr.best_deg = xcalloc(c->tr.node_cap, sizeof *c->tr.best_deg);
+    c->tr.sum_deg = xcalloc(c->tr.node_cap, sizeof *c->tr.sum_deg);
+    if ((rc = kstore_kg_aliases_foreach(s, add_alias, c))) { kerr("%s", kstore_errmsg(s)); goto out; }
+    if (!l->built.aliases) {
         kerr("the knowledge graph has no names: import names (kiln kg import --names FILE) first");
         rc = EX_NOINPUT;
         goto out;
     }
-    int64_t after = 0;
+out:
+    kbuf_free(&pieces);
+    kbuf_free(&meta);
+    return rc;
+}
+
+int kkg_linker_new(kstore *s, const kkg_link_opts *o, kkg_linker **out)
+{
+    *out = NULL;
+    kkg_linker *l = xcalloc(1, sizeof *l);
+    l->o = *o;
+    int rc = linker_build(l, s);
+    if (rc) { kkg_linker_free(l); return rc; }
+    *out = l;
+    return 0;
+}
+
+int kkg_linker_fits(kkg_linker *l, kstore *s, int *fits)
+{
+    *fits = 0;
+    kvocab_row vr;
+    kbuf pieces = {0}, meta = {0};
+    int rc = kstore_vocab_get(s, l->o.vocab, &vr, &pieces, &meta);
+    kbuf_free(&pieces);
+    kbuf_free(&meta);
+    if (rc) return rc;
+    int64_t gen, files, triples;
+    kvocab_progress pg;
+    if ((rc = kstore_kg_state(s, &gen, &files, &triples)) || (rc = kstore_progress_get(s, vr.id, &pg))) return rc;
+    *fits = vr.id == l->c.vocab_id && gen == l->gen && files == l->kg_files && triples == l->kg_triples &&
+            pg.tokens < 2 * l->corpus_tokens;
+    return 0;
+}
+
+int kkg_linker_run(kkg_linker *l, kstore *s, const kkg_link_opts *o, kkg_link_summary *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    double t0 = know_seconds();
+    lbatch b = {0};
+    int fits = 0;
+    int rc = kkg_linker_fits(l, s, &fits);
+    if (rc) { kerr("%s", kstore_errmsg(s)); goto out; }
+    if (!fits) {
+        kdebug("link: the alias index is rebuilt (vocabulary, aliases, knowledge graph or corpus changed)");
+        if ((rc = linker_build(l, s))) goto out;
+    }
+    l->o.stop = o->stop;
+    l->o.progress = o->progress;
+    l->o.progress_ctx = o->progress_ctx;
+    sum->aliases = l->built.aliases;
+    sum->aliases_used = l->built.aliases_used;
+    sum->aliases_dropped_short = l->built.aliases_dropped_short;
+    sum->aliases_dropped_common = l->built.aliases_dropped_common;
+    lctx *c = &l->c;
+    int64_t vocab = c->vocab_id, gen = c->gen;
+    kvocab_progress pg;
+    if ((rc = kstore_progress_get(s, vocab, &pg))) { kerr("%s", kstore_errmsg(s)); goto out; }
+    /* every document up to linked_through is linked at that generation */
+    int64_t after = pg.linked_generation == gen ? pg.linked_through : 0;
     double last = 0;
     for (;;) {
         if (o->stop && *o->stop) { sum->interrupted = 1; break; }
         b.nd = b.nm = 0;
         b.tokens = 0;
-        void *pair[2] = {&c, &b};
-        if ((rc = kstore_kg_unlinked_foreach(s, vr.id, c.gen, after, 256, link_doc, pair))) {
+        void *pair[2] = {c, &b};
+        if ((rc = kstore_kg_unlinked_foreach(s, vocab, gen, after, 256, link_doc, pair))) {
             kerr("%s", kstore_errmsg(s));
             goto out;
         }
         if (!b.nd) break;
         after = b.docs[b.nd - 1];
         if ((rc = kstore_begin(s))) { kerr("%s", kstore_errmsg(s)); goto out; }
-        for (size_t i = 0; i < b.nd && !rc; i++) rc = kstore_kg_doc_relink(s, vr.id, b.docs[i]);
+        for (size_t i = 0; i < b.nd && !rc; i++) rc = kstore_kg_doc_relink(s, vocab, b.docs[i]);
         for (size_t i = 0; i < b.nm && !rc; i++)
-            rc = kstore_kg_mention_add(s, vr.id, b.m[i].doc, b.m[i].start, b.m[i].end, b.m[i].entity,
+            rc = kstore_kg_mention_add(s, vocab, b.m[i].doc, b.m[i].start, b.m[i].end, b.m[i].entity,
                                        b.m[i].score);
-        for (size_t i = 0; i < b.nd && !rc; i++) rc = kstore_kg_doc_linked(s, vr.id, b.docs[i], c.gen);
+        for (size_t i = 0; i < b.nd && !rc; i++) rc = kstore_kg_doc_linked(s, vocab, b.docs[i], gen);
+        /* the batch was the first unlinked tokenized documents after `after` */
+        if (!rc) rc = kstore_progress_linked(s, vocab, after, gen);
         if (rc || (rc = kstore_commit(s))) {
             kerr("%s", kstore_errmsg(s));
             kstore_rollback(s);
@@ -300,23 +397,30 @@ int kkg_link(kstore *s, const kkg_link_opts *o, kkg_link_summary *sum)
         double now = know_seconds();
         if (o->progress && now - last > 0.2) {
             last = now;
-            o->progress(sum->documents, (uint64_t)done, o->progress_ctx);
+            o->progress(sum->documents, (uint64_t)(pg.docs > 0 ? pg.docs : 0), o->progress_ctx);
         }
     }
-    rc = kstore_kg_mention_totals(s, vr.id, &sum->total_mentions, &sum->total_entities,
-                                  &sum->total_docs, &sum->total_tokens);
-    if (rc) kerr("%s", kstore_errmsg(s));
+    /* nothing left after the cursor: it moves up to tokenized_through */
+    if (!sum->interrupted && (rc = kstore_progress_links_settle(s, vocab, gen))) kerr("%s", kstore_errmsg(s));
 out:
     free(b.docs);
     free(b.m);
-    trie_free(&c.tr);
-    free(c.deg);
-    free(c.freq);
-    kwp_ids_free(&c.ids);
-    kwp_tok_free(c.tok);
-    kwp_vocab_free(v);
-    kbuf_free(&pieces);
-    kbuf_free(&meta);
+    sum->seconds = know_seconds() - t0;
+    return rc;
+}
+
+int kkg_link(kstore *s, const kkg_link_opts *o, kkg_link_summary *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    double t0 = know_seconds();
+    kkg_linker *l;
+    int rc = kkg_linker_new(s, o, &l);
+    if (rc) return rc;
+    rc = kkg_linker_run(l, s, o, sum);
+    if (!rc && (rc = kstore_kg_mention_totals(s, l->c.vocab_id, &sum->total_mentions, &sum->total_entities,
+                                              &sum->total_docs, &sum->total_tokens)))
+        kerr("%s", kstore_errmsg(s));
+    kkg_linker_free(l);
     sum->seconds = know_seconds() - t0;
     return rc;
 }

@@ -396,6 +396,15 @@ static int resolve_labels(loader *ld, kdataset *d)
         int numeric = 1;
         for (int64_t i = 0; i < u && numeric; i++) numeric = parse_int(all[i].s, &all[i].v);
         if (numeric) qsort(all, (size_t)u, sizeof *all, cmp_num);
+        if (o->num_labels == 0 && u < 2) {
+            /* one class is no classification (and a label set of size 1 would read as regression) */
+            kseterr(ld->err, ld->errlen,
+                    "%s: every example has the label \"%.40s\": classification needs at least 2 distinct labels "
+                    "(for regression, set num_labels 1)",
+                    ld->path, u ? all[0].s : "");
+            free(all);
+            return EX_DATAERR;
+        }
         if (o->num_labels >= 2 && u != o->num_labels) {
             kbuf names = {0};
             for (int64_t i = 0; i < u && i < 20; i++) {

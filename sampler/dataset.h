@@ -82,7 +82,8 @@ typedef struct kdataset kdataset;
  *               the given set, a non-numeric regression label, an empty
  *               file or one without examples: LINE is then its last line,
  *               at least 1) or "PATH: what" (a label set whose size differs
- *               from num_labels, a vocabulary without [CLS]/[SEP]/[PAD]);
+ *               from num_labels, a single label in the file when num_labels
+ *               is 0, a vocabulary without [CLS]/[SEP]/[PAD]);
  *   EX_USAGE    bad options (seq_len < 3, unknown format, an extension that
  *               names no format, label_names with num_labels 1 or of
  *               another size than num_labels, duplicate label names). */

@@ -8,10 +8,12 @@
 #include "store/store.h"
 
 /* Statement slots: store.c uses [0, KSTORE_ST_KG), kg.c [KSTORE_ST_KG,
- * KSTORE_ST_JOBS), jobs.c [KSTORE_ST_JOBS, KSTORE_ST_MAX). */
+ * KSTORE_ST_JOBS), jobs.c [KSTORE_ST_JOBS, KSTORE_ST_PROGRESS), progress.c
+ * [KSTORE_ST_PROGRESS, KSTORE_ST_MAX). */
 #define KSTORE_ST_KG 32
 #define KSTORE_ST_JOBS 96
-#define KSTORE_ST_MAX 128
+#define KSTORE_ST_PROGRESS 128
+#define KSTORE_ST_MAX 160
 
 struct kstore {
     sqlite3 *db;
@@ -36,5 +38,9 @@ void kstore_bind_text_or_null(sqlite3_stmt *st, int i, const char *v);
 /* Reads a doc_tokens row (columns doc_id, vocab_id, layout, n_tokens, tokens,
  * sent_ends, word_starts) into *t, checking the blobs; EX_DATAERR if corrupt. */
 int kstore_tokens_row(kstore *s, sqlite3_stmt *st, ktokens_row *t);
+/* kstore_tokens_count from vocab_progress (progress.c) when its counts are
+ * exact (*exact = 1); else *exact = 0 and nothing is set. */
+int kstore_progress_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *todo, int64_t *tokens,
+                          int *exact);
 
 #endif

@@ -38,7 +38,7 @@ enum {
     J_SOURCE_HASH,
     J_END
 };
-_Static_assert(J_END <= KSTORE_ST_MAX, "too many statements for the slots");
+_Static_assert(J_END <= KSTORE_ST_PROGRESS, "too many statements for the slots");
 
 #define JOB_COLS "id, name, kind, config, priority, state, step, error, created_at, updated_at, origin, request"
 static const char *const sql[J_END - KSTORE_ST_JOBS] = {

@@ -24,6 +24,7 @@ enum {
     K_ALIAS_ADD,
     K_GEN_BUMP,
     K_GEN_GET,
+    K_FILES_STATE,
     K_TRIPLES_ALL,
     K_ENTS_ALL,
     K_RELS_ALL,
@@ -70,6 +71,7 @@ static const char *const sql[K_END - KSTORE_ST_KG] = {
     S(K_ALIAS_ADD) = "INSERT INTO kg_aliases(alias, entity_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     S(K_GEN_BUMP) = "UPDATE kg_meta SET value = value + 1 WHERE key = 'alias_generation'",
     S(K_GEN_GET) = "SELECT value FROM kg_meta WHERE key = 'alias_generation'",
+    S(K_FILES_STATE) = "SELECT coalesce(max(id), 0), coalesce(sum(triples), 0) FROM kg_files",
     S(K_TRIPLES_ALL) = "SELECT head, relation, tail, split FROM kg_triples ORDER BY head, relation, tail, split",
     S(K_ENTS_ALL) = "SELECT id, ext_id, label FROM kg_entities ORDER BY id",
     S(K_RELS_ALL) = "SELECT id, ext_id, label FROM kg_relations ORDER BY id",
@@ -285,6 +287,20 @@ int kstore_kg_generation(kstore *s, int64_t *gen)
     int found, rc = row(s, q, &found, "alias generation");
     if (rc) return rc;
     *gen = found ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_reset(q);
+    return 0;
+}
+
+int kstore_kg_state(kstore *s, int64_t *gen, int64_t *files, int64_t *triples)
+{
+    int rc = kstore_kg_generation(s, gen);
+    if (rc) return rc;
+    sqlite3_stmt *q = st(s, K_FILES_STATE);
+    if (!q) return EX_SOFTWARE;
+    int found;
+    if ((rc = row(s, q, &found, "knowledge graph files"))) return rc;
+    *files = found ? sqlite3_column_int64(q, 0) : 0;
+    *triples = found ? sqlite3_column_int64(q, 1) : 0;
     sqlite3_reset(q);
     return 0;
 }

@@ -91,22 +91,25 @@ static const char *const stmt_sql[ST_COUNT] = {
         "coalesce(sum(text_bytes), 0) FROM sources",
     [ST_VOCAB_INSERT] =
         "INSERT INTO vocabularies(name, cased, size, pieces, content_hash, max_word_chars, origin, "
-        "active, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-#define VOCAB_COLS "id, name, cased, size, pieces, content_hash, max_word_chars, origin, active, created_at"
+        "active, created_at, strip_accents, words) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+#define VOCAB_COLS "id, name, cased, size, pieces, content_hash, max_word_chars, origin, active, created_at, " \
+                   "strip_accents, words"
     [ST_VOCAB_BY_NAME] = "SELECT " VOCAB_COLS " FROM vocabularies WHERE name = ?1",
     [ST_VOCAB_ACTIVE] = "SELECT " VOCAB_COLS " FROM vocabularies WHERE active = 1",
-    [ST_VOCAB_BY_HASH] = "SELECT id, name FROM vocabularies WHERE content_hash = ?1 AND cased = ?2",
+    [ST_VOCAB_BY_HASH] = "SELECT id, name FROM vocabularies WHERE content_hash = ?1 AND cased = ?2 "
+                         "AND strip_accents IS ?3 AND words = ?4 ORDER BY name = ?5 DESC, id LIMIT 1",
     [ST_VOCAB_NAME_EXISTS] = "SELECT 1 FROM vocabularies WHERE name = ?1",
     [ST_VOCAB_CLEAR_ACTIVE] = "UPDATE vocabularies SET active = 0 WHERE active = 1",
     [ST_VOCAB_SET_ACTIVE] = "UPDATE vocabularies SET active = 1 WHERE name = ?1",
     [ST_VOCAB_ALL] =
         "SELECT v.id, v.name, v.cased, v.size, '', v.content_hash, v.max_word_chars, v.origin, "
-        "v.active, v.created_at, (SELECT count(*) FROM doc_tokens t WHERE t.vocab_id = v.id), "
+        "v.active, v.created_at, v.strip_accents, v.words, "
+        "(SELECT count(*) FROM doc_tokens t WHERE t.vocab_id = v.id), "
         "(SELECT coalesce(sum(n_tokens), 0) FROM doc_tokens t WHERE t.vocab_id = v.id) "
         "FROM vocabularies v ORDER BY v.id",
     [ST_TOKENS_PUT] =
-        "INSERT OR REPLACE INTO doc_tokens(doc_id, vocab_id, layout, n_tokens, tokens, sent_ends, "
-        "word_starts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO doc_tokens(doc_id, vocab_id, layout, n_tokens, tokens, sent_ends, "
+        "word_starts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(vocab_id, doc_id) DO NOTHING",
     [ST_DOCS_UNTOKENIZED] =
         "SELECT d.id, d.source_id, d.entry, d.ext_id, d.title, d.url, d.content_hash, "
         "d.n_sentences, d.text, d.sent_ends FROM documents d WHERE d.id > ?1 AND NOT EXISTS "
@@ -555,6 +558,14 @@ static int vocab_name_exists(kstore *s, const char *name, int *exists)
     return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "find vocabulary");
 }
 
+/* strip_accents: NULL (follows the casing), 1, 0 */
+static void bind_accents(sqlite3_stmt *st, int i, int accents)
+{
+    if (accents == KVOCAB_ACCENTS_STRIP) sqlite3_bind_int(st, i, 1);
+    else if (accents == KVOCAB_ACCENTS_KEEP) sqlite3_bind_int(st, i, 0);
+    else sqlite3_bind_null(st, i);
+}
+
 int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id)
 {
     int rc = kstore_begin(s), exists = 0;
@@ -578,6 +589,8 @@ int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id)
     sqlite3_bind_text(st, 7, v->origin, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 8, nactive == 0);
     sqlite3_bind_int64(st, 9, (int64_t)time(NULL));
+    bind_accents(st, 10, v->accents);
+    sqlite3_bind_text(st, 11, v->icu_words ? "icu" : "bert", -1, SQLITE_STATIC);
     if ((rc = kstore_step_done(s, st, "insert vocabulary"))) goto out;
     *id = sqlite3_last_insert_rowid(s->db);
     return kstore_commit(s);
@@ -600,6 +613,11 @@ static void vocab_from_row(sqlite3_stmt *st, kvocab_row *r)
     r->origin = (const char *)sqlite3_column_text(st, 7);
     r->active = sqlite3_column_int(st, 8);
     r->created_at = sqlite3_column_int64(st, 9);
+    r->accents = sqlite3_column_type(st, 10) == SQLITE_NULL ? KVOCAB_ACCENTS_CASING
+                 : sqlite3_column_int(st, 10)                ? KVOCAB_ACCENTS_STRIP
+                                                             : KVOCAB_ACCENTS_KEEP;
+    const char *w = (const char *)sqlite3_column_text(st, 11);
+    r->icu_words = w && !strcmp(w, "icu");
 }
 
 int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, kbuf *meta)
@@ -631,13 +649,15 @@ int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, k
     return 0;
 }
 
-int kstore_vocab_find_hash(kstore *s, const uint8_t hash[KHASH_LEN], int cased, int64_t *id,
-                           kbuf *name)
+int kstore_vocab_find_hash(kstore *s, const kvocab_row *like, int64_t *id, kbuf *name)
 {
     sqlite3_stmt *st = stmt(s, ST_VOCAB_BY_HASH);
     if (!st) return EX_SOFTWARE;
-    sqlite3_bind_blob(st, 1, hash, KHASH_LEN, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, cased);
+    sqlite3_bind_blob(st, 1, like->hash, KHASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, like->cased);
+    bind_accents(st, 3, like->accents);
+    sqlite3_bind_text(st, 4, like->icu_words ? "icu" : "bert", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, like->name ? like->name : "", -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     *id = 0;
     if (rc == SQLITE_ROW) {
@@ -681,8 +701,8 @@ int kstore_vocabs_foreach(kstore *s, int (*cb)(const kvocab_row *, void *), void
         vocab_from_row(st, &v);
         v.pieces = NULL;
         v.pieces_len = 0;
-        v.tokenized_docs = sqlite3_column_int64(st, 10);
-        v.tokens = sqlite3_column_int64(st, 11);
+        v.tokenized_docs = sqlite3_column_int64(st, 12);
+        v.tokens = sqlite3_column_int64(st, 13);
         if (cb(&v, ctx)) break;
     }
     sqlite3_reset(st);
@@ -691,8 +711,11 @@ int kstore_vocabs_foreach(kstore *s, int (*cb)(const kvocab_row *, void *), void
 
 /* ---- tokenized documents ------------------------------------------------------ */
 
-int kstore_tokens_put(kstore *s, const ktokens_row *r)
+int kstore_tokens_put(kstore *s, const ktokens_row *r) { return kstore_tokens_insert(s, r, NULL); }
+
+int kstore_tokens_insert(kstore *s, const ktokens_row *r, int *inserted)
 {
+    if (inserted) *inserted = 0;
     sqlite3_stmt *st = stmt(s, ST_TOKENS_PUT);
     if (!st) return EX_SOFTWARE;
     size_t w = r->layout == KTOK_LAYOUT_U16 ? 2 : 4;
@@ -703,11 +726,16 @@ int kstore_tokens_put(kstore *s, const ktokens_row *r)
     sqlite3_bind_blob(st, 5, r->tokens, (int)(r->n_tokens * w), SQLITE_STATIC);
     sqlite3_bind_blob(st, 6, r->sent_ends, (int)(r->n_sentences * sizeof(uint32_t)), SQLITE_STATIC);
     sqlite3_bind_blob(st, 7, r->word_starts, (int)((r->n_tokens + 7) / 8), SQLITE_STATIC);
-    return kstore_step_done(s, st, "store tokens");
+    int rc = kstore_step_done(s, st, "store tokens");
+    if (!rc && inserted) *inserted = sqlite3_changes(s->db) > 0;
+    return rc;
 }
 
 int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *todo, int64_t *tokens)
 {
+    int exact = 0;
+    int rc = kstore_progress_count(s, vocab_id, done, todo, tokens, &exact);
+    if (rc || exact) return rc;
     sqlite3_stmt *st = stmt(s, ST_TOKENS_COUNT);
     if (!st) return EX_SOFTWARE;
     sqlite3_bind_int64(st, 1, vocab_id);

@@ -104,11 +104,17 @@ typedef struct kvocab_row {
     size_t pieces_len;
     uint8_t hash[KHASH_LEN];
     int64_t max_word_chars;
+    int accents;            /* KVOCAB_ACCENTS_*: strip_accents (NULL, 1, 0 in the store) */
+    int icu_words;          /* 1: words = 'icu' (ICU word break), 0: 'bert' */
     const char *origin;
     int active;
     int64_t created_at;
     int64_t tokenized_docs, tokens; /* filled by kstore_vocabs_foreach only */
 } kvocab_row;
+
+/* kvocab_row.accents: transformers' strip_accents. CASING (0, the zero
+ * value: stripped exactly when uncased), STRIP (always), KEEP (never). */
+enum { KVOCAB_ACCENTS_CASING = 0, KVOCAB_ACCENTS_STRIP = 1, KVOCAB_ACCENTS_KEEP = 2 };
 
 /* Adds a vocabulary (its own transaction); it becomes active if none is.
  * EX_DATAERR with a message if the name is taken. *id is set. */
@@ -118,9 +124,10 @@ int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id);
  * copied into *pieces and *meta (owned by the caller's kbufs): r->pieces,
  * r->name and r->origin point into them. */
 int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, kbuf *meta);
-/* Finds a vocabulary with these pieces and casing; *id = 0 if none. */
-int kstore_vocab_find_hash(kstore *s, const uint8_t hash[KHASH_LEN], int cased, int64_t *id,
-                           kbuf *name);
+/* Finds a vocabulary with like's pieces (hash), casing, accents and words
+ * (the one named like->name if there is one, else the oldest); *id = 0 if
+ * none, else its id and *name (the caller's kbuf) its name. */
+int kstore_vocab_find_hash(kstore *s, const kvocab_row *like, int64_t *id, kbuf *name);
 int kstore_vocab_set_active(kstore *s, const char *name);
 int kstore_vocabs_foreach(kstore *s, int (*cb)(const kvocab_row *, void *), void *ctx);
 
@@ -136,13 +143,20 @@ typedef struct ktokens_row {
     const uint32_t *sent_ends;
     const uint8_t *word_starts; /* (n_tokens + 7) / 8 bytes */
 } ktokens_row;
-/* Stores (or replaces) one document's tokens; call inside a transaction. */
-int kstore_tokens_put(kstore *s, const ktokens_row *r);
+/* Stores one document's tokens; call inside a transaction, and in the same
+ * transaction kstore_progress_tokenized (invariant 3 of progress.c). A
+ * document that has tokens under the vocabulary already keeps them (tokens
+ * are a function of the text and the vocabulary): *inserted (may be NULL)
+ * says whether the row was stored. */
+int kstore_tokens_insert(kstore *s, const ktokens_row *r, int *inserted);
+int kstore_tokens_put(kstore *s, const ktokens_row *r); /* kstore_tokens_insert, inserted ignored */
 /* Calls cb for up to limit documents with id > after_id that have no tokens
  * under vocab_id, in id order. */
 int kstore_docs_untokenized(kstore *s, int64_t vocab_id, int64_t after_id, size_t limit,
                             int (*cb)(const kdoc *, void *), void *ctx);
-/* Number of documents with and without tokens under vocab_id, and tokens. */
+/* Number of documents with and without tokens under vocab_id, and tokens.
+ * Costs the documents after the vocabulary's tokenized_through when its
+ * counts are exact (kstore_progress_exact), a scan of the store otherwise. */
 int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *todo, int64_t *tokens);
 /* Calls cb for every tokenized document of vocab_id (doc_id > after_id) in
  * doc_id order; blobs are checked against their counts (EX_DATAERR). */
@@ -161,6 +175,51 @@ int kstore_snapshot_docs_foreach(kstore *s, int64_t vocab_id, int64_t max_doc_id
  * content key then catches. */
 int kstore_tokens_summary(kstore *s, int64_t vocab_id, int64_t *docs, int64_t *max_doc_id,
                           int64_t *sum_doc_ids, int64_t *tokens);
+
+/* ---- progress of tokenizing and linking (progress.c) ----------------------- */
+/* vocab_progress (schemas/005_progress.sql, docs/store.md): where kiln
+ * tokenize, kiln kg link and the daemon go on from, and the corpus's piece
+ * counts, so that their work is that of the new documents, not of the store. */
+typedef struct kvocab_progress {
+    int64_t tokenized_through; /* every document with id <= this has tokens */
+    int64_t docs, tokens;      /* doc_tokens rows of the vocabulary, their tokens */
+    int counted;               /* docs, tokens and the piece counts are exact */
+    int64_t counted_tokens;    /* tokens whose pieces are counted */
+    int64_t linked_through;    /* every document with id <= this has tokens and */
+    int64_t linked_generation; /* is linked at this alias generation */
+} kvocab_progress;
+/* The vocabulary's progress (all zero if it has no row). */
+int kstore_progress_get(kstore *s, int64_t vocab_id, kvocab_progress *p);
+/* 1 when docs, tokens and the piece counts can be trusted. */
+int kstore_progress_exact(const kvocab_progress *p);
+/* Counts docs, tokens and pieces again unless they are exact: one scan of the
+ * vocabulary's tokens inside one write transaction (once for a store
+ * tokenized before schema 5). *recounted says whether it did. */
+int kstore_progress_recount(kstore *s, int64_t vocab_id, int *recounted);
+/* Inside the transaction that stored tokens (kstore_tokens_insert): adds the
+ * piece counts of the documents stored (freq[id] for ids < n; their tokens in
+ * all: tokens) and records that every document with id <= through has
+ * tokens (the cursor never moves back). freq NULL: counts not given (the
+ * next kstore_progress_recount counts them). */
+int kstore_progress_tokenized(kstore *s, int64_t vocab_id, int64_t through, const uint64_t *freq,
+                              size_t n, int64_t tokens);
+/* Its own transaction: moves tokenized_through to the last document when
+ * every document after it has tokens. Costs the documents after it. */
+int kstore_progress_tokens_settle(kstore *s, int64_t vocab_id);
+/* The piece counts: freq[id] for ids < n (zeroed first). Exact when
+ * kstore_progress_exact. */
+int kstore_token_counts_get(kstore *s, int64_t vocab_id, uint64_t *freq, size_t n);
+/* Inside the transaction that stored links: every document with id <=
+ * min(through, tokenized_through) that has tokens is linked at generation. */
+int kstore_progress_linked(kstore *s, int64_t vocab_id, int64_t through, int64_t generation);
+/* Its own transaction: linked_through = tokenized_through when every
+ * tokenized document up to it is linked at generation. Costs the tokenized
+ * documents after linked_through. */
+int kstore_progress_links_settle(kstore *s, int64_t vocab_id, int64_t generation);
+/* Virtual-machine steps run by the handle's statements so far (SQLite's
+ * SQLITE_STMTSTATUS_VM_STEP summed over the cached statements): a measure of
+ * work, for tests that check that a step does not grow with the store. */
+uint64_t kstore_vm_steps(kstore *s);
 
 /* ---- knowledge graph (kg.c) ------------------------------------------------ */
 /* Registers an import of a file (its own transaction): *already = 1 when
@@ -182,6 +241,9 @@ int kstore_kg_relation_set_label(kstore *s, int64_t id, const char *label);
 int kstore_kg_alias_add(kstore *s, int64_t entity_id, const char *alias, int *inserted);
 int kstore_kg_bump_generation(kstore *s);
 int kstore_kg_generation(kstore *s, int64_t *gen);
+/* What a linker is built from: the alias generation, the last kg_files id
+ * and the triples the files added (cheap: the kg_files rows). */
+int kstore_kg_state(kstore *s, int64_t *gen, int64_t *files, int64_t *triples);
 
 typedef struct kkg_counts {
     int64_t entities, relations, triples, train, valid, test, aliases, mentions, embeddings,
@@ -309,6 +371,21 @@ int kstore_checkpoint_best(kstore *s, int64_t job, kbuf *path, int64_t *step, do
  * copied into *strings (owned by the caller); status as stored ("running"
  * is not turned into "interrupted"). */
 int kstore_source_by_hash(kstore *s, const uint8_t hash[KHASH_LEN], ksource *src, kbuf *strings, int *found);
+
+/* ---- metrics reads (metrics.c): kiln plot, kiln metrics, the status page ---- */
+/* The metrics of a job with step > after_step, in (step, name) order. With
+ * max_rows > 0 the rows stop at the first step boundary after max_rows rows
+ * (a step is given whole) and *more (may be NULL) is set to 1 when rows were
+ * left; *last_step (may be NULL) gets the last step given (after_step if
+ * none). cb returns nonzero to stop. Costs the rows returned. */
+int kstore_metrics_since(kstore *s, int64_t job, int64_t after_step, int64_t max_rows,
+                         int (*cb)(int64_t step, const char *name, double value, void *), void *ctx,
+                         int64_t *last_step, int *more);
+/* The metric names of a job in name order, with their row counts (one pass
+ * over the job's rows). */
+int kstore_metric_names(kstore *s, int64_t job, int (*cb)(const char *name, int64_t rows, void *), void *ctx);
+/* The newest job (highest id) that has metrics into *job (0 if none). */
+int kstore_metrics_latest_job(kstore *s, int64_t *job);
 
 /* ---- totals ------------------------------------------------------------ */
 typedef struct kstore_totals {

@@ -65,12 +65,15 @@ static int head_check(const kexport_head *h, char *err, size_t errlen)
 
 const char *kexport_architecture(int type, const kexport_head *h)
 {
-    static const char *const names[2][4] = {
+    static const char *const names[3][4] = {
         {"BertForPreTraining", "BertForSequenceClassification", "BertForMaskedLM", "BertModel"},
-        {"AlbertForPreTraining", "AlbertForSequenceClassification", "AlbertForMaskedLM", "AlbertModel"}};
+        {"AlbertForPreTraining", "AlbertForSequenceClassification", "AlbertForMaskedLM", "AlbertModel"},
+        {"ElectraForPreTraining", "ElectraForSequenceClassification", "ElectraForMaskedLM", "ElectraModel"}};
     int kind = h ? h->kind : KEXPORT_HEAD_PRETRAINING;
-    if ((type != KMODEL_BERT && type != KMODEL_ALBERT) || kind < 0 || kind > KEXPORT_HEAD_BASE) return NULL;
-    return names[type == KMODEL_ALBERT][kind];
+    if ((type != KMODEL_BERT && type != KMODEL_ALBERT && type != KMODEL_ELECTRA) || kind < 0 ||
+        kind > KEXPORT_HEAD_BASE)
+        return NULL;
+    return names[type == KMODEL_ELECTRA ? 2 : type == KMODEL_ALBERT][kind];
 }
 
 kexport_entry *kexport_layout(const kmodel_config *m, int V, int *n)
@@ -82,8 +85,12 @@ kexport_entry *kexport_layout(const kmodel_config *m, int V, int *n)
 static int role_of(const char *name, int r_pool, int r_mlm, int r_sent, int r_cls)
 {
     if (strstr(name, ".pooler.")) return r_pool;
-    if (!strncmp(name, "predictions.", 12) || !strncmp(name, "cls.predictions.", 16)) return r_mlm;
-    if (!strncmp(name, "sop_classifier.", 15) || !strncmp(name, "cls.seq_relationship.", 21)) return r_sent;
+    if (!strncmp(name, "predictions.", 12) || !strncmp(name, "cls.predictions.", 16) ||
+        !strncmp(name, "generator_predictions.", 22) || !strncmp(name, "generator_lm_head.", 18))
+        return r_mlm;
+    if (!strncmp(name, "sop_classifier.", 15) || !strncmp(name, "cls.seq_relationship.", 21) ||
+        !strncmp(name, "discriminator_predictions.", 26))
+        return r_sent;
     if (!strncmp(name, "classifier.", 11)) return r_cls;
     return KEXPORT_REQUIRED;
 }
@@ -107,14 +114,18 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
     *n = 0;
     const kexport_head *h = head ? head : &PRETRAINING;
     char e1[256];
-    if (V <= 0 || (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT) || head_check(h, e1, sizeof e1)) return NULL;
+    if (V <= 0 || (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT && m->type != KMODEL_ELECTRA) ||
+        head_check(h, e1, sizeof e1))
+        return NULL;
+    const int electra = m->type == KMODEL_ELECTRA;
     /* role of the pooler, MLM head, sentence head, classifier; -1: not in the layout */
     int r_pool, r_mlm = -1, r_sent = -1, r_cls = -1;
     kmodel_spec s = {.max_B = 1, .L = 1, .classifier_dropout = -1};
     switch (h->kind) {
-    case KEXPORT_HEAD_PRETRAINING:
+    case KEXPORT_HEAD_PRETRAINING: /* ELECTRA: the discriminator (ElectraForPreTraining) */
         r_pool = KEXPORT_OPTIONAL, r_mlm = KEXPORT_REQUIRED, r_sent = KEXPORT_OPTIONAL;
         s.heads = KHEAD_MLM | KHEAD_SENTENCE;
+        if (electra) r_mlm = -1, r_sent = KEXPORT_REQUIRED, s.heads = KHEAD_TOKEN;
         break;
     case KEXPORT_HEAD_CLASSIFICATION:
         r_pool = KEXPORT_REQUIRED, r_cls = KEXPORT_REQUIRED;
@@ -126,9 +137,10 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
         break;
     default: /* the base model: its pooler when given (the sentence head's pooler, without the head) */
         r_pool = KEXPORT_OPTIONAL;
-        s.heads = KHEAD_SENTENCE;
+        s.heads = electra ? 0 : KHEAD_SENTENCE; /* ElectraModel has no pooler */
         break;
     }
+    if (electra && h->kind == KEXPORT_HEAD_CLASSIFICATION) r_pool = -1; /* classifier.dense is the "pooler" */
     kmodel_config c = *m;
     c.vocab_size = V;
     if (c.type == KMODEL_BERT) c.num_hidden_groups = c.num_hidden_layers, c.embedding_size = c.hidden_size;
@@ -155,12 +167,13 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
 
 const char *kexport_tied_to(const char *name)
 {
-    /* the aliases the registry knows, for both model types (static: the
+    /* the aliases the registry knows, for every model type (static: the
      * returned names must outlive the call; written once, the same bytes
      * every time) */
-    static _Thread_local kalias al[2][KREGISTRY_MAX_ALIASES];
-    for (int ty = 0; ty < 2; ty++) {
-        int na = kregistry_aliases_of(ty ? KMODEL_ALBERT : KMODEL_BERT, KHEAD_MLM, 1, al[ty], KREGISTRY_MAX_ALIASES);
+    static const int types[3] = {KMODEL_BERT, KMODEL_ALBERT, KMODEL_ELECTRA};
+    static _Thread_local kalias al[3][KREGISTRY_MAX_ALIASES];
+    for (int ty = 0; ty < 3; ty++) {
+        int na = kregistry_aliases_of(types[ty], KHEAD_MLM, 1, al[ty], KREGISTRY_MAX_ALIASES);
         for (int i = 0; i < na && i < KREGISTRY_MAX_ALIASES; i++)
             if (!strcmp(al[ty][i].name, name)) return al[ty][i].target;
     }
@@ -236,9 +249,10 @@ static void put_num(kbuf *b, const char *key, double v)
 static char *config_json(const kmodel_config *m, const kexport_head *h, int64_t V, const int64_t sp[N_SP])
 {
     kbuf b = {0};
-    int albert = m->type == KMODEL_ALBERT;
-    kbuf_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n",
-                kexport_architecture(m->type, h), albert ? "albert" : "bert");
+    int albert = m->type == KMODEL_ALBERT, electra = m->type == KMODEL_ELECTRA;
+    const char *arch = kexport_architecture(m->type, h);
+    kbuf_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", arch ? arch : "",
+                albert ? "albert" : electra ? "electra" : "bert");
     if (h->kind == KEXPORT_HEAD_CLASSIFICATION) {
         /* transformers derives num_labels from id2label; both maps written */
         for (int pass = 0; pass < 2; pass++) {
@@ -262,7 +276,7 @@ static char *config_json(const kmodel_config *m, const kexport_head *h, int64_t 
                     h->num_labels == 1 ? "regression" : "single_label_classification");
     }
     kbuf_printf(&b, "  \"vocab_size\": %lld,\n", (long long)V);
-    if (albert) kbuf_printf(&b, "  \"embedding_size\": %d,\n", m->embedding_size);
+    if (albert || electra) kbuf_printf(&b, "  \"embedding_size\": %d,\n", m->embedding_size);
     kbuf_printf(&b, "  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
                     "  \"intermediate_size\": %d,\n",
                 m->hidden_size, m->num_hidden_layers, m->num_attention_heads, m->intermediate_size);
@@ -272,6 +286,9 @@ static char *config_json(const kmodel_config *m, const kexport_head *h, int64_t 
     put_num(&b, "attention_probs_dropout_prob", m->attention_probs_dropout_prob);
     if (albert) kbuf_puts(&b, "  \"classifier_dropout_prob\": 0.1,\n");
     else kbuf_puts(&b, "  \"classifier_dropout\": null,\n");
+    if (electra) /* ElectraConfig's sequence-summary fields (read by heads kiln does not write) */
+        kbuf_puts(&b, "  \"summary_type\": \"first\",\n  \"summary_use_proj\": true,\n"
+                      "  \"summary_activation\": \"gelu\",\n  \"summary_last_dropout\": 0.1,\n");
     kbuf_printf(&b, "  \"max_position_embeddings\": %d,\n  \"type_vocab_size\": %d,\n", m->max_position_embeddings,
                 m->type_vocab_size);
     put_num(&b, "initializer_range", m->initializer_range);
@@ -297,16 +314,30 @@ static char *special_tokens_json(int indent_first)
     return b.data;
 }
 
-static char *tokenizer_config_json(const kmodel_config *m, int do_lower_case)
+char *kexport_tokenizer_config(int tok, int model_max_length)
 {
     kbuf b = {0};
     char *sp = special_tokens_json(1);
+    const char *strip = (tok & KEXPORT_TOK_STRIP_ACCENTS)  ? "true"
+                        : (tok & KEXPORT_TOK_KEEP_ACCENTS) ? "false"
+                                                           : "null";
+    kbuf_printf(&b, "{\n  \"tokenizer_class\": \"BertTokenizer\",\n  \"do_lower_case\": %s,\n",
+                (tok & KEXPORT_TOK_LOWER) ? "true" : "false");
+    if (model_max_length > 0) kbuf_printf(&b, "  \"model_max_length\": %d,\n", model_max_length);
     kbuf_printf(&b,
-                "{\n  \"tokenizer_class\": \"BertTokenizer\",\n  \"do_lower_case\": %s,\n"
-                "  \"model_max_length\": %d,\n  \"tokenize_chinese_chars\": true,\n  \"strip_accents\": null,\n"
+                "  \"tokenize_chinese_chars\": true,\n  \"strip_accents\": %s,\n"
                 "  \"clean_up_tokenization_spaces\": true%s\n}\n",
-                do_lower_case ? "true" : "false", m->max_position_embeddings, sp);
+                strip, sp);
     free(sp);
+    return b.data;
+}
+
+char *kexport_special_tokens_map(void)
+{
+    char *inner = special_tokens_json(0);
+    kbuf b = {0};
+    kbuf_printf(&b, "{\n%s\n}\n", inner);
+    free(inner);
     return b.data;
 }
 
@@ -428,10 +459,11 @@ int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *hea
         return EX_DATAERR;
     }
     kbuf_free(&msg);
-    if (h->kind == KEXPORT_HEAD_BASE) { /* a base model's own file: no "bert." / "albert." prefix */
-        size_t pl = strlen(m->type == KMODEL_ALBERT ? "albert." : "bert.");
+    if (h->kind == KEXPORT_HEAD_BASE) { /* a base model's own file: no "bert." / "albert." / "electra." prefix */
+        const char *pre = m->type == KMODEL_ALBERT ? "albert." : m->type == KMODEL_ELECTRA ? "electra." : "bert.";
+        size_t pl = strlen(pre);
         for (int i = 0; i < nout; i++)
-            if (!strncmp(out[i].name, m->type == KMODEL_ALBERT ? "albert." : "bert.", pl)) out[i].name += pl;
+            if (!strncmp(out[i].name, pre, pl)) out[i].name += pl;
     }
 
     /* the folder */
@@ -456,12 +488,8 @@ int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *hea
     snprintf(stp, pl, "%s/model.safetensors", tmp);
     if ((rc = kst_write(stp, out, nout, NULL, 0, err, errlen))) goto done;
     cfg = config_json(m, h, V, sp);
-    tok = tokenizer_config_json(m, do_lower_case);
-    char *inner = special_tokens_json(0);
-    kbuf b = {0};
-    kbuf_printf(&b, "{\n%s\n}\n", inner);
-    free(inner);
-    spm = b.data;
+    tok = kexport_tokenizer_config(do_lower_case, m->max_position_embeddings);
+    spm = kexport_special_tokens_map();
     if ((rc = write_text(tmp, "config.json", cfg, strlen(cfg), err, errlen)) ||
         (rc = write_text(tmp, "vocab.txt", vocab_txt, vocab_len, err, errlen)) ||
         (rc = write_text(tmp, "tokenizer_config.json", tok, strlen(tok), err, errlen)) ||

@@ -90,12 +90,27 @@ int kexport_vocab_check(const kmodel_config *m, const char *vocab_txt, size_t vo
  * is invalid (unknown kind, num_labels out of range). */
 kexport_entry *kexport_layout2(const kmodel_config *m, int vocab_size, const kexport_head *head, int *n);
 
+/* The tokenizer bits of kexport_hf's do_lower_case argument (0 and 1 keep
+ * their meaning): KEXPORT_TOK_LOWER is do_lower_case; KEXPORT_TOK_STRIP_ACCENTS
+ * / KEXPORT_TOK_KEEP_ACCENTS write strip_accents true / false in
+ * tokenizer_config.json (neither: null, transformers' default, which strips
+ * accents exactly when lowercasing). */
+enum { KEXPORT_TOK_LOWER = 1, KEXPORT_TOK_STRIP_ACCENTS = 2, KEXPORT_TOK_KEEP_ACCENTS = 4 };
+
+/* The texts of tokenizer_config.json (BertTokenizer; tok: KEXPORT_TOK_*
+ * bits; model_max_length <= 0 leaves the key out) and of
+ * special_tokens_map.json, as kexport_hf writes them. Owned by the caller
+ * (free). */
+char *kexport_tokenizer_config(int tok, int model_max_length);
+char *kexport_special_tokens_map(void);
+
 /* Writes the folder dir: parameters params[n] (dtype "F32", Hugging Face
  * names, any order; tied decoders may be included or not), the vocabulary
  * (vocab.txt bytes: one piece a line, id = line number; it must hold [PAD]
  * [UNK] [CLS] [SEP] [MASK], [PAD] at m->pad_token_id, and at most
  * m->vocab_size lines; V = m->vocab_size, or the line count when that is 0)
- * and do_lower_case for the tokenizer.
+ * and do_lower_case for the tokenizer (KEXPORT_TOK_* bits: do_lower_case,
+ * strip_accents).
  * The folder is built as PARENT/.export-NAME.tmp, then renamed to dir; an
  * existing dir is refused unless replace (then it is replaced whole).
  * Returns 0, EX_DATAERR (tensors or vocabulary do not fit the config; err

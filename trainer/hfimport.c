@@ -559,10 +559,13 @@ int khf_load(const char *dir, khf_model *out, char *err, size_t errlen)
     }
     /* tokenizer_config.json: do_lower_case (BertTokenizer's default: true) */
     out->do_lower_case = 1;
+    out->strip_accents = -1;
     char *tpath = join(dir, "tokenizer_config.json");
     json_t *tj = json_load_file(tpath, 0, NULL);
     if (json_is_boolean(json_object_get(tj, "do_lower_case")))
         out->do_lower_case = json_is_true(json_object_get(tj, "do_lower_case"));
+    if (json_is_boolean(json_object_get(tj, "strip_accents")))
+        out->strip_accents = json_is_true(json_object_get(tj, "strip_accents"));
     json_decref(tj);
     free(tpath);
     /* the tensors */
@@ -656,7 +659,8 @@ int khf_load_electra_pair(const char *dir, khf_model *out, char *err, size_t err
     }
     if (dc->vocab_size != gc->vocab_size || dc->embedding_size != gc->embedding_size ||
         dc->max_position_embeddings != gc->max_position_embeddings || dc->type_vocab_size != gc->type_vocab_size ||
-        d.vocab_len != g.vocab_len || memcmp(d.vocab, g.vocab, d.vocab_len) || d.do_lower_case != g.do_lower_case) {
+        d.vocab_len != g.vocab_len || memcmp(d.vocab, g.vocab, d.vocab_len) || d.do_lower_case != g.do_lower_case ||
+        d.strip_accents != g.strip_accents) {
         kseterr(err, errlen, "%s: the discriminator and the generator differ in vocabulary or embedding shape "
                              "(vocab_size, embedding_size, max_position_embeddings, type_vocab_size, vocab.txt, "
                              "do_lower_case): not a pair", dir);
@@ -747,6 +751,7 @@ char *khf_extra_json(const khf_model *m, const char *imported_from)
     json_object_set_new(o, "id2label", labels);
     json_object_set_new(o, "problem_type", m->problem_type[0] ? json_string(m->problem_type) : json_null());
     json_object_set_new(o, "cased", json_boolean(!m->do_lower_case));
+    json_object_set_new(o, "strip_accents", m->strip_accents < 0 ? json_null() : json_boolean(m->strip_accents));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!s) abort(); /* out of memory, or invalid UTF-8 of our own making */

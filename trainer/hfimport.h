@@ -67,6 +67,7 @@ typedef struct khf_model {
     char **labels;             /* (num_labels) id2label names in id order, or NULL (none in config.json) */
     char problem_type[32];     /* "regression" / "single_label_classification" / "" */
     int do_lower_case;         /* tokenizer_config.json's, 1 when absent */
+    int strip_accents;         /* tokenizer_config.json's: -1 null or absent (follows do_lower_case), 0, 1 */
     int n;                     /* tensors */
     kst_tensor *tensors;       /* (n) kiln names, dtype "F32", in layout order; names and data owned */
     char *vocab;               /* vocab.txt bytes (vocab_len, NUL-terminated), owned */
@@ -110,7 +111,8 @@ int khf_run_config(const khf_model *m, ktrain_config *out, char *err, size_t err
  *   {"imported_from": DIR, "architecture": A, "model_type": "bert"|"albert"|"electra",
  *    "heads": ["mlm", "sentence", "classify", "token"], "pooler": true|false,
  *    "num_labels": N, "id2label": [names], "problem_type": P, "cased": B}
- * ("cased" is !do_lower_case, as kiln train's checkpoints say it).
+ * ("cased" is !do_lower_case, as kiln train's checkpoints say it; and
+ * "strip_accents": null / true / false, tokenizer_config.json's).
  * malloc'd; caller frees. */
 char *khf_extra_json(const khf_model *m, const char *imported_from);
 

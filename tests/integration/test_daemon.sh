@@ -127,8 +127,10 @@ EOF
 NOTIFYPID=$!
 for _ in $(seq 1 50); do [ -S "$WORK/notify.sock" ] && break; sleep 0.05; done
 
-# --- kill -9 at random moments while it ingests, then restart: during an
-# ingest, during a tokenization, inside the big file, at a random time.
+# --- kill -9 at random moments while it ingests, then restart: inside the
+# big file, during an ingest, during a tokenization, at a random time. (The
+# ready files are taken as one batch, in name order: the big file, last, is
+# inside the first start's batch; the later starts complete it.)
 # phase_is DB PHASE [FILE]: the daemon is in that phase (of that file)
 phase_is() {
   local st
@@ -143,12 +145,12 @@ kills=0
 for k in 1 2 3 4; do
   start_daemon "$KILN_DB" daemon.log --spool spool --config d.json || bad "start $k"
   case $k in
-    1) for _ in $(seq 1 500); do phase_is "$KILN_DB" ingest && break; done
-       sleep "0.0$(( RANDOM % 10 ))" ;;
-    2) for _ in $(seq 1 500); do phase_is "$KILN_DB" tokenize && break; done ;;
-    3) big_running="select count(*) from sources where path like '%/zz-big.jsonl' and status = 'running' and documents > 0"
+    1) big_running="select count(*) from sources where path like '%/zz-big.jsonl' and status = 'running' and documents > 0"
        for _ in $(seq 1 3000); do [ "$(sqlite3 "$KILN_DB" "$big_running" 2>/dev/null)" = 1 ] && break; sleep 0.005; done
-       check "kill 3 lands inside zz-big.jsonl (documents stored, more to come)" [ "$(sqlite3 "$KILN_DB" "$big_running")" = 1 ] ;;
+       check "kill 1 lands inside zz-big.jsonl (documents stored, more to come)" [ "$(sqlite3 "$KILN_DB" "$big_running")" = 1 ] ;;
+    2) for _ in $(seq 1 500); do phase_is "$KILN_DB" ingest && break; done
+       sleep "0.0$(( RANDOM % 10 ))" ;;
+    3) for _ in $(seq 1 500); do phase_is "$KILN_DB" tokenize && break; done ;;
     4) sleep "0.$(( RANDOM % 3 ))$(( RANDOM % 10 ))" ;;
   esac
   left=$(ls spool | grep -vc '^done$\|^failed$')
@@ -172,8 +174,11 @@ sqlite3 "$KILN_DB" 'select hex(content_hash) from documents order by 1' > got.ha
 check "same documents (content hashes) as a direct ingest" cmp -s ref.hashes got.hashes
 check "every document tokenized with the active vocabulary" \
   [ "$(sqlite3 "$KILN_DB" 'select (select count(*) from doc_tokens) = (select count(*) from documents)')" = 1 ]
+check "the tokenize cursor is at the last document, the counts exact (the next file starts there)" \
+  [ "$(sqlite3 "$KILN_DB" 'select tokenized_through = (select max(id) from documents) and counted = 1 and docs = (select count(*) from doc_tokens) and counted_tokens = tokens and tokens = (select sum(n_tokens) from doc_tokens) from vocab_progress where vocab_id = 1')" = 1 ]
 check "store consistent" consistent "$KILN_DB"
 check "the log says the interrupted file was completed" grep -q "zz-big.jsonl: completing source [0-9]*, interrupted after [1-9]" daemon.log
+check "files dropped together went through in a batch" grep -q "(a batch of [0-9]* files" daemon.log
 expect_exit 0 "kiln status" "$KILN" status
 grep -q "31 done" out.txt && ok "status shows the spool" || bad "status shows the spool: $(cat out.txt)"
 

@@ -4,7 +4,20 @@
 # counters equal rows, the source shown as interrupted), then complete the
 # ingest and check that the store holds exactly the documents, in the same
 # order and with the same ids, of a run that was never interrupted.
+#
+# The kill schedule, random and logged (KILL9_SEED=N replays it): each
+# attempt waits until the ingest has committed 1 to 4 new batches (the
+# store's document count grew that often), then sleeps 0 to 49 ms, then
+# kill -9. Counted in commits, not seconds, the schedule means the same on a
+# fast machine and under ASan, and three attempts cannot reach the end of
+# the input (37 batches). Each kill is asserted to have landed mid-run: after
+# at least one commit of that attempt (the count grew) and before the end
+# (the process died of the SIGKILL, exit status 137, not of its own accord,
+# and a source was still unfinished in the store).
 source "$(dirname "$0")/lib.sh"
+seed=${KILL9_SEED:-$(( $(date +%s%N) % 32768 ))}
+RANDOM=$seed
+echo "kill schedule seed: $seed (KILL9_SEED=$seed replays it)"
 
 # ~100 MB of distinct documents, JSONL, plus the zip of speeches
 $PY - big.jsonl "$DATA/lee_background.txt" <<'PY'
@@ -33,22 +46,46 @@ consistent() {
     [ "$(sqlite3 "$1" 'SELECT (SELECT count(*) FROM documents) = (SELECT coalesce(sum(documents),0) FROM sources)')" = 1 ]; }
 }
 
+# committed DB: documents committed so far (0 before the tables exist)
+committed() {
+  local n
+  n=$(sqlite3 -cmd '.timeout 5000' "$1" "SELECT count(*) FROM documents" 2>/dev/null) || n=0
+  echo "${n:-0}"
+}
+# unfinished DB: some source is not complete (the run has more to do)
+unfinished() { [ "$(sqlite3 -cmd '.timeout 5000' "$1" "SELECT count(*) FROM sources WHERE status != 'complete'")" -gt 0 ]; }
+
 for trial in 1 2 3; do
   db="k$trial.db"
   kills=0
   for attempt in 1 2 3; do
+    before=$(committed "$db")
+    commits=$(( 1 + RANDOM % 4 ))
+    delay="0.0$(( RANDOM % 5 ))$(( RANDOM % 10 ))"
     "$KILN" --db "$db" ingest -q "${inputs[@]}" 2>/dev/null &
     pid=$!
-    sleep "0.$(( RANDOM % 4 ))$(( RANDOM % 10 ))"
-    if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
-    wait "$pid" 2>/dev/null
-    if [ -f "$db" ]; then
-      check "trial $trial kill $attempt: store consistent" consistent "$db"
-      st=$("$KILN" --db "$db" sources --json | $PY -c 'import json,sys; print(",".join(json.loads(l)["status"] for l in sys.stdin))')
-      case "$st" in *running*) bad "trial $trial kill $attempt: a dead ingest shown as running ($st)";; *) ok "trial $trial kill $attempt: statuses $st";; esac
+    # wait (no time limit but the process's life) for the commits of this attempt
+    seen=0 last=$before
+    while [ "$seen" -lt "$commits" ] && kill -0 "$pid" 2>/dev/null; do
+      n=$(committed "$db")
+      if [ "$n" -gt "$last" ]; then seen=$((seen + 1)); last=$n; else sleep 0.005; fi
+    done
+    sleep "$delay"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null; status=$?
+    after=$(committed "$db")
+    echo "trial $trial kill $attempt: schedule $commits commit(s) then $delay s; documents $before before, $last when the commits were seen, $after after the kill; exit status $status"
+    if [ "$status" = 137 ] && [ "$after" -gt "$before" ] && unfinished "$db"; then
+      kills=$((kills + 1))
+      ok "trial $trial kill $attempt: landed mid-run (after a commit, before the end)"
+    else
+      bad "trial $trial kill $attempt: did not land mid-run (exit status $status, documents $before -> $after)"
     fi
+    check "trial $trial kill $attempt: store consistent" consistent "$db"
+    st=$("$KILN" --db "$db" sources --json | $PY -c 'import json,sys; print(",".join(json.loads(l)["status"] for l in sys.stdin))')
+    case "$st" in *running*) bad "trial $trial kill $attempt: a dead ingest shown as running ($st)";; *) ok "trial $trial kill $attempt: statuses $st";; esac
   done
-  check "trial $trial: at least one kill landed mid-run ($kills)" [ "$kills" -ge 1 ]
+  check "trial $trial: every kill landed mid-run ($kills of 3)" [ "$kills" = 3 ]
   "$KILN" --db "$db" ingest -q "${inputs[@]}"; rc=$?
   check "trial $trial: resumed ingest exits 0 ($rc)" [ "$rc" = 0 ]
   "$KILN" --db "$db" docs dump --jsonl > "k$trial.jsonl"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_wordpiece_parity.sh: `kiln encode` must give exactly the tokens and ids
 # of Hugging Face transformers' slow BertTokenizer (4.40), as modelled by
-# tests/ref/bert_ref.py, for bert-base-uncased and bert-base-cased, on the
+# tests/ref/bert_ref.py, for bert-base-uncased and bert-base-cased (and each
+# with strip_accents the other way: uncased false, cased true), on the
 # hand-made edge cases of tests/ref/texts.txt and on random lines of many
 # scripts (tests/ref/random_texts.py); and `kiln decode` of those ids must
 # give what transformers' decode gives. On a mismatch the first 10 differing
@@ -122,6 +123,25 @@ for mode in uncased cased; do
   done < dec.$mode.in
   check "$mode decode ID... ($n lines) matches transformers" [ "$mism" = 0 -a "$n" -gt 0 ]
 done
+
+# --- transformers' strip_accents on top of the casing (issue #20): uncased
+# without stripping (lowercase only), cased with stripping; through
+# --vocab-file, on the same corpora
+for mode in uncased cased; do
+  voc=$UNCASED; flag=--no-strip-accents; ref=false; cs=()
+  [ $mode = cased ] && { voc=$CASED; flag=--strip-accents; ref=true; cs=(--cased); }
+  for corpus in texts random; do
+    $PY "$REF/bert_ref.py" "$voc" $mode ids --strip-accents $ref < $corpus.txt > exp.acc.$mode.$corpus ||
+      bad "bert_ref.py $mode --strip-accents $ref failed"
+    if run_kiln got.acc.$mode.$corpus "$mode $flag encode of $corpus.txt runs" \
+         encode --ids --vocab-file "$voc" "${cs[@]}" $flag < $corpus.txt; then
+      check "$mode strip_accents=$ref ids of $corpus.txt match transformers" \
+        same_lines $corpus.txt exp.acc.$mode.$corpus got.acc.$mode.$corpus "$mode $flag ids"
+    fi
+  done
+done
+if cmp -s exp.acc.uncased.random exp.uncased.random.ids; then bad "strip_accents false gave the ids of the default"
+else ok "strip_accents false changes ids on the random corpus (the check can fail)"; fi
 
 # --- the active vocabulary is the one `vocab use` chose (bert-cased now)
 if run_kiln got.active.ids "encode with the active vocabulary (cased)" encode --ids < texts.txt; then

@@ -7,8 +7,17 @@ library only.  Results depend on the Unicode database of the Python running it
 (/usr/bin/python3 3.11: Unicode 14.0), exactly as transformers' do.
 
 Usage:
-  bert_ref.py VOCAB {uncased|cased} {ids|tokens|basic} [--max-chars N] < lines
+  bert_ref.py VOCAB {uncased|cased} {ids|tokens|basic} [--strip-accents none|true|false]
+              [--max-chars N] < lines
   bert_ref.py VOCAB {uncased|cased} decode < lines of space-separated ids
+  bert_ref.py DIR hf {ids|tokens|basic|decode} < lines
+
+--strip-accents is transformers' strip_accents (default none: accents are
+stripped exactly when uncased; false: uncased only lowercases; true: cased
+strips too).  "DIR hf" reads a Hugging Face tokenizer folder as
+AutoTokenizer does for a BertTokenizer: DIR/vocab.txt, and do_lower_case
+(default true) and strip_accents (default null) from
+DIR/tokenizer_config.json when present.
 
 Input is read as bytes and split on b'\\n' only (a final line without '\\n'
 counts, a final '\\n' does not start another line); each line is decoded as
@@ -27,8 +36,9 @@ Pipeline, per line (see also the notes at the end of this file):
      as itself, the pieces between go through steps 3-4.
   3. BasicTokenizer: clean (drop NUL, U+FFFD, category C* except \\t\\n\\r;
      \\t\\n\\r and Zs -> ' '), space around CJK ideographs, NFC, str.split(),
-     per word (unless the word is a special token): lower() + NFD + drop Mn
-     (uncased only), split on punctuation, str.split() again.
+     per word (unless the word is a special token): lower() (uncased), NFD +
+     drop Mn (uncased unless strip_accents is false; cased if it is true),
+     split on punctuation, str.split() again.
   4. WordpieceTokenizer: per word, len > max_chars -> [UNK]; else greedy
      longest-match-first, '##' continuation, any dead end -> the whole word is
      [UNK].
@@ -37,8 +47,9 @@ import sys
 import unicodedata
 
 USAGE = ("usage: bert_ref.py VOCAB {uncased|cased} {ids|tokens|basic} "
-         "[--max-chars N] < lines\n"
-         "       bert_ref.py VOCAB {uncased|cased} decode < lines of ids")
+         "[--strip-accents none|true|false] [--max-chars N] < lines\n"
+         "       bert_ref.py VOCAB {uncased|cased} decode < lines of ids\n"
+         "       bert_ref.py DIR hf {ids|tokens|basic|decode} < lines")
 SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
 UNK = "[UNK]"
 
@@ -72,8 +83,9 @@ def is_cjk(cp):
 
 # ----------------------------------------------------------- basic tokenizer
 class BasicTokenizer:
-    def __init__(self, lower, never_split=SPECIAL_TOKENS):
+    def __init__(self, lower, never_split=SPECIAL_TOKENS, strip_accents=None):
         self.lower = lower
+        self.strip = strip_accents  # transformers' strip_accents: None, True, False
         self.never_split = frozenset(never_split)
         self._cache = {}  # char -> what cleaning + CJK spacing make of it
 
@@ -122,7 +134,11 @@ class BasicTokenizer:
         for word in text.split():
             if word not in self.never_split:
                 if self.lower:
-                    word = self.strip_accents(word.lower())
+                    word = word.lower()
+                    if self.strip is not False:
+                        word = self.strip_accents(word)
+                elif self.strip:
+                    word = self.strip_accents(word)
                 pieces.extend(self.split_on_punc(word))
             else:
                 pieces.append(word)
@@ -185,11 +201,11 @@ def load_vocab(path):
 
 
 class BertRef:
-    def __init__(self, vocab_path, lower, max_chars=100):
+    def __init__(self, vocab_path, lower, max_chars=100, strip_accents=None):
         self.vocab = load_vocab(vocab_path)
         self.ids_to_tokens = {i: t for t, i in self.vocab.items()}
         self.lower = lower
-        self.basic = BasicTokenizer(lower)
+        self.basic = BasicTokenizer(lower, strip_accents=strip_accents)
         self.wordpiece = WordpieceTokenizer(self.vocab, max_chars)
         self._lower_cache = {}
 
@@ -289,9 +305,32 @@ def read_lines(stream):
     return [ln.decode("utf-8", errors="replace") for ln in lines]
 
 
+def hf_folder(path):
+    """(vocab.txt path, do_lower_case, strip_accents) of a tokenizer folder,
+    as transformers' BertTokenizer.from_pretrained reads them."""
+    import json
+    import os
+    lower, strip = True, None
+    cfg = os.path.join(path, "tokenizer_config.json")
+    if os.path.exists(cfg):
+        with open(cfg, encoding="utf-8") as f:
+            c = json.load(f)
+        cls = c.get("tokenizer_class", "BertTokenizer")
+        if cls not in ("BertTokenizer", "BertTokenizerFast"):
+            sys.exit(f"bert_ref.py: {cfg}: tokenizer_class {cls!r} is not BERT's")
+        if not c.get("tokenize_chinese_chars", True):
+            sys.exit(f"bert_ref.py: {cfg}: tokenize_chinese_chars false is not modelled")
+        lower = c.get("do_lower_case", True)
+        strip = c.get("strip_accents", None)
+        if not isinstance(lower, bool) or strip not in (None, True, False):
+            sys.exit(f"bert_ref.py: {cfg}: bad do_lower_case or strip_accents")
+    return os.path.join(path, "vocab.txt"), lower, strip
+
+
 def main(argv):
     args = list(argv[1:])
     max_chars = 100
+    strip = None
     if "--max-chars" in args:
         k = args.index("--max-chars")
         try:
@@ -299,11 +338,22 @@ def main(argv):
         except (IndexError, ValueError):
             sys.exit("bert_ref.py: --max-chars needs an integer")
         del args[k:k + 2]
-    if (len(args) != 3 or args[1] not in ("uncased", "cased")
+    if "--strip-accents" in args:
+        k = args.index("--strip-accents")
+        values = {"none": None, "true": True, "false": False}
+        if k + 1 >= len(args) or args[k + 1] not in values:
+            sys.exit("bert_ref.py: --strip-accents none|true|false")
+        strip = values[args[k + 1]]
+        del args[k:k + 2]
+    if (len(args) != 3 or args[1] not in ("uncased", "cased", "hf")
             or args[2] not in ("ids", "tokens", "basic", "decode")):
         sys.exit(USAGE)
     vocab_path, mode, what = args
-    tok = BertRef(vocab_path, mode == "uncased", max_chars)
+    if mode == "hf":
+        vocab_path, lower, strip = hf_folder(vocab_path)
+    else:
+        lower = mode == "uncased"
+    tok = BertRef(vocab_path, lower, max_chars, strip)
     out = []
     for n, line in enumerate(read_lines(sys.stdin.buffer), 1):
         if what == "ids":

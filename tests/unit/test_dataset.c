@@ -165,6 +165,10 @@ static void test_sst2_slice(void **state)
     kdataset_opts o3 = o;
     o3.num_labels = 3;
     expect_error(&o3, SST2 "train.tsv", EX_DATAERR, 0, "2 distinct labels");
+    /* a single label is no classification (found by fuzzing: it read as K = 1, regression) */
+    char one[512];
+    WRITE("one-label.tsv", "sentence\tlabel\ngood\t1\nfine\t1\n", one);
+    expect_error(&o, one, EX_DATAERR, 0, "at least 2 distinct labels");
     /* a missing file */
     expect_error(&o, SST2 "nonexistent.tsv", EX_NOINPUT, 0, NULL);
     kdataset_free(dev);
@@ -409,7 +413,7 @@ static void test_bad_input(void **state)
     orr.num_labels = 1;
     expect_error(&orr, p, EX_DATAERR, 3, "\"high\"");
     /* no format from the extension; a bad seq_len */
-    WRITE("data.csv", "sentence\tlabel\na\t0\n", p);
+    WRITE("data.csv", "sentence\tlabel\na\t0\nb\t1\n", p); /* two labels: one is no classification */
     expect_error(&o, p, EX_USAGE, 0, "extension");
     kdataset_opts of = o;
     of.format = KDS_FORMAT_TSV;

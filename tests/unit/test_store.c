@@ -3,7 +3,8 @@
  * non-SQLite and non-file paths without touching them, migration of an old
  * store), sources (begin/add/finish, dedup by content hash, interrupted
  * ingests taken over), documents (insert, dedup, reading back, filtering,
- * rollback, corrupt sentence index) and totals / integrity check.
+ * rollback, corrupt sentence index), totals / integrity check, and the
+ * vocabularies' tokenizer options (strip_accents, words: migration 004).
  *
  * Every test works in a fresh mkdtemp directory under /tmp, removed after. The
  * files are inspected and tampered with through the sqlite3 API directly. */
@@ -1085,6 +1086,116 @@ static void test_integrity_check(void **state)
     kstore_close(s);
 }
 
+/* ---- vocabularies: strip_accents and words (004_vocab_options.sql) ------------ */
+
+static void vocab_row(kvocab_row *r, const char *name, const char *pieces, int cased, int accents, int icu)
+{
+    memset(r, 0, sizeof *r);
+    r->name = name;
+    r->cased = cased;
+    r->accents = accents;
+    r->icu_words = icu;
+    r->pieces = pieces;
+    r->pieces_len = strlen(pieces);
+    r->size = 2;
+    khash128(pieces, r->pieces_len, r->hash);
+    r->max_word_chars = 100;
+    r->origin = "test";
+}
+
+/* A vocabulary stored before migration 004 follows its casing (NULL) and has
+ * BERT's words; the options round-trip; the same pieces with other options
+ * are another vocabulary for kstore_vocab_find_hash. */
+static void test_vocab_options(void **state)
+{
+    fx *f = *state;
+    assert_true(kschema_count >= 4);
+    /* a store at version 3 with a vocabulary in it */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(sqlite3_exec(db, kschema_sql[i], NULL, NULL, NULL), SQLITE_OK);
+    char sql[256];
+    snprintf(sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = 3", KSTORE_APPLICATION_ID);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO vocabularies(name, cased, size, pieces, content_hash, origin, active, "
+                                  "created_at) VALUES ('old', 0, 2, '[UNK]\na\n', x'00', 'import:x', 1, 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    kstore *s = open_ok(f->path, 0);
+    kvocab_row r;
+    kbuf pieces = {0}, meta = {0}, name = {0};
+    assert_int_equal(kstore_vocab_get(s, "old", &r, &pieces, &meta), 0);
+    assert_int_equal(r.accents, KVOCAB_ACCENTS_CASING);
+    assert_int_equal(r.icu_words, 0);
+    assert_int_equal(raw_int(f->path, "SELECT strip_accents IS NULL FROM vocabularies WHERE name = 'old'"), 1);
+
+    const char *P = "[UNK]\nb\n";
+    static const struct { const char *name; int cased, accents, icu; } vs[] = {
+        {"casing", 0, KVOCAB_ACCENTS_CASING, 0}, {"keep", 0, KVOCAB_ACCENTS_KEEP, 0},
+        {"strip", 1, KVOCAB_ACCENTS_STRIP, 0},   {"icu", 0, KVOCAB_ACCENTS_KEEP, 1}};
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        kvocab_row w;
+        int64_t id = 0, same = -1;
+        vocab_row(&w, vs[i].name, P, vs[i].cased, vs[i].accents, vs[i].icu);
+        /* before it is added, nothing with exactly these options exists (the
+         * previous rows have the same pieces but other options) */
+        assert_int_equal(kstore_vocab_find_hash(s, &w, &same, &name), 0);
+        assert_int_equal(same, 0);
+        assert_int_equal(kstore_vocab_add(s, &w, &id), 0);
+        assert_int_equal(kstore_vocab_find_hash(s, &w, &same, &name), 0);
+        assert_int_equal(same, id);
+        assert_string_equal(name.data, vs[i].name);
+        assert_int_equal(kstore_vocab_get(s, vs[i].name, &r, &pieces, &meta), 0);
+        assert_int_equal(r.cased, vs[i].cased);
+        assert_int_equal(r.accents, vs[i].accents);
+        assert_int_equal(r.icu_words, vs[i].icu);
+    }
+    assert_int_equal(raw_int(f->path, "SELECT strip_accents FROM vocabularies WHERE name = 'keep'"), 0);
+    assert_int_equal(raw_int(f->path, "SELECT strip_accents FROM vocabularies WHERE name = 'strip'"), 1);
+    assert_int_equal(raw_int(f->path, "SELECT words = 'icu' FROM vocabularies WHERE name = 'icu'"), 1);
+    /* a second vocabulary with the same pieces and options: found by its own name first */
+    kvocab_row w;
+    int64_t id2 = 0, same = 0;
+    vocab_row(&w, "keep2", P, 0, KVOCAB_ACCENTS_KEEP, 0);
+    assert_int_equal(kstore_vocab_find_hash(s, &w, &same, &name), 0);
+    assert_string_equal(name.data, "keep");
+    assert_int_equal(kstore_vocab_add(s, &w, &id2), 0);
+    assert_int_equal(kstore_vocab_find_hash(s, &w, &same, &name), 0);
+    assert_int_equal(same, id2);
+    assert_string_equal(name.data, "keep2");
+    /* the column's constraints hold */
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(raw, "UPDATE vocabularies SET words = 'mecab' WHERE name = 'keep'", NULL, NULL,
+                                      NULL),
+                         SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(raw, "UPDATE vocabularies SET strip_accents = 2 WHERE name = 'keep'", NULL,
+                                      NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(raw);
+    /* vocabs_foreach reads them too */
+    int seen = 0;
+    int each(const kvocab_row *v, void *ctx);
+    assert_int_equal(kstore_vocabs_foreach(s, each, &seen), 0);
+    assert_int_equal(seen, 6);
+    kbuf_free(&pieces);
+    kbuf_free(&meta);
+    kbuf_free(&name);
+    kstore_close(s);
+}
+int each(const kvocab_row *v, void *ctx)
+{
+    int *seen = ctx;
+    if (!strcmp(v->name, "strip")) assert_int_equal(v->accents, KVOCAB_ACCENTS_STRIP);
+    if (!strcmp(v->name, "icu")) assert_true(v->icu_words && v->accents == KVOCAB_ACCENTS_KEEP);
+    if (!strcmp(v->name, "old")) assert_true(!v->icu_words && v->accents == KVOCAB_ACCENTS_CASING);
+    (*seen)++;
+    return 0;
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1112,6 +1223,7 @@ int main(void)
         T(test_document_foreign_key),
         T(test_docs_corrupt_sent_ends_length),
         T(test_integrity_check),
+        T(test_vocab_options),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

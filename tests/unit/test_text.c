@@ -639,6 +639,70 @@ static void test_seg_cjk(void **state)
         "\xE4\xBD\xA0\xE5\xA5\xBD\xE3\x80\x82", "\xE4\xB8\x96\xE7\x95\x8C\xE3\x80\x82");
 }
 
+/* Korean (periods and spaces) and Japanese (。！？ without spaces) with ICU's
+ * rules under --lang ko / ja / en, on the bundled UDHR paragraphs (one
+ * article a line): every locale gives the same sentences, as many as the
+ * terminators say; English's abbreviation list (the default --lang en) keeps
+ * "Mr." inside a Korean sentence, ko has no list. */
+static void test_seg_korean_japanese(void **state)
+{
+    segfx *f = *state;
+    char err[128] = "";
+    ktext_seg *ko = ktext_seg_new("ko", KTEXT_NFKC, err, sizeof err), *ja = ktext_seg_new("ja", KTEXT_NFKC, err, sizeof err);
+    assert_non_null(ko);
+    assert_non_null(ja);
+    SEG(ko, "모든 인간은 태어날 때부터 자유로우며 그 존엄과 권리에 있어 동등하다. 인간은 천부적으로 이성과 양심을 "
+            "부여받았으며 서로 형제애의 정신으로 행동하여야 한다.", 0,
+        "모든 인간은 태어날 때부터 자유로우며 그 존엄과 권리에 있어 동등하다.",
+        "인간은 천부적으로 이성과 양심을 부여받았으며 서로 형제애의 정신으로 행동하여야 한다.");
+    SEG(ja, "何人も、奴隷にされ、又は苦役に服することはない。奴隷制度及び奴隷売買は、いかなる形においても禁止する。", 0,
+        "何人も、奴隷にされ、又は苦役に服することはない。", "奴隷制度及び奴隷売買は、いかなる形においても禁止する。");
+    /* NFKC (the default) makes the fullwidth ！？ ASCII; 。 stays; either ends a sentence */
+    SEG(ja, "東京は晴れ！本当？ではまた。", 0, "東京は晴れ!", "本当?", "ではまた。");
+    SEG(f->none, "東京は晴れ！本当？ではまた。", 0, "東京は晴れ！", "本当？", "ではまた。");
+    SEG(f->nfkc, "Mr. Kim은 왔다. 그리고 갔다.", 0, "Mr. Kim은 왔다.", "그리고 갔다.");
+    SEG(ko, "Mr. Kim은 왔다. 그리고 갔다.", 0, "Mr.", "Kim은 왔다.", "그리고 갔다.");
+
+    static const char *const files[] = {KILN_SOURCE_DIR "/examples/data/udhr-ko.txt",
+                                        KILN_SOURCE_DIR "/examples/data/udhr-ja.txt"};
+    kbuf first = {0};
+    for (int k = 0; k < 2; k++) {
+        kbuf text = {0};
+        assert_int_equal(kbuf_read_file(&text, files[k]), 0);
+        size_t lines = 0, total = 0;
+        ktext_seg *segs[] = {k ? ja : ko, f->nfkc};
+        for (char *line = text.data, *nl; line && (nl = strchr(line, '\n')); line = nl + 1) {
+            *nl = '\0';
+            size_t len = (size_t)(nl - line);
+            lines++;
+            /* the terminators: ". " (Korean) or 。 (Japanese, and the end of the line) */
+            size_t want = 1;
+            const char *term = k ? "\xE3\x80\x82" : ". ";
+            for (const char *p = strstr(line, term); p; p = strstr(p + 1, term)) want++;
+            if (k && len >= 3 && !memcmp(line + len - 3, "\xE3\x80\x82", 3)) want--;
+            for (int g = 0; g < 2; g++) {
+                size_t n = ktext_segment(segs[g], line, len, 0, &f->out, &f->ends, &f->ends_cap);
+                check_ends(f, n);
+                if (n != want) fail_msg("%s line %zu: %zu sentences, want %zu", files[k], lines, n, want);
+                if (g == 0) {
+                    kbuf_clear(&first);
+                    kbuf_append(&first, f->out.data, f->out.len);
+                } else {
+                    assert_int_equal(first.len, f->out.len);
+                    assert_memory_equal(first.data, f->out.data, f->out.len);
+                }
+            }
+            total += want;
+        }
+        kbuf_free(&text);
+        assert_int_equal(lines, k ? 31 : 4);
+        assert_int_equal(total, k ? 66 : 6);
+    }
+    kbuf_free(&first);
+    ktext_seg_free(ko);
+    ktext_seg_free(ja);
+}
+
 static void test_seg_huge_single_sentence(void **state)
 {
     segfx *f = *state;
@@ -718,6 +782,7 @@ int main(void)
         S(test_seg_empty),
         S(test_seg_reuse_clears),
         S(test_seg_cjk),
+        S(test_seg_korean_japanese),
         S(test_seg_huge_single_sentence),
         S(test_seg_many_sentences),
     };
