@@ -38,8 +38,8 @@ inputs=(big.jsonl speeches.zip)
 ref_docs=$(wc -l < ref.jsonl)
 check "reference run stored documents ($ref_docs)" [ "$ref_docs" -gt 50000 ]
 
-# A kill that lands before the store's first migration committed leaves an
-# empty file: consistent too (nothing stored, nothing half-written).
+# consistent DB: integrity_check ok, and the sources' counters equal the rows
+# (a store whose first migration never committed, empty, would pass too)
 consistent() {
   [ "$(sqlite3 "$1" 'PRAGMA integrity_check')" = ok ] &&
   { [ "$(sqlite3 "$1" "SELECT count(*) FROM sqlite_master WHERE name = 'documents'")" = 0 ] ||
