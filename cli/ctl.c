@@ -307,7 +307,15 @@ json_t *kctl_fail(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", msg, "code", code);
+    /* The message may quote the request or a file: bytes that are not UTF-8,
+     * or a multi-byte character cut by a "%.40s" or by jansson's error text.
+     * json_pack refuses such a string (NULL: the client would get no answer,
+     * or "out of memory"), so every ill-formed sequence becomes U+FFFD. */
+    kbuf text = {0};
+    kbuf_put_utf8(&text, msg, strlen(msg), 0);
+    json_t *r = json_pack("{s:b, s:s, s:i}", "ok", 0, "error", text.data ? text.data : "", "code", code);
+    kbuf_free(&text);
+    return r;
 }
 
 static json_t *ok_with(const char *key, json_t *v)

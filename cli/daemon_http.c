@@ -244,15 +244,7 @@ static enum MHD_Result send_body(struct MHD_Connection *con, unsigned status, co
 static json_t *str_json(const char *s)
 {
     kbuf b = {0};
-    const unsigned char *p = (const unsigned char *)s, *e = p + strlen(s);
-    while (p < e) {
-        uint32_t cp;
-        int bad = 0;
-        size_t n = kutf8_decode(p, e, &cp, &bad);
-        if (bad) kbuf_put_cp(&b, 0xFFFD);
-        else kbuf_append(&b, p, n);
-        p += n;
-    }
+    kbuf_put_utf8(&b, s, strlen(s), 0);
     json_t *j = json_stringn(b.data ? b.data : "", b.len);
     kbuf_free(&b);
     return j ? j : json_string("");

@@ -83,15 +83,7 @@ typedef struct canvas {
 static char *clean_utf8(const char *s)
 {
     kbuf b = {0};
-    const unsigned char *p = (const unsigned char *)s, *e = p + strlen(s);
-    while (p < e) {
-        uint32_t cp;
-        int bad = 0;
-        size_t n = kutf8_decode(p, e, &cp, &bad);
-        if (bad) kbuf_put_cp(&b, 0xFFFD);
-        else if (cp >= 0x20 && cp != 0x7F) kbuf_append(&b, p, n);
-        p += n;
-    }
+    kbuf_put_utf8(&b, s, strlen(s), 1);
     kbuf_putc(&b, '\0');
     return b.data; /* kbuf's memory: malloc'd */
 }

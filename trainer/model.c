@@ -198,18 +198,15 @@ static void build_albert(builder *b)
     }
 }
 
-static void build_bert(builder *b)
+/* BERT's encoder layers (ELECTRA's too): weight set g under
+ * "<model>.encoder.layer.g." (model = "bert" or "electra"). */
+static void add_bert_layers(builder *b, const char *model)
 {
     kmodel *m = b->m;
-    const int V = m->V, H = m->H, I = m->I;
-    m->word = W2(b, V, H, "bert.embeddings.word_embeddings.weight");
-    m->pos = W2(b, m->c.max_position_embeddings, H, "bert.embeddings.position_embeddings.weight");
-    m->typ = W2(b, m->T, H, "bert.embeddings.token_type_embeddings.weight");
-    m->eln_g = LNG(b, H, "bert.embeddings.LayerNorm.weight");
-    m->eln_b = BIAS(b, H, "bert.embeddings.LayerNorm.bias");
+    const int H = m->H, I = m->I;
     for (int g = 0; g < m->NG; g++) {
         char p[64];
-        snprintf(p, sizeof p, "bert.encoder.layer.%d.", g);
+        snprintf(p, sizeof p, "%s.encoder.layer.%d.", model, g);
         layer_off *o = &m->lw[g];
         add_qkv(b, o, H, p, "attention.self.");
         o->ao_w = W2(b, H, H, "%sattention.output.dense.weight", p);
@@ -223,6 +220,18 @@ static void build_bert(builder *b)
         o->ln2_g = LNG(b, H, "%soutput.LayerNorm.weight", p);
         o->ln2_b = BIAS(b, H, "%soutput.LayerNorm.bias", p);
     }
+}
+
+static void build_bert(builder *b)
+{
+    kmodel *m = b->m;
+    const int V = m->V, H = m->H;
+    m->word = W2(b, V, H, "bert.embeddings.word_embeddings.weight");
+    m->pos = W2(b, m->c.max_position_embeddings, H, "bert.embeddings.position_embeddings.weight");
+    m->typ = W2(b, m->T, H, "bert.embeddings.token_type_embeddings.weight");
+    m->eln_g = LNG(b, H, "bert.embeddings.LayerNorm.weight");
+    m->eln_b = BIAS(b, H, "bert.embeddings.LayerNorm.bias");
+    add_bert_layers(b, "bert");
     if (m->s.pre_ln) {
         m->fln_g = LNG(b, H, "bert.encoder.final_layer_norm.weight");
         m->fln_b = BIAS(b, H, "bert.encoder.final_layer_norm.bias");
@@ -254,7 +263,7 @@ static void build_bert(builder *b)
 static void build_electra(builder *b)
 {
     kmodel *m = b->m;
-    const int V = m->V, E = m->E, H = m->H, I = m->I;
+    const int V = m->V, E = m->E, H = m->H;
     const size_t *sh = b->place ? b->place->shared : NULL;
     m->word = add(b, sh ? sh[0] : SIZE_MAX, 1, INIT_NORMAL, 2, V, E, "electra.embeddings.word_embeddings.weight");
     m->pos = add(b, sh ? sh[1] : SIZE_MAX, 1, INIT_NORMAL, 2, m->c.max_position_embeddings, E,
@@ -267,22 +276,7 @@ static void build_electra(builder *b)
         m->map_w = W2(b, H, E, "electra.embeddings_project.weight");
         m->map_b = BIAS(b, H, "electra.embeddings_project.bias");
     }
-    for (int g = 0; g < m->NG; g++) {
-        char p[64];
-        snprintf(p, sizeof p, "electra.encoder.layer.%d.", g);
-        layer_off *o = &m->lw[g];
-        add_qkv(b, o, H, p, "attention.self.");
-        o->ao_w = W2(b, H, H, "%sattention.output.dense.weight", p);
-        o->ao_b = BIAS(b, H, "%sattention.output.dense.bias", p);
-        o->ln1_g = LNG(b, H, "%sattention.output.LayerNorm.weight", p);
-        o->ln1_b = BIAS(b, H, "%sattention.output.LayerNorm.bias", p);
-        o->ff_w = W2(b, I, H, "%sintermediate.dense.weight", p);
-        o->ff_b = BIAS(b, I, "%sintermediate.dense.bias", p);
-        o->fo_w = W2(b, H, I, "%soutput.dense.weight", p);
-        o->fo_b = BIAS(b, H, "%soutput.dense.bias", p);
-        o->ln2_g = LNG(b, H, "%soutput.LayerNorm.weight", p);
-        o->ln2_b = BIAS(b, H, "%soutput.LayerNorm.bias", p);
-    }
+    add_bert_layers(b, "electra");
     if (m->s.heads & KHEAD_MLM) {
         m->mlm_ln_g = LNG(b, E, "generator_predictions.LayerNorm.weight");
         m->mlm_ln_b = BIAS(b, E, "generator_predictions.LayerNorm.bias");

@@ -327,3 +327,16 @@ char *kpath_join(const char *a, const char *b)
     memcpy(p + na + 1, b, nb + 1);
     return p;
 }
+
+void kbuf_put_utf8(kbuf *b, const char *s, size_t n, int no_controls)
+{
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
+    while (p < e) {
+        uint32_t cp;
+        int bad = 0;
+        size_t k = kutf8_decode(p, e, &cp, &bad);
+        if (bad) kbuf_put_cp(b, 0xFFFD);
+        else if (!no_controls || (cp >= 0x20 && cp != 0x7F)) kbuf_append(b, p, k);
+        p += k;
+    }
+}

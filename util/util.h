@@ -46,6 +46,10 @@ int kbuf_read_file(kbuf *b, const char *path);
  * its maximal subpart (>= 1: the Unicode-recommended U+FFFD substitution
  * unit), sets *cp = 0xFFFD and *bad = 1. */
 size_t kutf8_decode(const unsigned char *p, const unsigned char *e, uint32_t *cp, int *bad);
+/* Appends the n bytes at s with every ill-formed UTF-8 sequence replaced by
+ * U+FFFD (kutf8_decode's units); with no_controls, C0 controls and DEL are
+ * left out. The result is valid UTF-8 (for JSON, Cairo, XML). */
+void kbuf_put_utf8(kbuf *b, const char *s, size_t n, int no_controls);
 
 /* "a/b", malloc'd (aborts when out of memory); the caller frees it. */
 char *kpath_join(const char *a, const char *b);

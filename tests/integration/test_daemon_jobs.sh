@@ -211,6 +211,24 @@ kill -HUP "$DPID"
 for _ in $(seq 1 50); do grep -q "the previous config stays" daemon.log && break; sleep 0.1; done
 check "a bad config on SIGHUP is refused, the old one stays" grep -q "train_threads: expected an integer.*the previous config stays" daemon.log
 check "the daemon goes on" kill -0 "$DPID"
+# a raw request whose error message would quote bytes that are not UTF-8
+# (tests/fuzz/corpus/ctl/regress-bad-escape-utf8.txt): a JSON answer with the
+# error (ill-formed bytes as U+FFFD, code 64), not a dropped connection or
+# a false "out of memory"
+check "a request quoting ill-formed UTF-8 gets a JSON error answer" $PY - "$KILN_DB.daemon/sock" "$ROOT/tests/fuzz/corpus/ctl/regress-bad-escape-utf8.txt" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(30); s.connect(sys.argv[1])
+s.sendall(open(sys.argv[2], 'rb').read())
+buf = b''
+while not buf.endswith(b'\n'):
+    d = s.recv(65536)
+    if not d: break
+    buf += d
+r = json.loads(buf.decode('utf-8'))
+print(r, file=sys.stderr)
+sys.exit(0 if r.get('ok') is False and r.get('code') == 64 and 'one JSON object' in r.get('error', '') else 1)
+EOF
+check "the daemon goes on after it" kill -0 "$DPID"
 stop_daemon
 check "integrity at the end" integrity
 

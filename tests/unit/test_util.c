@@ -494,10 +494,25 @@ static void test_xstrndup(void **state)
     assert_true(t0 > 0);
 }
 
+/* ill-formed UTF-8 becomes U+FFFD per maximal subpart; controls dropped on request */
+static void test_kbuf_put_utf8(void **state)
+{
+    (void)state;
+    kbuf b = {0};
+    const char in[] = "a\xde\x9d\x8a\x9b\tz\xc3\xa9\xff";
+    kbuf_put_utf8(&b, in, sizeof in - 1, 0);
+    assert_string_equal(b.data, "a\xde\x9d\xef\xbf\xbd\xef\xbf\xbd\tz\xc3\xa9\xef\xbf\xbd");
+    kbuf_clear(&b);
+    kbuf_put_utf8(&b, in, sizeof in - 1, 1);
+    assert_string_equal(b.data, "a\xde\x9d\xef\xbf\xbd\xef\xbf\xbdz\xc3\xa9\xef\xbf\xbd");
+    kbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kbuf_zeroed_is_empty),
+        cmocka_unit_test(test_kbuf_put_utf8),
         cmocka_unit_test(test_kbuf_append_growth),
         cmocka_unit_test(test_kbuf_putc_growth),
         cmocka_unit_test(test_kbuf_printf_growth),
