@@ -253,9 +253,14 @@ int cmd_kg(int argc, char **argv, const char *db)
     if (!strcmp(sub, "import")) {
         if (!rest && !nnames && !nrnames) { rc = cli_usage_error("kg", "import: nothing to import"); goto done; }
         kkg_import_summary sm = {0};
+        /* the store failed (not the input): stop there, so that the rerun
+         * imports the files in the same order (the same ids) */
+#define STORE_FAILED(r) ((r) > EX_DATAERR && (r) != EX_NOINPUT)
         int r1 = rest ? kkg_import(s, KKG_TRIPLES, (const char *const *)argv + optind, rest, &io, &sm) : 0;
-        int r2 = nnames ? kkg_import(s, KKG_NAMES, names, nnames, &io, &sm) : 0;
-        int r3 = nrnames ? kkg_import(s, KKG_RELATION_NAMES, rnames, nrnames, &io, &sm) : 0;
+        int r2 = nnames && !STORE_FAILED(r1) ? kkg_import(s, KKG_NAMES, names, nnames, &io, &sm) : 0;
+        int r3 = nrnames && !STORE_FAILED(r1) && !STORE_FAILED(r2)
+                     ? kkg_import(s, KKG_RELATION_NAMES, rnames, nrnames, &io, &sm) : 0;
+#undef STORE_FAILED
         rc = r1 > EX_DATAERR && r1 != EX_NOINPUT ? r1 : r2 > EX_DATAERR && r2 != EX_NOINPUT ? r2 : r3 > EX_DATAERR && r3 != EX_NOINPUT ? r3 : 0;
         if (!rc) rc = (r1 == EX_NOINPUT || r2 == EX_NOINPUT || r3 == EX_NOINPUT) ? EX_NOINPUT
                       : (r1 || r2 || r3) ? EX_DATAERR : 0;

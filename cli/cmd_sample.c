@@ -71,6 +71,15 @@ int cli_sampling_open(const cli_common *c, const char *vocab_name, const char *s
         kbuf_free(&meta);
         return rc;
     }
+    if (vr.kind == KVOCAB_BPE) {
+        kerr("vocabulary '%s' is a byte-level BPE vocabulary (GPT-2's): the sampler and the trainer take "
+             "WordPiece vocabularies until the causal model lands (choose one with --vocab or kiln vocab use)",
+             vr.name);
+        kstore_close(s);
+        kbuf_free(&meta);
+        cli_sampling_close(x);
+        return EX_CONFIG;
+    }
     x->vocab_id = vr.id;
     x->cased = vr.cased;
     x->mode = kvocab_row_mode(&vr);

@@ -11,7 +11,7 @@
 
 #include "cli/cli.h"
 #include "ingest/ingest.h"
-#include "text/wordpiece.h"
+#include "text/tokenizer.h"
 
 
 /* ---- kiln tokenize ------------------------------------------------------------- */
@@ -96,16 +96,18 @@ int cmd_tokenize(int argc, char **argv, const char *db)
 typedef struct vocab_sel {
     const char *name;  /* --vocab */
     const char *file;  /* --vocab-file */
+    const char *merges;/* --merges: file is a BPE vocab.json / encoder.json */
     int cased;
     int accents;       /* --vocab-file: KVOCAB_ACCENTS_* (--strip-accents / --no-strip-accents) */
     long max_word_chars;
 } vocab_sel;
 
 /* Loads the selected vocabulary: a file, or one from the store. */
-static int load_vocab(cli_common *c, const vocab_sel *sel, kwp_vocab **v, long *maxw)
+static int load_vocab(cli_common *c, const vocab_sel *sel, ktkz **v, long *maxw)
 {
     char err[512];
-    kbuf pieces = {0}, meta = {0};
+    kbuf pieces = {0}, meta = {0}, merges = {0};
+    int kind = sel->merges ? KTKZ_BPE : KTKZ_WORDPIECE;
     kvocab_row want = {0};
     want.cased = sel->cased;
     want.accents = sel->accents;
@@ -118,6 +120,12 @@ static int load_vocab(cli_common *c, const vocab_sel *sel, kwp_vocab **v, long *
             kbuf_free(&pieces);
             return EX_NOINPUT;
         }
+        if (sel->merges && (e = kbuf_read_file(&merges, sel->merges))) {
+            kerr("%s: %s", sel->merges, strerror(e));
+            kbuf_free(&pieces);
+            kbuf_free(&merges);
+            return EX_NOINPUT;
+        }
     } else {
         kstore *s;
         if ((rc = cli_open_store(c, KSTORE_READONLY, &s))) return rc;
@@ -126,18 +134,23 @@ static int load_vocab(cli_common *c, const vocab_sel *sel, kwp_vocab **v, long *
         if (rc) kerr("%s", kstore_errmsg(s));
         else {
             mode = kvocab_row_mode(&r);
+            kind = r.kind;
+            if (r.merges) kbuf_append(&merges, r.merges, r.merges_len);
             if (*maxw <= 0) *maxw = r.max_word_chars;
         }
         kstore_close(s);
         if (rc) { kbuf_free(&pieces); kbuf_free(&meta); return rc; }
     }
     if (*maxw <= 0) *maxw = KWP_DEFAULT_MAX_WORD_CHARS;
-    if (kwp_vocab_load(pieces.data ? pieces.data : "", pieces.len, mode, v, err, sizeof err)) {
-        kerr("%s: %s", sel->file ? sel->file : "vocabulary", err);
+    if (ktkz_load(kind, pieces.data ? pieces.data : "", pieces.len, merges.data ? merges.data : "", merges.len, mode,
+                  v, err, sizeof err)) {
+        kerr("%s: %s", sel->file ? (sel->merges && !strncmp(err, "merges", 6) ? sel->merges : sel->file) : "vocabulary",
+             err);
         rc = EX_DATAERR;
     }
     kbuf_free(&pieces);
     kbuf_free(&meta);
+    kbuf_free(&merges);
     return rc;
 }
 
@@ -152,16 +165,16 @@ static void put_uint(kbuf *b, uint32_t v)
 }
 
 /* Appends one output line for text s[0..n). */
-static void encode_line(kwp_tok *t, const kwp_vocab *v, int tokens, const char *s, size_t n,
+static void encode_line(ktkz_tok *t, const ktkz *v, int tokens, const char *s, size_t n,
                         kwp_ids *ids, kbuf *out)
 {
     kwp_ids_clear(ids);
-    kwp_encode(t, s, n, ids);
+    ktkz_encode(t, s, n, ids);
     for (size_t i = 0; i < ids->n; i++) {
         if (i) kbuf_putc(out, ' ');
         if (tokens) {
             size_t len;
-            const char *p = kwp_vocab_piece(v, ids->ids[i], &len);
+            const char *p = ktkz_piece(v, ids->ids[i], &len);
             kbuf_append(out, p, len);
         } else {
             put_uint(out, ids->ids[i]);
@@ -176,7 +189,8 @@ int cmd_encode(int argc, char **argv, const char *db)
 {
     static const char usage[] =
         "usage: kiln encode [--ids|--tokens] [--vocab NAME | --vocab-file FILE [--cased]\n"
-        "                   [--strip-accents|--no-strip-accents]] [--max-word-chars N]\n"
+        "                   [--strip-accents|--no-strip-accents] | --vocab-file VOCAB_JSON\n"
+        "                   --merges MERGES] [--max-word-chars N] [--null]\n"
         "                   [--threads T] [TEXT...]\n\n"
         "Tokenizes like BERT's tokenizer (transformers' BertTokenizer): with TEXT, the\n"
         "words joined by spaces give one output line; without, every line of standard\n"
@@ -185,14 +199,21 @@ int cmd_encode(int argc, char **argv, const char *db)
         "is added. The vocabulary is the active one of the store, --vocab NAME (with its\n"
         "casing and accent setting), or a vocab.txt given with --vocab-file (uncased\n"
         "unless --cased; accents stripped exactly when uncased, as transformers'\n"
-        "strip_accents None, unless --strip-accents or --no-strip-accents).\n";
-    enum { O_IDS = 1, O_TOKENS, O_VOCAB, O_VFILE, O_CASED, O_THREADS, O_MAXWC, O_STRIP, O_NOSTRIP };
+        "strip_accents None, unless --strip-accents or --no-strip-accents).\n"
+        "A byte-level BPE vocabulary (kiln vocab import --bpe, or --vocab-file\n"
+        "VOCAB_JSON --merges MERGES) encodes as GPT-2's tokenizer; --tokens then shows\n"
+        "its tokens as the vocabulary file writes them (a space is \"\u0120\").\n"
+        "--null: the texts of standard input end with NUL bytes instead of newlines\n"
+        "(texts that hold newlines); the output stays one line per text.\n";
+    enum { O_IDS = 1, O_TOKENS, O_VOCAB, O_VFILE, O_CASED, O_THREADS, O_MAXWC, O_STRIP, O_NOSTRIP, O_MERGES, O_NULL };
     static const struct option lo[] = {
         CLI_COMMON_LONGOPTS,
         {"ids", no_argument, 0, O_IDS},
         {"tokens", no_argument, 0, O_TOKENS},
         {"vocab", required_argument, 0, O_VOCAB},
         {"vocab-file", required_argument, 0, O_VFILE},
+        {"merges", required_argument, 0, O_MERGES},
+        {"null", no_argument, 0, O_NULL},
         {"cased", no_argument, 0, O_CASED},
         {"strip-accents", no_argument, 0, O_STRIP},
         {"no-strip-accents", no_argument, 0, O_NOSTRIP},
@@ -203,6 +224,7 @@ int cmd_encode(int argc, char **argv, const char *db)
     cli_common_init(&c, db);
     vocab_sel sel = {0};
     int tokens = 0, nth = kcpu_count(), opt;
+    char sep = '\n'; /* what ends an input text (--null: NUL) */
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
         if (cli_common_opt(&c, opt, optarg)) continue;
@@ -212,6 +234,8 @@ int cmd_encode(int argc, char **argv, const char *db)
         case O_TOKENS: tokens = 1; break;
         case O_VOCAB: sel.name = optarg; break;
         case O_VFILE: sel.file = optarg; break;
+        case O_MERGES: sel.merges = optarg; break;
+        case O_NULL: sep = '\0'; break;
         case O_CASED: sel.cased = 1; break;
         case O_STRIP:
         case O_NOSTRIP: {
@@ -237,12 +261,14 @@ int cmd_encode(int argc, char **argv, const char *db)
     if (sel.accents && !sel.file)
         return cli_usage_error("encode", "--strip-accents / --no-strip-accents go with --vocab-file (a stored "
                                          "vocabulary has its own: kiln vocab list)");
-    kwp_vocab *v;
+    if (sel.merges && (!sel.file || sel.cased || sel.accents))
+        return cli_usage_error("encode", "--merges goes with --vocab-file VOCAB_JSON, without --cased or accent flags");
+    ktkz *v;
     long maxw;
     int rc = load_vocab(&c, &sel, &v, &maxw);
     if (rc) return rc;
-    kwp_tok **toks = xcalloc((size_t)nth, sizeof *toks);
-    for (int i = 0; i < nth; i++) toks[i] = kwp_tok_new(v, (size_t)maxw);
+    ktkz_tok **toks = xcalloc((size_t)nth, sizeof *toks);
+    for (int i = 0; i < nth; i++) toks[i] = ktkz_tok_new(v, (size_t)maxw);
     kwp_ids ids = {0};
     kbuf out = {0};
     if (optind < argc) {
@@ -269,7 +295,7 @@ int cmd_encode(int argc, char **argv, const char *db)
             kbuf_append(&in, buf, got);
             size_t complete = in.len;
             if (!eof) {
-                char *nl = in.len ? memrchr(in.data, '\n', in.len) : NULL;
+                char *nl = in.len ? memrchr(in.data, sep, in.len) : NULL;
                 if (!nl) continue;
                 complete = (size_t)(nl - in.data) + 1;
             }
@@ -278,7 +304,7 @@ int cmd_encode(int argc, char **argv, const char *db)
             for (size_t p = 0; p < complete;) {
                 if (nl_count + 2 > cap) { cap = cap ? cap * 2 : 4096; lines = xrealloc(lines, cap * sizeof *lines); }
                 lines[nl_count++] = p;
-                char *q = memchr(in.data + p, '\n', complete - p);
+                char *q = memchr(in.data + p, sep, complete - p);
                 p = q ? (size_t)(q - in.data) + 1 : complete;
             }
             lines[nl_count] = complete;
@@ -293,7 +319,7 @@ int cmd_encode(int argc, char **argv, const char *db)
                 kbuf_clear(&o);
                 for (size_t i = lo; i < hi; i++) {
                     size_t a = lines[i], e = lines[i + 1];
-                    if (e > a && in.data[e - 1] == '\n') e--;
+                    if (e > a && in.data[e - 1] == sep) e--;
                     encode_line(toks[t], v, tokens, in.data + a, e - a, &x, &o);
                 }
                 outs[t] = o;
@@ -315,9 +341,9 @@ int cmd_encode(int argc, char **argv, const char *db)
     if (fflush(stdout) != 0) { kerr("writing standard output failed"); rc = EX_IOERR; }
     kbuf_free(&out);
     kwp_ids_free(&ids);
-    for (int i = 0; i < nth; i++) kwp_tok_free(toks[i]);
+    for (int i = 0; i < nth; i++) ktkz_tok_free(toks[i]);
     free(toks);
-    kwp_vocab_free(v);
+    ktkz_free(v);
     return rc;
 }
 
@@ -342,28 +368,38 @@ static int parse_ids(const char *s, size_t n, size_t vsize, uint32_t **ids, size
 int cmd_decode(int argc, char **argv, const char *db)
 {
     static const char usage[] =
-        "usage: kiln decode [--vocab NAME | --vocab-file FILE [--cased]] [ID...]\n\n"
+        "usage: kiln decode [--vocab NAME | --vocab-file FILE [--cased] |\n"
+        "                   --vocab-file VOCAB_JSON --merges MERGES] [--null] [ID...]\n\n"
         "Joins pieces back into text as transformers' decode does (pieces joined by\n"
-        "spaces, '##' continuations glued, spaces before punctuation removed). With no\n"
-        "ID, every line of standard input (space-separated ids) gives one line.\n";
-    enum { O_VOCAB = 1, O_VFILE, O_CASED };
+        "spaces, '##' continuations glued, spaces before punctuation removed); a BPE\n"
+        "vocabulary gives the exact bytes back. With no ID, every line of standard\n"
+        "input (space-separated ids) gives one line; --null ends each output text\n"
+        "with a NUL byte instead of a newline (texts that hold newlines).\n";
+    enum { O_VOCAB = 1, O_VFILE, O_CASED, O_MERGES, O_NULL };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"vocab", required_argument, 0, O_VOCAB},
                                        {"vocab-file", required_argument, 0, O_VFILE},
+                                       {"merges", required_argument, 0, O_MERGES},
+                                       {"null", no_argument, 0, O_NULL},
                                        {"cased", no_argument, 0, O_CASED}, {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
     vocab_sel sel = {0};
     int opt;
+    char osep = '\n'; /* what ends an output text (--null: NUL) */
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
         if (cli_common_opt(&c, opt, optarg)) continue;
         if (opt == O_VOCAB) sel.name = optarg;
         else if (opt == O_VFILE) sel.file = optarg;
         else if (opt == O_CASED) sel.cased = 1;
+        else if (opt == O_MERGES) sel.merges = optarg;
+        else if (opt == O_NULL) osep = '\0';
         else return cli_usage_error("decode", "bad option");
     }
     if (c.help) { fputs(usage, stdout); return 0; }
-    kwp_vocab *v;
+    if (sel.merges && (!sel.file || sel.cased))
+        return cli_usage_error("decode", "--merges goes with --vocab-file VOCAB_JSON, without --cased");
+    ktkz *v;
     long maxw;
     int rc = load_vocab(&c, &sel, &v, &maxw);
     if (rc) return rc;
@@ -373,12 +409,12 @@ int cmd_decode(int argc, char **argv, const char *db)
     if (optind < argc) {
         kbuf all = {0};
         for (int i = optind; i < argc; i++) { kbuf_puts(&all, argv[i]); kbuf_putc(&all, ' '); }
-        if (parse_ids(all.data, all.len, kwp_vocab_size(v), &ids, &n, &cap)) {
-            kerr("decode: ids must be numbers below the vocabulary size (%zu)", kwp_vocab_size(v));
+        if (parse_ids(all.data, all.len, ktkz_size(v), &ids, &n, &cap)) {
+            kerr("decode: ids must be numbers below the vocabulary size (%zu)", ktkz_size(v));
             rc = EX_DATAERR;
         } else {
-            kwp_decode(v, ids, n, &out);
-            kbuf_putc(&out, '\n');
+            ktkz_decode(v, ids, n, &out);
+            kbuf_putc(&out, osep);
             fwrite(out.data, 1, out.len, stdout);
         }
         kbuf_free(&all);
@@ -391,14 +427,14 @@ int cmd_decode(int argc, char **argv, const char *db)
             lineno++;
             if (len && line[len - 1] == '\n') len--;
             kbuf_clear(&out);
-            if (parse_ids(line, (size_t)len, kwp_vocab_size(v), &ids, &n, &cap)) {
+            if (parse_ids(line, (size_t)len, ktkz_size(v), &ids, &n, &cap)) {
                 kerr("stdin:%llu: ids must be numbers below the vocabulary size (%zu)", lineno,
-                     kwp_vocab_size(v));
+                     ktkz_size(v));
                 rc = EX_DATAERR;
-                kbuf_putc(&out, '\n');
+                kbuf_putc(&out, osep);
             } else {
-                kwp_decode(v, ids, n, &out);
-                kbuf_putc(&out, '\n');
+                ktkz_decode(v, ids, n, &out);
+                kbuf_putc(&out, osep);
             }
             fwrite(out.data, 1, out.len, stdout);
         }
@@ -407,6 +443,6 @@ int cmd_decode(int argc, char **argv, const char *db)
     if (fflush(stdout) != 0) { kerr("writing standard output failed"); rc = EX_IOERR; }
     free(ids);
     kbuf_free(&out);
-    kwp_vocab_free(v);
+    ktkz_free(v);
     return rc;
 }

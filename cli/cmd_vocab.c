@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "ingest/ingest.h"
+#include "text/bpe.h"
 #include "text/wordpiece.h"
 #include "trainer/checkpoint.h"
 #include "trainer/export.h"
@@ -27,12 +28,18 @@ static const char usage[] =
     "        default, as bert-base-uncased; the name defaults to the file's name.\n"
     "        DIR: a Hugging Face tokenizer folder (vocab.txt, tokenizer_config.json):\n"
     "        its do_lower_case and strip_accents, unless flags say otherwise\n"
+    "  import --bpe VOCAB_JSON MERGES | --bpe DIR [--name N]\n"
+    "        store a byte-level BPE vocabulary (GPT-2's tokenizer): OpenAI's\n"
+    "        encoder.json + vocab.bpe or Hugging Face's vocab.json + merges.txt, or a\n"
+    "        folder holding either pair; the name defaults to the folder's name\n"
     "  export [--name N] OUT       write the vocabulary (default: the active one) as\n"
     "                              vocab.txt to OUT ('-' for standard output)\n"
     "  export --hf [--name N] [--force] DIR\n"
     "        write it as a Hugging Face tokenizer folder that AutoTokenizer loads:\n"
     "        vocab.txt, tokenizer_config.json (BertTokenizer, do_lower_case,\n"
-    "        strip_accents), special_tokens_map.json; --force replaces those files\n"
+    "        strip_accents), special_tokens_map.json; a BPE vocabulary as vocab.json,\n"
+    "        merges.txt, tokenizer_config.json (GPT2Tokenizer),\n"
+    "        special_tokens_map.json; --force replaces those files\n"
     "  list [--json]               the vocabularies: size, casing, accents, words,\n"
     "                              documents tokenized\n"
     "  use NAME                    make NAME the active vocabulary\n"
@@ -47,6 +54,12 @@ static const char usage[] =
     "        drop; uncased without an accent flag, when that damages a script such as\n"
     "        Hangul, kana, Devanagari or Thai that is at least 1% of the letters, it\n"
     "        keeps accents and says so with the figures (docs/tokenizer.md).\n"
+    "  train --bpe --size N [--min-frequency F] [--name N] [--max-words W] [--threads T]\n"
+    "        train a byte-level BPE vocabulary (GPT-2's kind) on the stored corpus:\n"
+    "        GPT-2's pre-tokens as words, the 256 byte tokens first, merged tokens in\n"
+    "        merge order, <|endoftext|> last (N counts them all: N >= 257). The same\n"
+    "        corpus gives the same bytes for any --threads; memory bounded by\n"
+    "        --max-words (default 4M); export --hf writes vocab.json and merges.txt\n"
     "\n"
     "  --strip-accents      strip accents (NFD, drop combining marks), even when cased\n"
     "  --no-strip-accents   never strip them; uncased then only lowercases (Hangul\n"
@@ -203,6 +216,135 @@ static int vocab_import(cli_common *c, const char *arg, int cased, int accents, 
     return rc;
 }
 
+/* The folder of path (".", "/" or "bpe" when it has none that names it). */
+static void folder_name(const char *path, char *out, size_t n)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    size_t l = strlen(buf);
+    while (l > 1 && buf[l - 1] == '/') buf[--l] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash) { snprintf(out, n, "bpe"); return; }
+    *slash = '\0';
+    while ((slash = strrchr(buf, '/')) && slash[1] == '\0') *slash = '\0';
+    const char *base = strrchr(buf, '/');
+    base = base ? base + 1 : buf;
+    snprintf(out, n, "%s", *base && strcmp(base, ".") && strcmp(base, "..") ? base : "bpe");
+}
+
+/* kiln vocab import --bpe: files[0..nfiles) are a folder, or the vocab JSON
+ * and the merges. */
+static int vocab_import_bpe(cli_common *c, char *const *files, int nfiles, const char *name)
+{
+    char vpath[4096], mpath[4096], defname[256];
+    struct stat sb;
+    if (nfiles == 1) {
+        if (stat(files[0], &sb) || !S_ISDIR(sb.st_mode)) {
+            kerr("%s: --bpe takes a folder, or the vocab JSON and the merges file", files[0]);
+            return EX_USAGE;
+        }
+        snprintf(vpath, sizeof vpath, "%s/vocab.json", files[0]);
+        snprintf(mpath, sizeof mpath, "%s/merges.txt", files[0]);
+        if (access(vpath, F_OK) || access(mpath, F_OK)) {
+            snprintf(vpath, sizeof vpath, "%s/encoder.json", files[0]);
+            snprintf(mpath, sizeof mpath, "%s/vocab.bpe", files[0]);
+        }
+        if (access(vpath, F_OK) || access(mpath, F_OK)) {
+            kerr("%s: no vocab.json + merges.txt (Hugging Face) nor encoder.json + vocab.bpe (OpenAI)", files[0]);
+            return EX_NOINPUT;
+        }
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s/x", files[0]);
+        folder_name(tmp, defname, sizeof defname);
+    } else {
+        snprintf(vpath, sizeof vpath, "%s", files[0]);
+        snprintf(mpath, sizeof mpath, "%s", files[1]);
+        folder_name(vpath, defname, sizeof defname);
+    }
+    if (!name) name = defname;
+    kbuf vj = {0}, mt = {0};
+    const char *paths[2] = {vpath, mpath};
+    kbuf *bufs[2] = {&vj, &mt};
+    for (int i = 0; i < 2; i++) {
+        int e = kbuf_read_file(bufs[i], paths[i]);
+        if (e) {
+            kerr("%s: %s", paths[i], strerror(e));
+            kbuf_free(&vj);
+            kbuf_free(&mt);
+            return e == ENOENT || e == EACCES || e == EISDIR ? EX_NOINPUT : EX_IOERR;
+        }
+    }
+    char err[512];
+    kbpe_vocab *v;
+    if (kbpe_vocab_load(vj.data ? vj.data : "", vj.len, mt.data ? mt.data : "", mt.len, &v, err, sizeof err)) {
+        const char *which = !strncmp(err, "merges", 6) ? mpath : vpath;
+        kerr("%s: %s", which, err);
+        kbuf_free(&vj);
+        kbuf_free(&mt);
+        return EX_DATAERR;
+    }
+    kbuf_free(&vj);
+    kbuf_free(&mt);
+    /* canonical texts: what kiln will export */
+    kbuf canon = {0}, merges = {0}, both = {0};
+    kbpe_vocab_json(v, &canon);
+    kbpe_merges_text(v, &merges);
+    size_t size = kbpe_vocab_size(v), nmerges = kbpe_vocab_nmerges(v);
+    int has_eot = kbpe_vocab_eot(v) >= 0;
+    kbpe_vocab_free(v);
+    kstore *s;
+    int rc = cli_open_store(c, KSTORE_CREATE, &s);
+    if (rc) {
+        kbuf_free(&canon);
+        kbuf_free(&merges);
+        return rc;
+    }
+    kvocab_row r = {0};
+    r.kind = KVOCAB_BPE;
+    r.cased = 1;
+    r.name = name;
+    r.size = (int64_t)size;
+    r.pieces = canon.data;
+    r.pieces_len = canon.len;
+    r.merges = merges.data;
+    r.merges_len = merges.len;
+    kbuf_append(&both, canon.data, canon.len);
+    kbuf_append(&both, merges.data, merges.len);
+    khash128(both.data, both.len, r.hash);
+    kbuf_free(&both);
+    r.max_word_chars = KWP_DEFAULT_MAX_WORD_CHARS;
+    kbuf origin = {0}, other = {0};
+    kbuf_printf(&origin, "import:%s %s", vpath, mpath);
+    r.origin = origin.data;
+    int64_t id = 0, same = 0;
+    if ((rc = kstore_vocab_find_hash(s, &r, &same, &other))) kerr("%s", kstore_errmsg(s));
+    else if (same && !strcmp(other.data, name)) {
+        kinfo("vocabulary '%s' already imported with the same tokens and merges: nothing to do", name);
+    } else if ((rc = kstore_vocab_add(s, &r, &id))) {
+        kerr("%s", kstore_errmsg(s));
+    } else {
+        if (same) kinfo("note: vocabulary '%s' has the same tokens and merges", other.data);
+        if (c->json) {
+            kbuf j = {0};
+            kbuf_printf(&j, "{\"id\": %lld, \"name\": ", (long long)id);
+            kbuf_json_str(&j, name, strlen(name));
+            kbuf_printf(&j, ", \"kind\": \"bpe\", \"size\": %zu, \"merges\": %zu, \"endoftext\": %s}\n", size, nmerges,
+                        has_eot ? "true" : "false");
+            fputs(j.data, stdout);
+            kbuf_free(&j);
+        } else {
+            printf("imported BPE vocabulary '%s': %zu tokens, %zu merges%s\n", name, size, nmerges,
+                   has_eot ? ", <|endoftext|>" : "");
+        }
+    }
+    kbuf_free(&origin);
+    kbuf_free(&other);
+    kbuf_free(&canon);
+    kbuf_free(&merges);
+    kstore_close(s);
+    return rc;
+}
+
 /* Writes DIR/NAME (atomically). Returns 0 or EX_* (logged). */
 static int write_file(const char *dir, const char *fname, const char *data, size_t len)
 {
@@ -215,17 +357,66 @@ static int write_file(const char *dir, const char *fname, const char *data, size
 
 /* kiln vocab export --hf DIR: vocab.txt, tokenizer_config.json,
  * special_tokens_map.json. */
-static int vocab_export_hf(cli_common *c, const char *name, const char *dir, int force)
+/* Refuses (EX_CANTCREAT, logged) when one of files[0..n) exists in dir and
+ * force is off. */
+static int check_overwrite(const char *dir, const char *const *files, size_t n, int force)
 {
-    static const char *const files[] = {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json"};
-    char path[4096], err[1024];
-    for (size_t i = 0; i < 3 && !force; i++) {
+    char path[4096];
+    for (size_t i = 0; i < n && !force; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         if (!access(path, F_OK)) {
             kerr("%s exists: add --force to replace it", path);
             return EX_CANTCREAT;
         }
     }
+    return 0;
+}
+
+/* kiln vocab export --hf DIR of a BPE vocabulary: vocab.json, merges.txt,
+ * tokenizer_config.json, special_tokens_map.json. */
+static int vocab_export_hf_bpe(cli_common *c, const kvocab_row *r, const kbuf *pieces, const char *dir, int force)
+{
+    static const char *const files[] = {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"};
+    char err[1024];
+    int rc = check_overwrite(dir, files, 4, force);
+    if (rc) return rc;
+    kbpe_vocab *v;
+    if (kbpe_vocab_load(pieces->data ? pieces->data : "", pieces->len, r->merges ? r->merges : "", r->merges_len, &v,
+                        err, sizeof err)) {
+        kerr("vocabulary '%s': %s", r->name, err);
+        return EX_DATAERR;
+    }
+    int has_eot = kbpe_vocab_eot(v) >= 0;
+    kbpe_vocab_free(v);
+    char *tok = kexport_bpe_tokenizer_config(has_eot, 0), *spm = kexport_bpe_special_tokens_map(has_eot);
+    if ((rc = kckpt_mkdirs(dir, err, sizeof err))) kerr("%s", err);
+    else if (!(rc = write_file(dir, "vocab.json", pieces->data ? pieces->data : "", pieces->len)) &&
+             !(rc = write_file(dir, "merges.txt", r->merges ? r->merges : "", r->merges_len)) &&
+             !(rc = write_file(dir, "tokenizer_config.json", tok, strlen(tok))) &&
+             !(rc = write_file(dir, "special_tokens_map.json", spm, strlen(spm)))) {
+        if (c->json) {
+            kbuf j = {0};
+            kbuf_puts(&j, "{\"name\": ");
+            kbuf_json_str(&j, r->name, strlen(r->name));
+            kbuf_puts(&j, ", \"dir\": ");
+            kbuf_json_str(&j, dir, strlen(dir));
+            kbuf_printf(&j, ", \"kind\": \"bpe\", \"size\": %lld}\n", (long long)r->size);
+            fputs(j.data, stdout);
+            kbuf_free(&j);
+        } else {
+            kinfo("wrote '%s' to %s: vocab.json, merges.txt, tokenizer_config.json (GPT2Tokenizer), "
+                  "special_tokens_map.json", r->name, dir);
+        }
+    }
+    free(tok);
+    free(spm);
+    return rc;
+}
+
+static int vocab_export_hf(cli_common *c, const char *name, const char *dir, int force)
+{
+    static const char *const files[] = {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json"};
+    char err[1024];
     kstore *s;
     int rc = cli_open_store(c, KSTORE_READONLY, &s);
     if (rc) return rc;
@@ -237,6 +428,11 @@ static int vocab_export_hf(cli_common *c, const char *name, const char *dir, int
         kerr("%s", kstore_errmsg(s));
         goto out;
     }
+    if (r.kind == KVOCAB_BPE) {
+        rc = vocab_export_hf_bpe(c, &r, &pieces, dir, force);
+        goto out;
+    }
+    if ((rc = check_overwrite(dir, files, 3, force))) goto out;
     if (kwp_vocab_load(pieces.data ? pieces.data : "", pieces.len, kvocab_row_mode(&r), &v, err, sizeof err)) {
         kerr("vocabulary '%s': %s", r.name, err);
         rc = EX_DATAERR;
@@ -292,6 +488,10 @@ static int vocab_export(cli_common *c, const char *name, const char *out)
     kbuf pieces = {0}, meta = {0};
     if ((rc = kstore_vocab_get(s, name, &r, &pieces, &meta))) {
         kerr("%s", kstore_errmsg(s));
+    } else if (r.kind == KVOCAB_BPE) {
+        kerr("'%s' is a BPE vocabulary, two files: kiln vocab export --hf DIR writes vocab.json and merges.txt",
+             r.name);
+        rc = EX_USAGE;
     } else {
         FILE *f = strcmp(out, "-") ? fopen(out, "wb") : stdout;
         if (!f) { kerr("%s: %s", out, strerror(errno)); rc = EX_CANTCREAT; }
@@ -315,17 +515,18 @@ static int list_one(const kvocab_row *v, void *ctx)
         kbuf_json_str(&b, v->name, strlen(v->name));
         kbuf_printf(&b, ", \"size\": %lld, \"cased\": %s, \"active\": %s, \"max_word_chars\": %lld, "
                         "\"documents\": %lld, \"tokens\": %lld, \"strip_accents\": %s, \"words\": \"%s\", "
-                        "\"origin\": ",
+                        "\"kind\": \"%s\", \"origin\": ",
                     (long long)v->size, v->cased ? "true" : "false", v->active ? "true" : "false",
                     (long long)v->max_word_chars, (long long)v->tokenized_docs, (long long)v->tokens,
-                    accents_json(v->accents), v->icu_words ? "icu" : "bert");
+                    accents_json(v->accents), v->icu_words ? "icu" : "bert",
+                    v->kind == KVOCAB_BPE ? "bpe" : "wordpiece");
         kbuf_json_str(&b, v->origin, strlen(v->origin));
         kbuf_puts(&b, "}\n");
         fputs(b.data, stdout);
         kbuf_free(&b);
     } else {
         printf("%c %-24s %7lld pieces  %-8s %9lld docs tokenized  %s%s%s\n", v->active ? '*' : ' ',
-               v->name, (long long)v->size, v->cased ? "cased" : "uncased",
+               v->name, (long long)v->size, v->kind == KVOCAB_BPE ? "BPE" : v->cased ? "cased" : "uncased",
                (long long)v->tokenized_docs,
                v->accents == KVOCAB_ACCENTS_KEEP    ? "[accents kept] "
                : v->accents == KVOCAB_ACCENTS_STRIP ? "[accents stripped] "
@@ -347,7 +548,7 @@ static void train_progress(const char *phase, uint64_t done, uint64_t total, voi
 int cmd_vocab(int argc, char **argv, const char *db)
 {
     enum { O_CASED = 1, O_UNCASED, O_NAME, O_SIZE, O_MINF, O_ALPHA, O_MAXW, O_THREADS, O_MAXWC, O_STRIP,
-           O_NOSTRIP, O_WORDS, O_HF, O_FORCE };
+           O_NOSTRIP, O_WORDS, O_HF, O_FORCE, O_BPE };
     static const struct option lo[] = {
         CLI_COMMON_LONGOPTS,
         {"cased", no_argument, 0, O_CASED},
@@ -356,6 +557,7 @@ int cmd_vocab(int argc, char **argv, const char *db)
         {"no-strip-accents", no_argument, 0, O_NOSTRIP},
         {"words", required_argument, 0, O_WORDS},
         {"hf", no_argument, 0, O_HF},
+        {"bpe", no_argument, 0, O_BPE},
         {"force", no_argument, 0, O_FORCE},
         {"name", required_argument, 0, O_NAME},
         {"size", required_argument, 0, O_SIZE},
@@ -367,7 +569,7 @@ int cmd_vocab(int argc, char **argv, const char *db)
         {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
-    int cased = -1, accents = -1, icu_words = 0, hf = 0, force = 0, opt;
+    int cased = -1, accents = -1, icu_words = 0, hf = 0, force = 0, bpe = 0, words_set = 0, opt;
     const char *name = NULL;
     long size = 0, minf = 2, alpha = 0, maxw = 4000000, threads = 0, maxwc = KWP_DEFAULT_MAX_WORD_CHARS;
     optind = 1;
@@ -390,8 +592,10 @@ int cmd_vocab(int argc, char **argv, const char *db)
             if (!strcmp(optarg, "icu")) icu_words = 1;
             else if (!strcmp(optarg, "bert")) icu_words = 0;
             else return cli_usage_error("vocab", "--words: bert or icu, not '%s'", optarg);
+            words_set = 1;
             break;
         case O_HF: hf = 1; break;
+        case O_BPE: bpe = 1; break;
         case O_FORCE: force = 1; break;
         case O_NAME: name = optarg; break;
         case O_SIZE: dst = &size; break;
@@ -413,6 +617,16 @@ int cmd_vocab(int argc, char **argv, const char *db)
     }
     const char *sub = argv[optind++];
     int rest = argc - optind;
+    if (bpe && strcmp(sub, "import") && strcmp(sub, "train"))
+        return cli_usage_error("vocab", "--bpe is an option of import and train");
+    if (bpe && (cased >= 0 || accents >= 0 || words_set))
+        return cli_usage_error("vocab", "--bpe: a byte-level BPE vocabulary keeps every byte: no --cased, "
+                                        "--uncased, --strip-accents, --no-strip-accents or --words");
+    if (!strcmp(sub, "import") && bpe) {
+        if (rest != 1 && rest != 2)
+            return cli_usage_error("vocab", "import --bpe takes VOCAB_JSON MERGES, or a DIR");
+        return vocab_import_bpe(&c, argv + optind, rest, name);
+    }
     if (!strcmp(sub, "import")) {
         if (rest != 1) return cli_usage_error("vocab", "import takes one FILE");
         if (maxwc < 1) return cli_usage_error("vocab", "--max-word-chars must be >= 1");
@@ -448,8 +662,14 @@ int cmd_vocab(int argc, char **argv, const char *db)
     }
     if (!strcmp(sub, "train")) {
         if (rest) return cli_usage_error("vocab", "train takes no argument");
+        if (bpe && size < 257)
+            return cli_usage_error("vocab", "train --bpe needs --size N with N >= 257 (the 256 byte tokens and "
+                                            "<|endoftext|>)%s", size ? "" : ": --size is missing");
+        if (bpe && alpha)
+            return cli_usage_error("vocab", "--limit-alphabet: a byte-level BPE's alphabet is the 256 bytes");
         if (size < 10) return cli_usage_error("vocab", "train needs --size N (N >= 10)");
         kvocab_train_opts o = {0};
+        o.bpe = bpe;
         o.size = (size_t)size;
         o.cased = cased > 0;
         o.accents = accents < 0 ? KVOCAB_ACCENTS_CASING : accents;
@@ -470,7 +690,24 @@ int cmd_vocab(int argc, char **argv, const char *db)
         cli_progress_done(&p);
         if (sum.interrupted) { kwarn("interrupted: nothing stored"); return 128 + (int)cli_stop; }
         if (rc) return rc;
-        if (c.json) {
+        if (bpe && c.json) {
+            kbuf j = {0};
+            kbuf_puts(&j, "{\"name\": ");
+            kbuf_json_str(&j, sum.name, strlen(sum.name));
+            kbuf_printf(&j, ", \"id\": %lld, \"kind\": \"bpe\", \"size\": %zu, \"merges\": %zu, "
+                        "\"documents\": %llu, \"distinct_words\": %llu, \"pruned\": %llu, \"seconds\": %.3f, "
+                        "\"count_seconds\": %.3f, \"merge_seconds\": %.3f}\n",
+                        (long long)sum.vocab_id, sum.size, sum.merges, (unsigned long long)sum.documents,
+                        (unsigned long long)sum.distinct_words, (unsigned long long)sum.pruned, sum.seconds,
+                        sum.count_seconds, sum.merge_seconds);
+            fputs(j.data, stdout);
+            kbuf_free(&j);
+        } else if (bpe) {
+            printf("trained BPE vocabulary '%s': %zu tokens (%zu merges) from %llu documents (%llu distinct "
+                   "words) in %.1f s\n",
+                   sum.name, sum.size, sum.merges, (unsigned long long)sum.documents,
+                   (unsigned long long)sum.distinct_words, sum.seconds);
+        } else if (c.json) {
             kbuf j = {0};
             kbuf_puts(&j, "{\"name\": ");
             kbuf_json_str(&j, sum.name, strlen(sum.name));

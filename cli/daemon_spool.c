@@ -23,7 +23,10 @@
  *  4. Names starting with '.', ending with '~', .tmp, .part, .partial, .swp
  *     or .crdownload are a writer's temporary files: never touched. Files
  *     found by a rescan (not by an inotify event) that changed within the
- *     last second wait for the writer to finish.
+ *     last 1.5 s wait until their size and mtime stop changing (or their
+ *     writer closes them). A file replaced or rewritten while its batch ran
+ *     (another inode, size or mtime at the move) is processed again, never
+ *     moved on the outcome of the bytes it replaced.
  *  5. Files go through the machine in batches (process_batch): one ingest,
  *     one tokenize, one link for the ready files, whose cost is that of the
  *     files (the store's cursors, docs/store.md vocab_progress), not of the
@@ -52,6 +55,9 @@ typedef struct pending {
     double not_before;  /* monotonic seconds */
     int tries;          /* store failures so far */
     int scanned;        /* found by a rescan: wait until it is quiet */
+    int seen;           /* a rescanned file's size and mtime were recorded: */
+    off_t seen_size;    /* ... it is quiet once they stop changing */
+    struct timespec seen_mtim;
 } pending;
 
 typedef struct spool {
@@ -222,8 +228,82 @@ static int exists(const char *p)
     return lstat(p, &st) == 0;
 }
 
+/* Copies from to dest when they are on different file systems (SPOOL/sub is
+ * a mount of its own): the bytes go to SUB/.BASE.part, fsync'd, renamed to
+ * dest, the folder fsync'd, and only then is from removed. On any failure
+ * (ENOSPC: a full done/) the partial copy is removed and from stays where
+ * it is: the file is never lost, at worst in both places. Returns 0 or an
+ * errno value. */
+static int copy_across(const char *from, const char *dir, const char *base, const char *dest)
+{
+    char tmp[5600];
+    snprintf(tmp, sizeof tmp, "%s/.%s.part", dir, base);
+    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, e = 0;
+    struct stat st;
+    if (in < 0 || fstat(in, &st)) {
+        e = errno;
+        goto done;
+    }
+    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 0777);
+    if (out < 0) {
+        e = errno;
+        goto done;
+    }
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            e = errno;
+            goto done;
+        }
+        if (n == 0) break;
+        for (ssize_t w = 0; w < n;) {
+            ssize_t k = write(out, buf + w, (size_t)(n - w));
+            if (k < 0 && errno == EINTR) continue;
+            if (k < 0) {
+                e = errno;
+                goto done;
+            }
+            w += k;
+        }
+    }
+    if (fsync(out)) {
+        e = errno;
+        goto done;
+    }
+    int c = close(out);
+    out = -1;
+    if (c) {
+        e = errno;
+        goto done;
+    }
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) && (errno != EINVAL || rename(tmp, dest))) {
+        e = errno;
+        goto done;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        if (fsync(dfd)) e = errno;
+        close(dfd);
+    }
+    if (e) {
+        unlink(dest); /* not known to be durable: the spool keeps the file */
+        goto done;
+    }
+    if (unlink(from)) e = errno; /* in both places: nothing lost */
+    close(in);
+    return e;
+done:
+    if (out >= 0) close(out);
+    if (in >= 0) close(in);
+    unlink(tmp);
+    return e;
+}
+
 /* Moves SPOOL/name to SPOOL/sub/ under a free name, with NAME.error first
- * when why is not NULL. Returns 0 or an errno value. */
+ * when why is not NULL (copied, then removed, when SPOOL/sub is another
+ * file system). Returns 0 or an errno value. */
 static int move_out(spool *sp, const char *name, const char *sub, const char *why, const char *detail)
 {
     kdaemon *d = sp->d;
@@ -252,8 +332,11 @@ static int move_out(spool *sp, const char *name, const char *sub, const char *wh
             unlink(tmp);
         }
     }
-    if (renameat2(AT_FDCWD, from, AT_FDCWD, dest, RENAME_NOREPLACE) && (errno != EINVAL || rename(from, dest)))
-        return errno;
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, dest, RENAME_NOREPLACE) && (errno != EINVAL || rename(from, dest))) {
+        if (errno != EXDEV) return errno;
+        int e = copy_across(from, dir, base, dest);
+        if (e) return e;
+    }
     pthread_mutex_lock(&d->mu);
     if (!strcmp(sub, "done")) d->n_done++;
     else d->n_failed++;
@@ -346,7 +429,19 @@ typedef struct bfile {
     char why[2048];       /* ... with this reason */
     char detail[1024];
     int64_t docs;
+    struct stat st;       /* lstat before hashing: the file the batch ingested */
 } bfile;
+
+/* 1 when SPOOL/NAME is no longer the file the batch hashed and ingested:
+ * replaced by a rename, or rewritten in place (size or mtime changed). Such a
+ * file is processed again instead of being moved on another file's outcome. */
+static int changed_since(const bfile *f)
+{
+    struct stat now;
+    if (lstat(f->path, &now)) return 0; /* gone: the move says so */
+    return now.st_dev != f->st.st_dev || now.st_ino != f->st.st_ino || now.st_size != f->st.st_size ||
+           now.st_mtim.tv_sec != f->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != f->st.st_mtim.tv_nsec;
+}
 
 static ssize_t find_pending(spool *sp, const char *name)
 {
@@ -388,9 +483,16 @@ static int precheck(spool *sp, size_t i, int64_t bytes, size_t n, bfile *f)
         }
         return 0;
     }
-    if (sp->v[i].scanned && (double)st.st_mtime > (double)time(NULL) - 1.5) {
-        sp->v[i].not_before = know_seconds() + 1; /* maybe still being written */
-        sp->v[i].scanned = 0;
+    pending *p = &sp->v[i];
+    if (p->scanned && (double)st.st_mtime > (double)time(NULL) - 1.5 &&
+        (!p->seen || p->seen_size != st.st_size || p->seen_mtim.tv_sec != st.st_mtim.tv_sec ||
+         p->seen_mtim.tv_nsec != st.st_mtim.tv_nsec)) {
+        /* maybe still being written in place: it waits until it stops changing
+         * (or its writer closes it: the event clears scanned) */
+        p->seen = 1;
+        p->seen_size = st.st_size;
+        p->seen_mtim = st.st_mtim;
+        p->not_before = know_seconds() + 1;
         return 0;
     }
     if (n > 0 && (n >= BATCH_FILES || bytes + (int64_t)st.st_size > BATCH_BYTES)) return 2;
@@ -403,6 +505,7 @@ static int precheck(spool *sp, size_t i, int64_t bytes, size_t n, bfile *f)
     }
     close(fd);
     memset(f, 0, sizeof *f);
+    f->st = st;
     int e = khash_file(path, f->hash, &f->size);
     if (e) {
         char why[512];
@@ -485,10 +588,11 @@ static int tokens_and_links(spool *sp, const char *label, const char **step, int
     *step = "tokenize";
     kvocab_row vr;
     kbuf pc = {0}, mc = {0};
-    int have_vocab = kstore_vocab_get(sp->s, NULL, &vr, &pc, &mc) == 0;
+    int vrc = kstore_vocab_get(sp->s, NULL, &vr, &pc, &mc);
     kbuf_free(&pc);
     kbuf_free(&mc);
-    if (!have_vocab) return 0;
+    if (vrc == EX_NOINPUT) return 0; /* no vocabulary: nothing to tokenize */
+    if (vrc) return vrc;             /* the store failed: the file waits */
     dconfig cfg = daemon_config(d);
     set_current(d, label, "tokenize");
     ktokenize_opts to = {.vocab = NULL, .threads = cfg.ingest_threads, .stop = &d->spool_stop};
@@ -498,9 +602,12 @@ static int tokens_and_links(spool *sp, const char *label, const char **step, int
     if (ts.interrupted || d->spool_stop) { *stopped = 1; return 0; }
     if (rc) return rc;
     if (ts.documents) kdebug("spool: tokenized %llu document(s)", (unsigned long long)ts.documents);
-    /* entity links, if the store has a knowledge graph with names */
+    /* entity links, if the store has a knowledge graph with names (and the
+     * vocabulary is a WordPiece one: linking is by WordPiece words) */
     int64_t gen = 0;
-    if (kstore_kg_generation(sp->s, &gen) || gen <= 0) return 0;
+    if (vr.kind == KVOCAB_BPE) return 0;
+    if ((rc = kstore_kg_generation(sp->s, &gen))) return rc; /* the store failed, not "no KG" */
+    if (gen <= 0) return 0;
     *step = "link";
     set_current(d, label, "link");
     kkg_link_opts lo = {.vocab = NULL, .min_alias_chars = 3, .max_alias_share = 1e-4, .stop = &d->spool_stop};
@@ -620,6 +727,13 @@ static void process_batch(spool *sp, size_t first)
         if (f->waits) continue;
         ssize_t i = find_pending(sp, f->name);
         if (i < 0) continue;
+        if (changed_since(f)) {
+            kinfo("spool: %s changed while it was ingested (replaced or still written): processed again", f->name);
+            sp->v[i].not_before = know_seconds() + 1;
+            sp->v[i].scanned = 1;
+            sp->v[i].seen = 0;
+            continue;
+        }
         if (f->bad) {
             fail_file(sp, (size_t)i, f->why, f->reached ? f->detail : NULL);
             continue;

@@ -1,6 +1,8 @@
 /* main.c: the kiln command: global options, then git-style subcommands. */
 #define _POSIX_C_SOURCE 200809L
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -58,8 +60,13 @@ static void usage(FILE *f)
             "create, 74 I/O error, 75 store locked.\n");
 }
 
+/* Jansson's allocations: out of memory ends the process as xmalloc does
+ * (exit 71), instead of a NULL that every caller would read as "not JSON". */
+static void *json_alloc(size_t n) { return xmalloc(n); }
+
 int main(int argc, char **argv)
 {
+    json_set_alloc_funcs(json_alloc, free);
     const char *db = NULL;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {

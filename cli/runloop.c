@@ -334,12 +334,22 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
         st.eta_s = total > r->step && r->step > step0
                        ? (double)(total - r->step) * (now - t0) / (double)(r->step - step0) : NAN;
         if (h->step) h->step(h->ctx, &st);
+        if (h->failed && (rc = h->failed(h->ctx))) {
+            kseterr(r->err, sizeof r->err, "step %lld: its metrics could not be recorded: stopped before its checkpoint",
+                    (long long)r->step);
+            goto out;
+        }
         if (last || (o->ckpt_every > 0 && r->step % o->ckpt_every == 0)) {
             char path[4096];
             if ((rc = save(r, &st, path, sizeof path))) goto out;
             snprintf(r->res.checkpoint, sizeof r->res.checkpoint, "%s", path);
             st.checkpoint = r->res.checkpoint;
             if (h->checkpoint) h->checkpoint(h->ctx, &st);
+            if (h->failed && (rc = h->failed(h->ctx))) {
+                kseterr(r->err, sizeof r->err, "step %lld: checkpoint %s written but not recorded: stopped",
+                        (long long)r->step, path);
+                goto out;
+            }
         }
         if (h->progress && (now - last_progress > 0.2 || last || validate_now)) {
             last_progress = now;

@@ -115,6 +115,11 @@ typedef struct krun_hooks {
     void (*step)(void *ctx, const krun_status *s);
     void (*checkpoint)(void *ctx, const krun_status *s);
     void (*progress)(void *ctx, const krun_status *s);
+    /* optional, asked after step (before the checkpoint is written) and after
+     * checkpoint: nonzero, an EX_* code, stops the run at once with that code
+     * (a hook could not record what it must: the store failed). A step whose
+     * hook failed gets no checkpoint: a resumed run does it again. */
+    int (*failed)(void *ctx);
 } krun_hooks;
 
 /* ---- the run ------------------------------------------------------------------- */

@@ -168,6 +168,7 @@ typedef struct wiring {
     ktrain_run *r;
     kstore *s;
     int64_t job;
+    int store_rc;            /* a metric or checkpoint row not recorded: EX_* (the run stops) */
 } wiring;
 
 /* metrics of a step, one transaction: loss, every term of the model, lr,
@@ -179,28 +180,33 @@ static void on_step(void *ctx, const krun_status *st)
     wiring *w = ctx;
     kstore *s = w->s;
     char name[KTERM_NAME_MAX + 8];
-    kstore_begin(s);
-    kstore_metric_put(s, w->job, st->step, "loss", st->train->loss);
+    int rc = kstore_begin(s);
+#define PUT(n, v) if (!rc) rc = kstore_metric_put(s, w->job, st->step, (n), (v))
+    PUT("loss", st->train->loss);
     for (int i = 0; i < st->train->n; i++)
-        kstore_metric_put(s, w->job, st->step, st->train->t[i].name, kstep_value(st->train, st->train->t[i].name));
-    kstore_metric_put(s, w->job, st->step, "lr", st->lr);
-    kstore_metric_put(s, w->job, st->step, "grad_norm", st->grad_norm);
-    kstore_metric_put(s, w->job, st->step, "tokens_per_s", st->tokens_per_s);
-    kstore_metric_put(s, w->job, st->step, "tokens", (double)st->tokens);
-    kstore_metric_put(s, w->job, st->step, "seconds", st->seconds); /* kiln plot --x time */
+        PUT(st->train->t[i].name, kstep_value(st->train, st->train->t[i].name));
+    PUT("lr", st->lr);
+    PUT("grad_norm", st->grad_norm);
+    PUT("tokens_per_s", st->tokens_per_s);
+    PUT("tokens", (double)st->tokens);
+    PUT("seconds", st->seconds); /* kiln plot --x time */
     if (st->validated) {
-        kstore_metric_put(s, w->job, st->step, "val_loss", st->val->loss);
+        PUT("val_loss", st->val->loss);
         for (int i = 0; i < st->val->n; i++) {
             snprintf(name, sizeof name, "val_%s", st->val->t[i].name);
-            kstore_metric_put(s, w->job, st->step, name, kstep_value(st->val, st->val->t[i].name));
+            PUT(name, kstep_value(st->val, st->val->t[i].name));
         }
         for (int i = 0; i < st->base->n; i++)
-            kstore_metric_put(s, w->job, st->step, st->base->t[i].name, kstep_value(st->base, st->base->t[i].name));
+            PUT(st->base->t[i].name, kstep_value(st->base, st->base->t[i].name));
     }
-    kstore_job_set_step(s, w->job, st->step);
-    if (kstore_commit(s)) {
-        kwarn("metrics not recorded: %s", kstore_errmsg(s));
+#undef PUT
+    if (!rc) rc = kstore_job_set_step(s, w->job, st->step);
+    if (!rc) rc = kstore_commit(s);
+    if (rc) {
+        /* the run stops before this step's checkpoint: resumed, it does the step again */
+        kerr("step %lld: metrics not recorded: %s", (long long)st->step, kstore_errmsg(s));
         kstore_rollback(s);
+        w->store_rc = rc;
     }
 }
 
@@ -208,8 +214,40 @@ static void on_checkpoint(void *ctx, const krun_status *st)
 {
     wiring *w = ctx;
     snprintf(w->r->checkpoint, sizeof w->r->checkpoint, "%s", st->checkpoint);
-    if (kstore_checkpoint_add(w->s, w->job, st->step, st->checkpoint, st->validated ? st->val->loss : NAN))
-        kwarn("checkpoint not recorded in the store: %s", kstore_errmsg(w->s));
+    int rc = kstore_checkpoint_add(w->s, w->job, st->step, st->checkpoint, st->validated ? st->val->loss : NAN);
+    if (rc) {
+        /* resumed from this checkpoint, the run records it (checkpoint_recorded) */
+        kerr("checkpoint %s not recorded in the store: %s", st->checkpoint, kstore_errmsg(w->s));
+        w->store_rc = rc;
+    }
+}
+
+static int on_failed(void *ctx) { return ((wiring *)ctx)->store_rc; }
+
+typedef struct val_at { int64_t step; double v; } val_at;
+static int val_at_cb(int64_t step, const char *name, double v, void *ctx)
+{
+    (void)name;
+    val_at *a = ctx;
+    if (step == a->step) a->v = v;
+    return 0;
+}
+
+/* The checkpoint a run resumes from has its checkpoints row: the run that
+ * wrote it may have failed to record it (the store failed). Its val_loss is
+ * the step's validation, as the metrics recorded it. */
+static int checkpoint_recorded(kstore *s, int64_t job, const char *path, int64_t step)
+{
+    kbuf have = {0};
+    int64_t have_step = -1;
+    int rc = kstore_checkpoint_latest(s, job, &have, &have_step);
+    int found = !rc && have.len && have_step >= step;
+    kbuf_free(&have);
+    if (rc || found) return rc;
+    val_at a = {step, NAN};
+    if ((rc = kstore_metrics_foreach(s, job, "val_loss", val_at_cb, &a))) return rc;
+    kinfo("recording checkpoint %s (step %lld) in the store", path, (long long)step);
+    return kstore_checkpoint_add(s, job, step, path, a.v);
 }
 
 static void on_progress(void *ctx, const krun_status *st)
@@ -378,7 +416,7 @@ int ktrain_run_exec(ktrain_run *r)
     m = kmodel_new(&cfg->model, B, L, P, sentence, err, sizeof err);
     if (!m) {
         RUN_ERR("model: %s", err);
-        rc = EX_CONFIG;
+        rc = strstr(err, "out of memory") ? EX_OSERR : EX_CONFIG; /* the trainer says which */
         goto out;
     }
 
@@ -419,7 +457,7 @@ int ktrain_run_exec(ktrain_run *r)
     run = krun_new(m, &ro, &src, err, sizeof err);   /* frees src on failure */
     if (!run) {
         RUN_ERR("optimizer: %s", err);
-        rc = EX_CONFIG;
+        rc = strstr(err, "out of memory") ? EX_OSERR : EX_CONFIG;
         goto out;
     }
     if (ck) {
@@ -444,8 +482,16 @@ int ktrain_run_exec(ktrain_run *r)
     if (job > 0) {
         kbuf tmp = {0};
         kjob j;
-        if (kstore_job_get(s, job, &j, &tmp)) job = 0;
+        int g = kstore_job_get(s, job, &j, &tmp);
         kbuf_free(&tmp);
+        if (g == EX_NOINPUT) {
+            job = 0; /* the row is gone: a new one */
+        } else if (g) {
+            /* the store failed: a new row would split the run's metrics */
+            RUN_ERR("%s", kstore_errmsg(s));
+            rc = g;
+            goto out;
+        }
     }
     if (job <= 0) {
         rc = kstore_job_add(s, r->name ? r->name : cfg->checkpoint.dir, "train", cfg_json, 0, "running", &job);
@@ -453,8 +499,9 @@ int ktrain_run_exec(ktrain_run *r)
             RUN_ERR("%s", kstore_errmsg(s));
             goto out;
         }
-    } else {
-        kstore_job_set_state(s, job, "running", NULL);
+    } else if ((rc = kstore_job_set_state(s, job, "running", NULL))) {
+        RUN_ERR("%s", kstore_errmsg(s));
+        goto out;
     }
     kbuf extra = {0};
     kbuf_puts(&extra, "{\"snapshot\":");
@@ -467,8 +514,13 @@ int ktrain_run_exec(ktrain_run *r)
     krun_meta meta = {.config_json = cfg_json, .vocab_name = x.vocab_name, .vocab_txt = x.vocab_text.data,
                       .vocab_len = x.vocab_text.len, .extra_json = extra.data};
     wiring w = {.r = r, .s = s, .job = job};
+    if (have && (rc = checkpoint_recorded(s, job, ck_path, ck_step))) {
+        RUN_ERR("%s", kstore_errmsg(s));
+        kbuf_free(&extra);
+        goto out;
+    }
     krun_hooks hk = {.ctx = &w, .step = on_step, .checkpoint = on_checkpoint,
-                     .progress = r->progress ? on_progress : NULL};
+                     .progress = r->progress ? on_progress : NULL, .failed = on_failed};
     rc = krun_exec(run, &meta, &hk);
     kbuf_free(&extra);
     const krun_result *res = krun_get_result(run);
@@ -488,9 +540,11 @@ int ktrain_run_exec(ktrain_run *r)
     if (r->leave_state) {
         /* the caller decides (the daemon: queued again, cancelled, done) */
     } else if (!rc) {
-        kstore_job_set_state(s, job, r->stopped ? "paused" : "done", NULL);
-    } else {
-        kstore_job_set_state(s, job, "failed", r->error);
+        /* not recorded: the rerun (--resume, nothing left to train) records it */
+        if ((rc = kstore_job_set_state(s, job, r->stopped ? "paused" : "done", NULL)))
+            RUN_ERR("%s", kstore_errmsg(s));
+    } else if (kstore_job_set_state(s, job, "failed", r->error)) {
+        kwarn("job %lld not marked failed: %s", (long long)job, kstore_errmsg(s));
     }
 out:
     krun_free(run);

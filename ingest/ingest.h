@@ -115,7 +115,9 @@ int ktokenize_store(kstore *s, const ktokenize_opts *o, ktokenize_summary *sum);
 /* ---- training a vocabulary (vocab.c) ----------------------------------------------- */
 
 typedef struct kvocab_train_opts {
-    size_t size;                 /* vocabulary size, specials included */
+    int bpe;                     /* 1: a byte-level BPE (GPT-2), kvocab_train_bpe_run; cased, accents,
+                                    icu_words and limit_alphabet must be 0 */
+    size_t size;                 /* vocabulary size, specials included (BPE: >= 257) */
     int cased;
     int accents;                 /* KVOCAB_ACCENTS_*: CASING (0) unless --strip-accents /
                                     --no-strip-accents; see kvocab_train_run */
@@ -123,7 +125,7 @@ typedef struct kvocab_train_opts {
     uint64_t min_frequency;      /* default 2 */
     size_t limit_alphabet;       /* 0 = every character */
     size_t max_words;            /* distinct words counted at most (memory bound) */
-    const char *name;            /* NULL: "trained-SIZE" (or with -cased) */
+    const char *name;            /* NULL: "trained-SIZE" (or with -cased; BPE: "trained-bpe-SIZE") */
     int threads;
     volatile sig_atomic_t *stop;
     void (*progress)(const char *phase, uint64_t done, uint64_t total, void *ctx);
@@ -153,6 +155,10 @@ typedef struct kvocab_train_summary {
     kwp_script_count scripts[KVOCAB_MAX_SCRIPTS];
     size_t n_scripts;
     uint64_t letters;
+    /* BPE: the merges stored (size - 257 of them, more when some merges made a
+     * token already there, fewer when the pairs ran out) */
+    int bpe;
+    size_t merges;
 } kvocab_train_summary;
 
 /* Counts the words of every stored document (BERT's basic tokenizer), trains
@@ -165,6 +171,18 @@ typedef struct kvocab_train_summary {
  * (thresholds above), the words are counted again without stripping and the
  * vocabulary is stored with accents KEEP; a warning gives the figures. */
 int kvocab_train_run(const char *db_path, const kvocab_train_opts *o, kvocab_train_summary *sum);
+
+/* kvocab_train_run with o->bpe (vocab_bpe.c): a byte-level BPE as GPT-2's.
+ * Words: GPT-2's pre-tokens (kbpe_pretokenize) of every document's sentences
+ * joined by spaces (as kiln tokenize encodes them), each byte written as its
+ * bytes_to_unicode char; counted per batch of documents and trimmed to
+ * max_words at the end of each batch (the result does not depend on the
+ * thread count). Merges as kwp_train's (no "##" forms). Ids: the 256 byte
+ * tokens in code point order (GPT-2's encoder.json order), the merged tokens
+ * in merge order, "<|endoftext|>" last; o->size counts all of them. Stored as
+ * kind BPE (vocab.json and merges.txt as kbpe_vocab_json / kbpe_merges_text
+ * write them). Returns 0 or EX_* (message logged; EX_USAGE for a size < 257). */
+int kvocab_train_bpe_run(const char *db_path, const kvocab_train_opts *o, kvocab_train_summary *sum);
 
 /* The kwp_vocab_load mode (KWP_* bits) of a stored vocabulary: its casing,
  * accents and words. */

@@ -22,6 +22,46 @@
 #include "ingest/jsonl.h"
 #include "ingest/wikitext.h"
 
+/* A set of content hashes (open addressing, KHASH_LEN bytes each). */
+typedef struct hashset {
+    uint8_t *keys;             /* (cap, KHASH_LEN) */
+    uint8_t *used;             /* (cap) */
+    size_t n, cap;
+} hashset;
+
+static void hashset_free(hashset *h)
+{
+    free(h->keys);
+    free(h->used);
+    memset(h, 0, sizeof *h);
+}
+
+/* Adds key; returns 1 if it was new, 0 if it was there. */
+static int hashset_add(hashset *h, const uint8_t *key)
+{
+    if (2 * (h->n + 1) > h->cap) {
+        hashset g = {0};
+        g.cap = h->cap ? 2 * h->cap : 1024;
+        g.keys = xmalloc(g.cap * KHASH_LEN);
+        g.used = xcalloc(g.cap, 1);
+        for (size_t i = 0; i < h->cap; i++)
+            if (h->used[i]) hashset_add(&g, h->keys + i * KHASH_LEN);
+        hashset_free(h);
+        *h = g;
+    }
+    uint64_t x;
+    memcpy(&x, key, sizeof x);
+    for (size_t i = (size_t)x & (h->cap - 1);; i = (i + 1) & (h->cap - 1)) {
+        if (!h->used[i]) {
+            memcpy(h->keys + i * KHASH_LEN, key, KHASH_LEN);
+            h->used[i] = 1;
+            h->n++;
+            return 1;
+        }
+        if (!memcmp(h->keys + i * KHASH_LEN, key, KHASH_LEN)) return 0;
+    }
+}
+
 struct pipeline {
     const kingest_opts *o;
     kstore *store;
@@ -43,6 +83,12 @@ struct pipeline {
     /* the writer's account of the source it is storing (batches come in order) */
     uint64_t src_errors;
     kbuf src_first_error;
+    /* a source taken over from an interrupted run holds documents stored
+     * then, up to id w_resume_max: read again, each is found once more (its
+     * first occurrence, w_claimed) and is neither stored nor a duplicate */
+    int64_t w_source;          /* the source of the writer's batches (0: none) */
+    int64_t w_resume_max;      /* its largest document id before this run */
+    hashset w_claimed;
     double t_wikitext, t_clean, t_segment, t_write;
 };
 
@@ -291,13 +337,33 @@ static void *worker_main(void *arg)
 
 /* ---- writer ----------------------------------------------------------------- */
 
+/* Logs the store's message ("store PATH: ..." for I/O errors already names it). */
+static void store_err(kstore *s)
+{
+    const char *m = kstore_errmsg(s);
+    kerr("%s%s", strncmp(m, "store ", 6) ? "store: " : "", m);
+}
+
 /* Stores one batch in one transaction (invariant 3). Returns 0 or EX_*. */
 static int write_batch(pipeline *p, batch *b, uint64_t *stored)
 {
     kstore *s = p->store;
     int rc;
     *stored = 0;
+    if (b->source_id != p->w_source) {
+        /* the first batch of a source: documents it holds were stored by an
+         * interrupted run (kstore_source_begin took its row over) */
+        int64_t last = 0;
+        if ((rc = kstore_source_last_doc(s, b->source_id, &last))) {
+            store_err(s);
+            return rc;
+        }
+        p->w_source = b->source_id;
+        p->w_resume_max = last;
+        hashset_free(&p->w_claimed);
+    }
     if (b->kind == BATCH_SOURCE_END) {
+        p->w_source = 0;
         /* the source's malformed records: the reader's and the workers' */
         uint64_t errors = b->errors + p->src_errors;
         const char *first = b->first_error ? b->first_error : p->src_first_error.data;
@@ -310,7 +376,7 @@ static int write_batch(pipeline *p, batch *b, uint64_t *stored)
         kbuf_free(&m);
         p->src_errors = 0;
         kbuf_clear(&p->src_first_error);
-        if (rc) kerr("store: %s", kstore_errmsg(s));
+        if (rc) store_err(s);
         return rc;
     }
     if (b->errors) {
@@ -340,9 +406,15 @@ static int write_batch(pipeline *p, batch *b, uint64_t *stored)
             delta.documents++;
             delta.sentences += (int64_t)r->n_sent;
             delta.text_bytes += (int64_t)r->out_len;
-        } else {
-            delta.duplicates++;
+            continue;
         }
+        /* stored by the interrupted run this source's row comes from (and
+         * counted then): not a duplicate the first time it is found again */
+        int64_t doc = 0, src = 0;
+        if (p->w_resume_max > 0 && (rc = kstore_doc_find(s, d.hash, &doc, &src))) goto fail;
+        if (src == b->source_id && doc > 0 && doc <= p->w_resume_max && hashset_add(&p->w_claimed, d.hash))
+            continue;
+        delta.duplicates++;
     }
     if ((rc = kstore_source_add(s, b->source_id, &delta))) goto fail;
     if ((rc = kstore_commit(s))) goto fail;
@@ -358,7 +430,7 @@ static int write_batch(pipeline *p, batch *b, uint64_t *stored)
     pthread_mutex_unlock(&p->mu);
     return 0;
 fail:
-    kerr("store: %s", kstore_errmsg(s));
+    store_err(s);
     kstore_rollback(s);
     return rc;
 }
@@ -432,18 +504,27 @@ int kingest_run(const char *db_path, const char *const *paths, int npaths, const
     p.max_inflight = (size_t)nthreads * 3 + 2;
     pthread_t *tids = xcalloc((size_t)nthreads, sizeof *tids);
     pthread_t wtid;
-    for (int i = 0; i < nthreads; i++) pthread_create(&tids[i], NULL, worker_main, &workers[i]);
-    pthread_create(&wtid, NULL, writer_main, &p);
-
-    int rrc = reader_run(&p, paths, npaths);
+    /* a thread that cannot start (out of memory for its stack or TLS) stops
+     * the run before it reads anything: never a reader waiting for it */
+    int nstarted = 0, wstarted = 0, terr = 0;
+    for (int i = 0; i < nthreads && !terr; i++)
+        if (!(terr = pthread_create(&tids[i], NULL, worker_main, &workers[i]))) nstarted++;
+    if (!terr) wstarted = !(terr = pthread_create(&wtid, NULL, writer_main, &p));
+    int rrc;
+    if (terr) {
+        kerr("cannot start the ingest threads: %s (out of memory, or the thread limit)", strerror(terr));
+        rrc = EX_OSERR;
+    } else {
+        rrc = reader_run(&p, paths, npaths);
+    }
 
     pthread_mutex_lock(&p.mu);
     p.shutdown = 1;
     pthread_cond_broadcast(&p.cv_work);
     pthread_cond_broadcast(&p.cv_done);
     pthread_mutex_unlock(&p.mu);
-    for (int i = 0; i < nthreads; i++) pthread_join(tids[i], NULL);
-    pthread_join(wtid, NULL);
+    for (int i = 0; i < nstarted; i++) pthread_join(tids[i], NULL);
+    if (wstarted) pthread_join(wtid, NULL);
     for (int i = 0; i < nthreads; i++) {
         ktext_seg_free(workers[i].seg);
         kbuf_free(&workers[i].wiki);
@@ -464,6 +545,7 @@ int kingest_run(const char *db_path, const char *const *paths, int npaths, const
     rc = p.failed ? p.failed : rrc;
     if (rc == 0 && p.worker_errors) rc = EX_DATAERR;
     kbuf_free(&p.src_first_error);
+    hashset_free(&p.w_claimed);
     kstore_close(p.store);
     pthread_mutex_destroy(&p.store_mu);
     pthread_mutex_destroy(&p.mu);

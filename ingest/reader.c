@@ -49,6 +49,7 @@ typedef struct reader {
     kbuf first_error;         /* message of the first one */
     char *partial;            /* why the file stopped early, NULL if it did not */
     char fatal[1024];         /* the last fatal libarchive error of an entry */
+    int oom;                  /* libarchive ran out of memory in this file: it stops, interrupted */
     int formats_seen;         /* bit per format */
     /* progress */
     uint64_t bytes_done_before; /* on-disk bytes of the files finished */
@@ -614,6 +615,11 @@ static void choose_charset(reader *r, decoder *d, const char *loc, const char *b
 
 static int has_nul(const char *s, size_t n) { return memchr(s, 0, n) != NULL; }
 
+/* 1 when libarchive failed for lack of memory: the file then stops as
+ * interrupted (exit 71, its source row left running, taken over by a
+ * rerun), not recorded as corrupt or partial, which a rerun would keep. */
+static int archive_oom(struct archive *a) { return archive_errno(a) == ENOMEM; }
+
 /* Reads one entry's data into a parser. Returns 0 if the entry was read to
  * its end, 1 if the entry is skipped (corrupt, limit), 2 if the file must
  * stop, 3 if the archive handle failed (message in r->fatal). */
@@ -641,6 +647,11 @@ static int read_entry(reader *r, struct archive *a, const char *loc, const char 
         int rc = archive_read_data_block(a, &buf, &n, &off);
         r->sum->t_read += know_seconds() - t0;
         if (rc == ARCHIVE_EOF) break;
+        if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN && archive_oom(a)) {
+            r->oom = 1;
+            ret = 2;
+            break;
+        }
         if (rc == ARCHIVE_WARN) kwarn("%s: %s", loc, archive_error_string(a));
         else if (rc == ARCHIVE_FAILED || rc == ARCHIVE_RETRY) {
             bad(r, "%s: corrupt entry at offset %lld (+%llu bytes into it): %s: rest of entry skipped",
@@ -733,24 +744,22 @@ static int read_entry(reader *r, struct archive *a, const char *loc, const char 
     return ret;
 }
 
-static struct archive *open_archive(const char *path)
+/* *oom is set when a reader or filter could not be set up for lack of memory. */
+static struct archive *open_archive(const char *path, int *oom)
 {
     struct archive *a = archive_read_new();
+    if (!a) koom(0);
+    *oom = 0;
     /* By name: no helper that may spawn external programs. */
-    archive_read_support_filter_gzip(a);
-    archive_read_support_filter_bzip2(a);
-    archive_read_support_filter_xz(a);
-    archive_read_support_filter_lzma(a);
-    archive_read_support_filter_zstd(a);
-    archive_read_support_filter_lz4(a);
-    archive_read_support_filter_compress(a);
-    archive_read_support_format_tar(a);
-    archive_read_support_format_zip(a);
-    archive_read_support_format_7zip(a);
-    archive_read_support_format_cpio(a);
-    archive_read_support_format_empty(a);
-    archive_read_support_format_raw(a);
-    if (archive_read_open_filename(a, path, READ_BLOCK) != ARCHIVE_OK) return a;
+    int (*const support[])(struct archive *) = {
+        archive_read_support_filter_gzip,  archive_read_support_filter_bzip2,   archive_read_support_filter_xz,
+        archive_read_support_filter_lzma,  archive_read_support_filter_zstd,    archive_read_support_filter_lz4,
+        archive_read_support_filter_compress, archive_read_support_format_tar,  archive_read_support_format_zip,
+        archive_read_support_format_7zip,  archive_read_support_format_cpio,    archive_read_support_format_empty,
+        archive_read_support_format_raw};
+    for (size_t i = 0; i < sizeof support / sizeof *support; i++)
+        if (support[i](a) == ARCHIVE_FATAL && archive_oom(a)) *oom = 1; /* not a format fewer */
+    if (archive_read_open_filename(a, path, READ_BLOCK) != ARCHIVE_OK && archive_oom(a)) *oom = 1;
     return a;
 }
 
@@ -799,10 +808,11 @@ static int ingest_file(reader *r, const char *path, const struct stat *st)
     r->partial = NULL;
     r->formats_seen = 0;
 
-    struct archive *a = open_archive(path);
+    r->oom = 0;
+    struct archive *a = open_archive(path, &r->oom);
     uint64_t file_unc = 0;
-    int stop = 0;
-    if (archive_errno(a) != 0 || archive_error_string(a)) {
+    int stop = r->oom;
+    if (!stop && (archive_errno(a) != 0 || archive_error_string(a))) {
         set_partial(r, "%s: cannot open: %s", path,
                     archive_error_string(a) ? archive_error_string(a) : strerror(archive_errno(a)));
         stop = 1;
@@ -815,6 +825,10 @@ static int ingest_file(reader *r, const char *path, const struct stat *st)
         int hr = archive_read_next_header(a, &ent);
         r->sum->t_read += know_seconds() - th;
         if (hr == ARCHIVE_EOF) break;
+        if (hr != ARCHIVE_OK && hr != ARCHIVE_WARN && archive_oom(a)) {
+            r->oom = 1;
+            break;
+        }
         if (hr == ARCHIVE_WARN) kwarn("%s: %s", path, archive_error_string(a));
         else if (hr == ARCHIVE_RETRY) continue;
         else if (hr == ARCHIVE_FAILED) {
@@ -856,7 +870,8 @@ static int ingest_file(reader *r, const char *path, const struct stat *st)
                 bad(r, "%s: corrupt entry: %s: entry skipped", loc.data, r->fatal);
                 reopens++;
                 archive_read_free(a);
-                a = open_archive(path);
+                a = open_archive(path, &r->oom);
+                if (r->oom) stop = 1;
                 for (uint64_t k = 0; k < index && !stop; k++)
                     if (archive_read_next_header(a, &ent) < ARCHIVE_WARN) {
                         set_partial(r, "%s: cannot reopen past the corrupt entry: %s", path,
@@ -880,10 +895,10 @@ static int ingest_file(reader *r, const char *path, const struct stat *st)
     int fmts = r->formats_seen, nf = __builtin_popcount((unsigned)fmts);
     snprintf(end->format, sizeof end->format, "%s",
              nf == 1 ? format_name(__builtin_ctz((unsigned)fmts)) : nf ? "mixed" : "");
-    int interrupted = (o->stop && *o->stop) || pl_failed(r->p);
+    int interrupted = (o->stop && *o->stop) || pl_failed(r->p) || r->oom;
     if (interrupted) {
         snprintf(end->status, sizeof end->status, "running"); /* reported as interrupted */
-        end->error = xstrdup("interrupted");
+        end->error = xstrdup(r->oom ? "interrupted: out of memory" : "interrupted");
     } else if (r->partial) {
         snprintf(end->status, sizeof end->status, "partial");
         end->error = xstrdup(r->partial);
@@ -896,6 +911,10 @@ static int ingest_file(reader *r, const char *path, const struct stat *st)
     pl_submit(r->p, end);
     r->sum->bytes_read += (uint64_t)size;
     r->bytes_done_before += (uint64_t)size;
+    if (r->oom) {
+        kerr("%s: out of memory in libarchive: stopped (a rerun takes the file over)", path);
+        return EX_OSERR;
+    }
     if (interrupted) return 0;
     return (r->partial || r->errors) ? EX_DATAERR : 0;
 }

@@ -1,6 +1,12 @@
-/* tokenize.c: the stored corpus into WordPiece token ids (doc_tokens), in
- * batches of documents: read a batch (id order), tokenize its documents in
- * parallel (OpenMP, one kwp_tok per thread), store it in one transaction.
+/* tokenize.c: the stored corpus into token ids (doc_tokens) of a WordPiece
+ * or a byte-level BPE vocabulary, in batches of documents: read a batch (id
+ * order), tokenize its documents in parallel (OpenMP, one tokenizer per
+ * thread), store it in one transaction.
+ *
+ * BPE (GPT-2) encodes text, not sentences: sentence i > 0 is encoded with the
+ * " " before it, so a document's ids are those of its sentences joined by
+ * spaces (GPT-2's pre-tokens never cross a space that precedes a character,
+ * so the sentence ends stay token boundaries).
  *
  * Blob layouts are those of docs/store.md: ids uint16 LE when the vocabulary
  * has at most 65,536 pieces (layout 1) else uint32 LE (layout 2); sentence
@@ -12,7 +18,7 @@
 #include <string.h>
 
 #include "ingest/ingest.h"
-#include "text/wordpiece.h"
+#include "text/tokenizer.h"
 
 /* One document of a batch: its text (copied), and the results. */
 typedef struct tdoc {
@@ -62,22 +68,32 @@ static int collect(const kdoc *d, void *ctx)
     return b->arena.len >= BATCH_TEXT;
 }
 
+/* Frees a document's results; a second call does nothing (a stop after a
+ * stored batch leaves its documents in b for the cleanup at out:). */
 static void tdoc_reset(tdoc *t)
 {
     kwp_ids_free(&t->ids);
     free(t->tok_ends);
     free(t->bits);
     free(t->packed);
+    t->tok_ends = NULL;
+    t->bits = NULL;
+    t->packed = NULL;
 }
 
-static void tokenize_doc(kwp_tok *tk, tbatch *b, tdoc *t, int layout)
+static void tokenize_doc(ktkz_tok *tk, int bpe, tbatch *b, tdoc *t, int layout)
 {
-    const char *text = b->arena.data + t->text;
+    char *text = b->arena.data + t->text; /* this batch's copy: ours to change */
     const uint32_t *ends = b->ends + t->ends;
     t->tok_ends = xmalloc((t->n_sent ? t->n_sent : 1) * sizeof *t->tok_ends);
     uint32_t start = 0;
     for (size_t i = 0; i < t->n_sent; i++) {
-        kwp_encode(tk, text + start, ends[i] - start, &t->ids);
+        if (bpe && i > 0) {
+            text[start - 1] = ' '; /* the '\n' between the sentences */
+            ktkz_encode(tk, text + start - 1, ends[i] - start + 1, &t->ids);
+        } else {
+            ktkz_encode(tk, text + start, ends[i] - start, &t->ids);
+        }
         t->tok_ends[i] = (uint32_t)t->ids.n;
         start = ends[i] + 1;
     }
@@ -119,8 +135,8 @@ int ktokenize_store(kstore *s, const ktokenize_opts *o, ktokenize_summary *sum)
     uint64_t *freq = NULL;
     kvocab_row vr;
     kbuf pieces = {0}, meta = {0};
-    kwp_vocab *v = NULL;
-    kwp_tok **toks = NULL;
+    ktkz *v = NULL;
+    ktkz_tok **toks = NULL;
     int nth = o->threads < 1 ? 1 : o->threads;
     tbatch b = {0};
     if ((rc = kstore_vocab_get(s, o->vocab, &vr, &pieces, &meta))) {
@@ -129,15 +145,17 @@ int ktokenize_store(kstore *s, const ktokenize_opts *o, ktokenize_summary *sum)
     }
     snprintf(sum->vocab, sizeof sum->vocab, "%s", vr.name);
     sum->vocab_id = vr.id;
-    if (kwp_vocab_load(pieces.data, pieces.len, kvocab_row_mode(&vr), &v, err, sizeof err)) {
+    if (ktkz_load(vr.kind, pieces.data, pieces.len, vr.merges, vr.merges_len, kvocab_row_mode(&vr), &v, err,
+                  sizeof err)) {
         kerr("vocabulary '%s': %s", vr.name, err);
         rc = EX_DATAERR;
         goto out;
     }
-    int layout = kwp_vocab_size(v) <= 65536 ? KTOK_LAYOUT_U16 : KTOK_LAYOUT_U32;
-    uint32_t unk = (uint32_t)kwp_vocab_special(v, KWP_UNK);
+    int bpe = vr.kind == KVOCAB_BPE;
+    int layout = ktkz_size(v) <= 65536 ? KTOK_LAYOUT_U16 : KTOK_LAYOUT_U32;
+    int64_t unk = ktkz_unk(v); /* -1 (BPE): nothing is unknown */
     toks = xcalloc((size_t)nth, sizeof *toks);
-    for (int i = 0; i < nth; i++) toks[i] = kwp_tok_new(v, (size_t)vr.max_word_chars);
+    for (int i = 0; i < nth; i++) toks[i] = ktkz_tok_new(v, (size_t)vr.max_word_chars);
     /* a store tokenized before schema 5: its token counts, once */
     int recounted = 0;
     if ((rc = kstore_progress_recount(s, vr.id, &recounted))) { kerr("%s", kstore_errmsg(s)); goto out; }
@@ -147,7 +165,7 @@ int ktokenize_store(kstore *s, const ktokenize_opts *o, ktokenize_summary *sum)
     int64_t done0, todo, tokens0;
     if ((rc = kstore_tokens_count(s, vr.id, &done0, &todo, &tokens0))) { kerr("%s", kstore_errmsg(s)); goto out; }
     size_t batch = o->batch_docs ? o->batch_docs : 512;
-    size_t nv = kwp_vocab_size(v);
+    size_t nv = ktkz_size(v);
     freq = xmalloc((nv ? nv : 1) * sizeof *freq); /* (nv) piece counts of a batch */
     int64_t after = pg.tokenized_through; /* every document up to it has tokens */
     double last = 0;
@@ -163,7 +181,7 @@ int ktokenize_store(kstore *s, const ktokenize_opts *o, ktokenize_summary *sum)
         if (b.n == 0) break;
         after = b.d[b.n - 1].id;
         #pragma omp parallel for num_threads(nth) schedule(dynamic, 4)
-        for (size_t i = 0; i < b.n; i++) tokenize_doc(toks[omp_get_thread_num()], &b, &b.d[i], layout);
+        for (size_t i = 0; i < b.n; i++) tokenize_doc(toks[omp_get_thread_num()], bpe, &b, &b.d[i], layout);
         if ((rc = kstore_begin(s))) { kerr("%s", kstore_errmsg(s)); goto out; }
         memset(freq, 0, nv * sizeof *freq);
         int64_t batch_tokens = 0;
@@ -197,7 +215,7 @@ int ktokenize_store(kstore *s, const ktokenize_opts *o, ktokenize_summary *sum)
             sum->documents++;
             sum->sentences += t->n_sent;
             sum->tokens += t->ids.n;
-            for (size_t k = 0; k < t->ids.n; k++) sum->unk += t->ids.ids[k] == unk;
+            for (size_t k = 0; k < t->ids.n; k++) sum->unk += (int64_t)t->ids.ids[k] == unk;
             tdoc_reset(t);
         }
         double now = know_seconds();
@@ -218,9 +236,9 @@ out:
     free(b.d);
     free(b.ends);
     kbuf_free(&b.arena);
-    if (toks) for (int i = 0; i < nth; i++) kwp_tok_free(toks[i]);
+    if (toks) for (int i = 0; i < nth; i++) ktkz_tok_free(toks[i]);
     free(toks);
-    kwp_vocab_free(v);
+    ktkz_free(v);
     kbuf_free(&pieces);
     kbuf_free(&meta);
     sum->seconds = know_seconds() - t0;

@@ -155,6 +155,7 @@ static int count_words(kstore *s, vctx *c, int mode, int measure)
 
 int kvocab_train_run(const char *db_path, const kvocab_train_opts *o, kvocab_train_summary *sum)
 {
+    if (o->bpe) return kvocab_train_bpe_run(db_path, o, sum);
     memset(sum, 0, sizeof *sum);
     double t0 = know_seconds();
     char err[1024];

@@ -108,14 +108,28 @@ typedef struct imp {
     uint64_t lines_in_tx;
     int in_tx;
     uint64_t file_triples, file_names, file_bad;
-    int aliases_added;
+    /* of the open transaction: added to the file's row (kstore_kg_file_add)
+     * and the aliases mark (kstore_kg_aliases_pending) when it commits */
+    uint64_t tx_triples, tx_names;
+    int tx_aliases;
     int rc;                   /* store error: stop */
 } imp;
+
+/* Commits the open transaction with the file's counters of what it stored. */
+static int commit_tx(imp *m)
+{
+    if ((m->rc = kstore_kg_file_add(m->s, m->file_id, (int64_t)m->tx_triples, (int64_t)m->tx_names))) return m->rc;
+    if (m->tx_aliases && (m->rc = kstore_kg_aliases_pending(m->s))) return m->rc;
+    if ((m->rc = kstore_commit(m->s))) return m->rc;
+    m->tx_triples = m->tx_names = 0;
+    m->tx_aliases = 0;
+    return 0;
+}
 
 static int tx(imp *m)
 {
     if (m->in_tx && m->lines_in_tx < LINES_PER_TX) return 0;
-    if (m->in_tx && (m->rc = kstore_commit(m->s))) return m->rc;
+    if (m->in_tx && commit_tx(m)) return m->rc;
     m->in_tx = 0;
     if ((m->rc = kstore_begin(m->s))) return m->rc;
     m->in_tx = 1;
@@ -144,7 +158,7 @@ static void triple(imp *m, int64_t h, int64_t r, int64_t t)
     if (!h || !r || !t) return;
     int ins = 0;
     if ((m->rc = kstore_kg_triple_add(m->s, h, r, t, m->split, m->file_id, &ins))) return;
-    if (ins) { m->sum->triples++; m->file_triples++; }
+    if (ins) { m->sum->triples++; m->file_triples++; m->tx_triples++; }
     else m->sum->duplicates++;
 }
 
@@ -161,14 +175,14 @@ static void name_entity(imp *m, int64_t id, const char *label, size_t ll, const 
         m->rc = kstore_kg_entity_set(m->s, id, as_label ? m->lab.data : NULL, desc ? m->desc.data : NULL,
                                      only_if_empty, &changed);
         if (m->rc) return;
-        if (changed) { m->sum->entities_named++; m->file_names++; }
+        if (changed) { m->sum->entities_named++; m->file_names++; m->tx_names++; }
     }
     if (!ll) return;
     ktext_normalize_short(label, ll, KTEXT_NFKC, &m->norm);
     if (!m->norm.len) return;
     int ins = 0;
     if ((m->rc = kstore_kg_alias_add(m->s, id, m->norm.data, &ins))) return;
-    if (ins) { m->sum->aliases++; m->aliases_added = 1; }
+    if (ins) { m->sum->aliases++; m->tx_aliases = 1; }
 }
 
 static void bad_line(imp *m, const char *loc, uint64_t line, const char *msg, int col)
@@ -241,7 +255,7 @@ static void nt_line(imp *m, const char *loc, uint64_t ln, const char *line, size
             kbuf_clear(&m->desc);
             kbuf_append(&m->desc, o.value, o.len);
             m->rc = kstore_kg_entity_set(m->s, id, NULL, m->desc.data, 1, &changed);
-            if (changed) { m->sum->entities_named++; m->file_names++; }
+            if (changed) { m->sum->entities_named++; m->file_names++; m->tx_names++; }
         } else {
             name_entity(m, id, o.value, o.len, NULL, 0, is_label, 1);
         }
@@ -280,6 +294,7 @@ static void name_line(imp *m, const char *loc, uint64_t ln, const char *line, si
         if (!(m->rc = kstore_kg_relation_set_label(m->s, rid, m->lab.data))) {
             m->sum->relations_named++;
             m->file_names++;
+            m->tx_names++;
         }
         return;
     }
@@ -424,6 +439,8 @@ static int import_file(imp *m, const char *path)
         return 0;
     }
     m->file_triples = m->file_names = m->file_bad = 0;
+    m->tx_triples = m->tx_names = 0;
+    m->tx_aliases = 0;
     struct archive *a = archive_read_new();
     archive_read_support_filter_gzip(a);
     archive_read_support_filter_bzip2(a);
@@ -466,7 +483,7 @@ static int import_file(imp *m, const char *path)
     archive_read_free(a);
     if (m->in_tx) {
         if (m->rc) kstore_rollback(m->s);
-        else m->rc = kstore_commit(m->s);
+        else commit_tx(m);
         m->in_tx = 0;
     }
     if (m->rc) { kerr("%s", kstore_errmsg(m->s)); kbuf_free(&err); return m->rc; }
@@ -476,12 +493,12 @@ static int import_file(imp *m, const char *path)
     if (m->file_bad) kbuf_printf(&summary, "%s%llu malformed line(s) skipped", summary.len ? "; " : "",
                                  (unsigned long long)m->file_bad);
     int partial = err.len > 0;
+    /* triples and names are in the row already (commit_tx) */
     rc = kstore_kg_file_finish(m->s, m->file_id, partial ? "partial" : "complete",
-                               summary.len ? summary.data : NULL, (int64_t)m->file_triples,
-                               (int64_t)m->file_names, (int64_t)m->file_bad);
+                               summary.len ? summary.data : NULL, 0, 0, (int64_t)m->file_bad);
     kbuf_free(&summary);
     kbuf_free(&err);
-    if (rc) { kerr("%s", kstore_errmsg(m->s)); return rc; }
+    if (rc) { kerr("%s", kstore_errmsg(m->s)); m->rc = rc; return rc; }
     return (m->file_bad || partial) ? EX_DATAERR : 0;
 }
 
@@ -501,8 +518,10 @@ int kkg_import(kstore *s, int kind, const char *const *paths, int n, const kkg_i
         if (r == EX_NOINPUT || (r == EX_DATAERR && rc != EX_NOINPUT)) rc = r;
         else if (r && r != EX_DATAERR) { rc = r; break; }
     }
-    if (!m.rc && m.aliases_added) {
-        int r = kstore_kg_bump_generation(s);
+    /* aliases added, by this import or by an earlier one that failed
+     * before its bump: the documents are linked again */
+    if (!m.rc && !(rc && rc != EX_DATAERR && rc != EX_NOINPUT)) {
+        int bumped = 0, r = kstore_kg_bump_if_pending(s, &bumped);
         if (r) { kerr("%s", kstore_errmsg(s)); rc = r; }
     }
     knt_parser_free(m.nt);

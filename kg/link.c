@@ -265,6 +265,12 @@ static int linker_build(kkg_linker *l, kstore *s)
     char err[512];
     int rc = kstore_vocab_get(s, l->o.vocab, &vr, &pieces, &meta);
     if (rc) { kerr("%s", kstore_errmsg(s)); goto out; }
+    if (vr.kind == KVOCAB_BPE) {
+        kerr("vocabulary '%s' is a byte-level BPE vocabulary: entity linking works on WordPiece words "
+             "(choose one with --vocab or kiln vocab use)", vr.name);
+        rc = EX_CONFIG;
+        goto out;
+    }
     /* the vocabulary's own tokenizer: casing and accents as stored (an alias of
      * a Korean entity keeps its syllables when the vocabulary keeps accents) */
     int mode = (vr.cased ? KWP_CASED : 0) | (vr.accents == KVOCAB_ACCENTS_STRIP  ? KWP_STRIP_ACCENTS

@@ -19,13 +19,18 @@ struct kstore {
     sqlite3 *db;
     sqlite3_stmt *stmt[KSTORE_ST_MAX];
     int version;
+    char *path;            /* as opened: named in I/O error messages */
     char msg[1024];
+    int code;              /* the sysexits code of the last kstore_fail */
 };
 
 /* Records a message; returns code. */
 int kstore_fail(kstore *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Maps an SQLite result code to a sysexits code and records the message. */
 int kstore_dbfail(kstore *s, int rc, const char *what);
+/* The code of the last failure (kstore_stmt's NULL: EX_OSERR when SQLite
+ * ran out of memory, EX_IOERR, ...), EX_SOFTWARE when none was recorded. */
+#define KSTORE_LAST_CODE(s) ((s)->code ? (s)->code : EX_SOFTWARE)
 /* The cached statement of slot i (prepared from sql on first use), reset and
  * unbound; NULL with the message set on failure. */
 sqlite3_stmt *kstore_stmt(kstore *s, int i, const char *sql);

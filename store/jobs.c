@@ -77,7 +77,7 @@ int kstore_job_add(kstore *s, const char *name, const char *kind, const char *co
                    int64_t priority, const char *state, int64_t *id)
 {
     sqlite3_stmt *q = st(s, J_ADD);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     kstore_bind_text_or_null(q, 1, name);
     sqlite3_bind_text(q, 2, kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 3, config, -1, SQLITE_STATIC);
@@ -92,7 +92,7 @@ int kstore_job_add(kstore *s, const char *name, const char *kind, const char *co
 int kstore_job_set_state(kstore *s, int64_t id, const char *state, const char *error)
 {
     sqlite3_stmt *q = st(s, J_STATE);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     sqlite3_bind_text(q, 2, state, -1, SQLITE_STATIC);
     kstore_bind_text_or_null(q, 3, error);
@@ -105,7 +105,7 @@ int kstore_job_set_state(kstore *s, int64_t id, const char *state, const char *e
 int kstore_job_set_step(kstore *s, int64_t id, int64_t step)
 {
     sqlite3_stmt *q = st(s, J_STEP);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     sqlite3_bind_int64(q, 2, step);
     sqlite3_bind_int64(q, 3, (int64_t)time(NULL));
@@ -133,7 +133,7 @@ static void job_row(sqlite3_stmt *q, kjob *j)
 int kstore_job_get(kstore *s, int64_t id, kjob *j, kbuf *strings)
 {
     sqlite3_stmt *q = st(s, J_GET);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     int r = sqlite3_step(q);
     if (r != SQLITE_ROW) {
@@ -161,7 +161,7 @@ int kstore_job_get(kstore *s, int64_t id, kjob *j, kbuf *strings)
 /* Every row of a job query through cb (strings valid during the call). */
 static int job_rows(kstore *s, sqlite3_stmt *q, int (*cb)(const kjob *, void *), void *ctx, const char *what)
 {
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     int r;
     while ((r = sqlite3_step(q)) == SQLITE_ROW) {
         kjob j;
@@ -181,7 +181,7 @@ int kstore_metric_put(kstore *s, int64_t job, int64_t step, const char *name, do
 {
     if (!isfinite(value)) return 0;   /* REAL NOT NULL: a NaN is not recorded */
     sqlite3_stmt *q = st(s, J_METRIC_PUT);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, job);
     sqlite3_bind_int64(q, 2, step);
     sqlite3_bind_text(q, 3, name, -1, SQLITE_STATIC);
@@ -193,7 +193,7 @@ int kstore_metrics_foreach(kstore *s, int64_t job, const char *name,
                            int (*cb)(int64_t step, const char *name, double value, void *), void *ctx)
 {
     sqlite3_stmt *q = st(s, name ? J_METRICS_NAME : J_METRICS);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, job);
     if (name) sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
     int r;
@@ -206,7 +206,7 @@ int kstore_metrics_foreach(kstore *s, int64_t job, const char *name,
 int kstore_checkpoint_add(kstore *s, int64_t job, int64_t step, const char *path, double val_loss)
 {
     sqlite3_stmt *q = st(s, J_CKPT_ADD);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     if (job > 0) sqlite3_bind_int64(q, 1, job);
     else sqlite3_bind_null(q, 1);
     sqlite3_bind_int64(q, 2, step);
@@ -240,7 +240,7 @@ static int ckpt_row(kstore *s, sqlite3_stmt *q, int64_t job, kbuf *path, int64_t
 int kstore_checkpoint_latest(kstore *s, int64_t job, kbuf *path, int64_t *step)
 {
     sqlite3_stmt *q = st(s, J_CKPT_LATEST);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     return ckpt_row(s, q, job, path, step, NULL, "latest checkpoint");
 }
 
@@ -250,7 +250,7 @@ int kstore_job_queue(kstore *s, const char *name, const char *kind, const char *
                      int64_t *id)
 {
     sqlite3_stmt *q = st(s, J_QUEUE);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     kstore_bind_text_or_null(q, 1, name);
     sqlite3_bind_text(q, 2, kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 3, config, -1, SQLITE_STATIC);
@@ -264,7 +264,7 @@ int kstore_job_queue(kstore *s, const char *name, const char *kind, const char *
 int kstore_job_update(kstore *s, int64_t id, const char *from, const char *to, const char *error, int *changed)
 {
     sqlite3_stmt *q = st(s, J_UPDATE);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     sqlite3_bind_text(q, 2, to, -1, SQLITE_STATIC);
     kstore_bind_text_or_null(q, 3, error);
@@ -278,7 +278,7 @@ int kstore_job_update(kstore *s, int64_t id, const char *from, const char *to, c
 int kstore_job_set_request(kstore *s, int64_t id, const char *request)
 {
     sqlite3_stmt *q = st(s, J_REQUEST);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     kstore_bind_text_or_null(q, 2, request);
     sqlite3_bind_int64(q, 3, (int64_t)time(NULL));
@@ -296,7 +296,7 @@ int kstore_jobs_queued_foreach(kstore *s, int (*cb)(const kjob *, void *), void 
 int kstore_jobs_recover(kstore *s, int64_t *n)
 {
     sqlite3_stmt *q = st(s, J_RECOVER);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, (int64_t)time(NULL));
     int rc = kstore_step_done(s, q, "recover jobs");
     *n = rc ? 0 : sqlite3_changes(s->db);
@@ -306,14 +306,14 @@ int kstore_jobs_recover(kstore *s, int64_t *n)
 int kstore_checkpoint_best(kstore *s, int64_t job, kbuf *path, int64_t *step, double *val_loss)
 {
     sqlite3_stmt *q = st(s, J_CKPT_BEST);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     return ckpt_row(s, q, job, path, step, val_loss, "best checkpoint");
 }
 
 int kstore_source_by_hash(kstore *s, const uint8_t hash[KHASH_LEN], ksource *src, kbuf *strings, int *found)
 {
     sqlite3_stmt *q = st(s, J_SOURCE_HASH);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_blob(q, 1, hash, KHASH_LEN, SQLITE_STATIC);
     *found = 0;
     memset(src, 0, sizeof *src);

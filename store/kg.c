@@ -24,6 +24,10 @@ enum {
     K_ALIAS_ADD,
     K_GEN_BUMP,
     K_GEN_GET,
+    K_FILE_ADD,
+    K_PENDING_SET,
+    K_PENDING_GET,
+    K_PENDING_CLEAR,
     K_FILES_STATE,
     K_TRIPLES_ALL,
     K_ENTS_ALL,
@@ -71,6 +75,12 @@ static const char *const sql[K_END - KSTORE_ST_KG] = {
     S(K_ALIAS_ADD) = "INSERT INTO kg_aliases(alias, entity_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     S(K_GEN_BUMP) = "UPDATE kg_meta SET value = value + 1 WHERE key = 'alias_generation'",
     S(K_GEN_GET) = "SELECT value FROM kg_meta WHERE key = 'alias_generation'",
+    S(K_FILE_ADD) = "UPDATE kg_files SET triples = triples + ?2, names = names + ?3 WHERE id = ?1",
+    /* aliases committed whose generation bump is still to come (kstore_kg_aliases_pending) */
+    S(K_PENDING_SET) = "INSERT INTO kg_meta(key, value) VALUES ('aliases_pending', 1) "
+                       "ON CONFLICT(key) DO UPDATE SET value = 1",
+    S(K_PENDING_GET) = "SELECT value FROM kg_meta WHERE key = 'aliases_pending'",
+    S(K_PENDING_CLEAR) = "DELETE FROM kg_meta WHERE key = 'aliases_pending'",
     S(K_FILES_STATE) = "SELECT coalesce(max(id), 0), coalesce(sum(triples), 0) FROM kg_files",
     S(K_TRIPLES_ALL) = "SELECT head, relation, tail, split FROM kg_triples ORDER BY head, relation, tail, split",
     S(K_ENTS_ALL) = "SELECT id, ext_id, label FROM kg_entities ORDER BY id",
@@ -149,7 +159,7 @@ int kstore_kg_file_begin(kstore *s, const char *path, const uint8_t hash[KHASH_L
     int rc = kstore_begin(s), found;
     if (rc) return rc;
     sqlite3_stmt *q = st(s, K_FILE_FIND);
-    if (!q) { rc = EX_SOFTWARE; goto out; }
+    if (!q) { rc = KSTORE_LAST_CODE(s); goto out; }
     sqlite3_bind_blob(q, 1, hash, KHASH_LEN, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 3, options, -1, SQLITE_STATIC);
@@ -161,7 +171,7 @@ int kstore_kg_file_begin(kstore *s, const char *path, const uint8_t hash[KHASH_L
         sqlite3_reset(q);
         if (complete) { *already = 1; return kstore_commit(s); }
         q = st(s, K_FILE_RESET);
-        if (!q) { rc = EX_SOFTWARE; goto out; }
+        if (!q) { rc = KSTORE_LAST_CODE(s); goto out; }
         sqlite3_bind_int64(q, 1, *id);
         sqlite3_bind_text(q, 2, path, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 3, now);
@@ -169,7 +179,7 @@ int kstore_kg_file_begin(kstore *s, const char *path, const uint8_t hash[KHASH_L
     } else {
         sqlite3_reset(q);
         q = st(s, K_FILE_INSERT);
-        if (!q) { rc = EX_SOFTWARE; goto out; }
+        if (!q) { rc = KSTORE_LAST_CODE(s); goto out; }
         sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_blob(q, 2, hash, KHASH_LEN, SQLITE_STATIC);
         sqlite3_bind_text(q, 3, kind, -1, SQLITE_STATIC);
@@ -188,7 +198,7 @@ int kstore_kg_file_finish(kstore *s, int64_t id, const char *status, const char 
                           int64_t triples, int64_t names, int64_t bad_lines)
 {
     sqlite3_stmt *q = st(s, K_FILE_FINISH);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     sqlite3_bind_text(q, 2, status, -1, SQLITE_STATIC);
     kstore_bind_text_or_null(q, 3, error);
@@ -201,13 +211,13 @@ int kstore_kg_file_finish(kstore *s, int64_t id, const char *status, const char 
 static int get_or_create(kstore *s, int ins, int get, const char *ext, size_t len, int64_t *id)
 {
     sqlite3_stmt *q = st(s, ins);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_text(q, 1, ext, (int)len, SQLITE_STATIC);
     int rc = kstore_step_done(s, q, "insert KG id");
     if (rc) return rc;
     if (sqlite3_changes(s->db) > 0) { *id = sqlite3_last_insert_rowid(s->db); return 0; }
     q = st(s, get);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_text(q, 1, ext, (int)len, SQLITE_STATIC);
     int found;
     if ((rc = row(s, q, &found, "find KG id"))) return rc;
@@ -230,7 +240,7 @@ int kstore_kg_triple_add(kstore *s, int64_t h, int64_t r, int64_t t, const char 
                          int64_t file_id, int *inserted)
 {
     sqlite3_stmt *q = st(s, K_TRIPLE_ADD);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, h);
     sqlite3_bind_int64(q, 2, r);
     sqlite3_bind_int64(q, 3, t);
@@ -245,7 +255,7 @@ int kstore_kg_entity_set(kstore *s, int64_t id, const char *label, const char *d
                          int only_if_empty, int *changed)
 {
     sqlite3_stmt *q = st(s, only_if_empty ? K_ENT_SET_IF_EMPTY : K_ENT_SET);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     kstore_bind_text_or_null(q, 2, label);
     kstore_bind_text_or_null(q, 3, desc);
@@ -257,7 +267,7 @@ int kstore_kg_entity_set(kstore *s, int64_t id, const char *label, const char *d
 int kstore_kg_relation_set_label(kstore *s, int64_t id, const char *label)
 {
     sqlite3_stmt *q = st(s, K_REL_LABEL);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     sqlite3_bind_text(q, 2, label, -1, SQLITE_STATIC);
     return kstore_step_done(s, q, "set relation label");
@@ -266,7 +276,7 @@ int kstore_kg_relation_set_label(kstore *s, int64_t id, const char *label)
 int kstore_kg_alias_add(kstore *s, int64_t entity_id, const char *alias, int *inserted)
 {
     sqlite3_stmt *q = st(s, K_ALIAS_ADD);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_text(q, 1, alias, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, entity_id);
     int rc = kstore_step_done(s, q, "insert alias");
@@ -277,13 +287,51 @@ int kstore_kg_alias_add(kstore *s, int64_t entity_id, const char *alias, int *in
 int kstore_kg_bump_generation(kstore *s)
 {
     sqlite3_stmt *q = st(s, K_GEN_BUMP);
-    return q ? kstore_step_done(s, q, "bump alias generation") : EX_SOFTWARE;
+    return q ? kstore_step_done(s, q, "bump alias generation") : KSTORE_LAST_CODE(s);
+}
+
+int kstore_kg_file_add(kstore *s, int64_t id, int64_t triples, int64_t names)
+{
+    sqlite3_stmt *q = st(s, K_FILE_ADD);
+    if (!q) return KSTORE_LAST_CODE(s);
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_int64(q, 2, triples);
+    sqlite3_bind_int64(q, 3, names);
+    return kstore_step_done(s, q, "update KG file counters");
+}
+
+int kstore_kg_aliases_pending(kstore *s)
+{
+    sqlite3_stmt *q = st(s, K_PENDING_SET);
+    return q ? kstore_step_done(s, q, "mark aliases added") : KSTORE_LAST_CODE(s);
+}
+
+int kstore_kg_bump_if_pending(kstore *s, int *bumped)
+{
+    *bumped = 0;
+    int rc = kstore_begin(s), found;
+    if (rc) return rc;
+    sqlite3_stmt *q = st(s, K_PENDING_GET);
+    if (!q) { rc = KSTORE_LAST_CODE(s); goto out; }
+    if ((rc = row(s, q, &found, "aliases added"))) goto out;
+    int pending = found && sqlite3_column_int64(q, 0) != 0;
+    sqlite3_reset(q);
+    if (!pending) return kstore_commit(s);
+    if ((rc = kstore_kg_bump_generation(s))) goto out;
+    if (!(q = st(s, K_PENDING_CLEAR))) { rc = KSTORE_LAST_CODE(s); goto out; }
+    if ((rc = kstore_step_done(s, q, "clear aliases added"))) goto out;
+    if ((rc = kstore_commit(s))) goto out;
+    *bumped = 1;
+    return 0;
+out:
+    kstore_rollback(s);
+    return rc;
 }
 
 int kstore_kg_generation(kstore *s, int64_t *gen)
 {
     sqlite3_stmt *q = st(s, K_GEN_GET);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     int found, rc = row(s, q, &found, "alias generation");
     if (rc) return rc;
     *gen = found ? sqlite3_column_int64(q, 0) : 0;
@@ -296,7 +344,7 @@ int kstore_kg_state(kstore *s, int64_t *gen, int64_t *files, int64_t *triples)
     int rc = kstore_kg_generation(s, gen);
     if (rc) return rc;
     sqlite3_stmt *q = st(s, K_FILES_STATE);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     int found;
     if ((rc = row(s, q, &found, "knowledge graph files"))) return rc;
     *files = found ? sqlite3_column_int64(q, 0) : 0;
@@ -326,7 +374,7 @@ int kstore_kg_counts(kstore *s, kkg_counts *c)
 int kstore_kg_triples_foreach(kstore *s, int (*cb)(int64_t, int64_t, int64_t, int, void *), void *ctx)
 {
     sqlite3_stmt *q = st(s, K_TRIPLES_ALL);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     FOREACH_ROW(s, q, "read triples", {
         const char *sp = (const char *)sqlite3_column_text(q, 3);
         int split = sp[0] == 't' && sp[1] == 'r' ? 0 : sp[0] == 'v' ? 1 : 2;
@@ -340,7 +388,7 @@ int kstore_kg_entities_foreach(kstore *s, int (*cb)(int64_t, const char *, const
                                void *ctx)
 {
     sqlite3_stmt *q = st(s, K_ENTS_ALL);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     FOREACH_ROW(s, q, "read entities", {
         if (cb(sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1),
                (const char *)sqlite3_column_text(q, 2), ctx))
@@ -352,7 +400,7 @@ int kstore_kg_relations_foreach(kstore *s, int (*cb)(int64_t, const char *, cons
                                 void *ctx)
 {
     sqlite3_stmt *q = st(s, K_RELS_ALL);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     FOREACH_ROW(s, q, "read relations", {
         if (cb(sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1),
                (const char *)sqlite3_column_text(q, 2), ctx))
@@ -363,7 +411,7 @@ int kstore_kg_relations_foreach(kstore *s, int (*cb)(int64_t, const char *, cons
 int kstore_kg_aliases_foreach(kstore *s, int (*cb)(int64_t, const char *, void *), void *ctx)
 {
     sqlite3_stmt *q = st(s, K_ALIASES_ALL);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     FOREACH_ROW(s, q, "read aliases", {
         if (cb(sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1), ctx)) break;
     });
@@ -375,7 +423,7 @@ int kstore_kg_find_entity(kstore *s, const char *text, int64_t *id)
     *id = 0;
     for (int i = 0; i < 3; i++) {
         sqlite3_stmt *q = st(s, order[i]);
-        if (!q) return EX_SOFTWARE;
+        if (!q) return KSTORE_LAST_CODE(s);
         sqlite3_bind_text(q, 1, text, -1, SQLITE_STATIC);
         int found, rc = row(s, q, &found, "find entity");
         if (rc) return rc;
@@ -396,7 +444,7 @@ static void put_col(kbuf *b, sqlite3_stmt *q, int i)
 int kstore_kg_entity_get(kstore *s, int64_t id, kbuf *ext_id, kbuf *label, kbuf *desc)
 {
     sqlite3_stmt *q = st(s, K_ENT_ONE);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     int found, rc = row(s, q, &found, "read entity");
     if (rc) return rc;
@@ -412,7 +460,7 @@ int kstore_kg_entity_triples(kstore *s, int64_t id, int limit,
                              int (*cb)(const char *const f[6], const char *split, void *), void *ctx)
 {
     sqlite3_stmt *q = st(s, K_ENT_TRIPLES);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     sqlite3_bind_int(q, 2, limit);
     FOREACH_ROW(s, q, "read entity triples", {
@@ -425,7 +473,7 @@ int kstore_kg_entity_triples(kstore *s, int64_t id, int limit,
 int kstore_kg_entity_aliases(kstore *s, int64_t id, int (*cb)(const char *, void *), void *ctx)
 {
     sqlite3_stmt *q = st(s, K_ENT_ALIASES);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, id);
     FOREACH_ROW(s, q, "read aliases", {
         if (cb((const char *)sqlite3_column_text(q, 0), ctx)) break;
@@ -436,7 +484,7 @@ int kstore_kg_mention_add(kstore *s, int64_t vocab, int64_t doc, int64_t start, 
                           int64_t entity, double score)
 {
     sqlite3_stmt *q = st(s, K_MENTION_ADD);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab);
     sqlite3_bind_int64(q, 2, doc);
     sqlite3_bind_int64(q, 3, start);
@@ -449,7 +497,7 @@ int kstore_kg_mention_add(kstore *s, int64_t vocab, int64_t doc, int64_t start, 
 int kstore_kg_doc_relink(kstore *s, int64_t vocab, int64_t doc)
 {
     sqlite3_stmt *q = st(s, K_MENTIONS_DEL);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab);
     sqlite3_bind_int64(q, 2, doc);
     return kstore_step_done(s, q, "clear mentions");
@@ -458,7 +506,7 @@ int kstore_kg_doc_relink(kstore *s, int64_t vocab, int64_t doc)
 int kstore_kg_doc_linked(kstore *s, int64_t vocab, int64_t doc, int64_t generation)
 {
     sqlite3_stmt *q = st(s, K_LINKED_SET);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab);
     sqlite3_bind_int64(q, 2, doc);
     sqlite3_bind_int64(q, 3, generation);
@@ -469,7 +517,7 @@ int kstore_kg_unlinked_foreach(kstore *s, int64_t vocab, int64_t gen, int64_t af
                                int (*cb)(const ktokens_row *, void *), void *ctx)
 {
     sqlite3_stmt *q = st(s, K_UNLINKED);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab);
     sqlite3_bind_int64(q, 2, after);
     sqlite3_bind_int64(q, 3, gen);
@@ -486,7 +534,7 @@ int kstore_kg_mention_totals(kstore *s, int64_t vocab, int64_t *mentions, int64_
                              int64_t *docs, int64_t *tokens)
 {
     sqlite3_stmt *q = st(s, K_MENTION_TOTALS);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab);
     int found, rc = row(s, q, &found, "mention totals");
     if (rc) return rc;
@@ -502,7 +550,7 @@ int kstore_kg_top_entities(kstore *s, int64_t vocab, int limit,
                            int (*cb)(int64_t, const char *, const char *, int64_t, void *), void *ctx)
 {
     sqlite3_stmt *q = st(s, K_TOP_ENTITIES);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab);
     sqlite3_bind_int(q, 2, limit);
     FOREACH_ROW(s, q, "top entities", {
@@ -515,7 +563,7 @@ int kstore_kg_top_entities(kstore *s, int64_t vocab, int limit,
 int kstore_kg_embedding_put(kstore *s, const kkg_embedding *e, int64_t *id)
 {
     sqlite3_stmt *q = st(s, K_EMB_PUT);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_text(q, 1, e->model, -1, SQLITE_STATIC);
     sqlite3_bind_int(q, 2, e->dim);
     sqlite3_bind_text(q, 3, e->config, -1, SQLITE_STATIC);
@@ -538,7 +586,7 @@ int kstore_kg_embedding_put(kstore *s, const kkg_embedding *e, int64_t *id)
 int kstore_kg_embedding_latest(kstore *s, kkg_embedding *e, kbuf *blobs)
 {
     sqlite3_stmt *q = st(s, K_EMB_LATEST);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     int found, rc = row(s, q, &found, "read embedding");
     if (rc) return rc;
     if (!found) {
@@ -586,7 +634,7 @@ int kstore_kg_mentions_foreach(kstore *s, int64_t vocab, int64_t max_doc_id,
                                void *ctx)
 {
     sqlite3_stmt *q = st(s, K_MENTIONS_ALL);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab);
     sqlite3_bind_int64(q, 2, max_doc_id);
     int r;
@@ -602,7 +650,7 @@ int kstore_kg_mentions_summary(kstore *s, int64_t vocab, int64_t *n, int64_t *su
                                int64_t *sum_starts)
 {
     sqlite3_stmt *q = st(s, K_MENTIONS_SUMMARY);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab);
     int r = sqlite3_step(q);
     if (r == SQLITE_ROW) {

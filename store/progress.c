@@ -85,7 +85,7 @@ static sqlite3_stmt *st(kstore *s, int i) { return kstore_stmt(s, i, sql[i - KST
 static int bind_step(kstore *s, int i, int64_t a, int64_t b, int64_t c, int nargs, const char *what)
 {
     sqlite3_stmt *q = st(s, i);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, a);
     if (nargs > 1) sqlite3_bind_int64(q, 2, b);
     if (nargs > 2) sqlite3_bind_int64(q, 3, c);
@@ -96,7 +96,7 @@ int kstore_progress_get(kstore *s, int64_t vocab_id, kvocab_progress *p)
 {
     memset(p, 0, sizeof *p);
     sqlite3_stmt *q = st(s, P_GET);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab_id);
     int r = sqlite3_step(q);
     if (r == SQLITE_ROW) {
@@ -121,7 +121,7 @@ static int chunk_add(kstore *s, int64_t vocab_id, int64_t c, const uint64_t *del
     uint64_t v[CHUNK];
     memset(v, 0, sizeof v);
     sqlite3_stmt *q = st(s, P_CHUNK_GET);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab_id);
     sqlite3_bind_int64(q, 2, c);
     int r = sqlite3_step(q);
@@ -139,7 +139,7 @@ static int chunk_add(kstore *s, int64_t vocab_id, int64_t c, const uint64_t *del
     if (r != SQLITE_DONE) return kstore_dbfail(s, r, "read piece counts");
     for (size_t i = 0; i < n; i++) v[i] += delta[i];
     q = st(s, P_CHUNK_PUT);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab_id);
     sqlite3_bind_int64(q, 2, c);
     sqlite3_bind_blob(q, 3, v, (int)sizeof v, SQLITE_STATIC); /* little-endian host (CMakeLists.txt) */
@@ -204,7 +204,7 @@ int kstore_progress_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *t
     if (rc || !kstore_progress_exact(&p)) return rc;
     /* invariant 1: the documents up to tokenized_through all have tokens */
     sqlite3_stmt *q = st(s, P_TODO);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab_id);
     sqlite3_bind_int64(q, 2, p.tokenized_through);
     int r = sqlite3_step(q);
@@ -224,7 +224,7 @@ int kstore_token_counts_get(kstore *s, int64_t vocab_id, uint64_t *freq, size_t 
 {
     memset(freq, 0, n * sizeof *freq);
     sqlite3_stmt *q = st(s, P_CHUNKS_ALL);
-    if (!q) return EX_SOFTWARE;
+    if (!q) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(q, 1, vocab_id);
     int r;
     while ((r = sqlite3_step(q)) == SQLITE_ROW) {
@@ -256,7 +256,7 @@ int kstore_progress_recount(kstore *s, int64_t vocab_id, int *recounted)
         goto out;
     if (kstore_progress_exact(&p)) return kstore_commit(s); /* counted meanwhile */
     sqlite3_stmt *q = st(s, P_VOCAB_SIZE);
-    if (!q) { rc = EX_SOFTWARE; goto out; }
+    if (!q) { rc = KSTORE_LAST_CODE(s); goto out; }
     sqlite3_bind_int64(q, 1, vocab_id);
     int r = sqlite3_step(q);
     if (r == SQLITE_ROW) size = sqlite3_column_int64(q, 0);
@@ -269,7 +269,7 @@ int kstore_progress_recount(kstore *s, int64_t vocab_id, int *recounted)
     size_t n = (size_t)(size > 0 ? size : 0);
     freq = xcalloc(n ? n : 1, sizeof *freq);
     q = st(s, P_RECOUNT_SCAN);
-    if (!q) { rc = EX_SOFTWARE; goto out; }
+    if (!q) { rc = KSTORE_LAST_CODE(s); goto out; }
     sqlite3_bind_int64(q, 1, vocab_id);
     while ((r = sqlite3_step(q)) == SQLITE_ROW) {
         ktokens_row t;

@@ -53,6 +53,8 @@ enum {
     ST_DOCS_UNTOKENIZED,
     ST_TOKENS_COUNT,
     ST_TOKENS_ALL,
+    ST_DOC_BY_HASH,
+    ST_SOURCE_LAST_DOC,
     ST_COUNT
 };
 _Static_assert(ST_COUNT <= KSTORE_ST_KG, "statement slots of store.c overflow into kg.c's");
@@ -64,7 +66,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         "VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
     [ST_SOURCE_TAKEOVER] =
         "UPDATE sources SET path = ?2, status = 'running', pid = ?3, error = NULL, "
-        "started_at = ?4, finished_at = NULL WHERE id = ?1",
+        "started_at = ?4, finished_at = NULL, duplicates = 0, skipped = 0, bytes_in = 0 WHERE id = ?1",
     [ST_SOURCE_ADD] =
         "UPDATE sources SET documents = documents + ?2, duplicates = duplicates + ?3, "
         "skipped = skipped + ?4, bytes_in = bytes_in + ?5, sentences = sentences + ?6, "
@@ -91,19 +93,20 @@ static const char *const stmt_sql[ST_COUNT] = {
         "coalesce(sum(text_bytes), 0) FROM sources",
     [ST_VOCAB_INSERT] =
         "INSERT INTO vocabularies(name, cased, size, pieces, content_hash, max_word_chars, origin, "
-        "active, created_at, strip_accents, words) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "active, created_at, strip_accents, words, kind, merges) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 #define VOCAB_COLS "id, name, cased, size, pieces, content_hash, max_word_chars, origin, active, created_at, " \
-                   "strip_accents, words"
+                   "strip_accents, words, kind, merges"
     [ST_VOCAB_BY_NAME] = "SELECT " VOCAB_COLS " FROM vocabularies WHERE name = ?1",
     [ST_VOCAB_ACTIVE] = "SELECT " VOCAB_COLS " FROM vocabularies WHERE active = 1",
     [ST_VOCAB_BY_HASH] = "SELECT id, name FROM vocabularies WHERE content_hash = ?1 AND cased = ?2 "
-                         "AND strip_accents IS ?3 AND words = ?4 ORDER BY name = ?5 DESC, id LIMIT 1",
+                         "AND strip_accents IS ?3 AND words = ?4 AND kind = ?6 ORDER BY name = ?5 DESC, id LIMIT 1",
     [ST_VOCAB_NAME_EXISTS] = "SELECT 1 FROM vocabularies WHERE name = ?1",
     [ST_VOCAB_CLEAR_ACTIVE] = "UPDATE vocabularies SET active = 0 WHERE active = 1",
     [ST_VOCAB_SET_ACTIVE] = "UPDATE vocabularies SET active = 1 WHERE name = ?1",
     [ST_VOCAB_ALL] =
         "SELECT v.id, v.name, v.cased, v.size, '', v.content_hash, v.max_word_chars, v.origin, "
-        "v.active, v.created_at, v.strip_accents, v.words, "
+        "v.active, v.created_at, v.strip_accents, v.words, v.kind, NULL, "
         "(SELECT count(*) FROM doc_tokens t WHERE t.vocab_id = v.id), "
         "(SELECT coalesce(sum(n_tokens), 0) FROM doc_tokens t WHERE t.vocab_id = v.id) "
         "FROM vocabularies v ORDER BY v.id",
@@ -129,6 +132,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TOKENS_ALL] =
         "SELECT doc_id, vocab_id, layout, n_tokens, tokens, sent_ends, word_starts FROM doc_tokens "
         "WHERE vocab_id = ?1 AND doc_id > ?2 ORDER BY doc_id",
+    [ST_DOC_BY_HASH] = "SELECT id, source_id FROM documents WHERE content_hash = ?1",
+    [ST_SOURCE_LAST_DOC] = "SELECT coalesce(max(id), 0) FROM documents WHERE source_id = ?1",
 };
 
 int kstore_fail(kstore *s, int code, const char *fmt, ...)
@@ -137,7 +142,40 @@ int kstore_fail(kstore *s, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->msg, sizeof s->msg, fmt, ap);
     va_end(ap);
+    /* a column that could not be read for lack of memory comes back NULL /
+     * empty, which a check then takes for damage: not corruption */
+    if (code == EX_DATAERR && s->db && sqlite3_errcode(s->db) == SQLITE_NOMEM) {
+        size_t n = strlen(s->msg);
+        snprintf(s->msg + n, sizeof s->msg - n, " (out of memory reading it)");
+        code = EX_OSERR;
+    }
+    s->code = code;
     return code;
+}
+
+/* " (a write failed)" and the like for an extended I/O result code, or "". */
+static const char *io_call(int rc)
+{
+    switch (rc) {
+    case SQLITE_IOERR_READ:
+    case SQLITE_IOERR_SHORT_READ: return " (a read failed)";
+    case SQLITE_IOERR_WRITE: return " (a write failed)";
+    case SQLITE_IOERR_FSYNC:
+    case SQLITE_IOERR_DIR_FSYNC: return " (an fsync failed)";
+    case SQLITE_IOERR_TRUNCATE: return " (a truncate failed)";
+    case SQLITE_IOERR_FSTAT: return " (an fstat failed)";
+    case SQLITE_IOERR_LOCK:
+    case SQLITE_IOERR_RDLOCK:
+    case SQLITE_IOERR_UNLOCK:
+    case SQLITE_IOERR_CHECKRESERVEDLOCK:
+    case SQLITE_IOERR_SHMLOCK: return " (a file lock failed)";
+    case SQLITE_IOERR_SHMOPEN:
+    case SQLITE_IOERR_SHMSIZE:
+    case SQLITE_IOERR_SHMMAP: return " (the -shm file failed)";
+    case SQLITE_IOERR_DELETE: return " (a delete failed)";
+    case SQLITE_IOERR_ACCESS: return " (an access check failed)";
+    default: return "";
+    }
 }
 
 int kstore_dbfail(kstore *s, int rc, const char *what)
@@ -153,10 +191,18 @@ int kstore_dbfail(kstore *s, int rc, const char *what)
     case SQLITE_PERM: code = EX_NOPERM; break;
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB: code = EX_DATAERR; break;
+    case SQLITE_NOMEM: code = EX_OSERR; break;
     }
+    /* SQLite may report an allocation failed while reading the schema as a
+     * corrupt schema; its error code on the handle still says NOMEM */
+    if (s->db && sqlite3_errcode(s->db) == SQLITE_NOMEM) code = EX_OSERR;
     const char *m = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
     if ((rc & 0xff) == SQLITE_BUSY)
         m = "the store is locked by another process (timed out waiting)";
+    /* the store's file failed (disk full, I/O error, cannot open): say which
+     * file, and which call of SQLite's when its extended code tells */
+    if (code == EX_IOERR || code == EX_CANTCREAT)
+        return kstore_fail(s, code, "store %s: %s: %s%s", s->path ? s->path : "?", what, m, io_call(rc));
     return kstore_fail(s, code, "%s: %s", what, m);
 }
 
@@ -188,7 +234,16 @@ int kstore_query_int(kstore *s, const char *sql, int64_t *out)
 }
 
 int kstore_begin(kstore *s) { return kstore_exec(s, "BEGIN IMMEDIATE", "begin transaction"); }
-int kstore_commit(kstore *s) { return kstore_exec(s, "COMMIT", "commit"); }
+int kstore_commit(kstore *s)
+{
+    int rc = kstore_exec(s, "COMMIT", "commit");
+    /* a COMMIT that failed for lack of memory or an I/O error may leave the
+     * transaction open (the next BEGIN would fail "within a transaction"):
+     * rolled back here, the message kept; a busy one stays for the caller */
+    if (rc && rc != EX_TEMPFAIL && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
 int kstore_rollback(kstore *s)
 {
     if (sqlite3_get_autocommit(s->db)) return 0;
@@ -254,6 +309,7 @@ int kstore_open(const char *path, int flags, kstore **out, char *err, size_t err
 {
     *out = NULL;
     kstore *s = xcalloc(1, sizeof *s);
+    s->path = xstrdup(path);
     int readonly = (flags & KSTORE_READONLY) != 0;
     int rc = 0;
     struct stat st;
@@ -271,7 +327,7 @@ int kstore_open(const char *path, int flags, kstore **out, char *err, size_t err
     int oflags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     int src = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK) {
-        rc = kstore_dbfail(s, src, path);
+        rc = kstore_dbfail(s, src, "open");
         goto bad;
     }
     sqlite3_extended_result_codes(s->db, 1);
@@ -279,6 +335,9 @@ int kstore_open(const char *path, int flags, kstore **out, char *err, size_t err
     /* Reading the header validates the file: a non-SQLite file fails here. */
     int64_t dummy;
     if ((rc = kstore_query_int(s, "PRAGMA schema_version", &dummy))) {
+        /* not a database (SQLITE_NOTADB, CORRUPT); a read that failed is an
+         * I/O error, reported as such (the message names the store) */
+        if (rc != EX_DATAERR) goto bad;
         char m[sizeof s->msg];
         memcpy(m, s->msg, sizeof m);
         rc = kstore_fail(s, EX_DATAERR, "%s is not a kiln store (%.600s)", path, m);
@@ -310,6 +369,7 @@ void kstore_close(kstore *s)
     if (!s) return;
     for (int i = 0; i < KSTORE_ST_MAX; i++) sqlite3_finalize(s->stmt[i]);
     if (s->db) sqlite3_close(s->db);
+    free(s->path);
     free(s);
 }
 
@@ -358,7 +418,7 @@ int kstore_source_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LE
     int rc = kstore_begin(s);
     if (rc) return rc;
     sqlite3_stmt *st = stmt(s, ST_SOURCE_FIND);
-    if (!st) { rc = EX_SOFTWARE; goto out; }
+    if (!st) { rc = KSTORE_LAST_CODE(s); goto out; }
     sqlite3_bind_blob(st, 1, hash, KHASH_LEN, SQLITE_STATIC);
     int r = sqlite3_step(st);
     int64_t now = (int64_t)time(NULL);
@@ -366,6 +426,11 @@ int kstore_source_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LE
         *id = sqlite3_column_int64(st, 0);
         const char *status = (const char *)sqlite3_column_text(st, 1);
         int64_t pid = sqlite3_column_int64(st, 2);
+        if (!status) { /* out of memory reading it */
+            sqlite3_reset(st);
+            rc = kstore_dbfail(s, SQLITE_NOMEM, "find source");
+            goto out;
+        }
         if (strcmp(status, "complete") == 0 || strcmp(status, "partial") == 0) {
             sqlite3_reset(st);
             *already = 1;
@@ -378,7 +443,7 @@ int kstore_source_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LE
         }
         sqlite3_reset(st);
         st = stmt(s, ST_SOURCE_TAKEOVER);
-        if (!st) { rc = EX_SOFTWARE; goto out; }
+        if (!st) { rc = KSTORE_LAST_CODE(s); goto out; }
         sqlite3_bind_int64(st, 1, *id);
         sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, (int64_t)getpid());
@@ -387,7 +452,7 @@ int kstore_source_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LE
     } else if (r == SQLITE_DONE) {
         sqlite3_reset(st);
         st = stmt(s, ST_SOURCE_INSERT);
-        if (!st) { rc = EX_SOFTWARE; goto out; }
+        if (!st) { rc = KSTORE_LAST_CODE(s); goto out; }
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 2, hash, KHASH_LEN, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, size);
@@ -409,7 +474,7 @@ out:
 int kstore_source_add(kstore *s, int64_t id, const ksource_delta *d)
 {
     sqlite3_stmt *st = stmt(s, ST_SOURCE_ADD);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, d->documents);
     sqlite3_bind_int64(st, 3, d->duplicates);
@@ -424,7 +489,7 @@ int kstore_source_finish(kstore *s, int64_t id, const char *status, const char *
                          const char *error)
 {
     sqlite3_stmt *st = stmt(s, ST_SOURCE_FINISH);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, format ? format : "", -1, SQLITE_STATIC);
@@ -436,7 +501,7 @@ int kstore_source_finish(kstore *s, int64_t id, const char *status, const char *
 int kstore_sources_foreach(kstore *s, int (*cb)(const ksource *, void *), void *ctx)
 {
     sqlite3_stmt *st = stmt(s, ST_SOURCES_ALL);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         ksource src = {0};
@@ -467,7 +532,7 @@ int kstore_sources_foreach(kstore *s, int (*cb)(const ksource *, void *), void *
 int kstore_doc_insert(kstore *s, kdoc *d, int *inserted)
 {
     sqlite3_stmt *st = stmt(s, ST_DOC_INSERT);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(st, 1, d->source_id);
     sqlite3_bind_text(st, 2, d->entry ? d->entry : "", -1, SQLITE_STATIC);
     kstore_bind_text_or_null(st, 3, d->ext_id);
@@ -486,6 +551,33 @@ int kstore_doc_insert(kstore *s, kdoc *d, int *inserted)
     *inserted = sqlite3_changes(s->db) > 0;
     d->id = *inserted ? sqlite3_last_insert_rowid(s->db) : 0;
     return 0;
+}
+
+int kstore_doc_find(kstore *s, const uint8_t hash[KHASH_LEN], int64_t *doc_id, int64_t *source_id)
+{
+    *doc_id = *source_id = 0;
+    sqlite3_stmt *st = stmt(s, ST_DOC_BY_HASH);
+    if (!st) return KSTORE_LAST_CODE(s);
+    sqlite3_bind_blob(st, 1, hash, KHASH_LEN, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *doc_id = sqlite3_column_int64(st, 0);
+        *source_id = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "find document");
+}
+
+int kstore_source_last_doc(kstore *s, int64_t source_id, int64_t *doc_id)
+{
+    *doc_id = 0;
+    sqlite3_stmt *st = stmt(s, ST_SOURCE_LAST_DOC);
+    if (!st) return KSTORE_LAST_CODE(s);
+    sqlite3_bind_int64(st, 1, source_id);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) *doc_id = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return (r == SQLITE_ROW || r == SQLITE_DONE) ? 0 : kstore_dbfail(s, r, "find the source's documents");
 }
 
 /* Reads the documents of a prepared, bound statement (columns as ST_DOCS_ALL)
@@ -508,6 +600,10 @@ static int docs_rows(kstore *s, sqlite3_stmt *st, int (*cb)(const kdoc *, void *
         d.text_len = (size_t)sqlite3_column_bytes(st, 8);
         const void *ends = sqlite3_column_blob(st, 9);
         size_t nb = (size_t)sqlite3_column_bytes(st, 9);
+        if (sqlite3_errcode(s->db) == SQLITE_NOMEM) { /* a column came back NULL */
+            sqlite3_reset(st);
+            return kstore_dbfail(s, SQLITE_NOMEM, "read documents");
+        }
         if (nb != d.n_sentences * sizeof(uint32_t)) {
             sqlite3_reset(st);
             return kstore_fail(s, EX_DATAERR, "document %lld: sentence index has %zu bytes, expected %zu",
@@ -529,7 +625,7 @@ static int docs_rows(kstore *s, sqlite3_stmt *st, int (*cb)(const kdoc *, void *
 int kstore_docs_foreach(kstore *s, int64_t source_id, int (*cb)(const kdoc *, void *), void *ctx)
 {
     sqlite3_stmt *st = stmt(s, source_id > 0 ? ST_DOCS_OF : ST_DOCS_ALL);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     if (source_id > 0) sqlite3_bind_int64(st, 1, source_id);
     return docs_rows(s, st, cb, ctx);
 }
@@ -538,7 +634,7 @@ int kstore_docs_untokenized(kstore *s, int64_t vocab_id, int64_t after_id, size_
                             int (*cb)(const kdoc *, void *), void *ctx)
 {
     sqlite3_stmt *st = stmt(s, ST_DOCS_UNTOKENIZED);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(st, 1, after_id);
     sqlite3_bind_int64(st, 2, vocab_id);
     sqlite3_bind_int64(st, 3, (int64_t)limit);
@@ -550,7 +646,7 @@ int kstore_docs_untokenized(kstore *s, int64_t vocab_id, int64_t after_id, size_
 static int vocab_name_exists(kstore *s, const char *name, int *exists)
 {
     sqlite3_stmt *st = stmt(s, ST_VOCAB_NAME_EXISTS);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     int r = sqlite3_step(st);
     *exists = r == SQLITE_ROW;
@@ -579,7 +675,7 @@ int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id)
     int64_t nactive = 0;
     if ((rc = kstore_query_int(s, "SELECT count(*) FROM vocabularies WHERE active = 1", &nactive))) goto out;
     sqlite3_stmt *st = stmt(s, ST_VOCAB_INSERT);
-    if (!st) { rc = EX_SOFTWARE; goto out; }
+    if (!st) { rc = KSTORE_LAST_CODE(s); goto out; }
     sqlite3_bind_text(st, 1, v->name, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, v->cased);
     sqlite3_bind_int64(st, 3, v->size);
@@ -591,6 +687,9 @@ int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id)
     sqlite3_bind_int64(st, 9, (int64_t)time(NULL));
     bind_accents(st, 10, v->accents);
     sqlite3_bind_text(st, 11, v->icu_words ? "icu" : "bert", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 12, v->kind == KVOCAB_BPE ? "bpe" : "wordpiece", -1, SQLITE_STATIC);
+    if (v->kind == KVOCAB_BPE) sqlite3_bind_text(st, 13, v->merges ? v->merges : "", (int)v->merges_len, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 13);
     if ((rc = kstore_step_done(s, st, "insert vocabulary"))) goto out;
     *id = sqlite3_last_insert_rowid(s->db);
     return kstore_commit(s);
@@ -618,12 +717,18 @@ static void vocab_from_row(sqlite3_stmt *st, kvocab_row *r)
                                                              : KVOCAB_ACCENTS_KEEP;
     const char *w = (const char *)sqlite3_column_text(st, 11);
     r->icu_words = w && !strcmp(w, "icu");
+    const char *k = (const char *)sqlite3_column_text(st, 12);
+    r->kind = k && !strcmp(k, "bpe") ? KVOCAB_BPE : KVOCAB_WORDPIECE;
+    if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
+        r->merges = (const char *)sqlite3_column_text(st, 13);
+        r->merges_len = (size_t)sqlite3_column_bytes(st, 13);
+    }
 }
 
 int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, kbuf *meta)
 {
     sqlite3_stmt *st = stmt(s, name ? ST_VOCAB_BY_NAME : ST_VOCAB_ACTIVE);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     if (name) sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
@@ -635,6 +740,10 @@ int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, k
                     "(kiln vocab train --size N) or pick one (kiln vocab use NAME)");
     }
     vocab_from_row(st, r);
+    if (sqlite3_errcode(s->db) == SQLITE_NOMEM || !r->name || !r->origin) { /* a column came back NULL */
+        sqlite3_reset(st);
+        return kstore_dbfail(s, SQLITE_NOMEM, "read vocabulary");
+    }
     kbuf_clear(pieces);
     kbuf_append(pieces, r->pieces, r->pieces_len);
     kbuf_clear(meta);
@@ -642,22 +751,29 @@ int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, k
     kbuf_append(meta, r->name, strlen(r->name) + 1);
     size_t origin_off = meta->len;
     kbuf_append(meta, r->origin, strlen(r->origin) + 1);
+    size_t merges_off = meta->len;
+    if (r->merges) {
+        kbuf_append(meta, r->merges, r->merges_len);
+        kbuf_putc(meta, '\0');
+    }
     sqlite3_reset(st);
     r->pieces = pieces->data;
     r->name = meta->data + name_off;
     r->origin = meta->data + origin_off;
+    if (r->merges) r->merges = meta->data + merges_off;
     return 0;
 }
 
 int kstore_vocab_find_hash(kstore *s, const kvocab_row *like, int64_t *id, kbuf *name)
 {
     sqlite3_stmt *st = stmt(s, ST_VOCAB_BY_HASH);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_blob(st, 1, like->hash, KHASH_LEN, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, like->cased);
     bind_accents(st, 3, like->accents);
     sqlite3_bind_text(st, 4, like->icu_words ? "icu" : "bert", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, like->name ? like->name : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, like->kind == KVOCAB_BPE ? "bpe" : "wordpiece", -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     *id = 0;
     if (rc == SQLITE_ROW) {
@@ -679,10 +795,10 @@ int kstore_vocab_set_active(kstore *s, const char *name)
         goto out;
     }
     sqlite3_stmt *st = stmt(s, ST_VOCAB_CLEAR_ACTIVE);
-    if (!st) { rc = EX_SOFTWARE; goto out; }
+    if (!st) { rc = KSTORE_LAST_CODE(s); goto out; }
     if ((rc = kstore_step_done(s, st, "clear active vocabulary"))) goto out;
     st = stmt(s, ST_VOCAB_SET_ACTIVE);
-    if (!st) { rc = EX_SOFTWARE; goto out; }
+    if (!st) { rc = KSTORE_LAST_CODE(s); goto out; }
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     if ((rc = kstore_step_done(s, st, "set active vocabulary"))) goto out;
     return kstore_commit(s);
@@ -694,15 +810,15 @@ out:
 int kstore_vocabs_foreach(kstore *s, int (*cb)(const kvocab_row *, void *), void *ctx)
 {
     sqlite3_stmt *st = stmt(s, ST_VOCAB_ALL);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         kvocab_row v;
         vocab_from_row(st, &v);
         v.pieces = NULL;
         v.pieces_len = 0;
-        v.tokenized_docs = sqlite3_column_int64(st, 12);
-        v.tokens = sqlite3_column_int64(st, 13);
+        v.tokenized_docs = sqlite3_column_int64(st, 14);
+        v.tokens = sqlite3_column_int64(st, 15);
         if (cb(&v, ctx)) break;
     }
     sqlite3_reset(st);
@@ -717,7 +833,7 @@ int kstore_tokens_insert(kstore *s, const ktokens_row *r, int *inserted)
 {
     if (inserted) *inserted = 0;
     sqlite3_stmt *st = stmt(s, ST_TOKENS_PUT);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     size_t w = r->layout == KTOK_LAYOUT_U16 ? 2 : 4;
     sqlite3_bind_int64(st, 1, r->doc_id);
     sqlite3_bind_int64(st, 2, r->vocab_id);
@@ -737,7 +853,7 @@ int kstore_tokens_count(kstore *s, int64_t vocab_id, int64_t *done, int64_t *tod
     int rc = kstore_progress_count(s, vocab_id, done, todo, tokens, &exact);
     if (rc || exact) return rc;
     sqlite3_stmt *st = stmt(s, ST_TOKENS_COUNT);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(st, 1, vocab_id);
     int r = sqlite3_step(st);
     if (r == SQLITE_ROW) {
@@ -800,7 +916,7 @@ int kstore_tokens_foreach(kstore *s, int64_t vocab_id, int64_t after_id,
                           int (*cb)(const ktokens_row *, void *), void *ctx)
 {
     sqlite3_stmt *st = stmt(s, ST_TOKENS_ALL);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(st, 1, vocab_id);
     sqlite3_bind_int64(st, 2, after_id);
     return tokens_rows(s, st, &(tok_cb){.plain = cb, .ctx = ctx});
@@ -811,7 +927,7 @@ int kstore_snapshot_docs_foreach(kstore *s, int64_t vocab_id, int64_t max_doc_id
                                  void *ctx)
 {
     sqlite3_stmt *st = stmt(s, ST_SNAP_DOCS);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(st, 1, vocab_id);
     sqlite3_bind_int64(st, 2, max_doc_id);
     return tokens_rows(s, st, &(tok_cb){.hashed = cb, .ctx = ctx});
@@ -821,7 +937,7 @@ int kstore_tokens_summary(kstore *s, int64_t vocab_id, int64_t *docs, int64_t *m
                           int64_t *sum_doc_ids, int64_t *tokens)
 {
     sqlite3_stmt *st = stmt(s, ST_SNAP_SUMMARY);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     sqlite3_bind_int64(st, 1, vocab_id);
     int r = sqlite3_step(st);
     if (r == SQLITE_ROW) {
@@ -838,7 +954,7 @@ int kstore_tokens_summary(kstore *s, int64_t vocab_id, int64_t *docs, int64_t *m
 int kstore_totals_get(kstore *s, kstore_totals *t)
 {
     sqlite3_stmt *st = stmt(s, ST_TOTALS);
-    if (!st) return EX_SOFTWARE;
+    if (!st) return KSTORE_LAST_CODE(s);
     int r = sqlite3_step(st);
     if (r == SQLITE_ROW) {
         t->sources = sqlite3_column_int64(st, 0);

@@ -55,7 +55,11 @@ typedef struct ksource {
  * transaction. If a source with the hash is complete (or partial: the same
  * bytes give the same result), *already is set to 1 and nothing changes.
  * Otherwise the row is created, or an interrupted one is taken over, with
- * status running and this process's pid; *id is its id. */
+ * status running and this process's pid; *id is its id. A taken-over row
+ * keeps the counters of its stored documents (documents, sentences,
+ * text_bytes) and restarts those of the records read (duplicates, skipped,
+ * bytes_in): the file is read again from its start, and its documents stored
+ * before are not duplicates (kstore_source_last_doc, kstore_doc_find). */
 int kstore_source_begin(kstore *s, const char *path, const uint8_t hash[KHASH_LEN],
                         int64_t size, int64_t *id, int *already);
 /* Adds counters to a source; call inside the transaction that stores the
@@ -90,6 +94,10 @@ typedef struct kdoc {
 /* Inserts a document unless one with the same content hash exists; *inserted
  * tells which. Call inside a transaction. */
 int kstore_doc_insert(kstore *s, kdoc *d, int *inserted);
+/* The document with this content hash: its id and source (0, 0 if none). */
+int kstore_doc_find(kstore *s, const uint8_t hash[KHASH_LEN], int64_t *doc_id, int64_t *source_id);
+/* The largest document id of a source (0 if it has none). */
+int kstore_source_last_doc(kstore *s, int64_t source_id, int64_t *doc_id);
 /* Calls cb for every document (of source_id, or all if source_id <= 0) in id
  * order; the struct and its strings are valid during the call only. */
 int kstore_docs_foreach(kstore *s, int64_t source_id, int (*cb)(const kdoc *, void *), void *ctx);
@@ -106,6 +114,10 @@ typedef struct kvocab_row {
     int64_t max_word_chars;
     int accents;            /* KVOCAB_ACCENTS_*: strip_accents (NULL, 1, 0 in the store) */
     int icu_words;          /* 1: words = 'icu' (ICU word break), 0: 'bert' */
+    int kind;               /* KVOCAB_WORDPIECE (pieces: vocab.txt) or KVOCAB_BPE
+                               (pieces: vocab.json, merges: merges.txt) */
+    const char *merges;     /* merges_len bytes; NULL for WordPiece */
+    size_t merges_len;
     const char *origin;
     int active;
     int64_t created_at;
@@ -115,6 +127,8 @@ typedef struct kvocab_row {
 /* kvocab_row.accents: transformers' strip_accents. CASING (0, the zero
  * value: stripped exactly when uncased), STRIP (always), KEEP (never). */
 enum { KVOCAB_ACCENTS_CASING = 0, KVOCAB_ACCENTS_STRIP = 1, KVOCAB_ACCENTS_KEEP = 2 };
+/* kvocab_row.kind (vocabularies.kind, schemas/006_bpe.sql). */
+enum { KVOCAB_WORDPIECE = 0, KVOCAB_BPE = 1 };
 
 /* Adds a vocabulary (its own transaction); it becomes active if none is.
  * EX_DATAERR with a message if the name is taken. *id is set. */
@@ -122,9 +136,9 @@ int kstore_vocab_add(kstore *s, const kvocab_row *v, int64_t *id);
 /* Reads the vocabulary called name, or the active one if name is NULL.
  * EX_NOINPUT (message says what to do) if there is none. The strings are
  * copied into *pieces and *meta (owned by the caller's kbufs): r->pieces,
- * r->name and r->origin point into them. */
+ * r->name, r->origin and r->merges (BPE) point into them. */
 int kstore_vocab_get(kstore *s, const char *name, kvocab_row *r, kbuf *pieces, kbuf *meta);
-/* Finds a vocabulary with like's pieces (hash), casing, accents and words
+/* Finds a vocabulary with like's kind, pieces (hash), casing, accents and words
  * (the one named like->name if there is one, else the oldest); *id = 0 if
  * none, else its id and *name (the caller's kbuf) its name. */
 int kstore_vocab_find_hash(kstore *s, const kvocab_row *like, int64_t *id, kbuf *name);
@@ -240,6 +254,17 @@ int kstore_kg_entity_set(kstore *s, int64_t id, const char *label, const char *d
 int kstore_kg_relation_set_label(kstore *s, int64_t id, const char *label);
 int kstore_kg_alias_add(kstore *s, int64_t entity_id, const char *alias, int *inserted);
 int kstore_kg_bump_generation(kstore *s);
+/* Inside the transaction that stores a file's triples and names: adds them
+ * to the file's counters (so that they always equal the rows, whatever
+ * happens to the import later; kstore_kg_file_finish adds the rest). */
+int kstore_kg_file_add(kstore *s, int64_t id, int64_t triples, int64_t names);
+/* Inside a transaction that adds aliases: records that the alias generation
+ * must be bumped (kg_meta 'aliases_pending'), so that an import that fails
+ * before its bump is bumped by the next one. */
+int kstore_kg_aliases_pending(kstore *s);
+/* Its own transaction: bumps the alias generation and clears the mark if
+ * aliases are pending; *bumped says whether it did. */
+int kstore_kg_bump_if_pending(kstore *s, int *bumped);
 int kstore_kg_generation(kstore *s, int64_t *gen);
 /* What a linker is built from: the alias generation, the last kg_files id
  * and the triples the files added (cheap: the kg_files rows). */

@@ -143,10 +143,12 @@ int ktext_detect_charset(const char *s, size_t n, int min_confidence, char *name
 {
     UErrorCode st = U_ZERO_ERROR;
     UCharsetDetector *d = ucsdet_open(&st);
+    if (st == U_MEMORY_ALLOCATION_ERROR) koom(0); /* not "no charset found": the text would be read wrong */
     if (U_FAILURE(st)) return 0;
     int found = 0;
     ucsdet_setText(d, s, n > INT32_MAX ? INT32_MAX : (int32_t)n, &st);
     const UCharsetMatch *m = ucsdet_detect(d, &st);
+    if (st == U_MEMORY_ALLOCATION_ERROR) koom(0);
     if (U_SUCCESS(st) && m) {
         int32_t conf = ucsdet_getConfidence(m, &st);
         const char *nm = ucsdet_getName(m, &st);
@@ -168,6 +170,7 @@ ktext_conv *ktext_conv_new(const char *charset, char *err, size_t errlen)
 {
     UErrorCode st = U_ZERO_ERROR;
     UConverter *cnv = ucnv_open(charset, &st);
+    if (st == U_MEMORY_ALLOCATION_ERROR) koom(0); /* not an unknown encoding */
     if (U_FAILURE(st) || st == U_AMBIGUOUS_ALIAS_WARNING) {
         if (U_FAILURE(st)) {
             snprintf(err, errlen, "unknown character encoding '%s' (%s)", charset, u_errorName(st));
@@ -234,6 +237,7 @@ ktext_seg *ktext_seg_new(const char *lang, int norm, char *err, size_t errlen)
     UErrorCode st = U_ZERO_ERROR;
     if (norm == KTEXT_NFKC) g->norm = unorm2_getNFKCInstance(&st);
     else if (norm == KTEXT_NFC) g->norm = unorm2_getNFCInstance(&st);
+    if (st == U_MEMORY_ALLOCATION_ERROR) koom(0); /* as xmalloc: not a data problem */
     if (U_FAILURE(st)) {
         snprintf(err, errlen, "ICU normalizer: %s", u_errorName(st));
         free(g);
@@ -242,6 +246,7 @@ ktext_seg *ktext_seg_new(const char *lang, int norm, char *err, size_t errlen)
     char loc[96];
     snprintf(loc, sizeof loc, "%s@ss=standard", lang && *lang ? lang : "en");
     g->brk = ubrk_open(UBRK_SENTENCE, loc, NULL, 0, &st);
+    if (st == U_MEMORY_ALLOCATION_ERROR) koom(0);
     if (U_FAILURE(st)) {
         snprintf(err, errlen, "ICU sentence break iterator for '%s': %s", loc, u_errorName(st));
         free(g);
@@ -331,6 +336,7 @@ static void segment_paragraph(ktext_seg *g, UChar *p, int32_t n, kbuf *out, uint
 {
     UErrorCode st = U_ZERO_ERROR;
     ubrk_setText(g->brk, p, n, &st);
+    if (st == U_MEMORY_ALLOCATION_ERROR) koom(0); /* not one sentence: stored text must not depend on memory */
     if (U_FAILURE(st)) { emit_sentence(p, n, out, ends, ends_cap, count); return; }
     int32_t start = ubrk_first(g->brk), end;
     while ((end = ubrk_next(g->brk)) != UBRK_DONE) {
@@ -348,6 +354,7 @@ size_t ktext_segment(ktext_seg *g, const char *in, size_t n, int lines_are_sente
     int32_t len16 = 0;
     grow_uchars(&g->u16, &g->u16_cap, (int64_t)n + 1);
     u_strFromUTF8WithSub(g->u16, g->u16_cap, &len16, in, (int32_t)n, 0xFFFD, NULL, &st);
+    if (st == U_MEMORY_ALLOCATION_ERROR) koom(0);
     if (U_FAILURE(st)) return 0;
     UChar *t = g->u16;
     int32_t tn = len16;
@@ -361,6 +368,7 @@ size_t ktext_segment(ktext_seg *g, const char *in, size_t n, int lines_are_sente
                 st = U_ZERO_ERROR;
                 int32_t r = unorm2_normalize(g->norm, g->u16, len16, g->nrm, g->nrm_cap, &st);
                 if (st == U_BUFFER_OVERFLOW_ERROR && r > 0 && r < INT32_MAX / 2) { need = (int64_t)r + 1; continue; }
+                if (st == U_MEMORY_ALLOCATION_ERROR) koom(0); /* a document is not dropped for it */
                 if (U_FAILURE(st)) return 0;
                 t = g->nrm;
                 tn = r;

@@ -270,6 +270,7 @@ kwp_tok *kwp_tok_new(const kwp_vocab *v, size_t max_word_chars)
     UErrorCode st = U_ZERO_ERROR;
     t->nfc = unorm2_getNFCInstance(&st);
     t->nfd = unorm2_getNFDInstance(&st);
+    if (st == U_MEMORY_ALLOCATION_ERROR) koom(0);
     if (U_FAILURE(st)) {
         fprintf(stderr, "kiln: error: ICU normalizer data missing: %s\n", u_errorName(st));
         abort();
@@ -277,6 +278,7 @@ kwp_tok *kwp_tok_new(const kwp_vocab *v, size_t max_word_chars)
     if (v->mode & KWP_ICU_WORDS) {
         t->track = 1;
         t->brk = ubrk_open(UBRK_WORD, "", NULL, 0, &st);
+        if (st == U_MEMORY_ALLOCATION_ERROR) koom(0);
         if (U_FAILURE(st)) {
             fprintf(stderr, "kiln: error: ICU word break data missing: %s\n", u_errorName(st));
             abort();
@@ -725,6 +727,7 @@ static void census_init(void)
 {
     UErrorCode st = U_ZERO_ERROR;
     census_nfd = unorm2_getNFDInstance(&st);
+    if (st == U_MEMORY_ALLOCATION_ERROR) koom(0);
     if (U_FAILURE(st)) {
         fprintf(stderr, "kiln: error: ICU normalizer data missing: %s\n", u_errorName(st));
         abort();

@@ -10,6 +10,10 @@
  * every word with count <= t goes (never "some of the words with count t"),
  * the arena and the table are rebuilt in entry order. The kept set therefore
  * depends on the sequence of additions and counts only, never on hash layout.
+ * kwp_counter_trim prunes the same way on demand (target: enough words to go
+ * down to max_words less max_words/8), for callers that add without a limit
+ * and trim at fixed points: then only the multiset added between two points
+ * matters, not its order.
  *
  * ---- Trainer ----------------------------------------------------------------
  * 1. The words are sorted by bytes (layout is then independent of insertion
@@ -41,13 +45,18 @@
  *    if count > entry.count it is dropped (a higher entry exists). The first
  *    valid entry is the true best pair.
  * 6. Merge (a,b) -> t = a + b without its leading "##" (a "##" a keeps its
- *    prefix); t is added to the vocab unless already there. Every word on the
+ *    prefix); t is added to the vocab unless already there (the merge is
+ *    listed in o->merges either way). Every word on the
  *    pair's list is rewritten left to right, non-overlapping (as HF's
  *    Word::merge), updating neighbouring pair counts by +-count(word):
  *    (p,a)- (p,t)+ with p the previous OUTPUT symbol, (b,n)- (t,n)+ with n the
  *    next INPUT symbol, (a,b)-. After the step (a,b) has count 0 and its list
  *    is freed. Stop when the vocab has vocab_size pieces, no pair is left, or
  *    the best count < min_frequency.
+ * Byte-level BPE (GPT-2, o->no_prefix): no "##" forms, every char is "c"
+ * wherever it is and t = a + b; o->initial_alphabet's chars (GPT-2's 256 byte
+ * chars) are in the alphabet even when no word has them, and sort before any
+ * other char when limit_alphabet keeps the most frequent.
  * Cost: each merge touches only the words that held the pair, O(their
  * length); memory is O(total chars of distinct words + pairs ever seen). */
 #include "text/wptrain.h"
@@ -185,10 +194,9 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Drops every word with count <= t, t the smallest value >= the previous
- * threshold (and >= 1) such that at least max(1, max_words/8) words go. */
-static void counter_prune(kwp_counter *c)
+ * threshold (and >= 1) such that at least max(1, target) words go. */
+static void counter_prune(kwp_counter *c, size_t target)
 {
-    size_t target = c->max_words / 8;
     if (target < 1) target = 1;
     if (target > c->n) target = c->n;
     uint64_t t = c->threshold;
@@ -252,7 +260,7 @@ void kwp_counter_add(kwp_counter *c, const char *word, size_t len, uint64_t coun
             }
         }
     }
-    if (c->max_words && c->n >= c->max_words) counter_prune(c);
+    if (c->max_words && c->n >= c->max_words) counter_prune(c, c->max_words / 8);
     if (c->n == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 64;
         if (c->max_words && c->cap > c->max_words) c->cap = c->max_words;
@@ -268,6 +276,11 @@ void kwp_counter_add(kwp_counter *c, const char *word, size_t len, uint64_t coun
     size_t mask = c->nslot - 1, s = (size_t)h & mask;
     while (c->slot[s] != NIL) s = (s + 1) & mask;
     c->slot[s] = (uint32_t)c->n++;
+}
+
+void kwp_counter_trim(kwp_counter *c, size_t max_words)
+{
+    if (max_words && c->n > max_words) counter_prune(c, c->n - max_words + max_words / 8);
 }
 
 void kwp_counter_merge(kwp_counter *a, kwp_counter *b)
@@ -628,7 +641,7 @@ static int do_merge(tr *t, uint32_t p)
 {
     uint32_t a = t->pr[p].a, b = t->pr[p].b;
     size_t la = t->pc[a].len, lb = t->pc[b].len, skip = 0;
-    if (lb >= 2 && pstr(t, b)[0] == '#' && pstr(t, b)[1] == '#') skip = 2;
+    if (!t->o->no_prefix && lb >= 2 && pstr(t, b)[0] == '#' && pstr(t, b)[1] == '#') skip = 2;
     char stackbuf[256];
     char *s = la + lb <= sizeof stackbuf ? stackbuf : xmalloc(la + lb);
     memcpy(s, pstr(t, a), la);
@@ -636,6 +649,12 @@ static int do_merge(tr *t, uint32_t p)
     int added;
     uint32_t m = piece_get(t, s, la + lb - skip, t->pc[a].nchars + t->pc[b].nchars, &added);
     if (s != stackbuf) free(s);
+    if (t->o->merges) {
+        kbuf_append(t->o->merges, pstr(t, a), la);
+        kbuf_putc(t->o->merges, ' ');
+        kbuf_append(t->o->merges, pstr(t, b), lb);
+        kbuf_putc(t->o->merges, '\n');
+    }
 
     t->step++;
     t->ntouched = 0;
@@ -678,8 +697,9 @@ static int wref_cmp(const void *x, const void *y)
  * numeric order is the byte order). */
 typedef struct chinfo {
     uint32_t key;
-    uint8_t init, cont; /* seen first in a word / after the first */
+    uint8_t init, cont; /* seen first in a word / after the first (no_prefix: always init) */
     uint8_t kept;
+    uint8_t forced;     /* of o->initial_alphabet: always kept */
     uint64_t count;     /* occurrences weighted by word count */
     uint32_t id_init, id_cont; /* pieces "c" / "##c" (NONE if not kept) */
 } chinfo;
@@ -687,6 +707,7 @@ typedef struct chinfo {
 static int chinfo_by_freq(const void *x, const void *y)
 {
     const chinfo *a = *(chinfo *const *)x, *b = *(chinfo *const *)y;
+    if (a->forced != b->forced) return a->forced ? -1 : 1;
     if (a->count != b->count) return a->count > b->count ? -1 : 1;
     return a->key < b->key ? -1 : a->key > b->key;
 }
@@ -722,6 +743,66 @@ static size_t key_bytes(uint32_t key, char out[4])
     return n;
 }
 
+/* The chars seen: (n, cap) infos and an open-addressing table of their
+ * indices (nslot, a power of 2, load <= 1/2). */
+typedef struct chtab {
+    chinfo *ch;
+    size_t n, cap;
+    uint32_t *slot;
+    size_t nslot;
+} chtab;
+
+/* Index of the char key in h, added (zeroed) if absent. */
+static uint32_t chtab_get(chtab *h, uint32_t key)
+{
+    size_t mask = h->nslot - 1, k = (size_t)mix64(key) & mask;
+    while (h->slot[k] != NIL && h->ch[h->slot[k]].key != key) k = (k + 1) & mask;
+    if (h->slot[k] != NIL) return h->slot[k];
+    if (h->n == h->cap) {
+        h->cap = h->cap ? 2 * h->cap : 256;
+        h->ch = xrealloc(h->ch, h->cap * sizeof *h->ch);
+    }
+    uint32_t id = (uint32_t)h->n++;
+    memset(&h->ch[id], 0, sizeof *h->ch);
+    h->ch[id].key = key;
+    h->slot[k] = id;
+    if (2 * h->n > h->nslot) { /* grow the table */
+        h->nslot *= 2;
+        h->slot = xrealloc(h->slot, h->nslot * sizeof *h->slot);
+        memset(h->slot, 0xFF, h->nslot * sizeof *h->slot);
+        for (size_t q = 0; q < h->n; q++) {
+            size_t z = (size_t)mix64(h->ch[q].key) & (h->nslot - 1);
+            while (h->slot[z] != NIL) z = (z + 1) & (h->nslot - 1);
+            h->slot[z] = (uint32_t)q;
+        }
+    }
+    return id;
+}
+
+/* UTF-8 of the scalar value cp into out; 0 if cp is none (surrogate, > U+10FFFF). */
+static size_t cp_utf8(uint32_t cp, unsigned char out[4])
+{
+    if (cp < 0x80) { out[0] = (unsigned char)cp; return 1; }
+    if (cp < 0x800) {
+        out[0] = (unsigned char)(0xC0 | cp >> 6);
+        out[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
+    if (cp < 0x10000) {
+        out[0] = (unsigned char)(0xE0 | cp >> 12);
+        out[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    if (cp > 0x10FFFF) return 0;
+    out[0] = (unsigned char)(0xF0 | cp >> 18);
+    out[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
 static void tr_free(tr *t)
 {
     kbuf_free(&t->pstr);
@@ -747,6 +828,19 @@ int kwp_train(const kwp_counter *c, const kwp_train_opts *o, kbuf *out, char *er
     if (!c || !o || !out) {
         if (errlen) snprintf(err, errlen, "kwp_train: NULL argument");
         return -1;
+    }
+    if (o->n_initial_alphabet && !o->initial_alphabet) {
+        if (errlen) snprintf(err, errlen, "kwp_train: n_initial_alphabet %zu but no alphabet", o->n_initial_alphabet);
+        return -1;
+    }
+    for (size_t i = 0; i < o->n_initial_alphabet; i++) {
+        unsigned char u[4];
+        if (!cp_utf8(o->initial_alphabet[i], u)) {
+            if (errlen)
+                snprintf(err, errlen, "initial alphabet: U+%04X is not a Unicode scalar value",
+                         (unsigned)o->initial_alphabet[i]);
+            return -1;
+        }
     }
     if (o->n_special && !o->special) {
         if (errlen) snprintf(err, errlen, "kwp_train: n_special %zu but no special tokens", o->n_special);
@@ -788,10 +882,18 @@ int kwp_train(const kwp_counter *c, const kwp_train_opts *o, kbuf *out, char *er
     t->wlen = xmalloc((nw ? nw : 1) * sizeof *t->wlen);
     t->wcnt = xmalloc((nw ? nw : 1) * sizeof *t->wcnt);
     t->wstamp = xcalloc(nw ? nw : 1, sizeof *t->wstamp);
-    chinfo *ch = NULL;
-    size_t nch = 0, cch = 0, nchslot = 1024;
-    uint32_t *chslot = xmalloc(nchslot * sizeof *chslot); /* (nchslot) chinfo index or NIL */
-    memset(chslot, 0xFF, nchslot * sizeof *chslot);
+    chtab H = {0};
+    H.nslot = 1024;
+    H.slot = xmalloc(H.nslot * sizeof *H.slot);
+    memset(H.slot, 0xFF, H.nslot * sizeof *H.slot);
+    for (size_t i = 0; i < o->n_initial_alphabet; i++) {
+        unsigned char u[4];
+        size_t l = cp_utf8(o->initial_alphabet[i], u);
+        uint32_t id = chtab_get(&H, char_key(u, l)); /* before H.ch: it may move */
+        chinfo *ci = &H.ch[id];
+        ci->forced = 1;
+        ci->init = 1;
+    }
     size_t nsym = 0;
     for (size_t w = 0; w < nw; w++) {
         const unsigned char *s = (const unsigned char *)wr[w].s;
@@ -800,42 +902,20 @@ int kwp_train(const kwp_counter *c, const kwp_train_opts *o, kbuf *out, char *er
         t->wcnt[w] = wr[w].count;
         for (size_t i = 0; i < n;) {
             size_t l = u8_len(s + i, n - i);
-            uint32_t key = char_key(s + i, l);
-            size_t mask = nchslot - 1, k = (size_t)mix64(key) & mask;
-            while (chslot[k] != NIL && ch[chslot[k]].key != key) k = (k + 1) & mask;
-            if (chslot[k] == NIL) {
-                if (nch == cch) {
-                    cch = cch ? 2 * cch : 256;
-                    ch = xrealloc(ch, cch * sizeof *ch);
-                }
-                memset(&ch[nch], 0, sizeof *ch);
-                ch[nch].key = key;
-                chslot[k] = (uint32_t)nch++;
-                if (2 * nch > nchslot) { /* grow the char table */
-                    nchslot *= 2;
-                    chslot = xrealloc(chslot, nchslot * sizeof *chslot);
-                    memset(chslot, 0xFF, nchslot * sizeof *chslot);
-                    for (size_t q = 0; q < nch; q++) {
-                        size_t z = (size_t)mix64(ch[q].key) & (nchslot - 1);
-                        while (chslot[z] != NIL) z = (z + 1) & (nchslot - 1);
-                        chslot[z] = (uint32_t)q;
-                    }
-                    mask = nchslot - 1;
-                    k = (size_t)mix64(key) & mask;
-                    while (ch[chslot[k]].key != key) k = (k + 1) & mask;
-                }
-            }
-            chinfo *ci = &ch[chslot[k]];
+            uint32_t id = chtab_get(&H, char_key(s + i, l));
+            chinfo *ci = &H.ch[id];
             ci->count = ci->count + wr[w].count < ci->count ? UINT64_MAX : ci->count + wr[w].count;
-            if (i == 0) ci->init = 1;
+            if (i == 0 || o->no_prefix) ci->init = 1;
             else ci->cont = 1;
-            t->sym[nsym++] = chslot[k];
+            t->sym[nsym++] = id;
             i += l;
         }
         t->wlen[w] = (uint32_t)(nsym - t->woff[w]);
     }
-    free(chslot);
+    free(H.slot);
     free(wr);
+    chinfo *ch = H.ch;
+    size_t nch = H.n;
 
     /* alphabet: most frequent limit_alphabet chars */
     chinfo **byf = xmalloc((nch ? nch : 1) * sizeof *byf);
@@ -849,7 +929,7 @@ int kwp_train(const kwp_counter *c, const kwp_train_opts *o, kbuf *out, char *er
     int added;
     for (size_t i = 0; i < o->n_special; i++) {
         const char *sp = o->special[i];
-        size_t n = strlen(sp), skip = n >= 2 && sp[0] == '#' && sp[1] == '#' ? 2 : 0;
+        size_t n = strlen(sp), skip = !o->no_prefix && n >= 2 && sp[0] == '#' && sp[1] == '#' ? 2 : 0;
         piece_get(t, sp, n, (uint32_t)u8_count(sp + skip, n - skip), &added);
     }
     size_t nspec = t->npc;
@@ -902,7 +982,7 @@ int kwp_train(const kwp_counter *c, const kwp_train_opts *o, kbuf *out, char *er
         uint32_t *x = t->sym + t->woff[w];
         for (size_t i = 0; i < t->wlen[w]; i++) {
             const chinfo *ci = &ch[x[i]];
-            x[i] = i == 0 ? ci->id_init : ci->id_cont;
+            x[i] = i == 0 || o->no_prefix ? ci->id_init : ci->id_cont;
         }
     }
     free(ch);

@@ -341,6 +341,27 @@ char *kexport_special_tokens_map(void)
     return b.data;
 }
 
+char *kexport_bpe_tokenizer_config(int has_eot, int model_max_length)
+{
+    kbuf b = {0};
+    kbuf_puts(&b, "{\n  \"tokenizer_class\": \"GPT2Tokenizer\",\n  \"add_prefix_space\": false,\n");
+    if (model_max_length > 0) kbuf_printf(&b, "  \"model_max_length\": %d,\n", model_max_length);
+    if (has_eot)
+        kbuf_puts(&b, "  \"bos_token\": \"<|endoftext|>\",\n  \"eos_token\": \"<|endoftext|>\",\n"
+                      "  \"unk_token\": \"<|endoftext|>\",\n");
+    kbuf_puts(&b, "  \"errors\": \"replace\"\n}\n");
+    return b.data;
+}
+
+char *kexport_bpe_special_tokens_map(int has_eot)
+{
+    kbuf b = {0};
+    kbuf_puts(&b, has_eot ? "{\n  \"bos_token\": \"<|endoftext|>\",\n  \"eos_token\": \"<|endoftext|>\",\n"
+                            "  \"unk_token\": \"<|endoftext|>\"\n}\n"
+                          : "{}\n");
+    return b.data;
+}
+
 /* ---- the exporter ---------------------------------------------------------- */
 
 static const kst_tensor *find_param(const kst_tensor *p, int n, const char *name)

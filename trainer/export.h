@@ -103,6 +103,11 @@ enum { KEXPORT_TOK_LOWER = 1, KEXPORT_TOK_STRIP_ACCENTS = 2, KEXPORT_TOK_KEEP_AC
  * (free). */
 char *kexport_tokenizer_config(int tok, int model_max_length);
 char *kexport_special_tokens_map(void);
+/* The same for a byte-level BPE vocabulary (GPT2Tokenizer, next to
+ * vocab.json and merges.txt): "<|endoftext|>" as bos, eos and unk (when
+ * has_eot; else no special token), add_prefix_space false. Owned (free). */
+char *kexport_bpe_tokenizer_config(int has_eot, int model_max_length);
+char *kexport_bpe_special_tokens_map(int has_eot);
 
 /* Writes the folder dir: parameters params[n] (dtype "F32", Hugging Face
  * names, any order; tied decoders may be included or not), the vocabulary

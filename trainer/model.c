@@ -821,7 +821,10 @@ static int ensure_scratch(kmodel *m)
     int nt = omp_get_max_threads();
     if (nt <= m->scratch_threads) return 0;
     float *s = falloc((size_t)nt * 2 * m->L * m->L);
-    if (!s) return bad(m, "out of memory for attention scratch (%d threads)", nt);
+    if (!s) {
+        bad(m, "out of memory for attention scratch (%d threads)", nt);
+        return EX_OSERR; /* not a bad batch */
+    }
     free(m->scratch);
     m->scratch = s;
     m->scratch_threads = nt;

@@ -14,30 +14,38 @@
 
 int klog_threshold = KLOG_INFO;
 
-static void oom(size_t n)
+/* An allocation kiln cannot do without: the process ends at once with
+ * EX_OSERR (71) and a message, not a crash. _exit, not exit: another thread
+ * may be inside a library that exit's handlers would tear down; nothing is
+ * half-written, since every store write is a transaction (what a kill -9
+ * leaves: docs/reliability.md, "Fault injection: allocation failures"). */
+void koom(size_t n)
 {
-    fprintf(stderr, "kiln: error: out of memory allocating %zu bytes\n", n);
-    abort();
+    char m[96];
+    int len = n ? snprintf(m, sizeof m, "kiln: error: out of memory (allocating %zu bytes)\n", n)
+                : snprintf(m, sizeof m, "kiln: error: out of memory\n");
+    if (write(2, m, (size_t)len) < 0) { /* nothing left to tell it with */ }
+    _exit(EX_OSERR);
 }
 
 void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
-    if (!p) oom(n);
+    if (!p) koom(n);
     return p;
 }
 
 void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) oom(n * size);
+    if (!p) koom(n * size);
     return p;
 }
 
 void *xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);
-    if (!q) oom(n);
+    if (!q) koom(n);
     return q;
 }
 
@@ -225,7 +233,7 @@ khash_stream *khash_stream_new(void)
 {
     khash_stream *h = xmalloc(sizeof *h);
     h->st = XXH3_createState();
-    if (!h->st) oom(sizeof *h);
+    if (!h->st) koom(sizeof *h);
     XXH3_128bits_reset(h->st);
     return h;
 }
@@ -326,6 +334,19 @@ char *kpath_join(const char *a, const char *b)
     p[na] = '/';
     memcpy(p + na + 1, b, nb + 1);
     return p;
+}
+
+int kutf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
+    while (p < e) {
+        if (*p < 0x80) { p++; continue; }
+        uint32_t cp;
+        int bad;
+        p += kutf8_decode(p, e, &cp, &bad);
+        if (bad) return 0;
+    }
+    return 1;
 }
 
 void kbuf_put_utf8(kbuf *b, const char *s, size_t n, int no_controls)

@@ -46,15 +46,24 @@ int kbuf_read_file(kbuf *b, const char *path);
  * its maximal subpart (>= 1: the Unicode-recommended U+FFFD substitution
  * unit), sets *cp = 0xFFFD and *bad = 1. */
 size_t kutf8_decode(const unsigned char *p, const unsigned char *e, uint32_t *cp, int *bad);
+/* 1 when s[0..n) is well-formed UTF-8 (kutf8_decode finds nothing bad). */
+int kutf8_valid(const char *s, size_t n);
 /* Appends the n bytes at s with every ill-formed UTF-8 sequence replaced by
  * U+FFFD (kutf8_decode's units); with no_controls, C0 controls and DEL are
  * left out. The result is valid UTF-8 (for JSON, Cairo, XML). */
 void kbuf_put_utf8(kbuf *b, const char *s, size_t n, int no_controls);
 
-/* "a/b", malloc'd (aborts when out of memory); the caller frees it. */
+/* "a/b", malloc'd (ends the process when out of memory, as xmalloc); the
+ * caller frees it. */
 char *kpath_join(const char *a, const char *b);
 
-/* Allocation wrappers that abort with a message on failure. */
+/* Out of memory where kiln cannot go on (an allocation wrapper, a library
+ * saying so: ICU's U_MEMORY_ALLOCATION_ERROR): "kiln: error: out of memory"
+ * on stderr, then _exit(EX_OSERR) at once (docs/reliability.md, "Fault
+ * injection: allocation failures and full disks"). n: the size, 0 if unknown. */
+void koom(size_t n) __attribute__((noreturn));
+
+/* Allocation wrappers: koom() on failure (never NULL). */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);

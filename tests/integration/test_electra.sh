@@ -6,8 +6,8 @@
 # and shared embeddings of export-formats.md; import of the pair and of one
 # folder gives the same bytes back; fine-tuning, eval and classify from the
 # discriminator; predict --rtd (text and JSON); and, outside the sanitizer
-# build, a learning run (the generator below the unigram baseline, the
-# discriminator at its prior: see the comment there).
+# build, a learning run (the generator at the unigram baseline, the
+# discriminator well above its prior: see the comment there).
 source "$(dirname "$0")/lib.sh"
 
 expect_exit 0 "ingest" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
@@ -188,32 +188,36 @@ sys.exit(0 if ok else 1)"
 
 # --- learning: the discriminator beats "always original" (outside the sanitizer build)
 if [ -z "${KILN_SANITIZE:-}" ]; then
+  # Measured (docs/electra.md, "Learning at small scale"): at the recipe's 15% masking the
+  # discriminator stays at the prior of the replaced fraction r at this scale (once the generator
+  # passes the unigram baseline, a replacement is a frequent token in a wrong place, which the
+  # discriminator has not learnt to see in 600 steps; PyTorch's ELECTRA does the same). With
+  # half the tokens masked (r ~ 0.5: any evidence moves its answers), a generator of width 8
+  # and lr 5e-4 it beats the prior clearly: validation accuracy 0.558 against 1 - r = 0.503,
+  # recall 0.45, BCE 0.661 against ln 2, while the generator reaches the unigram baseline
+  # (6.581 against 6.577; ln V = 8.006).
   cat > learn.json <<'EOF'
 {
   "model": {"type": "electra", "embedding_size": 64, "hidden_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 2, "intermediate_size": 256, "max_position_embeddings": 64,
-            "generator_hidden_size": 16, "generator_num_attention_heads": 1, "generator_num_hidden_layers": 1,
-            "hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0},
-  "data": {"objectives": ["rtd"], "seq_len": 64, "batch_size": 16, "seed": 7, "valid_every": 600, "valid_batches": 10},
-  "optimizer": {"type": "adamw", "lr": 2e-3, "warmup_steps": 50},
+            "generator_hidden_size": 8, "generator_num_attention_heads": 1, "generator_num_hidden_layers": 1,
+            "generator_intermediate_size": 32, "hidden_dropout_prob": 0, "attention_probs_dropout_prob": 0},
+  "data": {"objectives": ["rtd"], "seq_len": 64, "batch_size": 16, "mask_prob": 0.5, "seed": 7,
+           "valid_every": 600, "valid_batches": 10},
+  "optimizer": {"type": "adamw", "lr": 5e-4, "warmup_steps": 50},
   "budget": {"steps": 600},
   "checkpoint": {"dir": "ckLearn", "every": 0, "keep": 1}
 }
 EOF
   expect_exit 0 "train electra to learn (600 steps)" "$KILN" train --config learn.json --json
   cp out.txt learn_out.json
-  # Measured (docs/electra.md, "Learning at small scale"): at this scale the generator learns
-  # fast (measured: 0.37 nat below the unigram baseline here, ~0.9 at 1,500 steps) and the discriminator reaches the
-  # prior of the replaced fraction (BCE = its entropy, accuracy = 1 - replaced fraction) but
-  # not beyond: the generator is as good as the discriminator early on (PyTorch's ELECTRA on
-  # the same rows gives the same curves). A broken discriminator (labels, input) sits above.
-  check "generator: validation MLM loss well below the unigram baseline" $PY -c "
-import json,sys; d=json.load(open('learn_out.json')); print('val MLM %.3f, unigram %.3f' % (d['val_mlm_loss'], d['unigram_loss']))
-sys.exit(0 if d['val_mlm_loss'] < d['unigram_loss'] - 0.25 else 1)"
-  check "discriminator: validation BCE at most the replaced fraction's entropy, accuracy at least 1 - r" $PY -c "
+  check "generator: validation MLM loss 1 nat below uniform (ln 3000), at the unigram baseline" $PY -c "
+import json,math,sys; d=json.load(open('learn_out.json')); print('val MLM %.3f, unigram %.3f, ln V %.3f' % (d['val_mlm_loss'], d['unigram_loss'], math.log(3000)))
+sys.exit(0 if d['val_mlm_loss'] < math.log(3000) - 1.0 and d['val_mlm_loss'] < d['unigram_loss'] + 0.05 else 1)"
+  check "discriminator: validation accuracy well above 1 - r, recall > 0, BCE below the prior's entropy" $PY -c "
 import json,math,sys; d=json.load(open('learn_out.json')); r=d['val_replaced_fraction']; h=-(r*math.log(r)+(1-r)*math.log(1-r))
-print('disc BCE %.4f, prior entropy %.4f; acc %.4f, 1 - r %.4f' % (d['val_disc_loss'], h, d['val_disc_acc'], 1-r))
-sys.exit(0 if d['val_disc_loss'] <= h + 0.003 and d['val_disc_acc'] >= 1 - r - 0.003 else 1)"
+print('disc acc %.4f, 1 - r %.4f; recall %.3f; BCE %.4f, prior entropy %.4f' % (d['val_disc_acc'], 1-r, d['val_disc_recall'], d['val_disc_loss'], h))
+sys.exit(0 if d['val_disc_acc'] >= 1 - r + 0.03 and d['val_disc_recall'] >= 0.2 and d['val_disc_loss'] <= h - 0.015 else 1)"
 fi
 
 finish
