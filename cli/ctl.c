@@ -405,7 +405,8 @@ typedef struct key_spec {
 static const key_spec VOCAB_KEYS[] = {
     {"size", 'i', 10, 16777216},       {"name", 's', 1, 127},          {"cased", 'b', 0, 0},
     {"min_frequency", 'i', 1, 1e12},   {"limit_alphabet", 'i', 0, 1e9}, {"max_words", 'i', 1000, 1e12},
-    {"strip_accents", 'b', 0, 0},      {"words", 's', 1, 16},          {NULL, 0, 0, 0}};
+    {"strip_accents", 'b', 0, 0},      {"words", 's', 1, 16},          {"bpe", 'b', 0, 0},
+    {NULL, 0, 0, 0}};
 static const key_spec EMBED_KEYS[] = {
     {"dim", 'i', 1, 65536},          {"epochs", 'i', 1, 1e6},       {"lr", 'n', 1e-9, 10},
     {"margin", 'n', 0, 1e6},         {"negatives", 'i', 1, 65536},  {"norm", 'i', 1, 2},
@@ -486,8 +487,24 @@ int kctl_vocab_opts(json_t *cfg, kvocab_train_opts *o, char *name, size_t name_l
         return EX_CONFIG;
     }
     o->icu_words = w && !strcmp(w, "icu");
+    o->bpe = json_is_true(json_object_get(cfg, "bpe"));
+    if (o->bpe) {
+        /* as kiln vocab train --bpe: every byte is kept, the alphabet is the 256 bytes */
+        static const char *const no[] = {"cased", "strip_accents", "words", "limit_alphabet"};
+        for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+            if (json_object_get(cfg, no[i])) {
+                snprintf(err, errlen, "vocab config: %s does not apply to a byte-level BPE (bpe: true)", no[i]);
+                return EX_CONFIG;
+            }
+        if (o->size < 257) {
+            snprintf(err, errlen, "vocab config: size %zu: a byte-level BPE needs at least 257 (256 bytes + "
+                                  "<|endoftext|>)", o->size);
+            return EX_CONFIG;
+        }
+    }
     const char *nm = json_string_value(json_object_get(cfg, "name"));
     if (nm) snprintf(name, name_len, "%s", nm);
+    else if (o->bpe) snprintf(name, name_len, "trained-bpe-%zu", o->size);
     else snprintf(name, name_len, "trained-%zu%s", o->size, o->cased ? "-cased" : "");
     o->name = name;
     return 0;
@@ -522,6 +539,9 @@ static json_t *canonical_small(const char *kind, json_t *cfg, char *err, size_t 
         kvocab_train_opts o;
         char name[128];
         if ((*rc = kctl_vocab_opts(cfg, &o, name, sizeof name, err, errlen))) return NULL;
+        if (o.bpe)
+            return json_pack("{s:I, s:s, s:b, s:I, s:I}", "size", (json_int_t)o.size, "name", name, "bpe", 1,
+                             "min_frequency", (json_int_t)o.min_frequency, "max_words", (json_int_t)o.max_words);
         json_t *j = json_pack("{s:I, s:s, s:b, s:I, s:I, s:I}", "size", (json_int_t)o.size, "name", name, "cased",
                               o.cased, "min_frequency", (json_int_t)o.min_frequency, "limit_alphabet",
                               (json_int_t)o.limit_alphabet, "max_words", (json_int_t)o.max_words);

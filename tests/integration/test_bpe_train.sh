@@ -140,4 +140,21 @@ print(n, 'documents,', ntok, 'tokens,', bad, 'differ', file=sys.stderr)
 sys.exit(0 if n == 106 and bad == 0 else 1)
 PYEOF
 check "integrity" integrity
+
+# --- the daemon's vocab jobs: {"bpe": true}
+echo '{"size": 600, "bpe": true, "cased": true}' > badjob.json
+expect_exit 78 "a BPE vocab job with cased is refused" "$KILN" run submit --kind vocab --config badjob.json
+grep_err "cased does not apply to a byte-level BPE" "the message names the key"
+echo '{"size": 600, "bpe": true, "name": "bpejob"}' > job.json
+expect_exit 0 "submit a BPE vocab job" "$KILN" run submit --kind vocab --config job.json
+"$KILN" daemon --spool spool > daemon.log 2>&1 &
+DPID=$!
+for _ in $(seq 1 300); do "$KILN" run list 2>/dev/null | grep -q ' done ' && break; sleep 0.2; done
+kill -TERM "$DPID"; wait "$DPID"
+check "the daemon trained it as a BPE vocabulary" $PY -c "
+import json,subprocess,sys
+rows=[json.loads(l) for l in subprocess.run(['$KILN','vocab','list','--json'],capture_output=True,text=True).stdout.splitlines()]
+sys.exit(0 if any(r['name'] == 'bpejob' and r['kind'] == 'bpe' and r['size'] == 600 for r in rows) else 1)"
+expect_exit 0 "vocab export --hf of the daemon's vocabulary" "$KILN" vocab export --hf --name bpejob hfjob
+check "same merges as kiln vocab train --bpe of the same size" bash -c '"$0" vocab train --bpe --size 600 --name cli600 >/dev/null 2>&1 && "$0" vocab export --hf --name cli600 hfcli >/dev/null 2>&1 && cmp -s hfjob/merges.txt hfcli/merges.txt' "$KILN"
 finish
