@@ -36,12 +36,19 @@
 /* ---- the table of keys -------------------------------------------------- */
 
 enum { T_INT, T_I64, T_SEED, T_DBL, T_STR, T_ENUM, T_OBJ, T_BETAS };
-enum { LO_OPEN = 1, HI_OPEN = 2, ELECTRA_ONLY = 4 /* read and written only for model.type electra */ };
+enum {
+    LO_OPEN = 1,
+    HI_OPEN = 2,
+    ELECTRA_ONLY = 4, /* read and written only for model.type electra */
+    GPT2_ONLY = 8,    /* read and written only for model.type gpt2 (GPT2Config's names) */
+    NOT_GPT2 = 16,    /* BertConfig's names: refused for model.type gpt2 */
+    NULLABLE = 32,    /* T_INT: null reads as 0 (derived); n_inner: written null when derived */
+};
 
 typedef struct ename { const char *name; int value; } ename;
 
 static const ename model_types[] = {
-    {"albert", KMODEL_ALBERT}, {"bert", KMODEL_BERT}, {"electra", KMODEL_ELECTRA}, {NULL, 0}};
+    {"albert", KMODEL_ALBERT}, {"bert", KMODEL_BERT}, {"electra", KMODEL_ELECTRA}, {"gpt2", KMODEL_GPT2}, {NULL, 0}};
 static const ename acts[] = {{"gelu_new", KACT_GELU_NEW}, {"gelu", KACT_GELU}, {NULL, 0}};
 static const ename opt_types[] = {{"adamw", KOPT_ADAMW}, {"lamb", KOPT_LAMB}, {NULL, 0}};
 static const ename schedules[] = {
@@ -67,25 +74,30 @@ typedef struct field {
 #define F_INT(s, k, m, lo, hi) {s, k, T_INT, OFF(m), lo, hi, 0, NULL, 0}
 #define F_DBL(s, k, m, lo, hi, fl) {s, k, T_DBL, OFF(m), lo, hi, fl, NULL, 0}
 #define F_ENUM(s, k, m, t) {s, k, T_ENUM, OFF(m), 0, 0, 0, t, 0}
+/* model keys of one family: BertConfig's names (NOT_GPT2) or GPT2Config's (GPT2_ONLY) */
+#define B_INT(k, m, lo, hi) {"model", k, T_INT, OFF(m), lo, hi, NOT_GPT2, NULL, 0}
+#define B_DBL(k, m, lo, hi, fl) {"model", k, T_DBL, OFF(m), lo, hi, (fl) | NOT_GPT2, NULL, 0}
+#define G_INT(k, m, lo, hi) {"model", k, T_INT, OFF(m), lo, hi, GPT2_ONLY, NULL, 0}
+#define G_DBL(k, m, lo, hi, fl) {"model", k, T_DBL, OFF(m), lo, hi, (fl) | GPT2_ONLY, NULL, 0}
 #define F_STR(s, k, m) {s, k, T_STR, OFF(m), 0, 0, 0, NULL, sizeof(((ktrain_config *)0)->m)}
 
 static const field FIELDS[] = {
     F_ENUM("model", "type", model.type, model_types),
     F_INT("model", "vocab_size", model.vocab_size, 0, 16777216),
-    F_INT("model", "embedding_size", model.embedding_size, 1, 65536),
-    F_INT("model", "hidden_size", model.hidden_size, 1, 65536),
-    F_INT("model", "num_hidden_layers", model.num_hidden_layers, 1, 1024),
-    F_INT("model", "num_attention_heads", model.num_attention_heads, 1, 1024),
-    F_INT("model", "intermediate_size", model.intermediate_size, 1, 1048576),
-    F_INT("model", "max_position_embeddings", model.max_position_embeddings, 8, 1048576),
-    F_INT("model", "type_vocab_size", model.type_vocab_size, 2, 64),
-    F_ENUM("model", "hidden_act", model.hidden_act, acts),
-    F_DBL("model", "layer_norm_eps", model.layer_norm_eps, 0, 1, LO_OPEN),
-    F_INT("model", "num_hidden_groups", model.num_hidden_groups, 1, 1024),
-    F_DBL("model", "hidden_dropout_prob", model.hidden_dropout_prob, 0, 1, HI_OPEN),
-    F_DBL("model", "attention_probs_dropout_prob", model.attention_probs_dropout_prob, 0, 1, HI_OPEN),
+    B_INT("embedding_size", model.embedding_size, 1, 65536),
+    B_INT("hidden_size", model.hidden_size, 1, 65536),
+    B_INT("num_hidden_layers", model.num_hidden_layers, 1, 1024),
+    B_INT("num_attention_heads", model.num_attention_heads, 1, 1024),
+    B_INT("intermediate_size", model.intermediate_size, 1, 1048576),
+    B_INT("max_position_embeddings", model.max_position_embeddings, 8, 1048576),
+    B_INT("type_vocab_size", model.type_vocab_size, 2, 64),
+    {"model", "hidden_act", T_ENUM, OFF(model.hidden_act), 0, 0, NOT_GPT2, acts, 0},
+    B_DBL("layer_norm_eps", model.layer_norm_eps, 0, 1, LO_OPEN),
+    B_INT("num_hidden_groups", model.num_hidden_groups, 1, 1024),
+    B_DBL("hidden_dropout_prob", model.hidden_dropout_prob, 0, 1, HI_OPEN),
+    B_DBL("attention_probs_dropout_prob", model.attention_probs_dropout_prob, 0, 1, HI_OPEN),
     F_DBL("model", "initializer_range", model.initializer_range, 0, 1, LO_OPEN),
-    F_INT("model", "pad_token_id", model.pad_token_id, 0, 16777215),
+    B_INT("pad_token_id", model.pad_token_id, 0, 16777215),
     {"model", "generator_hidden_size", T_INT, OFF(model.generator_hidden_size), 0, 65536, ELECTRA_ONLY, NULL, 0},
     {"model", "generator_num_hidden_layers", T_INT, OFF(model.generator_num_hidden_layers), 0, 1024, ELECTRA_ONLY,
      NULL, 0},
@@ -94,6 +106,16 @@ static const field FIELDS[] = {
     {"model", "generator_intermediate_size", T_INT, OFF(model.generator_intermediate_size), 0, 1048576,
      ELECTRA_ONLY, NULL, 0},
     {"model", "disc_weight", T_DBL, OFF(model.disc_weight), 0, 1e6, LO_OPEN | ELECTRA_ONLY, NULL, 0},
+    G_INT("n_embd", model.hidden_size, 1, 65536),
+    G_INT("n_layer", model.num_hidden_layers, 1, 1024),
+    G_INT("n_head", model.num_attention_heads, 1, 1024),
+    G_INT("n_positions", model.max_position_embeddings, 8, 1048576),
+    {"model", "n_inner", T_INT, OFF(model.intermediate_size), 1, 1048576, GPT2_ONLY | NULLABLE, NULL, 0},
+    {"model", "activation_function", T_ENUM, OFF(model.hidden_act), 0, 0, GPT2_ONLY, acts, 0},
+    G_DBL("layer_norm_epsilon", model.layer_norm_eps, 0, 1, LO_OPEN),
+    G_DBL("resid_pdrop", model.hidden_dropout_prob, 0, 1, HI_OPEN),
+    G_DBL("embd_pdrop", model.embd_dropout_prob, 0, 1, HI_OPEN),
+    G_DBL("attn_pdrop", model.attention_probs_dropout_prob, 0, 1, HI_OPEN),
 
     {"data", "objectives", T_OBJ, OFF(data.objectives), 0, 0, 0, objectives, 0},
     F_INT("data", "seq_len", data.seq_len, 8, 65536),
@@ -164,6 +186,7 @@ void ktrain_config_defaults(ktrain_config *c)
     m->initializer_range = 0.02;
     m->pad_token_id = 0;
     m->disc_weight = 50.0;
+    m->embd_dropout_prob = 0.1;
 
     kdata_config *d = &c->data;
     d->objectives = KOBJ_MLM | KOBJ_SOP;
@@ -387,6 +410,10 @@ static int read_field(ctx *x, ktrain_config *c, const field *f, const json_t *v)
     switch (f->type) {
     case T_INT: {
         int64_t i;
+        if ((f->flags & NULLABLE) && json_is_null(v)) {
+            *(int *)(base + f->off) = 0; /* derived */
+            return 0;
+        }
         if (!as_int64(v, &i) || i < (int64_t)f->lo || i > (int64_t)f->hi)
             return fail_field(x, f, "expected an integer from %lld to %lld, got %s", (long long)f->lo,
                               (long long)f->hi, got);
@@ -644,6 +671,40 @@ static int finish(ctx *x, ktrain_config *c)
     char s[128];
 
     /* model */
+    const int gpt2 = m->type == KMODEL_GPT2;
+    for (int i = 0; i < N_FIELDS; i++) {
+        if ((FIELDS[i].flags & GPT2_ONLY) && !gpt2 && x->given[i])
+            return fail_field(x, &FIELDS[i], "only for model.type \"gpt2\" (GPT2Config's name)");
+        if ((FIELDS[i].flags & NOT_GPT2) && gpt2 && x->given[i])
+            return fail_field(x, &FIELDS[i],
+                              "not a key of model.type \"gpt2\" (GPT2Config's names: n_embd, n_layer, n_head, "
+                              "n_positions, n_inner, activation_function, layer_norm_epsilon, resid_pdrop, "
+                              "embd_pdrop, attn_pdrop)");
+    }
+    if (gpt2) {
+        /* GPT2Config's defaults where the config is silent; no projection, no sharing */
+        m->embedding_size = m->hidden_size;
+        m->num_hidden_groups = m->num_hidden_layers;
+        if (!m->intermediate_size || !given(x, "model", "n_inner")) {
+            if ((int64_t)4 * m->hidden_size > 1048576)
+                return fail_field(x, F("model", "n_inner"), "null means 4 n_embd (%lld), above 1048576: give it",
+                                  4LL * m->hidden_size);
+            m->intermediate_size = 4 * m->hidden_size;
+        }
+        if (!given(x, "model", "layer_norm_epsilon")) m->layer_norm_eps = 1e-5;
+        if (!given(x, "model", "resid_pdrop")) m->hidden_dropout_prob = 0.1;
+        if (!given(x, "model", "attn_pdrop")) m->attention_probs_dropout_prob = 0.1;
+        if (!given(x, "data", "objectives")) d->objectives = KOBJ_CLM;
+        if (d->objectives != KOBJ_CLM)
+            return fail_field(x, F("data", "objectives"),
+                              "model.type gpt2 trains on next-token prediction: use [\"clm\"] alone");
+        if (m->hidden_size % m->num_attention_heads)
+            return fail_field(x, F("model", "n_head"), "must divide n_embd (%d), got %d", m->hidden_size,
+                              m->num_attention_heads);
+        if (d->seq_len > m->max_position_embeddings)
+            return fail_field(x, F("data", "seq_len"), "at most model.n_positions (%d), got %d",
+                              m->max_position_embeddings, d->seq_len);
+    }
     if (m->type == KMODEL_BERT) {
         if (!given(x, "model", "embedding_size")) m->embedding_size = m->hidden_size;
         else if (m->embedding_size != m->hidden_size)
@@ -700,7 +761,7 @@ static int finish(ctx *x, ktrain_config *c)
     if (m->type != KMODEL_ELECTRA && (d->objectives & KOBJ_RTD))
         return fail_field(x, F("data", "objectives"),
                           "rtd (replaced-token detection) is ELECTRA's objective: set model.type \"electra\"");
-    if (m->vocab_size > 0 && m->pad_token_id >= m->vocab_size)
+    if (!gpt2 && m->vocab_size > 0 && m->pad_token_id >= m->vocab_size)
         return fail_field(x, F("model", "pad_token_id"), "must be below vocab_size (%d), got %d", m->vocab_size,
                           m->pad_token_id);
     if (m->vocab_size > 0 && m->vocab_size < 8)
@@ -811,7 +872,12 @@ static void write_value(kbuf *b, const ktrain_config *c, const field *f)
     const char *base = (const char *)c;
     char num[32];
     switch (f->type) {
-    case T_INT: kbuf_printf(b, "%d", *(const int *)(base + f->off)); break;
+    case T_INT:
+        if ((f->flags & NULLABLE) && *(const int *)(base + f->off) == 4 * c->model.hidden_size)
+            kbuf_puts(b, "null"); /* n_inner: the derived 4 n_embd, as GPT2Config writes it */
+        else
+            kbuf_printf(b, "%d", *(const int *)(base + f->off));
+        break;
     case T_I64: kbuf_printf(b, "%lld", (long long)*(const int64_t *)(base + f->off)); break;
     case T_SEED: kbuf_printf(b, "%llu", (unsigned long long)*(const uint64_t *)(base + f->off)); break;
     case T_DBL:
@@ -863,6 +929,8 @@ char *ktrain_config_to_json(const ktrain_config *c)
     for (int i = 0; i < N_FIELDS; i++) {
         const field *f = &FIELDS[i];
         if ((f->flags & ELECTRA_ONLY) && c->model.type != KMODEL_ELECTRA) continue;
+        if ((f->flags & GPT2_ONLY) && c->model.type != KMODEL_GPT2) continue;
+        if ((f->flags & NOT_GPT2) && c->model.type == KMODEL_GPT2) continue;
         if (open && strcmp(open, f->sec)) {
             kbuf_puts(&b, "\n  }");
             open = NULL;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { KMODEL_BERT = 1, KMODEL_ALBERT = 2, KMODEL_ELECTRA = 3 };
+enum { KMODEL_BERT = 1, KMODEL_ALBERT = 2, KMODEL_ELECTRA = 3, KMODEL_GPT2 = 4 };
 enum { KACT_GELU = 1 /* erf */, KACT_GELU_NEW = 2 /* tanh approximation */ };
 enum { KOPT_ADAMW = 1, KOPT_LAMB = 2 };
 enum { KSCHED_LINEAR = 1, KSCHED_COSINE = 2, KSCHED_CONSTANT = 3 };
@@ -37,6 +37,14 @@ typedef struct kmodel_config {
     int generator_num_attention_heads; /* default max(1, NH * G / H) */
     int generator_intermediate_size;   /* default 4 G */
     double disc_weight;           /* lambda: loss = MLM + lambda * discriminator BCE (50) */
+    /* GPT-2 (type KMODEL_GPT2). The config file names the shared fields as
+     * GPT2Config does (n_embd = hidden_size, n_layer = num_hidden_layers,
+     * n_head, n_positions, n_inner = intermediate_size, activation_function
+     * = hidden_act, layer_norm_epsilon, resid_pdrop = hidden_dropout_prob,
+     * attn_pdrop = attention_probs_dropout_prob); the reader sets
+     * embedding_size = hidden_size and num_hidden_groups = num_hidden_layers.
+     * No token types, no embedding LayerNorm, no padding row. */
+    double embd_dropout_prob;     /* embd_pdrop: dropout on word + position embeddings (0.1) */
 } kmodel_config;
 
 typedef struct kdata_config {

@@ -70,6 +70,7 @@ const char *kexport_architecture(int type, const kexport_head *h)
         {"AlbertForPreTraining", "AlbertForSequenceClassification", "AlbertForMaskedLM", "AlbertModel"},
         {"ElectraForPreTraining", "ElectraForSequenceClassification", "ElectraForMaskedLM", "ElectraModel"}};
     int kind = h ? h->kind : KEXPORT_HEAD_PRETRAINING;
+    if (type == KMODEL_GPT2) return kind == KEXPORT_HEAD_PRETRAINING ? "GPT2LMHeadModel" : NULL;
     if ((type != KMODEL_BERT && type != KMODEL_ALBERT && type != KMODEL_ELECTRA) || kind < 0 ||
         kind > KEXPORT_HEAD_BASE)
         return NULL;
@@ -103,6 +104,7 @@ static void entry(kexport_entry *x, const char *name, const ktensor *t, int role
     x->shape[0] = t->shape[0];
     x->shape[1] = t->ndim > 1 ? t->shape[1] : 0;
     x->role = role;
+    x->transpose = t->transpose;
 }
 
 /* The layout is the model's parameter registry (kmodel_registry: the one
@@ -114,8 +116,9 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
     *n = 0;
     const kexport_head *h = head ? head : &PRETRAINING;
     char e1[256];
-    if (V <= 0 || (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT && m->type != KMODEL_ELECTRA) ||
-        head_check(h, e1, sizeof e1))
+    if (V <= 0 ||
+        (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT && m->type != KMODEL_ELECTRA && m->type != KMODEL_GPT2) ||
+        head_check(h, e1, sizeof e1) || (m->type == KMODEL_GPT2 && h->kind != KEXPORT_HEAD_PRETRAINING))
         return NULL;
     const int electra = m->type == KMODEL_ELECTRA;
     /* role of the pooler, MLM head, sentence head, classifier; -1: not in the layout */
@@ -141,6 +144,7 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
         break;
     }
     if (electra && h->kind == KEXPORT_HEAD_CLASSIFICATION) r_pool = -1; /* classifier.dense is the "pooler" */
+    if (m->type == KMODEL_GPT2) s.heads = KHEAD_LM, s.pre_ln = 1, s.causal = 1; /* GPT2LMHeadModel */
     kmodel_config c = *m;
     c.vocab_size = V;
     if (c.type == KMODEL_BERT) c.num_hidden_groups = c.num_hidden_layers, c.embedding_size = c.hidden_size;
@@ -170,10 +174,11 @@ const char *kexport_tied_to(const char *name)
     /* the aliases the registry knows, for every model type (static: the
      * returned names must outlive the call; written once, the same bytes
      * every time) */
-    static const int types[3] = {KMODEL_BERT, KMODEL_ALBERT, KMODEL_ELECTRA};
-    static _Thread_local kalias al[3][KREGISTRY_MAX_ALIASES];
-    for (int ty = 0; ty < 3; ty++) {
-        int na = kregistry_aliases_of(types[ty], KHEAD_MLM, 1, al[ty], KREGISTRY_MAX_ALIASES);
+    static const int types[4] = {KMODEL_BERT, KMODEL_ALBERT, KMODEL_ELECTRA, KMODEL_GPT2};
+    static _Thread_local kalias al[4][KREGISTRY_MAX_ALIASES];
+    for (int ty = 0; ty < 4; ty++) {
+        int na = kregistry_aliases_of(types[ty], types[ty] == KMODEL_GPT2 ? KHEAD_LM : KHEAD_MLM, 1, al[ty],
+                                      KREGISTRY_MAX_ALIASES);
         for (int i = 0; i < na && i < KREGISTRY_MAX_ALIASES; i++)
             if (!strcmp(al[ty][i].name, name)) return al[ty][i].target;
     }
@@ -523,6 +528,124 @@ done:
     free(cfg);
     free(tok);
     free(spm);
+    free(stp);
+    free(tmp);
+    free(parent);
+    free(final);
+    free(out);
+    return rc;
+}
+
+/* ---- GPT-2 ------------------------------------------------------------------ */
+
+/* GPT2Config as transformers writes it (GPT2LMHeadModel) */
+static char *gpt2_config_json(const kmodel_config *m, int64_t V, int64_t eot)
+{
+    kbuf b = {0};
+    char id[32];
+    if (eot >= 0) snprintf(id, sizeof id, "%lld", (long long)eot);
+    else snprintf(id, sizeof id, "null");
+    kbuf_printf(&b, "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n");
+    kbuf_printf(&b, "  \"activation_function\": \"%s\",\n", act_name(m->hidden_act));
+    put_num(&b, "attn_pdrop", m->attention_probs_dropout_prob);
+    kbuf_printf(&b, "  \"bos_token_id\": %s,\n", id);
+    put_num(&b, "embd_pdrop", m->embd_dropout_prob);
+    kbuf_printf(&b, "  \"eos_token_id\": %s,\n", id);
+    put_num(&b, "initializer_range", m->initializer_range);
+    put_num(&b, "layer_norm_epsilon", m->layer_norm_eps);
+    kbuf_printf(&b, "  \"n_ctx\": %d,\n  \"n_embd\": %d,\n  \"n_head\": %d,\n", m->max_position_embeddings,
+                m->hidden_size, m->num_attention_heads);
+    if (m->intermediate_size == 4 * m->hidden_size) kbuf_puts(&b, "  \"n_inner\": null,\n");
+    else kbuf_printf(&b, "  \"n_inner\": %d,\n", m->intermediate_size);
+    kbuf_printf(&b, "  \"n_layer\": %d,\n  \"n_positions\": %d,\n", m->num_hidden_layers,
+                m->max_position_embeddings);
+    kbuf_puts(&b, "  \"reorder_and_upcast_attn\": false,\n");
+    put_num(&b, "resid_pdrop", m->hidden_dropout_prob);
+    kbuf_puts(&b, "  \"scale_attn_by_inverse_layer_idx\": false,\n  \"scale_attn_weights\": true,\n"
+                  "  \"summary_activation\": null,\n  \"summary_first_dropout\": 0.1,\n"
+                  "  \"summary_proj_to_labels\": true,\n  \"summary_type\": \"cls_index\",\n"
+                  "  \"summary_use_proj\": true,\n  \"use_cache\": true,\n");
+    kbuf_printf(&b, "  \"vocab_size\": %lld,\n", (long long)V);
+    kbuf_printf(&b, "  \"torch_dtype\": \"float32\",\n  \"transformers_version\": \"%s\"\n}\n",
+                KEXPORT_TRANSFORMERS_VERSION);
+    return b.data;
+}
+
+int kexport_gpt2(const char *dir, const kmodel_config *m, const kst_tensor *params, int n, int64_t eot_id,
+                 int replace, char *err, size_t errlen)
+{
+    if (errlen) err[0] = '\0';
+    if (!dir || !*dir || !m || m->type != KMODEL_GPT2 || n < 0 || (n && !params)) {
+        kseterr(err, errlen, "kexport_gpt2: bad arguments");
+        return EX_SOFTWARE;
+    }
+    const int64_t V = m->vocab_size;
+    if (eot_id >= V) {
+        kseterr(err, errlen, "<|endoftext|> id %lld is not below vocab_size %lld", (long long)eot_id, (long long)V);
+        return EX_DATAERR;
+    }
+    int nl;
+    kexport_entry *lay = V > 0 ? kexport_layout2(m, (int)V, NULL, &nl) : NULL;
+    if (!lay) {
+        kseterr(err, errlen, "kexport_gpt2: the model config has a dimension <= 0");
+        return EX_SOFTWARE;
+    }
+    kst_tensor *out = xcalloc((size_t)nl, sizeof *out);
+    kbuf msg = {0};
+    int nout = match(lay, nl, params, n, out, &msg), rc = 0;
+    if (nout < 0) {
+        kseterr(err, errlen, "the tensors do not fit GPT2LMHeadModel: %s", msg.data);
+        kbuf_free(&msg);
+        free(out);
+        free(lay);
+        return EX_DATAERR;
+    }
+    kbuf_free(&msg);
+    /* Conv1D weights: [out, in] -> [in, out] (out[] is in layout order, the tied entry left out) */
+    float **tr = xcalloc((size_t)nout + 1, sizeof *tr);
+    for (int i = 0, j = 0; i < nout; i++, j++) {
+        while (j < nl && strcmp(lay[j].name, out[i].name)) j++;
+        if (j == nl || !lay[j].transpose) continue;
+        const int64_t r = out[i].shape[0], c = out[i].shape[1];
+        const float *src = out[i].data;
+        float *d = tr[i] = xmalloc((size_t)(r * c) * sizeof(float));
+        for (int64_t a = 0; a < r; a++)
+            for (int64_t k = 0; k < c; k++) d[k * r + a] = src[a * c + k];
+        out[i].data = d;
+        out[i].shape[0] = c;
+        out[i].shape[1] = r;
+    }
+    free(lay);
+
+    char *final, *parent, *tmp = kckpt_tmp_sibling(dir, "export", &final, &parent);
+    char *cfg = NULL, *stp = NULL;
+    struct stat st;
+    if (!replace && !lstat(final, &st)) {
+        kseterr(err, errlen, "%s: already exists", final);
+        rc = EX_CANTCREAT;
+        goto done;
+    }
+    if ((rc = kckpt_mkdirs(parent, err, errlen))) goto done;
+    kckpt_remove_tree(tmp);
+    if (mkdir(tmp, 0755)) {
+        kseterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        rc = EX_CANTCREAT;
+        goto done;
+    }
+    size_t pl = strlen(tmp) + 32;
+    stp = xmalloc(pl);
+    snprintf(stp, pl, "%s/model.safetensors", tmp);
+    if ((rc = kst_write(stp, out, nout, NULL, 0, err, errlen))) goto done;
+    cfg = gpt2_config_json(m, V, eot_id);
+    if ((rc = write_text(tmp, "config.json", cfg, strlen(cfg), err, errlen)) ||
+        (rc = kst_fsync_dir(tmp, err, errlen)))
+        goto done;
+    rc = kckpt_publish_dir(tmp, final, replace, err, errlen);
+done:
+    if (rc) kckpt_remove_tree(tmp);
+    for (int i = 0; i < nout; i++) free(tr[i]);
+    free(tr);
+    free(cfg);
     free(stp);
     free(tmp);
     free(parent);

@@ -27,6 +27,8 @@ typedef struct kexport_entry {
     int ndim;
     int64_t shape[2];
     int role;                     /* KEXPORT_* */
+    int transpose;                /* 1: shape is the caller's [out, in]; the file holds [in, out]
+                                     (GPT-2's Conv1D weights, the registry's transpose flag) */
 } kexport_entry;
 enum {
     KEXPORT_REQUIRED = 0,         /* must be given */
@@ -74,7 +76,8 @@ typedef struct kexport_head {
 } kexport_head;
 
 /* "BertForSequenceClassification", "AlbertModel", ... for model type
- * (KMODEL_*) and head (NULL: pretraining); NULL for an unknown kind/type. */
+ * (KMODEL_*) and head (NULL: pretraining); NULL for an unknown kind/type.
+ * GPT-2: "GPT2LMHeadModel" for the pretraining kind, NULL for the others. */
 const char *kexport_architecture(int model_type, const kexport_head *head);
 
 /* The name a KEXPORT_TIED entry is tied to ("cls.predictions.decoder.weight"
@@ -87,7 +90,10 @@ const char *kexport_tied_to(const char *name);
 int kexport_vocab_check(const kmodel_config *m, const char *vocab_txt, size_t vocab_len, char *err, size_t errlen);
 
 /* kexport_layout for any head (NULL: pretraining). NULL also when the head
- * is invalid (unknown kind, num_labels out of range). */
+ * is invalid (unknown kind, num_labels out of range). GPT-2: the pretraining
+ * kind only (GPT2LMHeadModel: the registry of the LM model, its Conv1D
+ * weights with transpose 1, lm_head.weight KEXPORT_TIED to
+ * transformer.wte.weight). */
 kexport_entry *kexport_layout2(const kmodel_config *m, int vocab_size, const kexport_head *head, int *n);
 
 /* The tokenizer bits of kexport_hf's do_lower_case argument (0 and 1 keep
@@ -136,5 +142,20 @@ int kexport_hf(const char *dir, const kmodel_config *m, const kst_tensor *params
 int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *head, const kst_tensor *params,
                 int n, const char *vocab_txt, size_t vocab_len, int do_lower_case, int replace, char *err,
                 size_t errlen);
+
+/* GPT-2 (m->type KMODEL_GPT2, m->vocab_size V > 0): writes the folder dir as
+ * GPT2LMHeadModel loads it: model.safetensors (the tensors of
+ * kexport_layout2(m, V, NULL) in its order, the Conv1D weights transposed to
+ * [in, out]; lm_head.weight checked equal to transformer.wte.weight when
+ * given, never written: transformers ties it) and config.json (GPT2Config:
+ * model_type gpt2, architectures, n_embd, n_layer, n_head, n_positions,
+ * n_ctx = n_positions, n_inner (null when 4 n_embd), activation_function,
+ * the three dropouts, layer_norm_epsilon, initializer_range, and
+ * bos_token_id = eos_token_id = eot_id, the vocabulary's <|endoftext|>, or
+ * null when eot_id < 0). No tokenizer files: a checkpoint does not carry a
+ * BPE vocabulary's vocab.json / merges.txt yet (docs/train.md, "GPT-2").
+ * Same folder rules and return codes as kexport_hf2. */
+int kexport_gpt2(const char *dir, const kmodel_config *m, const kst_tensor *params, int n, int64_t eot_id,
+                 int replace, char *err, size_t errlen);
 
 #endif

@@ -29,7 +29,10 @@
  *   MLM at the M masked rows: logits = head(h[rows])             (M, V)
  *   sentence: logits = Wc tanh(Wp h[CLS] + bp) + bc               (B, 2)
  * (ALBERT has no dropout after its FFN, as Hugging Face's AlbertLayer; the
- * sentence classifier has no dropout.)
+ * sentence classifier has no dropout.) GPT-2 (build_gpt2) is the pre-LN
+ * pass (layer_forward_preln, final LayerNorm ln_f, causal attention) on
+ * x0 = drop_embd(wte[id] + wpe[t]) (no token types, no LayerNorm), with
+ * the LM head tied to wte.
  *
  * Memory. Parameters and gradients: one arena each (64-byte aligned slices;
  * query/key/value weights and biases of a layer are adjacent, so one product
@@ -287,6 +290,47 @@ static void build_electra(builder *b)
     add_task_heads(b);
 }
 
+/* GPT-2's Conv1D (x W + b, W [in, out]) as a dense layer: the tensor just
+ * added is kept as torch.nn.Linear's [out, in] and exported transposed. */
+static size_t transposed(builder *b, size_t off)
+{
+    if (!b->fail) b->m->t[b->m->nt - 1].transpose = 1;
+    return off;
+}
+#define CONV1D(b, kind, out, in, ...) transposed(b, add(b, SIZE_MAX, 1, kind, 2, out, in, __VA_ARGS__))
+
+/* GPT2LMHeadModel (transformers' modeling_gpt2): word + learned position
+ * embeddings (no token types, no embedding LayerNorm), pre-LN blocks whose
+ * query, key and value come from one c_attn (stacked like add_qkv's, so the
+ * layer pass is the BERT family's), a final ln_f; the LM head is the word
+ * embeddings (the alias lm_head.weight, registry.c). */
+static void build_gpt2(builder *b)
+{
+    kmodel *m = b->m;
+    const int V = m->V, H = m->H, I = m->I;
+    m->word = W2(b, V, H, "transformer.wte.weight");
+    m->pos = W2(b, m->c.max_position_embeddings, H, "transformer.wpe.weight");
+    for (int g = 0; g < m->NG; g++) {
+        char p[48];
+        snprintf(p, sizeof p, "transformer.h.%d.", g);
+        layer_off *o = &m->lw[g];
+        o->ln1_g = LNG(b, H, "%sln_1.weight", p);
+        o->ln1_b = BIAS(b, H, "%sln_1.bias", p);
+        o->qkv_w = CONV1D(b, INIT_NORMAL, 3 * (int64_t)H, H, "%sattn.c_attn.weight", p); /* q, k, v rows */
+        o->qkv_b = BIAS(b, 3 * (int64_t)H, "%sattn.c_attn.bias", p);
+        o->ao_w = CONV1D(b, KINIT_NORMAL_RESID, H, H, "%sattn.c_proj.weight", p);
+        o->ao_b = BIAS(b, H, "%sattn.c_proj.bias", p);
+        o->ln2_g = LNG(b, H, "%sln_2.weight", p);
+        o->ln2_b = BIAS(b, H, "%sln_2.bias", p);
+        o->ff_w = CONV1D(b, INIT_NORMAL, I, H, "%smlp.c_fc.weight", p);
+        o->ff_b = BIAS(b, I, "%smlp.c_fc.bias", p);
+        o->fo_w = CONV1D(b, KINIT_NORMAL_RESID, H, I, "%smlp.c_proj.weight", p);
+        o->fo_b = BIAS(b, H, "%smlp.c_proj.bias", p);
+    }
+    m->fln_g = LNG(b, H, "transformer.ln_f.weight");
+    m->fln_b = BIAS(b, H, "transformer.ln_f.bias");
+}
+
 /* The model registry: model.type -> the builder of its parameter registry
  * (names, shapes, flags in state_dict order). The pass is shared: blocks
  * and heads read the offsets the builder set. A new architecture is a new
@@ -300,6 +344,7 @@ static const model_kind MODELS[] = {
     {KMODEL_BERT, "bert", build_bert},
     {KMODEL_ALBERT, "albert", build_albert},
     {KMODEL_ELECTRA, "electra", build_electra},
+    {KMODEL_GPT2, "gpt2", build_gpt2},
 };
 static const model_kind *model_of(int type)
 {
@@ -344,11 +389,13 @@ static size_t carve(kmodel *m, float *base)
         (ptr) = base ? base + at : NULL;               \
         at += (n_ + 15) / 16 * 16;                     \
     } while (0)
-    CARVE(m->emb_x, N * E);
-    CARVE(m->emb_mean, N);
-    CARVE(m->emb_rstd, N);
-    CARVE(m->emb_ln, N * E);
-    if (m->p_hidden > 0) CARVE(m->emb_drop, N * E);
+    if (!m->gpt2) {
+        CARVE(m->emb_x, N * E);
+        CARVE(m->emb_mean, N);
+        CARVE(m->emb_rstd, N);
+    }
+    CARVE(m->emb_ln, N * E); /* GPT-2: the sum of the embeddings */
+    if (m->p_emb > 0) CARVE(m->emb_drop, N * E);
     if (m->map) CARVE(m->h0, N * H);
     for (int l = 0; l < m->NL; l++) {
         layer_act *a = &m->la[l];
@@ -454,6 +501,7 @@ kmodel_spec kmodel_spec_pretrain_of(const kmodel_config *c, int max_B, int L, in
 {
     kmodel_spec s = kmodel_spec_pretrain(max_B, L, P, with_sentence_head);
     if (c->type == KMODEL_ELECTRA) s.heads |= KHEAD_TOKEN;
+    if (c->type == KMODEL_GPT2) s.heads = KHEAD_LM, s.P = 0, s.pre_ln = 1, s.causal = 1; /* GPT2LMHeadModel */
     return s;
 }
 
@@ -481,12 +529,15 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     m->inference = spec->inference ? 1 : 0;
     if (spec->heads & ~(KHEAD_MLM | KHEAD_SENTENCE | KHEAD_CLASSIFY | KHEAD_TOKEN | KHEAD_LM))
         FAIL("model: unknown heads 0x%x", spec->heads);
-    if ((spec->heads & KHEAD_LM) && c->type != KMODEL_BERT && c->embedding_size != c->hidden_size)
+    if ((spec->heads & KHEAD_LM) && c->type != KMODEL_BERT && c->type != KMODEL_GPT2 &&
+        c->embedding_size != c->hidden_size)
         FAIL("model: the LM head is tied to the word embeddings and needs embedding_size = hidden_size");
     if (c->type == KMODEL_ELECTRA && (spec->heads & KHEAD_SENTENCE))
         FAIL("model: ELECTRA has no sentence-pair head (no sop / nsp)");
     if (c->type == KMODEL_ELECTRA && (spec->pre_ln || spec->causal))
         FAIL("model: ELECTRA's layers are post-LN and bidirectional");
+    if (c->type == KMODEL_GPT2 && (!spec->pre_ln || !spec->causal || (spec->heads & ~KHEAD_LM)))
+        FAIL("model: GPT-2 is pre-LN and causal, with the LM head only");
     if (spec->lm_chunk < 0) FAIL("model: lm_chunk %d is negative", spec->lm_chunk);
     if (!m->s.lm_chunk) m->s.lm_chunk = 4096;
     if (spec->heads & KHEAD_CLASSIFY) {
@@ -500,7 +551,8 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     if (!model_of(m->type)) FAIL("model.type: unknown model type %d", c->type);
     m->V = c->vocab_size;
     m->H = c->hidden_size;
-    m->E = m->type == KMODEL_BERT ? c->hidden_size : c->embedding_size;
+    m->gpt2 = m->type == KMODEL_GPT2;
+    m->E = m->type == KMODEL_BERT || m->gpt2 ? c->hidden_size : c->embedding_size;
     m->I = c->intermediate_size;
     m->NH = c->num_attention_heads;
     m->NL = c->num_hidden_layers;
@@ -512,6 +564,7 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     m->act = c->hidden_act;
     m->eps = (float)c->layer_norm_eps;
     m->p_hidden = (float)c->hidden_dropout_prob;
+    m->p_emb = m->gpt2 ? (float)c->embd_dropout_prob : m->p_hidden;
     m->p_attn = (float)c->attention_probs_dropout_prob;
     m->maxB = max_B;
     m->L = L;
@@ -534,7 +587,8 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     if (!(m->p_attn >= 0 && m->p_attn < 1))
         FAIL("model.attention_probs_dropout_prob: %g is not in [0, 1)", c->attention_probs_dropout_prob);
     if (!(c->initializer_range >= 0)) FAIL("model.initializer_range: %g is negative", c->initializer_range);
-    if (c->pad_token_id < 0 || c->pad_token_id >= m->V)
+    if (!(m->p_emb >= 0 && m->p_emb < 1)) FAIL("model.embd_pdrop: %g is not in [0, 1)", c->embd_dropout_prob);
+    if (!m->gpt2 && (c->pad_token_id < 0 || c->pad_token_id >= m->V))
         FAIL("model.pad_token_id: %d is not a token id below vocab_size %d", c->pad_token_id, m->V);
     if (max_B < 1 || L < 1 || P < 0 || (int64_t)max_B * L > (1 << 26) || L > 65536 || P > L)
         FAIL("batch shape: batch %d x length %d with %d predictions is out of range", max_B, L, P);
@@ -687,11 +741,11 @@ static uint64_t name_hash(const char *s)
 
 void kmodel_init(kmodel *m, uint64_t seed)
 {
-    const double std = m->c.initializer_range;
     for (int i = 0; i < m->nt; i++) {
         const ktensor *t = &m->t[i];
+        const double std = m->c.initializer_range / (t->init == KINIT_NORMAL_RESID ? sqrt(2.0 * m->NL) : 1.0);
         float *p = m->params + t->offset;
-        if (t->init != INIT_NORMAL) {
+        if (t->init != INIT_NORMAL && t->init != KINIT_NORMAL_RESID) {
             float v = t->init == INIT_ONE ? 1.0f : 0.0f;
             for (size_t j = 0; j < t->numel; j++) p[j] = v;
             continue;
@@ -701,7 +755,8 @@ void kmodel_init(kmodel *m, uint64_t seed)
 #pragma omp parallel for schedule(static) if (n >= 32768)
         for (int64_t j = 0; j < n; j++) p[j] = (float)(std * krng_normal(key, (uint64_t)j));
     }
-    memset(m->params + m->word + (size_t)m->c.pad_token_id * m->E, 0, (size_t)m->E * sizeof(float));
+    if (!m->gpt2) /* GPT-2's wte has no padding row */
+        memset(m->params + m->word + (size_t)m->c.pad_token_id * m->E, 0, (size_t)m->E * sizeof(float));
     kmodel_zero_grad(m);
 }
 
@@ -750,7 +805,7 @@ static int load_batch(kmodel *m, const ksample_batch *b)
         m->offs[r] = n;
         for (int t = 0; t < b->lengths[r]; t++, n++) {
             int32_t id = b->input_ids[(size_t)r * L + t];
-            int tt = b->token_type_ids ? b->token_type_ids[(size_t)r * L + t] : 0;
+            int tt = b->token_type_ids && !m->gpt2 ? b->token_type_ids[(size_t)r * L + t] : 0; /* GPT-2: none */
             if (id < 0 || id >= m->V) return bad(m, "row %d position %d: token id %d is not below %d", r, t, id, m->V);
             if (tt >= m->T) return bad(m, "row %d position %d: token type %d is not below %d", r, t, tt, m->T);
             m->ids[n] = id;
@@ -857,7 +912,7 @@ static const layer_off *group_of(const kmodel *m, int l)
 }
 
 /* The embedding output that feeds the encoder (or the ALBERT mapping). */
-static float *emb_out(kmodel *m, int train) { return train && m->p_hidden > 0 ? m->emb_drop : m->emb_ln; }
+static float *emb_out(kmodel *m, int train) { return train && m->p_emb > 0 ? m->emb_drop : m->emb_ln; }
 
 
 #define SITE_CLS ((uint64_t)1 << 21)
@@ -961,10 +1016,14 @@ static void forward(kmodel *m, int train, uint64_t key)
     const int N = m->N, E = m->E, H = m->H, I = m->I, M = m->M, B = m->B;
     const float ph = train ? m->p_hidden : 0.0f, pa = train ? m->p_attn : 0.0f;
 
-    kembed_forward(m->emb_x, N, E, P + m->word, m->ids, P + m->pos, m->pos_ids, P + m->typ, m->type_ids);
-    klayernorm_forward(m->emb_ln, m->emb_mean, m->emb_rstd, m->emb_x, P + m->eln_g, P + m->eln_b, N, E, m->eps);
+    if (m->gpt2) { /* wte[id] + wpe[t] */
+        kembed_forward(m->emb_ln, N, E, P + m->word, m->ids, P + m->pos, m->pos_ids, NULL, NULL);
+    } else {
+        kembed_forward(m->emb_x, N, E, P + m->word, m->ids, P + m->pos, m->pos_ids, P + m->typ, m->type_ids);
+        klayernorm_forward(m->emb_ln, m->emb_mean, m->emb_rstd, m->emb_x, P + m->eln_g, P + m->eln_b, N, E, m->eps);
+    }
     float *x = emb_out(m, train);
-    if (x != m->emb_ln) kdropout(x, m->emb_ln, (size_t)N * E, ph, site_key(key, SITE_EMB), 0);
+    if (x != m->emb_ln) kdropout(x, m->emb_ln, (size_t)N * E, m->p_emb, site_key(key, SITE_EMB), 0);
     const float *h = x;
     if (m->map) {
         kdense_forward(m->h0, x, P + m->map_w, P + m->map_b, NULL, N, E, H);
@@ -1275,7 +1334,11 @@ static void backward(kmodel *m, uint64_t key)
         kdense_backward(m->gE, 0, G + m->map_w, G + m->map_b, gA, x, P + m->map_w, N, E, H);
         dx = m->gE;
     }
-    if (ph > 0) kdropout(dx, dx, (size_t)N * E, ph, site_key(key, SITE_EMB), 0);
+    if (m->p_emb > 0) kdropout(dx, dx, (size_t)N * E, m->p_emb, site_key(key, SITE_EMB), 0);
+    if (m->gpt2) {
+        kembed_backward(G + m->word, m->ids, -1, G + m->pos, m->pos_ids, NULL, NULL, dx, N, E);
+        return;
+    }
     klayernorm_backward(dx, 0, G + m->eln_g, G + m->eln_b, dx, m->emb_x, m->emb_mean, m->emb_rstd, P + m->eln_g, N,
                         E);
     kembed_backward(G + m->word, m->ids, m->c.pad_token_id, G + m->pos, m->pos_ids, G + m->typ, m->type_ids, dx, N,

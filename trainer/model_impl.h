@@ -53,6 +53,8 @@ struct kmodel {
     int inference;
     int V, E, H, I, NH, D, NL, NG, T, act;
     float eps, p_hidden, p_attn;
+    float p_emb;              /* dropout on the embedding output: p_hidden, GPT-2's embd_pdrop */
+    int gpt2;                 /* GPT-2: embeddings word + position only, no LayerNorm, no padding row */
 
     /* parameters: the registry (state_dict order) */
     ktensor *t;

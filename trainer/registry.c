@@ -29,6 +29,7 @@ static const char *init_name(int init)
     switch (init) {
     case KINIT_ONE: return "one";
     case KINIT_ZERO: return "zero";
+    case KINIT_NORMAL_RESID: return "normal_resid";
     default: return "normal";
     }
 }
@@ -42,6 +43,13 @@ int kregistry_aliases_of(int type, int heads, int with_bias, kalias *out, int ma
             snprintf(out[n].name, sizeof out[n].name, "%sgenerator_lm_head.weight",
                      (heads & KHEAD_TOKEN) ? "generator." : "");
             snprintf(out[n].target, sizeof out[n].target, "electra.embeddings.word_embeddings.weight");
+        }
+        return 1;
+    }
+    if ((heads & KHEAD_LM) && type == KMODEL_GPT2) { /* GPT2LMHeadModel: the head is the word embeddings */
+        if (n < max) {
+            snprintf(out[n].name, sizeof out[n].name, "lm_head.weight");
+            snprintf(out[n].target, sizeof out[n].target, "transformer.wte.weight");
         }
         return 1;
     }
@@ -142,6 +150,7 @@ char *kregistry_manifest(const kmodel *m)
         fail |= json_object_set_new(root, "version", json_integer(KREGISTRY_VERSION));
         fail |= json_object_set_new(root, "model_type", json_string(c->type == KMODEL_ALBERT    ? "albert"
                                                                     : c->type == KMODEL_ELECTRA ? "electra"
+                                                                    : c->type == KMODEL_GPT2    ? "gpt2"
                                                                                                 : "bert"));
         for (size_t i = 0; i < sizeof head_names / sizeof head_names[0]; i++)
             if (s->heads & head_names[i].bit) fail |= json_array_append_new(heads, json_string(head_names[i].name));

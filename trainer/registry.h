@@ -12,10 +12,10 @@
  *
  * Manifest format (JSON, version 1):
  *   {"format": "kiln-registry", "version": 1,
- *    "model_type": "bert"|"albert"|"electra", "heads": ["mlm", "sentence", ...],
+ *    "model_type": "bert"|"albert"|"electra"|"gpt2", "heads": ["mlm", "sentence", ...],
  *    "num_labels": N, "pre_ln": 0|1, "causal": 0|1,
  *    "tensors": [{"name", "shape": [..], "decay": 0|1, "frozen": 0|1,
- *                 "init": "normal"|"one"|"zero", "transpose": 0|1}, ...],
+ *                 "init": "normal"|"normal_resid"|"one"|"zero", "transpose": 0|1}, ...],
  *    "aliases": [{"name", "target"}]}
  * Tensors are in state_dict order. heads names the KHEAD_* bits (model.h) in
  * bit order: "mlm", "sentence", "classify", "token", "lm". num_labels is the

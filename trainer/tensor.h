@@ -37,7 +37,9 @@ typedef struct ktensor {
     int transpose;               /* 1: exported transposed (Conv1D layouts, GPT-2); 0 for BERT/ALBERT */
 } ktensor;
 
-enum { KINIT_NORMAL = 0, KINIT_ONE = 1, KINIT_ZERO = 2 };
+/* KINIT_NORMAL_RESID: normal with std initializer_range / sqrt(2 num_hidden_layers),
+ * GPT-2's residual projections (attn.c_proj, mlp.c_proj) */
+enum { KINIT_NORMAL = 0, KINIT_ONE = 1, KINIT_ZERO = 2, KINIT_NORMAL_RESID = 3 };
 
 /* Index of the tensor called name in t (n entries), -1 if absent. */
 static inline int ktensor_find(const ktensor *t, int n, const char *name)

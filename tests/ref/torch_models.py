@@ -50,6 +50,17 @@ Losses (kiln's definitions): MLM = sum(w * CE) / sum(w) over the masked slots
 (w = masked_weights), sentence = mean CE over rows with label >= 0,
 classification = F.cross_entropy(ignore_index=-1) (mean over labelled rows),
 regression = F.mse_loss over the rows whose target is not NaN.
+
+GPT-2 (transformers' modeling_gpt2): GPT2LMHeadModel = transformer.wte +
+transformer.wpe (learned positions, no token types, no embedding LayerNorm,
+no padding row), blocks transformer.h.N (x = x + attn.c_proj(attention(
+attn.c_attn(ln_1(x)))); x = x + mlp.c_proj(act(mlp.c_fc(ln_2(x))))), the
+final transformer.ln_f, and lm_head tied to wte (no bias). Conv1D is
+transformers.pytorch_utils.Conv1D: y = x W + b with W [in, out]; c_attn's
+output splits into query, key and value (in that order) of width H each. The
+attention mask is causal plus the key padding mask (finfo.min, as mask_add).
+lm_loss = mean CE of the next token over the real positions t whose t + 1 is
+real (kiln's KHEAD_LM; Hugging Face's shift of labels, padding ignored).
 """
 import math
 
@@ -61,7 +72,8 @@ import torch.nn.functional as F
 TIED_DECODER = {"albert": ("predictions.decoder.weight", "albert.embeddings.word_embeddings.weight"),
                 "bert": ("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"),
                 "electra": ("generator_lm_head.weight", "electra.embeddings.word_embeddings.weight"),
-                "electra_pair": ("generator.generator_lm_head.weight", "electra.embeddings.word_embeddings.weight")}
+                "electra_pair": ("generator.generator_lm_head.weight", "electra.embeddings.word_embeddings.weight"),
+                "gpt2": ("lm_head.weight", "transformer.wte.weight")}
 
 
 def gelu(kind):
@@ -496,6 +508,99 @@ def disc_loss(token_logits, token_labels):
     return F.binary_cross_entropy_with_logits(token_logits[keep], token_labels[keep].float())
 
 
+# ---- GPT-2 ----------------------------------------------------------------------
+
+class Conv1D(nn.Module):
+    """transformers.pytorch_utils.Conv1D: a linear layer with weight [in, out]"""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.empty(nx, nf))
+        self.bias = nn.Parameter(torch.zeros(nf))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        out = torch.addmm(self.bias, x.reshape(-1, x.size(-1)), self.weight)
+        return out.view(x.size()[:-1] + (self.nf,))
+
+
+class GPT2Attention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H = c["hidden_size"]
+        self.nh = c["num_attention_heads"]
+        self.c_attn = Conv1D(3 * H, H)
+        self.c_proj = Conv1D(H, H)
+
+    def forward(self, x, mask_add):
+        q, k, v = self.c_attn(x).split(x.shape[-1], dim=2)
+        return self.c_proj(attention(q, k, v, mask_add, self.nh))
+
+
+class GPT2MLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H, I = c["hidden_size"], c["intermediate_size"]
+        self.c_fc = Conv1D(I, H)
+        self.c_proj = Conv1D(H, I)
+        self.act = gelu(c["hidden_act"])
+
+    def forward(self, x):
+        return self.c_proj(self.act(self.c_fc(x)))
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H, eps = c["hidden_size"], c["layer_norm_eps"]
+        self.ln_1 = nn.LayerNorm(H, eps=eps)
+        self.attn = GPT2Attention(c)
+        self.ln_2 = nn.LayerNorm(H, eps=eps)
+        self.mlp = GPT2MLP(c)
+
+    def forward(self, x, mask_add):
+        x = x + self.attn(self.ln_1(x), mask_add)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT2Model(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H = c["hidden_size"]
+        self.wte = nn.Embedding(c["vocab_size"], H)
+        self.wpe = nn.Embedding(c["max_position_embeddings"], H)
+        self.h = nn.ModuleList([GPT2Block(c) for _ in range(c["num_hidden_layers"])])
+        self.ln_f = nn.LayerNorm(H, eps=c["layer_norm_eps"])
+
+    def forward(self, ids, attn_mask):
+        pos = torch.arange(ids.shape[1]).unsqueeze(0)
+        x = self.wte(ids) + self.wpe(pos)
+        m = mask_add(attn_mask, causal=True)
+        for block in self.h:
+            x = block(x, m)
+        return self.ln_f(x)
+
+
+class GPT2LMHeadModel(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.transformer = GPT2Model(c)
+        self.lm_head = nn.Linear(c["hidden_size"], c["vocab_size"], bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied
+
+    def forward(self, ids, attn_mask):
+        """logits (B, L, V) at every position"""
+        return self.lm_head(self.transformer(ids, attn_mask))
+
+
+def lm_loss(logits, ids, lengths):
+    """kiln's lm_loss: mean CE of token t + 1 at every real t with t + 1 real"""
+    B, L, V = logits.shape
+    keep = torch.tensor([[t + 1 < int(lengths[b]) for t in range(L - 1)] for b in range(B)])
+    return F.cross_entropy(logits[:, :-1][keep], ids[:, 1:][keep])
+
+
 def build(c, manifest=None):
     """The model of config c. Without a manifest: the pretraining model (MLM +
     sentence heads). With kiln's registry manifest (trainer/registry.h): the
@@ -504,6 +609,11 @@ def build(c, manifest=None):
     the pair (ElectraPair, c needs the generator_* keys), token alone the
     discriminator, mlm alone the generator, classify the sequence classifier.
     Raises ValueError for a combination not rebuilt here."""
+    if c["model_type"] == "gpt2":
+        if manifest is not None and (sorted(manifest["heads"]) != ["lm"] or not manifest["pre_ln"] or
+                                     not manifest["causal"]):
+            raise ValueError("GPT-2 is pre-LN and causal with the LM head only")
+        return GPT2LMHeadModel(c)
     if c["model_type"] == "electra":
         heads = sorted(manifest["heads"]) if manifest is not None else ["mlm", "token"]
         if manifest is not None and (manifest["pre_ln"] or manifest["causal"]):
@@ -559,5 +669,10 @@ def class_loss(logits, labels, targets):
 
 
 def no_decay(name):
-    """Tensors without weight decay: biases and LayerNorm weights."""
-    return "bias" in name or "LayerNorm" in name or "layer_norm" in name
+    """Tensors without weight decay: biases and LayerNorm weights (GPT-2's ln_1, ln_2, ln_f)."""
+    return "bias" in name or "LayerNorm" in name or "layer_norm" in name or ".ln_" in name
+
+
+def transposed(model_type, name):
+    """Tensors kiln keeps as Linear's [out, in] and exports as [in, out]: GPT-2's Conv1D weights"""
+    return model_type == "gpt2" and name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight"))

@@ -10,20 +10,27 @@ Hugging Face's AlbertForPreTraining / BertForPreTraining, or
 *ForSequenceClassification for the classify head; pre_ln and causal as
 flags of the BERT model; ELECTRA's pair = ElectraForPreTraining + a
 `generator` ElectraForMaskedLM sharing its embeddings module, or
-ElectraForSequenceClassification). The registry must equal torch's
-named_parameters strictly: same names, same order, same shapes; every decay
-flag must agree with torch_models.no_decay (no tensor frozen or transposed),
-tensors with init "one" / "zero" must hold ones / zeros, and the aliases must
-be Hugging Face's tied MLM decoder (when the model has the MLM head). Then
+ElectraForSequenceClassification; GPT-2 = GPT2LMHeadModel with Conv1D
+layers). The registry must equal torch's named_parameters strictly: same
+names, same order, same shapes (a tensor flagged transpose, GPT-2's Conv1D
+weights, with its shape reversed: kiln keeps [out, in], Conv1D [in, out]; the
+file's parameters, gradients and optimizer results of such a tensor are
+transposed before anything is compared); every decay flag must agree with
+torch_models.no_decay, the transpose flags with torch_models.transposed (no
+tensor frozen), tensors with init "one" / "zero" must hold ones / zeros, and
+the aliases must be Hugging Face's tied decoder (when the model has the MLM
+head; GPT-2's lm_head.weight). Then
 loads kiln's initial parameters by name, runs the same batch and compares,
 elementwise, |kiln - torch| <= ATOL + RTOL |torch|:
   - the eval logits of each head (MLM at the masked slots, sentence,
-    classifier, ELECTRA's discriminator at every real token)
+    classifier, ELECTRA's discriminator at every real token, GPT-2's LM
+    logits at every real token: kiln's final hidden state times wte)
                                                         RTOL 1e-4, ATOL 1e-5
   - each loss term of kiln (out.losses, named by the metadata loss_terms:
     mlm_loss, sop_loss / nsp_loss, cls_loss = CE over rows with label >= 0,
     mse = MSE over rows with a non-NaN target, disc_loss = BCE with logits
-    over the real tokens), and the pass's loss out.loss = sum of
+    over the real tokens, lm_loss = mean next-token CE over the real tokens
+    whose next token is real), and the pass's loss out.loss = sum of
     weight * term (weights: metadata loss_weights; ELECTRA's disc_loss has
     disc_weight)                                         relative 1e-5
   - the gradient of every parameter after one pass of that weighted sum
@@ -32,7 +39,8 @@ elementwise, |kiln - torch| <= ATOL + RTOL |torch|:
     groups from the manifest's decay flags, clip_grad_norm_, linear warmup +
     decay) and after 5 LAMB steps (the formula of trainer/optim.h, cosine
     schedule), and the loss before each step            RTOL 1e-4, ATOL 1e-5
-    except the attention key biases: their gradient is zero up to rounding
+    except the attention key biases (GPT-2: the middle third of c_attn.bias):
+    their gradient is zero up to rounding
     (softmax ignores a shift shared by a row's scores), so Adam's normalized
     update turns rounding noise into steps of up to lr * |g| / eps in either
     direction, in both implementations alike. For them the gradients must be
@@ -141,13 +149,30 @@ def read_manifest(path):
     return man
 
 
+def shape_of(t):
+    """a manifest tensor's shape as Hugging Face holds it ([in, out] for a transposed one)"""
+    shape = [int(d) for d in t["shape"]]
+    return shape[::-1] if t["transpose"] else shape
+
+
+def to_hf_layout(man, T):
+    """kiln's tensors flagged transpose (GPT-2's Conv1D weights, kept [out, in])
+    in the file, as parameters, gradients and optimizer results, turned to
+    Hugging Face's [in, out] in place"""
+    for t in man["tensors"]:
+        if t["transpose"]:
+            for pre in ("", "grad.", "adamw.", "lamb."):
+                if pre + t["name"] in T:
+                    T[pre + t["name"]] = np.ascontiguousarray(T[pre + t["name"]].T)
+
+
 def check_registry(ck, man, model, T):
     """kiln's registered tensors against torch's named_parameters (names,
     order, shapes), its flags against torch_models' conventions, its aliases
     against Hugging Face's tied decoder, and the file's tensors against the
     list. Returns the names (state_dict order) or None when they differ."""
     tag = ck.tag
-    kiln = [(t["name"], [int(d) for d in t["shape"]]) for t in man["tensors"]]
+    kiln = [(t["name"], shape_of(t)) for t in man["tensors"]]
     ref = [(n, list(p.shape)) for n, p in model.named_parameters()]
     if kiln != ref:
         kn, rn = dict(kiln), dict(ref)
@@ -163,12 +188,12 @@ def check_registry(ck, man, model, T):
     names = [n for n, _ in kiln]
     for t in man["tensors"]:
         n = t["name"]
-        if n not in T or list(T[n].shape) != [int(d) for d in t["shape"]]:
+        if n not in T or list(T[n].shape) != shape_of(t):
             print(f"  FAILED {tag}: {n} of the manifest is not in the file with its shape")
             ck.failed += 1
             return None
         flags = (bool(t["decay"]), bool(t["frozen"]), bool(t["transpose"]))
-        want = (not torch_models.no_decay(n), False, False)
+        want = (not torch_models.no_decay(n), False, torch_models.transposed(man["model_type"], n))
         if flags != want:
             print(f"  FAILED {tag}: {n}: (decay, frozen, transpose) {flags}, torch_models expects {want}")
             ck.failed += 1
@@ -181,7 +206,7 @@ def check_registry(ck, man, model, T):
         print(f"  FAILED {tag}: tensors of the file not in the manifest: {extra[:5]}")
         ck.failed += 1
     kind = man["model_type"] + ("_pair" if man["model_type"] == "electra" and "token" in man["heads"] else "")
-    want = [list(torch_models.TIED_DECODER[kind])] if "mlm" in man["heads"] else []
+    want = [list(torch_models.TIED_DECODER[kind])] if "mlm" in man["heads"] or kind == "gpt2" else []
     got = [[a["name"], a["target"]] for a in man["aliases"]]
     if got != want:
         print(f"  FAILED {tag}: aliases {got}, Hugging Face ties {want}")
@@ -269,6 +294,7 @@ def main(path):
         print(f"  FAILED {tag}: manifest model_type {man['model_type']}, file {c['model_type']}")
         return 1
     heads = man["heads"]
+    to_hf_layout(man, T)
     ck = Checker(tag)
     torch.manual_seed(0)
     model = torch_models.build(c, man)
@@ -341,6 +367,9 @@ def main(path):
                     draws[k] += v
             return {"out.mlm_logits": glog, "out.token_logits": dlog * mask}, \
                 {"mlm_loss": mlm, "disc_loss": torch_models.disc_loss(dlog, dl)}
+        if c["model_type"] == "gpt2":
+            lg = model(ids, mask)
+            return {"out.lm_logits": lg * mask[:, :, None]}, {"lm_loss": torch_models.lm_loss(lg, ids, lengths)}
         if "classify" in heads:
             cl = model(ids, types, mask)
             name = "cls_loss" if cl.shape[1] > 1 else "mse"
@@ -384,9 +413,13 @@ def main(path):
     total().backward()
     params = dict(model.named_parameters())
     ck.group("gradients", [(f"grad {n}", T["grad." + n], params[n].grad.numpy()) for n in names])
-    dead = [n for n in names if n.endswith("key.bias")]
-    for n in dead:
-        top = max(np.abs(T["grad." + n]).max(), float(params[n].grad.abs().max()))
+    # the key biases (GPT-2: the middle third of c_attn.bias)
+    dead = {n: slice(None) for n in names if n.endswith("key.bias")}
+    if c["model_type"] == "gpt2":
+        H = c["hidden_size"]
+        dead.update({n: slice(H, 2 * H) for n in names if n.endswith("c_attn.bias")})
+    for n, sl in dead.items():
+        top = max(np.abs(T["grad." + n][sl]).max(), float(params[n].grad[sl].abs().max()))
         if top > 1e-6:
             ck.failed += 1
             print(f"  FAILED {tag} grad {n}: {top:.3g}, should be zero up to rounding")

@@ -3,7 +3,7 @@
  * its speed check. Not part of kiln.
  *
  *   kiln_trainer_ref parity DIR
- *     For eight small models, no dropout:
+ *     For nine small models, no dropout:
  *       albert             ALBERT (gelu_new, 4 layers over 2 weight groups), MLM + SOP
  *       bert               BERT (gelu, 2 layers), MLM + sentence
  *       bert_cls           BERT, classifier with 3 labels (last row unlabelled)
@@ -17,6 +17,8 @@
  *                          (the generator without embeddings_project)
  *       electra_cls        ELECTRA's discriminator (E 8, H 16, gelu_new) with
  *                          the classification head, 3 labels
+ *       gpt2               GPT2LMHeadModel (gelu_new, H 24, 3 heads, 2
+ *                          layers, n_inner 40, V 83 walked in chunks of 32)
  *     writes DIR/<name>.manifest.json (kregistry_manifest, trainer/registry.h)
  *     and DIR/<name>.safetensors holding:
  *       <param name>          the initial parameters (Hugging Face names)
@@ -29,6 +31,11 @@
  *       out.class_logits      (B, num_labels)                   [classifier]
  *       out.token_logits      (B, L) eval discriminator logits, 0 past a
  *                             row's length                      [ELECTRA's pair]
+ *       out.lm_logits         (B, L, V) eval LM logits, 0 past a row's length:
+ *                             kmodel_hidden(NL) (after ln_f) times the word
+ *                             embeddings, in double here (the head never
+ *                             holds N x V; its loss and gradient are checked
+ *                             through out.losses and grad.*)  [LM head]
  *       out.losses            F64: the loss terms of the training pass, in the
  *                             order of the metadata "loss_terms" (e.g.
  *                             "mlm_loss,sop_loss", "cls_loss", "mse",
@@ -413,6 +420,25 @@ static int parity_one(const char *dir, const parity_case *pc)
         put(&o, "out.token_logits", "F32", 2, sBL, tl, (size_t)B * L * 4);
         free(tl);
     }
+    if (heads & KHEAD_LM) {
+        const int H = c->hidden_size;
+        const float *hl = kmodel_hidden(m, c->num_hidden_layers);
+        int np;
+        const ktensor *t = kmodel_params(m, &np);
+        const float *wte = kmodel_param_data(m) + t[0].offset; /* the word embeddings come first */
+        float *lg = calloc((size_t)B * L * V, sizeof(float));
+        const int32_t *offs = kmodel_offsets(m, NULL, NULL);
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < h.lengths[b]; i++)
+                for (int v = 0; v < V; v++) {
+                    double z = 0;
+                    for (int k = 0; k < H; k++) z += (double)hl[(size_t)(offs[b] + i) * H + k] * wte[(size_t)v * H + k];
+                    lg[((size_t)b * L + i) * V + v] = (float)z;
+                }
+        int64_t sBLV[3] = {B, L, V};
+        put(&o, "out.lm_logits", "F32", 3, sBLV, lg, (size_t)B * L * V * 4);
+        free(lg);
+    }
     if (pair && put_rtd(&o, "eval", m, &h.b, 0)) return 1;
     /* gradients of the sum of the loss terms, and the terms */
     kmodel_zero_grad(m);
@@ -485,9 +511,13 @@ static int parity_one(const char *dir, const parity_case *pc)
         meta[2 * nm + 1] = v[nm];                     \
         nm++;                                         \
     } while (0)
-    META("model_type", "%s", c->type == KMODEL_ALBERT ? "albert" : c->type == KMODEL_ELECTRA ? "electra" : "bert");
+    META("model_type", "%s",
+         c->type == KMODEL_ALBERT    ? "albert"
+         : c->type == KMODEL_ELECTRA ? "electra"
+         : c->type == KMODEL_GPT2    ? "gpt2"
+                                     : "bert");
     META("vocab_size", "%d", c->vocab_size);
-    META("embedding_size", "%d", c->type != KMODEL_BERT ? c->embedding_size : c->hidden_size);
+    META("embedding_size", "%d", c->type == KMODEL_ALBERT || c->type == KMODEL_ELECTRA ? c->embedding_size : c->hidden_size);
     META("hidden_size", "%d", c->hidden_size);
     META("num_hidden_layers", "%d", c->num_hidden_layers);
     META("num_hidden_groups", "%d", c->type == KMODEL_ALBERT ? c->num_hidden_groups : c->num_hidden_layers);
@@ -564,6 +594,11 @@ static int parity(const char *dir)
     electra_eq.generator_num_hidden_layers = 1;
     electra_eq.generator_num_attention_heads = 2;
     electra_eq.generator_intermediate_size = 16;
+    /* GPT-2: n_inner != 4 n_embd; embeddings = hidden width, no token types or padding row */
+    const kmodel_config gpt2 = {
+        .type = KMODEL_GPT2, .vocab_size = 83, .embedding_size = 24, .hidden_size = 24, .num_hidden_layers = 2,
+        .num_attention_heads = 3, .intermediate_size = 40, .max_position_embeddings = 20, .type_vocab_size = 2,
+        .hidden_act = KACT_GELU_NEW, .layer_norm_eps = 1e-5, .num_hidden_groups = 2, .initializer_range = 0.1};
     const parity_case cases[] = {
         {"albert", albert, kmodel_spec_pretrain(4, 20, 5, 1)},
         {"bert", bert, kmodel_spec_pretrain(3, 16, 4, 1)},
@@ -580,6 +615,8 @@ static int parity(const char *dir)
          {.heads = KHEAD_MLM | KHEAD_TOKEN, .max_B = 3, .L = 12, .P = 3, .classifier_dropout = -1}},
         {"electra_cls", electra,
          {.heads = KHEAD_CLASSIFY, .max_B = 5, .L = 16, .num_labels = 3, .classifier_dropout = 0}},
+        {"gpt2", gpt2,
+         {.heads = KHEAD_LM, .max_B = 4, .L = 16, .classifier_dropout = -1, .pre_ln = 1, .causal = 1, .lm_chunk = 32}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (parity_one(dir, &cases[i])) return 1;

@@ -527,7 +527,7 @@ static params make_params(const kmodel_config *m, int V, int with_tied)
         } else {
             for (size_t k = 0; k < n; k++) d[k] = (float)i + (float)k * 1e-3f;
         }
-        if (strstr(lay[i].name, "word_embeddings")) word = d;
+        if (strstr(lay[i].name, "word_embeddings") || !strcmp(lay[i].name, "transformer.wte.weight")) word = d;
         if (!strcmp(lay[i].name, "predictions.bias") || !strcmp(lay[i].name, "cls.predictions.bias")) bias = d;
         kst_tensor *t = &p.t[p.n++];
         t->name = xstrdup(lay[i].name);
@@ -678,6 +678,107 @@ static void test_export_bert(void **state)
     free_params(&p);
 }
 
+/* GPT-2 as GPT2LMHeadModel: the Conv1D weights written [in, out], the tied
+ * head left out, GPT2Config's config.json, no tokenizer files */
+static void test_export_gpt2(void **state)
+{
+    (void)state;
+    kmodel_config m = tiny(KMODEL_GPT2);
+    m.embedding_size = m.hidden_size;
+    m.num_hidden_groups = m.num_hidden_layers;
+    m.vocab_size = 11;
+    m.intermediate_size = 4 * m.hidden_size;
+    assert_string_equal(kexport_architecture(KMODEL_GPT2, NULL), "GPT2LMHeadModel");
+    params p = make_params(&m, 11, 1);
+    assert_int_equal(p.n, 2 + 2 * 12 + 2 + 1); /* wte, wpe, 2 blocks, ln_f, tied lm_head */
+    assert_string_equal(p.t[p.n - 1].name, "lm_head.weight");
+    const kst_tensor *ca = &p.t[4];
+    assert_string_equal(ca->name, "transformer.h.0.attn.c_attn.weight");
+    assert_true(ca->shape[0] == 24 && ca->shape[1] == 8); /* kiln's [out, in] */
+    int rc = kexport_gpt2(at("gpt2"), &m, p.t, p.n, 10, 0, err, sizeof err);
+    if (rc) fail_msg("%s", err);
+    assert_true(exists(at("gpt2/model.safetensors")) && exists(at("gpt2/config.json")));
+    assert_false(exists(at("gpt2/vocab.txt")));
+    kst_file *f = kst_open(at("gpt2/model.safetensors"), err, sizeof err);
+    assert_non_null(f);
+    assert_int_equal(kst_count(f), p.n - 1);
+    assert_null(kst_find(f, "lm_head.weight"));
+    assert_string_equal(kst_get(f, 0)->name, "transformer.wte.weight");
+    static const char *const conv[] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+    for (int l = 0; l < 2; l++)
+        for (int k = 0; k < 4; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "transformer.h.%d.%s.weight", l, conv[k]);
+            const kst_tensor *w = kst_find(f, name), *src = NULL;
+            for (int i = 0; i < p.n; i++)
+                if (!strcmp(p.t[i].name, name)) src = &p.t[i];
+            assert_non_null(w);
+            assert_non_null(src);
+            assert_true(w->shape[0] == src->shape[1] && w->shape[1] == src->shape[0]); /* [in, out] */
+            const float *a = w->data, *b = src->data;
+            const int64_t r = src->shape[0], c = src->shape[1];
+            for (int64_t i = 0; i < r; i++)
+                for (int64_t j = 0; j < c; j++) assert_true(a[j * r + i] == b[i * c + j]);
+        }
+    const kst_tensor *wte = kst_find(f, "transformer.wte.weight");
+    assert_true(wte->shape[0] == 11 && wte->shape[1] == 8);
+    assert_int_equal(kst_find(f, "transformer.h.1.attn.c_attn.bias")->shape[0], 24);
+    kst_close(f);
+    json_t *cfg = load_json(at("gpt2/config.json"));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "architectures"), 0)),
+                        "GPT2LMHeadModel");
+    assert_string_equal(json_string_value(json_object_get(cfg, "model_type")), "gpt2");
+    struct { const char *k; long long v; } ints[] = {
+        {"vocab_size", 11}, {"n_embd", 8}, {"n_layer", 2}, {"n_head", 2}, {"n_positions", 16}, {"n_ctx", 16},
+        {"bos_token_id", 10}, {"eos_token_id", 10}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        json_t *v = json_object_get(cfg, ints[i].k);
+        if (!json_is_integer(v) || json_integer_value(v) != ints[i].v) fail_msg("config.json %s", ints[i].k);
+    }
+    assert_true(json_is_null(json_object_get(cfg, "n_inner")));
+    assert_string_equal(json_string_value(json_object_get(cfg, "activation_function")), "gelu_new");
+    assert_true(json_number_value(json_object_get(cfg, "layer_norm_epsilon")) == m.layer_norm_eps);
+    assert_true(json_number_value(json_object_get(cfg, "embd_pdrop")) == m.embd_dropout_prob);
+    assert_null(json_object_get(cfg, "hidden_size"));
+    json_decref(cfg);
+
+    /* n_inner given, no <|endoftext|> */
+    free_params(&p);
+    m.intermediate_size = 12;
+    p = make_params(&m, 11, 0);
+    rc = kexport_gpt2(at("gpt2"), &m, p.t, p.n, -1, 1, err, sizeof err);
+    if (rc) fail_msg("%s", err);
+    cfg = load_json(at("gpt2/config.json"));
+    assert_int_equal(json_integer_value(json_object_get(cfg, "n_inner")), 12);
+    assert_true(json_is_null(json_object_get(cfg, "eos_token_id")));
+    json_decref(cfg);
+
+    /* refused, nothing written: a missing tensor, a wrong shape, a head that is not wte, a bad id */
+    rc = kexport_gpt2(at("gbad"), &m, p.t + 1, p.n - 1, 10, 0, err, sizeof err);
+    assert_int_equal(rc, EX_DATAERR);
+    assert_non_null(strstr(err, "'transformer.wte.weight' is missing"));
+    kst_tensor *t = xmalloc(sizeof *t * (size_t)(p.n + 1));
+    memcpy(t, p.t, sizeof *t * (size_t)p.n);
+    t[4].shape[0] = 8, t[4].shape[1] = 24; /* c_attn given as Conv1D holds it */
+    rc = kexport_gpt2(at("gbad"), &m, t, p.n, 10, 0, err, sizeof err);
+    assert_int_equal(rc, EX_DATAERR);
+    assert_non_null(strstr(err, "c_attn.weight' must be F32 [24, 8]"));
+    memcpy(t, p.t, sizeof *t * (size_t)p.n);
+    float *other = xcalloc((size_t)(11 * 8), sizeof(float));
+    t[p.n] = t[0];
+    t[p.n].name = "lm_head.weight";
+    t[p.n].data = other;
+    rc = kexport_gpt2(at("gbad"), &m, t, p.n + 1, 10, 0, err, sizeof err);
+    assert_int_equal(rc, EX_DATAERR);
+    assert_non_null(strstr(err, "differs from 'transformer.wte.weight'"));
+    rc = kexport_gpt2(at("gbad"), &m, p.t, p.n, 11, 0, err, sizeof err);
+    assert_int_equal(rc, EX_DATAERR);
+    assert_false(exists(at("gbad")));
+    free(other);
+    free(t);
+    free_params(&p);
+}
+
 static void expect_export_fail(const kmodel_config *m, const kst_tensor *t, int n, const char *vocab, int code,
                                const char *frag)
 {
@@ -755,6 +856,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_export_albert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_bert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_gpt2, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

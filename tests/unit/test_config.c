@@ -396,36 +396,47 @@ static void test_schema_keys(void **state)
         if (!found) fail_msg("the schema has %s, the reader does not", k);
     }
     assert_int_equal(n, (int)json_object_size(leaves));
-    /* the canonical JSON has the same keys in the same order (an ELECTRA
-     * config: the only one that writes every key) */
-    ktrain_config c;
-    ktrain_config_defaults(&c);
-    c.model.type = KMODEL_ELECTRA;
-    char *text = ktrain_config_to_json(&c);
-    json_t *canon = json_loads(text, 0, NULL);
-    assert_non_null(canon);
-    json_t *cl = json_object();
-    const char *s;
-    json_t *sv;
-    json_object_foreach(canon, s, sv) {
-        if (json_is_object(sv)) {
-            json_object_foreach(sv, k, v) {
-                snprintf(key, sizeof key, "%s.%s", s, k);
-                json_object_set(cl, key, v);
+    /* the canonical JSON has the reader's keys in the reader's order: an
+     * ELECTRA config writes every key but GPT-2's, a GPT-2 config GPT-2's
+     * and the shared ones; together they write every key */
+    unsigned char *seen = calloc((size_t)n, 1);
+    assert_non_null(seen);
+    for (int pass = 0; pass < 2; pass++) {
+        ktrain_config c;
+        ktrain_config_defaults(&c);
+        c.model.type = pass ? KMODEL_GPT2 : KMODEL_ELECTRA;
+        char *text = ktrain_config_to_json(&c);
+        json_t *canon = json_loads(text, 0, NULL);
+        assert_non_null(canon);
+        json_t *cl = json_object();
+        const char *s;
+        json_t *sv;
+        json_object_foreach(canon, s, sv) {
+            if (json_is_object(sv)) {
+                json_object_foreach(sv, k, v) {
+                    snprintf(key, sizeof key, "%s.%s", s, k);
+                    json_object_set(cl, key, v);
+                }
+            } else {
+                json_object_set(cl, s, sv);
             }
-        } else {
-            json_object_set(cl, s, sv);
         }
+        int i = 0;
+        json_object_foreach(cl, k, v) {
+            while (ktrain_config_key(i, key, sizeof key) == 0 && strcmp(key, k)) i++;
+            if (i >= n) fail_msg("canonical JSON (pass %d): %s out of the reader's order", pass, k);
+            seen[i++] = 1;
+        }
+        json_decref(cl);
+        json_decref(canon);
+        free(text);
     }
-    int i = 0;
-    json_object_foreach(cl, k, v) {
-        assert_int_equal(ktrain_config_key(i++, key, sizeof key), 0);
-        assert_string_equal(key, k);
-    }
-    assert_int_equal(i, n);
-    json_decref(cl);
-    json_decref(canon);
-    free(text);
+    for (int i = 0; i < n; i++)
+        if (!seen[i]) {
+            ktrain_config_key(i, key, sizeof key);
+            fail_msg("no canonical JSON writes %s", key);
+        }
+    free(seen);
     json_decref(leaves);
     json_decref(schema);
 }
@@ -454,6 +465,11 @@ static void test_schema_defaults(void **state)
     char *text = ktrain_config_to_json(&c);
     json_t *canon = json_loads(text, 0, NULL);
     json_object_set_new(json_object_get(canon, "model"), "type", json_string("albert"));
+    /* GPT-2's keys: their defaults are what the reader makes of a bare gpt2 config */
+    assert_int_equal(parse(&c, "{\"model\": {\"type\": \"gpt2\"}," BUDGET "}", 0), 0);
+    char *gtext = ktrain_config_to_json(&c);
+    json_t *gcanon = json_loads(gtext, 0, NULL);
+    assert_non_null(gcanon);
     const char *k;
     json_t *v;
     json_object_foreach(leaves, k, v) {
@@ -465,6 +481,7 @@ static void test_schema_defaults(void **state)
             char sec[64];
             snprintf(sec, sizeof sec, "%.*s", (int)(dot - k), k);
             cv = json_object_get(json_object_get(canon, sec), dot + 1);
+            if (!cv) cv = json_object_get(json_object_get(gcanon, sec), dot + 1);
         } else {
             cv = json_object_get(canon, k);
         }
@@ -475,6 +492,8 @@ static void test_schema_defaults(void **state)
     }
     json_decref(canon);
     free(text);
+    json_decref(gcanon);
+    free(gtext);
     json_decref(leaves);
     json_decref(schema);
 }
@@ -563,6 +582,86 @@ static void test_examples(void **state)
     globfree(&g);
 }
 
+/* ---- GPT-2 --------------------------------------------------------------------- */
+
+#define GPT2 "\"model\": {\"type\": \"gpt2\""
+
+static void test_gpt2(void **state)
+{
+    (void)state;
+    ktrain_config c;
+    /* GPT2Config's defaults where the config is silent; clm by default */
+    assert_int_equal(parse(&c, "{" GPT2 "}," BUDGET "}", 0), 0);
+    assert_int_equal(c.model.type, KMODEL_GPT2);
+    assert_int_equal(c.model.hidden_size, 256);
+    assert_int_equal(c.model.embedding_size, 256);
+    assert_int_equal(c.model.intermediate_size, 1024); /* n_inner null = 4 n_embd */
+    assert_int_equal(c.model.num_hidden_groups, 4);
+    assert_int_equal(c.model.hidden_act, KACT_GELU_NEW);
+    assert_true(c.model.layer_norm_eps == 1e-5);
+    assert_true(c.model.hidden_dropout_prob == 0.1 && c.model.attention_probs_dropout_prob == 0.1);
+    assert_true(c.model.embd_dropout_prob == 0.1);
+    assert_int_equal(c.data.objectives, KOBJ_CLM);
+    /* GPT2Config's names */
+    assert_int_equal(parse(&c,
+                           "{" GPT2 ", \"n_embd\": 64, \"n_layer\": 3, \"n_head\": 8, \"n_positions\": 128, "
+                           "\"n_inner\": 100, \"activation_function\": \"gelu\", \"layer_norm_epsilon\": 1e-6, "
+                           "\"resid_pdrop\": 0.2, \"embd_pdrop\": 0.3, \"attn_pdrop\": 0.05, \"initializer_range\": 0.01},"
+                           " \"data\": {\"objectives\": [\"clm\"], \"seq_len\": 128}," BUDGET "}",
+                           0),
+                     0);
+    assert_int_equal(c.model.hidden_size, 64);
+    assert_int_equal(c.model.embedding_size, 64);
+    assert_int_equal(c.model.num_hidden_layers, 3);
+    assert_int_equal(c.model.num_hidden_groups, 3);
+    assert_int_equal(c.model.num_attention_heads, 8);
+    assert_int_equal(c.model.max_position_embeddings, 128);
+    assert_int_equal(c.model.intermediate_size, 100);
+    assert_int_equal(c.model.hidden_act, KACT_GELU);
+    assert_true(c.model.layer_norm_eps == 1e-6 && c.model.hidden_dropout_prob == 0.2);
+    assert_true(c.model.embd_dropout_prob == 0.3 && c.model.attention_probs_dropout_prob == 0.05);
+    assert_true(c.model.initializer_range == 0.01);
+    {   /* canonical JSON: GPT2Config's names only, reads back as itself */
+        char *t1 = ktrain_config_to_json(&c);
+        assert_non_null(strstr(t1, "\"n_embd\": 64"));
+        assert_non_null(strstr(t1, "\"n_inner\": 100"));
+        assert_null(strstr(t1, "hidden_size"));
+        assert_null(strstr(t1, "pad_token_id"));
+        ktrain_config c2;
+        assert_int_equal(ktrain_config_parse(&c2, t1, strlen(t1), NULL, 0, NULL, 0), 0);
+        char *t2 = ktrain_config_to_json(&c2);
+        assert_string_equal(t1, t2);
+        free(t1);
+        free(t2);
+    }
+    /* n_inner null (and the derived value) is written as null, as GPT2Config does */
+    assert_int_equal(parse(&c, "{" GPT2 ", \"n_embd\": 32, \"n_inner\": null}," BUDGET "}", 0), 0);
+    assert_int_equal(c.model.intermediate_size, 128);
+    char *t = ktrain_config_to_json(&c);
+    assert_non_null(strstr(t, "\"n_inner\": null"));
+    free(t);
+    assert_int_equal(parse(&c, "{" GPT2 "}," BUDGET "}", 1, "model.n_head=2"), 0);
+    assert_int_equal(c.model.num_attention_heads, 2);
+    /* BertConfig's names refused for gpt2, GPT2Config's for the others, each named */
+    expect_fail(EX_CONFIG, "{" GPT2 ", \"hidden_size\": 64}," BUDGET "}", NULL, "model.hidden_size",
+                "not a key of model.type \"gpt2\"");
+    expect_fail(EX_CONFIG, "{" GPT2 ", \"type_vocab_size\": 2}," BUDGET "}", NULL, "model.type_vocab_size", "n_embd");
+    expect_fail(EX_CONFIG, "{" GPT2 ", \"generator_hidden_size\": 2}," BUDGET "}", NULL, "model.generator_hidden_size",
+                "electra");
+    expect_fail(EX_CONFIG, "{\"model\": {\"type\": \"bert\", \"n_embd\": 64}," BUDGET "}", NULL, "model.n_embd",
+                "only for model.type \"gpt2\"");
+    expect_fail(EX_CONFIG, "{\"model\": {\"n_inner\": null}," BUDGET "}", NULL, "model.n_inner", "gpt2");
+    expect_fail(EX_CONFIG, "{" GPT2 "}," BUDGET "}", "model.embd_pdrop=1", "model.embd_pdrop", "expected");
+    expect_fail(EX_CONFIG, "{" GPT2 ", \"activation_function\": \"relu\"}," BUDGET "}", NULL,
+                "model.activation_function", "expected");
+    /* cross-field rules under GPT-2's names */
+    expect_fail(EX_CONFIG, "{" GPT2 ", \"n_embd\": 30, \"n_head\": 4}," BUDGET "}", NULL, "model.n_head",
+                "must divide n_embd (30)");
+    expect_fail(EX_CONFIG, "{" GPT2 ", \"n_positions\": 64}," BUDGET "}", NULL, "data.seq_len", "model.n_positions (64)");
+    expect_fail(EX_CONFIG, "{" GPT2 "}, \"data\": {\"objectives\": [\"mlm\"]}," BUDGET "}", NULL, "data.objectives",
+                "[\"clm\"]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_schema_defaults),
         cmocka_unit_test(test_schema_bounds),
         cmocka_unit_test(test_examples),
+        cmocka_unit_test(test_gpt2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,6 +68,7 @@ static kmodel_config config(int type, double dropout)
     c.layer_norm_eps = 1e-12;
     c.hidden_dropout_prob = dropout;
     c.attention_probs_dropout_prob = dropout;
+    c.embd_dropout_prob = dropout; /* GPT-2's embd_pdrop */
     c.initializer_range = 0.3;
     c.pad_token_id = 0;
     if (type == KMODEL_ELECTRA) { /* E != H on the discriminator; E = G on the generator (no projection) */
@@ -259,7 +260,7 @@ static void test_layout(void **state)
 /* What a gradient check runs on: the pretraining heads, a 3-way classifier,
  * a regressor; optionally with a gradient injected at the output of layer 1
  * (the checked loss is then loss + <inj, hidden(1)>). */
-enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2, GC_TOKEN_LM = 3, GC_ELECTRA = 4 };
+enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2, GC_TOKEN_LM = 3, GC_ELECTRA = 4, GC_GPT2 = 5 };
 
 enum { GC_PRE_LN = 1, GC_CAUSAL = 2 }; /* layer flags */
 static int gc_layers;                   /* GC_* flags of the next new_model_heads */
@@ -275,6 +276,7 @@ static kmodel *new_model_heads(int type, double dropout, int heads)
     if (heads == GC_TOKEN_LM) s.heads = KHEAD_TOKEN | KHEAD_LM, s.lm_chunk = 7; /* chunks of 7 of the 50 ids */
     if (heads == GC_TOKEN_LM && type == KMODEL_ELECTRA) s.heads = KHEAD_TOKEN; /* the discriminator alone */
     if (heads == GC_ELECTRA) s.heads = KHEAD_MLM | KHEAD_TOKEN, s.P = TP; /* the generator + discriminator pair */
+    if (heads == GC_GPT2) s = kmodel_spec_pretrain_of(&c, TB, TL, 0, 0), s.lm_chunk = 7; /* GPT2LMHeadModel */
     char err[256] = "";
     kmodel *m = kmodel_create(&c, &s, err, sizeof err);
     if (!m) print_error("kmodel_create: %s\n", err);
@@ -381,9 +383,12 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
         }
     }
     static const char *const hn[] = {"pretraining", "classifier", "regression", "token + LM heads",
-                                     "generator + discriminator"};
+                                     "generator + discriminator", "LM head"};
     print_message("%s%s%s %s%s%s: %d gradients checked, %d off, %d skipped (a draw changed)\n",
-                  type == KMODEL_BERT ? "BERT" : type == KMODEL_ALBERT ? "ALBERT" : "ELECTRA",
+                  type == KMODEL_BERT     ? "BERT"
+                  : type == KMODEL_ALBERT ? "ALBERT"
+                  : type == KMODEL_GPT2   ? "GPT-2"
+                                          : "ELECTRA",
                   gc_layers & GC_PRE_LN ? " pre-LN" : "", gc_layers & GC_CAUSAL ? " causal" : "",
                   type == KMODEL_ELECTRA && heads == GC_TOKEN_LM ? "discriminator (token head)" : hn[heads],
                   dropout > 0 ? " with dropout" : "", inject ? " with an injected gradient" : "", checked, bad, skipped);
@@ -522,6 +527,78 @@ static void test_gradcheck_layers(void **state)
     assert_true(memcmp(before, kmodel_hidden(m, 2) + 7 * 16, 16 * sizeof(float)) != 0);
     kmodel_free(m);
     gc_layers = 0;
+}
+
+/* GPT-2 (GPT2LMHeadModel): the registry's names, shapes, Conv1D flags and
+ * init; the gradient check of the whole model (embedding dropout, pre-LN
+ * causal blocks, ln_f, the tied LM head walked in chunks); causality. */
+static void test_gpt2(void **state)
+{
+    (void)state;
+    kmodel *m = new_model_heads(KMODEL_GPT2, 0, GC_GPT2);
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    static const char *const names[] = {
+        "transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.ln_1.weight",
+        "transformer.h.0.ln_1.bias", "transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_attn.bias",
+        "transformer.h.0.attn.c_proj.weight", "transformer.h.0.attn.c_proj.bias", "transformer.h.0.ln_2.weight",
+        "transformer.h.0.ln_2.bias", "transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_fc.bias",
+        "transformer.h.0.mlp.c_proj.weight", "transformer.h.0.mlp.c_proj.bias"};
+    assert_int_equal(n, 2 + 2 * 12 + 2);
+    for (int i = 0; i < 14; i++) assert_string_equal(t[i].name, names[i]);
+    assert_string_equal(t[n - 2].name, "transformer.ln_f.weight");
+    assert_string_equal(t[n - 1].name, "transformer.ln_f.bias");
+    assert_string_equal(t[14 + 12 - 1].name, "transformer.h.1.mlp.c_proj.bias");
+    /* kept as Linear's [out, in], exported transposed: c_attn (3C, C) is q, k, v stacked */
+    assert_true(t[4].shape[0] == 48 && t[4].shape[1] == 16 && t[4].transpose && t[4].decay);
+    assert_true(t[10].shape[0] == 32 && t[10].shape[1] == 16 && t[10].transpose);
+    assert_true(t[12].shape[0] == 16 && t[12].shape[1] == 32 && t[12].transpose);
+    assert_true(!t[0].transpose && !t[1].transpose && !t[5].transpose && !t[5].decay && !t[2].decay);
+    assert_true(t[0].shape[0] == TV && t[1].shape[0] == 16);
+    assert_int_equal(t[6].init, KINIT_NORMAL_RESID);
+    assert_int_equal(t[12].init, KINIT_NORMAL_RESID);
+    assert_int_equal(t[4].init, KINIT_NORMAL);
+    kalias al[4];
+    assert_int_equal(kregistry_aliases(m, al, 4), 1);
+    assert_string_equal(al[0].name, "lm_head.weight");
+    assert_string_equal(al[0].target, "transformer.wte.weight");
+    /* init: std 0.3 (0.3 / sqrt(2 n_layer) = 0.15 for c_proj); no zeroed padding row */
+    const float *P = kmodel_param_data(m);
+    double s2[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        const ktensor *x = &t[k ? 12 : 10];
+        for (size_t j = 0; j < x->numel; j++) s2[k] += (double)P[x->offset + j] * P[x->offset + j];
+        s2[k] = sqrt(s2[k] / (double)x->numel);
+    }
+    assert_true(fabs(s2[0] - 0.3) < 0.03 && fabs(s2[1] - 0.15) < 0.02);
+    assert_true(P[t[0].offset] != 0.0f);
+    kmodel_free(m);
+
+    /* GPT-2 is pre-LN, causal, with the LM head only */
+    kmodel_config c = config(KMODEL_GPT2, 0);
+    kmodel_spec s = {.heads = KHEAD_LM, .max_B = TB, .L = TL, .pre_ln = 1};
+    char err[256] = "";
+    assert_null(kmodel_create(&c, &s, err, sizeof err));
+    assert_non_null(strstr(err, "causal"));
+
+    gradcheck_heads(KMODEL_GPT2, 0, GC_GPT2, 0);
+    gradcheck_heads(KMODEL_GPT2, 0.1, GC_GPT2, 1);
+
+    /* the loss: mean next-token cross-entropy over the real tokens but each row's last */
+    m = new_model_heads(KMODEL_GPT2, 0, GC_GPT2);
+    tbatch tb;
+    make_batch(&tb);
+    kstep_result r;
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r), 0);
+    assert_true(r.n == 2 && !strcmp(r.t[0].name, "lm_loss") && !strcmp(r.t[1].name, "lm_acc"));
+    assert_true(r.t[0].count == 11 + 6 + 2 && r.tokens == 22);
+    /* causal: a token's hidden state does not depend on later tokens */
+    float before[5 * 16];
+    memcpy(before, kmodel_hidden(m, 2), sizeof before);
+    tb.ids[7] = tb.ids[7] == 5 ? 6 : 5;
+    assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, 0), 0);
+    assert_memory_equal(before, kmodel_hidden(m, 2), sizeof before);
+    kmodel_free(m);
 }
 
 /* Two models stepping at the same time (a teacher and a student, say), each
@@ -1053,7 +1130,7 @@ int main(void)
         cmocka_unit_test(test_errors),        cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_adamw),         cmocka_unit_test(test_lamb),
         cmocka_unit_test(test_frozen),
-        cmocka_unit_test(test_training),
+        cmocka_unit_test(test_training),      cmocka_unit_test(test_gpt2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
