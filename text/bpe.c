@@ -133,6 +133,15 @@ int kbpe_vocab_load(const char *vocab_json, size_t vlen, const char *merges, siz
             json_decref(root);
             return -1;
         }
+        if ((size_t)id >= n) {
+            /* dense ids only: a hostile id would size every per-id array (and a
+             * model's embedding table) by itself */
+            kseterr(err, errlen,
+                    "vocab JSON: token \"%.60s\" has the id %lld, but %zu tokens must have the ids 0 to %zu "
+                    "(no gaps)", key, (long long)id, n, n - 1);
+            json_decref(root);
+            return -1;
+        }
         if ((size_t)id > maxid) maxid = (size_t)id;
     }
     kbpe_vocab *v = xcalloc(1, sizeof *v);

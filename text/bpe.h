@@ -37,8 +37,8 @@ typedef struct kbpe_vocab kbpe_vocab;
 /* Builds a vocabulary from the contents of a vocab JSON (an object of token ->
  * id, tokens in the byte-level alphabet, as encoder.json / vocab.json) and a
  * merges file (one "A B" a line, rank = line order; a first line starting
- * with "#version" and empty lines are skipped; "\r\n" accepted). Ids must be
- * distinct and below 2^31 (gaps allowed: such ids decode to nothing); the 256
+ * with "#version" and empty lines are skipped; "\r\n" accepted). The N tokens
+ * must have the ids 0 to N - 1 (distinct, no gaps; N < 2^31); the 256
  * single-byte tokens must be present; both sides of every merge and their
  * concatenation must be tokens (a repeated merge keeps its last rank, as
  * encoder.py's dict). Returns 0 and *out (owned: kbpe_vocab_free), or -1 with

@@ -299,6 +299,8 @@ static void test_load_errors(void **state)
     expect_error("{\"a\": \"x\"}", "", "\"a\": the id must be an integer");
     expect_error("{\"a\": 0, \"b\": 1}", "", "no token for the byte 0x00");
     expect_error("{\"a\": 0, \"b\": 0}", "", "id 0 is given to two tokens");
+    /* a gap: the found-by-fuzzing case (an id of 259,999,997 sized arrays of 8 GB) */
+    expect_error("{\"a\": 0, \"b\": 259999997}", "", "\"b\" has the id 259999997, but 2 tokens must have the ids 0 to 1");
     /* a full byte alphabet, then bad merges */
     kbuf vj = {0};
     char c[4];
