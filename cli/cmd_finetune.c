@@ -661,7 +661,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         m = kmodel_create(&mc, &spec, err, sizeof err);
         if (!m) {
             kerr("model: %s", err);
-            rc = EX_CONFIG;
+            rc = strstr(err, "out of memory") ? EX_OSERR : EX_CONFIG; /* the trainer says which */
         }
     }
     int same_labels = in.num_labels == K && in.regression == regression;
@@ -734,7 +734,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         run = krun_new(m, &ro, &src, err, sizeof err);
         if (!run) {
             kerr("%s", err);
-            rc = EX_CONFIG;
+            rc = strstr(err, "out of memory") ? EX_OSERR : EX_CONFIG;
         }
     }
     if (!rc && dev) fr.devb = kdataset_batch_new(v, fc.batch_size, fc.seq_len);
@@ -875,7 +875,7 @@ static int clf_open(const char *path, int B, int seq_len, clf *x)
     x->m = kmodel_create(&x->in.mc, &spec, err, sizeof err);
     if (!x->m) {
         kerr("model: %s", err);
-        return EX_DATAERR;
+        return strstr(err, "out of memory") ? EX_OSERR : EX_DATAERR;
     }
     int n;
     const ktensor *tl = kmodel_params(x->m, &n);
