@@ -286,9 +286,9 @@ static int vocab_import_bpe(cli_common *c, char *const *files, int nfiles, const
     kbuf_free(&vj);
     kbuf_free(&mt);
     /* canonical texts: what kiln will export */
-    kbuf canon = {0}, merges = {0}, both = {0};
-    kbpe_vocab_json(v, &canon);
-    kbpe_merges_text(v, &merges);
+    kbuf canon = {0}, merges = {0};
+    kvocab_row r;
+    kvocab_bpe_row(v, &r, &canon, &merges);
     size_t size = kbpe_vocab_size(v), nmerges = kbpe_vocab_nmerges(v);
     int has_eot = kbpe_vocab_eot(v) >= 0;
     kbpe_vocab_free(v);
@@ -299,20 +299,7 @@ static int vocab_import_bpe(cli_common *c, char *const *files, int nfiles, const
         kbuf_free(&merges);
         return rc;
     }
-    kvocab_row r = {0};
-    r.kind = KVOCAB_BPE;
-    r.cased = 1;
     r.name = name;
-    r.size = (int64_t)size;
-    r.pieces = canon.data;
-    r.pieces_len = canon.len;
-    r.merges = merges.data;
-    r.merges_len = merges.len;
-    kbuf_append(&both, canon.data, canon.len);
-    kbuf_append(&both, merges.data, merges.len);
-    khash128(both.data, both.len, r.hash);
-    kbuf_free(&both);
-    r.max_word_chars = KWP_DEFAULT_MAX_WORD_CHARS;
     kbuf origin = {0}, other = {0};
     kbuf_printf(&origin, "import:%s %s", vpath, mpath);
     r.origin = origin.data;

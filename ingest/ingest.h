@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "store/store.h"
+#include "text/bpe.h"
 #include "text/wordpiece.h"
 
 enum kingest_format { KFMT_AUTO = 0, KFMT_TEXT, KFMT_JSONL, KFMT_MEDIAWIKI };
@@ -187,5 +188,12 @@ int kvocab_train_bpe_run(const char *db_path, const kvocab_train_opts *o, kvocab
 /* The kwp_vocab_load mode (KWP_* bits) of a stored vocabulary: its casing,
  * accents and words. */
 int kvocab_row_mode(const kvocab_row *r);
+
+/* The store row of a byte-level BPE vocabulary: kind, size, its canonical
+ * vocab.json and merges.txt (written into *json and *merges, the caller's
+ * kbufs, which r->pieces and r->merges then point into), their content hash
+ * (of vocab.json followed by merges.txt) and the fixed fields (cased 1,
+ * default max_word_chars). The caller sets r->name and r->origin. */
+void kvocab_bpe_row(const kbpe_vocab *v, kvocab_row *r, kbuf *json, kbuf *merges);
 
 #endif

@@ -95,6 +95,28 @@ int kvocab_row_mode(const kvocab_row *r)
     return m;
 }
 
+void kvocab_bpe_row(const kbpe_vocab *v, kvocab_row *r, kbuf *json, kbuf *merges)
+{
+    memset(r, 0, sizeof *r);
+    kbuf_clear(json);
+    kbuf_clear(merges);
+    kbpe_vocab_json(v, json);
+    kbpe_merges_text(v, merges);
+    kbuf both = {0};
+    kbuf_append(&both, json->data, json->len);
+    kbuf_append(&both, merges->data, merges->len);
+    khash128(both.data, both.len, r->hash);
+    kbuf_free(&both);
+    r->kind = KVOCAB_BPE;
+    r->cased = 1;
+    r->size = (int64_t)kbpe_vocab_size(v);
+    r->pieces = json->data;
+    r->pieces_len = json->len;
+    r->merges = merges->data;
+    r->merges_len = merges->len;
+    r->max_word_chars = KWP_DEFAULT_MAX_WORD_CHARS;
+}
+
 /* Appends "Hangul 99.6% of 1239 letters (...)" figures to b for each script
  * of the census that is a significant part of the corpus, that stripping
  * damages (thresholds in ingest.h) and whose accents_only is as asked.

@@ -224,7 +224,7 @@ int kvocab_train_bpe_run(const char *db_path, const kvocab_train_opts *o, kvocab
     c.o = o;
     c.nth = o->threads < 1 ? 1 : o->threads;
     c.max_words = o->max_words ? o->max_words : DEFAULT_MAX_WORDS;
-    kbuf pieces = {0}, merges = {0}, json = {0}, mtext = {0}, canon = {0}, cmerges = {0}, origin = {0}, both = {0};
+    kbuf pieces = {0}, merges = {0}, json = {0}, mtext = {0}, canon = {0}, cmerges = {0}, origin = {0};
     kbpe_vocab *v = NULL;
     kstore_totals tot;
     if ((rc = kstore_totals_get(s, &tot))) { kerr("%s", kstore_errmsg(s)); goto done; }
@@ -277,8 +277,6 @@ int kvocab_train_bpe_run(const char *db_path, const kvocab_train_opts *o, kvocab
         rc = EX_SOFTWARE;
         goto done;
     }
-    kbpe_vocab_json(v, &canon);
-    kbpe_merges_text(v, &cmerges);
     sum->merges = kbpe_vocab_nmerges(v);
 
     char name[128];
@@ -286,19 +284,9 @@ int kvocab_train_bpe_run(const char *db_path, const kvocab_train_opts *o, kvocab
     else snprintf(name, sizeof name, "trained-bpe-%zu", o->size);
     kbuf_printf(&origin, "train:{\"kind\": \"bpe\", \"size\": %zu, \"min_frequency\": %llu, \"documents\": %llu}",
                 o->size, (unsigned long long)to.min_frequency, (unsigned long long)c.docs);
-    kvocab_row vr = {0};
-    vr.kind = KVOCAB_BPE;
-    vr.cased = 1;
+    kvocab_row vr;
+    kvocab_bpe_row(v, &vr, &canon, &cmerges);
     vr.name = name;
-    vr.size = (int64_t)kbpe_vocab_size(v);
-    vr.pieces = canon.data;
-    vr.pieces_len = canon.len;
-    vr.merges = cmerges.data;
-    vr.merges_len = cmerges.len;
-    kbuf_append(&both, canon.data, canon.len);
-    kbuf_append(&both, cmerges.data, cmerges.len);
-    khash128(both.data, both.len, vr.hash);
-    vr.max_word_chars = KWP_DEFAULT_MAX_WORD_CHARS;
     vr.origin = origin.data;
     if ((rc = kstore_vocab_add(s, &vr, &sum->vocab_id))) { kerr("%s", kstore_errmsg(s)); goto done; }
     snprintf(sum->name, sizeof sum->name, "%s", name);
@@ -324,7 +312,6 @@ done:
     kbuf_free(&canon);
     kbuf_free(&cmerges);
     kbuf_free(&origin);
-    kbuf_free(&both);
     kstore_close(s);
     sum->seconds = know_seconds() - t0;
     return rc;

@@ -189,12 +189,16 @@ int kbpe_vocab_load(const char *vocab_json, size_t vlen, const char *merges, siz
         v->slot[i] = (uint32_t)id + 1;
     }
     for (unsigned b = 0; b < 256; b++) {
-        char u[4];
-        kbuf one = {0};
-        kbuf_put_cp(&one, kbpe_byte_char((unsigned char)b));
-        memcpy(u, one.data, one.len);
-        int64_t id = vocab_lookup(v, u, one.len);
-        kbuf_free(&one);
+        /* the byte's code point is below U+0800: one or two UTF-8 bytes */
+        uint32_t cp = kbpe_byte_char((unsigned char)b);
+        char u[2] = {(char)cp, 0};
+        size_t ul = 1;
+        if (cp >= 0x80) {
+            u[0] = (char)(0xC0 | (cp >> 6));
+            u[1] = (char)(0x80 | (cp & 0x3F));
+            ul = 2;
+        }
+        int64_t id = vocab_lookup(v, u, ul);
         if (id < 0) {
             kseterr(err, errlen, "vocab JSON: no token for the byte 0x%02X (every byte needs one in a byte-level vocabulary)", b);
             goto fail;
@@ -639,20 +643,21 @@ static void encode_word(kbpe_tok *t, const char *w, size_t n, kwp_ids *out)
 }
 
 /* Pre-tokenizes and encodes a segment without "<|endoftext|>". */
+typedef struct seg_ctx {
+    kbpe_tok *t;
+    kwp_ids *out;
+} seg_ctx;
+
+static void encode_pretoken(const char *w, size_t n, void *ctx)
+{
+    seg_ctx *c = ctx;
+    encode_word(c->t, w, n, c->out);
+}
+
 static void encode_segment(kbpe_tok *t, const char *s, size_t n, kwp_ids *out)
 {
-    if (!kutf8_valid(s, n)) {
-        kbuf_clear(&t->fixed);
-        kbuf_put_utf8(&t->fixed, s, n, 0);
-        s = t->fixed.data;
-        n = t->fixed.len;
-    }
-    size_t m = decode_cps(t, s, n);
-    for (size_t i = 0; i < m;) {
-        size_t e = pretoken_end(t->cp, t->cl, i, m);
-        encode_word(t, s + t->off[i], t->off[e] - t->off[i], out);
-        i = e;
-    }
+    seg_ctx c = {t, out};
+    kbpe_pretokenize(t, s, n, encode_pretoken, &c);
 }
 
 size_t kbpe_encode(kbpe_tok *t, const char *s, size_t n, kwp_ids *out)

@@ -369,6 +369,33 @@ char *kexport_bpe_special_tokens_map(int has_eot)
 
 /* ---- the exporter ---------------------------------------------------------- */
 
+/* Starts an export to dir: refuses an existing dir unless replace, makes its
+ * parent and a fresh temporary sibling (*tmp: filled, then published with
+ * kckpt_publish_dir onto *final), and *stp = TMP/model.safetensors. The four
+ * strings are always set (owned by the caller: free; *tmp removed with
+ * kckpt_remove_tree on failure). Returns 0 or EX_* with err. */
+static int export_folder_begin(const char *dir, int replace, char **tmp, char **final, char **parent, char **stp,
+                               char *err, size_t errlen)
+{
+    *tmp = kckpt_tmp_sibling(dir, "export", final, parent); /* .export-NAME.tmp: it may sit in a checkpoint folder */
+    size_t pl = strlen(*tmp) + 32;
+    *stp = xmalloc(pl);
+    snprintf(*stp, pl, "%s/model.safetensors", *tmp);
+    struct stat st;
+    if (!replace && !lstat(*final, &st)) {
+        kseterr(err, errlen, "%s: already exists", *final);
+        return EX_CANTCREAT;
+    }
+    int rc = kckpt_mkdirs(*parent, err, errlen);
+    if (rc) return rc;
+    kckpt_remove_tree(*tmp);
+    if (mkdir(*tmp, 0755)) {
+        kseterr(err, errlen, "%s: cannot create: %s", *tmp, strerror(errno));
+        return EX_CANTCREAT;
+    }
+    return 0;
+}
+
 static const kst_tensor *find_param(const kst_tensor *p, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
@@ -493,26 +520,11 @@ int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *hea
     }
 
     /* the folder */
-    /* .export-NAME.tmp, not .tmp-*: it may sit in a checkpoint folder */
-    char *final, *parent, *tmp = kckpt_tmp_sibling(dir, "export", &final, &parent);
-    char *cfg = NULL, *tok = NULL, *spm = NULL, *stp = NULL;
-    struct stat st;
-    if (!replace && !lstat(final, &st)) {
-        kseterr(err, errlen, "%s: already exists", final);
-        rc = EX_CANTCREAT;
+    char *final, *parent, *tmp, *stp;
+    char *cfg = NULL, *tok = NULL, *spm = NULL;
+    if ((rc = export_folder_begin(dir, replace, &tmp, &final, &parent, &stp, err, errlen)) ||
+        (rc = kst_write(stp, out, nout, NULL, 0, err, errlen)))
         goto done;
-    }
-    if ((rc = kckpt_mkdirs(parent, err, errlen))) goto done;
-    kckpt_remove_tree(tmp);
-    if (mkdir(tmp, 0755)) {
-        kseterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-        rc = EX_CANTCREAT;
-        goto done;
-    }
-    size_t pl = strlen(tmp) + 32;
-    stp = xmalloc(pl);
-    snprintf(stp, pl, "%s/model.safetensors", tmp);
-    if ((rc = kst_write(stp, out, nout, NULL, 0, err, errlen))) goto done;
     cfg = config_json(m, h, V, sp);
     tok = kexport_tokenizer_config(do_lower_case, m->max_position_embeddings);
     spm = kexport_special_tokens_map();
@@ -617,25 +629,10 @@ int kexport_gpt2(const char *dir, const kmodel_config *m, const kst_tensor *para
     }
     free(lay);
 
-    char *final, *parent, *tmp = kckpt_tmp_sibling(dir, "export", &final, &parent);
-    char *cfg = NULL, *stp = NULL;
-    struct stat st;
-    if (!replace && !lstat(final, &st)) {
-        kseterr(err, errlen, "%s: already exists", final);
-        rc = EX_CANTCREAT;
+    char *final, *parent, *tmp, *stp, *cfg = NULL;
+    if ((rc = export_folder_begin(dir, replace, &tmp, &final, &parent, &stp, err, errlen)) ||
+        (rc = kst_write(stp, out, nout, NULL, 0, err, errlen)))
         goto done;
-    }
-    if ((rc = kckpt_mkdirs(parent, err, errlen))) goto done;
-    kckpt_remove_tree(tmp);
-    if (mkdir(tmp, 0755)) {
-        kseterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-        rc = EX_CANTCREAT;
-        goto done;
-    }
-    size_t pl = strlen(tmp) + 32;
-    stp = xmalloc(pl);
-    snprintf(stp, pl, "%s/model.safetensors", tmp);
-    if ((rc = kst_write(stp, out, nout, NULL, 0, err, errlen))) goto done;
     cfg = gpt2_config_json(m, V, eot_id);
     if ((rc = write_text(tmp, "config.json", cfg, strlen(cfg), err, errlen)) ||
         (rc = kst_fsync_dir(tmp, err, errlen)))
