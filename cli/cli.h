@@ -64,20 +64,29 @@ typedef struct cli_sampling {
     char vocab_name[256];
     int cased;
     int mode;                      /* the vocabulary's KWP_* bits (casing, accents, words) */
-    kbuf vocab_text;               /* vocab.txt bytes */
-    struct kwp_vocab *vocab;
+    int kind;                      /* KVOCAB_WORDPIECE or KVOCAB_BPE (store/store.h) */
+    kbuf vocab_text;               /* vocab.txt bytes (WordPiece) or vocab.json (BPE) */
+    kbuf merges_text;              /* merges.txt bytes (BPE), empty for WordPiece */
+    struct ktkz *tk;               /* the tokenizer of either kind (owned) */
+    const struct kwp_vocab *vocab; /* WordPiece: inside tk; NULL for BPE */
+    int64_t eot;                   /* BPE: the <|endoftext|> id (also pad and the separator); -1 */
     char snapshot_path[4096];
     struct ksnapshot *snap;
-    int32_t pad, cls, sep, mask;
+    int32_t pad, cls, sep, mask;   /* BPE: pad = sep = <|endoftext|>, cls = mask = -1 */
     int32_t *random_ids;           /* (n_random) pieces the random branch draws: no [X] specials */
     size_t n_random;
 } cli_sampling;
 /* Loads the vocabulary (NULL: the active one) and opens the snapshot FILE, or
  * makes/finds the current one in STORE.snapshots/. Logs and returns EX_* on
- * failure; cli_sampling_close frees everything (also after a failure). */
+ * failure; cli_sampling_close frees everything (also after a failure). A
+ * byte-level BPE vocabulary must have <|endoftext|> (EX_DATAERR); it feeds
+ * only clm (cli_sampling_check_objectives). */
 int cli_sampling_open(const cli_common *c, const char *vocab_name, const char *snapshot,
                       cli_sampling *x);
 void cli_sampling_close(cli_sampling *x);
+/* EX_CONFIG (logged) when the objectives need specials the vocabulary lacks:
+ * a BPE vocabulary has no [CLS] / [SEP] / [MASK], so only clm. */
+int cli_sampling_check_objectives(const cli_sampling *x, int objectives);
 /* Sets the special ids, vocabulary size and random pool in sampler options. */
 void cli_sampling_apply(const cli_sampling *x, struct ksampler_opts *o);
 /* "mlm,sop" into KOBJ_* bits; logs and returns EX_USAGE on an unknown name. */
@@ -91,6 +100,13 @@ int cli_objectives_parse(const char *s, int *bits);
 struct kckpt;
 struct ktrain_config;
 int cli_open_checkpoint(const char *arg, struct kckpt **ck, struct ktrain_config *cfg, int *mode);
+/* The byte-level BPE vocabulary a GPT-2 checkpoint carries, loaded and
+ * checked against the model's vocab_size (cmd_train.c). 0 and *out (owned:
+ * kbpe_vocab_free), or EX_DATAERR with err filled. */
+struct kbpe_vocab;
+struct kmodel_config;
+int cli_checkpoint_bpe(const struct kckpt *ck, const struct kmodel_config *mc, struct kbpe_vocab **out, char *err,
+                       size_t errlen);
 /* The tokenizer of a checkpoint's extra JSON object: "cased",
  * "strip_accents" (null = follows the casing), "icu_words", from KWP_* bits
  * (common.c). */
@@ -127,6 +143,8 @@ int cmd_export(int argc, char **argv, const char *db);
 int cmd_import(int argc, char **argv, const char *db);
 int cmd_finetune(int argc, char **argv, const char *db);
 int cmd_eval(int argc, char **argv, const char *db);
+int cmd_eval_lm(int argc, char **argv, const char *db);   /* cmd_lm.c: --perplexity, --fewshot */
+int cmd_generate(int argc, char **argv, const char *db);
 int cmd_classify(int argc, char **argv, const char *db);
 int cmd_predict(int argc, char **argv, const char *db);
 int cmd_daemon(int argc, char **argv, const char *db);

@@ -896,6 +896,11 @@ static const char *clf_label(const clf *x, int i, char *buf, size_t n)
 
 int cmd_eval(int argc, char **argv, const char *db)
 {
+    /* a causal model's measures have their own options (cmd_lm.c) */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--perplexity") || !strncmp(argv[i], "--perplexity=", 13) || !strcmp(argv[i], "--fewshot") ||
+            !strncmp(argv[i], "--fewshot=", 10))
+            return cmd_eval_lm(argc, argv, db);
     static const char usage[] =
         "usage: kiln eval --checkpoint C --data FILE [--text-column C] [--text-pair-column C]\n"
         "                 [--label-column C] [--seq-len L] [--batch-size B] [--threads N] [--json]\n\n"
@@ -903,7 +908,8 @@ int cmd_eval(int argc, char **argv, const char *db)
         "*ForSequenceClassification folder) on a labelled file (GLUE TSV or JSONL):\n"
         "accuracy and F1 (binary for 2 labels, macro otherwise) and the mean loss; for\n"
         "regression Pearson, Spearman and MSE. Columns and sequence length default to\n"
-        "the fine-tuning's. --json: {\"accuracy\", \"f1\", \"loss\", \"examples\"}.\n";
+        "the fine-tuning's. --json: {\"accuracy\", \"f1\", \"loss\", \"examples\"}.\n"
+        "\nA GPT-2 checkpoint is measured with --perplexity or --fewshot instead:\n\n";
     enum { O_CKPT = 1, O_DATA, O_TEXT, O_PAIR, O_LABEL, O_SEQ, O_BATCH, O_THREADS };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS,
                                        {"checkpoint", required_argument, 0, O_CKPT},
@@ -938,7 +944,8 @@ int cmd_eval(int argc, char **argv, const char *db)
     }
     if (c.help) {
         fputs(usage, stdout);
-        return 0;
+        char *lm_help[] = {argv[0], "--help", NULL};
+        return cmd_eval_lm(2, lm_help, db);
     }
     if (!ckpt || !data) return cli_usage_error("eval", "--checkpoint and --data are required");
     set_threads(threads);

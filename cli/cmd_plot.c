@@ -147,7 +147,7 @@ static char **split_list(const char *s, int *n)
 static int name_rank(const char *n)
 {
     static const char *const order[] = {"loss", "mlm_loss", "mlm_acc", "sop_loss", "sop_acc", "nsp_loss", "nsp_acc",
-                                        "disc_loss", "disc_acc", "disc_precision", "disc_recall", "lr", "grad_norm",
+                                        "lm_loss", "lm_acc", "disc_loss", "disc_acc", "disc_precision", "disc_recall", "lr", "grad_norm",
                                         "tokens_per_s", "tokens", "seconds", NULL};
     const char *b = !strncmp(n, "val_", 4) ? n + 4 : n;
     for (int i = 0; order[i]; i++)
@@ -174,6 +174,8 @@ static const char *describe(const char *base)
         {"sop_acc", "sentence-order accuracy"},
         {"nsp_loss", "next-sentence loss"},
         {"nsp_acc", "next-sentence accuracy"},
+        {"lm_loss", "next-token (causal LM) loss"},
+        {"lm_acc", "next-token accuracy"},
         {"disc_loss", "discriminator loss (replaced-token detection)"},
         {"disc_acc", "discriminator accuracy"},
         {"disc_precision", "discriminator precision (replaced tokens)"},
@@ -565,7 +567,7 @@ int cmd_plot(int argc, char **argv, const char *db)
             /* the training series when asked (or all), validation when asked or its base is */
             int want_train = !req || has_name(req, n_req, base);
             int want_val = !req || has_name(req, n_req, vname) || want_train;
-            int want_base = !strcmp(base, "mlm_loss") && (!req || want_train || has_name(req, n_req, vname) ||
+            int want_base = (!strcmp(base, "mlm_loss") || !strcmp(base, "lm_loss")) && (!req || want_train || has_name(req, n_req, vname) ||
                                                           has_name(req, n_req, "unigram_loss"));
             if (!strcmp(base, "unigram_loss")) want_train = 1, want_val = 0;
             for (int i = 0; i < nr; i++) {

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "ingest/ingest.h"
 #include "sampler/sampler.h"
+#include "text/tokenizer.h"
 #include "text/wordpiece.h"
 
 /* ---- shared setup --------------------------------------------------------------- */
@@ -48,16 +49,30 @@ int cli_objectives_parse(const char *s, int *bits)
 void cli_sampling_close(cli_sampling *x)
 {
     ksnapshot_close(x->snap);
-    kwp_vocab_free(x->vocab);
+    ktkz_free(x->tk);
     free(x->random_ids);
     kbuf_free(&x->vocab_text);
+    kbuf_free(&x->merges_text);
     memset(x, 0, sizeof *x);
+}
+
+int cli_sampling_check_objectives(const cli_sampling *x, int objectives)
+{
+    if (x->kind == KVOCAB_BPE && objectives != KOBJ_CLM) {
+        kerr("vocabulary '%s' is a byte-level BPE vocabulary (GPT-2's): it has no [CLS], [SEP] or [MASK], so it "
+             "feeds only clm (causal windows, <|endoftext|> between documents); choose a WordPiece vocabulary "
+             "for the other objectives",
+             x->vocab_name);
+        return EX_CONFIG;
+    }
+    return 0;
 }
 
 int cli_sampling_open(const cli_common *c, const char *vocab_name, const char *snapshot,
                       cli_sampling *x)
 {
     memset(x, 0, sizeof *x);
+    x->eot = -1;
     char err[1024];
     kstore *s;
     int rc = cli_open_store(c, KSTORE_READONLY, &s);
@@ -71,29 +86,33 @@ int cli_sampling_open(const cli_common *c, const char *vocab_name, const char *s
         kbuf_free(&meta);
         return rc;
     }
-    if (vr.kind == KVOCAB_BPE) {
-        kerr("vocabulary '%s' is a byte-level BPE vocabulary (GPT-2's): the sampler and the trainer take "
-             "WordPiece vocabularies until the causal model lands (choose one with --vocab or kiln vocab use)",
-             vr.name);
-        kstore_close(s);
-        kbuf_free(&meta);
-        cli_sampling_close(x);
-        return EX_CONFIG;
-    }
+    x->kind = vr.kind;
+    if (vr.merges) kbuf_append(&x->merges_text, vr.merges, vr.merges_len);
     x->vocab_id = vr.id;
     x->cased = vr.cased;
     x->mode = kvocab_row_mode(&vr);
     snprintf(x->vocab_name, sizeof x->vocab_name, "%s", vr.name);   /* vr.name points into meta */
     kbuf_free(&meta);
     vr.name = x->vocab_name;
-    if (kwp_vocab_load(x->vocab_text.data ? x->vocab_text.data : "", x->vocab_text.len, kvocab_row_mode(&vr),
-                       &x->vocab, err, sizeof err)) {
+    if (ktkz_load(vr.kind == KVOCAB_BPE ? KTKZ_BPE : KTKZ_WORDPIECE, x->vocab_text.data ? x->vocab_text.data : "",
+                  x->vocab_text.len, x->merges_text.data ? x->merges_text.data : "", x->merges_text.len,
+                  kvocab_row_mode(&vr), &x->tk, err, sizeof err)) {
         kerr("vocabulary %s: %s", vr.name, err);
         kstore_close(s);
         cli_sampling_close(x);
         return EX_DATAERR;
     }
-    uint32_t V = (uint32_t)kwp_vocab_size(x->vocab);
+    x->vocab = ktkz_wordpiece(x->tk);
+    if (x->kind == KVOCAB_BPE) {
+        x->eot = kbpe_vocab_eot(ktkz_bpe(x->tk));
+        if (x->eot < 0) {
+            kerr("vocabulary %s has no %s: causal windows need it between documents", vr.name, KBPE_EOT);
+            kstore_close(s);
+            cli_sampling_close(x);
+            return EX_DATAERR;
+        }
+    }
+    uint32_t V = (uint32_t)ktkz_size(x->tk);
     if (snapshot) {
         snprintf(x->snapshot_path, sizeof x->snapshot_path, "%s", snapshot);
     } else {
@@ -125,6 +144,13 @@ int cli_sampling_open(const cli_common *c, const char *vocab_name, const char *s
         cli_sampling_close(x);
         return EX_DATAERR;
     }
+    if (x->kind == KVOCAB_BPE) {
+        /* GPT-2's one special: the separator of the causal windows (and the
+         * padding no window has); no [CLS] / [MASK], no random branch */
+        x->pad = x->sep = (int32_t)x->eot;
+        x->cls = x->mask = -1;
+        return 0;
+    }
     /* specials and the random-replacement pool: every piece but [X]-style specials */
     x->pad = (int32_t)kwp_vocab_special(x->vocab, KWP_PAD);
     x->cls = (int32_t)kwp_vocab_special(x->vocab, KWP_CLS);
@@ -151,7 +177,7 @@ void cli_sampling_apply(const cli_sampling *x, ksampler_opts *o)
     o->cls_id = x->cls;
     o->sep_id = x->sep;
     o->mask_id = x->mask;
-    o->vocab_size = (uint32_t)kwp_vocab_size(x->vocab);
+    o->vocab_size = (uint32_t)ktkz_size(x->tk);
     o->random_ids = x->random_ids;
     o->n_random = x->n_random;
 }
@@ -198,7 +224,7 @@ static void row_jsonl(kbuf *o, const ksample_batch *b, int r, uint64_t epoch_siz
     kbuf_puts(o, "}\n");
 }
 
-static void row_text(kbuf *o, const ksample_batch *b, int r, const kwp_vocab *v)
+static void row_text(kbuf *o, const ksample_batch *b, int r, const ktkz *v)
 {
     int L = b->L, P = b->P, n = b->lengths[r];
     const int32_t *ids = b->input_ids + (size_t)r * L;
@@ -210,14 +236,14 @@ static void row_text(kbuf *o, const ksample_batch *b, int r, const kwp_vocab *v)
     int k = 0;
     for (int i = 0; i < n; i++) {
         size_t len;
-        const char *p = kwp_vocab_piece(v, (uint32_t)ids[i], &len);
+        const char *p = ktkz_piece(v, (uint32_t)ids[i], &len);
         if (i) kbuf_putc(o, ' ');
         if (i && !(b->objectives & KOBJ_CLM) && b->token_type_ids[(size_t)r * L + i] !=
                                                      b->token_type_ids[(size_t)r * L + i - 1])
             kbuf_puts(o, "| ");
         if (k < b->n_masked[r] && mp[k] == i) {   /* shown{original} */
             size_t ol;
-            const char *op = kwp_vocab_piece(v, (uint32_t)mi[k], &ol);
+            const char *op = ktkz_piece(v, (uint32_t)mi[k], &ol);
             kbuf_append(o, p, len);
             kbuf_putc(o, '{');
             kbuf_append(o, op, ol);
@@ -444,6 +470,10 @@ int cmd_sample(int argc, char **argv, const char *db)
     cli_sampling x;
     int rc = cli_sampling_open(&c, vocab, snapshot, &x);
     if (rc) return rc;
+    if ((rc = cli_sampling_check_objectives(&x, o.objectives))) {
+        cli_sampling_close(&x);
+        return rc;
+    }
     cli_sampling_apply(&x, &o);
     char err[512];
     ksampler *sp = ksampler_open(x.snap, &o, err, sizeof err);
@@ -489,7 +519,7 @@ int cmd_sample(int argc, char **argv, const char *db)
         if (format != 2) {
             for (int r = 0; r < use; r++) {
                 if (format == 0) row_jsonl(&out, b, r, ksampler_epoch_size(sp), epoch);
-                else row_text(&out, b, r, x.vocab);
+                else row_text(&out, b, r, x.tk);
             }
             if (out.len > (1 << 20)) {
                 if (fwrite(out.data, 1, out.len, stdout) != out.len) break;

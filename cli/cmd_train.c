@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "cli/train_run.h"
 #include "sampler/batch.h"
+#include "text/bpe.h"
 #include "text/wordpiece.h"
 #include "trainer/checkpoint.h"
 #include "trainer/export.h"
@@ -46,7 +47,9 @@ static void train_progress(const ktrain_progress *p, void *ctx)
     fmt_accs(acc, sizeof acc, &p->train);
     if (!isnan(p->val_loss)) {
         fmt_accs(vacc, sizeof vacc, &p->val);
-        snprintf(vl, sizeof vl, "  val %.3f%s", p->val_loss, vacc);
+        double vlm = kstep_value(&p->val, "lm_loss");
+        if (!isnan(vlm)) snprintf(vl, sizeof vl, "  val %.3f (ppl %.1f)%s", p->val_loss, exp(vlm), vacc);
+        else snprintf(vl, sizeof vl, "  val %.3f%s", p->val_loss, vacc);
     }
     if (!isnan(p->eta_s)) snprintf(eta, sizeof eta, "  ETA %d:%02d:%02d", (int)(p->eta_s / 3600),
                                    (int)fmod(p->eta_s / 60, 60), (int)fmod(p->eta_s, 60));
@@ -77,9 +80,10 @@ int cmd_train(int argc, char **argv, const char *db)
     static const char usage[] =
         "usage: kiln train --config RUN.json [--set section.key=value]... [--resume] [--name N]\n"
         "                  [--pause-at STEP] [--db PATH] [--json]\n\n"
-        "Pretrains an ALBERT or BERT model (masked LM with SOP or NSP) on the store's\n"
+        "Pretrains an ALBERT or BERT model (masked LM with SOP or NSP), ELECTRA (rtd) or\n"
+        "GPT-2 (clm: next-token prediction, byte-level BPE vocabulary) on the store's\n"
         "tokenized corpus, as the run config says (docs/train.md; examples/configs/).\n"
-        "Shows step, loss, MLM and SOP accuracy, learning rate, gradient norm, tokens/s,\n"
+        "Shows step, loss, accuracies, learning rate, gradient norm, tokens/s,\n"
         "validation and ETA on a terminal; records metrics per step in the store (a job\n"
         "row); checkpoints to checkpoint.dir every checkpoint.every steps, at the end\n"
         "and on SIGINT/SIGTERM (the step finishes, the checkpoint is written, exit 0).\n"
@@ -90,8 +94,10 @@ int cmd_train(int argc, char **argv, const char *db)
         "finite skips the update; 8 in a row end the run (exit 65, no checkpoint).\n"
         "--json ends with one object: {\"steps\", \"tokens\", \"total_steps\", \"seconds\",\n"
         "\"tokens_per_s\", \"loss\", the model's terms of the last step (\"mlm_loss\",\n"
-        "\"mlm_acc\", \"sop_loss\", \"sop_acc\" or \"nsp_loss\", \"nsp_acc\"), \"val_loss\", the\n"
-        "last validation's terms (\"val_mlm_loss\", \"val_mlm_acc\", ...), \"unigram_loss\",\n"
+        "\"mlm_acc\", \"sop_loss\", \"sop_acc\" or \"nsp_loss\", \"nsp_acc\"; GPT-2: \"lm_loss\",\n"
+        "\"lm_acc\"), \"val_loss\", the last validation's terms (\"val_mlm_loss\",\n"
+        "\"val_mlm_acc\", ...), \"unigram_loss\" (the snapshot's unigram model on the same\n"
+        "tokens), for GPT-2 \"perplexity\", \"val_perplexity\", \"unigram_perplexity\",\n"
         "\"checkpoint\", \"stopped\"}; a value that is not finite is null.\n";
     enum { O_CONFIG = 1, O_SET, O_RESUME, O_NAME, O_PAUSE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"config", required_argument, 0, O_CONFIG},
@@ -162,6 +168,12 @@ int cmd_train(int argc, char **argv, const char *db)
         json_object_set_new(o, "val_loss", num_or_null(r.val_loss));
         json_terms(o, "val_", &r.val);
         json_terms(o, "", &r.base);
+        /* causal models: perplexities, exp of the next-token losses */
+        if (!isnan(kstep_value(&r.last, "lm_loss"))) {
+            json_object_set_new(o, "perplexity", num_or_null(exp(kstep_value(&r.last, "lm_loss"))));
+            json_object_set_new(o, "val_perplexity", num_or_null(exp(kstep_value(&r.val, "lm_loss"))));
+            json_object_set_new(o, "unigram_perplexity", num_or_null(exp(kstep_value(&r.base, "unigram_loss"))));
+        }
         json_object_set_new(o, "checkpoint", jstr(r.checkpoint));
         json_object_set_new(o, "stopped", json_boolean(r.stopped));
         json_print(o);
@@ -171,7 +183,10 @@ int cmd_train(int argc, char **argv, const char *db)
         if (r.val.n) {
             fmt_accs(vacc, sizeof vacc, &r.val);
             double vm = kstep_value(&r.val, "mlm_loss"), u = kstep_value(&r.base, "unigram_loss");
-            if (!isnan(vm) && !isnan(u)) snprintf(vl, sizeof vl, "; validation loss %.4f, MLM loss %.4f (unigram "
+            double vlm = kstep_value(&r.val, "lm_loss");
+            if (!isnan(vlm) && !isnan(u)) snprintf(vl, sizeof vl, "; validation loss %.4f, perplexity %.2f (unigram "
+                                                   "baseline %.2f), accuracy:%s", r.val_loss, exp(vlm), exp(u), vacc);
+            else if (!isnan(vm) && !isnan(u)) snprintf(vl, sizeof vl, "; validation loss %.4f, MLM loss %.4f (unigram "
                                                   "baseline %.4f), accuracy:%s", r.val_loss, vm, u, vacc);
             else snprintf(vl, sizeof vl, "; validation loss %.4f, accuracy:%s", r.val_loss, vacc);
         }
@@ -260,6 +275,50 @@ static int export_electra_pair(const char *out, const kmodel_config *mc, const k
     return rc;
 }
 
+/* GPT-2: GPT2LMHeadModel's files and GPT2Tokenizer's (vocab.json and
+ * merges.txt as kbpe writes them: ids in order, "#version" first), from a
+ * checkpoint that carries its BPE vocabulary. */
+static int export_gpt2(const char *out, const kckpt *ck, const kmodel_config *mc, const kst_tensor *t, int n,
+                       int force, char *err, size_t errlen)
+{
+    kbpe_vocab *bv = NULL;
+    int rc = cli_checkpoint_bpe(ck, mc, &bv, err, errlen);
+    if (rc) return rc;
+    kbuf vj = {0}, mg = {0};
+    kbpe_vocab_json(bv, &vj);
+    kbpe_merges_text(bv, &mg);
+    rc = kexport_gpt2(out, mc, t, n, kbpe_vocab_eot(bv), vj.data, vj.len, mg.data, mg.len, force, err, errlen);
+    kbuf_free(&vj);
+    kbuf_free(&mg);
+    kbpe_vocab_free(bv);
+    return rc;
+}
+
+int cli_checkpoint_bpe(const kckpt *ck, const kmodel_config *mc, kbpe_vocab **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    size_t vlen, mlen;
+    const char *vj = kckpt_vocab(ck, &vlen), *mg = kckpt_merges(ck, &mlen);
+    if (kckpt_vocab_kind(ck) != KCKPT_VOCAB_BPE || !mg) {
+        snprintf(err, errlen, "%s: a GPT-2 checkpoint without its byte-level BPE vocabulary (vocab.json, merges.txt)",
+                 kckpt_path(ck));
+        return EX_DATAERR;
+    }
+    char e[512];
+    if (kbpe_vocab_load(vj, vlen, mg, mlen, out, e, sizeof e)) {
+        snprintf(err, errlen, "%s: its vocabulary: %s", kckpt_path(ck), e);
+        return EX_DATAERR;
+    }
+    if ((int64_t)kbpe_vocab_size(*out) != mc->vocab_size) {
+        snprintf(err, errlen, "%s: the vocabulary has %zu tokens, the model's vocab_size is %d", kckpt_path(ck),
+                 kbpe_vocab_size(*out), mc->vocab_size);
+        kbpe_vocab_free(*out);
+        *out = NULL;
+        return EX_DATAERR;
+    }
+    return 0;
+}
+
 int cmd_export(int argc, char **argv, const char *db)
 {
     static const char usage[] =
@@ -272,7 +331,8 @@ int cmd_export(int argc, char **argv, const char *db)
         "(num_labels, id2label, label2id, problem_type), an imported one as its class.\n"
         "An ELECTRA pretraining checkpoint gives two folders, DIR/discriminator\n"
         "(ElectraForPreTraining) and DIR/generator (ElectraForMaskedLM), the shared\n"
-        "embeddings written into both.\n"
+        "embeddings written into both. A GPT-2 checkpoint gives GPT2LMHeadModel with\n"
+        "GPT2Tokenizer's vocab.json and merges.txt.\n"
         "Each folder is written under a temporary name and renamed; --force replaces an\n"
         "existing DIR.\n";
     enum { O_CKPT = 1, O_FORMAT, O_OUT, O_FORCE };
@@ -314,6 +374,9 @@ int cmd_export(int argc, char **argv, const char *db)
     if (access(out, F_OK) == 0 && !force) {
         kerr("%s exists: add --force to replace it", out);
         rc = EX_CANTCREAT;
+    } else if (cfg.model.type == KMODEL_GPT2) {
+        rc = export_gpt2(out, ck, &cfg.model, t, n, force, err, sizeof err);
+        if (rc) kerr("%s", err);
     } else if (cfg.model.type == KMODEL_ELECTRA && kst_find(mf, "generator.generator_lm_head.bias")) {
         int tok = cli_export_tok(mode);
         rc = export_electra_pair(out, &cfg.model, t, n, vocab, vlen, tok, force, err, sizeof err);

@@ -222,7 +222,8 @@ static int save(krun *r, const krun_status *st, char *path, size_t plen)
     kckpt_state cs = {.step = r->step, .tokens = r->tokens, .seconds = st->seconds, .epoch = epoch,
                       .next_index = pos, .n_rng = 1, .rng = {r->o.seed}, .config_json = r->meta->config_json,
                       .vocab_name = r->meta->vocab_name ? r->meta->vocab_name : "", .metrics = cm,
-                      .n_metrics = n, .extra_json = r->meta->extra_json};
+                      .n_metrics = n, .extra_json = r->meta->extra_json, .vocab_kind = r->meta->vocab_kind,
+                      .merges = r->meta->merges, .merges_len = r->meta->merges_len};
     kckpt_part p[2];
     parts_of(r, p);
     char e[1536];

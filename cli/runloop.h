@@ -87,8 +87,11 @@ typedef struct krun_opts {
 typedef struct krun_meta {
     const char *config_json;       /* state.json's config */
     const char *vocab_name;        /* NULL: "" */
-    const char *vocab_txt;         /* vocab.txt bytes (required by kckpt_save) */
+    const char *vocab_txt;         /* vocab.txt (or BPE: vocab.json) bytes (required by kckpt_save) */
     size_t vocab_len;
+    int vocab_kind;                /* KCKPT_VOCAB_* (0: WordPiece) */
+    const char *merges;            /* BPE: merges.txt bytes, else NULL */
+    size_t merges_len;
     const char *extra_json;        /* state.json's extra object, or NULL */
 } krun_meta;
 

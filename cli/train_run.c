@@ -17,6 +17,7 @@
 #include "cli/runloop.h"
 #include "cli/train_run.h"
 #include "sampler/sampler.h"
+#include "text/tokenizer.h"
 #include "text/wordpiece.h"
 #include "trainer/checkpoint.h"
 #include "trainer/model.h"
@@ -117,12 +118,22 @@ static int src_valid(void *ctx, int k, const ksample_batch **b, char *err, size_
 }
 
 /* The unigram baseline: the cross-entropy of the training snapshot's add-one
- * unigram distribution on the same masked tokens. */
+ * unigram distribution on the same predicted tokens (the masked ones, or for
+ * causal windows every token after the first of its row). */
 static void src_valid_base(void *ctx, const ksample_batch *b, kstep_result *base)
 {
     stream_src *s = ctx;
     kstep_result u = {.n = 1};
     snprintf(u.t[0].name, sizeof u.t[0].name, "unigram_loss");
+    if (b->objectives & KOBJ_CLM) {
+        for (int i = 0; i < b->B; i++)
+            for (int t = 1; t < b->lengths[i]; t++) {
+                u.t[0].sum -= s->logp[b->input_ids[(size_t)i * b->L + t]];
+                u.t[0].count += 1;
+            }
+        kstep_add(base, &u);
+        return;
+    }
     for (int i = 0; i < b->B; i++)
         for (int j = 0; j < b->n_masked[i]; j++) {
             size_t q = (size_t)i * b->P + j;
@@ -368,7 +379,16 @@ int ktrain_run_exec(ktrain_run *r)
         rc = EX_DATAERR;
         goto out;
     }
-    int V = (int)kwp_vocab_size(x.vocab);
+    if ((cfg->model.type == KMODEL_GPT2) != (x.kind == KVOCAB_BPE)) {
+        RUN_ERR(cfg->model.type == KMODEL_GPT2
+                    ? "model.type gpt2 needs a byte-level BPE vocabulary (kiln vocab import --bpe or kiln vocab train "
+                      "--bpe); %s is a WordPiece vocabulary"
+                    : "vocabulary %s is a byte-level BPE vocabulary: it trains model.type gpt2 (clm), not this model",
+                x.vocab_name);
+        rc = EX_CONFIG;
+        goto out;
+    }
+    int V = (int)ktkz_size(x.tk);
     if (cfg->model.vocab_size == 0) cfg->model.vocab_size = V;
     if (cfg->model.vocab_size != V) {
         RUN_ERR("model.vocab_size is %d but vocabulary %s has %d pieces (0 = take the vocabulary's)",
@@ -378,9 +398,9 @@ int ktrain_run_exec(ktrain_run *r)
     }
     cfg->model.pad_token_id = x.pad;
     int ob = cfg->data.objectives;
-    if (ob & (KOBJ_CLM | KOBJ_ENTITIES | KOBJ_CLASSIFY)) {
-        RUN_ERR("data.objectives: clm and entities need the causal and ERNIE models, which kiln train does not "
-                "have yet (albert and bert train mlm, wwm or ngram with sop or nsp; electra trains rtd)");
+    if (ob & (KOBJ_ENTITIES | KOBJ_CLASSIFY)) {
+        RUN_ERR("data.objectives: entities need the ERNIE model, which kiln train does not have yet (albert and "
+                "bert train mlm, wwm or ngram with sop or nsp; electra trains rtd; gpt2 trains clm)");
         rc = EX_CONFIG;
         goto out;
     }
@@ -506,13 +526,21 @@ int ktrain_run_exec(ktrain_run *r)
     kbuf extra = {0};
     kbuf_puts(&extra, "{\"snapshot\":");
     kbuf_json_str(&extra, x.snapshot_path, strlen(x.snapshot_path));
-    kbuf_printf(&extra, ",\"snapshot_key\":\"%s\",\"job_id\":%lld,\"cased\":%s,\"strip_accents\":%s,\"icu_words\":%s,"
-                        "\"vocab_id\":%lld}",
-                si.key_hex, (long long)job, x.cased ? "true" : "false",
-                x.mode & KWP_STRIP_ACCENTS ? "true" : x.mode & KWP_KEEP_ACCENTS ? "false" : "null",
-                x.mode & KWP_ICU_WORDS ? "true" : "false", (long long)x.vocab_id);
+    if (x.kind == KVOCAB_BPE)
+        kbuf_printf(&extra, ",\"snapshot_key\":\"%s\",\"job_id\":%lld,\"tokenizer\":\"bpe\",\"eot_id\":%lld,"
+                            "\"vocab_id\":%lld}",
+                    si.key_hex, (long long)job, (long long)x.eot, (long long)x.vocab_id);
+    else
+        kbuf_printf(&extra, ",\"snapshot_key\":\"%s\",\"job_id\":%lld,\"cased\":%s,\"strip_accents\":%s,\"icu_words\":%s,"
+                            "\"vocab_id\":%lld}",
+                    si.key_hex, (long long)job, x.cased ? "true" : "false",
+                    x.mode & KWP_STRIP_ACCENTS ? "true" : x.mode & KWP_KEEP_ACCENTS ? "false" : "null",
+                    x.mode & KWP_ICU_WORDS ? "true" : "false", (long long)x.vocab_id);
     krun_meta meta = {.config_json = cfg_json, .vocab_name = x.vocab_name, .vocab_txt = x.vocab_text.data,
-                      .vocab_len = x.vocab_text.len, .extra_json = extra.data};
+                      .vocab_len = x.vocab_text.len, .extra_json = extra.data,
+                      .vocab_kind = x.kind == KVOCAB_BPE ? KCKPT_VOCAB_BPE : KCKPT_VOCAB_WORDPIECE,
+                      .merges = x.kind == KVOCAB_BPE ? x.merges_text.data : NULL,
+                      .merges_len = x.kind == KVOCAB_BPE ? x.merges_text.len : 0};
     wiring w = {.r = r, .s = s, .job = job};
     if (have && (rc = checkpoint_recorded(s, job, ck_path, ck_step))) {
         RUN_ERR("%s", kstore_errmsg(s));

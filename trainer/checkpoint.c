@@ -277,6 +277,11 @@ static int check_save_args(const char *dir, const kckpt_state *st, const kckpt_p
         kseterr(err, errlen, "kckpt_save: bad arguments (folder, state, parts and vocabulary are required)");
         return EX_SOFTWARE;
     }
+    if ((st->vocab_kind != KCKPT_VOCAB_WORDPIECE && st->vocab_kind != KCKPT_VOCAB_BPE) ||
+        (st->vocab_kind == KCKPT_VOCAB_BPE) != (st->merges && st->merges_len)) {
+        kseterr(err, errlen, "kckpt_save: a BPE vocabulary needs its merges, a WordPiece one has none");
+        return EX_SOFTWARE;
+    }
     if (st->step < 0 || st->tokens < 0 || st->epoch < 0 || st->next_index < 0 || !(st->seconds >= 0) ||
         st->n_rng < 0 || st->n_rng > KCKPT_MAX_RNG || st->n_metrics < 0 || (st->n_metrics && !st->metrics)) {
         kseterr(err, errlen, "kckpt_save: bad state (negative counters, or more than %d RNG keys)", KCKPT_MAX_RNG);
@@ -347,7 +352,16 @@ static char *state_json(const kckpt_state *st, const kckpt_part *parts, int n_pa
     kbuf_puts(&b, "],\n  \"vocab\": {\"name\": ");
     const char *vn = st->vocab_name ? st->vocab_name : "";
     kbuf_json_str(&b, vn, strlen(vn));
-    kbuf_printf(&b, ", \"file\": \"vocab.txt\", \"bytes\": %zu, \"xxh3_128\": \"%s\"},\n", vocab_len, hex);
+    if (st->vocab_kind == KCKPT_VOCAB_BPE) {
+        kbuf_printf(&b, ", \"kind\": \"bpe\", \"file\": \"vocab.json\", \"bytes\": %zu, \"xxh3_128\": \"%s\"", vocab_len,
+                    hex);
+        khash128(st->merges, st->merges_len, h);
+        khash_hex(h, hex);
+        kbuf_printf(&b, ", \"merges\": {\"file\": \"merges.txt\", \"bytes\": %zu, \"xxh3_128\": \"%s\"}},\n",
+                    st->merges_len, hex);
+    } else {
+        kbuf_printf(&b, ", \"file\": \"vocab.txt\", \"bytes\": %zu, \"xxh3_128\": \"%s\"},\n", vocab_len, hex);
+    }
     kbuf_puts(&b, "  \"files\": {");
     for (int i = 0; i < n_parts; i++) {
         kbuf_printf(&b, "%s\n    ", i ? "," : "");
@@ -500,9 +514,16 @@ int kckpt_save(const char *dir, const kckpt_state *st, const kckpt_part *parts, 
         p = NULL;
     }
     if (rc) goto done;
-    p = join(tmp, "vocab.txt");
+    p = join(tmp, st->vocab_kind == KCKPT_VOCAB_BPE ? "vocab.json" : "vocab.txt");
     if ((rc = kst_write_bytes(p, vocab_txt, vocab_len, err, errlen))) goto done;
     free(p);
+    p = NULL;
+    if (st->vocab_kind == KCKPT_VOCAB_BPE) {
+        p = join(tmp, "merges.txt");
+        if ((rc = kst_write_bytes(p, st->merges, st->merges_len, err, errlen))) goto done;
+        free(p);
+        p = NULL;
+    }
     p = join(tmp, "state.json");
     sj = state_json(st, parts, n_parts, vocab_txt, vocab_len);
     if ((rc = kst_write_bytes(p, sj, strlen(sj), err, errlen))) goto done;
@@ -531,7 +552,7 @@ struct kckpt {
     char **files;          /* (n_files) file names, in state.json order */
     kst_file **kst;        /* (n_files) */
     int n_files;
-    kbuf vocab;
+    kbuf vocab, merges;
 };
 
 const char *kckpt_path(const kckpt *c) { return c ? c->path : NULL; }
@@ -556,6 +577,15 @@ const char *kckpt_vocab(const kckpt *c, size_t *len)
     return c ? c->vocab.data : NULL;
 }
 
+int kckpt_vocab_kind(const kckpt *c) { return c ? c->st.vocab_kind : KCKPT_VOCAB_WORDPIECE; }
+
+const char *kckpt_merges(const kckpt *c, size_t *len)
+{
+    int bpe = c && c->st.vocab_kind == KCKPT_VOCAB_BPE;
+    if (len) *len = bpe ? c->merges.len : 0;
+    return bpe ? c->merges.data : NULL;
+}
+
 void kckpt_close(kckpt *c)
 {
     if (!c) return;
@@ -571,8 +601,43 @@ void kckpt_close(kckpt *c)
     free(c->extra_json);
     free(c->vocab_name);
     kbuf_free(&c->vocab);
+    kbuf_free(&c->merges);
     free(c->path);
     free(c);
+}
+
+/* One file of the checkpoint's vocabulary, described by o = {"file": NAME,
+ * "bytes", "xxh3_128"} in state.json: read into *out and checked against
+ * the size and hash. 0, or -1 with err naming the file. */
+static int read_hashed(kckpt *c, const char *sp, json_t *o, const char *name, kbuf *out, char *err, size_t errlen)
+{
+    json_t *file = json_object_get(o, "file"), *bytes = json_object_get(o, "bytes"),
+           *hash = json_object_get(o, "xxh3_128");
+    if (!json_is_object(o) || !json_is_string(file) || strcmp(json_string_value(file), name) ||
+        !json_is_integer(bytes) || !json_is_string(hash)) {
+        kseterr(err, errlen, "%s: the vocabulary's %s must be described as {\"file\": \"%s\", \"bytes\", \"xxh3_128\"}",
+                sp, name, name);
+        return -1;
+    }
+    char *vp = join(c->path, name);
+    int e = kbuf_read_file(out, vp);
+    if (e) {
+        kseterr(err, errlen, "%s: %s", vp, strerror(e));
+        free(vp);
+        return -1;
+    }
+    uint8_t h[KHASH_LEN];
+    char hex[2 * KHASH_LEN + 1];
+    khash128(out->data ? out->data : "", out->len, h);
+    khash_hex(h, hex);
+    if ((json_int_t)out->len != json_integer_value(bytes) || strcmp(hex, json_string_value(hash))) {
+        kseterr(err, errlen, "%s: %zu bytes with hash %s, state.json says %lld bytes with hash %s (damaged or "
+                "replaced)", vp, out->len, hex, (long long)json_integer_value(bytes), json_string_value(hash));
+        free(vp);
+        return -1;
+    }
+    free(vp);
+    return 0;
 }
 
 /* An integer >= 0 member of o, or -1 with err set. */
@@ -752,35 +817,27 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
     }
     st->metrics = c->metrics;
 
-    /* vocabulary */
+    /* vocabulary: vocab.txt, or (kind "bpe") vocab.json and merges.txt */
     json_t *voc = json_object_get(root, "vocab");
-    json_t *vname = json_object_get(voc, "name"), *vfile = json_object_get(voc, "file"),
-           *vbytes = json_object_get(voc, "bytes"), *vhash = json_object_get(voc, "xxh3_128");
-    if (!json_is_object(voc) || !json_is_string(vname) || !json_is_string(vfile) ||
-        strcmp(json_string_value(vfile), "vocab.txt") || !json_is_integer(vbytes) || !json_is_string(vhash)) {
-        kseterr(err, errlen, "%s: \"vocab\" must be {\"name\", \"file\": \"vocab.txt\", \"bytes\", \"xxh3_128\"}", sp);
+    json_t *vname = json_object_get(voc, "name"), *vkind = json_object_get(voc, "kind");
+    if (!json_is_object(voc) || !json_is_string(vname) ||
+        (vkind && !(json_is_string(vkind) && (!strcmp(json_string_value(vkind), "bpe") ||
+                                              !strcmp(json_string_value(vkind), "wordpiece"))))) {
+        kseterr(err, errlen, "%s: \"vocab\" must be {\"name\", [\"kind\": \"wordpiece\" | \"bpe\",] \"file\", \"bytes\", "
+                "\"xxh3_128\"}", sp);
         return -1;
     }
+    st->vocab_kind = vkind && !strcmp(json_string_value(vkind), "bpe") ? KCKPT_VOCAB_BPE : KCKPT_VOCAB_WORDPIECE;
     c->vocab_name = xstrdup(json_string_value(vname));
     st->vocab_name = c->vocab_name;
-    char *vp = join(c->path, "vocab.txt");
-    int e = kbuf_read_file(&c->vocab, vp);
-    if (e) {
-        kseterr(err, errlen, "%s: %s", vp, strerror(e));
-        free(vp);
+    if (read_hashed(c, sp, voc, st->vocab_kind == KCKPT_VOCAB_BPE ? "vocab.json" : "vocab.txt", &c->vocab, err,
+                    errlen))
         return -1;
+    if (st->vocab_kind == KCKPT_VOCAB_BPE) {
+        if (read_hashed(c, sp, json_object_get(voc, "merges"), "merges.txt", &c->merges, err, errlen)) return -1;
+        st->merges = c->merges.data;
+        st->merges_len = c->merges.len;
     }
-    uint8_t h[KHASH_LEN];
-    char hex[2 * KHASH_LEN + 1];
-    khash128(c->vocab.data ? c->vocab.data : "", c->vocab.len, h);
-    khash_hex(h, hex);
-    if ((json_int_t)c->vocab.len != json_integer_value(vbytes) || strcmp(hex, json_string_value(vhash))) {
-        kseterr(err, errlen, "%s: %zu bytes with hash %s, state.json says %lld bytes with hash %s (damaged or "
-               "replaced)", vp, c->vocab.len, hex, (long long)json_integer_value(vbytes), json_string_value(vhash));
-        free(vp);
-        return -1;
-    }
-    free(vp);
 
     /* files */
     json_t *files = json_object_get(root, "files");

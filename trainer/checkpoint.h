@@ -2,7 +2,9 @@
  * "Checkpoints"). A checkpoint is a folder DIR/step-NNNNNNNNN/ holding
  * safetensors files (model.safetensors, optimizer.safetensors, ...),
  * state.json (counters, sampler position, RNG keys, the canonical run
- * config, the vocabulary's hash, the tensor lists, metrics) and vocab.txt.
+ * config, the vocabulary's hash, the tensor lists, metrics) and the
+ * vocabulary: vocab.txt (WordPiece) or vocab.json + merges.txt (byte-level
+ * BPE, GPT-2's), each file's size and hash in state.json.
  *
  * Saving is atomic: the folder is built as DIR/.tmp-step-NNNNNNNNN/, every
  * file fsync'd, renamed into place, DIR fsync'd; then all but the last
@@ -56,10 +58,21 @@ typedef struct kckpt_state {
     const kckpt_metric *metrics;  /* (n_metrics) at this step: loss, val_loss, lr, ... */
     int n_metrics;
     const char *extra_json;       /* NULL, or a JSON object of any other trainer state */
+    /* The vocabulary's kind: KCKPT_VOCAB_WORDPIECE (the zero value: the
+     * vocabulary is vocab.txt) or KCKPT_VOCAB_BPE (vocab.json and merges.txt,
+     * merges_len > 0 bytes; state.json's vocab gets "kind": "bpe" and a
+     * "merges" object). */
+    int vocab_kind;
+    const char *merges;
+    size_t merges_len;
 } kckpt_state;
 
+enum { KCKPT_VOCAB_WORDPIECE = 0, KCKPT_VOCAB_BPE = 1 };
+
 /* Writes DIR/step-NNNNNNNNN/ (NNNNNNNNN = st->step, 9 digits or more) with
- * the parts, vocab.txt (vocab_len bytes, required) and state.json, creating
+ * the parts, the vocabulary (vocab_len bytes, required: vocab.txt, or for
+ * st->vocab_kind BPE vocab.json plus st->merges as merges.txt) and
+ * state.json, creating
  * DIR if needed; an existing folder of the same step is replaced. Then keeps
  * the `keep` highest steps (keep <= 0: all), never deleting the one just
  * written. path_out (path_len bytes, may be NULL) gets the folder's path.
@@ -104,8 +117,13 @@ const kckpt_state *kckpt_state_of(const kckpt *c);
 /* A tensor of one of the files, NULL if absent; data valid until kckpt_close. */
 const kst_tensor *kckpt_tensor(const kckpt *c, const char *file, const char *name);
 const kst_file *kckpt_file(const kckpt *c, const char *file); /* NULL if absent */
-/* vocab.txt's bytes (NUL-terminated) and length. */
+/* The vocabulary's bytes (NUL-terminated) and length: vocab.txt, or
+ * vocab.json for a BPE vocabulary. */
 const char *kckpt_vocab(const kckpt *c, size_t *len);
+/* KCKPT_VOCAB_WORDPIECE or KCKPT_VOCAB_BPE (also in kckpt_state_of). */
+int kckpt_vocab_kind(const kckpt *c);
+/* merges.txt's bytes (NUL-terminated) and length; NULL (len 0) for WordPiece. */
+const char *kckpt_merges(const kckpt *c, size_t *len);
 void kckpt_close(kckpt *c);
 
 /* ---- folder helpers (also used by export.c) ---------------------------- */

@@ -782,6 +782,8 @@ static int finish(ctx *x, ktrain_config *c)
         return fail_field(x, fo, "sop and nsp exclude each other (one sentence-pair label per row)");
     if ((ob & KOBJ_CLM) && (ob & (KOBJ_SOP | KOBJ_NSP)))
         return fail_field(x, fo, "clm reads contiguous windows, not sentence pairs: no sop or nsp with it");
+    if ((ob & KOBJ_CLM) && !gpt2)
+        return fail_field(x, fo, "clm (next-token prediction) trains the causal model: model.type \"gpt2\"");
     if ((ob & KOBJ_ENTITIES) && !(ob & (KOBJ_MLM | KOBJ_WWM | KOBJ_NGRAM)))
         return fail_field(x, fo, "entities (ERNIE) goes with a masked-LM objective: mlm, wwm or ngram");
     if (d->seq_len > m->max_position_embeddings)

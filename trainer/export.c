@@ -584,10 +584,12 @@ static char *gpt2_config_json(const kmodel_config *m, int64_t V, int64_t eot)
 }
 
 int kexport_gpt2(const char *dir, const kmodel_config *m, const kst_tensor *params, int n, int64_t eot_id,
-                 int replace, char *err, size_t errlen)
+                 const char *vocab_json, size_t vlen, const char *merges, size_t mlen, int replace, char *err,
+                 size_t errlen)
 {
     if (errlen) err[0] = '\0';
-    if (!dir || !*dir || !m || m->type != KMODEL_GPT2 || n < 0 || (n && !params)) {
+    if (!dir || !*dir || !m || m->type != KMODEL_GPT2 || n < 0 || (n && !params) || (!vocab_json != !merges) ||
+        (vocab_json && (!vlen || !mlen))) {
         kseterr(err, errlen, "kexport_gpt2: bad arguments");
         return EX_SOFTWARE;
     }
@@ -629,20 +631,30 @@ int kexport_gpt2(const char *dir, const kmodel_config *m, const kst_tensor *para
     }
     free(lay);
 
-    char *final, *parent, *tmp, *stp, *cfg = NULL;
+    char *final, *parent, *tmp, *stp, *cfg = NULL, *tok = NULL, *spm = NULL;
     if ((rc = export_folder_begin(dir, replace, &tmp, &final, &parent, &stp, err, errlen)) ||
         (rc = kst_write(stp, out, nout, NULL, 0, err, errlen)))
         goto done;
     cfg = gpt2_config_json(m, V, eot_id);
-    if ((rc = write_text(tmp, "config.json", cfg, strlen(cfg), err, errlen)) ||
-        (rc = kst_fsync_dir(tmp, err, errlen)))
-        goto done;
+    if ((rc = write_text(tmp, "config.json", cfg, strlen(cfg), err, errlen))) goto done;
+    if (vocab_json) {
+        tok = kexport_bpe_tokenizer_config(eot_id >= 0, m->max_position_embeddings);
+        spm = kexport_bpe_special_tokens_map(eot_id >= 0);
+        if ((rc = write_text(tmp, "vocab.json", vocab_json, vlen, err, errlen)) ||
+            (rc = write_text(tmp, "merges.txt", merges, mlen, err, errlen)) ||
+            (rc = write_text(tmp, "tokenizer_config.json", tok, strlen(tok), err, errlen)) ||
+            (rc = write_text(tmp, "special_tokens_map.json", spm, strlen(spm), err, errlen)))
+            goto done;
+    }
+    if ((rc = kst_fsync_dir(tmp, err, errlen))) goto done;
     rc = kckpt_publish_dir(tmp, final, replace, err, errlen);
 done:
     if (rc) kckpt_remove_tree(tmp);
     for (int i = 0; i < nout; i++) free(tr[i]);
     free(tr);
     free(cfg);
+    free(tok);
+    free(spm);
     free(stp);
     free(tmp);
     free(parent);

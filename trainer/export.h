@@ -152,10 +152,15 @@ int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *hea
  * n_ctx = n_positions, n_inner (null when 4 n_embd), activation_function,
  * the three dropouts, layer_norm_epsilon, initializer_range, and
  * bos_token_id = eos_token_id = eot_id, the vocabulary's <|endoftext|>, or
- * null when eot_id < 0). No tokenizer files: a checkpoint does not carry a
- * BPE vocabulary's vocab.json / merges.txt yet (docs/train.md, "GPT-2").
- * Same folder rules and return codes as kexport_hf2. */
+ * null when eot_id < 0). With vocab_json (vlen bytes, the vocabulary's
+ * vocab.json) and merges (mlen bytes, merges.txt with its "#version" line)
+ * also the tokenizer files GPT2Tokenizer / AutoTokenizer load: vocab.json,
+ * merges.txt, tokenizer_config.json (kexport_bpe_tokenizer_config,
+ * model_max_length = n_positions) and special_tokens_map.json; the caller
+ * checks that the vocabulary has V tokens. Without them (NULL) the model
+ * files only. Same folder rules and return codes as kexport_hf2. */
 int kexport_gpt2(const char *dir, const kmodel_config *m, const kst_tensor *params, int n, int64_t eot_id,
-                 int replace, char *err, size_t errlen);
+                 const char *vocab_json, size_t vlen, const char *merges, size_t mlen, int replace, char *err,
+                 size_t errlen);
 
 #endif

@@ -135,6 +135,6 @@ expect_exit 64 "--bpe with --cased" "$KILN" vocab import --bpe --cased hf
 expect_exit 64 "--merges without --vocab-file" "$KILN" encode --merges "$G/vocab.bpe" x
 
 # --- what takes WordPiece only says so
-expect_exit 78 "kiln sample with a BPE vocabulary: not yet, said" "$KILN" sample --objective mlm --count 1
+expect_exit 78 "kiln sample mlm with a BPE vocabulary (no [MASK]): refused, said" "$KILN" sample --objective mlm --count 1
 grep_err "byte-level BPE" "the message names the kind"
 finish

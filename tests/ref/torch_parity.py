@@ -24,7 +24,8 @@ loads kiln's initial parameters by name, runs the same batch and compares,
 elementwise, |kiln - torch| <= ATOL + RTOL |torch|:
   - the eval logits of each head (MLM at the masked slots, sentence,
     classifier, ELECTRA's discriminator at every real token, GPT-2's LM
-    logits at every real token: kiln's final hidden state times wte)
+    logits at every real token: kiln's final hidden state times wte, and
+    the same logits by kiln's incremental decoding, trainer/generate.c)
                                                         RTOL 1e-4, ATOL 1e-5
   - each loss term of kiln (out.losses, named by the metadata loss_terms:
     mlm_loss, sop_loss / nsp_loss, cls_loss = CE over rows with label >= 0,
@@ -369,7 +370,10 @@ def main(path):
                 {"mlm_loss": mlm, "disc_loss": torch_models.disc_loss(dlog, dl)}
         if c["model_type"] == "gpt2":
             lg = model(ids, mask)
-            return {"out.lm_logits": lg * mask[:, :, None]}, {"lm_loss": torch_models.lm_loss(lg, ids, lengths)}
+            out = {"out.lm_logits": lg * mask[:, :, None]}
+            if "out.gen_logits" in T:  # trainer/generate.c's incremental decoding of the same rows
+                out["out.gen_logits"] = out["out.lm_logits"]
+            return out, {"lm_loss": torch_models.lm_loss(lg, ids, lengths)}
         if "classify" in heads:
             cl = model(ids, types, mask)
             name = "cls_loss" if cl.shape[1] > 1 else "mse"

@@ -36,6 +36,9 @@
  *                             embeddings, in double here (the head never
  *                             holds N x V; its loss and gradient are checked
  *                             through out.losses and grad.*)  [LM head]
+ *       out.gen_logits        (B, L, V) the same by trainer/generate.c's
+ *                             incremental decoding (half a row in one feed,
+ *                             the rest one id at a time)        [GPT-2]
  *       out.losses            F64: the loss terms of the training pass, in the
  *                             order of the metadata "loss_terms" (e.g.
  *                             "mlm_loss,sop_loss", "cls_loss", "mse",
@@ -74,6 +77,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "trainer/generate.h"
 #include "trainer/kernels.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
@@ -437,6 +441,28 @@ static int parity_one(const char *dir, const parity_case *pc)
                 }
         int64_t sBLV[3] = {B, L, V};
         put(&o, "out.lm_logits", "F32", 3, sBLV, lg, (size_t)B * L * V * 4);
+        if (c->type == KMODEL_GPT2) { /* the same logits by incremental decoding: half a row at once, then 1 by 1 */
+            char gerr[256];
+            kgen *g = kgen_new(m, L, gerr, sizeof gerr);
+            if (!g) {
+                fprintf(stderr, "kgen_new: %s\n", gerr);
+                return 1;
+            }
+            memset(lg, 0, (size_t)B * L * V * sizeof(float));
+            for (int b = 0; b < B; b++) {
+                const int32_t *ids = h.b.input_ids + (size_t)b * L;
+                const int n = h.lengths[b], n0 = (n + 1) / 2;
+                kgen_reset(g);
+                int rc = kgen_feed(g, ids, n0, lg + (size_t)b * L * V);
+                for (int i = n0; i < n && !rc; i++) rc = kgen_feed(g, ids + i, 1, lg + ((size_t)b * L + i) * V);
+                if (rc) {
+                    fprintf(stderr, "kgen_feed: %s\n", kgen_error(g));
+                    return 1;
+                }
+            }
+            kgen_free(g);
+            put(&o, "out.gen_logits", "F32", 3, sBLV, lg, (size_t)B * L * V * 4);
+        }
         free(lg);
     }
     if (pair && put_rtd(&o, "eval", m, &h.b, 0)) return 1;

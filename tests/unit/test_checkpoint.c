@@ -695,7 +695,7 @@ static void test_export_gpt2(void **state)
     const kst_tensor *ca = &p.t[4];
     assert_string_equal(ca->name, "transformer.h.0.attn.c_attn.weight");
     assert_true(ca->shape[0] == 24 && ca->shape[1] == 8); /* kiln's [out, in] */
-    int rc = kexport_gpt2(at("gpt2"), &m, p.t, p.n, 10, 0, err, sizeof err);
+    int rc = kexport_gpt2(at("gpt2"), &m, p.t, p.n, 10, NULL, 0, NULL, 0, 0, err, sizeof err);
     if (rc) fail_msg("%s", err);
     assert_true(exists(at("gpt2/model.safetensors")) && exists(at("gpt2/config.json")));
     assert_false(exists(at("gpt2/vocab.txt")));
@@ -746,21 +746,38 @@ static void test_export_gpt2(void **state)
     free_params(&p);
     m.intermediate_size = 12;
     p = make_params(&m, 11, 0);
-    rc = kexport_gpt2(at("gpt2"), &m, p.t, p.n, -1, 1, err, sizeof err);
+    static const char vj[] = "{\"a\": 0}", mg[] = "#version: 0.2\na b\n";
+    rc = kexport_gpt2(at("gpt2"), &m, p.t, p.n, -1, vj, strlen(vj), mg, strlen(mg), 1, err, sizeof err);
     if (rc) fail_msg("%s", err);
     cfg = load_json(at("gpt2/config.json"));
     assert_int_equal(json_integer_value(json_object_get(cfg, "n_inner")), 12);
     assert_true(json_is_null(json_object_get(cfg, "eos_token_id")));
     json_decref(cfg);
+    /* the tokenizer files, the vocabulary's bytes as given */
+    kbuf fb = {0};
+    assert_int_equal(kbuf_read_file(&fb, at("gpt2/vocab.json")), 0);
+    assert_true(fb.len == strlen(vj) && !memcmp(fb.data, vj, fb.len));
+    kbuf_clear(&fb);
+    assert_int_equal(kbuf_read_file(&fb, at("gpt2/merges.txt")), 0);
+    assert_true(fb.len == strlen(mg) && !memcmp(fb.data, mg, fb.len));
+    kbuf_free(&fb);
+    cfg = load_json(at("gpt2/tokenizer_config.json"));
+    assert_string_equal(json_string_value(json_object_get(cfg, "tokenizer_class")), "GPT2Tokenizer");
+    assert_int_equal(json_integer_value(json_object_get(cfg, "model_max_length")), 16);
+    json_decref(cfg);
+    assert_true(exists(at("gpt2/special_tokens_map.json")));
+    /* vocab.json without merges.txt: a bad call */
+    assert_int_equal(kexport_gpt2(at("gbad"), &m, p.t, p.n, -1, vj, strlen(vj), NULL, 0, 1, err, sizeof err),
+                     EX_SOFTWARE);
 
     /* refused, nothing written: a missing tensor, a wrong shape, a head that is not wte, a bad id */
-    rc = kexport_gpt2(at("gbad"), &m, p.t + 1, p.n - 1, 10, 0, err, sizeof err);
+    rc = kexport_gpt2(at("gbad"), &m, p.t + 1, p.n - 1, 10, NULL, 0, NULL, 0, 0, err, sizeof err);
     assert_int_equal(rc, EX_DATAERR);
     assert_non_null(strstr(err, "'transformer.wte.weight' is missing"));
     kst_tensor *t = xmalloc(sizeof *t * (size_t)(p.n + 1));
     memcpy(t, p.t, sizeof *t * (size_t)p.n);
     t[4].shape[0] = 8, t[4].shape[1] = 24; /* c_attn given as Conv1D holds it */
-    rc = kexport_gpt2(at("gbad"), &m, t, p.n, 10, 0, err, sizeof err);
+    rc = kexport_gpt2(at("gbad"), &m, t, p.n, 10, NULL, 0, NULL, 0, 0, err, sizeof err);
     assert_int_equal(rc, EX_DATAERR);
     assert_non_null(strstr(err, "c_attn.weight' must be F32 [24, 8]"));
     memcpy(t, p.t, sizeof *t * (size_t)p.n);
@@ -768,10 +785,10 @@ static void test_export_gpt2(void **state)
     t[p.n] = t[0];
     t[p.n].name = "lm_head.weight";
     t[p.n].data = other;
-    rc = kexport_gpt2(at("gbad"), &m, t, p.n + 1, 10, 0, err, sizeof err);
+    rc = kexport_gpt2(at("gbad"), &m, t, p.n + 1, 10, NULL, 0, NULL, 0, 0, err, sizeof err);
     assert_int_equal(rc, EX_DATAERR);
     assert_non_null(strstr(err, "differs from 'transformer.wte.weight'"));
-    rc = kexport_gpt2(at("gbad"), &m, p.t, p.n, 11, 0, err, sizeof err);
+    rc = kexport_gpt2(at("gbad"), &m, p.t, p.n, 11, NULL, 0, NULL, 0, 0, err, sizeof err);
     assert_int_equal(rc, EX_DATAERR);
     assert_false(exists(at("gbad")));
     free(other);

@@ -210,7 +210,10 @@ static void test_objectives(void **state)
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [1]}}", NULL, "expected objective names", NULL);
     assert_int_equal(parse(&c, "{\"data\": {\"objectives\": \"wwm, nsp,entities\"}," BUDGET "}", 0), 0);
     assert_int_equal(c.data.objectives, KOBJ_WWM | KOBJ_NSP | KOBJ_ENTITIES);
-    assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"clm\"]}," BUDGET "}", 0), 0);
+    /* clm trains the causal model only */
+    expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"clm\"]}," BUDGET "}", NULL, "data.objectives",
+                "model.type \"gpt2\"");
+    assert_int_equal(parse(&c, "{\"model\": {\"type\": \"gpt2\"}, \"data\": {\"objectives\": [\"clm\"]}," BUDGET "}", 0), 0);
     assert_int_equal(parse(&c, "{\"model\": {\"type\": \"electra\"}, \"data\": {\"objectives\": [\"rtd\"]}," BUDGET "}", 0), 0);
     /* ELECTRA's derived generator: a quarter of the width, same depth, 4 G FFN */
     assert_int_equal(c.model.generator_hidden_size, 64);
