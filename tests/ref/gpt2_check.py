@@ -119,7 +119,7 @@ def check_scores(folder, scores, kiln_json):
     ok, worst = True, 0.0
     for r in rows:
         ids, m = r["ids"], r["continuation_tokens"]
-        lp = logprobs(model, ids)
+        lp = logprobs(model, ids[:-1])  # the last token is only predicted (n_positions + 1 at most)
         ref = sum(float(lp[t - 1, ids[t]]) for t in range(len(ids) - m, len(ids)))
         d = abs(ref - r["logprob"])
         worst = max(worst, d / (1 + abs(ref)))

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# test_gpt2.sh: the causal model end to end on the bundled tiny Shakespeare
+# (docs/generate.md): a byte-level BPE trained on the corpus; kiln train of
+# model.type gpt2 (terms, perplexities, the unigram baseline beaten); same
+# config and seed -> same bytes, a resumed run -> the bytes of an
+# uninterrupted one; the checkpoint's vocabulary (kind, files, hashes);
+# kiln export as GPT2LMHeadModel + GPT2Tokenizer files; and against a
+# PyTorch GPT-2 loaded from that folder (tests/ref/gpt2_check.py: full
+# recomputation, no cache, its own BPE encoder): eval --perplexity, generate
+# --greedy (ids and log-probs) and eval --fewshot's scores and accuracies;
+# generate's sampling determinism, stop strings, templates, stdin; the
+# refusals, named, with their exit codes.
+source "$(dirname "$0")/lib.sh"
+
+expect_exit 0 "ingest tiny Shakespeare, one document a speech" "$KILN" ingest -q --split blank-line "$DATA/tinyshakespeare.txt.gz"
+expect_exit 0 "vocab train --bpe 1000" "$KILN" vocab train -q --bpe --size 1000 --name bpe1k
+expect_exit 0 "tokenize" "$KILN" tokenize -q
+expect_exit 0 "a WordPiece vocabulary too" "$KILN" vocab import -q "$DATA/../vocab/bert-base-uncased-vocab.txt" --name wp
+expect_exit 0 "tokenize with it" "$KILN" tokenize -q --vocab wp
+
+# --- refusals, named
+cat > g.json <<'EOF'
+{"model": {"type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64},
+ "data": {"seq_len": 32, "batch_size": 8, "seed": 3, "valid_every": 10, "valid_batches": 3, "valid_fraction": 0.05, "vocab": "bpe1k"},
+ "optimizer": {"type": "adamw", "lr": 2e-3, "warmup_steps": 4},
+ "budget": {"steps": 20}, "threads": 2,
+ "checkpoint": {"dir": "ckA", "every": 10, "keep": 3}}
+EOF
+expect_exit 78 "gpt2 with a WordPiece vocabulary refused" "$KILN" train --config g.json --set data.vocab=wp --set checkpoint.dir=ckX
+grep_err 'gpt2 needs a byte-level BPE vocabulary' "the message says which vocabulary it needs"
+cat > b.json <<'EOF'
+{"model": {"type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+           "max_position_embeddings": 64},
+ "data": {"objectives": ["mlm"], "seq_len": 32, "batch_size": 4, "vocab": "bpe1k"}, "budget": {"steps": 2},
+ "checkpoint": {"dir": "ckB"}}
+EOF
+expect_exit 78 "bert with a BPE vocabulary refused" "$KILN" train --config b.json
+grep_err 'no \[CLS\], \[SEP\] or \[MASK\]|trains model.type gpt2' "the message says why"
+expect_exit 78 "clm with bert refused (config)" "$KILN" train --config b.json --set 'data.objectives=["clm"]' --set data.vocab=wp
+grep_err 'data.objectives.*model.type "gpt2"' "the message names the key and the model"
+expect_exit 78 "sample mlm from a BPE vocabulary refused" "$KILN" sample --vocab bpe1k --objective mlm --count 1
+expect_exit 0 "sample clm from a BPE vocabulary" "$KILN" sample --vocab bpe1k --objective clm --seq-len 16 --count 3
+check "clm rows are 16 ids, <|endoftext|> (id 999 here) between documents" \
+  $PY -c 'import json,sys; r=[json.loads(l) for l in open("out.txt")]; assert len(r)==3 and all(len(x["input_ids"])==16 for x in r), r'
+
+# --- a short run: terms, perplexities; determinism; resume
+expect_exit 0 "train A" "$KILN" train --config g.json --json
+cp out.txt a.json
+for k in lm_loss lm_acc val_lm_loss perplexity val_perplexity unigram_perplexity; do
+  check "the summary has $k" $PY -c "import json,math; v=json.load(open('a.json'))['$k']; assert v is not None and math.isfinite(v), v"
+done
+check "perplexity = exp(lm_loss)" $PY -c "import json,math; d=json.load(open('a.json')); assert abs(d['perplexity']-math.exp(d['lm_loss']))<1e-3*d['perplexity']"
+check "state.json: a BPE vocabulary with both files, sized and hashed" $PY - <<'EOF'
+import json, os
+s = json.load(open("ckA/step-000000020/state.json"))
+v = s["vocab"]
+assert v["kind"] == "bpe" and v["file"] == "vocab.json" and v["merges"]["file"] == "merges.txt", v
+assert os.path.getsize("ckA/step-000000020/vocab.json") == v["bytes"]
+assert os.path.getsize("ckA/step-000000020/merges.txt") == v["merges"]["bytes"]
+assert not os.path.exists("ckA/step-000000020/vocab.txt")
+x = json.loads(s["extra"]) if isinstance(s["extra"], str) else s["extra"]
+assert x["tokenizer"] == "bpe" and x["eot_id"] == 999, x
+EOF
+sed 's/"ckA"/"ckB2"/' g.json > g2.json
+expect_exit 0 "train B, same config and seed" "$KILN" train --config g2.json
+check "same config and seed: the same model bytes" cmp ckA/step-000000020/model.safetensors ckB2/step-000000020/model.safetensors
+sed 's/"ckA"/"ckC"/' g.json > g3.json
+expect_exit 0 "train C to step 10" "$KILN" train --config g3.json --pause-at 10
+expect_exit 0 "resume C" "$KILN" train --config g3.json --resume
+check "resumed: the bytes of the uninterrupted run" cmp ckA/step-000000020/model.safetensors ckC/step-000000020/model.safetensors
+check "resumed: the same optimizer state" cmp ckA/step-000000020/optimizer.safetensors ckC/step-000000020/optimizer.safetensors
+
+# --- a damaged vocabulary is refused by name
+cp -r ckA/step-000000020 damaged
+printf 'x y\n' >> damaged/merges.txt
+expect_exit 65 "a checkpoint whose merges.txt changed refused" "$KILN" generate --checkpoint damaged "To be"
+grep_err 'merges.txt.*damaged or replaced' "the message names merges.txt"
+
+# --- export: GPT2LMHeadModel with the tokenizer files
+expect_exit 0 "export" "$KILN" export --checkpoint ckA --out hf
+for f in model.safetensors config.json vocab.json merges.txt tokenizer_config.json special_tokens_map.json; do
+  check "export wrote $f" test -s "hf/$f"
+done
+check "config.json and tokenizer_config.json as transformers reads them" $PY - <<'EOF'
+import json
+c = json.load(open("hf/config.json"))
+assert c["model_type"] == "gpt2" and c["architectures"] == ["GPT2LMHeadModel"] and c["n_embd"] == 32, c
+assert c["vocab_size"] == 1000 and c["bos_token_id"] == c["eos_token_id"] == 999 and c["n_positions"] == 64, c
+t = json.load(open("hf/tokenizer_config.json"))
+assert t["tokenizer_class"] == "GPT2Tokenizer" and t["eos_token"] == "<|endoftext|>", t
+assert open("hf/merges.txt").readline().startswith("#version")
+assert len(json.load(open("hf/vocab.json"))) == 1000
+EOF
+
+# --- against PyTorch on the exported folder (full recomputation, no cache)
+zcat "$DATA/tinyshakespeare.txt.gz" | tail -c 6000 > heldout.txt
+expect_exit 0 "eval --perplexity" "$KILN" eval --checkpoint ckA --perplexity heldout.txt --window 64 --stride 24 --json
+cp out.txt ppl.json
+check "perplexity: tokens, scored tokens and NLL as torch's sliding window" $PY "$ROOT/tests/ref/gpt2_check.py" ppl hf heldout.txt 64 24 ppl.json
+expect_exit 0 "generate --greedy --json" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 20 --json "ROMEO:" "" "What say you, my lord"
+cp out.txt greedy.jsonl
+check "greedy: torch picks the same ids, log-probs within 1e-4" $PY "$ROOT/tests/ref/gpt2_check.py" greedy hf greedy.jsonl
+cat > task.json <<'EOF'
+{"name": "sst2-slice", "train": "train.tsv", "eval": "dev.tsv", "template": "Review: {sentence}\nSentiment:",
+ "label": "label", "choices": {"0": " negative", "1": " positive"}, "limit": 12}
+EOF
+cp "$DATA/sst2/train.tsv" "$DATA/sst2/dev.tsv" .
+expect_exit 0 "eval --fewshot 0,2" "$KILN" eval --checkpoint ckA --fewshot 0,2 --task task.json --scores scores.jsonl --json
+cp out.txt fs.json
+check "few-shot: every candidate's log-likelihood as torch's, accuracies from them" $PY "$ROOT/tests/ref/gpt2_check.py" scores hf scores.jsonl fs.json
+check "few-shot: k = 0 example 1 decodes to the template and its first answer" $PY - "$ROOT" <<'EOF'
+import json, sys
+sys.path.insert(0, sys.argv[1] + "/tests/ref")
+import gpt2_bpe
+enc = gpt2_bpe.Encoder("hf/vocab.json", "hf/merges.txt")
+dec = {v: k for k, v in enc.encoder.items()}
+back = {c: b for b, c in enc.byte_char.items()}
+r = json.loads(open("scores.jsonl").readline())
+text = bytes(back[ch] for i in r["ids"] for ch in dec[i]).decode()
+first = open("dev.tsv").read().split("\n")[1].split("\t")[0]
+want = "Review: " + first + "\nSentiment: negative"
+assert r["k"] == 0 and r["index"] == 0 and r["choice"] == 0 and text == want, (text, want)
+EOF
+check "few-shot: k = 2 prompts hold two solved examples" $PY -c '
+import json
+rows = [json.loads(l) for l in open("scores.jsonl")]
+k2 = [r for r in rows if r["k"] == 2]
+k0 = [r for r in rows if r["k"] == 0]
+assert len(k2) == len(k0) == 24 and all(len(a["ids"]) > len(b["ids"]) or len(a["ids"]) == 65 for a, b in zip(k2, k0))
+assert any(len(a["ids"]) == 65 for a in k2)  # cut from the left to n_positions + 1, as the harness'
+expect_exit 0 "few-shot table (text)" "$KILN" eval --checkpoint ckA --fewshot 0 --task task.json
+check "the table has a row for k = 0" grep -qE '^ +0 +[0-9.]+%' out.txt
+
+# --- generate: determinism, sampling options, stop strings, templates, stdin
+expect_exit 0 "sample, seed 7" "$KILN" generate --checkpoint ckA --seed 7 --top-k 50 --top-p 0.9 --temperature 0.8 --max-new-tokens 30 --json "To be"
+cp out.txt s7a.jsonl
+expect_exit 0 "sample, seed 7 again, 1 thread" "$KILN" generate --checkpoint ckA --seed 7 --top-k 50 --top-p 0.9 --temperature 0.8 --max-new-tokens 30 --threads 1 --json "To be"
+check "same seed: the same ids, text and log-probs (1 or 2 threads)" cmp s7a.jsonl out.txt
+expect_exit 0 "sample, seed 8" "$KILN" generate --checkpoint ckA --seed 8 --top-k 50 --top-p 0.9 --temperature 0.8 --max-new-tokens 30 --json "To be"
+check "another seed: another continuation" $PY -c 'import json,sys; a=json.load(open("s7a.jsonl")); b=json.load(open("out.txt")); assert a["ids"]!=b["ids"]'
+expect_exit 0 "top-k 1" "$KILN" generate --checkpoint ckA --top-k 1 --seed 99 --max-new-tokens 20 --json "ROMEO:"
+check "top-k 1 is greedy" $PY -c 'import json; a=json.loads(open("greedy.jsonl").readline()); b=json.load(open("out.txt")); assert a["ids"]==b["ids"], (a["ids"], b["ids"])'
+check "json fields: prompt, ids, text, logprobs, stop" $PY -c '
+import json, math
+g = json.loads(open("greedy.jsonl").readline())
+assert g["prompt"] == "ROMEO:" and len(g["ids"]) == len(g["logprobs"]) == 20 and g["stop"] == "max_new_tokens", g
+assert all(l <= 0 and math.isfinite(l) for l in g["logprobs"])'
+STOP=$($PY -c 'import json; t=json.loads(open("greedy.jsonl").readline())["text"]; print(t[3:6] if len(t.strip()) >= 6 else t[-2:])')
+expect_exit 0 "a stop string" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 20 --stop "$STOP" --json "ROMEO:"
+check "the text ends before the stop string, stop = stop_string" $PY - "$STOP" <<'EOF'
+import json, sys
+stop = sys.argv[1]
+g = json.load(open("out.txt")); full = json.loads(open("greedy.jsonl").readline())
+assert g["stop"] == "stop_string" and stop not in g["text"] and full["text"].startswith(g["text"] + stop), (g, stop)
+assert full["ids"][:len(g["ids"])] == g["ids"]
+EOF
+printf 'Summary of:\n{prompt}\nTL;DR:' > tmpl.txt
+expect_exit 0 "a template" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 5 --template tmpl.txt --json "the king is dead"
+check "the template's prompt is what the model continued" $PY -c '
+import json; g = json.load(open("out.txt")); assert g["prompt"] == "the king is dead" and g["prompt_tokens"] > 8, g'
+printf 'ROMEO:\nWhat say you, my lord\n' | "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 20 --json > stdin.jsonl 2>err.txt
+check "prompts from stdin, one a line, as the same prompts given as arguments" $PY -c '
+import json
+a = [json.loads(l) for l in open("stdin.jsonl")]; g = [json.loads(l) for l in open("greedy.jsonl")]
+assert [x["ids"] for x in a] == [g[0]["ids"], g[2]["ids"]]'
+expect_exit 0 "text output" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 5 "ROMEO:"
+check "text output: the prompt and its continuation" grep -q '^ROMEO:' out.txt
+expect_exit 64 "--top-p 0 refused" "$KILN" generate --checkpoint ckA --top-p 0 "x"
+expect_exit 64 "--temperature 0 refused" "$KILN" generate --checkpoint ckA --temperature 0 "x"
+expect_exit 66 "a missing checkpoint" "$KILN" generate --checkpoint nowhere "x"
+expect_exit 65 "a template without {prompt}" "$KILN" generate --checkpoint ckA --template heldout.txt "x"
+expect_exit 0 "export a BERT to get a non-causal checkpoint" "$KILN" train --config b.json --set data.vocab=wp --set checkpoint.dir=ckW
+expect_exit 65 "generate with a BERT checkpoint refused" "$KILN" generate --checkpoint ckW "x"
+grep_err 'not a causal model' "the message says so"
+expect_exit 64 "eval: --perplexity and --fewshot together refused" "$KILN" eval --checkpoint ckA --perplexity heldout.txt --fewshot 0 --task task.json
+head -4 train.tsv > tr3.tsv
+sed 's/"train.tsv"/"tr3.tsv"/' task.json > task3.json
+expect_exit 65 "few-shot k above the training examples refused" "$KILN" eval --checkpoint ckA --fewshot 4 --task task3.json
+grep_err 'k = 4 but the training file has 3 examples' "the message gives both numbers"
+printf 'sentence\tlabel\nfine\t7\n' > dev.tsv
+expect_exit 65 "a label outside the task's choices refused, named" "$KILN" eval --checkpoint ckA --fewshot 0 --task task.json
+grep_err 'dev.tsv: example 1: label "7"' "the message names the file, the example and the label"
+
+# --- learning (outside the sanitizer build: it takes a minute there)
+if [ -z "${KILN_SANITIZE:-}" ]; then
+  cat > l.json <<'EOF'
+{"model": {"type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 64, "resid_pdrop": 0, "embd_pdrop": 0, "attn_pdrop": 0},
+ "data": {"seq_len": 64, "batch_size": 16, "seed": 5, "valid_every": 100, "valid_batches": 8, "valid_fraction": 0.05, "vocab": "bpe1k"},
+ "optimizer": {"type": "adamw", "lr": 3e-3, "warmup_steps": 20},
+ "budget": {"steps": 200}, "threads": 2,
+ "checkpoint": {"dir": "ckL", "every": 100, "keep": 1}}
+EOF
+  expect_exit 0 "a learning run (200 steps)" "$KILN" train --config l.json --json
+  cp out.txt l.out
+  check "validation perplexity well below the unigram model's (< 0.6x)" $PY -c '
+import json; d = json.load(open("l.out")); print("  val perplexity %.1f, unigram %.1f" % (d["val_perplexity"], d["unigram_perplexity"]))
+assert d["val_perplexity"] < 0.6 * d["unigram_perplexity"], d'
+fi
+finish
