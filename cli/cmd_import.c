@@ -1,5 +1,12 @@
-/* cmd_import.c: kiln import (a Hugging Face BERT / ALBERT / ELECTRA folder as a kiln
- * checkpoint: trainer/hfimport.h reads it, trainer/checkpoint.h writes it). */
+/* cmd_import.c: kiln import (a Hugging Face BERT / ALBERT / ELECTRA / GPT-2
+ * folder as a kiln checkpoint: trainer/hfimport.h reads it,
+ * trainer/checkpoint.h writes it). A GPT-2 folder's vocab.json + merges.txt
+ * are parsed here (text/bpe.h, which trainer/ does not include): loadable
+ * by kbpe_vocab_load, as many tokens as config.json's vocab_size; the
+ * checkpoint stores them as kbpe_vocab_json / kbpe_merges_text write them
+ * (canonical: the bytes `kiln vocab import --bpe` of the same files keeps
+ * in the store and `kiln export` writes back, so the three agree; a
+ * folder kiln exported is stored byte for byte). */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
 #include <getopt.h>
@@ -10,14 +17,39 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "text/bpe.h"
 #include "trainer/checkpoint.h"
 #include "trainer/hfimport.h"
+
+/* GPT-2's vocabulary of m (vocab.json + merges.txt as read): loaded and
+ * checked against config.json's vocab_size; m->eot_id set; *vj and *mg get
+ * the canonical files. Returns 0 or EX_DATAERR with err filled. */
+static int check_bpe(khf_model *m, const char *dir, kbuf *vj, kbuf *mg, char *err, size_t errlen)
+{
+    kbpe_vocab *v = NULL;
+    char e[512];
+    if (kbpe_vocab_load(m->vocab, m->vocab_len, m->merges, m->merges_len, &v, e, sizeof e)) {
+        snprintf(err, errlen, "%s: vocab.json / merges.txt: %s", dir, e);
+        return EX_DATAERR;
+    }
+    if ((int64_t)kbpe_vocab_size(v) != m->config.vocab_size) {
+        snprintf(err, errlen, "%s: vocab.json has %zu tokens but config.json's vocab_size is %d (kiln's GPT-2 needs "
+                 "them equal)", dir, kbpe_vocab_size(v), m->config.vocab_size);
+        kbpe_vocab_free(v);
+        return EX_DATAERR;
+    }
+    m->eot_id = kbpe_vocab_eot(v);
+    kbpe_vocab_json(v, vj);
+    kbpe_merges_text(v, mg);
+    kbpe_vocab_free(v);
+    return 0;
+}
 
 /* Writes the checkpoint OUT/step-000000000/ for m: built whole in
  * PARENT/.import-NAME.tmp/ by kckpt_save, then renamed to OUT (an existing
  * OUT replaced only when force). path gets the step folder. */
-static int write_checkpoint(const khf_model *m, const char *from, const char *out, int force, char *path,
-                            size_t plen, char *err, size_t errlen)
+static int write_checkpoint(const khf_model *m, const char *from, const char *out, int force, const kbuf *vj,
+                            const kbuf *mg, char *path, size_t plen, char *err, size_t errlen)
 {
     char *final, *parent, *tmp = kckpt_tmp_sibling(out, "import", &final, &parent);
 
@@ -33,10 +65,13 @@ static int write_checkpoint(const khf_model *m, const char *from, const char *ou
     char *cfg_json = ktrain_config_to_json(&rc_cfg);
     char real[PATH_MAX];
     char *extra = khf_extra_json(m, realpath(from, real) ? real : from);
-    kckpt_state st = {.step = 0, .config_json = cfg_json, .vocab_name = "", .extra_json = extra};
+    const int bpe = m->vocab_kind == KCKPT_VOCAB_BPE;
+    kckpt_state st = {.step = 0, .config_json = cfg_json, .vocab_name = "", .extra_json = extra,
+                      .vocab_kind = m->vocab_kind, .merges = bpe ? mg->data : NULL, .merges_len = bpe ? mg->len : 0};
     kckpt_part part = {"model.safetensors", m->tensors, m->n};
     kckpt_remove_tree(tmp);
-    rc = kckpt_save(tmp, &st, &part, 1, m->vocab, m->vocab_len, 0, NULL, 0, err, errlen);
+    rc = kckpt_save(tmp, &st, &part, 1, bpe ? vj->data : m->vocab, bpe ? vj->len : m->vocab_len, 0, NULL, 0, err,
+                    errlen);
     if (!rc) rc = kckpt_publish_dir(tmp, final, force, err, errlen);
     if (rc) kckpt_remove_tree(tmp);
     else snprintf(path, plen, "%s/step-000000000", final);
@@ -59,6 +94,11 @@ int cmd_import(int argc, char **argv, const char *db)
         "checkpoint folder CKPT/step-000000000/ (model.safetensors under kiln's tensor\n"
         "names, vocab.txt, state.json with a run config holding the model; no\n"
         "optimizer state, so it starts fine-tuning, it does not resume a run).\n"
+        "GPT-2 (model_type gpt2: GPT2LMHeadModel or GPT2Model, e.g. the hub's gpt2 or\n"
+        "what kiln export writes) needs vocab.json and merges.txt, as many tokens as\n"
+        "vocab_size; its Conv1D weights are transposed to kiln's [out, in], the\n"
+        "attn.bias / attn.masked_bias buffers skipped, a tied lm_head.weight checked\n"
+        "and dropped; kiln generate and kiln eval --perplexity / --fewshot read it.\n"
         "A folder holding discriminator/ and generator/ (what kiln export writes for\n"
         "ELECTRA) is read as the pair: one checkpoint, whose discriminator kiln finetune\n"
         "starts from.\n"
@@ -104,7 +144,11 @@ int cmd_import(int argc, char **argv, const char *db)
         return rc;
     }
     if (m.n_converted) kinfo("%d tensors converted to F32", m.n_converted);
-    rc = write_checkpoint(&m, dir, out, force, path, sizeof path, err, sizeof err);
+    kbuf vj = {0}, mg = {0};
+    if (m.vocab_kind == KCKPT_VOCAB_BPE) rc = check_bpe(&m, dir, &vj, &mg, err, sizeof err);
+    if (!rc) rc = write_checkpoint(&m, dir, out, force, &vj, &mg, path, sizeof path, err, sizeof err);
+    kbuf_free(&vj);
+    kbuf_free(&mg);
     if (rc) {
         kerr("%s", err);
     } else if (c.json) {
@@ -117,9 +161,10 @@ int cmd_import(int argc, char **argv, const char *db)
         fputs(b.data, stdout);
         kbuf_free(&b);
     } else {
-        kinfo("imported %s (%s, %d tensors%s%s%s%s) into %s", dir, m.architecture, m.n,
+        kinfo("imported %s (%s, %d tensors%s%s%s%s%s) into %s", dir, m.architecture, m.n,
               m.heads & KHF_MLM ? ", MLM head" : "", m.heads & KHF_SENTENCE ? ", sentence head" : "",
-              m.heads & KHF_TOKEN ? ", replaced-token head" : "", m.heads & KHF_CLASSIFY ? ", classifier" : "", path);
+              m.heads & KHF_TOKEN ? ", replaced-token head" : "", m.heads & KHF_CLASSIFY ? ", classifier" : "",
+              m.heads & KHF_LM ? ", tied LM head" : "", path);
     }
     khf_free(&m);
     return rc;

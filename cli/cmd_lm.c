@@ -501,7 +501,8 @@ static int eval_perplexity(lm *x, const char *path, int window, int stride, int 
     }
     double t_enc = know_seconds() - t0;
     if (window <= 0 || window > x->ctx) window = x->ctx;
-    if (stride <= 0 || stride > window) stride = window;
+    if (stride <= 0) stride = window / 2 > 0 ? window / 2 : 1;
+    if (stride > window) stride = window;
     const int chunk = 64;
     float *logits = xmalloc((size_t)chunk * (size_t)x->V * sizeof *logits);
     double *lp = xmalloc((size_t)x->V * sizeof *lp);
@@ -1130,7 +1131,7 @@ int cmd_eval_lm(int argc, char **argv, const char *db)
         "A GPT-2 checkpoint's language model on text it did not train on.\n"
         "--perplexity FILE: FILE's text encoded as one token sequence and scored with a\n"
         "sliding window of N positions (default the model's n_positions) moved by S\n"
-        "(default N): every token after the first is scored once, with up to N - 1\n"
+        "(default N / 2): every token after the first is scored once, with up to N - 1\n"
         "tokens of context (Hugging Face's perplexity recipe). Prints perplexity, mean\n"
         "NLL, bits per byte, next-token accuracy and tokens/s; --json: {\"perplexity\",\n"
         "\"nll\", \"bits_per_byte\", \"accuracy\", \"tokens\", \"scored\", \"tokens_per_s\", ...}.\n"

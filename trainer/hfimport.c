@@ -1,15 +1,22 @@
-/* hfimport.c: a Hugging Face BERT / ALBERT folder into kiln's terms
- * (hfimport.h). Order of work, each step refusing with a message before
- * the next:
- *   1. the files: config.json, vocab.txt, model.safetensors (which exist);
+/* hfimport.c: a Hugging Face BERT / ALBERT / ELECTRA / GPT-2 folder into
+ * kiln's terms (hfimport.h). Order of work, each step refusing with a
+ * message before the next:
+ *   1. the files: config.json, model.safetensors (which exist);
  *   2. config.json: model_type, the class, the model's dimensions (with
- *      transformers' defaults for absent keys), validated by the run-config
- *      reader (ktrain_config_parse), so the config is one kiln accepts;
- *   3. the vocabulary (kexport_vocab_check: what the exporter requires);
+ *      transformers' defaults for absent keys; GPT-2: GPT2Config's names
+ *      and defaults, the attention variants kiln lacks refused);
+ *   3. the vocabulary the model type reads: vocab.txt (which exists, and
+ *      kexport_vocab_check: what the exporter requires), or GPT-2's
+ *      vocab.json + merges.txt (which exist; their bytes kept, checked by
+ *      the caller with text/bpe.h, which trainer/ does not include);
  *   4. the tensors: names mapped (prefix added to a base model's names),
  *      buffers skipped, each one matched against kexport_layout2 of the
- *      class (unknown: refused; shape: refused with both shapes), F16/BF16
- *      converted, tied copies compared and dropped, required ones present.
+ *      class (unknown: refused; shape: refused with both shapes; a
+ *      transposed entry, GPT-2's Conv1D, against its [in, out] shape),
+ *      F16/BF16 converted, Conv1D weights transposed to [out, in], tied
+ *      copies compared and dropped, required ones present;
+ *   5. the config as the run-config reader (ktrain_config_parse) sees it,
+ *      so the config is one kiln accepts.
  * The layout (trainer/export.c) is the one table of names: nothing here
  * lists a tensor of the encoder. */
 #define _POSIX_C_SOURCE 200809L
@@ -99,6 +106,17 @@ static double get_num(cfg_reader *r, const char *key, double def)
     return json_number_value(v);
 }
 
+static int get_bool(cfg_reader *r, const char *key, int def)
+{
+    json_t *v = json_object_get(r->j, key);
+    if (!v || json_is_null(v)) return def;
+    if (!json_is_boolean(v)) {
+        if (!r->bad++) kseterr(r->err, r->errlen, "%s: \"%s\" must be true or false", r->path, key);
+        return def;
+    }
+    return json_is_true(v);
+}
+
 static const char *get_str(cfg_reader *r, const char *key, const char *def)
 {
     json_t *v = json_object_get(r->j, key);
@@ -110,10 +128,39 @@ static const char *get_str(cfg_reader *r, const char *key, const char *def)
     return json_string_value(v);
 }
 
+/* GPT-2's run config: the model under GPT2Config's names (n_inner null
+ * when it is the derived 4 n_embd), objectives ["clm"]. */
+static int run_config_gpt2(const kmodel_config *m, ktrain_config *out, char *err, size_t errlen)
+{
+    kbuf b = {0};
+    char d1[32], d2[32], d3[32], d4[32], d5[32], inner[16];
+    ktrain_fmt_double(d1, m->layer_norm_eps);
+    ktrain_fmt_double(d2, m->hidden_dropout_prob);
+    ktrain_fmt_double(d3, m->attention_probs_dropout_prob);
+    ktrain_fmt_double(d4, m->embd_dropout_prob);
+    ktrain_fmt_double(d5, m->initializer_range);
+    if ((int64_t)m->intermediate_size == 4 * (int64_t)m->hidden_size) snprintf(inner, sizeof inner, "null");
+    else snprintf(inner, sizeof inner, "%d", m->intermediate_size);
+    kbuf_printf(&b,
+                "{\"model\": {\"type\": \"gpt2\", \"vocab_size\": %d, \"n_embd\": %d, \"n_layer\": %d, "
+                "\"n_head\": %d, \"n_positions\": %d, \"n_inner\": %s, \"activation_function\": \"%s\", "
+                "\"layer_norm_epsilon\": %s, \"resid_pdrop\": %s, \"attn_pdrop\": %s, \"embd_pdrop\": %s, "
+                "\"initializer_range\": %s},\n",
+                m->vocab_size, m->hidden_size, m->num_hidden_layers, m->num_attention_heads,
+                m->max_position_embeddings, inner, m->hidden_act == KACT_GELU ? "gelu" : "gelu_new", d1, d2, d3, d4,
+                d5);
+    int L = m->max_position_embeddings < 128 ? m->max_position_embeddings : 128;
+    kbuf_printf(&b, " \"data\": {\"objectives\": [\"clm\"], \"seq_len\": %d}, \"budget\": {\"steps\": 1000}}", L);
+    int rc = ktrain_config_parse(out, b.data, b.len, NULL, 0, err, errlen);
+    kbuf_free(&b);
+    return rc;
+}
+
 /* The run config (ktrain_config) whose model is m, validated by the
  * run-config reader; objectives from the heads present. */
 static int run_config(const kmodel_config *m, int heads, ktrain_config *out, char *err, size_t errlen)
 {
+    if (m->type == KMODEL_GPT2) return run_config_gpt2(m, out, err, errlen);
     if (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT && m->type != KMODEL_ELECTRA) {
         kseterr(err, errlen, "model.type: unknown (%d)", m->type);
         return EX_CONFIG;
@@ -156,13 +203,20 @@ static int run_config(const kmodel_config *m, int heads, ktrain_config *out, cha
     return rc;
 }
 
-/* The class named in config.json: its model type and head kind. */
+/* The class named in config.json: its model type and head kind (GPT2Model:
+ * read as GPT2LMHeadModel, whose tensors it has but the tied lm_head). */
 static int known_class(const char *arch, int *type, int *kind)
 {
-    for (int t = KMODEL_BERT; t <= KMODEL_ELECTRA; t++)
+    if (!strcmp(arch, "GPT2Model")) {
+        *type = KMODEL_GPT2;
+        *kind = KEXPORT_HEAD_PRETRAINING;
+        return 1;
+    }
+    for (int t = KMODEL_BERT; t <= KMODEL_GPT2; t++)
         for (int k = KEXPORT_HEAD_PRETRAINING; k <= KEXPORT_HEAD_BASE; k++) {
             kexport_head h = {k, 1, NULL, NULL};
-            if (!strcmp(arch, kexport_architecture(t, &h))) {
+            const char *name = kexport_architecture(t, &h);
+            if (name && !strcmp(arch, name)) {
                 *type = t;
                 *kind = k;
                 return 1;
@@ -173,9 +227,15 @@ static int known_class(const char *arch, int *type, int *kind)
 
 /* ---- tensor names ------------------------------------------------------------ */
 
-/* The file's name as kiln's: a base model's unprefixed names get the prefix. */
+/* The file's name as kiln's: a base model's unprefixed names get the prefix
+ * (GPT-2: "transformer." before wte., wpe., h., ln_f.). */
 static void kiln_name(const char *name, int type, char *out, size_t n)
 {
+    if (type == KMODEL_GPT2) {
+        int bare = starts(name, "wte.") || starts(name, "wpe.") || starts(name, "h.") || starts(name, "ln_f.");
+        snprintf(out, n, "%s%s", bare ? "transformer." : "", name);
+        return;
+    }
     const char *prefix = type == KMODEL_ALBERT ? "albert." : type == KMODEL_ELECTRA ? "electra." : "bert.";
     if (starts(name, "embeddings.") || starts(name, "encoder.") || starts(name, "pooler.") ||
         (type == KMODEL_ELECTRA && starts(name, "embeddings_project.")))
@@ -184,11 +244,20 @@ static void kiln_name(const char *name, int type, char *out, size_t n)
         snprintf(out, n, "%s", name);
 }
 
-/* Buffers transformers saved in some versions: not parameters. */
-static int is_buffer(const char *kname)
+/* Buffers transformers saved in some versions: not parameters (GPT-2's
+ * causal mask transformer.h.N.attn.bias and its fill value
+ * transformer.h.N.attn.masked_bias; not attn.c_attn.bias). */
+static int is_buffer(const char *kname, int type)
 {
     static const char *const suffixes[] = {"embeddings.position_ids", "embeddings.token_type_ids"};
     size_t n = strlen(kname);
+    if (type == KMODEL_GPT2) {
+        if (!starts(kname, "transformer.h.")) return 0;
+        const char *p = kname + strlen("transformer.h.");
+        if (*p < '0' || *p > '9') return 0;
+        while (*p >= '0' && *p <= '9') p++;
+        return !strcmp(p, ".attn.bias") || !strcmp(p, ".attn.masked_bias");
+    }
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
         size_t k = strlen(suffixes[i]);
         if (n >= k && !strcmp(kname + n - k, suffixes[i])) return 1;
@@ -232,7 +301,61 @@ void khf_free(khf_model *m)
     for (int i = 0; m->labels && i < m->num_labels; i++) free(m->labels[i]);
     free(m->labels);
     free(m->vocab);
+    free(m->merges);
     memset(m, 0, sizeof *m);
+}
+
+/* GPT2Config (transformers' names and defaults for absent keys) into *c;
+ * the attention variants kiln does not compute refused by name. Returns 0
+ * or EX_DATAERR with r's err filled. n_ctx is not read: transformers
+ * ignores it (wpe and the causal mask are n_positions long). */
+static int read_gpt2(cfg_reader *r, kmodel_config *c)
+{
+    ktrain_config d; /* kiln's defaults for what GPT2Config does not name (type_vocab_size, ...) */
+    ktrain_config_defaults(&d);
+    *c = d.model;
+    c->type = KMODEL_GPT2;
+    c->vocab_size = get_int(r, "vocab_size", 50257);
+    c->max_position_embeddings = get_int(r, "n_positions", 1024);
+    c->hidden_size = c->embedding_size = get_int(r, "n_embd", 768);
+    c->num_hidden_layers = c->num_hidden_groups = get_int(r, "n_layer", 12);
+    c->num_attention_heads = get_int(r, "n_head", 12);
+    int inner = get_int(r, "n_inner", -1); /* null: 4 n_embd */
+    c->intermediate_size = inner < 0 ? 4 * c->hidden_size : inner;
+    c->hidden_dropout_prob = get_num(r, "resid_pdrop", 0.1);
+    c->embd_dropout_prob = get_num(r, "embd_pdrop", 0.1);
+    c->attention_probs_dropout_prob = get_num(r, "attn_pdrop", 0.1);
+    c->layer_norm_eps = get_num(r, "layer_norm_epsilon", 1e-5);
+    c->initializer_range = get_num(r, "initializer_range", 0.02);
+    const char *act = get_str(r, "activation_function", "gelu_new");
+    int scale = get_bool(r, "scale_attn_weights", 1), by_layer = get_bool(r, "scale_attn_by_inverse_layer_idx", 0),
+        cross = get_bool(r, "add_cross_attention", 0);
+    if (r->bad) return EX_DATAERR;
+    if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) c->hidden_act = KACT_GELU_NEW;
+    else if (!strcmp(act, "gelu")) c->hidden_act = KACT_GELU;
+    else {
+        kseterr(r->err, r->errlen,
+                "%s: activation_function \"%s\" is not supported (kiln has \"gelu_new\" and \"gelu\")", r->path, act);
+        return EX_DATAERR;
+    }
+    if (!scale) {
+        kseterr(r->err, r->errlen,
+                "%s: scale_attn_weights false is not supported (kiln's attention always divides by sqrt(head size))",
+                r->path);
+        return EX_DATAERR;
+    }
+    if (by_layer) {
+        kseterr(r->err, r->errlen,
+                "%s: scale_attn_by_inverse_layer_idx true is not supported (kiln's attention has no per-layer scaling)",
+                r->path);
+        return EX_DATAERR;
+    }
+    if (cross) {
+        kseterr(r->err, r->errlen, "%s: add_cross_attention true is not supported (kiln's GPT-2 is a decoder alone)",
+                r->path);
+        return EX_DATAERR;
+    }
+    return 0;
 }
 
 /* Reads config.json into m (everything but the tensors); *kind gets the head kind,
@@ -252,16 +375,19 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
     const char *mt = get_str(&r, "model_type", NULL);
     if (!mt) {
         if (!r.bad)
-            kseterr(err, errlen, "%s: no \"model_type\" (kiln imports \"bert\", \"albert\" and \"electra\")", path);
+            kseterr(err, errlen, "%s: no \"model_type\" (kiln imports \"bert\", \"albert\", \"electra\" and \"gpt2\")",
+                    path);
         goto out;
     }
     if (!strcmp(mt, "bert")) type = KMODEL_BERT;
     else if (!strcmp(mt, "albert")) type = KMODEL_ALBERT;
     else if (!strcmp(mt, "electra")) type = KMODEL_ELECTRA;
+    else if (!strcmp(mt, "gpt2")) type = KMODEL_GPT2;
     else {
         kseterr(err, errlen,
-                "%s: model_type \"%s\" is not supported (kiln imports \"bert\", \"albert\" and \"electra\")", path,
-                mt);
+                "%s: model_type \"%s\" is not supported (kiln imports \"bert\", \"albert\", \"electra\" and "
+                "\"gpt2\")",
+                path, mt);
         goto out;
     }
     json_t *archs = json_object_get(j, "architectures");
@@ -276,7 +402,8 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
         if (!known_class(a, &t, &k)) {
             kseterr(err, errlen,
                     "%s: architecture \"%s\" is not supported (kiln imports BertForPreTraining, BertForMaskedLM, "
-                    "BertModel, BertForSequenceClassification and their Albert and Electra counterparts)",
+                    "BertModel, BertForSequenceClassification and their Albert and Electra counterparts, "
+                    "GPT2LMHeadModel and GPT2Model)",
                     path, a);
             goto out;
         }
@@ -286,6 +413,13 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
         }
         *kind = k;
         snprintf(m->architecture, sizeof m->architecture, "%s", a);
+    }
+    if (type == KMODEL_GPT2) {
+        *kind = KEXPORT_HEAD_PRETRAINING;
+        *labels_rows = 0;
+        snprintf(m->architecture, sizeof m->architecture, "GPT2LMHeadModel"); /* the tied LM head: always */
+        rc = read_gpt2(&r, &m->config);
+        goto out;
     }
     int albert = type == KMODEL_ALBERT, electra = type == KMODEL_ELECTRA;
     kmodel_config *c = &m->config;
@@ -384,7 +518,7 @@ static int load_tensors(const char *path, khf_model *m, const kst_file *f, char 
     for (int i = 0; i < nf; i++) {
         const kst_tensor *t = kst_get(f, i);
         kiln_name(t->name, m->config.type, kn, sizeof kn);
-        if (is_buffer(kn)) { m->n_skipped++; continue; }
+        if (is_buffer(kn, m->config.type)) { m->n_skipped++; continue; }
         int k = 0;
         while (k < nl && strcmp(lay[k].name, kn)) k++;
         if (k == nl) {
@@ -398,10 +532,14 @@ static int load_tensors(const char *path, khf_model *m, const kst_file *f, char 
                     t->name);
             goto out;
         }
-        if (t->ndim != lay[k].ndim || t->shape[0] != lay[k].shape[0] || (t->ndim == 2 && t->shape[1] != lay[k].shape[1])) {
+        /* the file's shape: a transposed entry (GPT-2's Conv1D) is [in, out] there */
+        const int tr = lay[k].transpose && lay[k].ndim == 2;
+        const int64_t want[2] = {lay[k].shape[tr ? 1 : 0], lay[k].shape[tr ? 0 : 1]};
+        if (t->ndim != lay[k].ndim || t->shape[0] != want[0] || (t->ndim == 2 && t->shape[1] != want[1])) {
             shape_str(s1, sizeof s1, t->ndim, t->shape);
-            shape_str(s2, sizeof s2, lay[k].ndim, lay[k].shape);
-            kseterr(err, errlen, "%s: tensor '%s' has shape %s, config.json implies %s", path, t->name, s1, s2);
+            shape_str(s2, sizeof s2, lay[k].ndim, want);
+            kseterr(err, errlen, "%s: tensor '%s' has shape %s, config.json implies %s%s", path, t->name, s1, s2,
+                    tr ? " (Conv1D: [in, out])" : "");
             goto out;
         }
         if (strcmp(t->dtype, "F32") && strcmp(t->dtype, "F16") && strcmp(t->dtype, "BF16")) {
@@ -451,6 +589,14 @@ static int load_tensors(const char *path, khf_model *m, const kst_file *f, char 
             }
             m->n_converted++;
         }
+        if (lay[k].transpose && lay[k].ndim == 2) { /* Conv1D [in, out] -> kiln's [out, in] */
+            const int64_t r = lay[k].shape[0], c = lay[k].shape[1]; /* out, in */
+            float *o = xmalloc(numel * sizeof *o + 1);
+            for (int64_t i = 0; i < c; i++)
+                for (int64_t j = 0; j < r; j++) o[j * c + i] = d[i * r + j];
+            free(d);
+            d = o;
+        }
         data[k] = d;
     }
     /* tied copies: equal to their target, then dropped */
@@ -487,6 +633,7 @@ static int load_tensors(const char *path, khf_model *m, const kst_file *f, char 
         else if (starts(t->name, "sop_classifier.") || starts(t->name, "cls.seq_relationship.")) m->heads |= KHF_SENTENCE;
         else if (starts(t->name, "predictions.") || starts(t->name, "cls.predictions.")) m->heads |= KHF_MLM;
     }
+    if (m->config.type == KMODEL_GPT2) m->heads = KHF_LM; /* tied to transformer.wte.weight */
     rc = 0;
 out_data:
     for (int k = 0; k < nl; k++) free(data[k]);
@@ -497,25 +644,14 @@ out:
     return rc;
 }
 
-int khf_load(const char *dir, khf_model *out, char *err, size_t errlen)
+/* BERT / ALBERT / ELECTRA's vocab.txt (checked against m's config as the
+ * exporter checks it) and tokenizer_config.json's casing into m. Returns 0,
+ * EX_NOINPUT (vocab.txt missing), EX_DATAERR or EX_IOERR. */
+static int read_wordpiece(const char *dir, khf_model *out, char *err, size_t errlen)
 {
-    memset(out, 0, sizeof *out);
-    if (errlen) err[0] = '\0';
-    if (!dir || !*dir) {
-        kseterr(err, errlen, "khf_load: no folder given");
-        return EX_SOFTWARE;
-    }
-    if (access(dir, F_OK)) {
-        kseterr(err, errlen, "%s: %s", dir, strerror(errno));
-        return EX_NOINPUT;
-    }
-    char *cpath = join(dir, "config.json"), *vpath = join(dir, "vocab.txt"), *spath = join(dir, "model.safetensors");
-    kst_file *f = NULL;
-    int rc = EX_NOINPUT, kind = -1, rows = 0;
-    if (access(cpath, F_OK)) {
-        kseterr(err, errlen, "%s: missing (a Hugging Face model folder has config.json)", cpath);
-        goto done;
-    }
+    char *vpath = join(dir, "vocab.txt");
+    int rc = 0;
+    /* the vocabulary */
     if (access(vpath, F_OK)) {
         if (exists(dir, "spiece.model"))
             kseterr(err, errlen,
@@ -524,22 +660,9 @@ int khf_load(const char *dir, khf_model *out, char *err, size_t errlen)
                     vpath);
         else
             kseterr(err, errlen, "%s: missing (kiln needs the WordPiece vocabulary)", vpath);
+        rc = EX_NOINPUT;
         goto done;
     }
-    if (access(spath, F_OK)) {
-        if (exists(dir, "model.safetensors.index.json"))
-            kseterr(err, errlen, "%s: missing: the folder holds a sharded checkpoint, which kiln does not read", spath);
-        else if (exists(dir, "pytorch_model.bin"))
-            kseterr(err, errlen,
-                    "%s: missing: the folder has only pytorch_model.bin; kiln reads safetensors only (save the "
-                    "model with save_pretrained(..., safe_serialization=True))",
-                    spath);
-        else
-            kseterr(err, errlen, "%s: missing", spath);
-        goto done;
-    }
-    if ((rc = read_config(cpath, out, &kind, &rows, err, errlen))) goto done;
-    /* the vocabulary */
     kbuf v = {0};
     int e = kbuf_read_file(&v, vpath);
     if (e) {
@@ -568,7 +691,99 @@ int khf_load(const char *dir, khf_model *out, char *err, size_t errlen)
         out->strip_accents = json_is_true(json_object_get(tj, "strip_accents"));
     json_decref(tj);
     free(tpath);
-    /* the tensors */
+done:
+    free(vpath);
+    return rc;
+}
+
+/* GPT-2's tokenizer files: vocab.json and merges.txt, their bytes into m
+ * (vocab_kind BPE); parsed and checked by the caller (text/bpe.h). Returns
+ * 0, EX_NOINPUT (a file missing, named) or EX_IOERR. */
+static int read_bpe(const char *dir, khf_model *m, char *err, size_t errlen)
+{
+    static const char *const names[2] = {"vocab.json", "merges.txt"};
+    char *paths[2] = {join(dir, names[0]), join(dir, names[1])};
+    kbuf b[2] = {{0}, {0}};
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        if (access(paths[i], F_OK)) {
+            if (exists(dir, "tokenizer.json"))
+                kseterr(err, errlen,
+                        "%s: missing: the folder has tokenizer.json (a fast tokenizer's file); kiln needs GPT-2's "
+                        "vocab.json and merges.txt (GPT2Tokenizer's save_pretrained writes them)",
+                        paths[i]);
+            else
+                kseterr(err, errlen, "%s: missing (kiln needs GPT-2's byte-level BPE: vocab.json and merges.txt)",
+                        paths[i]);
+            rc = EX_NOINPUT;
+        } else {
+            int e = kbuf_read_file(&b[i], paths[i]);
+            if (e) {
+                kseterr(err, errlen, "%s: %s", paths[i], strerror(e));
+                rc = EX_IOERR;
+            } else if (!b[i].data) {
+                kbuf_reserve(&b[i], 1); /* an empty file: NUL-terminated all the same */
+            }
+        }
+    }
+    if (!rc) {
+        m->vocab_kind = KCKPT_VOCAB_BPE;
+        m->vocab = b[0].data;
+        m->vocab_len = b[0].len;
+        m->merges = b[1].data;
+        m->merges_len = b[1].len;
+    } else {
+        kbuf_free(&b[0]);
+        kbuf_free(&b[1]);
+    }
+    free(paths[0]);
+    free(paths[1]);
+    return rc;
+}
+
+int khf_load(const char *dir, khf_model *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (errlen) err[0] = '\0';
+    if (!dir || !*dir) {
+        kseterr(err, errlen, "khf_load: no folder given");
+        return EX_SOFTWARE;
+    }
+    if (access(dir, F_OK)) {
+        kseterr(err, errlen, "%s: %s", dir, strerror(errno));
+        return EX_NOINPUT;
+    }
+    char *cpath = join(dir, "config.json"), *spath = join(dir, "model.safetensors");
+    kst_file *f = NULL;
+    int rc = EX_NOINPUT, kind = -1, rows = 0;
+    if (access(cpath, F_OK)) {
+        kseterr(err, errlen, "%s: missing (a Hugging Face model folder has config.json)", cpath);
+        goto done;
+    }
+    if (access(spath, F_OK)) {
+        if (exists(dir, "model.safetensors.index.json"))
+            kseterr(err, errlen, "%s: missing: the folder holds a sharded checkpoint, which kiln does not read", spath);
+        else if (exists(dir, "pytorch_model.bin"))
+            kseterr(err, errlen,
+                    "%s: missing: the folder has only pytorch_model.bin; kiln reads safetensors only (save the "
+                    "model with save_pretrained(..., safe_serialization=True))",
+                    spath);
+        else
+            kseterr(err, errlen, "%s: missing", spath);
+        goto done;
+    }
+    if ((rc = read_config(cpath, out, &kind, &rows, err, errlen))) goto done;
+    ktrain_config rcfg;
+    char cerr[512];
+    if (out->config.type == KMODEL_GPT2 && run_config(&out->config, 0, &rcfg, cerr, sizeof cerr)) {
+        /* before the layout, which needs a model kiln can build (n_head dividing n_embd, ...) */
+        kseterr(err, errlen, "%s: the model does not fit kiln: %s", cpath, cerr);
+        rc = EX_DATAERR;
+        goto done;
+    }
+    rc = out->config.type == KMODEL_GPT2 ? read_bpe(dir, out, err, errlen) : read_wordpiece(dir, out, err, errlen);
+    if (rc) goto done;
+    out->eot_id = -1; /* the caller, which parses a BPE vocabulary, knows it */
     f = kst_open(spath, err, errlen);
     if (!f) {
         rc = EX_DATAERR;
@@ -613,8 +828,6 @@ int khf_load(const char *dir, khf_model *out, char *err, size_t errlen)
     out->head.problem_type = out->num_labels ? out->problem_type : NULL;
     if ((rc = load_tensors(spath, out, f, err, errlen))) goto done;
     /* the config as kiln's run-config reader sees it (ranges, cross-field checks) */
-    ktrain_config rcfg;
-    char cerr[512];
     if (run_config(&out->config, out->heads, &rcfg, cerr, sizeof cerr)) {
         kseterr(err, errlen, "%s: the model does not fit kiln: %s", cpath, cerr);
         rc = EX_DATAERR;
@@ -624,7 +837,6 @@ int khf_load(const char *dir, khf_model *out, char *err, size_t errlen)
 done:
     kst_close(f);
     free(cpath);
-    free(vpath);
     free(spath);
     if (rc) khf_free(out);
     return rc;
@@ -734,6 +946,22 @@ int khf_run_config(const khf_model *m, ktrain_config *out, char *err, size_t err
 
 char *khf_extra_json(const khf_model *m, const char *imported_from)
 {
+    if (m->config.type == KMODEL_GPT2) {
+        json_t *o = json_object(), *heads = json_array();
+        json_array_append_new(heads, json_string("lm"));
+        json_object_set_new(o, "imported_from", json_string(imported_from ? imported_from : ""));
+        json_object_set_new(o, "architecture", json_string(m->architecture));
+        json_object_set_new(o, "model_type", json_string("gpt2"));
+        json_object_set_new(o, "heads", heads);
+        json_object_set_new(o, "tokenizer", json_string("bpe"));
+        json_object_set_new(o, "eot_id", m->eot_id >= 0 ? json_integer(m->eot_id) : json_null());
+        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        if (!s) abort(); /* out of memory */
+        char *r = xstrdup(s);
+        free(s);
+        return r;
+    }
     json_t *o = json_object(), *heads = json_array(), *labels = json_array();
     if (m->heads & KHF_MLM) json_array_append_new(heads, json_string("mlm"));
     if (m->heads & KHF_SENTENCE) json_array_append_new(heads, json_string("sentence"));

@@ -9,8 +9,14 @@
  * Export: the classifier layout (names, shapes, roles) of BERT and ALBERT
  * with 3 labels, config.json's id2label / label2id / problem_type, a base
  * model written without the prefix, the refusal of a classifier export
- * without classifier.*, the head a checkpoint's tensors imply. Each test
- * works in a fresh /tmp folder. */
+ * without classifier.*, the head a checkpoint's tensors imply. GPT-2: a
+ * folder kexport_gpt2 wrote imports bit-exactly (Conv1D transposed back to
+ * [out, in]) and exports back to the same bytes; variants written with
+ * kst_write: names without "transformer.", the attn.bias / masked_bias
+ * buffers, lm_head.weight equal (dropped) and different (refused), an F16
+ * Conv1D weight, a wrong shape, an unknown tensor, missing merges.txt,
+ * tokenizer.json only, GPT2Config's defaults, the attention variants kiln
+ * refuses. Each test works in a fresh /tmp folder. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sampler/batch.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/export.h"
@@ -585,6 +592,325 @@ static void test_masked_lm_layout(void **state)
     free_set(&s);
 }
 
+
+/* ---- GPT-2 ----------------------------------------------------------------------- */
+
+static const char GPT2_VOCAB[] = "{\"a\": 0, \"b\": 1}"; /* bytes only: khf_load does not parse them */
+static const char GPT2_MERGES[] = "#version: 0.2\na b\n";
+
+static kmodel_config tiny_gpt2(void)
+{
+    kmodel_config m = tiny(KMODEL_GPT2);
+    m.embedding_size = m.hidden_size;
+    m.num_hidden_groups = m.num_hidden_layers;
+    m.intermediate_size = 4 * m.hidden_size;
+    m.hidden_act = KACT_GELU_NEW;
+    m.layer_norm_eps = 1e-5;
+    m.embd_dropout_prob = 0.1;
+    return m;
+}
+
+static void read_all(const char *path, kbuf *b)
+{
+    kbuf_clear(b);
+    if (kbuf_read_file(b, path)) fail_msg("cannot read %s", path);
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+    kbuf x = {0}, y = {0};
+    read_all(a, &x);
+    read_all(b, &y);
+    if (x.len != y.len || memcmp(x.data, y.data, x.len)) fail_msg("%s and %s differ", a, b);
+    kbuf_free(&x);
+    kbuf_free(&y);
+}
+
+/* The folder `name`: the tensors t[n] as given (file names, file shapes),
+ * config.json from cfg_text (NULL: src's), vocab.json and merges.txt. */
+static const char *gpt2_variant(const char *name, const kst_tensor *t, int n, const char *src, const char *cfg_text)
+{
+    static char ring[4][1024];
+    static int r;
+    char *d = ring[r++ % 4];
+    snprintf(d, 1024, "%s", at(name));
+    mkdir(d, 0755);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    assert_int_equal(kst_write(p, t, n, NULL, 0, err, sizeof err), 0);
+    snprintf(p, sizeof p, "%s/config.json", d);
+    if (cfg_text) {
+        write_text(p, cfg_text);
+    } else {
+        char q[1200];
+        kbuf b = {0};
+        snprintf(q, sizeof q, "%s/config.json", src);
+        read_all(q, &b);
+        write_text(p, b.data);
+        kbuf_free(&b);
+    }
+    snprintf(p, sizeof p, "%s/vocab.json", d);
+    write_text(p, GPT2_VOCAB);
+    snprintf(p, sizeof p, "%s/merges.txt", d);
+    write_text(p, GPT2_MERGES);
+    return d;
+}
+
+/* The tensors of the file f (pointers into f), room for 4 more. */
+static kst_tensor *file_tensors(const kst_file *f, int *n)
+{
+    *n = kst_count(f);
+    kst_tensor *t = xcalloc((size_t)*n + 4, sizeof *t);
+    for (int i = 0; i < *n; i++) t[i] = *kst_get(f, i);
+    return t;
+}
+
+static kst_tensor *named(kst_tensor *t, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, name)) return &t[i];
+    fail_msg("no tensor '%s'", name);
+    return NULL;
+}
+
+static void test_gpt2_round_trip(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny_gpt2();
+    tset s;
+    make_set(&s, &mc, NULL, 1); /* with lm_head.weight: the exporter checks it and leaves it out */
+    assert_int_equal(kexport_gpt2(at("hf"), &mc, s.t, s.n, 9, GPT2_VOCAB, strlen(GPT2_VOCAB), GPT2_MERGES,
+                                  strlen(GPT2_MERGES), 0, err, sizeof err), 0);
+    khf_model m;
+    if (khf_load(at("hf"), &m, err, sizeof err)) fail_msg("%s", err);
+    assert_string_equal(m.architecture, "GPT2LMHeadModel");
+    assert_int_equal(m.head.kind, KEXPORT_HEAD_PRETRAINING);
+    assert_int_equal(m.heads, KHF_LM);
+    assert_same(&m, &s); /* every tensor bit-exact, Conv1D back in [out, in] */
+    assert_null(find(m.tensors, m.n, "lm_head.weight"));
+    const kst_tensor *ca = find(m.tensors, m.n, "transformer.h.1.attn.c_attn.weight");
+    assert_true(ca->shape[0] == 24 && ca->shape[1] == 8);
+    assert_int_equal(m.n_skipped, 0);
+    assert_int_equal(m.n_converted, 0);
+    const kmodel_config *c = &m.config;
+    assert_int_equal(c->type, KMODEL_GPT2);
+    assert_int_equal(c->vocab_size, V);
+    assert_int_equal(c->hidden_size, 8);
+    assert_int_equal(c->embedding_size, 8);
+    assert_int_equal(c->num_hidden_layers, 2);
+    assert_int_equal(c->num_hidden_groups, 2);
+    assert_int_equal(c->num_attention_heads, 2);
+    assert_int_equal(c->intermediate_size, 32);
+    assert_int_equal(c->max_position_embeddings, 16);
+    assert_int_equal(c->hidden_act, KACT_GELU_NEW);
+    assert_true(c->layer_norm_eps == 1e-5 && c->embd_dropout_prob == 0.1 && c->hidden_dropout_prob == 0.1 &&
+                c->attention_probs_dropout_prob == 0.1 && c->initializer_range == 0.02);
+    assert_int_equal(m.vocab_kind, KCKPT_VOCAB_BPE);
+    assert_int_equal(m.vocab_len, strlen(GPT2_VOCAB));
+    assert_memory_equal(m.vocab, GPT2_VOCAB, m.vocab_len);
+    assert_int_equal(m.merges_len, strlen(GPT2_MERGES));
+    assert_memory_equal(m.merges, GPT2_MERGES, m.merges_len);
+    assert_int_equal(m.eot_id, -1);
+    /* the run config and state.json's extra */
+    ktrain_config rc;
+    if (khf_run_config(&m, &rc, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(rc.model.type, KMODEL_GPT2);
+    assert_int_equal(rc.model.intermediate_size, 32);
+    assert_int_equal(rc.data.objectives, KOBJ_CLM);
+    assert_int_equal(rc.data.seq_len, 16);
+    m.eot_id = 9;
+    char *ex = khf_extra_json(&m, "/x");
+    json_t *e = json_loads(ex, 0, NULL);
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "model_type")), "gpt2");
+    assert_string_equal(json_string_value(json_object_get(e, "architecture")), "GPT2LMHeadModel");
+    assert_string_equal(json_string_value(json_object_get(e, "tokenizer")), "bpe");
+    assert_int_equal(json_integer_value(json_object_get(e, "eot_id")), 9);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(e, "heads"), 0)), "lm");
+    json_decref(e);
+    free(ex);
+    /* exported again: the same files */
+    assert_int_equal(kexport_gpt2(at("hf2"), &m.config, m.tensors, m.n, m.eot_id, m.vocab, m.vocab_len, m.merges,
+                                  m.merges_len, 0, err, sizeof err), 0);
+    static const char *const files[] = {"model.safetensors", "config.json", "vocab.json", "merges.txt",
+                                        "tokenizer_config.json", "special_tokens_map.json"};
+    for (int i = 0; i < 6; i++) {
+        char a[1200];
+        snprintf(a, sizeof a, "%s", at("hf"));
+        snprintf(a + strlen(a), sizeof a - strlen(a), "/%s", files[i]);
+        char b[1200];
+        snprintf(b, sizeof b, "%s/%s", at("hf2"), files[i]);
+        assert_same_file(a, b);
+    }
+    khf_free(&m);
+    free_set(&s);
+}
+
+static void test_gpt2_variants(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny_gpt2();
+    tset s;
+    make_set(&s, &mc, NULL, 0);
+    assert_int_equal(kexport_gpt2(at("hf"), &mc, s.t, s.n, -1, GPT2_VOCAB, strlen(GPT2_VOCAB), GPT2_MERGES,
+                                  strlen(GPT2_MERGES), 0, err, sizeof err), 0);
+    kst_file *f = kst_open(at("hf/model.safetensors"), err, sizeof err);
+    assert_non_null(f);
+    const char *src = at("hf");
+    char srcdir[1024];
+    snprintf(srcdir, sizeof srcdir, "%s", src);
+    int n;
+    kst_tensor *t = file_tensors(f, &n);
+    khf_model m;
+
+    /* the hub's naming: no "transformer." */
+    kst_tensor *u = xcalloc((size_t)n, sizeof *u);
+    char **names = xcalloc((size_t)n, sizeof *names);
+    for (int i = 0; i < n; i++) {
+        u[i] = t[i];
+        assert_true(!strncmp(t[i].name, "transformer.", 12));
+        names[i] = xstrdup(t[i].name + 12);
+        u[i].name = names[i];
+    }
+    const char *d = gpt2_variant("bare", u, n, srcdir, NULL);
+    if (khf_load(d, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_same(&m, &s);
+    khf_free(&m);
+
+    /* the causal-mask buffers of older transformers: skipped (bare names too) */
+    static float mask[256];
+    static float masked_bias = -1e4f;
+    u = xrealloc(u, (size_t)(n + 4) * sizeof *u);
+    u[n] = (kst_tensor){.name = "h.0.attn.bias", .dtype = "F32", .ndim = 4, .shape = {1, 1, 16, 16},
+                        .data = mask, .nbytes = sizeof mask};
+    u[n + 1] = (kst_tensor){.name = "h.0.attn.masked_bias", .dtype = "F32", .ndim = 0, .data = &masked_bias,
+                            .nbytes = 4};
+    u[n + 2] = u[n];
+    u[n + 2].name = "h.1.attn.bias";
+    u[n + 3] = u[n + 1];
+    u[n + 3].name = "h.1.attn.masked_bias";
+    d = gpt2_variant("buffers", u, n + 4, srcdir, NULL);
+    if (khf_load(d, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(m.n_skipped, 4);
+    assert_same(&m, &s);
+    khf_free(&m);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    free(u);
+
+    /* lm_head.weight: equal to wte (dropped), or not (refused) */
+    t[n] = *named(t, n, "transformer.wte.weight");
+    t[n].name = "lm_head.weight";
+    d = gpt2_variant("lmhead", t, n + 1, srcdir, NULL);
+    if (khf_load(d, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(m.n_skipped, 1);
+    assert_same(&m, &s);
+    khf_free(&m);
+    float *other = xmalloc(t[n].nbytes);
+    memcpy(other, t[n].data, t[n].nbytes);
+    other[5] += 1;
+    t[n].data = other;
+    d = gpt2_variant("lmhead2", t, n + 1, srcdir, NULL);
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "'lm_head.weight' differs from 'transformer.wte.weight'"));
+    free(other);
+
+    /* an F16 Conv1D weight: converted, then transposed */
+    kst_tensor *ca = named(t, n, "transformer.h.0.attn.c_attn.weight"), keep = *ca;
+    assert_true(ca->shape[0] == 8 && ca->shape[1] == 24); /* [in, out] in the file */
+    uint16_t h16[8 * 24];
+    for (int e = 0; e < 8 * 24; e++) h16[e] = (uint16_t)(0x3c00 + e % 64); /* 1 + k/1024 */
+    ca->dtype = "F16";
+    ca->data = h16;
+    ca->nbytes = sizeof h16;
+    d = gpt2_variant("f16", t, n, srcdir, NULL);
+    if (khf_load(d, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(m.n_converted, 1);
+    const kst_tensor *w = find(m.tensors, m.n, "transformer.h.0.attn.c_attn.weight");
+    assert_true(w->shape[0] == 24 && w->shape[1] == 8);
+    const float *wd = w->data;
+    for (int o = 0; o < 24; o++)
+        for (int i = 0; i < 8; i++) assert_true(wd[o * 8 + i] == 1.0f + (float)((i * 24 + o) % 64) / 1024);
+    khf_free(&m);
+    *ca = keep;
+
+    /* a wrong shape: the Conv1D weight as [out, in] */
+    kst_tensor *fc = named(t, n, "transformer.h.1.mlp.c_fc.weight");
+    keep = *fc;
+    fc->shape[0] = 32;
+    fc->shape[1] = 8;
+    d = gpt2_variant("shape", t, n, srcdir, NULL);
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "tensor 'transformer.h.1.mlp.c_fc.weight' has shape [32, 8], config.json implies "
+                                "[8, 32] (Conv1D: [in, out])"));
+    *fc = keep;
+
+    /* an unknown tensor */
+    static float rot[8];
+    t[n] = (kst_tensor){.name = "transformer.h.0.attn.rotary.weight", .dtype = "F32", .ndim = 1, .shape = {8},
+                        .data = rot, .nbytes = sizeof rot};
+    d = gpt2_variant("unknown", t, n + 1, srcdir, NULL);
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "'transformer.h.0.attn.rotary.weight' is not a tensor of GPT2LMHeadModel"));
+
+    /* the tokenizer files */
+    d = gpt2_variant("files", t, n, srcdir, NULL);
+    assert_int_equal(khf_load(d, &m, err, sizeof err), 0);
+    khf_free(&m);
+    unlink(at("files/merges.txt"));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_NOINPUT);
+    assert_non_null(strstr(err, "merges.txt: missing"));
+    unlink(at("files/vocab.json"));
+    write_text(at("files/tokenizer.json"), "{}");
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_NOINPUT);
+    assert_non_null(strstr(err, "vocab.json: missing: the folder has tokenizer.json"));
+    assert_non_null(strstr(err, "vocab.json and merges.txt"));
+    write_text(at("files/vocab.txt"), VOCAB); /* a WordPiece vocabulary is not GPT-2's */
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_NOINPUT);
+
+    /* config.json: GPT2Config's defaults, the class, the variants kiln refuses */
+    static const char *const cfgs[][2] = {
+        {"{\"model_type\": \"gpt2\", \"vocab_size\": 10, \"n_embd\": 8, \"n_layer\": 2, \"n_head\": 2, "
+         "\"n_positions\": 16, \"n_ctx\": 1024}", NULL},
+        {"{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2Model\"], \"vocab_size\": 10, \"n_embd\": 8, "
+         "\"n_layer\": 2, \"n_head\": 2, \"n_positions\": 16, \"activation_function\": \"gelu_pytorch_tanh\"}", NULL},
+        {"{\"model_type\": \"gpt2\"}",
+         "tensor 'transformer.wte.weight' has shape [10, 8], config.json implies [50257, 768]"},
+        {"{\"model_type\": \"gpt2\", \"architectures\": [\"BertModel\"]}", "does not go with model_type"},
+        {"{\"model_type\": \"gpt2\", \"architectures\": [\"GPT2ForSequenceClassification\"]}",
+         "architecture \"GPT2ForSequenceClassification\" is not supported"},
+        {"{\"model_type\": \"bert\", \"architectures\": [\"GPT2LMHeadModel\"]}", "does not go with model_type"},
+        {"{\"model_type\": \"gpt2\", \"scale_attn_weights\": false}", "scale_attn_weights false is not supported"},
+        {"{\"model_type\": \"gpt2\", \"scale_attn_by_inverse_layer_idx\": true}",
+         "scale_attn_by_inverse_layer_idx true is not supported"},
+        {"{\"model_type\": \"gpt2\", \"add_cross_attention\": true}", "add_cross_attention true is not supported"},
+        {"{\"model_type\": \"gpt2\", \"activation_function\": \"relu\"}", "activation_function \"relu\""},
+        {"{\"model_type\": \"gpt2\", \"scale_attn_weights\": 0}", "\"scale_attn_weights\" must be true or false"},
+        {"{\"model_type\": \"gpt2\", \"vocab_size\": 10, \"n_embd\": 8, \"n_layer\": 2, \"n_head\": 3, "
+         "\"n_positions\": 16}", "n_head"},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        d = gpt2_variant("cfg", t, n, srcdir, cfgs[i][0]);
+        int rc = khf_load(d, &m, err, sizeof err);
+        if (!cfgs[i][1]) {
+            if (rc) fail_msg("%s: %s", cfgs[i][0], err);
+            assert_string_equal(m.architecture, "GPT2LMHeadModel");
+            assert_int_equal(m.config.max_position_embeddings, 16);
+            assert_int_equal(m.config.intermediate_size, 32);
+            assert_int_equal(m.config.hidden_act, KACT_GELU_NEW);
+            assert_true(m.config.layer_norm_eps == 1e-5 && m.config.embd_dropout_prob == 0.1);
+            assert_same(&m, &s);
+            khf_free(&m);
+        } else {
+            assert_int_equal(rc, EX_DATAERR);
+            if (!strstr(err, cfgs[i][1])) fail_msg("%s: %s", cfgs[i][0], err);
+        }
+    }
+    free(t);
+    kst_close(f);
+    free_set(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -595,6 +921,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_classifier_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_masked_lm_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gpt2_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gpt2_variants, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
