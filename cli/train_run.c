@@ -280,6 +280,66 @@ static void on_progress(void *ctx, const krun_status *st)
         snprintf(r->error, sizeof r->error, __VA_ARGS__);                                          \
     } while (0)
 
+/* The run's start from checkpoint `path` (config "init"): its tensors
+ * copied into m by name, shapes checked; the checkpoint's vocabulary must be
+ * the run's (same kind and bytes). Tensors it lacks keep their random
+ * initialization (said); one of another shape, or none in common, is a
+ * config error. Returns 0 or EX_* (logged into r->error). */
+static int init_from(ktrain_run *r, kmodel *m, const char *path, const cli_sampling *x)
+{
+    kckpt *ck;
+    ktrain_config ic;
+    int mode, rc = cli_open_checkpoint(path, &ck, &ic, &mode);
+    if (rc) {
+        RUN_ERR("init: cannot open %s", path);
+        return rc;
+    }
+    size_t vl, ml;
+    const char *v = kckpt_vocab(ck, &vl), *mg = kckpt_merges(ck, &ml);
+    int bpe = kckpt_vocab_kind(ck) == KCKPT_VOCAB_BPE;
+    if (bpe != (x->kind == KVOCAB_BPE) || vl != x->vocab_text.len || memcmp(v, x->vocab_text.data, vl) ||
+        (bpe && (ml != x->merges_text.len || memcmp(mg, x->merges_text.data, ml)))) {
+        RUN_ERR("init: %s was made with another vocabulary than %s (import the same files with kiln vocab import%s and "
+                "name it in data.vocab)",
+                kckpt_path(ck), x->vocab_name, bpe ? " --bpe" : "");
+        kckpt_close(ck);
+        return EX_CONFIG;
+    }
+    int nt, copied = 0, missing = 0;
+    const ktensor *tl = kmodel_params(m, &nt);
+    float *w = kmodel_param_data(m);
+    kbuf miss = {0};
+    for (int i = 0; i < nt; i++) {
+        const kst_tensor *t = kckpt_tensor(ck, "model.safetensors", tl[i].name);
+        if (!t) {
+            if (missing++ < 4) kbuf_printf(&miss, "%s%s", missing > 1 ? ", " : "", tl[i].name);
+            continue;
+        }
+        if (strcmp(t->dtype, "F32") || t->nbytes != tl[i].numel * sizeof(float)) {
+            RUN_ERR("init: %s: tensor %s is %s of %zu bytes, the model's is F32 of %zu (model sections differ)",
+                    kckpt_path(ck), tl[i].name, t->dtype, t->nbytes, tl[i].numel * sizeof(float));
+            kbuf_free(&miss);
+            kckpt_close(ck);
+            return EX_CONFIG;
+        }
+        memcpy(w + tl[i].offset, t->data, t->nbytes);
+        copied++;
+    }
+    if (!copied) {
+        RUN_ERR("init: %s has none of the model's tensors (another model type?)", kckpt_path(ck));
+        kbuf_free(&miss);
+        kckpt_close(ck);
+        return EX_CONFIG;
+    }
+    if (missing)
+        kwarn("init: %s lacks %d of the model's %d tensors (%s%s): they keep their random initialization",
+              kckpt_path(ck), missing, nt, miss.data, missing > 4 ? ", ..." : "");
+    kinfo("init: %d tensors from %s", copied, kckpt_path(ck));
+    kbuf_free(&miss);
+    kckpt_close(ck);
+    return 0;
+}
+
 int ktrain_run_exec(ktrain_run *r)
 {
     r->error[0] = '\0';
@@ -491,6 +551,7 @@ int ktrain_run_exec(ktrain_run *r)
               (long long)cs->next_index);
     } else {
         kmodel_init(m, cfg->data.seed);
+        if (cfg->init[0] && (rc = init_from(r, m, cfg->init, &x))) goto out;
     }
     kckpt_close(ck);
     ck = NULL;

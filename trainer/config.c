@@ -151,6 +151,7 @@ static const field FIELDS[] = {
     F_INT("checkpoint", "keep", checkpoint.keep, 1, 1000000),
 
     F_INT("", "threads", threads, 0, 4096),
+    F_STR("", "init", init),
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 static const char *const SECTIONS[] = {"model", "data", "optimizer", "budget", "checkpoint", NULL};

@@ -92,6 +92,7 @@ typedef struct ktrain_config {
     kbudget_config budget;
     kckpt_config checkpoint;
     int threads;                  /* 0 = all cores */
+    char init[1024];              /* "" or a checkpoint whose model weights start the run (step 0) */
 } ktrain_config;
 
 /* ELECTRA's generator as a model config of its own (type electra): the

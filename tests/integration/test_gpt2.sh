@@ -92,6 +92,16 @@ assert open("hf/merges.txt").readline().startswith("#version")
 assert len(json.load(open("hf/vocab.json"))) == 1000
 EOF
 
+# --- continued: the exported folder imported, then a run started from it (config "init")
+expect_exit 0 "import the exported folder" "$KILN" import --from hf hf --out imp
+expect_exit 0 "a run from the imported weights (init)" "$KILN" train --config g.json --set init=imp --set checkpoint.dir=ckI --json
+cp out.txt i.json
+grep_err 'init: 28 tensors from imp' "it says what it took"
+check "continued: its validation loss below the run it came from" $PY -c '
+import json; a = json.load(open("a.json")); i = json.load(open("i.json")); assert i["val_lm_loss"] < a["val_lm_loss"], (i, a)'
+expect_exit 78 "init from a checkpoint of another vocabulary refused" "$KILN" train --config b.json --set data.vocab=wp --set init=imp --set checkpoint.dir=ckJ
+grep_err 'init: .* another vocabulary' "the message says why"
+
 # --- against PyTorch on the exported folder (full recomputation, no cache)
 zcat "$DATA/tinyshakespeare.txt.gz" | tail -c 6000 > heldout.txt
 expect_exit 0 "eval --perplexity" "$KILN" eval --checkpoint ckA --perplexity heldout.txt --window 64 --stride 24 --json
