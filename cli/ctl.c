@@ -587,23 +587,29 @@ int kctl_submit_request(const char *kind, const char *config_path, const char *c
             snprintf(err, errlen, "%s: %s", config_path, m);
             goto out;
         }
-        if (c.checkpoint.dir[0] != '/') {
+        /* paths relative to here become absolute: the daemon runs elsewhere */
+        char *paths[2] = {c.checkpoint.dir, c.init};
+        const char *keys[2] = {"checkpoint.dir", "init"};
+        for (int k = 0; k < 2 && !rc; k++) {
+            char *p = paths[k];
+            if (!p[0] || p[0] == '/') continue;
             char cwd[PATH_MAX], abs[2 * PATH_MAX];
             if (!getcwd(cwd, sizeof cwd)) {
                 snprintf(err, errlen, "getcwd: %s", strerror(errno));
                 rc = EX_OSERR;
-                goto out;
+                break;
             }
-            const char *d = c.checkpoint.dir;
+            const char *d = p;
             while (d[0] == '.' && d[1] == '/') d += 2;
             snprintf(abs, sizeof abs, "%s/%s", strcmp(cwd, "/") ? cwd : "", d);
-            if (strlen(abs) >= sizeof c.checkpoint.dir) {
-                snprintf(err, errlen, "checkpoint.dir: %s is longer than %zu bytes", abs, sizeof c.checkpoint.dir - 1);
+            if (strlen(abs) >= sizeof c.init) { /* both fields are 1024 bytes */
+                snprintf(err, errlen, "%s: %s is longer than %zu bytes", keys[k], abs, sizeof c.init - 1);
                 rc = EX_CONFIG;
-                goto out;
+                break;
             }
-            memcpy(c.checkpoint.dir, abs, strlen(abs) + 1);
+            memcpy(p, abs, strlen(abs) + 1);
         }
+        if (rc) goto out;
         char *canon = ktrain_config_to_json(&c);
         cfg = json_loads(canon, 0, NULL);
         free(canon);
@@ -675,9 +681,9 @@ static json_t *do_submit(kstore *s, json_t *req, const kctl_hooks *h)
         if (rc) return kctl_fail(rc, "run config: %s", err);
         if (c.checkpoint.dir[0] != '/')
             return kctl_fail(EX_CONFIG, "checkpoint.dir must be an absolute path (kiln run submit makes it one)");
-        if (c.data.objectives & (KOBJ_CLM | KOBJ_ENTITIES))
-            return kctl_fail(EX_CONFIG, "data.objectives: clm and entities need the causal and ERNIE models, which "
-                                        "kiln train does not have yet");
+        if (c.data.objectives & KOBJ_ENTITIES)
+            return kctl_fail(EX_CONFIG, "data.objectives: entities need the ERNIE model, which kiln train does not "
+                                        "have yet");
         /* a vocabulary named now, not whichever is active when the job starts */
         if (!c.data.vocab[0] && !resume) {
             kvocab_row v;

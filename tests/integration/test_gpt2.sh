@@ -191,6 +191,26 @@ printf 'sentence\tlabel\nfine\t7\n' > dev.tsv
 expect_exit 65 "a label outside the task's choices refused, named" "$KILN" eval --checkpoint ckA --fewshot 0 --task task.json
 grep_err 'dev.tsv: example 1: label "7"' "the message names the file, the example and the label"
 
+# --- the daemon runs a GPT-2 job too (a relative init made absolute by kiln run submit)
+mkdir -p spool sub
+echo '{"train_threads": 1, "ingest_threads": 1, "retry_seconds": 1}' > d.json
+"$KILN" daemon --spool spool --config d.json > daemon.log 2>&1 &
+DPID=$!
+for _ in $(seq 1 300); do "$KILN" status >/dev/null 2>&1 && break; sleep 0.05; done
+(cd sub && "$KILN" run submit --json --config ../g.json --set checkpoint.dir=ckQ --set init=../imp --set budget.steps=6 > ../sub.json 2>../err.txt)
+JOB=$(json id sub.json)
+check "submitted: init and checkpoint.dir made absolute" $PY -c '
+import json, subprocess, sys
+j = json.loads(subprocess.run([sys.argv[1], "run", "show", sys.argv[2], "--json"], capture_output=True, text=True).stdout)
+c = j["config"]; assert c["init"].startswith("/") and c["init"].endswith("/imp") and c["checkpoint"]["dir"].endswith("/sub/ckQ"), c' "$KILN" "$JOB"
+for _ in $(seq 1 600); do
+  st=$("$KILN" run show "$JOB" --json 2>/dev/null | $PY -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+  [ "$st" = done ] || [ "$st" = failed ] && break; sleep 0.1
+done
+check "the daemon's GPT-2 job is done" [ "$st" = done ]
+check "its checkpoint carries the BPE vocabulary" test -s sub/ckQ/step-000000006/merges.txt
+kill -TERM "$DPID"; wait "$DPID" 2>/dev/null
+
 # --- learning (outside the sanitizer build: it takes a minute there)
 if [ -z "${KILN_SANITIZE:-}" ]; then
   cat > l.json <<'EOF'
