@@ -611,6 +611,12 @@ int cmd_finetune(int argc, char **argv, const char *db)
 
     ft_init in;
     rc = init_open(fc.init, &in);
+    if (!rc && in.mc.type == KMODEL_DISTILBERT) {
+        kerr("%s: a DistilBERT model: kiln has no DistilBertForSequenceClassification head yet (DistilBERT "
+             "pretrains, exports, imports and predicts; fine-tune a BERT, ALBERT or ELECTRA model)",
+             in.path);
+        rc = EX_CONFIG;
+    }
     if (rc) {
         init_free(&in);
         return rc;

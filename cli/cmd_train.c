@@ -332,7 +332,8 @@ int cmd_export(int argc, char **argv, const char *db)
         "An ELECTRA pretraining checkpoint gives two folders, DIR/discriminator\n"
         "(ElectraForPreTraining) and DIR/generator (ElectraForMaskedLM), the shared\n"
         "embeddings written into both. A GPT-2 checkpoint gives GPT2LMHeadModel with\n"
-        "GPT2Tokenizer's vocab.json and merges.txt.\n"
+        "GPT2Tokenizer's vocab.json and merges.txt. A DistilBERT checkpoint gives\n"
+        "DistilBertForMaskedLM (tokenizer_class DistilBertTokenizer).\n"
         "Each folder is written under a temporary name and renamed; --force replaces an\n"
         "existing DIR.\n";
     enum { O_CKPT = 1, O_FORMAT, O_OUT, O_FORCE };
@@ -560,7 +561,7 @@ int cmd_predict(int argc, char **argv, const char *db)
     }
     if (!rc && rtd && cfg.model.type != KMODEL_ELECTRA) {
         kerr("%s: --rtd needs an ELECTRA checkpoint (this one is %s)", kckpt_path(ck),
-             cfg.model.type == KMODEL_BERT ? "BERT" : "ALBERT");
+             cfg.model.type == KMODEL_BERT ? "BERT" : cfg.model.type == KMODEL_DISTILBERT ? "DistilBERT" : "ALBERT");
         rc = EX_USAGE;
     }
     if (!rc && !rtd && cfg.model.type == KMODEL_ELECTRA &&

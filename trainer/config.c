@@ -35,20 +35,23 @@
 
 /* ---- the table of keys -------------------------------------------------- */
 
-enum { T_INT, T_I64, T_SEED, T_DBL, T_STR, T_ENUM, T_OBJ, T_BETAS };
+enum { T_INT, T_I64, T_SEED, T_DBL, T_STR, T_ENUM, T_OBJ, T_BETAS, T_BOOL };
 enum {
     LO_OPEN = 1,
     HI_OPEN = 2,
     ELECTRA_ONLY = 4, /* read and written only for model.type electra */
     GPT2_ONLY = 8,    /* read and written only for model.type gpt2 (GPT2Config's names) */
-    NOT_GPT2 = 16,    /* BertConfig's names: refused for model.type gpt2 */
+    NOT_GPT2 = 16,    /* BertConfig's names: refused for model.type gpt2 and (without DISTIL_TOO) distilbert */
     NULLABLE = 32,    /* T_INT: null reads as 0 (derived); n_inner: written null when derived */
+    DISTIL_ONLY = 64, /* read and written only for model.type distilbert (DistilBertConfig's names) */
+    DISTIL_TOO = 128, /* a BertConfig name (NOT_GPT2) that DistilBertConfig has too */
 };
 
 typedef struct ename { const char *name; int value; } ename;
 
 static const ename model_types[] = {
-    {"albert", KMODEL_ALBERT}, {"bert", KMODEL_BERT}, {"electra", KMODEL_ELECTRA}, {"gpt2", KMODEL_GPT2}, {NULL, 0}};
+    {"albert", KMODEL_ALBERT}, {"bert", KMODEL_BERT}, {"distilbert", KMODEL_DISTILBERT},
+    {"electra", KMODEL_ELECTRA}, {"gpt2", KMODEL_GPT2}, {NULL, 0}};
 static const ename acts[] = {{"gelu_new", KACT_GELU_NEW}, {"gelu", KACT_GELU}, {NULL, 0}};
 static const ename opt_types[] = {{"adamw", KOPT_ADAMW}, {"lamb", KOPT_LAMB}, {NULL, 0}};
 static const ename schedules[] = {
@@ -79,6 +82,10 @@ typedef struct field {
 #define B_DBL(k, m, lo, hi, fl) {"model", k, T_DBL, OFF(m), lo, hi, (fl) | NOT_GPT2, NULL, 0}
 #define G_INT(k, m, lo, hi) {"model", k, T_INT, OFF(m), lo, hi, GPT2_ONLY, NULL, 0}
 #define G_DBL(k, m, lo, hi, fl) {"model", k, T_DBL, OFF(m), lo, hi, (fl) | GPT2_ONLY, NULL, 0}
+/* DistilBertConfig's names (DISTIL_ONLY), and BertConfig's it shares (DISTIL_TOO) */
+#define D_INT(k, m, lo, hi) {"model", k, T_INT, OFF(m), lo, hi, DISTIL_ONLY, NULL, 0}
+#define D_DBL(k, m, lo, hi, fl) {"model", k, T_DBL, OFF(m), lo, hi, (fl) | DISTIL_ONLY, NULL, 0}
+#define BD_INT(k, m, lo, hi) {"model", k, T_INT, OFF(m), lo, hi, NOT_GPT2 | DISTIL_TOO, NULL, 0}
 #define F_STR(s, k, m) {s, k, T_STR, OFF(m), 0, 0, 0, NULL, sizeof(((ktrain_config *)0)->m)}
 
 static const field FIELDS[] = {
@@ -89,7 +96,7 @@ static const field FIELDS[] = {
     B_INT("num_hidden_layers", model.num_hidden_layers, 1, 1024),
     B_INT("num_attention_heads", model.num_attention_heads, 1, 1024),
     B_INT("intermediate_size", model.intermediate_size, 1, 1048576),
-    B_INT("max_position_embeddings", model.max_position_embeddings, 8, 1048576),
+    BD_INT("max_position_embeddings", model.max_position_embeddings, 8, 1048576),
     B_INT("type_vocab_size", model.type_vocab_size, 2, 64),
     {"model", "hidden_act", T_ENUM, OFF(model.hidden_act), 0, 0, NOT_GPT2, acts, 0},
     B_DBL("layer_norm_eps", model.layer_norm_eps, 0, 1, LO_OPEN),
@@ -97,7 +104,7 @@ static const field FIELDS[] = {
     B_DBL("hidden_dropout_prob", model.hidden_dropout_prob, 0, 1, HI_OPEN),
     B_DBL("attention_probs_dropout_prob", model.attention_probs_dropout_prob, 0, 1, HI_OPEN),
     F_DBL("model", "initializer_range", model.initializer_range, 0, 1, LO_OPEN),
-    B_INT("pad_token_id", model.pad_token_id, 0, 16777215),
+    BD_INT("pad_token_id", model.pad_token_id, 0, 16777215),
     {"model", "generator_hidden_size", T_INT, OFF(model.generator_hidden_size), 0, 65536, ELECTRA_ONLY, NULL, 0},
     {"model", "generator_num_hidden_layers", T_INT, OFF(model.generator_num_hidden_layers), 0, 1024, ELECTRA_ONLY,
      NULL, 0},
@@ -116,6 +123,16 @@ static const field FIELDS[] = {
     G_DBL("resid_pdrop", model.hidden_dropout_prob, 0, 1, HI_OPEN),
     G_DBL("embd_pdrop", model.embd_dropout_prob, 0, 1, HI_OPEN),
     G_DBL("attn_pdrop", model.attention_probs_dropout_prob, 0, 1, HI_OPEN),
+    {"model", "sinusoidal_pos_embds", T_BOOL, OFF(model.sinusoidal_pos_embds), 0, 0, DISTIL_ONLY, NULL, 0},
+    D_INT("n_layers", model.num_hidden_layers, 1, 1024),
+    D_INT("n_heads", model.num_attention_heads, 1, 1024),
+    D_INT("dim", model.hidden_size, 1, 65536),
+    D_INT("hidden_dim", model.intermediate_size, 1, 1048576),
+    D_DBL("dropout", model.hidden_dropout_prob, 0, 1, HI_OPEN),
+    D_DBL("attention_dropout", model.attention_probs_dropout_prob, 0, 1, HI_OPEN),
+    {"model", "activation", T_ENUM, OFF(model.hidden_act), 0, 0, DISTIL_ONLY, acts, 0},
+    D_DBL("qa_dropout", model.qa_dropout, 0, 1, HI_OPEN),
+    D_DBL("seq_classif_dropout", model.seq_classif_dropout, 0, 1, HI_OPEN),
 
     {"data", "objectives", T_OBJ, OFF(data.objectives), 0, 0, 0, objectives, 0},
     F_INT("data", "seq_len", data.seq_len, 8, 65536),
@@ -188,6 +205,8 @@ void ktrain_config_defaults(ktrain_config *c)
     m->pad_token_id = 0;
     m->disc_weight = 50.0;
     m->embd_dropout_prob = 0.1;
+    m->qa_dropout = 0.1;
+    m->seq_classif_dropout = 0.2;
 
     kdata_config *d = &c->data;
     d->objectives = KOBJ_MLM | KOBJ_SOP;
@@ -489,6 +508,10 @@ static int read_field(ctx *x, ktrain_config *c, const field *f, const json_t *v)
         kbuf_free(&names);
         return rc;
     }
+    case T_BOOL:
+        if (!json_is_boolean(v)) return fail_field(x, f, "expected true or false, got %s", got);
+        *(int *)(base + f->off) = json_is_true(v);
+        return 0;
     case T_OBJ: {
         int bits = 0, rc;
         if (json_is_array(v)) {
@@ -672,10 +695,18 @@ static int finish(ctx *x, ktrain_config *c)
     char s[128];
 
     /* model */
-    const int gpt2 = m->type == KMODEL_GPT2;
+    const int gpt2 = m->type == KMODEL_GPT2, distil = m->type == KMODEL_DISTILBERT;
     for (int i = 0; i < N_FIELDS; i++) {
         if ((FIELDS[i].flags & GPT2_ONLY) && !gpt2 && x->given[i])
             return fail_field(x, &FIELDS[i], "only for model.type \"gpt2\" (GPT2Config's name)");
+        if ((FIELDS[i].flags & DISTIL_ONLY) && !distil && x->given[i])
+            return fail_field(x, &FIELDS[i], "only for model.type \"distilbert\" (DistilBertConfig's name)");
+        if ((FIELDS[i].flags & NOT_GPT2) && !(FIELDS[i].flags & DISTIL_TOO) && distil && x->given[i])
+            return fail_field(x, &FIELDS[i],
+                              "not a key of model.type \"distilbert\" (DistilBertConfig's names: dim, n_layers, "
+                              "n_heads, hidden_dim, activation, dropout, attention_dropout, max_position_embeddings, "
+                              "pad_token_id, initializer_range, sinusoidal_pos_embds, qa_dropout, "
+                              "seq_classif_dropout)");
         if ((FIELDS[i].flags & NOT_GPT2) && gpt2 && x->given[i])
             return fail_field(x, &FIELDS[i],
                               "not a key of model.type \"gpt2\" (GPT2Config's names: n_embd, n_layer, n_head, "
@@ -705,6 +736,26 @@ static int finish(ctx *x, ktrain_config *c)
         if (d->seq_len > m->max_position_embeddings)
             return fail_field(x, F("data", "seq_len"), "at most model.n_positions (%d), got %d",
                               m->max_position_embeddings, d->seq_len);
+    }
+    if (distil) {
+        /* DistilBertConfig's defaults where the config is silent; no projection, no sharing,
+         * LayerNorm eps fixed as in transformers' modeling_distilbert */
+        m->embedding_size = m->hidden_size;
+        m->num_hidden_groups = m->num_hidden_layers;
+        m->layer_norm_eps = 1e-12;
+        if (!given(x, "model", "activation")) m->hidden_act = KACT_GELU;
+        if (!given(x, "model", "dropout")) m->hidden_dropout_prob = 0.1;
+        if (!given(x, "model", "attention_dropout")) m->attention_probs_dropout_prob = 0.1;
+        if (m->sinusoidal_pos_embds)
+            return fail_field(x, F("model", "sinusoidal_pos_embds"),
+                              "true (fixed sinusoidal position embeddings) is not implemented: use false (learned)");
+        if (!given(x, "data", "objectives")) d->objectives = KOBJ_MLM;
+        if (d->objectives & (KOBJ_SOP | KOBJ_NSP))
+            return fail_field(x, F("data", "objectives"),
+                              "DistilBERT has no sentence-pair head: use [\"mlm\"] (or wwm / ngram) without sop or nsp");
+        if (m->hidden_size % m->num_attention_heads)
+            return fail_field(x, F("model", "n_heads"), "must divide dim (%d), got %d", m->hidden_size,
+                              m->num_attention_heads);
     }
     if (m->type == KMODEL_BERT) {
         if (!given(x, "model", "embedding_size")) m->embedding_size = m->hidden_size;
@@ -909,6 +960,7 @@ static void write_value(kbuf *b, const ktrain_config *c, const field *f)
         else kbuf_printf(b, "%d", v); /* not a valid config: refused when read back */
         break;
     }
+    case T_BOOL: kbuf_puts(b, *(const int *)(base + f->off) ? "true" : "false"); break;
     case T_OBJ: {
         int v = *(const int *)(base + f->off), first = 1;
         kbuf_putc(b, '[');
@@ -934,6 +986,8 @@ char *ktrain_config_to_json(const ktrain_config *c)
         if ((f->flags & ELECTRA_ONLY) && c->model.type != KMODEL_ELECTRA) continue;
         if ((f->flags & GPT2_ONLY) && c->model.type != KMODEL_GPT2) continue;
         if ((f->flags & NOT_GPT2) && c->model.type == KMODEL_GPT2) continue;
+        if ((f->flags & DISTIL_ONLY) && c->model.type != KMODEL_DISTILBERT) continue;
+        if ((f->flags & NOT_GPT2) && !(f->flags & DISTIL_TOO) && c->model.type == KMODEL_DISTILBERT) continue;
         if (open && strcmp(open, f->sec)) {
             kbuf_puts(&b, "\n  }");
             open = NULL;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { KMODEL_BERT = 1, KMODEL_ALBERT = 2, KMODEL_ELECTRA = 3, KMODEL_GPT2 = 4 };
+enum { KMODEL_BERT = 1, KMODEL_ALBERT = 2, KMODEL_ELECTRA = 3, KMODEL_GPT2 = 4, KMODEL_DISTILBERT = 5 };
 enum { KACT_GELU = 1 /* erf */, KACT_GELU_NEW = 2 /* tanh approximation */ };
 enum { KOPT_ADAMW = 1, KOPT_LAMB = 2 };
 enum { KSCHED_LINEAR = 1, KSCHED_COSINE = 2, KSCHED_CONSTANT = 3 };
@@ -45,6 +45,18 @@ typedef struct kmodel_config {
      * embedding_size = hidden_size and num_hidden_groups = num_hidden_layers.
      * No token types, no embedding LayerNorm, no padding row. */
     double embd_dropout_prob;     /* embd_pdrop: dropout on word + position embeddings (0.1) */
+    /* DistilBERT (type KMODEL_DISTILBERT). The config file names the shared
+     * fields as DistilBertConfig does (dim = hidden_size, n_layers =
+     * num_hidden_layers, n_heads, hidden_dim = intermediate_size, activation
+     * = hidden_act, dropout = hidden_dropout_prob, attention_dropout =
+     * attention_probs_dropout_prob; vocab_size, max_position_embeddings,
+     * initializer_range and pad_token_id as BERT); the reader sets
+     * embedding_size = hidden_size, num_hidden_groups = num_hidden_layers
+     * and layer_norm_eps = 1e-12 (fixed in DistilBERT). No token types, no
+     * pooler, no dropout after the attention output. */
+    int sinusoidal_pos_embds;     /* 0: learned positions (1, fixed sinusoids, is refused) */
+    double qa_dropout;            /* 0.1: DistilBertConfig's, kept for the export (kiln has no QA head) */
+    double seq_classif_dropout;   /* 0.2: DistilBertConfig's, kept for the export */
 } kmodel_config;
 
 typedef struct kdata_config {

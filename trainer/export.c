@@ -71,6 +71,10 @@ const char *kexport_architecture(int type, const kexport_head *h)
         {"ElectraForPreTraining", "ElectraForSequenceClassification", "ElectraForMaskedLM", "ElectraModel"}};
     int kind = h ? h->kind : KEXPORT_HEAD_PRETRAINING;
     if (type == KMODEL_GPT2) return kind == KEXPORT_HEAD_PRETRAINING ? "GPT2LMHeadModel" : NULL;
+    if (type == KMODEL_DISTILBERT) /* its pretraining class is the masked LM; no classifier yet */
+        return kind == KEXPORT_HEAD_PRETRAINING || kind == KEXPORT_HEAD_MASKED_LM ? "DistilBertForMaskedLM"
+               : kind == KEXPORT_HEAD_BASE                                     ? "DistilBertModel"
+                                                                               : NULL;
     if ((type != KMODEL_BERT && type != KMODEL_ALBERT && type != KMODEL_ELECTRA) || kind < 0 ||
         kind > KEXPORT_HEAD_BASE)
         return NULL;
@@ -87,7 +91,9 @@ static int role_of(const char *name, int r_pool, int r_mlm, int r_sent, int r_cl
 {
     if (strstr(name, ".pooler.")) return r_pool;
     if (!strncmp(name, "predictions.", 12) || !strncmp(name, "cls.predictions.", 16) ||
-        !strncmp(name, "generator_predictions.", 22) || !strncmp(name, "generator_lm_head.", 18))
+        !strncmp(name, "generator_predictions.", 22) || !strncmp(name, "generator_lm_head.", 18) ||
+        !strncmp(name, "vocab_transform.", 16) || !strncmp(name, "vocab_layer_norm.", 17) ||
+        !strncmp(name, "vocab_projector.", 16))
         return r_mlm;
     if (!strncmp(name, "sop_classifier.", 15) || !strncmp(name, "cls.seq_relationship.", 21) ||
         !strncmp(name, "discriminator_predictions.", 26))
@@ -117,8 +123,10 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
     const kexport_head *h = head ? head : &PRETRAINING;
     char e1[256];
     if (V <= 0 ||
-        (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT && m->type != KMODEL_ELECTRA && m->type != KMODEL_GPT2) ||
-        head_check(h, e1, sizeof e1) || (m->type == KMODEL_GPT2 && h->kind != KEXPORT_HEAD_PRETRAINING))
+        (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT && m->type != KMODEL_ELECTRA && m->type != KMODEL_GPT2 &&
+         m->type != KMODEL_DISTILBERT) ||
+        head_check(h, e1, sizeof e1) || (m->type == KMODEL_GPT2 && h->kind != KEXPORT_HEAD_PRETRAINING) ||
+        (m->type == KMODEL_DISTILBERT && h->kind == KEXPORT_HEAD_CLASSIFICATION))
         return NULL;
     const int electra = m->type == KMODEL_ELECTRA;
     /* role of the pooler, MLM head, sentence head, classifier; -1: not in the layout */
@@ -145,9 +153,11 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
     }
     if (electra && h->kind == KEXPORT_HEAD_CLASSIFICATION) r_pool = -1; /* classifier.dense is the "pooler" */
     if (m->type == KMODEL_GPT2) s.heads = KHEAD_LM, s.pre_ln = 1, s.causal = 1; /* GPT2LMHeadModel */
+    if (m->type == KMODEL_DISTILBERT) s.heads &= KHEAD_MLM; /* DistilBertForMaskedLM / DistilBertModel: no pooler */
     kmodel_config c = *m;
     c.vocab_size = V;
-    if (c.type == KMODEL_BERT) c.num_hidden_groups = c.num_hidden_layers, c.embedding_size = c.hidden_size;
+    if (c.type == KMODEL_BERT || c.type == KMODEL_DISTILBERT)
+        c.num_hidden_groups = c.num_hidden_layers, c.embedding_size = c.hidden_size;
     if (c.pad_token_id >= V) c.pad_token_id = 0; /* the vocabulary check names a misplaced [PAD] */
     int nt = 0;
     ktensor *t = kmodel_registry(&c, &s, &nt, e1, sizeof e1);
@@ -174,9 +184,9 @@ const char *kexport_tied_to(const char *name)
     /* the aliases the registry knows, for every model type (static: the
      * returned names must outlive the call; written once, the same bytes
      * every time) */
-    static const int types[4] = {KMODEL_BERT, KMODEL_ALBERT, KMODEL_ELECTRA, KMODEL_GPT2};
-    static _Thread_local kalias al[4][KREGISTRY_MAX_ALIASES];
-    for (int ty = 0; ty < 4; ty++) {
+    static const int types[5] = {KMODEL_BERT, KMODEL_ALBERT, KMODEL_ELECTRA, KMODEL_GPT2, KMODEL_DISTILBERT};
+    static _Thread_local kalias al[5][KREGISTRY_MAX_ALIASES];
+    for (int ty = 0; ty < 5; ty++) {
         int na = kregistry_aliases_of(types[ty], types[ty] == KMODEL_GPT2 ? KHEAD_LM : KHEAD_MLM, 1, al[ty],
                                       KREGISTRY_MAX_ALIASES);
         for (int i = 0; i < na && i < KREGISTRY_MAX_ALIASES; i++)
@@ -251,8 +261,32 @@ static void put_num(kbuf *b, const char *key, double v)
     kbuf_printf(b, "  \"%s\": %s,\n", key, s);
 }
 
+/* DistilBertConfig as transformers writes it (DistilBertForMaskedLM / DistilBertModel) */
+static char *distilbert_config_json(const kmodel_config *m, const kexport_head *h, int64_t V, const int64_t sp[N_SP])
+{
+    kbuf b = {0};
+    const char *arch = kexport_architecture(m->type, h);
+    kbuf_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"distilbert\",\n", arch ? arch : "");
+    kbuf_printf(&b, "  \"vocab_size\": %lld,\n  \"dim\": %d,\n  \"n_layers\": %d,\n  \"n_heads\": %d,\n"
+                    "  \"hidden_dim\": %d,\n  \"activation\": \"%s\",\n",
+                (long long)V, m->hidden_size, m->num_hidden_layers, m->num_attention_heads, m->intermediate_size,
+                act_name(m->hidden_act));
+    put_num(&b, "dropout", m->hidden_dropout_prob);
+    put_num(&b, "attention_dropout", m->attention_probs_dropout_prob);
+    put_num(&b, "qa_dropout", m->qa_dropout);
+    put_num(&b, "seq_classif_dropout", m->seq_classif_dropout);
+    kbuf_printf(&b, "  \"max_position_embeddings\": %d,\n  \"sinusoidal_pos_embds\": false,\n",
+                m->max_position_embeddings);
+    put_num(&b, "initializer_range", m->initializer_range);
+    kbuf_printf(&b, "  \"pad_token_id\": %lld,\n  \"tie_weights_\": true,\n", (long long)sp[SP_PAD]);
+    kbuf_printf(&b, "  \"torch_dtype\": \"float32\",\n  \"transformers_version\": \"%s\"\n}\n",
+                KEXPORT_TRANSFORMERS_VERSION);
+    return b.data;
+}
+
 static char *config_json(const kmodel_config *m, const kexport_head *h, int64_t V, const int64_t sp[N_SP])
 {
+    if (m->type == KMODEL_DISTILBERT) return distilbert_config_json(m, h, V, sp);
     kbuf b = {0};
     int albert = m->type == KMODEL_ALBERT, electra = m->type == KMODEL_ELECTRA;
     const char *arch = kexport_architecture(m->type, h);
@@ -321,12 +355,18 @@ static char *special_tokens_json(int indent_first)
 
 char *kexport_tokenizer_config(int tok, int model_max_length)
 {
+    return kexport_tokenizer_config_of(KMODEL_BERT, tok, model_max_length);
+}
+
+char *kexport_tokenizer_config_of(int model_type, int tok, int model_max_length)
+{
     kbuf b = {0};
     char *sp = special_tokens_json(1);
     const char *strip = (tok & KEXPORT_TOK_STRIP_ACCENTS)  ? "true"
                         : (tok & KEXPORT_TOK_KEEP_ACCENTS) ? "false"
                                                            : "null";
-    kbuf_printf(&b, "{\n  \"tokenizer_class\": \"BertTokenizer\",\n  \"do_lower_case\": %s,\n",
+    kbuf_printf(&b, "{\n  \"tokenizer_class\": \"%s\",\n  \"do_lower_case\": %s,\n",
+                model_type == KMODEL_DISTILBERT ? "DistilBertTokenizer" : "BertTokenizer",
                 (tok & KEXPORT_TOK_LOWER) ? "true" : "false");
     if (model_max_length > 0) kbuf_printf(&b, "  \"model_max_length\": %d,\n", model_max_length);
     kbuf_printf(&b,
@@ -513,7 +553,10 @@ int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *hea
     }
     kbuf_free(&msg);
     if (h->kind == KEXPORT_HEAD_BASE) { /* a base model's own file: no "bert." / "albert." / "electra." prefix */
-        const char *pre = m->type == KMODEL_ALBERT ? "albert." : m->type == KMODEL_ELECTRA ? "electra." : "bert.";
+        const char *pre = m->type == KMODEL_ALBERT      ? "albert."
+                          : m->type == KMODEL_ELECTRA    ? "electra."
+                          : m->type == KMODEL_DISTILBERT ? "distilbert."
+                                                         : "bert.";
         size_t pl = strlen(pre);
         for (int i = 0; i < nout; i++)
             if (!strncmp(out[i].name, pre, pl)) out[i].name += pl;
@@ -526,7 +569,7 @@ int kexport_hf2(const char *dir, const kmodel_config *m, const kexport_head *hea
         (rc = kst_write(stp, out, nout, NULL, 0, err, errlen)))
         goto done;
     cfg = config_json(m, h, V, sp);
-    tok = kexport_tokenizer_config(do_lower_case, m->max_position_embeddings);
+    tok = kexport_tokenizer_config_of(m->type, do_lower_case, m->max_position_embeddings);
     spm = kexport_special_tokens_map();
     if ((rc = write_text(tmp, "config.json", cfg, strlen(cfg), err, errlen)) ||
         (rc = write_text(tmp, "vocab.txt", vocab_txt, vocab_len, err, errlen)) ||

@@ -77,7 +77,10 @@ typedef struct kexport_head {
 
 /* "BertForSequenceClassification", "AlbertModel", ... for model type
  * (KMODEL_*) and head (NULL: pretraining); NULL for an unknown kind/type.
- * GPT-2: "GPT2LMHeadModel" for the pretraining kind, NULL for the others. */
+ * GPT-2: "GPT2LMHeadModel" for the pretraining kind, NULL for the others.
+ * DistilBERT: "DistilBertForMaskedLM" for the pretraining and masked-LM
+ * kinds (the same tensors), "DistilBertModel" for the base, NULL for
+ * classification (not built yet). */
 const char *kexport_architecture(int model_type, const kexport_head *head);
 
 /* The name a KEXPORT_TIED entry is tied to ("cls.predictions.decoder.weight"
@@ -93,7 +96,10 @@ int kexport_vocab_check(const kmodel_config *m, const char *vocab_txt, size_t vo
  * is invalid (unknown kind, num_labels out of range). GPT-2: the pretraining
  * kind only (GPT2LMHeadModel: the registry of the LM model, its Conv1D
  * weights with transpose 1, lm_head.weight KEXPORT_TIED to
- * transformer.wte.weight). */
+ * transformer.wte.weight). DistilBERT: the pretraining and masked-LM kinds
+ * are DistilBertForMaskedLM (vocab_projector.weight KEXPORT_TIED to
+ * distilbert.embeddings.word_embeddings.weight), the base DistilBertModel;
+ * NULL for classification. */
 kexport_entry *kexport_layout2(const kmodel_config *m, int vocab_size, const kexport_head *head, int *n);
 
 /* The tokenizer bits of kexport_hf's do_lower_case argument (0 and 1 keep
@@ -108,6 +114,11 @@ enum { KEXPORT_TOK_LOWER = 1, KEXPORT_TOK_STRIP_ACCENTS = 2, KEXPORT_TOK_KEEP_AC
  * special_tokens_map.json, as kexport_hf writes them. Owned by the caller
  * (free). */
 char *kexport_tokenizer_config(int tok, int model_max_length);
+/* The same for a model type (KMODEL_*): DistilBERT's names
+ * "DistilBertTokenizer" (the same WordPiece tokenizer, whose inputs have no
+ * token_type_ids, which DistilBertForMaskedLM.forward does not take); the
+ * others "BertTokenizer". */
+char *kexport_tokenizer_config_of(int model_type, int tok, int model_max_length);
 char *kexport_special_tokens_map(void);
 /* The same for a byte-level BPE vocabulary (GPT2Tokenizer, next to
  * vocab.json and merges.txt): "<|endoftext|>" as bos, eos and unk (when

@@ -182,6 +182,7 @@ khead_loss klm_head_loss(klm_head *k, const float *x, const int32_t *labels)
     for (int j0 = 0; j0 < V; j0 += C) {
         const int c = V - j0 < C ? V - j0 : C;
         lm_chunk_logits(k, x, j0, c);
+        if (k->keep) memcpy(k->keep + (size_t)j0 * N, k->chunk, (size_t)N * c * sizeof(float));
 #pragma omp parallel for schedule(static) if ((size_t)N * c >= PAR_MIN)
         for (int n = 0; n < N; n++)
             if (labels[n] >= 0) lm_row_fold(k, k->chunk + (size_t)n * c, n, j0, c, labels[n]);
@@ -217,14 +218,16 @@ void klm_head_backward(klm_head *k, float *dx, int acc, const float *x, const in
     if (N == 0) return;
     for (int j0 = 0; j0 < V; j0 += C) {
         const int c = V - j0 < C ? V - j0 : C;
-        lm_chunk_logits(k, x, j0, c);
+        float *l = k->chunk;
+        if (k->keep) l = k->keep + (size_t)j0 * N; /* the loss pass's logits, the same bytes */
+        else lm_chunk_logits(k, x, j0, c);
 #pragma omp parallel for schedule(static) if ((size_t)N * c >= PAR_MIN)
         for (int n = 0; n < N; n++)
-            lm_row_grad(k->chunk + (size_t)n * c, c, j0, k->lse[n], labels[n], labels[n] >= 0 ? gscale[n] : 0.0f);
+            lm_row_grad(l + (size_t)n * c, c, j0, k->lse[n], labels[n], labels[n] >= 0 ? gscale[n] : 0.0f);
         const float *wc = k->w + (size_t)j0 * H;
-        if (dx) kgemm(0, 0, N, H, c, 1.0f, k->chunk, c, wc, H, (acc || j0 > 0) ? 1.0f : 0.0f, dx, H);
-        if (k->dw) kgemm(1, 0, c, H, N, 1.0f, k->chunk, c, x, H, 1.0f, k->dw + (size_t)j0 * H, H);
-        if (k->dbias) kcolsum_acc(k->dbias + j0, k->chunk, N, c);
+        if (dx) kgemm(0, 0, N, H, c, 1.0f, l, c, wc, H, (acc || j0 > 0) ? 1.0f : 0.0f, dx, H);
+        if (k->dw) kgemm(1, 0, c, H, N, 1.0f, l, c, x, H, 1.0f, k->dw + (size_t)j0 * H, H);
+        if (k->dbias) kcolsum_acc(k->dbias + j0, l, N, c);
     }
 }
 

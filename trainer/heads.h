@@ -122,6 +122,10 @@ typedef struct klm_head {
     const float *bias;     /* (V) or NULL */
     float *dw, *dbias;     /* (V, H), (V): accumulated; NULL = skip */
     float *chunk;          /* (N, C) scratch: one chunk of logits, then of dlogits */
+    float *keep;           /* (N, V) or NULL: klm_head_loss keeps every chunk's logits here (chunk
+                              [j0, j0 + c) as the (N, c) block at keep + N j0) and klm_head_backward
+                              turns them into dlogits in place instead of recomputing them (the same
+                              bytes: one product fewer per chunk, N V floats more) */
     double *run_sum;       /* (N) forward scratch: running sum of exp(logit - run_max) */
     float *run_max;        /* (N) forward scratch: running maximum */
     float *lse;            /* (N) forward output: logsumexp of the row (0 for ignored rows), used by backward */

@@ -156,11 +156,38 @@ static int run_config_gpt2(const kmodel_config *m, ktrain_config *out, char *err
     return rc;
 }
 
+/* DistilBERT's run config: the model under DistilBertConfig's names,
+ * objectives ["mlm"]. */
+static int run_config_distilbert(const kmodel_config *m, ktrain_config *out, char *err, size_t errlen)
+{
+    kbuf b = {0};
+    char d1[32], d2[32], d3[32], d4[32], d5[32];
+    ktrain_fmt_double(d1, m->hidden_dropout_prob);
+    ktrain_fmt_double(d2, m->attention_probs_dropout_prob);
+    ktrain_fmt_double(d3, m->initializer_range);
+    ktrain_fmt_double(d4, m->qa_dropout);
+    ktrain_fmt_double(d5, m->seq_classif_dropout);
+    kbuf_printf(&b,
+                "{\"model\": {\"type\": \"distilbert\", \"vocab_size\": %d, \"dim\": %d, \"n_layers\": %d, "
+                "\"n_heads\": %d, \"hidden_dim\": %d, \"max_position_embeddings\": %d, \"activation\": \"%s\", "
+                "\"dropout\": %s, \"attention_dropout\": %s, \"initializer_range\": %s, \"qa_dropout\": %s, "
+                "\"seq_classif_dropout\": %s, \"pad_token_id\": %d},\n",
+                m->vocab_size, m->hidden_size, m->num_hidden_layers, m->num_attention_heads, m->intermediate_size,
+                m->max_position_embeddings, m->hidden_act == KACT_GELU ? "gelu" : "gelu_new", d1, d2, d3, d4, d5,
+                m->pad_token_id);
+    int L = m->max_position_embeddings < 128 ? m->max_position_embeddings : 128;
+    kbuf_printf(&b, " \"data\": {\"objectives\": [\"mlm\"], \"seq_len\": %d}, \"budget\": {\"steps\": 1000}}", L);
+    int rc = ktrain_config_parse(out, b.data, b.len, NULL, 0, err, errlen);
+    kbuf_free(&b);
+    return rc;
+}
+
 /* The run config (ktrain_config) whose model is m, validated by the
  * run-config reader; objectives from the heads present. */
 static int run_config(const kmodel_config *m, int heads, ktrain_config *out, char *err, size_t errlen)
 {
     if (m->type == KMODEL_GPT2) return run_config_gpt2(m, out, err, errlen);
+    if (m->type == KMODEL_DISTILBERT) return run_config_distilbert(m, out, err, errlen);
     if (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT && m->type != KMODEL_ELECTRA) {
         kseterr(err, errlen, "model.type: unknown (%d)", m->type);
         return EX_CONFIG;
@@ -212,7 +239,7 @@ static int known_class(const char *arch, int *type, int *kind)
         *kind = KEXPORT_HEAD_PRETRAINING;
         return 1;
     }
-    for (int t = KMODEL_BERT; t <= KMODEL_GPT2; t++)
+    for (int t = KMODEL_BERT; t <= KMODEL_DISTILBERT; t++)
         for (int k = KEXPORT_HEAD_PRETRAINING; k <= KEXPORT_HEAD_BASE; k++) {
             kexport_head h = {k, 1, NULL, NULL};
             const char *name = kexport_architecture(t, &h);
@@ -234,6 +261,11 @@ static void kiln_name(const char *name, int type, char *out, size_t n)
     if (type == KMODEL_GPT2) {
         int bare = starts(name, "wte.") || starts(name, "wpe.") || starts(name, "h.") || starts(name, "ln_f.");
         snprintf(out, n, "%s%s", bare ? "transformer." : "", name);
+        return;
+    }
+    if (type == KMODEL_DISTILBERT) { /* DistilBertModel saved alone: embeddings.*, transformer.* */
+        int bare = starts(name, "embeddings.") || starts(name, "transformer.");
+        snprintf(out, n, "%s%s", bare ? "distilbert." : "", name);
         return;
     }
     const char *prefix = type == KMODEL_ALBERT ? "albert." : type == KMODEL_ELECTRA ? "electra." : "bert.";
@@ -273,6 +305,10 @@ static int kind_of_tensors(const kst_file *f, int type)
     int cls = 0, sent = 0, mlm = 0, pool = 0;
     for (int i = 0; i < kst_count(f); i++) {
         const char *s = kst_get(f, i)->name;
+        if (type == KMODEL_DISTILBERT) { /* DistilBertForMaskedLM is kiln's pretraining class of it */
+            sent |= starts(s, "vocab_transform.") || starts(s, "vocab_layer_norm.") || starts(s, "vocab_projector.");
+            continue; /* a classifier's tensors: refused as unknown (no DistilBERT classifier yet) */
+        }
         if (type == KMODEL_ELECTRA) { /* the discriminator's head is "the sentence head" of the layout */
             sent |= starts(s, "discriminator_predictions.");
             mlm |= starts(s, "generator_predictions.") || starts(s, "generator_lm_head.");
@@ -358,6 +394,48 @@ static int read_gpt2(cfg_reader *r, kmodel_config *c)
     return 0;
 }
 
+/* DistilBertConfig (transformers' names and defaults for absent keys) into
+ * *c; sinusoidal position embeddings and activations kiln lacks refused by
+ * name. LayerNorm eps is DistilBERT's fixed 1e-12. Returns 0 or EX_DATAERR
+ * with r's err filled. */
+static int read_distilbert(cfg_reader *r, kmodel_config *c)
+{
+    ktrain_config d; /* kiln's defaults for what DistilBertConfig does not name (type_vocab_size, ...) */
+    ktrain_config_defaults(&d);
+    *c = d.model;
+    c->type = KMODEL_DISTILBERT;
+    c->vocab_size = get_int(r, "vocab_size", 30522);
+    c->max_position_embeddings = get_int(r, "max_position_embeddings", 512);
+    c->hidden_size = c->embedding_size = get_int(r, "dim", 768);
+    c->num_hidden_layers = c->num_hidden_groups = get_int(r, "n_layers", 6);
+    c->num_attention_heads = get_int(r, "n_heads", 12);
+    c->intermediate_size = get_int(r, "hidden_dim", 3072);
+    c->hidden_dropout_prob = get_num(r, "dropout", 0.1);
+    c->attention_probs_dropout_prob = get_num(r, "attention_dropout", 0.1);
+    c->initializer_range = get_num(r, "initializer_range", 0.02);
+    c->qa_dropout = get_num(r, "qa_dropout", 0.1);
+    c->seq_classif_dropout = get_num(r, "seq_classif_dropout", 0.2);
+    c->pad_token_id = get_int(r, "pad_token_id", 0);
+    c->layer_norm_eps = 1e-12;
+    const char *act = get_str(r, "activation", "gelu");
+    int sinus = get_bool(r, "sinusoidal_pos_embds", 0);
+    if (r->bad) return EX_DATAERR;
+    if (!strcmp(act, "gelu")) c->hidden_act = KACT_GELU;
+    else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) c->hidden_act = KACT_GELU_NEW;
+    else {
+        kseterr(r->err, r->errlen, "%s: activation \"%s\" is not supported (kiln has \"gelu\" and \"gelu_new\")",
+                r->path, act);
+        return EX_DATAERR;
+    }
+    if (sinus) {
+        kseterr(r->err, r->errlen,
+                "%s: sinusoidal_pos_embds true is not supported (kiln's DistilBERT learns its position embeddings)",
+                r->path);
+        return EX_DATAERR;
+    }
+    return 0;
+}
+
 /* Reads config.json into m (everything but the tensors); *kind gets the head kind,
  * or -1 when the class is to be read off the tensors. */
 static int read_config(const char *path, khf_model *m, int *kind, int *labels_rows, char *err, size_t errlen)
@@ -375,7 +453,9 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
     const char *mt = get_str(&r, "model_type", NULL);
     if (!mt) {
         if (!r.bad)
-            kseterr(err, errlen, "%s: no \"model_type\" (kiln imports \"bert\", \"albert\", \"electra\" and \"gpt2\")",
+            kseterr(err, errlen,
+                    "%s: no \"model_type\" (kiln imports \"bert\", \"albert\", \"electra\", \"gpt2\" and "
+                    "\"distilbert\")",
                     path);
         goto out;
     }
@@ -383,10 +463,11 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
     else if (!strcmp(mt, "albert")) type = KMODEL_ALBERT;
     else if (!strcmp(mt, "electra")) type = KMODEL_ELECTRA;
     else if (!strcmp(mt, "gpt2")) type = KMODEL_GPT2;
+    else if (!strcmp(mt, "distilbert")) type = KMODEL_DISTILBERT;
     else {
         kseterr(err, errlen,
-                "%s: model_type \"%s\" is not supported (kiln imports \"bert\", \"albert\", \"electra\" and "
-                "\"gpt2\")",
+                "%s: model_type \"%s\" is not supported (kiln imports \"bert\", \"albert\", \"electra\", "
+                "\"gpt2\" and \"distilbert\")",
                 path, mt);
         goto out;
     }
@@ -403,7 +484,7 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
             kseterr(err, errlen,
                     "%s: architecture \"%s\" is not supported (kiln imports BertForPreTraining, BertForMaskedLM, "
                     "BertModel, BertForSequenceClassification and their Albert and Electra counterparts, "
-                    "GPT2LMHeadModel and GPT2Model)",
+                    "GPT2LMHeadModel, GPT2Model, DistilBertForMaskedLM and DistilBertModel)",
                     path, a);
             goto out;
         }
@@ -419,6 +500,12 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
         *labels_rows = 0;
         snprintf(m->architecture, sizeof m->architecture, "GPT2LMHeadModel"); /* the tied LM head: always */
         rc = read_gpt2(&r, &m->config);
+        goto out;
+    }
+    if (type == KMODEL_DISTILBERT) {
+        if (*kind == KEXPORT_HEAD_MASKED_LM) *kind = KEXPORT_HEAD_PRETRAINING; /* the same class for kiln */
+        *labels_rows = 0;
+        rc = read_distilbert(&r, &m->config);
         goto out;
     }
     int albert = type == KMODEL_ALBERT, electra = type == KMODEL_ELECTRA;
@@ -631,7 +718,10 @@ static int load_tensors(const char *path, khf_model *m, const kst_file *f, char 
         else if (starts(t->name, "classifier.")) m->heads |= KHF_CLASSIFY;
         else if (strstr(t->name, "pooler.")) m->heads |= KHF_POOLER;
         else if (starts(t->name, "sop_classifier.") || starts(t->name, "cls.seq_relationship.")) m->heads |= KHF_SENTENCE;
-        else if (starts(t->name, "predictions.") || starts(t->name, "cls.predictions.")) m->heads |= KHF_MLM;
+        else if (starts(t->name, "predictions.") || starts(t->name, "cls.predictions.") ||
+                 starts(t->name, "vocab_transform.") || starts(t->name, "vocab_layer_norm.") ||
+                 starts(t->name, "vocab_projector."))
+            m->heads |= KHF_MLM;
     }
     if (m->config.type == KMODEL_GPT2) m->heads = KHF_LM; /* tied to transformer.wte.weight */
     rc = 0;
@@ -970,9 +1060,10 @@ char *khf_extra_json(const khf_model *m, const char *imported_from)
     for (int i = 0; m->labels && i < m->num_labels; i++) json_array_append_new(labels, json_string(m->labels[i]));
     json_object_set_new(o, "imported_from", json_string(imported_from ? imported_from : ""));
     json_object_set_new(o, "architecture", json_string(m->architecture));
-    json_object_set_new(o, "model_type", json_string(m->config.type == KMODEL_ALBERT    ? "albert"
-                                                     : m->config.type == KMODEL_ELECTRA ? "electra"
-                                                                                        : "bert"));
+    json_object_set_new(o, "model_type", json_string(m->config.type == KMODEL_ALBERT       ? "albert"
+                                                     : m->config.type == KMODEL_ELECTRA    ? "electra"
+                                                     : m->config.type == KMODEL_DISTILBERT ? "distilbert"
+                                                                                           : "bert"));
     json_object_set_new(o, "heads", heads);
     json_object_set_new(o, "pooler", json_boolean(m->heads & KHF_POOLER));
     json_object_set_new(o, "num_labels", json_integer(m->num_labels));
@@ -1005,7 +1096,9 @@ void khf_export_head_of(int model_type, const char *extra_json, const kst_tensor
     const kst_tensor *cb = find(t, n, electra ? "classifier.out_proj.bias" : "classifier.bias");
     int sent = find(t, n, albert ? "sop_classifier.classifier.weight" : "cls.seq_relationship.weight") != NULL;
     int mlm = find(t, n, albert ? "predictions.bias" : "cls.predictions.bias") != NULL;
-    if (cb && cb->ndim == 1 && cb->shape[0] >= 1) {
+    if (model_type == KMODEL_DISTILBERT) { /* DistilBertForMaskedLM or DistilBertModel */
+        s->head.kind = find(t, n, "vocab_projector.bias") ? KEXPORT_HEAD_PRETRAINING : KEXPORT_HEAD_BASE;
+    } else if (cb && cb->ndim == 1 && cb->shape[0] >= 1) {
         s->head.kind = KEXPORT_HEAD_CLASSIFICATION;
         s->head.num_labels = (int)cb->shape[0];
         json_t *ls = json_object_get(ex, "id2label");

@@ -12,7 +12,9 @@
  *   AlbertForSequenceClassification                       model_type "albert"
  *   (the Electra ones likewise)                           model_type "electra"
  *   GPT2LMHeadModel, GPT2Model or none                    model_type "gpt2"
- * Anything else is refused by name. Without "architectures" the class is
+ *   DistilBertForMaskedLM, DistilBertModel or none        model_type "distilbert"
+ * Anything else is refused by name (DistilBertForSequenceClassification
+ * too: kiln has no DistilBERT classifier yet). Without "architectures" the class is
  * read off the tensors (classifier.* -> sequence classification, a
  * sentence head or MLM head + pooler -> pretraining, an MLM head -> masked
  * LM, else the base). A *ForMaskedLM folder that also holds the pooler or
@@ -39,6 +41,16 @@
  * (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) are [in, out] in the
  * file: checked against the layout's shape transposed, and transposed into
  * kiln's [out, in].
+ *
+ * DistilBERT: DistilBertConfig's names and defaults for absent keys (dim
+ * 768, n_layers 6, n_heads 12, hidden_dim 3072, activation "gelu", the
+ * dropouts 0.1, seq_classif_dropout 0.2, ...; LayerNorm eps is its fixed
+ * 1e-12); sinusoidal_pos_embds true and activations other than gelu /
+ * gelu_new refused by name. DistilBertForMaskedLM is read as the
+ * pretraining kind (kiln's DistilBERT pretrains that class);
+ * vocab_projector.weight, when present, must equal the word embeddings and
+ * is dropped; a DistilBertModel saved alone has embeddings.* and
+ * transformer.* without "distilbert.".
  *
  * Names: a base model saved on its own has no prefix (embeddings.*,
  * encoder.*, pooler.*); both that and the prefixed form (bert.* /

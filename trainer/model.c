@@ -32,7 +32,9 @@
  * sentence classifier has no dropout.) GPT-2 (build_gpt2) is the pre-LN
  * pass (layer_forward_preln, final LayerNorm ln_f, causal attention) on
  * x0 = drop_embd(wte[id] + wpe[t]) (no token types, no LayerNorm), with
- * the LM head tied to wte.
+ * the LM head tied to wte. DistilBERT (build_distilbert) is the post-LN
+ * pass on x0 = drop(LN(word[id] + pos[t])) (no token types) without the
+ * dropout after the attention output, with BERT's MLM head under its names.
  *
  * Memory. Parameters and gradients: one arena each (64-byte aligned slices;
  * query/key/value weights and biases of a layer are adjacent, so one product
@@ -117,16 +119,23 @@ static size_t add(builder *b, size_t off, int decay, int kind, int ndim, int64_t
 #define BIAS(b, d0, ...) add(b, SIZE_MAX, 0, INIT_ZERO, 1, d0, 0, __VA_ARGS__)
 #define LNG(b, d0, ...) add(b, SIZE_MAX, 0, INIT_ONE, 1, d0, 0, __VA_ARGS__)
 
-/* query/key/value weights and biases at (prefix)(q|k|v)(suffix), stacked */
-static void add_qkv(builder *b, layer_off *o, int H, const char *pre, const char *mid)
+/* query/key/value weights and biases at (prefix)(mid)(name k), stacked; the
+ * names are BERT's query, key, value (NULL) or those of qkv (DistilBERT's) */
+static void add_qkv_named(builder *b, layer_off *o, int H, const char *pre, const char *mid,
+                          const char *const qkv_names[3])
 {
-    const char *qkv[3] = {"query", "key", "value"};
+    static const char *const bert[3] = {"query", "key", "value"};
+    const char *const *qkv = qkv_names ? qkv_names : bert;
     o->qkv_w = take(b, (size_t)3 * H * H);
     o->qkv_b = take(b, (size_t)3 * H);
     for (int k = 0; k < 3; k++) {
         add(b, o->qkv_w + (size_t)k * H * H, 1, INIT_NORMAL, 2, H, H, "%s%s%s.weight", pre, mid, qkv[k]);
         add(b, o->qkv_b + (size_t)k * H, 0, INIT_ZERO, 1, H, 0, "%s%s%s.bias", pre, mid, qkv[k]);
     }
+}
+static void add_qkv(builder *b, layer_off *o, int H, const char *pre, const char *mid)
+{
+    add_qkv_named(b, o, H, pre, mid, NULL);
 }
 
 /* The heads both architectures name alike: the per-token binary head
@@ -290,6 +299,47 @@ static void build_electra(builder *b)
     add_task_heads(b);
 }
 
+/* DistilBertForMaskedLM (transformers' modeling_distilbert): word + learned
+ * position embeddings (no token types), LayerNorm; BERT's post-LN layers
+ * under DistilBERT's names (q_lin, k_lin, v_lin stacked like add_qkv's,
+ * out_lin, sa_layer_norm, ffn.lin1, ffn.lin2, output_layer_norm); the MLM
+ * head is BERT's (vocab_transform, the activation, vocab_layer_norm, the
+ * projector tied to the word embeddings: the alias vocab_projector.weight,
+ * registry.c, with its own bias). No pooler, no sentence head. */
+static void build_distilbert(builder *b)
+{
+    static const char *const qkv[3] = {"q_lin", "k_lin", "v_lin"};
+    kmodel *m = b->m;
+    const int V = m->V, H = m->H, I = m->I;
+    m->word = W2(b, V, H, "distilbert.embeddings.word_embeddings.weight");
+    m->pos = W2(b, m->c.max_position_embeddings, H, "distilbert.embeddings.position_embeddings.weight");
+    m->eln_g = LNG(b, H, "distilbert.embeddings.LayerNorm.weight");
+    m->eln_b = BIAS(b, H, "distilbert.embeddings.LayerNorm.bias");
+    for (int g = 0; g < m->NG; g++) {
+        char p[64];
+        snprintf(p, sizeof p, "distilbert.transformer.layer.%d.", g);
+        layer_off *o = &m->lw[g];
+        add_qkv_named(b, o, H, p, "attention.", qkv);
+        o->ao_w = W2(b, H, H, "%sattention.out_lin.weight", p);
+        o->ao_b = BIAS(b, H, "%sattention.out_lin.bias", p);
+        o->ln1_g = LNG(b, H, "%ssa_layer_norm.weight", p);
+        o->ln1_b = BIAS(b, H, "%ssa_layer_norm.bias", p);
+        o->ff_w = W2(b, I, H, "%sffn.lin1.weight", p);
+        o->ff_b = BIAS(b, I, "%sffn.lin1.bias", p);
+        o->fo_w = W2(b, H, I, "%sffn.lin2.weight", p);
+        o->fo_b = BIAS(b, H, "%sffn.lin2.bias", p);
+        o->ln2_g = LNG(b, H, "%soutput_layer_norm.weight", p);
+        o->ln2_b = BIAS(b, H, "%soutput_layer_norm.bias", p);
+    }
+    if (m->s.heads & KHEAD_MLM) {
+        m->mlm_w = W2(b, H, H, "vocab_transform.weight");
+        m->mlm_b = BIAS(b, H, "vocab_transform.bias");
+        m->mlm_ln_g = LNG(b, H, "vocab_layer_norm.weight");
+        m->mlm_ln_b = BIAS(b, H, "vocab_layer_norm.bias");
+        m->mlm_bias = BIAS(b, V, "vocab_projector.bias");
+    }
+}
+
 /* GPT-2's Conv1D (x W + b, W [in, out]) as a dense layer: the tensor just
  * added is kept as torch.nn.Linear's [out, in] and exported transposed. */
 static size_t transposed(builder *b, size_t off)
@@ -345,6 +395,7 @@ static const model_kind MODELS[] = {
     {KMODEL_ALBERT, "albert", build_albert},
     {KMODEL_ELECTRA, "electra", build_electra},
     {KMODEL_GPT2, "gpt2", build_gpt2},
+    {KMODEL_DISTILBERT, "distilbert", build_distilbert},
 };
 static const model_kind *model_of(int type)
 {
@@ -466,6 +517,8 @@ static size_t carve(kmodel *m, float *base)
     }
     if (m->s.heads & KHEAD_LM) {
         CARVE(m->lchunk, N * (size_t)(m->s.lm_chunk < (int)V ? m->s.lm_chunk : (int)V));
+        /* training keeps the logits for backward when they fit (else backward recomputes them) */
+        if (bw && N * (size_t)V * sizeof(float) <= KMODEL_LM_KEEP_MAX) CARVE(m->lkeep, N * (size_t)V);
         CARVE(m->lmax, N);
         CARVE(m->llse, N);
         CARVE(m->llab, N);
@@ -538,6 +591,11 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
         FAIL("model: ELECTRA's layers are post-LN and bidirectional");
     if (c->type == KMODEL_GPT2 && (!spec->pre_ln || !spec->causal || (spec->heads & ~KHEAD_LM)))
         FAIL("model: GPT-2 is pre-LN and causal, with the LM head only");
+    if (c->type == KMODEL_DISTILBERT && (spec->heads & ~KHEAD_MLM))
+        FAIL("model: DistilBERT has the masked-LM head only (DistilBertForMaskedLM: no sentence-pair head; its "
+             "sequence-classification head is not built yet)");
+    if (c->type == KMODEL_DISTILBERT && (spec->pre_ln || spec->causal))
+        FAIL("model: DistilBERT's layers are post-LN and bidirectional");
     if (spec->lm_chunk < 0) FAIL("model: lm_chunk %d is negative", spec->lm_chunk);
     if (!m->s.lm_chunk) m->s.lm_chunk = 4096;
     if (spec->heads & KHEAD_CLASSIFY) {
@@ -552,7 +610,8 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     m->V = c->vocab_size;
     m->H = c->hidden_size;
     m->gpt2 = m->type == KMODEL_GPT2;
-    m->E = m->type == KMODEL_BERT || m->gpt2 ? c->hidden_size : c->embedding_size;
+    m->distil = m->type == KMODEL_DISTILBERT;
+    m->E = m->type == KMODEL_BERT || m->gpt2 || m->distil ? c->hidden_size : c->embedding_size;
     m->I = c->intermediate_size;
     m->NH = c->num_attention_heads;
     m->NL = c->num_hidden_layers;
@@ -805,7 +864,8 @@ static int load_batch(kmodel *m, const ksample_batch *b)
         m->offs[r] = n;
         for (int t = 0; t < b->lengths[r]; t++, n++) {
             int32_t id = b->input_ids[(size_t)r * L + t];
-            int tt = b->token_type_ids && !m->gpt2 ? b->token_type_ids[(size_t)r * L + t] : 0; /* GPT-2: none */
+            int tt = b->token_type_ids && !m->gpt2 && !m->distil ? b->token_type_ids[(size_t)r * L + t]
+                                                                 : 0; /* GPT-2, DistilBERT: none */
             if (id < 0 || id >= m->V) return bad(m, "row %d position %d: token id %d is not below %d", r, t, id, m->V);
             if (tt >= m->T) return bad(m, "row %d position %d: token type %d is not below %d", r, t, tt, m->T);
             m->ids[n] = id;
@@ -930,7 +990,8 @@ static kbin_head bin_head(kmodel *m)
 static klm_head lm_head(kmodel *m)
 {
     klm_head k = {.N = m->N, .H = m->H, .V = m->V, .C = m->s.lm_chunk, .w = m->params + m->word, .bias = NULL,
-                  .dw = m->grads ? m->grads + m->word : NULL, .dbias = NULL, .chunk = m->lchunk, .run_sum = m->lsum,
+                  .dw = m->grads ? m->grads + m->word : NULL, .dbias = NULL, .chunk = m->lchunk, .keep = m->lkeep,
+                  .run_sum = m->lsum,
                   .run_max = m->lmax, .lse = m->llse, .label_logit = m->llab, .argmax = m->largmax};
     return k;
 }
@@ -1019,7 +1080,8 @@ static void forward(kmodel *m, int train, uint64_t key)
     if (m->gpt2) { /* wte[id] + wpe[t] */
         kembed_forward(m->emb_ln, N, E, P + m->word, m->ids, P + m->pos, m->pos_ids, NULL, NULL);
     } else {
-        kembed_forward(m->emb_x, N, E, P + m->word, m->ids, P + m->pos, m->pos_ids, P + m->typ, m->type_ids);
+        kembed_forward(m->emb_x, N, E, P + m->word, m->ids, P + m->pos, m->pos_ids, m->distil ? NULL : P + m->typ,
+                       m->distil ? NULL : m->type_ids); /* DistilBERT: no token types */
         klayernorm_forward(m->emb_ln, m->emb_mean, m->emb_rstd, m->emb_x, P + m->eln_g, P + m->eln_b, N, E, m->eps);
     }
     float *x = emb_out(m, train);
@@ -1045,11 +1107,13 @@ static void forward(kmodel *m, int train, uint64_t key)
                         .key = site_key(key, 4 * (uint64_t)l)};
         kattention_forward(a->ctx, a->probs, m->scratch, a->qkv, m->offs, &d);
         /* xs1 = h + drop(ctx Wo^T + bo), h1 = LN1(xs1): the residual is the
-         * product's prologue without dropout, the epilogue's with it */
-        kepi_ln e1 = {.x = a->xs1, .res = ph > 0 ? h : NULL, .p = ph, .key = site_key(key, 4 * (uint64_t)l + 1),
+         * product's prologue without dropout, the epilogue's with it
+         * (DistilBERT: no dropout after out_lin) */
+        const float p1 = m->distil ? 0.0f : ph;
+        kepi_ln e1 = {.x = a->xs1, .res = p1 > 0 ? h : NULL, .p = p1, .key = site_key(key, 4 * (uint64_t)l + 1),
                       .y = a->h1, .mean = a->m1, .rstd = a->r1, .g = P + w->ln1_g, .b = P + w->ln1_b, .C = H,
                       .eps = m->eps};
-        kdense_forward_ex(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, ph > 0 ? NULL : h, N, H, H, kepi_layernorm, &e1);
+        kdense_forward_ex(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, p1 > 0 ? NULL : h, N, H, H, kepi_layernorm, &e1);
         kepi_act ea = {.x = a->ffpre, .y = a->ffact, .C = I, .kind = m->act}; /* ffpre becomes gelu'(pre) */
         kdense_forward_ex(a->ffpre, a->h1, P + w->ff_w, P + w->ff_b, NULL, N, H, I, kepi_gelu_deriv, &ea);
         const float p2 = m->type != KMODEL_ALBERT ? ph : 0.0f; /* ALBERT: no dropout after the FFN */
@@ -1206,6 +1270,7 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
     }
     if (m->s.heads & KHEAD_LM) {
         klm_head k = lm_head(m);
+        if (!train) k.keep = NULL; /* no backward follows */
         khead_loss q = klm_head_loss(&k, m->hlast, m->llabel);
         for (int i = 0; i < m->N; i++) m->lgscale[i] = q.count ? loss_scale / (float)q.count : 0.0f;
         term(r, "lm_loss", q.sum, q.count, 1.0);
@@ -1318,7 +1383,7 @@ static void backward(kmodel *m, uint64_t key)
         kdense_backward(gB, 1, G + w->ff_w, G + w->ff_b, m->gI, a->h1, P + w->ff_w, N, H, I); /* gB = d h1 */
         klayernorm_backward(gA, 0, G + w->ln1_g, G + w->ln1_b, gB, a->xs1, a->m1, a->r1, P + w->ln1_g, N, H);
         const float *dao = gA; /* gA = d xs1 */
-        if (ph > 0) {
+        if (ph > 0 && !m->distil) {
             kdropout(gC, gA, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 1), 0);
             dao = gC;
         }
@@ -1341,8 +1406,8 @@ static void backward(kmodel *m, uint64_t key)
     }
     klayernorm_backward(dx, 0, G + m->eln_g, G + m->eln_b, dx, m->emb_x, m->emb_mean, m->emb_rstd, P + m->eln_g, N,
                         E);
-    kembed_backward(G + m->word, m->ids, m->c.pad_token_id, G + m->pos, m->pos_ids, G + m->typ, m->type_ids, dx, N,
-                    E);
+    kembed_backward(G + m->word, m->ids, m->c.pad_token_id, G + m->pos, m->pos_ids, m->distil ? NULL : G + m->typ,
+                    m->distil ? NULL : m->type_ids, dx, N, E);
 }
 
 /* ---- the pass API ------------------------------------------------------------------ */

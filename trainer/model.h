@@ -18,6 +18,10 @@
  * (ElectraModel) with them: the MLM head alone is the generator
  * (ElectraForMaskedLM, built from the generator's config), the token head
  * the discriminator, the classification head ElectraForSequenceClassification.
+ * model.type distilbert is DistilBertForMaskedLM: BERT's post-LN layers
+ * under DistilBERT's names, no token types (a batch's type ids are
+ * ignored), no pooler, no dropout after the attention output, the MLM head
+ * only (build_distilbert).
  * The parameter list is the registry (trainer/registry.h): one entry per
  * tensor with its Hugging Face name, shape, flags and init; checkpoints,
  * export, import and the PyTorch reference read the same list.
@@ -102,6 +106,12 @@ typedef struct kmodel_spec {
     int inference;           /* 1: no gradients, no backward buffers; only kmodel_forward / kmodel_loss */
     int lm_chunk;            /* KHEAD_LM: vocabulary columns per chunk (0: 4096) */
 } kmodel_spec;
+
+/* A training model with the LM head keeps its (max_B L, V) logits from the
+ * loss to the backward pass when they take at most this many bytes (one
+ * product per vocabulary chunk fewer; the same bytes either way), else
+ * backward recomputes them chunk by chunk. */
+#define KMODEL_LM_KEEP_MAX ((size_t)512 << 20)
 
 /* The spec of today's pretraining models: heads MLM (P > 0) and/or sentence. */
 kmodel_spec kmodel_spec_pretrain(int max_B, int L, int P, int with_sentence_head);

@@ -55,6 +55,8 @@ struct kmodel {
     float eps, p_hidden, p_attn;
     float p_emb;              /* dropout on the embedding output: p_hidden, GPT-2's embd_pdrop */
     int gpt2;                 /* GPT-2: embeddings word + position only, no LayerNorm, no padding row */
+    int distil;               /* DistilBERT: embeddings word + position (no token types), then LayerNorm;
+                                 no dropout on the attention output */
 
     /* parameters: the registry (state_dict order) */
     ktensor *t;
@@ -96,6 +98,8 @@ struct kmodel {
     float *tlogit, *tdlogit;  /* (N) */
     int32_t *tlabel;          /* (N) per-token labels of the packed rows */
     float *lchunk;            /* (N, lm_chunk) LM head scratch */
+    float *lkeep;             /* (N, V) the LM head's logits from loss to backward (klm_head.keep), or NULL
+                                 when they would take more than KMODEL_LM_KEEP_MAX bytes (then recomputed) */
     double *lsum;             /* (N) */
     float *lmax, *llse, *llab, *lgscale; /* (N) */
     int32_t *largmax, *llabel; /* (N) next-token labels of the packed rows */

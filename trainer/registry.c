@@ -53,6 +53,14 @@ int kregistry_aliases_of(int type, int heads, int with_bias, kalias *out, int ma
         }
         return 1;
     }
+    if ((heads & KHEAD_MLM) && type == KMODEL_DISTILBERT) {
+        /* DistilBertForMaskedLM: vocab_projector's weight is the word embeddings (its bias is its own) */
+        if (n < max) {
+            snprintf(out[n].name, sizeof out[n].name, "vocab_projector.weight");
+            snprintf(out[n].target, sizeof out[n].target, "distilbert.embeddings.word_embeddings.weight");
+        }
+        return 1;
+    }
     if (heads & KHEAD_MLM) {
         const int albert = type == KMODEL_ALBERT;
         const char *pre = albert ? "" : "cls.";
@@ -151,7 +159,9 @@ char *kregistry_manifest(const kmodel *m)
         fail |= json_object_set_new(root, "model_type", json_string(c->type == KMODEL_ALBERT    ? "albert"
                                                                     : c->type == KMODEL_ELECTRA ? "electra"
                                                                     : c->type == KMODEL_GPT2    ? "gpt2"
-                                                                                                : "bert"));
+                                                                    : c->type == KMODEL_DISTILBERT
+                                                                        ? "distilbert"
+                                                                        : "bert"));
         for (size_t i = 0; i < sizeof head_names / sizeof head_names[0]; i++)
             if (s->heads & head_names[i].bit) fail |= json_array_append_new(heads, json_string(head_names[i].name));
         fail |= json_object_set(root, "heads", heads);

@@ -12,7 +12,7 @@
  *
  * Manifest format (JSON, version 1):
  *   {"format": "kiln-registry", "version": 1,
- *    "model_type": "bert"|"albert"|"electra"|"gpt2", "heads": ["mlm", "sentence", ...],
+ *    "model_type": "bert"|"albert"|"electra"|"gpt2"|"distilbert", "heads": ["mlm", "sentence", ...],
  *    "num_labels": N, "pre_ln": 0|1, "causal": 0|1,
  *    "tensors": [{"name", "shape": [..], "decay": 0|1, "frozen": 0|1,
  *                 "init": "normal"|"normal_resid"|"one"|"zero", "transpose": 0|1}, ...],
@@ -45,7 +45,8 @@ struct kmodel; /* trainer/model.h (which includes this header) */
  * decoder weight when m has the MLM head ("predictions.decoder.weight" ->
  * "albert.embeddings.word_embeddings.weight" for ALBERT,
  * "cls.predictions.decoder.weight" -> "bert.embeddings.word_embeddings.weight"
- * for BERT). Returns the number of aliases (at most KREGISTRY_MAX_ALIASES;
+ * for BERT, "vocab_projector.weight" -> "distilbert.embeddings.word_embeddings.weight"
+ * for DistilBERT, whose projector bias is a tensor of its own). Returns the number of aliases (at most KREGISTRY_MAX_ALIASES;
  * entries beyond max are counted but not written). */
 int kregistry_aliases(const struct kmodel *m, kalias *out, int max);
 /* The same from the model type (KMODEL_*) and heads (KHEAD_* bits).

@@ -61,6 +61,16 @@ output splits into query, key and value (in that order) of width H each. The
 attention mask is causal plus the key padding mask (finfo.min, as mask_add).
 lm_loss = mean CE of the next token over the real positions t whose t + 1 is
 real (kiln's KHEAD_LM; Hugging Face's shift of labels, padding ignored).
+
+DistilBERT (transformers' modeling_distilbert): DistilBertForMaskedLM =
+distilbert.embeddings (word_embeddings with padding_idx, learned
+position_embeddings, no token types, LayerNorm eps 1e-12, dropout),
+distilbert.transformer.layer.N (MultiHeadSelfAttention q_lin, k_lin, v_lin,
+out_lin with no dropout after out_lin; sa_layer_norm(sa + x); FFN lin1,
+activation, lin2, dropout; output_layer_norm(ffn + sa)), then
+vocab_transform (dim -> dim), the activation, vocab_layer_norm and
+vocab_projector (dim -> V) whose weight is tied to the word embeddings, its
+bias its own. The attention mask is the key padding mask (finfo.min).
 """
 import math
 
@@ -73,7 +83,8 @@ TIED_DECODER = {"albert": ("predictions.decoder.weight", "albert.embeddings.word
                 "bert": ("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"),
                 "electra": ("generator_lm_head.weight", "electra.embeddings.word_embeddings.weight"),
                 "electra_pair": ("generator.generator_lm_head.weight", "electra.embeddings.word_embeddings.weight"),
-                "gpt2": ("lm_head.weight", "transformer.wte.weight")}
+                "gpt2": ("lm_head.weight", "transformer.wte.weight"),
+                "distilbert": ("vocab_projector.weight", "distilbert.embeddings.word_embeddings.weight")}
 
 
 def gelu(kind):
@@ -594,6 +605,92 @@ class GPT2LMHeadModel(nn.Module):
         return self.lm_head(self.transformer(ids, attn_mask))
 
 
+class DistilEmbeddings(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H = c["hidden_size"]
+        self.word_embeddings = nn.Embedding(c["vocab_size"], H, padding_idx=c["pad_token_id"])
+        self.position_embeddings = nn.Embedding(c["max_position_embeddings"], H)
+        self.LayerNorm = nn.LayerNorm(H, eps=1e-12)
+
+    def forward(self, ids):
+        pos = torch.arange(ids.shape[1]).unsqueeze(0)
+        return self.LayerNorm(self.word_embeddings(ids) + self.position_embeddings(pos))
+
+
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H = c["hidden_size"]
+        self.nh = c["num_attention_heads"]
+        self.q_lin, self.k_lin, self.v_lin, self.out_lin = (nn.Linear(H, H), nn.Linear(H, H), nn.Linear(H, H),
+                                                            nn.Linear(H, H))
+
+    def forward(self, x, mask_add):
+        return self.out_lin(attention(self.q_lin(x), self.k_lin(x), self.v_lin(x), mask_add, self.nh))
+
+
+class FFN(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.lin1 = nn.Linear(c["hidden_size"], c["intermediate_size"])
+        self.lin2 = nn.Linear(c["intermediate_size"], c["hidden_size"])
+        self.act = gelu(c["hidden_act"])
+
+    def forward(self, x):
+        return self.lin2(self.act(self.lin1(x)))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H = c["hidden_size"]
+        self.attention = MultiHeadSelfAttention(c)
+        self.sa_layer_norm = nn.LayerNorm(H, eps=1e-12)
+        self.ffn = FFN(c)
+        self.output_layer_norm = nn.LayerNorm(H, eps=1e-12)
+
+    def forward(self, x, mask_add):
+        sa = self.sa_layer_norm(self.attention(x, mask_add) + x)
+        return self.output_layer_norm(self.ffn(sa) + sa)
+
+
+class DistilTransformer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.layer = nn.ModuleList([TransformerBlock(c) for _ in range(c["num_hidden_layers"])])
+
+
+class DistilBertModel(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.embeddings = DistilEmbeddings(c)
+        self.transformer = DistilTransformer(c)
+
+    def forward(self, ids, attn_mask):
+        h, m = self.embeddings(ids), mask_add(attn_mask)
+        for layer in self.transformer.layer:
+            h = layer(h, m)
+        return h
+
+
+class DistilBertForMaskedLM(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H, V = c["hidden_size"], c["vocab_size"]
+        self.distilbert = DistilBertModel(c)
+        self.vocab_transform = nn.Linear(H, H)
+        self.vocab_layer_norm = nn.LayerNorm(H, eps=1e-12)
+        self.vocab_projector = nn.Linear(H, V)
+        self.vocab_projector.weight = self.distilbert.embeddings.word_embeddings.weight  # tied
+        self.act = gelu(c["hidden_act"])
+
+    def forward(self, ids, attn_mask, mrow, mpos):
+        """MLM logits (M, V) at the masked slots (mrow, mpos)"""
+        h = self.distilbert(ids, attn_mask)
+        return self.vocab_projector(self.vocab_layer_norm(self.act(self.vocab_transform(h[mrow, mpos]))))
+
+
 def lm_loss(logits, ids, lengths):
     """kiln's lm_loss: mean CE of token t + 1 at every real t with t + 1 real"""
     B, L, V = logits.shape
@@ -614,6 +711,11 @@ def build(c, manifest=None):
                                      not manifest["causal"]):
             raise ValueError("GPT-2 is pre-LN and causal with the LM head only")
         return GPT2LMHeadModel(c)
+    if c["model_type"] == "distilbert":
+        if manifest is not None and (sorted(manifest["heads"]) != ["mlm"] or manifest["pre_ln"] or
+                                     manifest["causal"]):
+            raise ValueError("DistilBERT is post-LN and bidirectional with the MLM head only")
+        return DistilBertForMaskedLM(c)
     if c["model_type"] == "electra":
         heads = sorted(manifest["heads"]) if manifest is not None else ["mlm", "token"]
         if manifest is not None and (manifest["pre_ln"] or manifest["causal"]):

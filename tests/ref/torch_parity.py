@@ -11,7 +11,7 @@ Hugging Face's AlbertForPreTraining / BertForPreTraining, or
 flags of the BERT model; ELECTRA's pair = ElectraForPreTraining + a
 `generator` ElectraForMaskedLM sharing its embeddings module, or
 ElectraForSequenceClassification; GPT-2 = GPT2LMHeadModel with Conv1D
-layers). The registry must equal torch's named_parameters strictly: same
+layers; DistilBertForMaskedLM). The registry must equal torch's named_parameters strictly: same
 names, same order, same shapes (a tensor flagged transpose, GPT-2's Conv1D
 weights, with its shape reversed: kiln keeps [out, in], Conv1D [in, out]; the
 file's parameters, gradients and optimizer results of such a tensor are
@@ -40,7 +40,8 @@ elementwise, |kiln - torch| <= ATOL + RTOL |torch|:
     groups from the manifest's decay flags, clip_grad_norm_, linear warmup +
     decay) and after 5 LAMB steps (the formula of trainer/optim.h, cosine
     schedule), and the loss before each step            RTOL 1e-4, ATOL 1e-5
-    except the attention key biases (GPT-2: the middle third of c_attn.bias):
+    except the attention key biases (DistilBERT's k_lin.bias; GPT-2: the
+    middle third of c_attn.bias):
     their gradient is zero up to rounding
     (softmax ignores a shift shared by a row's scores), so Adam's normalized
     update turns rounding noise into steps of up to lr * |g| / eps in either
@@ -368,6 +369,9 @@ def main(path):
                     draws[k] += v
             return {"out.mlm_logits": glog, "out.token_logits": dlog * mask}, \
                 {"mlm_loss": mlm, "disc_loss": torch_models.disc_loss(dlog, dl)}
+        if c["model_type"] == "distilbert":  # no token types
+            lg = model(ids, mask, mrow, mpos)
+            return {"out.mlm_logits": lg}, {"mlm_loss": torch_models.mlm_loss(lg, mlab, mwt)}
         if c["model_type"] == "gpt2":
             lg = model(ids, mask)
             out = {"out.lm_logits": lg * mask[:, :, None]}
@@ -418,7 +422,7 @@ def main(path):
     params = dict(model.named_parameters())
     ck.group("gradients", [(f"grad {n}", T["grad." + n], params[n].grad.numpy()) for n in names])
     # the key biases (GPT-2: the middle third of c_attn.bias)
-    dead = {n: slice(None) for n in names if n.endswith("key.bias")}
+    dead = {n: slice(None) for n in names if n.endswith(("key.bias", "k_lin.bias"))}  # DistilBERT: k_lin
     if c["model_type"] == "gpt2":
         H = c["hidden_size"]
         dead.update({n: slice(H, 2 * H) for n in names if n.endswith("c_attn.bias")})

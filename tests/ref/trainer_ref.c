@@ -3,7 +3,7 @@
  * its speed check. Not part of kiln.
  *
  *   kiln_trainer_ref parity DIR
- *     For nine small models, no dropout:
+ *     For ten small models, no dropout:
  *       albert             ALBERT (gelu_new, 4 layers over 2 weight groups), MLM + SOP
  *       bert               BERT (gelu, 2 layers), MLM + sentence
  *       bert_cls           BERT, classifier with 3 labels (last row unlabelled)
@@ -19,6 +19,9 @@
  *                          the classification head, 3 labels
  *       gpt2               GPT2LMHeadModel (gelu_new, H 24, 3 heads, 2
  *                          layers, n_inner 40, V 83 walked in chunks of 32)
+ *       distilbert         DistilBertForMaskedLM (gelu, dim 24, 3 heads, 2
+ *                          layers, hidden_dim 40, V 79; token types in the
+ *                          batch, which DistilBERT does not read), MLM
  *     writes DIR/<name>.manifest.json (kregistry_manifest, trainer/registry.h)
  *     and DIR/<name>.safetensors holding:
  *       <param name>          the initial parameters (Hugging Face names)
@@ -541,6 +544,7 @@ static int parity_one(const char *dir, const parity_case *pc)
          c->type == KMODEL_ALBERT    ? "albert"
          : c->type == KMODEL_ELECTRA ? "electra"
          : c->type == KMODEL_GPT2    ? "gpt2"
+         : c->type == KMODEL_DISTILBERT ? "distilbert"
                                      : "bert");
     META("vocab_size", "%d", c->vocab_size);
     META("embedding_size", "%d", c->type == KMODEL_ALBERT || c->type == KMODEL_ELECTRA ? c->embedding_size : c->hidden_size);
@@ -625,6 +629,12 @@ static int parity(const char *dir)
         .type = KMODEL_GPT2, .vocab_size = 83, .embedding_size = 24, .hidden_size = 24, .num_hidden_layers = 2,
         .num_attention_heads = 3, .intermediate_size = 40, .max_position_embeddings = 20, .type_vocab_size = 2,
         .hidden_act = KACT_GELU_NEW, .layer_norm_eps = 1e-5, .num_hidden_groups = 2, .initializer_range = 0.1};
+    /* DistilBERT: no token types (the batch has them: they must change nothing), eps 1e-12 */
+    const kmodel_config distil = {
+        .type = KMODEL_DISTILBERT, .vocab_size = 79, .embedding_size = 24, .hidden_size = 24, .num_hidden_layers = 2,
+        .num_attention_heads = 3, .intermediate_size = 40, .max_position_embeddings = 20, .type_vocab_size = 2,
+        .hidden_act = KACT_GELU, .layer_norm_eps = 1e-12, .num_hidden_groups = 2, .initializer_range = 0.1,
+        .pad_token_id = 0};
     const parity_case cases[] = {
         {"albert", albert, kmodel_spec_pretrain(4, 20, 5, 1)},
         {"bert", bert, kmodel_spec_pretrain(3, 16, 4, 1)},
@@ -643,6 +653,7 @@ static int parity(const char *dir)
          {.heads = KHEAD_CLASSIFY, .max_B = 5, .L = 16, .num_labels = 3, .classifier_dropout = 0}},
         {"gpt2", gpt2,
          {.heads = KHEAD_LM, .max_B = 4, .L = 16, .classifier_dropout = -1, .pre_ln = 1, .causal = 1, .lm_chunk = 32}},
+        {"distilbert", distil, kmodel_spec_pretrain_of(&distil, 3, 16, 4, 0)},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (parity_one(dir, &cases[i])) return 1;

@@ -400,14 +400,15 @@ static void test_schema_keys(void **state)
     }
     assert_int_equal(n, (int)json_object_size(leaves));
     /* the canonical JSON has the reader's keys in the reader's order: an
-     * ELECTRA config writes every key but GPT-2's, a GPT-2 config GPT-2's
-     * and the shared ones; together they write every key */
+     * ELECTRA config writes every key but GPT-2's and DistilBERT's, a GPT-2
+     * config GPT-2's and the shared ones, a DistilBERT config DistilBERT's;
+     * together they write every key */
     unsigned char *seen = calloc((size_t)n, 1);
     assert_non_null(seen);
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 3; pass++) {
         ktrain_config c;
         ktrain_config_defaults(&c);
-        c.model.type = pass ? KMODEL_GPT2 : KMODEL_ELECTRA;
+        c.model.type = pass == 2 ? KMODEL_DISTILBERT : pass ? KMODEL_GPT2 : KMODEL_ELECTRA;
         char *text = ktrain_config_to_json(&c);
         json_t *canon = json_loads(text, 0, NULL);
         assert_non_null(canon);
@@ -473,6 +474,11 @@ static void test_schema_defaults(void **state)
     char *gtext = ktrain_config_to_json(&c);
     json_t *gcanon = json_loads(gtext, 0, NULL);
     assert_non_null(gcanon);
+    /* DistilBERT's likewise */
+    assert_int_equal(parse(&c, "{\"model\": {\"type\": \"distilbert\"}," BUDGET "}", 0), 0);
+    char *dtext = ktrain_config_to_json(&c);
+    json_t *dcanon = json_loads(dtext, 0, NULL);
+    assert_non_null(dcanon);
     const char *k;
     json_t *v;
     json_object_foreach(leaves, k, v) {
@@ -485,6 +491,7 @@ static void test_schema_defaults(void **state)
             snprintf(sec, sizeof sec, "%.*s", (int)(dot - k), k);
             cv = json_object_get(json_object_get(canon, sec), dot + 1);
             if (!cv) cv = json_object_get(json_object_get(gcanon, sec), dot + 1);
+            if (!cv) cv = json_object_get(json_object_get(dcanon, sec), dot + 1);
         } else {
             cv = json_object_get(canon, k);
         }
@@ -497,6 +504,8 @@ static void test_schema_defaults(void **state)
     free(text);
     json_decref(gcanon);
     free(gtext);
+    json_decref(dcanon);
+    free(dtext);
     json_decref(leaves);
     json_decref(schema);
 }
@@ -665,6 +674,94 @@ static void test_gpt2(void **state)
                 "[\"clm\"]");
 }
 
+/* ---- DistilBERT ------------------------------------------------------------------ */
+
+#define DISTIL "\"model\": {\"type\": \"distilbert\""
+
+static void test_distilbert(void **state)
+{
+    (void)state;
+    ktrain_config c;
+    /* DistilBertConfig's defaults where the config is silent; mlm by default */
+    assert_int_equal(parse(&c, "{" DISTIL "}," BUDGET "}", 0), 0);
+    assert_int_equal(c.model.type, KMODEL_DISTILBERT);
+    assert_int_equal(c.model.hidden_size, 256);
+    assert_int_equal(c.model.embedding_size, 256);
+    assert_int_equal(c.model.num_hidden_groups, 4);
+    assert_int_equal(c.model.hidden_act, KACT_GELU);
+    assert_true(c.model.layer_norm_eps == 1e-12);
+    assert_true(c.model.hidden_dropout_prob == 0.1 && c.model.attention_probs_dropout_prob == 0.1);
+    assert_true(c.model.qa_dropout == 0.1 && c.model.seq_classif_dropout == 0.2);
+    assert_int_equal(c.model.sinusoidal_pos_embds, 0);
+    assert_int_equal(c.data.objectives, KOBJ_MLM);
+    /* DistilBertConfig's names, and the BertConfig names it shares */
+    assert_int_equal(parse(&c,
+                           "{" DISTIL ", \"dim\": 64, \"n_layers\": 3, \"n_heads\": 8, \"hidden_dim\": 100, "
+                           "\"activation\": \"gelu_new\", \"dropout\": 0.2, \"attention_dropout\": 0.05, "
+                           "\"max_position_embeddings\": 128, \"pad_token_id\": 1, \"initializer_range\": 0.01, "
+                           "\"sinusoidal_pos_embds\": false, \"qa_dropout\": 0.3, \"seq_classif_dropout\": 0.4},"
+                           " \"data\": {\"objectives\": [\"wwm\"], \"seq_len\": 128}," BUDGET "}",
+                           0),
+                     0);
+    assert_int_equal(c.model.hidden_size, 64);
+    assert_int_equal(c.model.embedding_size, 64);
+    assert_int_equal(c.model.num_hidden_layers, 3);
+    assert_int_equal(c.model.num_hidden_groups, 3);
+    assert_int_equal(c.model.num_attention_heads, 8);
+    assert_int_equal(c.model.intermediate_size, 100);
+    assert_int_equal(c.model.max_position_embeddings, 128);
+    assert_int_equal(c.model.pad_token_id, 1);
+    assert_int_equal(c.model.hidden_act, KACT_GELU_NEW);
+    assert_true(c.model.hidden_dropout_prob == 0.2 && c.model.attention_probs_dropout_prob == 0.05);
+    assert_true(c.model.initializer_range == 0.01 && c.model.qa_dropout == 0.3 && c.model.seq_classif_dropout == 0.4);
+    assert_int_equal(c.data.objectives, KOBJ_WWM);
+    {   /* canonical JSON: DistilBertConfig's names only, reads back as itself */
+        char *t1 = ktrain_config_to_json(&c);
+        assert_non_null(strstr(t1, "\"type\": \"distilbert\""));
+        assert_non_null(strstr(t1, "\"dim\": 64"));
+        assert_non_null(strstr(t1, "\"hidden_dim\": 100"));
+        assert_non_null(strstr(t1, "\"sinusoidal_pos_embds\": false"));
+        assert_non_null(strstr(t1, "\"max_position_embeddings\": 128"));
+        assert_non_null(strstr(t1, "\"pad_token_id\": 1"));
+        assert_null(strstr(t1, "hidden_size"));
+        assert_null(strstr(t1, "type_vocab_size"));
+        assert_null(strstr(t1, "layer_norm_eps"));
+        assert_null(strstr(t1, "n_embd"));
+        ktrain_config c2;
+        assert_int_equal(ktrain_config_parse(&c2, t1, strlen(t1), NULL, 0, NULL, 0), 0);
+        char *t2 = ktrain_config_to_json(&c2);
+        assert_string_equal(t1, t2);
+        free(t1);
+        free(t2);
+    }
+    assert_int_equal(parse(&c, "{" DISTIL "}," BUDGET "}", 1, "model.n_heads=2"), 0);
+    assert_int_equal(c.model.num_attention_heads, 2);
+    /* BertConfig's names refused for distilbert (listing the right ones), DistilBertConfig's for the others */
+    expect_fail(EX_CONFIG, "{" DISTIL ", \"hidden_size\": 64}," BUDGET "}", NULL, "model.hidden_size",
+                "not a key of model.type \"distilbert\"");
+    expect_fail(EX_CONFIG, "{" DISTIL ", \"type_vocab_size\": 2}," BUDGET "}", NULL, "model.type_vocab_size", "dim, n_layers");
+    expect_fail(EX_CONFIG, "{" DISTIL ", \"layer_norm_eps\": 1e-6}," BUDGET "}", NULL, "model.layer_norm_eps", "distilbert");
+    expect_fail(EX_CONFIG, "{" DISTIL ", \"n_embd\": 64}," BUDGET "}", NULL, "model.n_embd", "only for model.type \"gpt2\"");
+    expect_fail(EX_CONFIG, "{\"model\": {\"type\": \"bert\", \"dim\": 64}," BUDGET "}", NULL, "model.dim",
+                "only for model.type \"distilbert\"");
+    expect_fail(EX_CONFIG, "{\"model\": {\"type\": \"gpt2\", \"max_position_embeddings\": 64}," BUDGET "}", NULL,
+                "model.max_position_embeddings", "gpt2");
+    expect_fail(EX_CONFIG, "{" DISTIL ", \"sinusoidal_pos_embds\": true}," BUDGET "}", NULL,
+                "model.sinusoidal_pos_embds", "not implemented");
+    expect_fail(EX_CONFIG, "{" DISTIL ", \"sinusoidal_pos_embds\": 1}," BUDGET "}", NULL,
+                "model.sinusoidal_pos_embds", "true or false");
+    expect_fail(EX_CONFIG, "{" DISTIL ", \"activation\": \"relu\"}," BUDGET "}", NULL, "model.activation", "expected");
+    /* cross-field rules under DistilBERT's names; no sentence-pair head */
+    expect_fail(EX_CONFIG, "{" DISTIL ", \"dim\": 30, \"n_heads\": 4}," BUDGET "}", NULL, "model.n_heads",
+                "must divide dim (30)");
+    expect_fail(EX_CONFIG, "{" DISTIL "}, \"data\": {\"objectives\": [\"mlm\", \"sop\"]}," BUDGET "}", NULL,
+                "data.objectives", "no sentence-pair head");
+    expect_fail(EX_CONFIG, "{" DISTIL "}, \"data\": {\"objectives\": [\"mlm\", \"nsp\"]}," BUDGET "}", NULL,
+                "data.objectives", "no sentence-pair head");
+    expect_fail(EX_CONFIG, "{" DISTIL "}, \"data\": {\"objectives\": [\"clm\"]}," BUDGET "}", NULL, "data.objectives",
+                "gpt2");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -683,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_schema_bounds),
         cmocka_unit_test(test_examples),
         cmocka_unit_test(test_gpt2),
+        cmocka_unit_test(test_distilbert),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -746,6 +746,100 @@ static void test_gpt2_round_trip(void **state)
     free_set(&s);
 }
 
+/* DistilBertForMaskedLM exported by kiln reads back bit-exact and exports
+ * to the same files; DistilBertModel saved alone (no prefix, position_ids
+ * buffer) and a config.json without architectures read too; what kiln
+ * does not have is refused by name. */
+static void test_distilbert(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny(KMODEL_DISTILBERT);
+    mc.qa_dropout = 0.1;
+    mc.seq_classif_dropout = 0.2;
+    tset s;
+    make_set(&s, &mc, NULL, 1); /* with vocab_projector.weight: checked and left out */
+    assert_int_equal(kexport_hf(at("db"), &mc, s.t, s.n, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err), 0);
+    khf_model m;
+    if (khf_load(at("db"), &m, err, sizeof err)) fail_msg("%s", err);
+    assert_string_equal(m.architecture, "DistilBertForMaskedLM");
+    assert_int_equal(m.head.kind, KEXPORT_HEAD_PRETRAINING);
+    assert_int_equal(m.heads, KHF_MLM);
+    assert_same(&m, &s);
+    assert_null(find(m.tensors, m.n, "vocab_projector.weight"));
+    const kmodel_config *c = &m.config;
+    assert_int_equal(c->type, KMODEL_DISTILBERT);
+    assert_true(c->vocab_size == V && c->hidden_size == 8 && c->embedding_size == 8 && c->num_hidden_layers == 2 &&
+                c->num_hidden_groups == 2 && c->num_attention_heads == 2 && c->intermediate_size == 16 &&
+                c->max_position_embeddings == 16);
+    assert_int_equal(c->hidden_act, KACT_GELU);
+    assert_true(c->layer_norm_eps == 1e-12 && c->hidden_dropout_prob == 0.1 && c->attention_probs_dropout_prob == 0.1);
+    assert_true(c->qa_dropout == 0.1 && c->seq_classif_dropout == 0.2);
+    ktrain_config rc;
+    if (khf_run_config(&m, &rc, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(rc.model.type, KMODEL_DISTILBERT);
+    assert_int_equal(rc.data.objectives, KOBJ_MLM);
+    char *ex = khf_extra_json(&m, "/x");
+    json_t *e = json_loads(ex, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(e, "model_type")), "distilbert");
+    json_decref(e);
+    /* kiln export's head choice from the tensors and the extra: DistilBertForMaskedLM again */
+    khf_export_head eh;
+    khf_export_head_of(KMODEL_DISTILBERT, ex, m.tensors, m.n, &eh);
+    assert_int_equal(eh.head.kind, KEXPORT_HEAD_PRETRAINING);
+    free(ex);
+    assert_int_equal(kexport_hf2(at("db2"), &m.config, &eh.head, m.tensors, m.n, m.vocab, m.vocab_len,
+                                 m.do_lower_case, 0, err, sizeof err), 0);
+    khf_export_head_free(&eh);
+    static const char *const files[] = {"model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json",
+                                        "special_tokens_map.json"};
+    for (int i = 0; i < 5; i++) {
+        char a[1200], b[1200];
+        snprintf(a, sizeof a, "%s/%s", at("db"), files[i]);
+        snprintf(b, sizeof b, "%s/%s", at("db2"), files[i]);
+        assert_same_file(a, b);
+    }
+    khf_free(&m);
+    free_set(&s);
+
+    /* DistilBertModel as save_pretrained writes it: no prefix; defaults for absent keys */
+    kexport_head base = {KEXPORT_HEAD_BASE, 0, NULL, NULL};
+    make_set(&s, &mc, &base, 0);
+    static const char DB_CFG[] =
+        "{\"architectures\": [\"%s\"], \"model_type\": \"distilbert\", \"vocab_size\": 10, \"dim\": 8,"
+        " \"n_layers\": 2, \"n_heads\": 2, \"hidden_dim\": 16, \"max_position_embeddings\": 16%s}";
+    const char *d = write_folder("dbase", &s, "distilbert.", cfg(DB_CFG, "DistilBertModel", ""));
+    if (khf_load(d, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(m.head.kind, KEXPORT_HEAD_BASE);
+    assert_int_equal(m.heads, 0);
+    assert_same(&m, &s);
+    assert_non_null(find(m.tensors, m.n, "distilbert.transformer.layer.1.ffn.lin1.weight"));
+    assert_int_equal(m.config.hidden_act, KACT_GELU); /* DistilBertConfig's default activation */
+    khf_free(&m);
+    free_set(&s);
+    /* no architectures: the class from the tensors */
+    make_set(&s, &mc, NULL, 0);
+    char nocls[2048];
+    snprintf(nocls, sizeof nocls, "%s", cfg(DB_CFG, "x", ""));
+    char *a = strstr(nocls, "\"architectures\": [\"x\"], ");
+    memmove(a, a + strlen("\"architectures\": [\"x\"], "), strlen(a + strlen("\"architectures\": [\"x\"], ")) + 1);
+    d = write_folder("dnoarch", &s, NULL, nocls);
+    if (khf_load(d, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_string_equal(m.architecture, "DistilBertForMaskedLM");
+    assert_int_equal(m.heads, KHF_MLM);
+    khf_free(&m);
+    /* refused by name: sinusoidal positions, an activation kiln lacks, the classifier class */
+    d = write_folder("dsin", &s, NULL, cfg(DB_CFG, "DistilBertForMaskedLM", ", \"sinusoidal_pos_embds\": true"));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "sinusoidal_pos_embds"));
+    d = write_folder("drelu", &s, NULL, cfg(DB_CFG, "DistilBertForMaskedLM", ", \"activation\": \"relu\""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "relu"));
+    d = write_folder("dcls", &s, NULL, cfg(DB_CFG, "DistilBertForSequenceClassification", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "DistilBertForSequenceClassification"));
+    free_set(&s);
+}
+
 static void test_gpt2_variants(void **state)
 {
     (void)state;
@@ -923,6 +1017,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_masked_lm_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gpt2_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gpt2_variants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_distilbert, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -260,7 +260,7 @@ static void test_layout(void **state)
 /* What a gradient check runs on: the pretraining heads, a 3-way classifier,
  * a regressor; optionally with a gradient injected at the output of layer 1
  * (the checked loss is then loss + <inj, hidden(1)>). */
-enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2, GC_TOKEN_LM = 3, GC_ELECTRA = 4, GC_GPT2 = 5 };
+enum { GC_PRETRAIN = 0, GC_CLASSIFY = 1, GC_REGRESS = 2, GC_TOKEN_LM = 3, GC_ELECTRA = 4, GC_GPT2 = 5, GC_MLM = 6 };
 
 enum { GC_PRE_LN = 1, GC_CAUSAL = 2 }; /* layer flags */
 static int gc_layers;                   /* GC_* flags of the next new_model_heads */
@@ -277,6 +277,7 @@ static kmodel *new_model_heads(int type, double dropout, int heads)
     if (heads == GC_TOKEN_LM && type == KMODEL_ELECTRA) s.heads = KHEAD_TOKEN; /* the discriminator alone */
     if (heads == GC_ELECTRA) s.heads = KHEAD_MLM | KHEAD_TOKEN, s.P = TP; /* the generator + discriminator pair */
     if (heads == GC_GPT2) s = kmodel_spec_pretrain_of(&c, TB, TL, 0, 0), s.lm_chunk = 7; /* GPT2LMHeadModel */
+    if (heads == GC_MLM) s = kmodel_spec_pretrain_of(&c, TB, TL, TP, 0); /* the MLM head alone (DistilBertForMaskedLM) */
     char err[256] = "";
     kmodel *m = kmodel_create(&c, &s, err, sizeof err);
     if (!m) print_error("kmodel_create: %s\n", err);
@@ -383,11 +384,12 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
         }
     }
     static const char *const hn[] = {"pretraining", "classifier", "regression", "token + LM heads",
-                                     "generator + discriminator", "LM head"};
+                                     "generator + discriminator", "LM head", "MLM head"};
     print_message("%s%s%s %s%s%s: %d gradients checked, %d off, %d skipped (a draw changed)\n",
                   type == KMODEL_BERT     ? "BERT"
                   : type == KMODEL_ALBERT ? "ALBERT"
                   : type == KMODEL_GPT2   ? "GPT-2"
+                  : type == KMODEL_DISTILBERT ? "DistilBERT"
                                           : "ELECTRA",
                   gc_layers & GC_PRE_LN ? " pre-LN" : "", gc_layers & GC_CAUSAL ? " causal" : "",
                   type == KMODEL_ELECTRA && heads == GC_TOKEN_LM ? "discriminator (token head)" : hn[heads],
@@ -599,6 +601,93 @@ static void test_gpt2(void **state)
     assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, 0), 0);
     assert_memory_equal(before, kmodel_hidden(m, 2), sizeof before);
     kmodel_free(m);
+}
+
+/* DistilBERT (DistilBertForMaskedLM): the registry's names and order, the
+ * tied projector, no token types (their ids change nothing), HF's init
+ * (padding row zero), the heads it refuses, and the gradient check of the
+ * whole model (embedding LayerNorm and dropout, post-LN layers without the
+ * attention-output dropout, BERT's MLM head under its names). */
+static void test_distilbert(void **state)
+{
+    (void)state;
+    kmodel *m = new_model_heads(KMODEL_DISTILBERT, 0, GC_MLM);
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    static const char *const names[] = {
+        "distilbert.embeddings.word_embeddings.weight",
+        "distilbert.embeddings.position_embeddings.weight",
+        "distilbert.embeddings.LayerNorm.weight",
+        "distilbert.embeddings.LayerNorm.bias",
+        "distilbert.transformer.layer.0.attention.q_lin.weight",
+        "distilbert.transformer.layer.0.attention.q_lin.bias",
+        "distilbert.transformer.layer.0.attention.k_lin.weight",
+        "distilbert.transformer.layer.0.attention.k_lin.bias",
+        "distilbert.transformer.layer.0.attention.v_lin.weight",
+        "distilbert.transformer.layer.0.attention.v_lin.bias",
+        "distilbert.transformer.layer.0.attention.out_lin.weight",
+        "distilbert.transformer.layer.0.attention.out_lin.bias",
+        "distilbert.transformer.layer.0.sa_layer_norm.weight",
+        "distilbert.transformer.layer.0.sa_layer_norm.bias",
+        "distilbert.transformer.layer.0.ffn.lin1.weight",
+        "distilbert.transformer.layer.0.ffn.lin1.bias",
+        "distilbert.transformer.layer.0.ffn.lin2.weight",
+        "distilbert.transformer.layer.0.ffn.lin2.bias",
+        "distilbert.transformer.layer.0.output_layer_norm.weight",
+        "distilbert.transformer.layer.0.output_layer_norm.bias"};
+    check_layout(m, 4 + 2 * 16 + 5);
+    for (int i = 0; i < 20; i++) assert_string_equal(t[i].name, names[i]);
+    assert_string_equal(t[4 + 16].name, "distilbert.transformer.layer.1.attention.q_lin.weight");
+    static const char *const head[] = {"vocab_transform.weight", "vocab_transform.bias", "vocab_layer_norm.weight",
+                                       "vocab_layer_norm.bias", "vocab_projector.bias"};
+    for (int i = 0; i < 5; i++) assert_string_equal(t[n - 5 + i].name, head[i]);
+    expect_tensor(m, "vocab_transform.weight", 16, 16);
+    expect_tensor(m, "vocab_projector.bias", TV, 0);
+    expect_tensor(m, "distilbert.embeddings.position_embeddings.weight", 16, 16);
+    expect_tensor(m, "distilbert.transformer.layer.1.ffn.lin1.weight", 32, 16);
+    kalias al[4];
+    assert_int_equal(kregistry_aliases(m, al, 4), 1);
+    assert_string_equal(al[0].name, "vocab_projector.weight");
+    assert_string_equal(al[0].target, "distilbert.embeddings.word_embeddings.weight");
+    char *man = kregistry_manifest(m);
+    assert_non_null(strstr(man, "\"model_type\": \"distilbert\""));
+    free(man);
+    /* init: the padding row zero, LayerNorm 1, biases 0 */
+    const float *P = kmodel_param_data(m);
+    for (int j = 0; j < 16; j++) assert_true(P[t[0].offset + j] == 0.0f);
+    assert_true(P[t[0].offset + 16] != 0.0f);
+    assert_true(P[t[2].offset] == 1.0f && P[t[3].offset] == 0.0f && P[t[5].offset] == 0.0f);
+    /* no token types: other type ids, the same bytes */
+    tbatch tb;
+    make_batch(&tb);
+    tb.b.objectives = KOBJ_MLM;
+    tb.b.labels = NULL;
+    kstep_result r1, r2;
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r1), 0);
+    assert_true(r1.n == 2 && !strcmp(r1.t[0].name, "mlm_loss") && !strcmp(r1.t[1].name, "mlm_acc"));
+    float before[22 * 16];
+    memcpy(before, kmodel_hidden(m, 2), sizeof before);
+    for (int i = 0; i < TB * TL; i++) tb.types[i] = 0;
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r2), 0);
+    assert_memory_equal(before, kmodel_hidden(m, 2), sizeof before);
+    assert_memory_equal(&r1, &r2, sizeof r1);
+    kmodel_free(m);
+
+    /* the masked-LM head only, post-LN, bidirectional */
+    kmodel_config c = config(KMODEL_DISTILBERT, 0);
+    char err[256] = "";
+    assert_null(kmodel_new(&c, TB, TL, TP, 1, err, sizeof err));
+    assert_non_null(strstr(err, "DistilBERT"));
+    kmodel_spec s = {.heads = KHEAD_CLASSIFY, .max_B = TB, .L = TL, .num_labels = 2, .classifier_dropout = -1};
+    assert_null(kmodel_create(&c, &s, err, sizeof err));
+    assert_non_null(strstr(err, "sequence-classification"));
+    s = kmodel_spec_pretrain_of(&c, TB, TL, TP, 0);
+    s.pre_ln = 1;
+    assert_null(kmodel_create(&c, &s, err, sizeof err));
+    assert_non_null(strstr(err, "post-LN"));
+
+    gradcheck_heads(KMODEL_DISTILBERT, 0, GC_MLM, 0);
+    gradcheck_heads(KMODEL_DISTILBERT, 0.1, GC_MLM, 1);
 }
 
 /* Two models stepping at the same time (a teacher and a student, say), each
@@ -1131,6 +1220,7 @@ int main(void)
         cmocka_unit_test(test_adamw),         cmocka_unit_test(test_lamb),
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_training),      cmocka_unit_test(test_gpt2),
+        cmocka_unit_test(test_distilbert),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
