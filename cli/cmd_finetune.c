@@ -8,8 +8,9 @@
  * config is a run config with the model section of the classifier, and
  * whose extra object says what kiln export, eval and classify need:
  *   {"kind": "finetune", "architecture": "BertForSequenceClassification" |
- *    "AlbertForSequenceClassification", "model_type", "heads": ["classify"],
- *    "pooler": true, "num_labels": K, "id2label": [names],
+ *    "AlbertForSequenceClassification" | "ElectraForSequenceClassification" |
+ *    "DistilBertForSequenceClassification", "model_type", "heads": ["classify"],
+ *    "pooler": true (false: ELECTRA, DistilBERT), "num_labels": K, "id2label": [names],
  *    "problem_type": "single_label_classification" | "regression",
  *    "cased": bool, "strip_accents", "icu_words" (cli_tokenizer_json), "finetune": the fine-tuning config (kft_config_to_json),
  *    "dev": {"step", "accuracy", "f1", "loss", ...} the last evaluation}.
@@ -188,7 +189,7 @@ static int init_copy(const ft_init *x, kmodel *m, int classifier, int verbose)
     int used = 0;
     for (int i = 0; i < n; i++) {
         const kst_tensor *t = init_find(x, tl[i].name);
-        int is_clf = !strncmp(tl[i].name, "classifier.", 11);
+        int is_clf = !strncmp(tl[i].name, "classifier.", 11) || !strncmp(tl[i].name, "pre_classifier.", 15);
         if (!t || (is_clf && !classifier)) {
             fresh++;
             if (strlen(fresh_names) + strlen(tl[i].name) + 3 < sizeof fresh_names)
@@ -505,7 +506,10 @@ static char *run_config_json(const kmodel_config *mc, const kft_config *fc, cons
 
 static const char *model_type_name(int type)
 {
-    return type == KMODEL_BERT ? "bert" : type == KMODEL_ELECTRA ? "electra" : "albert";
+    return type == KMODEL_BERT         ? "bert"
+           : type == KMODEL_ELECTRA    ? "electra"
+           : type == KMODEL_DISTILBERT ? "distilbert"
+                                       : "albert";
 }
 
 static char *extra_json(const kmodel_config *mc, const kdataset *train, int regression, int mode,
@@ -517,7 +521,8 @@ static char *extra_json(const kmodel_config *mc, const kdataset *train, int regr
     json_object_set_new(o, "architecture", json_string(kexport_architecture(mc->type, &ch)));
     json_object_set_new(o, "model_type", json_string(model_type_name(mc->type)));
     json_object_set_new(o, "heads", json_pack("[s]", "classify"));
-    json_object_set_new(o, "pooler", json_boolean(mc->type != KMODEL_ELECTRA)); /* ELECTRA: classifier.dense */
+    /* ELECTRA: classifier.dense; DistilBERT: pre_classifier (ReLU) */
+    json_object_set_new(o, "pooler", json_boolean(mc->type != KMODEL_ELECTRA && mc->type != KMODEL_DISTILBERT));
     int K = kdataset_num_labels(train);
     json_object_set_new(o, "num_labels", json_integer(K));
     json_t *names = json_array();
@@ -611,12 +616,6 @@ int cmd_finetune(int argc, char **argv, const char *db)
 
     ft_init in;
     rc = init_open(fc.init, &in);
-    if (!rc && in.mc.type == KMODEL_DISTILBERT) {
-        kerr("%s: a DistilBERT model: kiln has no DistilBertForSequenceClassification head yet (DistilBERT "
-             "pretrains, exports, imports and predicts; fine-tune a BERT, ALBERT or ELECTRA model)",
-             in.path);
-        rc = EX_CONFIG;
-    }
     if (rc) {
         init_free(&in);
         return rc;
@@ -660,6 +659,8 @@ int cmd_finetune(int argc, char **argv, const char *db)
     kmodel_config mc = in.mc;
     if (fc.hidden_dropout >= 0) mc.hidden_dropout_prob = fc.hidden_dropout;
     if (fc.attention_dropout >= 0) mc.attention_probs_dropout_prob = fc.attention_dropout;
+    /* DistilBERT's classifier dropout is a config field (seq_classif_dropout): set, it is exported */
+    if (fc.classifier_dropout >= 0 && mc.type == KMODEL_DISTILBERT) mc.seq_classif_dropout = fc.classifier_dropout;
     kmodel_spec spec = {.heads = KHEAD_CLASSIFY, .max_B = fc.batch_size, .L = fc.seq_len, .num_labels = K,
                         .classifier_dropout = fc.classifier_dropout};
     kmodel *m = NULL;
@@ -678,7 +679,10 @@ int cmd_finetune(int argc, char **argv, const char *db)
         if (!c.json)
             kinfo("init %s (%s): %s, %d layers, hidden %d; %s with %d %s; %lld training examples%s%s",
                   in.path, in.is_hf ? "Hugging Face folder" : "kiln checkpoint",
-                  mc.type == KMODEL_BERT ? "BERT" : mc.type == KMODEL_ELECTRA ? "ELECTRA discriminator" : "ALBERT",
+                  mc.type == KMODEL_BERT         ? "BERT"
+                  : mc.type == KMODEL_ELECTRA    ? "ELECTRA discriminator"
+                  : mc.type == KMODEL_DISTILBERT ? "DistilBERT"
+                                                 : "ALBERT",
                   mc.num_hidden_layers, mc.hidden_size,
                   same_labels ? "its classifier kept" : "a new classifier", regression ? 1 : K,
                   regression ? "output (regression)" : "labels", (long long)kdataset_count(train),

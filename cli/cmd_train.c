@@ -333,7 +333,8 @@ int cmd_export(int argc, char **argv, const char *db)
         "(ElectraForPreTraining) and DIR/generator (ElectraForMaskedLM), the shared\n"
         "embeddings written into both. A GPT-2 checkpoint gives GPT2LMHeadModel with\n"
         "GPT2Tokenizer's vocab.json and merges.txt. A DistilBERT checkpoint gives\n"
-        "DistilBertForMaskedLM (tokenizer_class DistilBertTokenizer).\n"
+        "DistilBertForMaskedLM, a fine-tuned one DistilBertForSequenceClassification\n"
+        "(tokenizer_class DistilBertTokenizer).\n"
         "Each folder is written under a temporary name and renamed; --force replaces an\n"
         "existing DIR.\n";
     enum { O_CKPT = 1, O_FORMAT, O_OUT, O_FORCE };

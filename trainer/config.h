@@ -56,7 +56,9 @@ typedef struct kmodel_config {
      * pooler, no dropout after the attention output. */
     int sinusoidal_pos_embds;     /* 0: learned positions (1, fixed sinusoids, is refused) */
     double qa_dropout;            /* 0.1: DistilBertConfig's, kept for the export (kiln has no QA head) */
-    double seq_classif_dropout;   /* 0.2: DistilBertConfig's, kept for the export */
+    double seq_classif_dropout;   /* 0.2: DistilBertConfig's: the dropout before the classifier of
+                                     DistilBertForSequenceClassification (kiln finetune's
+                                     model.classifier_dropout sets it) */
 } kmodel_config;
 
 typedef struct kdata_config {

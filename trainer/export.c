@@ -71,10 +71,11 @@ const char *kexport_architecture(int type, const kexport_head *h)
         {"ElectraForPreTraining", "ElectraForSequenceClassification", "ElectraForMaskedLM", "ElectraModel"}};
     int kind = h ? h->kind : KEXPORT_HEAD_PRETRAINING;
     if (type == KMODEL_GPT2) return kind == KEXPORT_HEAD_PRETRAINING ? "GPT2LMHeadModel" : NULL;
-    if (type == KMODEL_DISTILBERT) /* its pretraining class is the masked LM; no classifier yet */
+    if (type == KMODEL_DISTILBERT) /* its pretraining class is the masked LM */
         return kind == KEXPORT_HEAD_PRETRAINING || kind == KEXPORT_HEAD_MASKED_LM ? "DistilBertForMaskedLM"
                : kind == KEXPORT_HEAD_BASE                                     ? "DistilBertModel"
-                                                                               : NULL;
+               : kind == KEXPORT_HEAD_CLASSIFICATION ? "DistilBertForSequenceClassification"
+                                                     : NULL;
     if ((type != KMODEL_BERT && type != KMODEL_ALBERT && type != KMODEL_ELECTRA) || kind < 0 ||
         kind > KEXPORT_HEAD_BASE)
         return NULL;
@@ -98,7 +99,7 @@ static int role_of(const char *name, int r_pool, int r_mlm, int r_sent, int r_cl
     if (!strncmp(name, "sop_classifier.", 15) || !strncmp(name, "cls.seq_relationship.", 21) ||
         !strncmp(name, "discriminator_predictions.", 26))
         return r_sent;
-    if (!strncmp(name, "classifier.", 11)) return r_cls;
+    if (!strncmp(name, "classifier.", 11) || !strncmp(name, "pre_classifier.", 15)) return r_cls; /* + DistilBERT's */
     return KEXPORT_REQUIRED;
 }
 
@@ -125,8 +126,7 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
     if (V <= 0 ||
         (m->type != KMODEL_ALBERT && m->type != KMODEL_BERT && m->type != KMODEL_ELECTRA && m->type != KMODEL_GPT2 &&
          m->type != KMODEL_DISTILBERT) ||
-        head_check(h, e1, sizeof e1) || (m->type == KMODEL_GPT2 && h->kind != KEXPORT_HEAD_PRETRAINING) ||
-        (m->type == KMODEL_DISTILBERT && h->kind == KEXPORT_HEAD_CLASSIFICATION))
+        head_check(h, e1, sizeof e1) || (m->type == KMODEL_GPT2 && h->kind != KEXPORT_HEAD_PRETRAINING))
         return NULL;
     const int electra = m->type == KMODEL_ELECTRA;
     /* role of the pooler, MLM head, sentence head, classifier; -1: not in the layout */
@@ -153,7 +153,8 @@ kexport_entry *kexport_layout2(const kmodel_config *m, int V, const kexport_head
     }
     if (electra && h->kind == KEXPORT_HEAD_CLASSIFICATION) r_pool = -1; /* classifier.dense is the "pooler" */
     if (m->type == KMODEL_GPT2) s.heads = KHEAD_LM, s.pre_ln = 1, s.causal = 1; /* GPT2LMHeadModel */
-    if (m->type == KMODEL_DISTILBERT) s.heads &= KHEAD_MLM; /* DistilBertForMaskedLM / DistilBertModel: no pooler */
+    if (m->type == KMODEL_DISTILBERT) /* DistilBertForMaskedLM / DistilBertModel: no pooler; ...ForSequenceClassification */
+        s.heads &= KHEAD_MLM | KHEAD_CLASSIFY; /* has pre_classifier (role r_cls) in its place */
     kmodel_config c = *m;
     c.vocab_size = V;
     if (c.type == KMODEL_BERT || c.type == KMODEL_DISTILBERT)
@@ -261,12 +262,40 @@ static void put_num(kbuf *b, const char *key, double v)
     kbuf_printf(b, "  \"%s\": %s,\n", key, s);
 }
 
-/* DistilBertConfig as transformers writes it (DistilBertForMaskedLM / DistilBertModel) */
+/* A classification head's "id2label" / "label2id" (transformers derives
+ * num_labels from id2label; both maps written) and "problem_type". */
+static void put_labels(kbuf *b, const kexport_head *h)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        kbuf_puts(b, pass ? "  \"label2id\": {" : "  \"id2label\": {");
+        for (int i = 0; i < h->num_labels; i++) {
+            char def[32];
+            snprintf(def, sizeof def, "LABEL_%d", i);
+            const char *name = h->labels ? h->labels[i] : def;
+            kbuf_puts(b, i ? ",\n    " : "\n    ");
+            if (pass) {
+                kbuf_json_str(b, name, strlen(name));
+                kbuf_printf(b, ": %d", i);
+            } else {
+                kbuf_printf(b, "\"%d\": ", i);
+                kbuf_json_str(b, name, strlen(name));
+            }
+        }
+        kbuf_puts(b, "\n  },\n");
+    }
+    kbuf_printf(b, "  \"problem_type\": \"%s\",\n",
+                h->num_labels == 1 ? "regression" : "single_label_classification");
+}
+
+/* DistilBertConfig as transformers writes it (DistilBertForMaskedLM /
+ * DistilBertModel / DistilBertForSequenceClassification, whose dropout
+ * before the classifier is seq_classif_dropout) */
 static char *distilbert_config_json(const kmodel_config *m, const kexport_head *h, int64_t V, const int64_t sp[N_SP])
 {
     kbuf b = {0};
     const char *arch = kexport_architecture(m->type, h);
     kbuf_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"distilbert\",\n", arch ? arch : "");
+    if (h->kind == KEXPORT_HEAD_CLASSIFICATION) put_labels(&b, h);
     kbuf_printf(&b, "  \"vocab_size\": %lld,\n  \"dim\": %d,\n  \"n_layers\": %d,\n  \"n_heads\": %d,\n"
                     "  \"hidden_dim\": %d,\n  \"activation\": \"%s\",\n",
                 (long long)V, m->hidden_size, m->num_hidden_layers, m->num_attention_heads, m->intermediate_size,
@@ -292,28 +321,7 @@ static char *config_json(const kmodel_config *m, const kexport_head *h, int64_t 
     const char *arch = kexport_architecture(m->type, h);
     kbuf_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", arch ? arch : "",
                 albert ? "albert" : electra ? "electra" : "bert");
-    if (h->kind == KEXPORT_HEAD_CLASSIFICATION) {
-        /* transformers derives num_labels from id2label; both maps written */
-        for (int pass = 0; pass < 2; pass++) {
-            kbuf_puts(&b, pass ? "  \"label2id\": {" : "  \"id2label\": {");
-            for (int i = 0; i < h->num_labels; i++) {
-                char def[32];
-                snprintf(def, sizeof def, "LABEL_%d", i);
-                const char *name = h->labels ? h->labels[i] : def;
-                kbuf_puts(&b, i ? ",\n    " : "\n    ");
-                if (pass) {
-                    kbuf_json_str(&b, name, strlen(name));
-                    kbuf_printf(&b, ": %d", i);
-                } else {
-                    kbuf_printf(&b, "\"%d\": ", i);
-                    kbuf_json_str(&b, name, strlen(name));
-                }
-            }
-            kbuf_puts(&b, "\n  },\n");
-        }
-        kbuf_printf(&b, "  \"problem_type\": \"%s\",\n",
-                    h->num_labels == 1 ? "regression" : "single_label_classification");
-    }
+    if (h->kind == KEXPORT_HEAD_CLASSIFICATION) put_labels(&b, h);
     kbuf_printf(&b, "  \"vocab_size\": %lld,\n", (long long)V);
     if (albert || electra) kbuf_printf(&b, "  \"embedding_size\": %d,\n", m->embedding_size);
     kbuf_printf(&b, "  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"

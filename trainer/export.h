@@ -53,6 +53,9 @@ kexport_entry *kexport_layout(const kmodel_config *m, int vocab_size, int *n);
  *   MASKED_LM       BertForMaskedLM / AlbertForMaskedLM    encoder, MLM head (no pooler)
  *   BASE            BertModel / AlbertModel                encoder, pooler (optional)
  *
+ * DistilBERT's CLASSIFICATION is DistilBertForSequenceClassification:
+ * distilbert.*, pre_classifier.{weight [H, H], bias [H]} (role of the
+ * classifier: required) and classifier.*; no pooler.
  * "encoder" is bert.embeddings.* + bert.encoder.* (ALBERT: albert.*); the
  * pooler is bert.pooler.dense.* (ALBERT: albert.pooler.*). Layout entries
  * and the caller's tensors always carry these prefixed names (kiln's names,
@@ -79,8 +82,8 @@ typedef struct kexport_head {
  * (KMODEL_*) and head (NULL: pretraining); NULL for an unknown kind/type.
  * GPT-2: "GPT2LMHeadModel" for the pretraining kind, NULL for the others.
  * DistilBERT: "DistilBertForMaskedLM" for the pretraining and masked-LM
- * kinds (the same tensors), "DistilBertModel" for the base, NULL for
- * classification (not built yet). */
+ * kinds (the same tensors), "DistilBertModel" for the base,
+ * "DistilBertForSequenceClassification" for classification. */
 const char *kexport_architecture(int model_type, const kexport_head *head);
 
 /* The name a KEXPORT_TIED entry is tied to ("cls.predictions.decoder.weight"
@@ -98,8 +101,9 @@ int kexport_vocab_check(const kmodel_config *m, const char *vocab_txt, size_t vo
  * weights with transpose 1, lm_head.weight KEXPORT_TIED to
  * transformer.wte.weight). DistilBERT: the pretraining and masked-LM kinds
  * are DistilBertForMaskedLM (vocab_projector.weight KEXPORT_TIED to
- * distilbert.embeddings.word_embeddings.weight), the base DistilBertModel;
- * NULL for classification. */
+ * distilbert.embeddings.word_embeddings.weight), the base DistilBertModel,
+ * classification DistilBertForSequenceClassification (pre_classifier.* and
+ * classifier.* with role KEXPORT_REQUIRED). */
 kexport_entry *kexport_layout2(const kmodel_config *m, int vocab_size, const kexport_head *head, int *n);
 
 /* The tokenizer bits of kexport_hf's do_lower_case argument (0 and 1 keep

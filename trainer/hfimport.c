@@ -307,7 +307,8 @@ static int kind_of_tensors(const kst_file *f, int type)
         const char *s = kst_get(f, i)->name;
         if (type == KMODEL_DISTILBERT) { /* DistilBertForMaskedLM is kiln's pretraining class of it */
             sent |= starts(s, "vocab_transform.") || starts(s, "vocab_layer_norm.") || starts(s, "vocab_projector.");
-            continue; /* a classifier's tensors: refused as unknown (no DistilBERT classifier yet) */
+            cls |= starts(s, "classifier.") || starts(s, "pre_classifier."); /* ...ForSequenceClassification */
+            continue;
         }
         if (type == KMODEL_ELECTRA) { /* the discriminator's head is "the sentence head" of the layout */
             sent |= starts(s, "discriminator_predictions.");
@@ -436,6 +437,51 @@ static int read_distilbert(cfg_reader *r, kmodel_config *c)
     return 0;
 }
 
+/* The classification keys of config.json (PretrainedConfig's, any model
+ * type) into m: id2label's names (m->labels), *labels_rows = their count,
+ * or num_labels, or label2id's size (0 when none is there); problem_type.
+ * Returns 0 or EX_DATAERR with r's err filled. */
+static int read_labels(cfg_reader *r, khf_model *m, int *labels_rows)
+{
+    json_t *j = r->j, *id2 = json_object_get(j, "id2label"), *l2i = json_object_get(j, "label2id");
+    *labels_rows = 0;
+    if (id2 && json_is_object(id2) && json_object_size(id2) > 0) {
+        int n = (int)json_object_size(id2);
+        char **labels = xcalloc((size_t)n, sizeof *labels);
+        for (int i = 0; i < n; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", i);
+            const char *v = json_string_value(json_object_get(id2, key));
+            if (!v) {
+                kseterr(r->err, r->errlen,
+                        "%s: id2label must map \"0\" .. \"%d\" to names; \"%s\" is missing or not a string", r->path,
+                        n - 1, key);
+                for (int k = 0; k < i; k++) free(labels[k]);
+                free(labels);
+                return EX_DATAERR;
+            }
+            labels[i] = xstrdup(v);
+        }
+        m->labels = labels;
+        m->num_labels = *labels_rows = n;
+    } else if (json_is_integer(json_object_get(j, "num_labels"))) {
+        *labels_rows = (int)json_integer_value(json_object_get(j, "num_labels"));
+    } else if (l2i && json_is_object(l2i)) {
+        *labels_rows = (int)json_object_size(l2i);
+    }
+    const char *pt = get_str(r, "problem_type", "");
+    if (r->bad) return EX_DATAERR;
+    if (*pt && strcmp(pt, "regression") && strcmp(pt, "single_label_classification")) {
+        kseterr(r->err, r->errlen,
+                "%s: problem_type \"%s\" is not supported (kiln's classifier: single_label_classification or "
+                "regression)",
+                r->path, pt);
+        return EX_DATAERR;
+    }
+    snprintf(m->problem_type, sizeof m->problem_type, "%s", pt);
+    return 0;
+}
+
 /* Reads config.json into m (everything but the tensors); *kind gets the head kind,
  * or -1 when the class is to be read off the tensors. */
 static int read_config(const char *path, khf_model *m, int *kind, int *labels_rows, char *err, size_t errlen)
@@ -484,7 +530,8 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
             kseterr(err, errlen,
                     "%s: architecture \"%s\" is not supported (kiln imports BertForPreTraining, BertForMaskedLM, "
                     "BertModel, BertForSequenceClassification and their Albert and Electra counterparts, "
-                    "GPT2LMHeadModel, GPT2Model, DistilBertForMaskedLM and DistilBertModel)",
+                    "GPT2LMHeadModel, GPT2Model, DistilBertForMaskedLM, DistilBertModel and "
+                    "DistilBertForSequenceClassification)",
                     path, a);
             goto out;
         }
@@ -504,8 +551,8 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
     }
     if (type == KMODEL_DISTILBERT) {
         if (*kind == KEXPORT_HEAD_MASKED_LM) *kind = KEXPORT_HEAD_PRETRAINING; /* the same class for kiln */
-        *labels_rows = 0;
         rc = read_distilbert(&r, &m->config);
+        if (!rc) rc = read_labels(&r, m, labels_rows);
         goto out;
     }
     int albert = type == KMODEL_ALBERT, electra = type == KMODEL_ELECTRA;
@@ -546,43 +593,7 @@ static int read_config(const char *path, khf_model *m, int *kind, int *labels_ro
                 inner);
         goto out;
     }
-    /* classification: labels */
-    json_t *id2 = json_object_get(j, "id2label"), *l2i = json_object_get(j, "label2id");
-    *labels_rows = 0;
-    if (id2 && json_is_object(id2) && json_object_size(id2) > 0) {
-        int n = (int)json_object_size(id2);
-        char **labels = xcalloc((size_t)n, sizeof *labels);
-        for (int i = 0; i < n; i++) {
-            char key[16];
-            snprintf(key, sizeof key, "%d", i);
-            const char *v = json_string_value(json_object_get(id2, key));
-            if (!v) {
-                kseterr(err, errlen, "%s: id2label must map \"0\" .. \"%d\" to names; \"%s\" is missing or not a string",
-                        path, n - 1, key);
-                for (int k = 0; k < i; k++) free(labels[k]);
-                free(labels);
-                goto out;
-            }
-            labels[i] = xstrdup(v);
-        }
-        m->labels = labels;
-        m->num_labels = *labels_rows = n;
-    } else if (json_is_integer(json_object_get(j, "num_labels"))) {
-        *labels_rows = (int)json_integer_value(json_object_get(j, "num_labels"));
-    } else if (l2i && json_is_object(l2i)) {
-        *labels_rows = (int)json_object_size(l2i);
-    }
-    const char *pt = get_str(&r, "problem_type", "");
-    if (r.bad) goto out;
-    if (*pt && strcmp(pt, "regression") && strcmp(pt, "single_label_classification")) {
-        kseterr(err, errlen,
-                "%s: problem_type \"%s\" is not supported (kiln's classifier: single_label_classification or "
-                "regression)",
-                path, pt);
-        goto out;
-    }
-    snprintf(m->problem_type, sizeof m->problem_type, "%s", pt);
-    rc = 0;
+    rc = read_labels(&r, m, labels_rows);
 out:
     json_decref(j);
     return rc;
@@ -715,7 +726,7 @@ static int load_tensors(const char *path, khf_model *m, const kst_file *f, char 
         data[k] = NULL;
         if (starts(t->name, "discriminator_predictions.")) m->heads |= KHF_TOKEN;
         else if (starts(t->name, "generator_predictions.") || starts(t->name, "generator_lm_head.")) m->heads |= KHF_MLM;
-        else if (starts(t->name, "classifier.")) m->heads |= KHF_CLASSIFY;
+        else if (starts(t->name, "classifier.") || starts(t->name, "pre_classifier.")) m->heads |= KHF_CLASSIFY;
         else if (strstr(t->name, "pooler.")) m->heads |= KHF_POOLER;
         else if (starts(t->name, "sop_classifier.") || starts(t->name, "cls.seq_relationship.")) m->heads |= KHF_SENTENCE;
         else if (starts(t->name, "predictions.") || starts(t->name, "cls.predictions.") ||
@@ -1096,9 +1107,9 @@ void khf_export_head_of(int model_type, const char *extra_json, const kst_tensor
     const kst_tensor *cb = find(t, n, electra ? "classifier.out_proj.bias" : "classifier.bias");
     int sent = find(t, n, albert ? "sop_classifier.classifier.weight" : "cls.seq_relationship.weight") != NULL;
     int mlm = find(t, n, albert ? "predictions.bias" : "cls.predictions.bias") != NULL;
-    if (model_type == KMODEL_DISTILBERT) { /* DistilBertForMaskedLM or DistilBertModel */
+    if (model_type == KMODEL_DISTILBERT && !cb) { /* DistilBertForMaskedLM or DistilBertModel */
         s->head.kind = find(t, n, "vocab_projector.bias") ? KEXPORT_HEAD_PRETRAINING : KEXPORT_HEAD_BASE;
-    } else if (cb && cb->ndim == 1 && cb->shape[0] >= 1) {
+    } else if (cb && cb->ndim == 1 && cb->shape[0] >= 1) { /* DistilBertForSequenceClassification too */
         s->head.kind = KEXPORT_HEAD_CLASSIFICATION;
         s->head.num_labels = (int)cb->shape[0];
         json_t *ls = json_object_get(ex, "id2label");

@@ -12,9 +12,9 @@
  *   AlbertForSequenceClassification                       model_type "albert"
  *   (the Electra ones likewise)                           model_type "electra"
  *   GPT2LMHeadModel, GPT2Model or none                    model_type "gpt2"
- *   DistilBertForMaskedLM, DistilBertModel or none        model_type "distilbert"
- * Anything else is refused by name (DistilBertForSequenceClassification
- * too: kiln has no DistilBERT classifier yet). Without "architectures" the class is
+ *   DistilBertForMaskedLM, DistilBertModel,
+ *   DistilBertForSequenceClassification or none           model_type "distilbert"
+ * Anything else is refused by name. Without "architectures" the class is
  * read off the tensors (classifier.* -> sequence classification, a
  * sentence head or MLM head + pooler -> pretraining, an MLM head -> masked
  * LM, else the base). A *ForMaskedLM folder that also holds the pooler or
@@ -50,7 +50,9 @@
  * pretraining kind (kiln's DistilBERT pretrains that class);
  * vocab_projector.weight, when present, must equal the word embeddings and
  * is dropped; a DistilBertModel saved alone has embeddings.* and
- * transformer.* without "distilbert.".
+ * transformer.* without "distilbert.". DistilBertForSequenceClassification
+ * (pre_classifier.* and classifier.*, read as KHF_CLASSIFY) takes id2label,
+ * label2id, num_labels and problem_type as BERT's classifiers do.
  *
  * Names: a base model saved on its own has no prefix (embeddings.*,
  * encoder.*, pooler.*); both that and the prefixed form (bert.* /

@@ -34,7 +34,10 @@
  * x0 = drop_embd(wte[id] + wpe[t]) (no token types, no LayerNorm), with
  * the LM head tied to wte. DistilBERT (build_distilbert) is the post-LN
  * pass on x0 = drop(LN(word[id] + pos[t])) (no token types) without the
- * dropout after the attention output, with BERT's MLM head under its names.
+ * dropout after the attention output, with BERT's MLM head under its names,
+ * or DistilBertForSequenceClassification's head (no tanh pooler):
+ *   logits = Wc drop_c(relu(Wp h[CLS] + bp)) + bc                (B, K)
+ * with drop_c = seq_classif_dropout unless the spec says otherwise.
  *
  * Memory. Parameters and gradients: one arena each (64-byte aligned slices;
  * query/key/value weights and biases of a layer are adjacent, so one product
@@ -305,7 +308,10 @@ static void build_electra(builder *b)
  * out_lin, sa_layer_norm, ffn.lin1, ffn.lin2, output_layer_norm); the MLM
  * head is BERT's (vocab_transform, the activation, vocab_layer_norm, the
  * projector tied to the word embeddings: the alias vocab_projector.weight,
- * registry.c, with its own bias). No pooler, no sentence head. */
+ * registry.c, with its own bias). No pooler, no sentence head.
+ * DistilBertForSequenceClassification: the encoder, pre_classifier (H, H)
+ * at the pooler's offsets (pool_w, pool_b: ReLU instead of tanh) and
+ * classifier (K, H), in its state_dict order. */
 static void build_distilbert(builder *b)
 {
     static const char *const qkv[3] = {"q_lin", "k_lin", "v_lin"};
@@ -338,6 +344,11 @@ static void build_distilbert(builder *b)
         m->mlm_ln_b = BIAS(b, H, "vocab_layer_norm.bias");
         m->mlm_bias = BIAS(b, V, "vocab_projector.bias");
     }
+    if (m->ncls) {
+        m->pool_w = W2(b, H, H, "pre_classifier.weight");
+        m->pool_b = BIAS(b, H, "pre_classifier.bias");
+    }
+    add_task_heads(b);
 }
 
 /* GPT-2's Conv1D (x W + b, W [in, out]) as a dense layer: the tensor just
@@ -500,7 +511,8 @@ static size_t carve(kmodel *m, float *base)
         CARVE(m->sgscale, B);
     }
     if (m->ncls) {
-        CARVE(m->cz, B * H); /* ELECTRA: the dropped-out [CLS] rows; pooled holds gelu'(pre), cls the dense output */
+        CARVE(m->cz, B * H); /* ELECTRA: the dropped-out [CLS] rows; pooled holds gelu'(pre), cls the dense output;
+                                DistilBERT: pooled = relu(pre_classifier(cls)), cz its dropout */
         CARVE(m->clog, B * (size_t)m->ncls);
         CARVE(m->closs, B);
         CARVE(m->cgscale, B);
@@ -591,9 +603,9 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
         FAIL("model: ELECTRA's layers are post-LN and bidirectional");
     if (c->type == KMODEL_GPT2 && (!spec->pre_ln || !spec->causal || (spec->heads & ~KHEAD_LM)))
         FAIL("model: GPT-2 is pre-LN and causal, with the LM head only");
-    if (c->type == KMODEL_DISTILBERT && (spec->heads & ~KHEAD_MLM))
-        FAIL("model: DistilBERT has the masked-LM head only (DistilBertForMaskedLM: no sentence-pair head; its "
-             "sequence-classification head is not built yet)");
+    if (c->type == KMODEL_DISTILBERT && (spec->heads & ~(KHEAD_MLM | KHEAD_CLASSIFY)))
+        FAIL("model: DistilBERT has the masked-LM and sequence-classification heads only (DistilBertForMaskedLM, "
+             "DistilBertForSequenceClassification: no sentence-pair or per-token head)");
     if (c->type == KMODEL_DISTILBERT && (spec->pre_ln || spec->causal))
         FAIL("model: DistilBERT's layers are post-LN and bidirectional");
     if (spec->lm_chunk < 0) FAIL("model: lm_chunk %d is negative", spec->lm_chunk);
@@ -602,7 +614,10 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
         if (spec->num_labels < 1 || spec->num_labels > 65536)
             FAIL("task.num_labels: %d is not in [1, 65536] (1 = regression)", spec->num_labels);
         m->ncls = spec->num_labels;
-        double pc = spec->classifier_dropout >= 0 ? spec->classifier_dropout : c->hidden_dropout_prob;
+        /* the default: transformers' (BERT: hidden_dropout_prob; DistilBERT: seq_classif_dropout) */
+        double pc = spec->classifier_dropout >= 0         ? spec->classifier_dropout
+                    : c->type == KMODEL_DISTILBERT ? c->seq_classif_dropout
+                                                   : c->hidden_dropout_prob;
         if (!(pc >= 0 && pc < 1)) FAIL("classifier_dropout: %g is not in [0, 1)", pc);
         m->p_cls = (float)pc;
     }
@@ -1142,6 +1157,16 @@ static void forward(kmodel *m, int train, uint64_t key)
         kdense_forward_ex(m->pooled, m->cls, P + m->pool_w, P + m->pool_b, NULL, B, H, H, kepi_gelu_deriv, &ea);
         kdropout(m->cz, m->cz, (size_t)B * H, pc, site_key(key, SITE_CLS + 1), 0);
         kdense_forward(m->clog, m->cz, P + m->clf_w, P + m->clf_b, NULL, B, H, m->ncls);
+    } else if (m->ncls && m->distil) {
+        /* DistilBertForSequenceClassification: cls = [CLS]; pooled = relu(cls Wp^T + bp) (pre_classifier);
+         * cz = drop(pooled) (seq_classif_dropout); logits = cz Wc^T + bc */
+        const float pc = train ? m->p_cls : 0.0f;
+        for (int b = 0; b < B; b++) memcpy(m->cls + (size_t)b * H, h + (size_t)m->offs[b] * H, (size_t)H * sizeof(float));
+        kdense_forward(m->pooled, m->cls, P + m->pool_w, P + m->pool_b, NULL, B, H, H);
+        for (size_t i = 0; i < (size_t)B * H; i++)
+            if (m->pooled[i] < 0.0f) m->pooled[i] = 0.0f; /* ReLU (NaN passes, as torch's) */
+        kdropout(m->cz, m->pooled, (size_t)B * H, pc, site_key(key, SITE_CLS), 0);
+        kdense_forward(m->clog, m->cz, P + m->clf_w, P + m->clf_b, NULL, B, H, m->ncls);
     } else if (m->sent || m->ncls) {
         for (int b = 0; b < B; b++) memcpy(m->cls + (size_t)b * H, h + (size_t)m->offs[b] * H, (size_t)H * sizeof(float));
         kpooler_forward(m->pooled, m->cls, P + m->pool_w, P + m->pool_b, B, H);
@@ -1152,7 +1177,7 @@ static void forward(kmodel *m, int train, uint64_t key)
         kbin_head_forward(&k, h);
     }
     m->hlast = h;
-    if (m->ncls && m->type != KMODEL_ELECTRA) {
+    if (m->ncls && m->type != KMODEL_ELECTRA && !m->distil) {
         const float pc = train ? m->p_cls : 0.0f;
         kdropout(m->cz, m->pooled, (size_t)B * H, pc, site_key(key, SITE_CLS), 0);
         kdense_forward(m->clog, m->cz, P + m->clf_w, P + m->clf_b, NULL, B, H, m->ncls);
@@ -1331,6 +1356,17 @@ static void backward(kmodel *m, uint64_t key)
         for (size_t i = 0; i < (size_t)B * H; i++) m->dz[i] *= m->pooled[i]; /* * gelu'(pre) */
         kdense_backward(m->dcls, 0, G + m->pool_w, G + m->pool_b, m->dz, m->cls, P + m->pool_w, B, H, H);
         kdropout(m->dcls, m->dcls, (size_t)B * H, m->p_cls, site_key(key, SITE_CLS), 0);
+        for (int b = 0; b < B; b++) {
+            float *d = gA + (size_t)m->offs[b] * H;
+            const float *s = m->dcls + (size_t)b * H;
+            for (int c = 0; c < H; c++) d[c] += s[c];
+        }
+    } else if (m->ncls && m->distil) { /* DistilBertForSequenceClassification */
+        kdense_backward(m->dz, 0, G + m->clf_w, G + m->clf_b, m->clog, m->cz, P + m->clf_w, B, H, m->ncls);
+        kdropout(m->dz, m->dz, (size_t)B * H, m->p_cls, site_key(key, SITE_CLS), 0);
+        for (size_t i = 0; i < (size_t)B * H; i++)
+            if (!(m->pooled[i] > 0.0f)) m->dz[i] = 0.0f; /* * relu'(pre) */
+        kdense_backward(m->dcls, 0, G + m->pool_w, G + m->pool_b, m->dz, m->cls, P + m->pool_w, B, H, H);
         for (int b = 0; b < B; b++) {
             float *d = gA + (size_t)m->offs[b] * H;
             const float *s = m->dcls + (size_t)b * H;

@@ -21,7 +21,9 @@
  * model.type distilbert is DistilBertForMaskedLM: BERT's post-LN layers
  * under DistilBERT's names, no token types (a batch's type ids are
  * ignored), no pooler, no dropout after the attention output, the MLM head
- * only (build_distilbert).
+ * (build_distilbert); with the classification head instead,
+ * DistilBertForSequenceClassification: [CLS] -> pre_classifier (H, H) ->
+ * ReLU -> dropout (seq_classif_dropout) -> classifier (no tanh pooler).
  * The parameter list is the registry (trainer/registry.h): one entry per
  * tensor with its Hugging Face name, shape, flags and init; checkpoints,
  * export, import and the PyTorch reference read the same list.
@@ -84,7 +86,8 @@ void kstep_add(kstep_result *a, const kstep_result *b);
 /* ---- construction ----------------------------------------------------------- */
 
 /* Heads (bits). KHEAD_SENTENCE and KHEAD_CLASSIFY read the pooled [CLS]
- * (tanh pooler); KHEAD_MLM reads the masked positions of the batch;
+ * (tanh pooler; ELECTRA's and DistilBERT's classifiers their own dense
+ * layer on [CLS]: GELU, ReLU); KHEAD_MLM reads the masked positions of the batch;
  * KHEAD_TOKEN reads every real token; KHEAD_LM predicts token t + 1 at
  * every real token t (causal models). */
 enum {
@@ -100,7 +103,8 @@ typedef struct kmodel_spec {
     int max_B, L;            /* largest batch: rows, sequence length */
     int P;                   /* masked slots per row (KHEAD_MLM), else 0 */
     int num_labels;          /* KHEAD_CLASSIFY: classes (>= 2) or 1 for regression */
-    double classifier_dropout; /* on the pooled output (KHEAD_CLASSIFY); < 0: hidden_dropout_prob */
+    double classifier_dropout; /* on the pooled output (KHEAD_CLASSIFY); < 0: transformers' default,
+                                  hidden_dropout_prob (DistilBERT: the config's seq_classif_dropout) */
     int pre_ln;              /* 1: pre-LayerNorm layers and a final LayerNorm (GPT-2) */
     int causal;              /* 1: row i attends to rows <= i */
     int inference;           /* 1: no gradients, no backward buffers; only kmodel_forward / kmodel_loss */

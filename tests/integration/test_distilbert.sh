@@ -6,7 +6,12 @@
 # shapes of export-formats.md, the tied projector left out, DistilBertConfig,
 # DistilBertTokenizer); import of that folder and export again give the same
 # files; predict fills [MASK] from the checkpoint and from the import;
-# finetune refuses it by name (no DistilBERT classifier yet).
+# DistilBertForSequenceClassification: finetune on SST-2 (a few steps), its
+# checkpoint (pre_classifier, classifier, no pooler), eval agreeing with the
+# run, classify, export as that class (names, shapes, labels, DistilBertConfig),
+# import of the export predicting the same, export -> import -> export the
+# same files, the same fine-tuning from the pretrained model's Hugging Face
+# export giving the same bytes, model.classifier_dropout as seq_classif_dropout.
 source "$(dirname "$0")/lib.sh"
 
 expect_exit 0 "ingest" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
@@ -137,13 +142,98 @@ check "the import predicts the same" cmp -s p1.jsonl out.txt
 expect_exit 0 "a run from the imported weights (init)" "$KILN" train --config d.json --set init=imp --set checkpoint.dir=ckI --set budget.steps=2 --set optimizer.warmup_steps=1
 grep_err 'init: 41 tensors from imp' "it says what it took"
 
-# --- no classifier yet: finetune refuses, named
-printf 'sentence\tlabel\nit is good\t1\nit is bad\t0\n' > t.tsv
-cat > ft.json <<'EOF'
-{"init": "ckA", "task": {"type": "classification", "train": "t.tsv"}, "data": {"seq_len": 32, "batch_size": 2},
- "budget": {"epochs": 1}, "checkpoint": {"dir": "ftA"}}
+# --- DistilBertForSequenceClassification: finetune, eval, classify, export, import
+SST="$DATA/sst2"
+cat > ft.json <<JSON
+{"init": "ckA",
+ "task": {"type": "classification", "train": "$SST/train.tsv", "dev": "$SST/dev.tsv"},
+ "data": {"seq_len": 48, "batch_size": 16, "seed": 3, "eval_every": 4},
+ "optimizer": {"lr": 1e-3},
+ "budget": {"steps": 8}, "threads": 2,
+ "checkpoint": {"dir": "ftA", "keep": 1}}
+JSON
+expect_exit 0 "finetune DistilBERT on SST-2 (8 steps)" "$KILN" finetune --config ft.json
+grep_err 'DistilBERT, 2 layers, hidden 48; a new classifier with 2 labels' "the log names the model"
+grep_err 'new \(initialised from the seed\): pre_classifier.weight, pre_classifier.bias, classifier.weight, classifier.bias$' "the new tensors: pre_classifier and classifier"
+expect_exit 73 "a second run into the same folder is refused" "$KILN" finetune --config ft.json
+expect_exit 0 "finetune again, --json" "$KILN" finetune --config ft.json --set checkpoint.dir=ftJ --json
+cp out.txt ftA.json
+check "dev figures over the 300 dev examples" $PY -c "
+import json, math; d=json.load(open('ftA.json'))
+assert d['steps'] == 8 and d['dev']['examples'] == 300 and 0 <= d['dev']['accuracy'] <= 1 and math.isfinite(d['dev']['loss']), d
+assert d['best_checkpoint'] == 'ftJ/best'"
+check "the same run twice: the same bytes" cmp -s ftA/best/model.safetensors ftJ/best/model.safetensors
+check "the checkpoint: DistilBertForSequenceClassification's tensors and extra" $PY - <<'EOF'
+import json, struct
+b = open('ftA/best/model.safetensors', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n]); h.pop('__metadata__', None)
+assert h['pre_classifier.weight']['shape'] == [48, 48] and h['pre_classifier.bias']['shape'] == [48], h
+assert h['classifier.weight']['shape'] == [2, 48] and h['classifier.bias']['shape'] == [2]
+assert not any(k.startswith(('vocab_', 'bert.', 'cls.')) or 'pooler' in k for k in h), sorted(h)
+assert sum(k.startswith('distilbert.') for k in h) == 36, len(h)
+s = json.load(open('ftA/best/state.json'))
+e = s['extra'] if isinstance(s['extra'], dict) else json.loads(s['extra'])
+assert e['architecture'] == 'DistilBertForSequenceClassification' and e['model_type'] == 'distilbert', e
+assert e['pooler'] is False and e['num_labels'] == 2 and e['id2label'] == ['0', '1'], e
 EOF
-expect_exit 78 "finetune from a DistilBERT refused" "$KILN" finetune --config ft.json
-grep_err 'DistilBERT.*no DistilBertForSequenceClassification head yet' "the message says why"
+expect_exit 0 "eval the best checkpoint" "$KILN" eval --checkpoint ftA/best --data "$SST/dev.tsv" --json
+cp out.txt evA.json
+check "eval agrees with the run's best figures" $PY -c "
+import json; e=json.load(open('evA.json')); d=json.load(open('ftA.json'))['best']
+assert e['examples'] == 300 and abs(e['accuracy'] - d['accuracy']) < 1e-12 and abs(e['f1'] - d['f1']) < 1e-12, (e, d)"
+expect_exit 0 "classify" "$KILN" classify --checkpoint ftA/best --json \
+  "a gorgeous , witty , seductive movie ." "the worst film of the year ."
+cp out.txt c1.jsonl
+check "classify: a label and probabilities per text" $PY -c "
+import json; L=[json.loads(l) for l in open('c1.jsonl')]
+assert len(L) == 2
+for d in L: assert d['label'] in ('0', '1') and len(d['probs']) == 2 and abs(sum(d['probs']) - 1) < 1e-6"
+
+expect_exit 0 "export the classifier" "$KILN" export --checkpoint ftA/best --out hfcls
+check "export: DistilBertForSequenceClassification's names, shapes and config" $PY - <<'EOF'
+import json, struct
+b = open('hfcls/model.safetensors', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n]); meta = h.pop('__metadata__', None)
+names = list(h)
+assert meta == {'format': 'pt'}, meta
+assert h['pre_classifier.weight']['shape'] == [48, 48] and h['classifier.weight']['shape'] == [2, 48], h
+assert h['classifier.bias']['shape'] == [2] and h['pre_classifier.bias']['shape'] == [48]
+assert all(k.startswith(('distilbert.', 'pre_classifier.', 'classifier.')) for k in names), names
+assert all(v['dtype'] == 'F32' for v in h.values())
+c = json.load(open('hfcls/config.json')); t = json.load(open('hfcls/tokenizer_config.json'))
+assert c['architectures'] == ['DistilBertForSequenceClassification'] and c['model_type'] == 'distilbert', c
+assert c['id2label'] == {'0': '0', '1': '1'} and c['label2id'] == {'0': 0, '1': 1}, c
+assert c['problem_type'] == 'single_label_classification' and c['seq_classif_dropout'] == 0.2, c
+assert c['dim'] == 48 and c['n_layers'] == 2 and 'hidden_size' not in c, c
+assert t['tokenizer_class'] == 'DistilBertTokenizer', t
+EOF
+expect_exit 0 "import the exported classifier" "$KILN" import --from hf hfcls --out impcls --json
+check "it imports as DistilBertForSequenceClassification" grep -q 'DistilBertForSequenceClassification' out.txt
+expect_exit 0 "classify with the import" "$KILN" classify --checkpoint impcls --json \
+  "a gorgeous , witty , seductive movie ." "the worst film of the year ."
+check "the import classifies the same" cmp -s c1.jsonl out.txt
+expect_exit 0 "classify with the Hugging Face folder itself" "$KILN" classify --checkpoint hfcls --json \
+  "a gorgeous , witty , seductive movie ." "the worst film of the year ."
+check "the folder classifies the same" cmp -s c1.jsonl out.txt
+expect_exit 0 "eval the import (the fine-tuning's seq_len: an import has none)" "$KILN" eval --checkpoint impcls \
+  --data "$SST/dev.tsv" --seq-len 48 --json
+check "the import's dev figures are the checkpoint's" $PY -c "
+import json; a=json.load(open('evA.json')); b=json.load(open('out.txt'))
+assert (a['accuracy'], a['f1'], a['examples']) == (b['accuracy'], b['f1'], b['examples']) and abs(a['loss'] - b['loss']) < 1e-9, (a, b)"
+expect_exit 0 "export the import" "$KILN" export --checkpoint impcls --out hfcls2
+for f in model.safetensors config.json vocab.txt tokenizer_config.json special_tokens_map.json; do
+  check "classifier export -> import -> export: the same $f" cmp -s hfcls/$f hfcls2/$f
+done
+
+# --- the same fine-tuning from the pretrained model's Hugging Face export (hf): the same bytes
+expect_exit 0 "finetune from the DistilBertForMaskedLM folder" "$KILN" finetune --config ft.json --set init=hf --set checkpoint.dir=ftB
+check "the same model bytes as from the kiln checkpoint" cmp -s ftA/best/model.safetensors ftB/best/model.safetensors
+
+# --- model.classifier_dropout is DistilBertConfig's seq_classif_dropout
+expect_exit 0 "finetune with model.classifier_dropout 0.1" "$KILN" finetune --config ft.json \
+  --set checkpoint.dir=ftD --set budget.steps=2 --set model.classifier_dropout=0.1
+expect_exit 0 "export it" "$KILN" export --checkpoint ftD/best --out hfd
+check "seq_classif_dropout 0.1 in config.json" $PY -c "
+import json; c=json.load(open('hfd/config.json')); assert c['seq_classif_dropout'] == 0.1, c['seq_classif_dropout']"
 
 finish

@@ -2,13 +2,14 @@
 # test_torch_parity.sh: kiln's trainer math against PyTorch (Debian's
 # python3-torch for /usr/bin/python3; Hugging Face's ALBERT, BERT and ELECTRA,
 # for pretraining and sequence classification, GPT2LMHeadModel and
-# DistilBertForMaskedLM, rebuilt from torch.nn modules in
-# tests/ref/torch_models.py). The helper
-# kiln_trainer_ref (built next to kiln, tests/ref/trainer_ref.c) writes ten
+# DistilBertForMaskedLM and DistilBertForSequenceClassification, rebuilt
+# from torch.nn modules in tests/ref/torch_models.py). The helper
+# kiln_trainer_ref (built next to kiln, tests/ref/trainer_ref.c) writes eleven
 # small models (ALBERT and BERT pretraining, a BERT classifier, an ALBERT
 # regressor, a pre-LN causal BERT, ELECTRA's generator + discriminator pair
 # twice (E != G and E = G), an ELECTRA classifier, GPT-2 with its tied LM
-# head, DistilBERT with its MLM head) with their registry manifests, batch,
+# head, DistilBERT with its MLM head and with its classifier) with their
+# registry manifests, batch,
 # logits, losses,
 # gradients and the parameters after 5 AdamW and 5 LAMB steps (ELECTRA's
 # pair: and kiln's draws of each pass, which torch's discriminator reads and
@@ -41,7 +42,7 @@ if OMP_NUM_THREADS=2 "$HELPER" parity "$WORK" >out.txt 2>err.txt; then
 else
   bad "kiln_trainer_ref parity failed"; sed 's/^/  | /' err.txt | head -20
 fi
-MODELS="albert bert bert_cls albert_reg bert_preln_causal electra electra_eq electra_cls gpt2 distilbert"
+MODELS="albert bert bert_cls albert_reg bert_preln_causal electra electra_eq electra_cls gpt2 distilbert distilbert_cls"
 files=""
 for m in $MODELS; do
   check "$m.safetensors and $m.manifest.json written" [ -s $m.safetensors -a -s $m.manifest.json ]

@@ -71,6 +71,10 @@ activation, lin2, dropout; output_layer_norm(ffn + sa)), then
 vocab_transform (dim -> dim), the activation, vocab_layer_norm and
 vocab_projector (dim -> V) whose weight is tied to the word embeddings, its
 bias its own. The attention mask is the key padding mask (finfo.min).
+DistilBertForSequenceClassification = the same distilbert.*, then on the
+[CLS] row (no tanh pooler) pre_classifier (dim -> dim), ReLU, dropout
+(seq_classif_dropout) and classifier (dim -> num_labels); its loss is the
+classifiers' (class_loss).
 """
 import math
 
@@ -691,6 +695,24 @@ class DistilBertForMaskedLM(nn.Module):
         return self.vocab_projector(self.vocab_layer_norm(self.act(self.vocab_transform(h[mrow, mpos]))))
 
 
+class DistilBertForSequenceClassification(nn.Module):
+    """transformers' DistilBertForSequenceClassification: the [CLS] row of the
+    last hidden state (no tanh pooler), pre_classifier (Linear dim -> dim),
+    ReLU, dropout (seq_classif_dropout), classifier (Linear dim -> num_labels)"""
+    def __init__(self, c, num_labels, dropout=0.0):
+        super().__init__()
+        H = c["hidden_size"]
+        self.distilbert = DistilBertModel(c)
+        self.pre_classifier = nn.Linear(H, H)
+        self.classifier = nn.Linear(H, num_labels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids, attn_mask):
+        """logits (B, num_labels)"""
+        pooled = self.distilbert(ids, attn_mask)[:, 0]
+        return self.classifier(self.dropout(F.relu(self.pre_classifier(pooled))))
+
+
 def lm_loss(logits, ids, lengths):
     """kiln's lm_loss: mean CE of token t + 1 at every real t with t + 1 real"""
     B, L, V = logits.shape
@@ -712,9 +734,13 @@ def build(c, manifest=None):
             raise ValueError("GPT-2 is pre-LN and causal with the LM head only")
         return GPT2LMHeadModel(c)
     if c["model_type"] == "distilbert":
-        if manifest is not None and (sorted(manifest["heads"]) != ["mlm"] or manifest["pre_ln"] or
-                                     manifest["causal"]):
-            raise ValueError("DistilBERT is post-LN and bidirectional with the MLM head only")
+        heads = sorted(manifest["heads"]) if manifest is not None else ["mlm"]
+        if heads not in (["mlm"], ["classify"]) or (manifest is not None and (manifest["pre_ln"] or
+                                                                             manifest["causal"])):
+            raise ValueError("DistilBERT is post-LN and bidirectional with the MLM or the classification head")
+        if heads == ["classify"]:
+            return DistilBertForSequenceClassification(c, int(manifest["num_labels"]),
+                                                       float(c.get("classifier_dropout", 0.0)))
         return DistilBertForMaskedLM(c)
     if c["model_type"] == "electra":
         heads = sorted(manifest["heads"]) if manifest is not None else ["mlm", "token"]

@@ -11,7 +11,7 @@ Hugging Face's AlbertForPreTraining / BertForPreTraining, or
 flags of the BERT model; ELECTRA's pair = ElectraForPreTraining + a
 `generator` ElectraForMaskedLM sharing its embeddings module, or
 ElectraForSequenceClassification; GPT-2 = GPT2LMHeadModel with Conv1D
-layers; DistilBertForMaskedLM). The registry must equal torch's named_parameters strictly: same
+layers; DistilBertForMaskedLM and DistilBertForSequenceClassification). The registry must equal torch's named_parameters strictly: same
 names, same order, same shapes (a tensor flagged transpose, GPT-2's Conv1D
 weights, with its shape reversed: kiln keeps [out, in], Conv1D [in, out]; the
 file's parameters, gradients and optimizer results of such a tensor are
@@ -369,6 +369,10 @@ def main(path):
                     draws[k] += v
             return {"out.mlm_logits": glog, "out.token_logits": dlog * mask}, \
                 {"mlm_loss": mlm, "disc_loss": torch_models.disc_loss(dlog, dl)}
+        if c["model_type"] == "distilbert" and "classify" in heads:  # no token types
+            cl = model(ids, mask)
+            name = "cls_loss" if cl.shape[1] > 1 else "mse"
+            return {"out.class_logits": cl}, {name: torch_models.class_loss(cl, labels, targets)}
         if c["model_type"] == "distilbert":  # no token types
             lg = model(ids, mask, mrow, mpos)
             return {"out.mlm_logits": lg}, {"mlm_loss": torch_models.mlm_loss(lg, mlab, mwt)}

@@ -3,7 +3,7 @@
  * its speed check. Not part of kiln.
  *
  *   kiln_trainer_ref parity DIR
- *     For ten small models, no dropout:
+ *     For eleven small models, no dropout:
  *       albert             ALBERT (gelu_new, 4 layers over 2 weight groups), MLM + SOP
  *       bert               BERT (gelu, 2 layers), MLM + sentence
  *       bert_cls           BERT, classifier with 3 labels (last row unlabelled)
@@ -22,6 +22,9 @@
  *       distilbert         DistilBertForMaskedLM (gelu, dim 24, 3 heads, 2
  *                          layers, hidden_dim 40, V 79; token types in the
  *                          batch, which DistilBERT does not read), MLM
+ *       distilbert_cls     DistilBertForSequenceClassification (the same
+ *                          encoder; pre_classifier, ReLU, classifier), 3
+ *                          labels (last row unlabelled)
  *     writes DIR/<name>.manifest.json (kregistry_manifest, trainer/registry.h)
  *     and DIR/<name>.safetensors holding:
  *       <param name>          the initial parameters (Hugging Face names)
@@ -654,6 +657,8 @@ static int parity(const char *dir)
         {"gpt2", gpt2,
          {.heads = KHEAD_LM, .max_B = 4, .L = 16, .classifier_dropout = -1, .pre_ln = 1, .causal = 1, .lm_chunk = 32}},
         {"distilbert", distil, kmodel_spec_pretrain_of(&distil, 3, 16, 4, 0)},
+        {"distilbert_cls", distil,
+         {.heads = KHEAD_CLASSIFY, .max_B = 5, .L = 16, .num_labels = 3, .classifier_dropout = 0}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (parity_one(dir, &cases[i])) return 1;

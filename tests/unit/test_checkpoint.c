@@ -504,12 +504,13 @@ typedef struct params {
     float *data;
 } params;
 
-/* Every tensor of the layout (tied ones included when with_tied), filled
- * with distinct values; the tied decoder copies the word embeddings. */
-static params make_params(const kmodel_config *m, int V, int with_tied)
+/* Every tensor of the layout of head h (NULL: pretraining; tied ones
+ * included when with_tied), filled with distinct values; the tied decoder
+ * copies the word embeddings. */
+static params make_params2(const kmodel_config *m, int V, const kexport_head *h, int with_tied)
 {
     int nl;
-    kexport_entry *lay = kexport_layout(m, V, &nl);
+    kexport_entry *lay = kexport_layout2(m, V, h, &nl);
     assert_non_null(lay);
     params p = {xcalloc((size_t)nl, sizeof(kst_tensor)), 0, NULL};
     size_t total = 0;
@@ -540,6 +541,11 @@ static params make_params(const kmodel_config *m, int V, int with_tied)
     }
     free(lay);
     return p;
+}
+
+static params make_params(const kmodel_config *m, int V, int with_tied)
+{
+    return make_params2(m, V, NULL, with_tied);
 }
 
 static void free_params(params *p)
@@ -674,6 +680,98 @@ static void test_export_bert(void **state)
                         "BertForPreTraining");
     assert_string_equal(json_string_value(json_object_get(cfg, "hidden_act")), "gelu");
     assert_null(json_object_get(cfg, "embedding_size"));
+    json_decref(cfg);
+    free_params(&p);
+}
+
+/* DistilBertForSequenceClassification: the encoder under distilbert.*, then
+ * pre_classifier [H, H] and classifier [K, H] in transformers' order, no
+ * pooler, no MLM head; DistilBertConfig with the labels, problem_type and
+ * seq_classif_dropout; a missing pre_classifier refused by name; written
+ * twice, the same bytes. */
+static void test_export_distilbert_cls(void **state)
+{
+    (void)state;
+    kmodel_config m = tiny(KMODEL_DISTILBERT);
+    m.embedding_size = m.hidden_size;
+    m.num_hidden_groups = m.num_hidden_layers;
+    m.seq_classif_dropout = 0.3;
+    const char *const labels[] = {"neg", "neu", "pos"};
+    const kexport_head ch = {KEXPORT_HEAD_CLASSIFICATION, 3, labels, NULL};
+    assert_string_equal(kexport_architecture(KMODEL_DISTILBERT, &ch), "DistilBertForSequenceClassification");
+    params p = make_params2(&m, 8, &ch, 1);
+    assert_int_equal(p.n, 4 + 2 * 16 + 4); /* embeddings, 2 layers, pre_classifier, classifier; nothing tied */
+    static const char *const tail[] = {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight",
+                                       "classifier.bias"};
+    static const int64_t shapes[4][2] = {{8, 8}, {8, 0}, {3, 8}, {3, 0}};
+    int rc = kexport_hf2(at("dcls"), &m, &ch, p.t, p.n, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err);
+    if (rc) fail_msg("%s", err);
+    kst_file *f = kst_open(at("dcls/model.safetensors"), err, sizeof err);
+    assert_non_null(f);
+    assert_int_equal(kst_count(f), p.n);
+    assert_string_equal(kst_get(f, 0)->name, "distilbert.embeddings.word_embeddings.weight");
+    for (int i = 0; i < 4; i++) {
+        const kst_tensor *t = kst_get(f, p.n - 4 + i);
+        assert_string_equal(t->name, tail[i]);
+        assert_int_equal(t->ndim, shapes[i][1] ? 2 : 1);
+        assert_int_equal(t->shape[0], shapes[i][0]);
+        if (shapes[i][1]) assert_int_equal(t->shape[1], shapes[i][1]);
+    }
+    for (int i = 0; i < kst_count(f); i++) {
+        const char *n = kst_get(f, i)->name;
+        assert_true(!strncmp(n, "distilbert.", 11) || !strncmp(n, "pre_classifier.", 15) ||
+                    !strncmp(n, "classifier.", 11));
+    }
+    kst_close(f);
+    json_t *cfg = load_json(at("dcls/config.json"));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "architectures"), 0)),
+                        "DistilBertForSequenceClassification");
+    assert_string_equal(json_string_value(json_object_get(cfg, "model_type")), "distilbert");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cfg, "id2label"), "1")), "neu");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(cfg, "label2id"), "pos")), 2);
+    assert_string_equal(json_string_value(json_object_get(cfg, "problem_type")), "single_label_classification");
+    assert_int_equal(json_integer_value(json_object_get(cfg, "dim")), 8);
+    assert_true(json_number_value(json_object_get(cfg, "seq_classif_dropout")) == 0.3);
+    assert_null(json_object_get(cfg, "hidden_size"));
+    json_decref(cfg);
+    json_t *tok = load_json(at("dcls/tokenizer_config.json"));
+    assert_string_equal(json_string_value(json_object_get(tok, "tokenizer_class")), "DistilBertTokenizer");
+    json_decref(tok);
+    /* again: the same bytes */
+    rc = kexport_hf2(at("dcls2"), &m, &ch, p.t, p.n, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err);
+    if (rc) fail_msg("%s", err);
+    static const char *const files[] = {"model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json",
+                                        "special_tokens_map.json"};
+    for (int i = 0; i < 5; i++) {
+        char a[1200], b[1200];
+        snprintf(a, sizeof a, "%s", at("dcls/%s", files[i]));
+        snprintf(b, sizeof b, "%s", at("dcls2/%s", files[i]));
+        kbuf x = {0}, y = {0};
+        assert_int_equal(kbuf_read_file(&x, a), 0);
+        assert_int_equal(kbuf_read_file(&y, b), 0);
+        assert_int_equal(x.len, y.len);
+        assert_memory_equal(x.data, y.data, x.len);
+        kbuf_free(&x);
+        kbuf_free(&y);
+    }
+    /* pre_classifier is required: refused by name, nothing written */
+    kst_tensor t2[64];
+    int n2 = 0;
+    for (int i = 0; i < p.n; i++)
+        if (strcmp(p.t[i].name, "pre_classifier.weight")) t2[n2++] = p.t[i];
+    rc = kexport_hf2(at("dcls3"), &m, &ch, t2, n2, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err);
+    assert_int_equal(rc, EX_DATAERR);
+    assert_non_null(strstr(err, "'pre_classifier.weight' is missing"));
+    assert_false(exists(at("dcls3")));
+    /* regression: one output, problem_type regression */
+    free_params(&p);
+    const kexport_head reg = {KEXPORT_HEAD_CLASSIFICATION, 1, NULL, NULL};
+    p = make_params2(&m, 8, &reg, 0);
+    rc = kexport_hf2(at("dreg"), &m, &reg, p.t, p.n, VOCAB, strlen(VOCAB), 1, 0, err, sizeof err);
+    if (rc) fail_msg("%s", err);
+    cfg = load_json(at("dreg/config.json"));
+    assert_string_equal(json_string_value(json_object_get(cfg, "problem_type")), "regression");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cfg, "id2label"), "0")), "LABEL_0");
     json_decref(cfg);
     free_params(&p);
 }
@@ -874,6 +972,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_export_bert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_gpt2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_distilbert_cls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

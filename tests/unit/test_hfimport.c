@@ -827,7 +827,7 @@ static void test_distilbert(void **state)
     assert_string_equal(m.architecture, "DistilBertForMaskedLM");
     assert_int_equal(m.heads, KHF_MLM);
     khf_free(&m);
-    /* refused by name: sinusoidal positions, an activation kiln lacks, the classifier class */
+    /* refused by name: sinusoidal positions, an activation kiln lacks, MLM tensors in the classifier class */
     d = write_folder("dsin", &s, NULL, cfg(DB_CFG, "DistilBertForMaskedLM", ", \"sinusoidal_pos_embds\": true"));
     assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
     assert_non_null(strstr(err, "sinusoidal_pos_embds"));
@@ -836,7 +836,147 @@ static void test_distilbert(void **state)
     assert_non_null(strstr(err, "relu"));
     d = write_folder("dcls", &s, NULL, cfg(DB_CFG, "DistilBertForSequenceClassification", ""));
     assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
-    assert_non_null(strstr(err, "DistilBertForSequenceClassification"));
+    assert_non_null(strstr(err, "vocab_"));
+    free_set(&s);
+}
+
+/* DistilBertForSequenceClassification: the layout (the encoder as
+ * DistilBertForMaskedLM's, pre_classifier and classifier, required); a
+ * folder as transformers saves it (labels, problem_type) imported with its
+ * labels; the head kiln export chooses for it; export -> import -> export
+ * byte-identical; the class read off the tensors without "architectures";
+ * regression; a missing pre_classifier refused by name. */
+static void test_distilbert_cls(void **state)
+{
+    (void)state;
+    kmodel_config mc = tiny(KMODEL_DISTILBERT);
+    mc.qa_dropout = 0.1;
+    mc.seq_classif_dropout = 0.25;
+    kexport_head ch = {KEXPORT_HEAD_CLASSIFICATION, 3, NULL, NULL};
+    int n, np;
+    kexport_entry *l = kexport_layout2(&mc, V, &ch, &n), *p = kexport_layout(&mc, V, &np);
+    assert_non_null(l);
+    assert_non_null(p);
+    static const char *const tail[] = {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight",
+                                       "classifier.bias"};
+    static const int64_t shapes[4][2] = {{8, 8}, {8, 0}, {3, 8}, {3, 0}};
+    for (int i = 0; i < 4; i++) {
+        const kexport_entry *e = &l[n - 4 + i];
+        assert_string_equal(e->name, tail[i]);
+        assert_int_equal(e->ndim, shapes[i][1] ? 2 : 1);
+        assert_int_equal(e->shape[0], shapes[i][0]);
+        assert_int_equal(e->shape[1], shapes[i][1]);
+        assert_int_equal(e->role, KEXPORT_REQUIRED);
+    }
+    for (int k = 0; k < n - 4; k++) { /* the encoder as in DistilBertForMaskedLM's layout */
+        assert_string_equal(l[k].name, p[k].name);
+        assert_int_equal(l[k].shape[0], p[k].shape[0]);
+        assert_int_equal(l[k].shape[1], p[k].shape[1]);
+        assert_int_equal(strncmp(l[k].name, "distilbert.", 11), 0);
+    }
+    free(l);
+    free(p);
+    assert_string_equal(kexport_architecture(KMODEL_DISTILBERT, &ch), "DistilBertForSequenceClassification");
+
+    /* a folder with labels, imported */
+    tset s;
+    make_set(&s, &mc, &ch, 0);
+    static const char DB_CFG[] =
+        "{\"architectures\": [\"%s\"], \"model_type\": \"distilbert\", \"vocab_size\": 10, \"dim\": 8,"
+        " \"n_layers\": 2, \"n_heads\": 2, \"hidden_dim\": 16, \"max_position_embeddings\": 16,"
+        " \"seq_classif_dropout\": 0.25%s}";
+    const char *labels = ", \"id2label\": {\"0\": \"neg\", \"1\": \"neu\", \"2\": \"pos\"},"
+                         " \"label2id\": {\"neg\": 0, \"neu\": 1, \"pos\": 2},"
+                         " \"problem_type\": \"single_label_classification\"";
+    const char *d = write_folder("dbcls", &s, NULL, cfg(DB_CFG, "DistilBertForSequenceClassification", labels));
+    khf_model m;
+    if (khf_load(d, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_string_equal(m.architecture, "DistilBertForSequenceClassification");
+    assert_int_equal(m.head.kind, KEXPORT_HEAD_CLASSIFICATION);
+    assert_int_equal(m.heads, KHF_CLASSIFY);
+    assert_int_equal(m.num_labels, 3);
+    assert_string_equal(m.labels[2], "pos");
+    assert_string_equal(m.problem_type, "single_label_classification");
+    assert_true(m.config.seq_classif_dropout == 0.25);
+    assert_same(&m, &s);
+    ktrain_config rc;
+    if (khf_run_config(&m, &rc, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(rc.model.type, KMODEL_DISTILBERT);
+    assert_true(rc.model.seq_classif_dropout == 0.25);
+    /* kiln export's head for the imported checkpoint: the class, its labels */
+    char *ex = khf_extra_json(&m, d);
+    json_t *e = json_loads(ex, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(e, "architecture")), "DistilBertForSequenceClassification");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(e, "heads"), 0)), "classify");
+    assert_int_equal(json_integer_value(json_object_get(e, "num_labels")), 3);
+    assert_true(json_is_false(json_object_get(e, "pooler")));
+    json_decref(e);
+    khf_export_head eh;
+    khf_export_head_of(KMODEL_DISTILBERT, ex, m.tensors, m.n, &eh);
+    free(ex);
+    assert_int_equal(eh.head.kind, KEXPORT_HEAD_CLASSIFICATION);
+    assert_int_equal(eh.head.num_labels, 3);
+    assert_string_equal(eh.head.labels[1], "neu");
+    assert_string_equal(eh.head.problem_type, "single_label_classification");
+    /* export -> import -> export: the same files */
+    assert_int_equal(kexport_hf2(at("dbc1"), &m.config, &eh.head, m.tensors, m.n, m.vocab, m.vocab_len,
+                                 m.do_lower_case, 0, err, sizeof err), 0);
+    khf_export_head_free(&eh);
+    khf_model m2;
+    if (khf_load(at("dbc1"), &m2, err, sizeof err)) fail_msg("%s", err);
+    assert_string_equal(m2.architecture, "DistilBertForSequenceClassification");
+    assert_string_equal(m2.labels[0], "neg");
+    assert_same(&m2, &s);
+    assert_int_equal(kexport_hf2(at("dbc2"), &m2.config, &m2.head, m2.tensors, m2.n, m2.vocab, m2.vocab_len,
+                                 m2.do_lower_case, 0, err, sizeof err), 0);
+    static const char *const files[] = {"model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json",
+                                        "special_tokens_map.json"};
+    for (int i = 0; i < 5; i++) {
+        char a[1200], b[1200];
+        snprintf(a, sizeof a, "%s/%s", at("dbc1"), files[i]);
+        snprintf(b, sizeof b, "%s/%s", at("dbc2"), files[i]);
+        assert_same_file(a, b);
+    }
+    json_t *c = json_load_file(at("dbc1/config.json"), 0, NULL);
+    assert_non_null(c);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(c, "id2label"), "2")), "pos");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(c, "label2id"), "neu")), 1);
+    assert_true(json_number_value(json_object_get(c, "seq_classif_dropout")) == 0.25);
+    json_decref(c);
+    khf_free(&m2);
+    khf_free(&m);
+
+    /* no architectures: classifier.* says the class; the label count from the tensors */
+    char nocls[2048];
+    snprintf(nocls, sizeof nocls, "%s", cfg(DB_CFG, "x", ""));
+    char *a = strstr(nocls, "\"architectures\": [\"x\"], ");
+    memmove(a, a + strlen("\"architectures\": [\"x\"], "), strlen(a + strlen("\"architectures\": [\"x\"], ")) + 1);
+    d = write_folder("dbnoarch", &s, NULL, nocls);
+    if (khf_load(d, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_string_equal(m.architecture, "DistilBertForSequenceClassification");
+    assert_int_equal(m.num_labels, 3);
+    assert_null(m.labels);
+    khf_free(&m);
+    /* pre_classifier missing: refused by name */
+    tset s2 = s;
+    s2.n = 0;
+    for (int i = 0; i < s.n; i++)
+        if (strcmp(s.t[i].name, "pre_classifier.bias")) s2.t[s2.n++] = s.t[i];
+    d = write_folder("dbnopre", &s2, NULL, cfg(DB_CFG, "DistilBertForSequenceClassification", ""));
+    assert_int_equal(khf_load(d, &m, err, sizeof err), EX_DATAERR);
+    assert_non_null(strstr(err, "pre_classifier.bias"));
+    free_set(&s);
+
+    /* regression */
+    kexport_head reg = {KEXPORT_HEAD_CLASSIFICATION, 1, NULL, NULL};
+    make_set(&s, &mc, &reg, 0);
+    d = write_folder("dbreg", &s, NULL,
+                     cfg(DB_CFG, "DistilBertForSequenceClassification", ", \"num_labels\": 1"));
+    if (khf_load(d, &m, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(m.num_labels, 1);
+    assert_string_equal(m.problem_type, "regression");
+    assert_same(&m, &s);
+    khf_free(&m);
     free_set(&s);
 }
 
@@ -1018,6 +1158,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gpt2_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gpt2_variants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_distilbert, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_distilbert_cls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

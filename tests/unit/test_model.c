@@ -71,6 +71,7 @@ static kmodel_config config(int type, double dropout)
     c.embd_dropout_prob = dropout; /* GPT-2's embd_pdrop */
     c.initializer_range = 0.3;
     c.pad_token_id = 0;
+    if (type == KMODEL_DISTILBERT) c.seq_classif_dropout = dropout; /* its classifier's default dropout */
     if (type == KMODEL_ELECTRA) { /* E != H on the discriminator; E = G on the generator (no projection) */
         c.embedding_size = 8;
         c.generator_hidden_size = 8;
@@ -306,6 +307,26 @@ static double loss_of(kmodel *m, const ksample_batch *b, int train, uint64_t key
     return L;
 }
 
+/* DistilBERT's classifier: the signs of pre_classifier's outputs (the
+ * ReLU's pattern) after the last forward, from the last hidden state, into
+ * pat (TB * 16); 0 for other models. The loss has a kink where one flips. */
+static int relu_pattern(kmodel *m, uint8_t *pat)
+{
+    int n, B, N;
+    const ktensor *t = kmodel_params(m, &n);
+    if (kmodel_get_config(m)->type != KMODEL_DISTILBERT || !kmodel_get_spec(m)->num_labels) return 0;
+    const int32_t *offs = kmodel_offsets(m, &B, &N);
+    const float *h = kmodel_hidden(m, kmodel_get_config(m)->num_hidden_layers), *P = kmodel_param_data(m);
+    const ktensor *w = &t[ktensor_find(t, n, "pre_classifier.weight")], *bs = &t[ktensor_find(t, n, "pre_classifier.bias")];
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < 16; o++) {
+            double a = P[bs->offset + o];
+            for (int i = 0; i < 16; i++) a += (double)P[w->offset + (size_t)o * 16 + i] * h[(size_t)offs[b] * 16 + i];
+            pat[b * 16 + o] = a > 0;
+        }
+    return 1;
+}
+
 static void gradcheck_heads(int type, double dropout, int heads, int inject)
 {
     kmodel *m = new_model_heads(type, dropout, heads);
@@ -353,6 +374,21 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
         loss_of(m, &tb.b, train, key, inject, 0);
         memcpy(draws0, kmodel_rtd_input(m, NULL), sizeof draws0);
     }
+    /* DistilBERT's classifier: likewise an element whose perturbation moves a ReLU across its kink;
+     * pre_classifier's outputs are kept away from it (biases +-1.5, weights * 0.3: half the units on,
+     * half off), so that few are skipped */
+    uint8_t pat0[TB * 16], pat[TB * 16];
+    int relu = relu_pattern(m, pat0);
+    if (relu) {
+        int pw = ktensor_find(t, n, "pre_classifier.weight"), pb = ktensor_find(t, n, "pre_classifier.bias");
+        for (size_t j = 0; j < t[pw].numel; j++) P[t[pw].offset + j] *= 0.3f;
+        for (size_t j = 0; j < t[pb].numel; j++) P[t[pb].offset + j] = j % 2 ? -1.5f : 1.5f;
+        kmodel_zero_grad(m);
+        loss_of(m, &tb.b, 1, key, inject, 1);
+        memcpy(g, kmodel_grad_data(m), numel * sizeof(float));
+        loss_of(m, &tb.b, train, key, inject, 0);
+        relu_pattern(m, pat0);
+    }
     for (int i = 0; i < n; i++) {
         /* the largest gradient of the tensor and 3 random elements */
         size_t pick[4], big = 0;
@@ -369,6 +405,7 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
                 *x = x0 + dx[j];
                 s[j] = loss_of(m, &tb.b, train, key, inject, 0);
                 if (heads == GC_ELECTRA) moved |= memcmp(draws0, kmodel_rtd_input(m, NULL), sizeof draws0) != 0;
+                if (relu && relu_pattern(m, pat)) moved |= memcmp(pat0, pat, sizeof pat) != 0;
             }
             *x = x0;
             if (moved) {
@@ -385,7 +422,7 @@ static void gradcheck_heads(int type, double dropout, int heads, int inject)
     }
     static const char *const hn[] = {"pretraining", "classifier", "regression", "token + LM heads",
                                      "generator + discriminator", "LM head", "MLM head"};
-    print_message("%s%s%s %s%s%s: %d gradients checked, %d off, %d skipped (a draw changed)\n",
+    print_message("%s%s%s %s%s%s: %d gradients checked, %d off, %d skipped (a draw or a ReLU changed)\n",
                   type == KMODEL_BERT     ? "BERT"
                   : type == KMODEL_ALBERT ? "ALBERT"
                   : type == KMODEL_GPT2   ? "GPT-2"
@@ -673,14 +710,14 @@ static void test_distilbert(void **state)
     assert_memory_equal(&r1, &r2, sizeof r1);
     kmodel_free(m);
 
-    /* the masked-LM head only, post-LN, bidirectional */
+    /* the masked-LM and classification heads only, post-LN, bidirectional */
     kmodel_config c = config(KMODEL_DISTILBERT, 0);
     char err[256] = "";
     assert_null(kmodel_new(&c, TB, TL, TP, 1, err, sizeof err));
     assert_non_null(strstr(err, "DistilBERT"));
-    kmodel_spec s = {.heads = KHEAD_CLASSIFY, .max_B = TB, .L = TL, .num_labels = 2, .classifier_dropout = -1};
+    kmodel_spec s = {.heads = KHEAD_TOKEN, .max_B = TB, .L = TL, .classifier_dropout = -1};
     assert_null(kmodel_create(&c, &s, err, sizeof err));
-    assert_non_null(strstr(err, "sequence-classification"));
+    assert_non_null(strstr(err, "no sentence-pair or per-token head"));
     s = kmodel_spec_pretrain_of(&c, TB, TL, TP, 0);
     s.pre_ln = 1;
     assert_null(kmodel_create(&c, &s, err, sizeof err));
@@ -688,6 +725,91 @@ static void test_distilbert(void **state)
 
     gradcheck_heads(KMODEL_DISTILBERT, 0, GC_MLM, 0);
     gradcheck_heads(KMODEL_DISTILBERT, 0.1, GC_MLM, 1);
+}
+
+/* DistilBertForSequenceClassification: the registry (the encoder, then
+ * pre_classifier and classifier in transformers' state_dict order, no
+ * pooler); the logits recomputed here from the last hidden state
+ * (classifier(relu(pre_classifier([CLS])))); the default dropout is the
+ * config's seq_classif_dropout, not hidden_dropout_prob; the gradient check
+ * of the classifier and the regressor, with and without dropout. */
+static void test_distilbert_cls(void **state)
+{
+    (void)state;
+    kmodel *m = new_model_heads(KMODEL_DISTILBERT, 0, GC_CLASSIFY);
+    int n;
+    const ktensor *t = kmodel_params(m, &n);
+    check_layout(m, 4 + 2 * 16 + 4);
+    assert_string_equal(t[0].name, "distilbert.embeddings.word_embeddings.weight");
+    static const char *const head[] = {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight",
+                                       "classifier.bias"};
+    for (int i = 0; i < 4; i++) assert_string_equal(t[n - 4 + i].name, head[i]);
+    expect_tensor(m, "pre_classifier.weight", 16, 16);
+    expect_tensor(m, "pre_classifier.bias", 16, 0);
+    expect_tensor(m, "classifier.weight", 3, 16);
+    expect_tensor(m, "classifier.bias", 3, 0);
+    for (int i = 0; i < n; i++) assert_null(strstr(t[i].name, "pooler"));
+    kalias al[4];
+    assert_int_equal(kregistry_aliases(m, al, 4), 0); /* no tied projector without the MLM head */
+    /* biases non-zero, so that the check sees them */
+    float *P = kmodel_param_data(m);
+    for (int i = n - 4; i < n; i++)
+        if (t[i].ndim == 1)
+            for (size_t j = 0; j < t[i].numel; j++) P[t[i].offset + j] = (float)(urand() - 0.5);
+    tbatch tb;
+    make_batch(&tb);
+    tb.b.objectives = KOBJ_CLASSIFY;
+    tb.b.P = 0, tb.b.n_masked = NULL, tb.b.masked_positions = NULL, tb.b.masked_ids = NULL, tb.b.masked_weights = NULL;
+    kstep_result r;
+    assert_int_equal(kmodel_evaluate(m, &tb.b, &r), 0);
+    assert_true(r.n == 2 && !strcmp(r.t[0].name, "cls_loss") && !strcmp(r.t[1].name, "cls_acc"));
+    int B, N;
+    const int32_t *offs = kmodel_offsets(m, &B, &N);
+    const float *h = kmodel_hidden(m, 2);
+    const ktensor *pw = &t[n - 4], *pb = &t[n - 3], *cw = &t[n - 2], *cb = &t[n - 1];
+    int active = 0;
+    for (int b = 0; b < B; b++) {
+        const float *x = h + (size_t)offs[b] * 16;
+        double z[16];
+        for (int o = 0; o < 16; o++) {
+            double a = P[pb->offset + o];
+            for (int i = 0; i < 16; i++) a += (double)P[pw->offset + (size_t)o * 16 + i] * x[i];
+            z[o] = a > 0 ? a : 0;
+            active += a > 0;
+        }
+        const float *lg = kmodel_class_logits(m, b);
+        for (int k = 0; k < 3; k++) {
+            double a = P[cb->offset + k];
+            for (int i = 0; i < 16; i++) a += (double)P[cw->offset + (size_t)k * 16 + i] * z[i];
+            assert_true(fabs(a - lg[k]) < 1e-4);
+        }
+    }
+    assert_true(active > 0 && active < B * 16); /* the ReLU cut some and kept some */
+    kmodel_free(m);
+
+    /* the default dropout: seq_classif_dropout (0.5 here), hidden_dropout_prob 0 */
+    kmodel_config c = config(KMODEL_DISTILBERT, 0);
+    c.seq_classif_dropout = 0.5;
+    char err[256] = "";
+    for (int pass = 0; pass < 2; pass++) {
+        kmodel_spec s = {.heads = KHEAD_CLASSIFY, .max_B = TB, .L = TL, .num_labels = 3,
+                         .classifier_dropout = pass ? 0 : -1};
+        m = kmodel_create(&c, &s, err, sizeof err);
+        assert_non_null(m);
+        kmodel_init(m, 7);
+        assert_int_equal(kmodel_forward(m, &tb.b, KMODE_EVAL, 5), 0);
+        float ev[3];
+        memcpy(ev, kmodel_class_logits(m, 0), sizeof ev);
+        assert_int_equal(kmodel_forward(m, &tb.b, KMODE_TRAIN, 5), 0);
+        int same = !memcmp(ev, kmodel_class_logits(m, 0), sizeof ev);
+        assert_int_equal(same, pass); /* dropped out by default; not with classifier_dropout 0 */
+        kmodel_free(m);
+    }
+
+    gradcheck_heads(KMODEL_DISTILBERT, 0, GC_CLASSIFY, 0);
+    gradcheck_heads(KMODEL_DISTILBERT, 0.1, GC_CLASSIFY, 1);
+    gradcheck_heads(KMODEL_DISTILBERT, 0, GC_REGRESS, 0);
+    gradcheck_heads(KMODEL_DISTILBERT, 0.1, GC_REGRESS, 0);
 }
 
 /* Two models stepping at the same time (a teacher and a student, say), each
@@ -1220,7 +1342,7 @@ int main(void)
         cmocka_unit_test(test_adamw),         cmocka_unit_test(test_lamb),
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_training),      cmocka_unit_test(test_gpt2),
-        cmocka_unit_test(test_distilbert),
+        cmocka_unit_test(test_distilbert),    cmocka_unit_test(test_distilbert_cls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
