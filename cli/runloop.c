@@ -278,7 +278,12 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
         /* budgets already met when resuming: nothing to do (the decision for
          * a step this process made is taken below, with the checkpoint) */
         if ((total && r->step >= total) || (o->budget.seconds > 0 && secs >= o->budget.seconds)) break;
-        if ((o->stop && *o->stop) || (o->pause_at > 0 && r->step >= o->pause_at)) {
+        /* a stop before this process trained a step: nothing to save. Later
+         * ones are taken at the end of a step, with its checkpoint: a signal
+         * that lands after that check (while the step's hooks or checkpoint
+         * run) stops the run at the end of the next step, never between two
+         * steps without a checkpoint */
+        if (r->step == step0 && ((o->stop && *o->stop) || (o->pause_at > 0 && r->step >= o->pause_at))) {
             r->res.stopped = 1;
             break;
         }
