@@ -100,6 +100,14 @@ int cli_objectives_parse(const char *s, int *bits);
 struct kckpt;
 struct ktrain_config;
 int cli_open_checkpoint(const char *arg, struct kckpt **ck, struct ktrain_config *cfg, int *mode);
+/* OpenMP threads for kiln's products (n <= 0: every core), OpenBLAS on one
+ * (kiln's products are single-threaded tiles) (cmd_finetune.c). */
+void cli_set_threads(int n);
+/* The weights of model m from checkpoint ck's model.safetensors, by name and
+ * shape (every tensor of the model required). 0 or EX_DATAERR, said
+ * (cmd_train.c). */
+struct kmodel;
+int cli_load_weights(struct kmodel *m, struct kckpt *ck);
 /* The byte-level BPE vocabulary a GPT-2 checkpoint carries, loaded and
  * checked against the model's vocab_size (cmd_train.c). 0 and *out (owned:
  * kbpe_vocab_free), or EX_DATAERR with err filled. */

@@ -49,7 +49,7 @@ void openblas_set_num_threads(int);
 #define jstr cli_json_str
 static void json_print(json_t *o) { cli_json_print(o, 1); }
 
-static void set_threads(int n)
+void cli_set_threads(int n)
 {
     if (n <= 0) n = kcpu_count();
     omp_set_num_threads(n);
@@ -601,7 +601,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         kerr("%s", err);
         return rc;
     }
-    set_threads(fc.threads);
+    cli_set_threads(fc.threads);
 
     /* a fresh run may not write over checkpoints; a resumed one needs them */
     char latest[4096] = "";
@@ -958,7 +958,7 @@ int cmd_eval(int argc, char **argv, const char *db)
         return cmd_eval_lm(2, lm_help, db);
     }
     if (!ckpt || !data) return cli_usage_error("eval", "--checkpoint and --data are required");
-    set_threads(threads);
+    cli_set_threads(threads);
     clf x;
     int rc = clf_open(ckpt, B, seq, &x);
     kdataset *d = NULL;
@@ -1078,7 +1078,7 @@ int cmd_classify(int argc, char **argv, const char *db)
         return 0;
     }
     if (!ckpt) return cli_usage_error("classify", "--checkpoint is required");
-    set_threads(threads);
+    cli_set_threads(threads);
     clf x;
     int rc = clf_open(ckpt, 1, seq, &x);
     kwp_tok *tok = rc ? NULL : kwp_tok_new(x.v, KWP_DEFAULT_MAX_WORD_CHARS);

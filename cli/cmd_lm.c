@@ -23,6 +23,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/generate.h"
+#include "trainer/kernels.h"
 #include "trainer/model.h"
 #include "util/util.h"
 
@@ -49,13 +50,6 @@ static void lm_close(lm *x)
     kbpe_vocab_free(x->bv);
     kckpt_close(x->ck);
     memset(x, 0, sizeof *x);
-}
-
-static void lm_threads(int n)
-{
-    if (n <= 0) n = kcpu_count();
-    omp_set_num_threads(n);
-    openblas_set_num_threads(1);
 }
 
 /* Opens checkpoint arg (a step folder or a run's checkpoint.dir) as a GPT-2
@@ -91,17 +85,9 @@ static int lm_open(const char *arg, lm *x)
         lm_close(x);
         return rc;
     }
-    int nt;
-    const ktensor *tl = kmodel_params(x->m, &nt);
-    float *w = kmodel_param_data(x->m);
-    for (int i = 0; i < nt; i++) {
-        const kst_tensor *t = kckpt_tensor(x->ck, "model.safetensors", tl[i].name);
-        if (!t || strcmp(t->dtype, "F32") || t->nbytes != tl[i].numel * sizeof(float)) {
-            kerr("%s: tensor %s missing or of another shape", kckpt_path(x->ck), tl[i].name);
-            lm_close(x);
-            return EX_DATAERR;
-        }
-        memcpy(w + tl[i].offset, t->data, t->nbytes);
+    if ((rc = cli_load_weights(x->m, x->ck))) {
+        lm_close(x);
+        return rc;
     }
     x->g = kgen_new(x->m, x->ctx, err, sizeof err);
     if (!x->g) {
@@ -126,39 +112,6 @@ static void ids_push(kwp_ids *x, uint32_t id)
     }
     x->word_start[x->n] = 1;
     x->ids[x->n++] = id;
-}
-
-/* Appends s[0..n) to b with every ill-formed UTF-8 sequence replaced by
- * U+FFFD, one per maximal subpart (Python's errors="replace", what
- * GPT2Tokenizer's decode gives). */
-static void put_repaired(kbuf *b, const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        size_t len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
-                                   : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-        size_t ok = len ? 1 : 0; /* bytes of the sequence that are valid so far */
-        for (size_t k = 1; ok == k && k < len && i + k < n; k++) {
-            unsigned d = p[i + k];
-            unsigned lo = 0x80, hi = 0xBF;
-            if (k == 1) {
-                if (c == 0xE0) lo = 0xA0;
-                else if (c == 0xED) hi = 0x9F;
-                else if (c == 0xF0) lo = 0x90;
-                else if (c == 0xF4) hi = 0x8F;
-            }
-            if (d >= lo && d <= hi) ok++;
-        }
-        if (len && ok == len) {
-            kbuf_append(b, s + i, len);
-            i += len;
-        } else {
-            kbuf_append(b, "\xEF\xBF\xBD", 3);
-            i += ok ? ok : 1;
-        }
-    }
 }
 
 /* ---- kiln generate ------------------------------------------------------------------ */
@@ -224,10 +177,13 @@ static int generate_one(lm *x, const gen_opts *o, const char *prompt, void *scra
             break;
         }
         uint32_t u = (uint32_t)id;
+        size_t before = text.len;
         kbpe_decode(x->bv, &u, 1, &text);
         if (o->n_stops) {
+            /* a new match ends in the new token's bytes: search from there back */
             for (int k = 0; k < o->n_stops; k++) {
-                const char *hit = memmem(text.data, text.len, o->stops[k], strlen(o->stops[k]));
+                size_t sl = strlen(o->stops[k]), from = before + 1 > sl ? before + 1 - sl : 0;
+                const char *hit = text.len > from ? memmem(text.data + from, text.len - from, o->stops[k], sl) : NULL;
                 if (hit && (size_t)(hit - text.data) < cut) cut = (size_t)(hit - text.data);
             }
             if (cut != (size_t)-1) {
@@ -252,13 +208,13 @@ static int generate_one(lm *x, const gen_opts *o, const char *prompt, void *scra
         if (o->json) {
             kbuf rep = {0};
             kbuf_puts(&line, "{\"prompt\":");
-            put_repaired(&rep, prompt, strlen(prompt));
+            kbuf_put_utf8(&rep, prompt, strlen(prompt), 0); /* GPT2Tokenizer's errors="replace" */
             kbuf_json_str(&line, rep.data ? rep.data : "", rep.len);
             kbuf_puts(&line, ",\"ids\":[");
             for (int i = 0; i < n; i++) kbuf_printf(&line, i ? ",%d" : "%d", out[i]);
             kbuf_puts(&line, "],\"text\":");
             kbuf_clear(&rep);
-            put_repaired(&rep, text.data ? text.data : "", tl);
+            kbuf_put_utf8(&rep, text.data ? text.data : "", tl, 0);
             kbuf_json_str(&line, rep.data ? rep.data : "", rep.len);
             kbuf_puts(&line, ",\"logprobs\":[");
             for (int i = 0; i < n; i++) kbuf_printf(&line, i ? ",%.9g" : "%.9g", lp[i]);
@@ -422,7 +378,7 @@ int cmd_generate(int argc, char **argv, const char *db)
         free(stops);
         return rc;
     }
-    lm_threads(threads);
+    cli_set_threads(threads);
     cli_catch_stop_signals();
     void *scratch = xmalloc((size_t)x.V * (2 * sizeof(float) + sizeof(int)));
     if (pfile) {
@@ -508,6 +464,7 @@ static int eval_perplexity(lm *x, const char *path, int window, int stride, int 
     double *lp = xmalloc((size_t)x->V * sizeof *lp);
     double nll = 0;
     int64_t count = 0, correct = 0, windows = 0;
+    double fed = 0; /* positions the model read (windows overlap by window - stride) */
     const int32_t *id = (const int32_t *)ids.ids;
     size_t n = ids.n, prev_end = 0;
     int rc = 0;
@@ -522,6 +479,7 @@ static int eval_perplexity(lm *x, const char *path, int window, int stride, int 
         size_t from = prev_end > b + 1 ? prev_end : b + 1;
         rc = window_nll(x, id, b, end, from, chunk, logits, lp, &nll, &count, &correct);
         windows++;
+        fed += (double)(end - b);
         prev_end = end;
         double now = know_seconds();
         if (pr.on && now - last > 0.25) {
@@ -542,13 +500,6 @@ static int eval_perplexity(lm *x, const char *path, int window, int stride, int 
     if (rc) return rc;
     if (cli_stop) return 128 + cli_stop;
     double mean = nll / (double)count, ppl = exp(mean);
-    /* positions the model read (windows overlap by window - stride) per second */
-    double fed = 0;
-    for (size_t b = 0;; b += (size_t)stride) {
-        size_t end = b + (size_t)window < n ? b + (size_t)window : n;
-        fed += (double)(end - b);
-        if (end == n) break;
-    }
     if (json) {
         json_t *o = json_object();
         json_object_set_new(o, "file", cli_json_str(path));
@@ -744,7 +695,7 @@ static json_t *read_records(const char *path, int *rc)
 }
 
 /* The examples of one file under the task's rules. */
-static int fs_examples(const char *path, json_t *task, const char *tpath, fs_example **out, size_t *n_out,
+static int fs_examples(const char *path, json_t *task, fs_example **out, size_t *n_out,
                        size_t limit)
 {
     int rc;
@@ -817,7 +768,6 @@ static int fs_examples(const char *path, json_t *task, const char *tpath, fs_exa
             free(gs);
         }
     }
-    (void)tpath;
     json_decref(recs);
     if (rc) {
         fs_free_examples(ex, n);
@@ -845,7 +795,7 @@ static int fs_load(const char *path, size_t limit, fs_task *t)
     json_error_t je;
     json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
-        kerr("%s: %s%s", path, je.line > 0 ? "" : "", je.text);
+        kerr("%s: %s", path, je.text);
         return access(path, R_OK) ? EX_NOINPUT : EX_DATAERR;
     }
     const char *why = NULL;
@@ -876,21 +826,13 @@ static int fs_load(const char *path, size_t limit, fs_task *t)
     json_t *lim = json_object_get(j, "limit");
     if (!limit && json_is_integer(lim) && json_integer_value(lim) > 0) limit = (size_t)json_integer_value(lim);
     char *tp = resolve(path, tr), *ep = resolve(path, ev);
-    int rc = fs_examples(tp, j, path, &t->train, &t->n_train, 0);
-    if (!rc) rc = fs_examples(ep, j, path, &t->eval, &t->n_eval, limit);
+    int rc = fs_examples(tp, j, &t->train, &t->n_train, 0);
+    if (!rc) rc = fs_examples(ep, j, &t->eval, &t->n_eval, limit);
     free(tp);
     free(ep);
     json_decref(j);
     if (rc) fs_free(t);
     return rc;
-}
-
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
 }
 
 /* The demonstrations of eval example i: the first k of a permutation of the
@@ -899,9 +841,9 @@ static uint64_t mix64(uint64_t z)
 static void fs_demos(size_t n_train, uint64_t seed, size_t i, int k, size_t *idx, size_t *perm)
 {
     for (size_t a = 0; a < n_train; a++) perm[a] = a;
-    uint64_t key = mix64(seed ^ mix64(i + 0x5EED));
+    uint64_t key = kmix64(seed ^ kmix64(i + 0x5EED));
     for (int a = 0; a < k && (size_t)a < n_train; a++) {
-        key = mix64(key);
+        key = kmix64(key);
         size_t r = (size_t)a + (size_t)(key % (uint64_t)(n_train - (size_t)a));
         size_t tmp = perm[a];
         perm[a] = perm[r];
@@ -914,13 +856,11 @@ static void fs_demos(size_t n_train, uint64_t seed, size_t i, int k, size_t *idx
  * tokenized as lm-evaluation-harness does: trailing spaces of the context
  * move to the continuation, whole = encode(ctx + cont), context ids =
  * encode(ctx), continuation ids = the rest of whole; at most n_positions + 1
- * tokens, cut from the left. The context is fed once per example (the
- * caller's `fed` says how much of it is in the cache) and each choice from
- * there. */
+ * tokens, cut from the left. The context is fed once per example and
+ * each choice is scored from the cached state (kgen_truncate). */
 typedef struct fs_score {
     double sum;           /* sum of log-probs of the continuation's tokens */
     int n_tokens;
-    int greedy;           /* 1: every continuation token is the argmax */
 } fs_score;
 
 static int score_choices(lm *x, const char *ctx_text, const fs_example *e, fs_score *sc, double *lp, float *saved,
@@ -970,7 +910,7 @@ static int score_choices(lm *x, const char *ctx_text, const fs_example *e, fs_sc
         }
         const int32_t *s = seq + off;
         size_t ctx_n = nc - off;
-        sc[c] = (fs_score){0, (int)ncont, 1};
+        sc[c] = (fs_score){0, (int)ncont};
         if (off == 0 && cached) {
             kgen_truncate(x->g, (int)ctx_n);
         } else {
@@ -990,10 +930,6 @@ static int score_choices(lm *x, const char *ctx_text, const fs_example *e, fs_sc
             kgen_log_softmax(row, x->V, lp);
             int32_t target = s[ctx_n + t];
             sc[c].sum += lp[target];
-            int best = 0;
-            for (int v = 1; v < x->V; v++)
-                if (row[v] > row[best]) best = v;
-            if (best != target) sc[c].greedy = 0;
             if (t + 1 < ncont) {
                 if ((rc = kgen_feed(x->g, &target, 1, NULL))) kerr("%s", kgen_error(x->g));
                 row = kgen_logits(x->g);
@@ -1209,7 +1145,7 @@ int cmd_eval_lm(int argc, char **argv, const char *db)
     lm x;
     int rc = lm_open(ckpt, &x);
     if (rc) return rc;
-    lm_threads(threads);
+    cli_set_threads(threads);
     cli_catch_stop_signals();
     if (ppl) rc = eval_perplexity(&x, ppl, window, stride, c.json);
     else rc = eval_fewshot(&x, task, ks, n_ks, seed, limit, scores, c.json);

@@ -405,8 +405,7 @@ int cmd_export(int argc, char **argv, const char *db)
 
 /* ---- kiln predict ---------------------------------------------------------------- */
 
-/* Weights of model m from checkpoint ck, by name and shape. 0 or EX_DATAERR (said). */
-static int load_weights(kmodel *m, kckpt *ck)
+int cli_load_weights(kmodel *m, kckpt *ck)
 {
     int nt;
     const ktensor *tl = kmodel_params(m, &nt);
@@ -434,7 +433,7 @@ static int predict_rtd(kckpt *ck, const ktrain_config *cfg, const kwp_vocab *v, 
         kerr("model: %s", err);
         return EX_DATAERR;
     }
-    int rc = load_weights(m, ck);
+    int rc = cli_load_weights(m, ck);
     int32_t cls = (int32_t)kwp_vocab_special(v, KWP_CLS), sep = (int32_t)kwp_vocab_special(v, KWP_SEP),
             pad = (int32_t)kwp_vocab_special(v, KWP_PAD);
     int32_t *in = xcalloc((size_t)Lm, sizeof *in);
@@ -584,7 +583,7 @@ int cmd_predict(int argc, char **argv, const char *db)
         kerr("model: %s", err);
         rc = EX_DATAERR;
     }
-    if (m) rc = load_weights(m, ck); /* weights from the checkpoint, by name and shape */
+    if (m) rc = cli_load_weights(m, ck); /* weights from the checkpoint, by name and shape */
     /* one row per text: [CLS] ids [SEP] padded to Lm, the [MASK] positions as predictions */
     int32_t *in = xcalloc((size_t)Lm, sizeof *in), *pos = xcalloc((size_t)Pm, sizeof *pos),
             *lab = xcalloc((size_t)Pm, sizeof *lab);

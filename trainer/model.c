@@ -213,6 +213,34 @@ static void build_albert(builder *b)
     }
 }
 
+/* The names of one post-LN layer's tensors after its prefix: q, k, v under
+ * `mid` (stacked, add_qkv_named), then the attention output, its LayerNorm,
+ * the two FFN linears and the output LayerNorm (".weight" / ".bias" added). */
+typedef struct postln_names {
+    const char *mid, *qkv[3], *ao, *ln1, *ff, *fo, *ln2;
+} postln_names;
+static const postln_names BERT_LAYER = {"attention.self.", {"query", "key", "value"}, "attention.output.dense",
+                                        "attention.output.LayerNorm", "intermediate.dense", "output.dense",
+                                        "output.LayerNorm"};
+static const postln_names DISTIL_LAYER = {"attention.", {"q_lin", "k_lin", "v_lin"}, "attention.out_lin",
+                                          "sa_layer_norm", "ffn.lin1", "ffn.lin2", "output_layer_norm"};
+
+/* One post-LN layer's weights in state_dict order, named "<p><name>". */
+static void add_postln_layer(builder *b, layer_off *o, int H, int I, const char *p, const postln_names *n)
+{
+    add_qkv_named(b, o, H, p, n->mid, n->qkv);
+    o->ao_w = W2(b, H, H, "%s%s.weight", p, n->ao);
+    o->ao_b = BIAS(b, H, "%s%s.bias", p, n->ao);
+    o->ln1_g = LNG(b, H, "%s%s.weight", p, n->ln1);
+    o->ln1_b = BIAS(b, H, "%s%s.bias", p, n->ln1);
+    o->ff_w = W2(b, I, H, "%s%s.weight", p, n->ff);
+    o->ff_b = BIAS(b, I, "%s%s.bias", p, n->ff);
+    o->fo_w = W2(b, H, I, "%s%s.weight", p, n->fo);
+    o->fo_b = BIAS(b, H, "%s%s.bias", p, n->fo);
+    o->ln2_g = LNG(b, H, "%s%s.weight", p, n->ln2);
+    o->ln2_b = BIAS(b, H, "%s%s.bias", p, n->ln2);
+}
+
 /* BERT's encoder layers (ELECTRA's too): weight set g under
  * "<model>.encoder.layer.g." (model = "bert" or "electra"). */
 static void add_bert_layers(builder *b, const char *model)
@@ -223,17 +251,7 @@ static void add_bert_layers(builder *b, const char *model)
         char p[64];
         snprintf(p, sizeof p, "%s.encoder.layer.%d.", model, g);
         layer_off *o = &m->lw[g];
-        add_qkv(b, o, H, p, "attention.self.");
-        o->ao_w = W2(b, H, H, "%sattention.output.dense.weight", p);
-        o->ao_b = BIAS(b, H, "%sattention.output.dense.bias", p);
-        o->ln1_g = LNG(b, H, "%sattention.output.LayerNorm.weight", p);
-        o->ln1_b = BIAS(b, H, "%sattention.output.LayerNorm.bias", p);
-        o->ff_w = W2(b, I, H, "%sintermediate.dense.weight", p);
-        o->ff_b = BIAS(b, I, "%sintermediate.dense.bias", p);
-        o->fo_w = W2(b, H, I, "%soutput.dense.weight", p);
-        o->fo_b = BIAS(b, H, "%soutput.dense.bias", p);
-        o->ln2_g = LNG(b, H, "%soutput.LayerNorm.weight", p);
-        o->ln2_b = BIAS(b, H, "%soutput.LayerNorm.bias", p);
+        add_postln_layer(b, o, H, I, p, &BERT_LAYER);
     }
 }
 
@@ -314,7 +332,6 @@ static void build_electra(builder *b)
  * classifier (K, H), in its state_dict order. */
 static void build_distilbert(builder *b)
 {
-    static const char *const qkv[3] = {"q_lin", "k_lin", "v_lin"};
     kmodel *m = b->m;
     const int V = m->V, H = m->H, I = m->I;
     m->word = W2(b, V, H, "distilbert.embeddings.word_embeddings.weight");
@@ -325,17 +342,7 @@ static void build_distilbert(builder *b)
         char p[64];
         snprintf(p, sizeof p, "distilbert.transformer.layer.%d.", g);
         layer_off *o = &m->lw[g];
-        add_qkv_named(b, o, H, p, "attention.", qkv);
-        o->ao_w = W2(b, H, H, "%sattention.out_lin.weight", p);
-        o->ao_b = BIAS(b, H, "%sattention.out_lin.bias", p);
-        o->ln1_g = LNG(b, H, "%ssa_layer_norm.weight", p);
-        o->ln1_b = BIAS(b, H, "%ssa_layer_norm.bias", p);
-        o->ff_w = W2(b, I, H, "%sffn.lin1.weight", p);
-        o->ff_b = BIAS(b, I, "%sffn.lin1.bias", p);
-        o->fo_w = W2(b, H, I, "%sffn.lin2.weight", p);
-        o->fo_b = BIAS(b, H, "%sffn.lin2.bias", p);
-        o->ln2_g = LNG(b, H, "%soutput_layer_norm.weight", p);
-        o->ln2_b = BIAS(b, H, "%soutput_layer_norm.bias", p);
+        add_postln_layer(b, o, H, I, p, &DISTIL_LAYER);
     }
     if (m->s.heads & KHEAD_MLM) {
         m->mlm_w = W2(b, H, H, "vocab_transform.weight");
