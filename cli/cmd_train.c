@@ -176,6 +176,14 @@ int cmd_train(int argc, char **argv, const char *db)
         }
         json_object_set_new(o, "checkpoint", jstr(r.checkpoint));
         json_object_set_new(o, "stopped", json_boolean(r.stopped));
+        if (r.teacher_hash[0]) {
+            json_t *t = json_object();
+            json_object_set_new(t, "path", jstr(r.cfg.distill.teacher));
+            json_object_set_new(t, "hash", jstr(r.teacher_hash));
+            json_object_set_new(t, "params", json_integer(r.teacher_params));
+            json_object_set_new(t, "bytes", json_integer(r.teacher_bytes));
+            json_object_set_new(o, "teacher", t);
+        }
         json_print(o);
     } else {
         char t[32];

@@ -297,7 +297,13 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
             }
             kstep_result res;
             uint64_t key = mix64(mix64(o->seed ^ 0xd50f0u) + (uint64_t)r->step) + (uint64_t)a;
-            if ((rc = kmodel_forward_backward(r->m, b, key, 1.0f / (float)r->accum, &res))) {
+            if (o->step) {
+                if ((rc = o->step(o->step_ctx, r->m, b, key, 1.0f / (float)r->accum, r->step, total, &res, e,
+                                  sizeof e))) {
+                    kseterr(r->err, sizeof r->err, "step %lld, micro-batch %d: %s", (long long)r->step + 1, a, e);
+                    goto out;
+                }
+            } else if ((rc = kmodel_forward_backward(r->m, b, key, 1.0f / (float)r->accum, &res))) {
                 kseterr(r->err, sizeof r->err, "step %lld, micro-batch %d: %s", (long long)r->step + 1, a,
                         kmodel_error(r->m));
                 goto out;

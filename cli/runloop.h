@@ -80,6 +80,13 @@ typedef struct krun_opts {
     const char *ckpt_dir;          /* the caller's; outlives the run */
     int ckpt_every;                /* steps (0: only the last) */
     int ckpt_keep;
+    /* optional: the micro-batch step instead of kmodel_forward_backward (a
+     * distillation step, trainer/distill.h): the same contract (gradients
+     * added, terms into *r), plus the optimizer step (0-based) and the
+     * run's total; returns 0 or EX_* with err filled */
+    int (*step)(void *ctx, kmodel *m, const ksample_batch *b, uint64_t key, float loss_scale, int64_t step,
+                int64_t total, kstep_result *r, char *err, size_t errlen);
+    void *step_ctx;
 } krun_opts;
 
 /* What a checkpoint holds besides the run's state (kckpt_state), the

@@ -14,12 +14,14 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "cli/modelsrc.h"
 #include "cli/runloop.h"
 #include "cli/train_run.h"
 #include "sampler/sampler.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece.h"
 #include "trainer/checkpoint.h"
+#include "trainer/distill.h"
 #include "trainer/model.h"
 
 void openblas_set_num_threads(int);
@@ -33,8 +35,8 @@ static int config_same(const ktrain_config *a, const ktrain_config *b, char *wha
     free(ja);
     free(jb);
     int diff = 0;
-    const char *sections[] = {"model", "data", "optimizer"};
-    for (int s = 0; s < 3 && !diff && x && y; s++) {
+    const char *sections[] = {"model", "data", "optimizer", "distill"};
+    for (int s = 0; s < 4 && !diff && x && y; s++) {
         json_t *sx = json_object_get(x, sections[s]), *sy = json_object_get(y, sections[s]);
         const char *k;
         json_t *v;
@@ -47,6 +49,7 @@ static int config_same(const ktrain_config *a, const ktrain_config *b, char *wha
                 if (s == 0 && !strcmp(k, "pad_token_id")) continue;
                 if (s == 0 && !strcmp(k, "vocab_size") && json_integer_value(json_object_get(sy, k)) == 0) continue;
                 if (s == 2 && (!strcmp(k, "warmup_steps") || !strcmp(k, "max_nonfinite_steps"))) continue;
+                if (s == 3 && !strcmp(k, "teacher")) continue; /* the teacher is pinned by its hash */
                 char *vx = json_dumps(v, JSON_ENCODE_ANY), *vy = json_dumps(json_object_get(sy, k), JSON_ENCODE_ANY);
                 snprintf(what, n, "%s.%s is %s in the checkpoint, %s now", sections[s], k, vx ? vx : "?",
                          vy ? vy : "?");
@@ -56,6 +59,11 @@ static int config_same(const ktrain_config *a, const ktrain_config *b, char *wha
                 break;
             }
         }
+    }
+    if (!diff && x && y && !json_object_get(x, "distill") != !json_object_get(y, "distill")) {
+        snprintf(what, n, "the checkpoint's run %s a distillation, this config %s", json_object_get(x, "distill") ? "is" : "is not",
+                 json_object_get(y, "distill") ? "is" : "is not");
+        diff = 1;
     }
     json_decref(x);
     json_decref(y);
@@ -340,6 +348,115 @@ static int init_from(ktrain_run *r, kmodel *m, const char *path, const cli_sampl
     return 0;
 }
 
+/* ---- distillation: the teacher --------------------------------------------------- */
+
+typedef struct teacher {
+    cli_msrc src;
+    kmodel *m;
+    kdistiller *d;
+} teacher;
+
+static int distill_step(void *ctx, kmodel *m, const ksample_batch *b, uint64_t key, float loss_scale, int64_t step,
+                        int64_t total, kstep_result *r, char *err, size_t errlen)
+{
+    (void)m;
+    kdistiller *d = ctx;
+    int rc = kdistill_step(d, b, 1, key, loss_scale, step, total, r);
+    if (rc) kseterr(err, errlen, "%s", kdistill_error(d));
+    return rc;
+}
+
+/* the vocabulary texts as token lists are equal (vocab.txt: one token a line) */
+static int same_tokens(const char *a, size_t na, const char *b, size_t nb)
+{
+    while (na && (a[na - 1] == '\n' || a[na - 1] == '\r')) na--;
+    while (nb && (b[nb - 1] == '\n' || b[nb - 1] == '\r')) nb--;
+    size_t i = 0, j = 0;
+    while (i < na && j < nb) {
+        if (a[i] == '\r' && i + 1 < na && a[i + 1] == '\n') i++;
+        if (b[j] == '\r' && j + 1 < nb && b[j + 1] == '\n') j++;
+        if (a[i] != b[j]) return 0;
+        i++;
+        j++;
+    }
+    return i == na && j == nb;
+}
+
+/* Loads distill.teacher as an inference model for batches (B, L, P): its
+ * vocabulary must be the run's. Fills r->teacher_*. Returns 0 or EX_*. */
+static int teacher_open(ktrain_run *r, teacher *t, const cli_sampling *x, int B, int L, int P)
+{
+    const char *path = r->cfg.distill.teacher;
+    int rc = cli_msrc_open(path, &t->src);
+    if (rc) {
+        RUN_ERR("distill.teacher: cannot open %s", path);
+        return rc == EX_NOINPUT ? EX_CONFIG : rc;
+    }
+    kmodel_config tc = t->src.mc;
+    if (tc.type != KMODEL_BERT && tc.type != KMODEL_ALBERT && tc.type != KMODEL_DISTILBERT) {
+        RUN_ERR("distill.teacher: %s is not a BERT, ALBERT or DistilBERT model", t->src.path);
+        return EX_CONFIG;
+    }
+    if (x->kind == KVOCAB_BPE || !t->src.vocab ||
+        !same_tokens(t->src.vocab, t->src.vocab_len, x->vocab_text.data, x->vocab_text.len)) {
+        RUN_ERR("distill.teacher: %s was made with another vocabulary than %s: the student learns the teacher's "
+                "predictions id by id, so import the teacher's vocab.txt (kiln vocab import) and name it in data.vocab",
+                t->src.path, x->vocab_name);
+        return EX_CONFIG;
+    }
+    if (L > tc.max_position_embeddings) {
+        RUN_ERR("distill.teacher: %s takes sequences of at most %d tokens, data.seq_len is %d", t->src.path,
+                tc.max_position_embeddings, L);
+        return EX_CONFIG;
+    }
+    tc.hidden_dropout_prob = tc.attention_probs_dropout_prob = 0;
+    kmodel_spec sp = {.heads = KHEAD_MLM, .max_B = B, .L = L, .P = P, .classifier_dropout = -1, .inference = 1};
+    char err[1024];
+    t->m = kmodel_create(&tc, &sp, err, sizeof err);
+    if (!t->m) {
+        RUN_ERR("distill.teacher: %s", err);
+        return strstr(err, "out of memory") ? EX_OSERR : EX_CONFIG;
+    }
+    int nt;
+    const ktensor *tl = kmodel_params(t->m, &nt);
+    float *w = kmodel_param_data(t->m);
+    khash_stream *h = khash_stream_new();
+    for (int i = 0; i < nt; i++) {
+        const kst_tensor *k = cli_msrc_find(&t->src, tl[i].name);
+        if (!k || k->nbytes != tl[i].numel * sizeof(float)) {
+            RUN_ERR("distill.teacher: %s has no tensor %s of %zu floats (a masked-LM model is needed: "
+                    "BertForMaskedLM / BertForPreTraining, AlbertForMaskedLM / AlbertForPreTraining, "
+                    "DistilBertForMaskedLM or a kiln pretraining checkpoint)",
+                    t->src.path, tl[i].name, tl[i].numel);
+            khash_stream_free(h);
+            return EX_CONFIG;
+        }
+        memcpy(w + tl[i].offset, k->data, k->nbytes);
+        khash_stream_update(h, tl[i].name, strlen(tl[i].name) + 1);
+        khash_stream_update(h, k->data, k->nbytes);
+    }
+    uint8_t hv[KHASH_LEN];
+    khash_stream_final(h, hv);
+    khash_stream_free(h);
+    khash_hex(hv, r->teacher_hash);
+    r->teacher_params = (int64_t)kmodel_param_count(t->m);
+    r->teacher_bytes = (int64_t)(kmodel_numel(t->m) * sizeof(float) + kmodel_activation_bytes(t->m));
+    const char *names[] = {"", "bert", "albert", "electra", "gpt2", "distilbert"};
+    kinfo("teacher %s: %s, %d layers, hidden %d, %.1fM parameters; inference only, %.0f MB (weights and "
+          "activations); content hash %s",
+          t->src.path, names[tc.type], tc.num_hidden_layers, tc.hidden_size, (double)r->teacher_params / 1e6,
+          (double)r->teacher_bytes / 1048576.0, r->teacher_hash);
+    return 0;
+}
+
+static void teacher_close(teacher *t)
+{
+    kdistill_free(t->d);
+    kmodel_free(t->m);
+    cli_msrc_free(&t->src);
+    memset(t, 0, sizeof *t);
+}
+
 int ktrain_run_exec(ktrain_run *r)
 {
     r->error[0] = '\0';
@@ -378,7 +495,11 @@ int ktrain_run_exec(ktrain_run *r)
         return EX_CANTCREAT;
     }
     const char *snapshot = NULL;
-    char snap_saved[4096] = "", snap_key[40] = "";
+    char snap_saved[4096] = "", snap_key[40] = "", teacher_saved[40] = "";
+    teacher te;
+    memset(&te, 0, sizeof te);
+    r->teacher_hash[0] = '\0';
+    r->teacher_params = r->teacher_bytes = 0;
     int64_t job_saved = 0;
     if (have) {
         ck = kckpt_open(ck_path, err, sizeof err);
@@ -405,7 +526,10 @@ int ktrain_run_exec(ktrain_run *r)
         cfg->threads = cur.threads;
         cfg->data.valid_every = cur.data.valid_every;
         cfg->data.valid_batches = cur.data.valid_batches;
+        if (cur.distill.teacher[0]) memcpy(cfg->distill.teacher, cur.distill.teacher, sizeof cfg->distill.teacher);
         json_t *ex = cs->extra_json ? json_loads(cs->extra_json, 0, NULL) : NULL;
+        const char *th = json_string_value(json_object_get(json_object_get(ex, "teacher"), "hash"));
+        if (th) snprintf(teacher_saved, sizeof teacher_saved, "%s", th);
         const char *sp = json_string_value(json_object_get(ex, "snapshot"));
         const char *sk = json_string_value(json_object_get(ex, "snapshot_key"));
         if (sp) snprintf(snap_saved, sizeof snap_saved, "%s", sp);
@@ -493,7 +617,36 @@ int ktrain_run_exec(ktrain_run *r)
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
     int sentence = !!(ob & (KOBJ_SOP | KOBJ_NSP));
-    m = kmodel_new(&cfg->model, B, L, P, sentence, err, sizeof err);
+    const int distill = cfg->distill.teacher[0] != 0;
+    const int Pm = distill && cfg->distill.positions == KDISTILL_ALL ? L : P; /* "all": a slot per position */
+    if (distill) {
+        if (cfg->init[0]) {
+            RUN_ERR("init and distill.teacher both start the student: give one (distill.init_from_teacher copies "
+                    "the teacher's layers)");
+            rc = EX_CONFIG;
+            goto out;
+        }
+        if ((rc = teacher_open(r, &te, &x, B, L, Pm))) goto out;
+        if (teacher_saved[0] && strcmp(teacher_saved, r->teacher_hash)) {
+            RUN_ERR("cannot resume: the teacher %s is not the one the run started with (content hash %s, the "
+                    "checkpoint's %s)",
+                    cfg->distill.teacher, r->teacher_hash, teacher_saved);
+            rc = EX_CONFIG;
+            goto out;
+        }
+    }
+    {
+        kmodel_spec sp = kmodel_spec_pretrain_of(&cfg->model, B, L, Pm, sentence);
+        if (distill && cfg->distill.method == KDISTILL_TINYBERT &&
+            (cfg->distill.alpha_hid > 0 || cfg->distill.alpha_emb > 0))
+            sp.fit_width = kmodel_get_config(te.m)->hidden_size;
+        m = kmodel_create(&cfg->model, &sp, err, sizeof err);
+    }
+    if (m && distill && !(te.d = kdistill_new(m, te.m, &cfg->distill, err, sizeof err))) {
+        RUN_ERR("distill: %s", err);
+        rc = EX_CONFIG;
+        goto out;
+    }
     if (!m) {
         RUN_ERR("model: %s", err);
         rc = strstr(err, "out of memory") ? EX_OSERR : EX_CONFIG; /* the trainer says which */
@@ -534,6 +687,10 @@ int ktrain_run_exec(ktrain_run *r)
     ro.ckpt_dir = cfg->checkpoint.dir;
     ro.ckpt_every = cfg->checkpoint.every;
     ro.ckpt_keep = cfg->checkpoint.keep;
+    if (te.d) {
+        ro.step = distill_step;
+        ro.step_ctx = te.d;
+    }
     run = krun_new(m, &ro, &src, err, sizeof err);   /* frees src on failure */
     if (!run) {
         RUN_ERR("optimizer: %s", err);
@@ -552,6 +709,22 @@ int ktrain_run_exec(ktrain_run *r)
     } else {
         kmodel_init(m, cfg->data.seed);
         if (cfg->init[0] && (rc = init_from(r, m, cfg->init, &x))) goto out;
+        if (distill && cfg->distill.init_from_teacher) {
+            const kdistill_config *k = &cfg->distill;
+            int n = cfg->model.type == KMODEL_ALBERT ? cfg->model.num_hidden_groups : cfg->model.num_hidden_layers;
+            int layers[KDISTILL_MAX_LAYERS];
+            if (n > KDISTILL_MAX_LAYERS) n = KDISTILL_MAX_LAYERS;
+            if (k->student_layers.n) memcpy(layers, k->student_layers.v, (size_t)n * sizeof *layers);
+            else kdistill_init_layers(kmodel_get_config(te.m)->num_hidden_layers, n, layers);
+            if ((rc = kmodel_init_from(m, te.m, layers, n, err, sizeof err))) {
+                RUN_ERR("distill.init_from_teacher: %s", err);
+                goto out;
+            }
+            kbuf ls = {0};
+            for (int i = 0; i < n; i++) kbuf_printf(&ls, "%s%d", i ? ", " : "", layers[i]);
+            kinfo("student initialised from the teacher: embeddings, heads, layers [%s]", ls.data);
+            kbuf_free(&ls);
+        }
     }
     kckpt_close(ck);
     ck = NULL;
@@ -597,6 +770,14 @@ int ktrain_run_exec(ktrain_run *r)
                     si.key_hex, (long long)job, x.cased ? "true" : "false",
                     x.mode & KWP_STRIP_ACCENTS ? "true" : x.mode & KWP_KEEP_ACCENTS ? "false" : "null",
                     x.mode & KWP_ICU_WORDS ? "true" : "false", (long long)x.vocab_id);
+    if (distill) {
+        /* the teacher, pinned: {..., "teacher": {"path", "hash", "params", "bytes"}} */
+        extra.len--; /* reopen the object */
+        kbuf_puts(&extra, ",\"teacher\":{\"path\":");
+        kbuf_json_str(&extra, cfg->distill.teacher, strlen(cfg->distill.teacher));
+        kbuf_printf(&extra, ",\"hash\":\"%s\",\"params\":%lld,\"bytes\":%lld}}", r->teacher_hash,
+                    (long long)r->teacher_params, (long long)r->teacher_bytes);
+    }
     krun_meta meta = {.config_json = cfg_json, .vocab_name = x.vocab_name, .vocab_txt = x.vocab_text.data,
                       .vocab_len = x.vocab_text.len, .extra_json = extra.data,
                       .vocab_kind = x.kind == KVOCAB_BPE ? KCKPT_VOCAB_BPE : KCKPT_VOCAB_WORDPIECE,
@@ -637,6 +818,7 @@ int ktrain_run_exec(ktrain_run *r)
     }
 out:
     krun_free(run);
+    teacher_close(&te);
     kmodel_free(m);
     free(logp);
     free(cfg_json);

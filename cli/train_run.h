@@ -46,6 +46,10 @@ typedef struct ktrain_run {
     kstep_result val;                /* the last validation's terms (n = 0: none) */
     kstep_result base;               /* baselines on the last validation: "unigram_loss" */
     char checkpoint[4096];           /* the last checkpoint written or resumed ("" if none) */
+    /* distillation: the teacher (distill.teacher), "" / 0 without */
+    char teacher_hash[40];           /* XXH3-128 of its tensors (names and F32 bytes), hex */
+    int64_t teacher_params;          /* its parameters */
+    int64_t teacher_bytes;           /* its memory: weights + activations */
     int stopped;                     /* 1 when *stop ended the run early */
 } ktrain_run;
 

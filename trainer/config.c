@@ -35,7 +35,7 @@
 
 /* ---- the table of keys -------------------------------------------------- */
 
-enum { T_INT, T_I64, T_SEED, T_DBL, T_STR, T_ENUM, T_OBJ, T_BETAS, T_BOOL };
+enum { T_INT, T_I64, T_SEED, T_DBL, T_STR, T_ENUM, T_OBJ, T_BETAS, T_BOOL, T_ILIST };
 enum {
     LO_OPEN = 1,
     HI_OPEN = 2,
@@ -45,6 +45,7 @@ enum {
     NULLABLE = 32,    /* T_INT: null reads as 0 (derived); n_inner: written null when derived */
     DISTIL_ONLY = 64, /* read and written only for model.type distilbert (DistilBertConfig's names) */
     DISTIL_TOO = 128, /* a BertConfig name (NOT_GPT2) that DistilBertConfig has too */
+    DISTILL_SEC = 256, /* the distill section: written only when distill.teacher is set */
 };
 
 typedef struct ename { const char *name; int value; } ename;
@@ -54,6 +55,11 @@ static const ename model_types[] = {
     {"electra", KMODEL_ELECTRA}, {"gpt2", KMODEL_GPT2}, {NULL, 0}};
 static const ename acts[] = {{"gelu_new", KACT_GELU_NEW}, {"gelu", KACT_GELU}, {NULL, 0}};
 static const ename opt_types[] = {{"adamw", KOPT_ADAMW}, {"lamb", KOPT_LAMB}, {NULL, 0}};
+static const ename distill_methods[] = {{"distilbert", KDISTILL_DISTILBERT}, {"tinybert", KDISTILL_TINYBERT},
+                                        {NULL, 0}};
+static const ename distill_positions[] = {{"masked", KDISTILL_MASKED}, {"all", KDISTILL_ALL}, {NULL, 0}};
+static const ename distill_stages[] = {{"intermediate", KDISTILL_INTERMEDIATE}, {"prediction", KDISTILL_PREDICTION},
+                                       {"both", KDISTILL_BOTH}, {NULL, 0}};
 static const ename schedules[] = {
     {"linear", KSCHED_LINEAR}, {"cosine", KSCHED_COSINE}, {"constant", KSCHED_CONSTANT}, {NULL, 0}};
 /* In bit order: the canonical order of data.objectives. */
@@ -169,9 +175,25 @@ static const field FIELDS[] = {
 
     F_INT("", "threads", threads, 0, 4096),
     F_STR("", "init", init),
+
+    {"distill", "teacher", T_STR, OFF(distill.teacher), 0, 0, DISTILL_SEC, NULL, sizeof(((ktrain_config *)0)->distill.teacher)},
+    {"distill", "method", T_ENUM, OFF(distill.method), 0, 0, DISTILL_SEC, distill_methods, 0},
+    {"distill", "temperature", T_DBL, OFF(distill.temperature), 0, 1000, LO_OPEN | DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_ce", T_DBL, OFF(distill.alpha_ce), 0, 1e6, DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_mlm", T_DBL, OFF(distill.alpha_mlm), 0, 1e6, DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_cos", T_DBL, OFF(distill.alpha_cos), 0, 1e6, DISTILL_SEC, NULL, 0},
+    {"distill", "positions", T_ENUM, OFF(distill.positions), 0, 0, DISTILL_SEC, distill_positions, 0},
+    {"distill", "student_layers", T_ILIST, OFF(distill.student_layers), 0, 1023, DISTILL_SEC, NULL, 0},
+    {"distill", "init_from_teacher", T_BOOL, OFF(distill.init_from_teacher), 0, 0, DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_att", T_DBL, OFF(distill.alpha_att), 0, 1e6, DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_hid", T_DBL, OFF(distill.alpha_hid), 0, 1e6, DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_emb", T_DBL, OFF(distill.alpha_emb), 0, 1e6, DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_pred", T_DBL, OFF(distill.alpha_pred), 0, 1e6, DISTILL_SEC, NULL, 0},
+    {"distill", "stage", T_ENUM, OFF(distill.stage), 0, 0, DISTILL_SEC, distill_stages, 0},
+    {"distill", "intermediate_fraction", T_DBL, OFF(distill.intermediate_fraction), 0, 1, DISTILL_SEC, NULL, 0},
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
-static const char *const SECTIONS[] = {"model", "data", "optimizer", "budget", "checkpoint", NULL};
+static const char *const SECTIONS[] = {"model", "data", "optimizer", "budget", "checkpoint", "distill", NULL};
 
 int ktrain_config_key(int i, char *out, size_t n)
 {
@@ -240,6 +262,18 @@ void ktrain_config_defaults(ktrain_config *c)
     c->checkpoint.every = 1000;
     c->checkpoint.keep = 3;
     c->threads = 0;
+
+    kdistill_config *k = &c->distill;
+    k->method = KDISTILL_DISTILBERT;
+    k->temperature = 0; /* the method's: 2 (DistilBERT), 1 (TinyBERT) */
+    k->alpha_ce = 5.0;
+    k->alpha_mlm = 2.0;
+    k->alpha_cos = 1.0;
+    k->positions = KDISTILL_MASKED;
+    k->init_from_teacher = 1;
+    k->alpha_att = k->alpha_hid = k->alpha_emb = k->alpha_pred = 1.0;
+    k->stage = KDISTILL_BOTH;
+    k->intermediate_fraction = 0.5;
 }
 
 kmodel_config kmodel_generator_config(const kmodel_config *c)
@@ -512,6 +546,24 @@ static int read_field(ctx *x, ktrain_config *c, const field *f, const json_t *v)
         if (!json_is_boolean(v)) return fail_field(x, f, "expected true or false, got %s", got);
         *(int *)(base + f->off) = json_is_true(v);
         return 0;
+    case T_ILIST: {
+        kint_list *l = (kint_list *)(base + f->off);
+        if (!json_is_array(v) || json_array_size(v) > KDISTILL_MAX_LAYERS)
+            return fail_field(x, f, "expected an array of at most %d integers, got %s", KDISTILL_MAX_LAYERS, got);
+        size_t i;
+        json_t *e;
+        l->n = 0;
+        json_array_foreach(v, i, e) {
+            int64_t k;
+            if (!as_int64(e, &k) || k < (int64_t)f->lo || k > (int64_t)f->hi) {
+                describe(e, got, sizeof got);
+                return fail_field(x, f, "entry %zu: expected an integer from %lld to %lld, got %s", i,
+                                  (long long)f->lo, (long long)f->hi, got);
+            }
+            l->v[l->n++] = (int)k;
+        }
+        return 0;
+    }
     case T_OBJ: {
         int bits = 0, rc;
         if (json_is_array(v)) {
@@ -878,6 +930,51 @@ static int finish(ctx *x, ktrain_config *c)
 
     /* checkpoint */
     if (!c->checkpoint.dir[0]) return fail_field(x, F("checkpoint", "dir"), "must not be empty");
+
+    /* distill */
+    kdistill_config *k = &c->distill;
+    if (!k->teacher[0]) {
+        for (int i = 0; i < N_FIELDS; i++)
+            if ((FIELDS[i].flags & DISTILL_SEC) && x->given[i] && strcmp(FIELDS[i].key, "teacher"))
+                return fail_field(x, &FIELDS[i], "needs distill.teacher (the model to distil from)");
+        return 0;
+    }
+    const int tiny = k->method == KDISTILL_TINYBERT;
+    if (k->temperature == 0) k->temperature = tiny ? 1.0 : 2.0;
+    if (!given(x, "distill", "init_from_teacher")) k->init_from_teacher = !tiny;
+    if (m->type == KMODEL_GPT2 || m->type == KMODEL_ELECTRA)
+        return fail_field(x, F("model", "type"), "distillation trains a masked-LM student: distilbert, bert or "
+                                                 "albert, not %s", gpt2 ? "gpt2" : "electra");
+    if (!(ob & (KOBJ_MLM | KOBJ_WWM | KOBJ_NGRAM)))
+        return fail_field(x, fo, "distillation needs a masked-LM objective (mlm, wwm or ngram): the teacher's "
+                                 "predictions at the masked positions are the soft targets");
+    if (k->student_layers.n && k->student_layers.n != m->num_hidden_layers)
+        return fail_field(x, F("distill", "student_layers"),
+                          "lists %d teacher layers, the student has %d (one per student layer)",
+                          k->student_layers.n, m->num_hidden_layers);
+    if (!tiny) {
+        for (int i = 0; i < N_FIELDS; i++)
+            if ((FIELDS[i].flags & DISTILL_SEC) && x->given[i] &&
+                ((!strncmp(FIELDS[i].key, "alpha_", 6) && strcmp(FIELDS[i].key, "alpha_ce") &&
+                  strcmp(FIELDS[i].key, "alpha_mlm") && strcmp(FIELDS[i].key, "alpha_cos")) ||
+                 !strcmp(FIELDS[i].key, "stage") || !strcmp(FIELDS[i].key, "intermediate_fraction")))
+                return fail_field(x, &FIELDS[i], "a TinyBERT key: only with distill.method \"tinybert\"");
+        if (k->alpha_ce + k->alpha_mlm + k->alpha_cos <= 0)
+            return fail_field(x, F("distill", "alpha_ce"), "alpha_ce, alpha_mlm and alpha_cos are all 0: no loss");
+    } else {
+        for (int i = 0; i < N_FIELDS; i++)
+            if ((FIELDS[i].flags & DISTILL_SEC) && x->given[i] &&
+                (!strcmp(FIELDS[i].key, "alpha_ce") || !strcmp(FIELDS[i].key, "alpha_cos")))
+                return fail_field(x, &FIELDS[i], "a DistilBERT key: TinyBERT's weights are alpha_att, alpha_hid, "
+                                                 "alpha_emb, alpha_pred (and alpha_mlm, 0 by default)");
+        if (!given(x, "distill", "alpha_mlm")) k->alpha_mlm = 0;
+        if (k->stage == KDISTILL_BOTH && (k->intermediate_fraction <= 0 || k->intermediate_fraction >= 1))
+            return fail_field(x, F("distill", "intermediate_fraction"),
+                              "stage \"both\" needs a share strictly between 0 and 1, got %g", k->intermediate_fraction);
+        if (k->stage == KDISTILL_BOTH && !b->steps && !b->tokens)
+            return fail_field(x, F("distill", "stage"), "\"both\" switches stages at a share of the steps: set "
+                                                        "budget.steps or budget.tokens, or run each stage alone");
+    }
     return 0;
 }
 
@@ -961,6 +1058,13 @@ static void write_value(kbuf *b, const ktrain_config *c, const field *f)
         break;
     }
     case T_BOOL: kbuf_puts(b, *(const int *)(base + f->off) ? "true" : "false"); break;
+    case T_ILIST: {
+        const kint_list *l = (const kint_list *)(base + f->off);
+        kbuf_putc(b, '[');
+        for (int k = 0; k < l->n; k++) kbuf_printf(b, "%s%d", k ? ", " : "", l->v[k]);
+        kbuf_putc(b, ']');
+        break;
+    }
     case T_OBJ: {
         int v = *(const int *)(base + f->off), first = 1;
         kbuf_putc(b, '[');
@@ -988,6 +1092,7 @@ char *ktrain_config_to_json(const ktrain_config *c)
         if ((f->flags & NOT_GPT2) && c->model.type == KMODEL_GPT2) continue;
         if ((f->flags & DISTIL_ONLY) && c->model.type != KMODEL_DISTILBERT) continue;
         if ((f->flags & NOT_GPT2) && !(f->flags & DISTIL_TOO) && c->model.type == KMODEL_DISTILBERT) continue;
+        if ((f->flags & DISTILL_SEC) && !c->distill.teacher[0]) continue;
         if (open && strcmp(open, f->sec)) {
             kbuf_puts(&b, "\n  }");
             open = NULL;

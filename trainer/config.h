@@ -99,6 +99,32 @@ typedef struct kckpt_config {
     int keep;                     /* last K kept (>= 1) */
 } kckpt_config;
 
+/* Distillation (docs/distill.md): a teacher's outputs teach the run's model
+ * (the student). Off while teacher is "". */
+enum { KDISTILL_DISTILBERT = 1, KDISTILL_TINYBERT = 2 };
+enum { KDISTILL_MASKED = 1, KDISTILL_ALL = 2 };                       /* positions of the soft loss */
+enum { KDISTILL_INTERMEDIATE = 1, KDISTILL_PREDICTION = 2, KDISTILL_BOTH = 3 }; /* TinyBERT stages */
+#define KDISTILL_MAX_LAYERS 64
+
+typedef struct kint_list {
+    int n;                        /* entries used */
+    int v[KDISTILL_MAX_LAYERS];
+} kint_list;
+
+typedef struct kdistill_config {
+    char teacher[1024];           /* a kiln checkpoint or a Hugging Face folder ("" = no distillation) */
+    int method;                   /* KDISTILL_DISTILBERT (triple loss) or KDISTILL_TINYBERT (layer-wise) */
+    double temperature;           /* T of the soft loss; the reader fills the method's default (2, TinyBERT 1) */
+    double alpha_ce, alpha_mlm, alpha_cos; /* DistilBERT: 5, 2, 1 */
+    int positions;                /* KDISTILL_MASKED (default) or KDISTILL_ALL non-pad positions for the soft loss */
+    kint_list student_layers;     /* teacher layers (0-based) the student's layers start from; n 0 = every other */
+    int init_from_teacher;        /* 1: the student starts from the teacher's embeddings, layers and MLM head
+                                     (default for DistilBERT; TinyBERT: 0) */
+    double alpha_att, alpha_hid, alpha_emb, alpha_pred; /* TinyBERT: 1 each */
+    int stage;                    /* TinyBERT: KDISTILL_INTERMEDIATE, _PREDICTION or _BOTH (default) */
+    double intermediate_fraction; /* stage both: the first share of the steps is intermediate (0.5) */
+} kdistill_config;
+
 typedef struct ktrain_config {
     kmodel_config model;
     kdata_config data;
@@ -107,6 +133,7 @@ typedef struct ktrain_config {
     kckpt_config checkpoint;
     int threads;                  /* 0 = all cores */
     char init[1024];              /* "" or a checkpoint whose model weights start the run (step 0) */
+    kdistill_config distill;
 } ktrain_config;
 
 /* ELECTRA's generator as a model config of its own (type electra): the

@@ -1003,6 +1003,135 @@ void kxent(float *x, const float *bias, float *loss, uint8_t *correct, const int
     }
 }
 
+/* first index of the maximum m of x (V) */
+static int first_max(const float *x, float m, int V)
+{
+    for (int j = 0; j < V; j++)
+        if (x[j] == m) return j;
+    return 0;
+}
+
+void kxent_soft(float *x, const float *bias, const float *t, float T, float *loss, float *kl, uint8_t *correct,
+                uint8_t *agree, const int32_t *labels, const float *gscale, const float *kscale, int M, int V)
+{
+    const int grad = gscale && kscale;
+    const float iT = 1.0f / T;
+#pragma omp parallel if ((size_t)M * V >= PAR_MIN)
+    {
+        float *y = workspace((size_t)2 * V); /* exp((x - max) / T), exp((t - max) / T) */
+        if (!y) abort();
+        float *z = y + V;
+#pragma omp for schedule(static)
+        for (int i = 0; i < M; i++) {
+            float *r = x + (size_t)i * V;
+            const float *tr = t + (size_t)i * V;
+            float m = bias ? add_max_lanes(r, bias, V) : max_lanes(r, V);
+            float mt = max_lanes(tr, V);
+            if (agree) agree[i] = first_max(r, m, V) == first_max(tr, mt, V);
+            for (int j = 0; j < V; j++) y[j] = r[j] * iT;
+            for (int j = 0; j < V; j++) z[j] = tr[j] * iT;
+            float sy = exp_sum_lanes(y, y, m * iT, V), sz = exp_sum_lanes(z, z, mt * iT, V);
+            /* KL = sum_j p_j (t_j - x_j) / T + (m / T + log sy) - (mt / T + log sz), p = z / sz */
+            double d = 0;
+            for (int j = 0; j < V; j++) d += (double)z[j] * ((double)tr[j] - (double)r[j]);
+            double k = d / sz * iT + ((double)m * iT + log((double)sy)) - ((double)mt * iT + log((double)sz));
+            kl[i] = (float)(k * T * T);
+            int lab = labels[i];
+            if (lab >= 0) {
+                float xl = r[lab];
+                if (correct) correct[i] = first_max(r, m, V) == lab;
+                float s = grad ? exp_sum_lanes(r, r, m, V) : expsum_lanes(r, m, V);
+                loss[i] = logf(s) + m - xl;
+                if (grad) {
+                    float f = gscale[i] / s;
+                    for (int j = 0; j < V; j++) r[j] *= f;
+                    r[lab] -= gscale[i];
+                }
+            } else {
+                loss[i] = 0.0f;
+                if (correct) correct[i] = 0;
+                if (grad) memset(r, 0, (size_t)V * sizeof *r);
+            }
+            if (grad) {
+                float g = kscale[i] * T, gy = g / sy, gz = g / sz;
+                for (int j = 0; j < V; j++) r[j] += gy * y[j] - gz * z[j];
+            }
+        }
+    }
+}
+
+double kattn_score_mse(const float *qkv, const float *tqkv, const int32_t *offs, int B, int NH, int D, int Dt, int L,
+                       float *dqkv, float gscale, double *count)
+{
+    const int H = NH * D, Ht = NH * Dt, tasks = B * NH;
+    const float sc = 1.0f / sqrtf((float)D), tsc = 1.0f / sqrtf((float)Dt);
+    double *part = calloc((size_t)(tasks > 0 ? tasks : 1), sizeof *part);
+    if (!part) abort();
+#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)tasks * L * L * D >= PAR_MIN * 8)
+    for (int t = 0; t < tasks; t++) {
+        int b = t / NH, h = t % NH, n = offs[b + 1] - offs[b];
+        if (n <= 0) continue;
+        float *S = workspace((size_t)2 * L * L);
+        if (!S) abort();
+        float *St = S + (size_t)n * n;
+        const float *Q = qkv + (size_t)offs[b] * 3 * H + (size_t)h * D, *K = Q + H;
+        const float *Qt = tqkv + (size_t)offs[b] * 3 * Ht + (size_t)h * Dt, *Kt = Qt + Ht;
+        sgemm1(CblasNoTrans, CblasTrans, n, n, D, sc, Q, 3 * H, K, 3 * H, 0.0f, S, n);
+        sgemm1(CblasNoTrans, CblasTrans, n, n, Dt, tsc, Qt, 3 * Ht, Kt, 3 * Ht, 0.0f, St, n);
+        double acc = 0;
+        for (size_t i = 0; i < (size_t)n * n; i++) {
+            float e = S[i] - St[i];
+            acc += (double)e * e;
+            S[i] = 2.0f * gscale * e; /* d sum / dS, scaled */
+        }
+        part[t] = acc;
+        if (dqkv) {
+            float *dQ = dqkv + (size_t)offs[b] * 3 * H + (size_t)h * D, *dK = dQ + H;
+            /* dQ += sc dS K; dK += sc dS^T Q */
+            sgemm1(CblasNoTrans, CblasNoTrans, n, D, n, sc, S, n, K, 3 * H, 1.0f, dQ, 3 * H);
+            sgemm1(CblasTrans, CblasNoTrans, n, D, n, sc, S, n, Q, 3 * H, 1.0f, dK, 3 * H);
+        }
+    }
+    double sum = 0, cnt = 0;
+    for (int t = 0; t < tasks; t++) {
+        int n = offs[t / NH + 1] - offs[t / NH];
+        sum += part[t];
+        cnt += (double)n * n;
+    }
+    free(part);
+    if (count) *count = cnt;
+    return sum;
+}
+
+double kcosine_loss(const float *s, const float *t, float *ds, float gscale, int N, int H)
+{
+    double *part = malloc((size_t)(N > 0 ? N : 1) * sizeof *part);
+    if (!part) abort();
+#pragma omp parallel for schedule(static) if ((size_t)N * H >= PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        const float *a = s + (size_t)i * H, *b = t + (size_t)i * H;
+        double ab = 0, aa = 0, bb = 0;
+        for (int j = 0; j < H; j++) {
+            ab += (double)a[j] * b[j];
+            aa += (double)a[j] * a[j];
+            bb += (double)b[j] * b[j];
+        }
+        aa += 1e-12;
+        bb += 1e-12;
+        double den = sqrt(aa * bb), c = ab / den;
+        part[i] = 1.0 - c;
+        if (ds) {
+            /* d(1 - c)/da = -(b / den - c a / aa) */
+            float *d = ds + (size_t)i * H;
+            for (int j = 0; j < H; j++) d[j] = (float)(gscale * -((double)b[j] / den - c * (double)a[j] / aa));
+        }
+    }
+    double sum = 0;
+    for (int i = 0; i < N; i++) sum += part[i];
+    free(part);
+    return sum;
+}
+
 /* ---- heads ------------------------------------------------------------------------------------------------ */
 
 void kpooler_forward(float *pooled, const float *cls, const float *W, const float *b, int M, int H)

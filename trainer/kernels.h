@@ -231,6 +231,38 @@ void kattention_backward(float *dqkv, float *scratch, const float *dctx, const f
 void kxent(float *x, const float *bias, float *loss, uint8_t *correct, const int32_t *labels, const float *gscale,
            int M, int V);
 
+/* kxent with a teacher's soft targets (knowledge distillation), per row of
+ * x (M, V), in place: x_i += bias (bias (V) or NULL); then
+ *   loss[i], correct[i] as kxent for rows with label >= 0 (else 0);
+ *   kl[i] = T^2 KL(softmax(t_i / T) || softmax(x_i / T)) for every row;
+ *   agree[i] = (first argmax of x_i == first argmax of t_i).
+ * t (M, V): the teacher's logits (bias included). T > 0.
+ * With gscale and kscale (M) each (NULL: measure only, x keeps the biased
+ * logits): x_i = gscale[i] (softmax(x_i) - onehot(label_i)) (0 for label < 0)
+ *              + kscale[i] T (softmax(x_i / T) - softmax(t_i / T)),
+ * the gradient of gscale * CE + kscale * kl. loss, kl (M); correct, agree (M)
+ * or NULL; labels (M). Uses 2 V floats of each thread's kernel workspace
+ * (aborts when that cannot grow). Bit-identical for any thread count. */
+void kxent_soft(float *x, const float *bias, const float *t, float T, float *loss, float *kl, uint8_t *correct,
+                uint8_t *agree, const int32_t *labels, const float *gscale, const float *kscale, int M, int V);
+
+/* TinyBERT's attention-score loss for one student layer against one teacher
+ * layer: per sequence b (rows offs[b] .. offs[b + 1] - 1) and head h, the
+ * pre-softmax scores S = q k^T / sqrt(D) of the student (qkv (N, 3 NH D))
+ * and of the teacher (tqkv (N, 3 NH Dt), the same heads); returns the sum of
+ * (S - St)^2 over the real entries (padding has none here) and their count
+ * NH sum_b n_b^2 in *count. With dqkv (N, 3 NH D) not NULL, its query and key
+ * columns get += gscale times the gradient of that sum (value columns
+ * untouched). Per-thread workspace 2 L^2 floats (aborts when it cannot
+ * grow). Bit-identical for any thread count. */
+double kattn_score_mse(const float *qkv, const float *tqkv, const int32_t *offs, int B, int NH, int D, int Dt, int L,
+                       float *dqkv, float gscale, double *count);
+/* Cosine-embedding loss with target 1 (torch.nn.CosineEmbeddingLoss) of rows
+ * s against t (N, H each): returns sum_i (1 - cos(s_i, t_i)), cos = s.t /
+ * sqrt((|s|^2 + 1e-12) (|t|^2 + 1e-12)); with ds (N, H) not NULL,
+ * ds = gscale times the gradient of that sum with respect to s (overwritten). */
+double kcosine_loss(const float *s, const float *t, float *ds, float gscale, int N, int H);
+
 /* ---- heads ----------------------------------------------------------------------- */
 
 /* Pooler: pooled = tanh(cls W^T + b); cls, pooled (M, H), W (H, H), b (H). */

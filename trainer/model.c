@@ -65,6 +65,7 @@
 #include "trainer/heads.h"
 #include "trainer/kernels.h"
 #include "trainer/model_impl.h"
+#include "util/util.h"
 
 /* ---- construction --------------------------------------------------------- */
 
@@ -682,6 +683,14 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     if (!m->lw || !m->la) FAIL("out of memory");
     builder b = {.m = m, .place = place, .next = place ? place->start : 0};
     model_of(m->type)->build(&b);
+    if (spec->fit_width > 0) {
+        if (m->type != KMODEL_BERT && m->type != KMODEL_ALBERT && m->type != KMODEL_DISTILBERT)
+            FAIL("TinyBERT's projections are for BERT, ALBERT and DistilBERT students");
+        m->fit_e_w = W2(&b, spec->fit_width, m->H, "distill.fit_emb.weight");
+        m->fit_e_b = BIAS(&b, spec->fit_width, "distill.fit_emb.bias");
+        m->fit_h_w = W2(&b, spec->fit_width, m->H, "distill.fit_dense.weight");
+        m->fit_h_b = BIAS(&b, spec->fit_width, "distill.fit_dense.bias");
+    }
     if (b.fail) FAIL("out of memory");
     m->numel = (b.next + 15) / 16 * 16;
     if (registry_only) return m;
@@ -781,6 +790,13 @@ void kmodel_free(kmodel *m)
     free(m->llabel);
     free(m->largmax);
     free(m->lsum);
+    if (m->qinj)
+        for (int l = 0; l < m->NL; l++) free(m->qinj[l]);
+    free(m->qinj);
+    free(m->qinj_set);
+    free(m->kgscale);
+    free(m->kl);
+    free(m->kagree);
     if (m->inj)
         for (int l = 0; l <= m->NL; l++) free(m->inj[l]);
     free(m->inj);
@@ -1209,6 +1225,12 @@ static void total_loss(kstep_result *r)
         if (r->t[i].weight > 0 && r->t[i].count > 0) r->loss += r->t[i].weight * (r->t[i].sum / r->t[i].count);
 }
 
+void kstep_term(kstep_result *r, const char *name, double sum, double count, double weight)
+{
+    term(r, name, sum, count, weight);
+    total_loss(r);
+}
+
 double kstep_value(const kstep_result *r, const char *name)
 {
     for (int i = 0; i < r->n; i++)
@@ -1244,9 +1266,28 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         double wsum = 0;
         for (int i = 0; i < M; i++)
             if (m->mlabel[i] >= 0) wsum += m->mweight[i];
+        const double mw = m->soft_t ? m->soft_mlm : 1.0;
         for (int i = 0; i < M; i++)
-            m->mgscale[i] = m->mlabel[i] >= 0 && wsum > 0 ? (float)(loss_scale * m->mweight[i] / wsum) : 0.0f;
-        kxent(m->logits, P + m->mlm_bias, m->mloss, m->mcorrect, m->mlabel, train ? m->mgscale : NULL, M, m->V);
+            m->mgscale[i] = m->mlabel[i] >= 0 && wsum > 0 ? (float)(mw * loss_scale * m->mweight[i] / wsum) : 0.0f;
+        double ksum = 0, kw = 0, kagree = 0;
+        if (m->soft_t) {
+            /* the teacher's soft targets: the counted slots and their weights */
+            for (int i = 0; i < M; i++) kw += m->soft_all ? 1.0 : m->mlabel[i] >= 0 ? m->mweight[i] : 0.0;
+            for (int i = 0; i < M; i++) {
+                double w = m->soft_all ? 1.0 : m->mlabel[i] >= 0 ? m->mweight[i] : 0.0;
+                m->kgscale[i] = kw > 0 ? (float)(m->soft_ce * loss_scale * w / kw) : 0.0f;
+            }
+            kxent_soft(m->logits, P + m->mlm_bias, m->soft_t, m->soft_T, m->mloss, m->kl, m->mcorrect, m->kagree,
+                       m->mlabel, train ? m->mgscale : NULL, train ? m->kgscale : NULL, M, m->V);
+            for (int i = 0; i < M; i++) {
+                double w = m->soft_all ? 1.0 : m->mlabel[i] >= 0 ? m->mweight[i] : 0.0;
+                if (w <= 0) continue;
+                ksum += w * m->kl[i];
+                kagree += m->kagree[i];
+            }
+        } else {
+            kxent(m->logits, P + m->mlm_bias, m->mloss, m->mcorrect, m->mlabel, train ? m->mgscale : NULL, M, m->V);
+        }
         double s = 0;
         int64_t correct = 0, count = 0;
         for (int i = 0; i < M; i++) {
@@ -1255,8 +1296,15 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
             correct += m->mcorrect[i];
             count++;
         }
-        term(r, "mlm_loss", s, wsum, 1.0);
+        term(r, "mlm_loss", s, wsum, mw);
         term(r, "mlm_acc", (double)correct, (double)count, 0.0);
+        if (m->soft_t) {
+            int64_t kn = 0;
+            for (int i = 0; i < M; i++) kn += m->soft_all || m->mlabel[i] >= 0;
+            term(r, "ce_loss", ksum, kw, m->soft_ce);
+            term(r, "teacher_agree", kagree, (double)kn, 0.0);
+        }
+        m->soft_t = NULL;
     }
     if (m->sent) {
         int cnt = 0;
@@ -1434,6 +1482,7 @@ static void backward(kmodel *m, uint64_t key)
         kattn_dims d = {.B = B, .NH = m->NH, .D = m->D, .L = m->L, .causal = m->s.causal, .pdrop = pa,
                         .key = site_key(key, 4 * (uint64_t)l)};
         kattention_backward(m->gQKV, m->scratch, gB, a->qkv, a->probs, m->offs, &d);
+        if (m->qinj_set && m->qinj_set[l]) kadd(m->gQKV, m->qinj[l], (size_t)N * 3 * H);
         kdense_backward(gA, 1, G + w->qkv_w, G + w->qkv_b, m->gQKV, hin, P + w->qkv_w, N, H, 3 * H); /* gA = d hin */
     }
     if (m->inj_set[0]) kadd(gA, m->inj[0], (size_t)N * H);
@@ -1465,6 +1514,7 @@ int kmodel_forward(kmodel *m, const ksample_batch *b, int mode, uint64_t dropout
     if (rc == 0) rc = ensure_scratch(m);
     if (rc) return rc;
     memset(m->inj_set, 0, (size_t)m->NL + 1);
+    if (m->qinj_set) memset(m->qinj_set, 0, (size_t)m->NL);
     forward(m, mode == KMODE_TRAIN, dropout_key);
     m->key = dropout_key;
     m->fwd = mode == KMODE_TRAIN ? 2 : 1;
@@ -1560,6 +1610,50 @@ int kmodel_inject_grad(kmodel *m, int l, const float *g, float scale)
     return 0;
 }
 
+const float *kmodel_qkv(const kmodel *m, int l)
+{
+    if (m->el) return kmodel_qkv(kelectra_disc(m), l);
+    if (l < 1 || l > m->NL || !m->fwd) return NULL;
+    return m->la[l - 1].qkv;
+}
+
+int kmodel_inject_qkv_grad(kmodel *m, int l, const float *g, float scale)
+{
+    if (m->el) return kmodel_inject_qkv_grad(kelectra_disc(m), l, g, scale);
+    if (m->fwd != 2 || m->lossed == 2 || l < 1 || l > m->NL || m->s.pre_ln) {
+        bad(m, "query/key/value gradient injection at layer %d without a training forward of a post-LN model", l);
+        return EX_SOFTWARE;
+    }
+    if (!m->qinj) {
+        m->qinj = calloc((size_t)m->NL, sizeof *m->qinj);
+        m->qinj_set = calloc((size_t)m->NL, 1);
+        if (!m->qinj || !m->qinj_set) {
+            bad(m, "out of memory for an injected gradient");
+            return EX_SOFTWARE;
+        }
+    }
+    const size_t n = (size_t)m->N * 3 * m->H;
+    if (!m->qinj[l - 1]) {
+        m->qinj[l - 1] = falloc((size_t)m->maxB * m->L * 3 * m->H);
+        if (!m->qinj[l - 1]) {
+            bad(m, "out of memory for an injected gradient");
+            return EX_SOFTWARE;
+        }
+    }
+    float *d = m->qinj[l - 1];
+    if (!m->qinj_set[l - 1]) memset(d, 0, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) d[i] += scale * g[i];
+    m->qinj_set[l - 1] = 1;
+    return 0;
+}
+
+size_t kmodel_param_offset(const kmodel *m, const char *name)
+{
+    for (int i = 0; i < m->nt; i++)
+        if (!strcmp(m->t[i].name, name)) return m->t[i].offset;
+    return SIZE_MAX;
+}
+
 const float *kmodel_mlm_logits(const kmodel *m, int row, int p)
 {
     if (m->el) return kmodel_mlm_logits(kelectra_gen(m), row, p);
@@ -1567,6 +1661,128 @@ const float *kmodel_mlm_logits(const kmodel *m, int row, int p)
     int i = m->mstart[row] + p;
     if (i >= m->mstart[row + 1]) return NULL;
     return m->logits + (size_t)i * m->V;
+}
+
+const float *kmodel_mlm_logits_all(const kmodel *m, int *M)
+{
+    if (m->el) return kmodel_mlm_logits_all(kelectra_gen(m), M);
+    int ok = m->has_logits && m->M > 0;
+    if (M) *M = ok ? m->M : 0;
+    return ok ? m->logits : NULL;
+}
+
+int kmodel_set_soft_targets(kmodel *m, const float *t, float T, double ce_weight, double mlm_weight, int all_slots)
+{
+    if (m->el || !(m->s.heads & KHEAD_MLM) || !m->fwd || m->lossed || !t || !(T > 0)) {
+        bad(m, "soft targets need a masked-LM model after a new forward, and T > 0");
+        return EX_SOFTWARE;
+    }
+    if (!m->kgscale) {
+        size_t n = (size_t)m->maxB * (size_t)(m->P > 0 ? m->P : 1);
+        m->kgscale = malloc(n * sizeof *m->kgscale);
+        m->kl = malloc(n * sizeof *m->kl);
+        m->kagree = malloc(n);
+        if (!m->kgscale || !m->kl || !m->kagree) {
+            if (m->qinj)
+        for (int l = 0; l < m->NL; l++) free(m->qinj[l]);
+    free(m->qinj);
+    free(m->qinj_set);
+    free(m->kgscale);
+            free(m->kl);
+            free(m->kagree);
+            m->kgscale = m->kl = NULL;
+            m->kagree = NULL;
+            bad(m, "out of memory");
+            return EX_OSERR;
+        }
+    }
+    m->soft_t = t;
+    m->soft_T = T;
+    m->soft_ce = ce_weight;
+    m->soft_mlm = mlm_weight;
+    m->soft_all = all_slots;
+    return 0;
+}
+
+/* copies n floats from teacher offset to student offset */
+static void cp(kmodel *s, size_t so, const kmodel *t, size_t to, size_t n)
+{
+    memcpy(s->params + so, t->params + to, n * sizeof(float));
+}
+
+int kmodel_init_from(kmodel *s, const kmodel *t, const int *layers, int n, char *err, size_t errlen)
+{
+    if (s->el || t->el || s->gpt2 || t->gpt2) {
+        kseterr(err, errlen, "initialization from a teacher takes BERT, ALBERT or DistilBERT models");
+        return EX_CONFIG;
+    }
+    if (s->V != t->V || s->E != t->E || s->H != t->H || s->I != t->I || s->map != t->map) {
+        kseterr(err, errlen,
+                "the student (vocabulary %d, embedding %d, hidden %d, FFN %d) must match the teacher (%d, %d, %d, %d) "
+                "to start from its weights (set distill.init_from_teacher false for another shape)",
+                s->V, s->E, s->H, s->I, t->V, t->E, t->H, t->I);
+        return EX_CONFIG;
+    }
+    if (n != s->NG) {
+        kseterr(err, errlen, "%d teacher layers listed for the student's %d weight sets", n, s->NG);
+        return EX_CONFIG;
+    }
+    for (int g = 0; g < n; g++)
+        if (layers[g] < 0 || layers[g] >= t->NL) {
+            kseterr(err, errlen, "teacher layer %d does not exist (the teacher has %d: 0 to %d)", layers[g], t->NL,
+                    t->NL - 1);
+            return EX_CONFIG;
+        }
+    const int E = s->E;
+    const int rows = s->c.max_position_embeddings < t->c.max_position_embeddings ? s->c.max_position_embeddings
+                                                                                  : t->c.max_position_embeddings;
+    cp(s, s->word, t, t->word, (size_t)s->V * E);
+    cp(s, s->pos, t, t->pos, (size_t)rows * E);
+    if (s->distil && !t->distil) {
+        /* no token types in the student: the teacher's type-0 row goes into every position */
+        for (int p = 0; p < s->c.max_position_embeddings; p++)
+            for (int j = 0; j < E; j++)
+                s->params[s->pos + (size_t)p * E + j] =
+                    (p < rows ? s->params[s->pos + (size_t)p * E + j] : 0.0f) + t->params[t->typ + j];
+    } else if (!s->distil && !t->distil) {
+        cp(s, s->typ, t, t->typ, (size_t)(s->T < t->T ? s->T : t->T) * E);
+    }
+    cp(s, s->eln_g, t, t->eln_g, (size_t)E);
+    cp(s, s->eln_b, t, t->eln_b, (size_t)E);
+    if (s->map) {
+        cp(s, s->map_w, t, t->map_w, (size_t)s->H * E);
+        cp(s, s->map_b, t, t->map_b, (size_t)s->H);
+    }
+    const size_t H = (size_t)s->H, I = (size_t)s->I;
+    for (int g = 0; g < n; g++) {
+        const layer_off *so = &s->lw[g], *to = &t->lw[(size_t)layers[g] * t->NG / t->NL];
+        cp(s, so->qkv_w, t, to->qkv_w, 3 * H * H);
+        cp(s, so->qkv_b, t, to->qkv_b, 3 * H);
+        cp(s, so->ao_w, t, to->ao_w, H * H);
+        cp(s, so->ao_b, t, to->ao_b, H);
+        cp(s, so->ln1_g, t, to->ln1_g, H);
+        cp(s, so->ln1_b, t, to->ln1_b, H);
+        cp(s, so->ff_w, t, to->ff_w, I * H);
+        cp(s, so->ff_b, t, to->ff_b, I);
+        cp(s, so->fo_w, t, to->fo_w, H * I);
+        cp(s, so->fo_b, t, to->fo_b, H);
+        cp(s, so->ln2_g, t, to->ln2_g, H);
+        cp(s, so->ln2_b, t, to->ln2_b, H);
+    }
+    if ((s->s.heads & KHEAD_MLM) && (t->s.heads & KHEAD_MLM)) {
+        cp(s, s->mlm_w, t, t->mlm_w, (size_t)E * H);
+        cp(s, s->mlm_b, t, t->mlm_b, (size_t)E);
+        cp(s, s->mlm_ln_g, t, t->mlm_ln_g, (size_t)E);
+        cp(s, s->mlm_ln_b, t, t->mlm_ln_b, (size_t)E);
+        cp(s, s->mlm_bias, t, t->mlm_bias, (size_t)s->V);
+    }
+    if (s->sent && t->sent && !s->distil && !t->distil) {
+        cp(s, s->pool_w, t, t->pool_w, H * H);
+        cp(s, s->pool_b, t, t->pool_b, H);
+        cp(s, s->cls_w, t, t->cls_w, 2 * H);
+        cp(s, s->cls_b, t, t->cls_b, 2);
+    }
+    return 0;
 }
 
 const float *kmodel_sentence_logits(const kmodel *m, int row)

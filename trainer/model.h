@@ -109,6 +109,10 @@ typedef struct kmodel_spec {
     int causal;              /* 1: row i attends to rows <= i */
     int inference;           /* 1: no gradients, no backward buffers; only kmodel_forward / kmodel_loss */
     int lm_chunk;            /* KHEAD_LM: vocabulary columns per chunk (0: 4096) */
+    int fit_width;           /* > 0: TinyBERT's training-only projections to a teacher of this width,
+                                last in the registry: distill.fit_emb.{weight,bias} (fit_width, H), (fit_width)
+                                for the embedding output, distill.fit_dense.* for the layers' hidden states
+                                (never exported: a spec without them reads the same checkpoint) */
 } kmodel_spec;
 
 /* A training model with the LM head keeps its (max_B L, V) logits from the
@@ -223,6 +227,48 @@ float kmodel_token_logit(const kmodel *m, int row, int t);
  * kmodel_attention, kmodel_offsets and kmodel_inject_grad are the
  * discriminator's, kmodel_mlm_logits the generator's. */
 const int32_t *kmodel_rtd_input(const kmodel *m, const int32_t **labels);
+
+/* ---- distillation ------------------------------------------------------------ */
+
+/* Soft targets for the next kmodel_loss (which clears them): t (M, V), a
+ * teacher's logits (bias included) at this forward's M masked slots, in
+ * kmodel_mlm_logits_all's order (a teacher that ran the same batch); T > 0.
+ * The masked-LM terms of that loss become
+ *   mlm_weight * mlm_loss + ce_weight * ce_loss,
+ *   ce_loss = weighted mean over the counted slots of T^2 KL(softmax(t/T) || softmax(s/T)),
+ * counted slots: all_slots 0, those with a label (weighted as mlm_loss);
+ * 1, every slot (weight 1). Terms added: "ce_loss" (weight ce_weight) and
+ * "teacher_agree" (the student's first argmax equals the teacher's, over the
+ * counted slots); "mlm_loss" gets weight mlm_weight. t must stay valid until
+ * kmodel_loss returns. Returns 0, or EX_SOFTWARE (no forward, no MLM head,
+ * an ELECTRA pair) / EX_OSERR (out of memory), the model unchanged. */
+int kmodel_set_soft_targets(kmodel *m, const float *t, float T, double ce_weight, double mlm_weight, int all_slots);
+/* After kmodel_evaluate: the logits of all M masked slots, (M, V) row-major
+ * in batch order (bias included); NULL without (M 0 then). */
+const float *kmodel_mlm_logits_all(const kmodel *m, int *M);
+/* Layer l's (1 <= l <= NL) query, key and value rows after a forward, (N, 3H)
+ * packed as kmodel_hidden (columns: q, k, v, head h at h D within each);
+ * NULL when out of range. */
+const float *kmodel_qkv(const kmodel *m, int l);
+/* Adds scale * g (N, 3H) to the gradient of kmodel_qkv(m, l) for the next
+ * kmodel_backward (cleared by the next forward); post-LN models. Returns 0 or
+ * EX_SOFTWARE. */
+int kmodel_inject_qkv_grad(kmodel *m, int l, const float *g, float scale);
+/* Offset (floats) of the registry tensor `name` in the arenas, or SIZE_MAX. */
+size_t kmodel_param_offset(const kmodel *m, const char *name);
+/* Adds a term to r (when there is room) and recomputes r->loss. */
+void kstep_term(kstep_result *r, const char *name, double sum, double count, double weight);
+/* DistilBERT's student initialization: copies into student (model.type bert,
+ * distilbert or albert) the teacher's word and position embeddings (rows
+ * both have), its token types (or, for a student without them, the type-0
+ * row added into every position row, so that single-segment inputs embed
+ * as in the teacher), the embedding LayerNorm, the E -> H projection when
+ * both have one, weight set g from teacher layer layers[g] (g < n, n = the
+ * student's weight sets; an ALBERT teacher's layer l is its group
+ * l G / NL), and the heads both have (MLM transform and bias, pooler,
+ * sentence head). Needs the same vocabulary size, E, H and FFN width.
+ * Returns 0, or EX_CONFIG with err saying what differs (student unchanged). */
+int kmodel_init_from(kmodel *student, const kmodel *teacher, const int *layers, int n, char *err, size_t errlen);
 
 /* The message of the last failed call. */
 const char *kmodel_error(const kmodel *m);

@@ -69,6 +69,7 @@ struct kmodel {
     size_t clf_w, clf_b;      /* sequence classifier (num_labels, H), (num_labels) */
     size_t fln_g, fln_b;      /* pre-LN: final LayerNorm (H) */
     size_t tok_w, tok_b, tok_wp, tok_bp; /* per-token binary head: (H, H), (H), (1, H), (1) */
+    size_t fit_e_w, fit_e_b, fit_h_w, fit_h_b; /* TinyBERT's projections (spec.fit_width, H), (fit_width) */
 
     /* activations (one arena) */
     float *arena;
@@ -131,6 +132,15 @@ struct kmodel {
     int fwd;                  /* 0 none, 1 eval forward, 2 train forward */
     int lossed;               /* kmodel_loss ran on the current forward */
     uint64_t key;             /* dropout key of the current forward */
+    /* soft targets of the next loss (kmodel_set_soft_targets), cleared by it */
+    const float *soft_t;      /* (M, V) the teacher's logits, or NULL */
+    float soft_T;
+    double soft_ce, soft_mlm;
+    int soft_all;
+    float *kgscale, *kl;      /* (max_B P) allocated on first use */
+    uint8_t *kagree;          /* (max_B P) */
+    float **qinj;             /* (NL) injected query/key/value gradients (max_B L, 3H), allocated on first use */
+    uint8_t *qinj_set;        /* (NL) */
     float **inj;              /* (NL + 1) injected gradients (max_B L, H) each, allocated on first use */
     uint8_t *inj_set;         /* (NL + 1) */
 

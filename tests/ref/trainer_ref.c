@@ -83,6 +83,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "trainer/distill.h"
 #include "trainer/generate.h"
 #include "trainer/kernels.h"
 #include "trainer/model.h"
@@ -665,6 +666,188 @@ static int parity(const char *dir)
     return 0;
 }
 
+/* ---- distillation parity ----------------------------------------------------------- */
+
+typedef struct distill_case {
+    const char *tag;
+    kmodel_config tc, sc;          /* teacher, student */
+    kdistill_config d;
+    int B, L, P;
+    int init_from;                 /* the student from the teacher's layers (kmodel_init_from) */
+} distill_case;
+
+static const char *type_name(int t)
+{
+    return t == KMODEL_ALBERT ? "albert" : t == KMODEL_DISTILBERT ? "distilbert" : "bert";
+}
+
+/* Writes DIR/<tag>.safetensors: teacher.<name> and <name> (the student's
+ * initial parameters), batch.*, out.losses (F64, the terms of the training
+ * pass in the order of metadata loss_terms, weights in loss_weights),
+ * out.loss, grad.<name> (the student's gradients, projections included) and
+ * out.eval_losses (the terms of an evaluation pass, same order). */
+static int distill_one(const char *dir, const distill_case *dc)
+{
+    char err[512];
+    const int B = dc->B, L = dc->L;
+    const int all = dc->d.positions == KDISTILL_ALL, Pm = all ? L : dc->P;
+    kmodel_spec ts = {.heads = KHEAD_MLM, .max_B = B, .L = L, .P = Pm, .classifier_dropout = -1, .inference = 1};
+    kmodel_spec ss = {.heads = KHEAD_MLM, .max_B = B, .L = L, .P = Pm, .classifier_dropout = -1};
+    if (dc->d.method == KDISTILL_TINYBERT) ss.fit_width = dc->tc.hidden_size;
+    kmodel *t = kmodel_create(&dc->tc, &ts, err, sizeof err), *m = t ? kmodel_create(&dc->sc, &ss, err, sizeof err) : NULL;
+    if (!t || !m) {
+        fprintf(stderr, "%s: kmodel_create: %s\n", dc->tag, err);
+        return 1;
+    }
+    kmodel_init(t, 77);
+    kmodel_init(m, 78);
+    if (dc->init_from) {
+        int layers[KDISTILL_MAX_LAYERS];
+        kdistill_init_layers(dc->tc.num_hidden_layers, dc->sc.num_hidden_layers, layers);
+        if (kmodel_init_from(m, t, layers, dc->sc.num_hidden_layers, err, sizeof err)) {
+            fprintf(stderr, "%s: init_from: %s\n", dc->tag, err);
+            return 1;
+        }
+    }
+    kdistiller *d = kdistill_new(m, t, &dc->d, err, sizeof err);
+    if (!d) {
+        fprintf(stderr, "%s: kdistill_new: %s\n", dc->tag, err);
+        return 1;
+    }
+    hbatch h;
+    make_batch(&h, B, L, dc->P, dc->tc.vocab_size, 0, 97);
+    outset o = {0};
+    put_params(&o, "teacher.", t, kmodel_param_data(t));
+    put_params(&o, "", m, kmodel_param_data(m));
+    int64_t sBL[2] = {B, L}, sBP[2] = {B, dc->P}, sB[1] = {B};
+    const int P = dc->P;
+    put(&o, "batch.input_ids", "I32", 2, sBL, h.ids, (size_t)B * L * 4);
+    put(&o, "batch.token_type_ids", "I32", 2, sBL, h.types32, (size_t)B * L * 4);
+    put(&o, "batch.lengths", "I32", 1, sB, h.lengths, (size_t)B * 4);
+    put(&o, "batch.n_masked", "I32", 1, sB, h.n_masked, (size_t)B * 4);
+    put(&o, "batch.masked_positions", "I32", 2, sBP, h.pos, (size_t)B * P * 4);
+    put(&o, "batch.masked_ids", "I32", 2, sBP, h.mids, (size_t)B * P * 4);
+    put(&o, "batch.masked_weights", "F32", 2, sBP, h.w, (size_t)B * P * 4);
+    kstep_result ev, r;
+    /* stage: TinyBERT's given stage (not both); step 0 of 1 */
+    if (kdistill_step(d, &h.b, 0, 0, 1.0f, 0, 1, &ev)) {
+        fprintf(stderr, "%s: eval step: %s\n", dc->tag, kdistill_error(d));
+        return 1;
+    }
+    kmodel_zero_grad(m);
+    if (kdistill_step(d, &h.b, 1, 1, 1.0f, 0, 1, &r)) {
+        fprintf(stderr, "%s: train step: %s\n", dc->tag, kdistill_error(d));
+        return 1;
+    }
+    double losses[KTERM_MAX], elosses[KTERM_MAX];
+    char terms[512] = "", weights[512] = "";
+    int nl = 0;
+    for (int i = 0; i < r.n; i++) {
+        if (!strcmp(r.t[i].name, "mlm_acc") || !strcmp(r.t[i].name, "teacher_agree")) continue;
+        losses[nl] = r.t[i].count > 0 ? r.t[i].sum / r.t[i].count : 0;
+        elosses[nl] = kstep_value(&ev, r.t[i].name);
+        snprintf(terms + strlen(terms), sizeof terms - strlen(terms), "%s%s", nl ? "," : "", r.t[i].name);
+        snprintf(weights + strlen(weights), sizeof weights - strlen(weights), "%s%.17g", nl ? "," : "", r.t[i].weight);
+        nl++;
+    }
+    int64_t sn[1] = {nl}, s1[1] = {1};
+    put(&o, "out.losses", "F64", 1, sn, losses, (size_t)nl * 8);
+    put(&o, "out.eval_losses", "F64", 1, sn, elosses, (size_t)nl * 8);
+    put(&o, "out.loss", "F64", 1, s1, &r.loss, 8);
+    put_params(&o, "grad.", m, kmodel_grad_data(m));
+
+    const char *meta[80];
+    char v[40][64];
+    int nm = 0;
+#define META(k, ...)                                  \
+    do {                                              \
+        snprintf(v[nm], sizeof v[nm], __VA_ARGS__);   \
+        meta[2 * nm] = k;                             \
+        meta[2 * nm + 1] = v[nm];                     \
+        nm++;                                         \
+    } while (0)
+    const kmodel_config *cs[2] = {&dc->tc, &dc->sc};
+    const char *pre[2] = {"teacher_", "student_"};
+    char keys[2][12][48];
+    for (int k = 0; k < 2; k++) {
+        const kmodel_config *c = cs[k];
+        int j = 0;
+#define MK(name) (snprintf(keys[k][j], sizeof keys[k][j], "%s%s", pre[k], name), keys[k][j++])
+        META(MK("model_type"), "%s", type_name(c->type));
+        META(MK("vocab_size"), "%d", c->vocab_size);
+        META(MK("embedding_size"), "%d", c->type == KMODEL_ALBERT ? c->embedding_size : c->hidden_size);
+        META(MK("hidden_size"), "%d", c->hidden_size);
+        META(MK("num_hidden_layers"), "%d", c->num_hidden_layers);
+        META(MK("num_hidden_groups"), "%d", c->type == KMODEL_ALBERT ? c->num_hidden_groups : c->num_hidden_layers);
+        META(MK("num_attention_heads"), "%d", c->num_attention_heads);
+        META(MK("intermediate_size"), "%d", c->intermediate_size);
+        META(MK("max_position_embeddings"), "%d", c->max_position_embeddings);
+        META(MK("type_vocab_size"), "%d", c->type_vocab_size);
+        META(MK("hidden_act"), "%s", c->hidden_act == KACT_GELU ? "gelu" : "gelu_new");
+        META(MK("layer_norm_eps"), "%.17g", c->layer_norm_eps);
+#undef MK
+    }
+    META("method", "%s", dc->d.method == KDISTILL_TINYBERT ? "tinybert" : "distilbert");
+    META("positions", "%s", all ? "all" : "masked");
+    META("stage", "%s", dc->d.stage == KDISTILL_INTERMEDIATE ? "intermediate" : "prediction");
+    META("temperature", "%.17g", dc->d.temperature);
+    META("loss_terms", "%s", terms);
+    META("loss_weights", "%s", weights);
+#undef META
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, dc->tag);
+    int rc = kst_write(path, o.t, o.n, meta, nm, err, sizeof err);
+    if (rc) fprintf(stderr, "kst_write: %s\n", err);
+    else printf("%s: %d tensors, terms %s\n", path, o.n, terms);
+    outset_free(&o);
+    batch_free(&h);
+    kdistill_free(d);
+    kmodel_free(m);
+    kmodel_free(t);
+    return rc;
+}
+
+static int distill_parity(const char *dir)
+{
+    const kmodel_config bert = {
+        .type = KMODEL_BERT, .vocab_size = 61, .embedding_size = 24, .hidden_size = 24, .num_hidden_layers = 4,
+        .num_attention_heads = 3, .intermediate_size = 40, .max_position_embeddings = 20, .type_vocab_size = 2,
+        .hidden_act = KACT_GELU, .layer_norm_eps = 1e-12, .num_hidden_groups = 4, .initializer_range = 0.2,
+        .pad_token_id = 0};
+    kmodel_config distil = bert; /* DistilBERT student of the teacher's width, 2 layers */
+    distil.type = KMODEL_DISTILBERT;
+    distil.num_hidden_layers = distil.num_hidden_groups = 2;
+    kmodel_config albert = bert; /* an ALBERT teacher: E 12, 4 layers over 2 groups, gelu_new */
+    albert.type = KMODEL_ALBERT;
+    albert.embedding_size = 12;
+    albert.num_hidden_groups = 2;
+    albert.hidden_act = KACT_GELU_NEW;
+    kmodel_config small = bert; /* TinyBERT student: H 12, 3 heads, 2 layers, FFN 20 */
+    small.hidden_size = small.embedding_size = 12;
+    small.num_hidden_layers = small.num_hidden_groups = 2;
+    small.intermediate_size = 20;
+    kdistill_config dd = {.method = KDISTILL_DISTILBERT, .temperature = 2.0, .alpha_ce = 5.0, .alpha_mlm = 2.0,
+                          .alpha_cos = 1.0, .positions = KDISTILL_MASKED, .init_from_teacher = 1};
+    kdistill_config da = dd;
+    da.positions = KDISTILL_ALL;
+    da.temperature = 3.0;
+    kdistill_config ti = {.method = KDISTILL_TINYBERT, .temperature = 1.0, .alpha_mlm = 0.5, .alpha_att = 1.0,
+                          .alpha_hid = 2.0, .alpha_emb = 3.0, .alpha_pred = 1.0, .stage = KDISTILL_INTERMEDIATE,
+                          .positions = KDISTILL_MASKED};
+    kdistill_config tp = ti;
+    tp.stage = KDISTILL_PREDICTION;
+    tp.temperature = 2.0;
+    const distill_case cases[] = {
+        {"distill_distilbert", bert, distil, dd, 3, 16, 4, 1},
+        {"distill_all", albert, bert, da, 3, 16, 4, 0},
+        {"distill_tinybert", bert, small, ti, 3, 16, 4, 0},
+        {"distill_tinybert_pred", bert, small, tp, 3, 16, 4, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (distill_one(dir, &cases[i])) return 1;
+    return 0;
+}
+
 /* ---- bench --------------------------------------------------------------------- */
 
 /* OpenBLAS's own sgemm on 2048^3 (its threading), best of 5: by wall time,
@@ -758,10 +941,11 @@ static int bench(int steps, int bert)
 int main(int argc, char **argv)
 {
     if (argc >= 3 && !strcmp(argv[1], "parity")) return parity(argv[2]);
+    if (argc >= 3 && !strcmp(argv[1], "distill")) return distill_parity(argv[2]);
     if (argc >= 2 && !strcmp(argv[1], "bench")) {
         int steps = argc >= 3 ? atoi(argv[2]) : 10, bert = argc >= 5 && !strcmp(argv[4], "bert");
         return bench(steps > 0 ? steps : 10, bert);
     }
-    fprintf(stderr, "usage: kiln_trainer_ref parity DIR | bench [STEPS] [--model albert|bert]\n");
+    fprintf(stderr, "usage: kiln_trainer_ref parity DIR | distill DIR | bench [STEPS] [--model albert|bert]\n");
     return 64;
 }
