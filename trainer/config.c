@@ -46,6 +46,8 @@ enum {
     DISTIL_ONLY = 64, /* read and written only for model.type distilbert (DistilBertConfig's names) */
     DISTIL_TOO = 128, /* a BertConfig name (NOT_GPT2) that DistilBertConfig has too */
     DISTILL_SEC = 256, /* the distill section: written only when distill.teacher is set */
+    DISTILL_DB = 512,  /* a key of distill.method distilbert only (read and written) */
+    DISTILL_TB = 1024, /* a key of distill.method tinybert only */
 };
 
 typedef struct ename { const char *name; int value; } ename;
@@ -179,18 +181,18 @@ static const field FIELDS[] = {
     {"distill", "teacher", T_STR, OFF(distill.teacher), 0, 0, DISTILL_SEC, NULL, sizeof(((ktrain_config *)0)->distill.teacher)},
     {"distill", "method", T_ENUM, OFF(distill.method), 0, 0, DISTILL_SEC, distill_methods, 0},
     {"distill", "temperature", T_DBL, OFF(distill.temperature), 0, 1000, LO_OPEN | DISTILL_SEC, NULL, 0},
-    {"distill", "alpha_ce", T_DBL, OFF(distill.alpha_ce), 0, 1e6, DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_ce", T_DBL, OFF(distill.alpha_ce), 0, 1e6, DISTILL_SEC | DISTILL_DB, NULL, 0},
     {"distill", "alpha_mlm", T_DBL, OFF(distill.alpha_mlm), 0, 1e6, DISTILL_SEC, NULL, 0},
-    {"distill", "alpha_cos", T_DBL, OFF(distill.alpha_cos), 0, 1e6, DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_cos", T_DBL, OFF(distill.alpha_cos), 0, 1e6, DISTILL_SEC | DISTILL_DB, NULL, 0},
     {"distill", "positions", T_ENUM, OFF(distill.positions), 0, 0, DISTILL_SEC, distill_positions, 0},
     {"distill", "student_layers", T_ILIST, OFF(distill.student_layers), 0, 1023, DISTILL_SEC, NULL, 0},
     {"distill", "init_from_teacher", T_BOOL, OFF(distill.init_from_teacher), 0, 0, DISTILL_SEC, NULL, 0},
-    {"distill", "alpha_att", T_DBL, OFF(distill.alpha_att), 0, 1e6, DISTILL_SEC, NULL, 0},
-    {"distill", "alpha_hid", T_DBL, OFF(distill.alpha_hid), 0, 1e6, DISTILL_SEC, NULL, 0},
-    {"distill", "alpha_emb", T_DBL, OFF(distill.alpha_emb), 0, 1e6, DISTILL_SEC, NULL, 0},
-    {"distill", "alpha_pred", T_DBL, OFF(distill.alpha_pred), 0, 1e6, DISTILL_SEC, NULL, 0},
-    {"distill", "stage", T_ENUM, OFF(distill.stage), 0, 0, DISTILL_SEC, distill_stages, 0},
-    {"distill", "intermediate_fraction", T_DBL, OFF(distill.intermediate_fraction), 0, 1, DISTILL_SEC, NULL, 0},
+    {"distill", "alpha_att", T_DBL, OFF(distill.alpha_att), 0, 1e6, DISTILL_SEC | DISTILL_TB, NULL, 0},
+    {"distill", "alpha_hid", T_DBL, OFF(distill.alpha_hid), 0, 1e6, DISTILL_SEC | DISTILL_TB, NULL, 0},
+    {"distill", "alpha_emb", T_DBL, OFF(distill.alpha_emb), 0, 1e6, DISTILL_SEC | DISTILL_TB, NULL, 0},
+    {"distill", "alpha_pred", T_DBL, OFF(distill.alpha_pred), 0, 1e6, DISTILL_SEC | DISTILL_TB, NULL, 0},
+    {"distill", "stage", T_ENUM, OFF(distill.stage), 0, 0, DISTILL_SEC | DISTILL_TB, distill_stages, 0},
+    {"distill", "intermediate_fraction", T_DBL, OFF(distill.intermediate_fraction), 0, 1, DISTILL_SEC | DISTILL_TB, NULL, 0},
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 static const char *const SECTIONS[] = {"model", "data", "optimizer", "budget", "checkpoint", "distill", NULL};
@@ -952,21 +954,17 @@ static int finish(ctx *x, ktrain_config *c)
         return fail_field(x, F("distill", "student_layers"),
                           "lists %d teacher layers, the student has %d (one per student layer)",
                           k->student_layers.n, m->num_hidden_layers);
+    for (int i = 0; i < N_FIELDS; i++) {
+        if (x->given[i] && (FIELDS[i].flags & DISTILL_TB) && !tiny)
+            return fail_field(x, &FIELDS[i], "a TinyBERT key: only with distill.method \"tinybert\"");
+        if (x->given[i] && (FIELDS[i].flags & DISTILL_DB) && tiny)
+            return fail_field(x, &FIELDS[i], "a DistilBERT key: TinyBERT's weights are alpha_att, alpha_hid, "
+                                             "alpha_emb, alpha_pred (and alpha_mlm, 0 by default)");
+    }
     if (!tiny) {
-        for (int i = 0; i < N_FIELDS; i++)
-            if ((FIELDS[i].flags & DISTILL_SEC) && x->given[i] &&
-                ((!strncmp(FIELDS[i].key, "alpha_", 6) && strcmp(FIELDS[i].key, "alpha_ce") &&
-                  strcmp(FIELDS[i].key, "alpha_mlm") && strcmp(FIELDS[i].key, "alpha_cos")) ||
-                 !strcmp(FIELDS[i].key, "stage") || !strcmp(FIELDS[i].key, "intermediate_fraction")))
-                return fail_field(x, &FIELDS[i], "a TinyBERT key: only with distill.method \"tinybert\"");
         if (k->alpha_ce + k->alpha_mlm + k->alpha_cos <= 0)
             return fail_field(x, F("distill", "alpha_ce"), "alpha_ce, alpha_mlm and alpha_cos are all 0: no loss");
     } else {
-        for (int i = 0; i < N_FIELDS; i++)
-            if ((FIELDS[i].flags & DISTILL_SEC) && x->given[i] &&
-                (!strcmp(FIELDS[i].key, "alpha_ce") || !strcmp(FIELDS[i].key, "alpha_cos")))
-                return fail_field(x, &FIELDS[i], "a DistilBERT key: TinyBERT's weights are alpha_att, alpha_hid, "
-                                                 "alpha_emb, alpha_pred (and alpha_mlm, 0 by default)");
         if (!given(x, "distill", "alpha_mlm")) k->alpha_mlm = 0;
         if (k->stage == KDISTILL_BOTH && (k->intermediate_fraction <= 0 || k->intermediate_fraction >= 1))
             return fail_field(x, F("distill", "intermediate_fraction"),
@@ -1093,6 +1091,8 @@ char *ktrain_config_to_json(const ktrain_config *c)
         if ((f->flags & DISTIL_ONLY) && c->model.type != KMODEL_DISTILBERT) continue;
         if ((f->flags & NOT_GPT2) && !(f->flags & DISTIL_TOO) && c->model.type == KMODEL_DISTILBERT) continue;
         if ((f->flags & DISTILL_SEC) && !c->distill.teacher[0]) continue;
+        if ((f->flags & DISTILL_DB) && c->distill.method != KDISTILL_DISTILBERT) continue;
+        if ((f->flags & DISTILL_TB) && c->distill.method != KDISTILL_TINYBERT) continue;
         if (open && strcmp(open, f->sec)) {
             kbuf_puts(&b, "\n  }");
             open = NULL;

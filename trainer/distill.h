@@ -21,8 +21,9 @@
  *              teacher's entropy has no gradient), T^2 KL weighted
  *              alpha_pred / T^2;
  *   stage intermediate: alpha_att att + alpha_hid hid + alpha_emb emb;
- *   stage prediction: alpha_pred ce (+ alpha_mlm mlm); both: intermediate for
- *   the first intermediate_fraction of the steps, then prediction.
+ *   stage prediction: alpha_pred ce; both: intermediate for the first
+ *   intermediate_fraction of the steps, then prediction; in every stage
+ *   + alpha_mlm mlm (0 by default for TinyBERT).
  * W_h, W_e are the student's training-only registry tensors
  * distill.fit_dense.* and distill.fit_emb.* (kmodel_spec.fit_width), so the
  * optimizer, checkpoints and resume treat them as any parameter; exports

@@ -466,6 +466,7 @@ static int match(const kexport_entry *lay, int nl, const kst_tensor *params, int
     for (int i = 0; i < n; i++) {
         int found = 0;
         if (!params[i].name) { PROBLEM("tensor %d has no name", i); continue; }
+        if (!strncmp(params[i].name, "distill.", 8)) continue; /* training-only (TinyBERT's projections) */
         for (int j = 0; j < nl && !found; j++) found = !strcmp(lay[j].name, params[i].name);
         if (!found) PROBLEM("'%s' is not a tensor of this model", params[i].name);
         for (int j = 0; j < i; j++)

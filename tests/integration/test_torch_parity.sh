@@ -15,8 +15,15 @@
 # pair: and kiln's draws of each pass, which torch's discriminator reads and
 # torch redoes by inverse CDF); tests/ref/torch_parity.py checks
 # each manifest against torch's named_parameters, redoes the rest in PyTorch
-# and compares (tolerances in its docstring). A missing torch is a failure,
-# not a skip.
+# and compares (tolerances in its docstring). Then knowledge distillation
+# (trainer/distill.h): `kiln_trainer_ref distill` writes four teacher /
+# student steps (DistilBERT's triple loss from a BERT teacher, positions
+# "all" from an ALBERT teacher, TinyBERT's intermediate and prediction
+# stages) with their loss terms and the student's gradients;
+# tests/ref/distill_parity.py redoes them in PyTorch (per-layer hidden states
+# and attention scores of both models). Both helper commands must write the same
+# bytes with one thread as with two. A missing torch is a failure, not a
+# skip.
 source "$(dirname "$0")/lib.sh"
 
 HELPER="$(dirname "$KILN")/kiln_trainer_ref"
@@ -64,6 +71,33 @@ if OMP_NUM_THREADS=1 "$HELPER" parity one >/dev/null 2>err.txt; then
   done
 else
   bad "kiln_trainer_ref parity with one thread failed"; sed 's/^/  | /' err.txt | head
+fi
+
+# knowledge distillation: kiln's side (2 threads), then PyTorch's
+DISTILL="distill_distilbert distill_all distill_tinybert distill_tinybert_pred"
+mkdir distill one_distill
+if OMP_NUM_THREADS=2 "$HELPER" distill "$WORK/distill" >out.txt 2>err.txt; then
+  ok "kiln_trainer_ref distill: $(tr '\n' ' ' < out.txt)"
+else
+  bad "kiln_trainer_ref distill failed"; sed 's/^/  | /' err.txt | head -20
+fi
+files=""
+for m in $DISTILL; do
+  check "distill/$m.safetensors written" [ -s distill/$m.safetensors ]
+  files="$files distill/$m.safetensors"
+done
+if $PY "$REF/distill_parity.py" $files >distill.txt 2>&1; then
+  ok "distillation losses and student gradients match PyTorch ($DISTILL)"
+  sed 's/^/  | /' distill.txt
+else
+  bad "PyTorch distillation parity:"; sed 's/^/  | /' distill.txt
+fi
+if OMP_NUM_THREADS=1 "$HELPER" distill one_distill >/dev/null 2>err.txt; then
+  for m in $DISTILL; do
+    check "one thread writes the same bytes as two ($m)" cmp -s distill/$m.safetensors one_distill/$m.safetensors
+  done
+else
+  bad "kiln_trainer_ref distill with one thread failed"; sed 's/^/  | /' err.txt | head
 fi
 
 finish

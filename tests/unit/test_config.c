@@ -409,7 +409,8 @@ static void test_schema_keys(void **state)
         ktrain_config c;
         ktrain_config_defaults(&c);
         c.model.type = pass == 2 ? KMODEL_DISTILBERT : pass ? KMODEL_GPT2 : KMODEL_ELECTRA;
-        if (pass == 2) snprintf(c.distill.teacher, sizeof c.distill.teacher, "t"); /* writes the distill section */
+        if (pass) snprintf(c.distill.teacher, sizeof c.distill.teacher, "t"); /* writes the distill section */
+        c.distill.method = pass == 1 ? KDISTILL_TINYBERT : KDISTILL_DISTILBERT; /* each method's own keys */
         char *text = ktrain_config_to_json(&c);
         json_t *canon = json_loads(text, 0, NULL);
         assert_non_null(canon);
@@ -488,6 +489,13 @@ static void test_schema_defaults(void **state)
     assert_non_null(xcanon);
     json_object_set_new(json_object_get(xcanon, "distill"), "teacher", json_string(""));
     json_object_set(canon, "distill", json_object_get(xcanon, "distill"));
+    json_decref(xcanon);
+    free(xtext);
+    c.distill.method = KDISTILL_TINYBERT; /* its own keys */
+    xtext = ktrain_config_to_json(&c);
+    xcanon = json_loads(xtext, 0, NULL);
+    assert_non_null(xcanon);
+    json_object_update_missing(json_object_get(canon, "distill"), json_object_get(xcanon, "distill"));
     json_decref(xcanon);
     free(xtext);
     const char *k;

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# test_distillation.sh: knowledge distillation end to end on the bundled corpus
+# (docs/distill.md): a BERT teacher trained briefly, then
+# - config errors, named (keys without a teacher, the other method's keys,
+#   student_layers of another length, a teacher of another vocabulary or a
+#   missing one, a student of another width for the cosine loss, GPT-2);
+# - DistilBERT's triple loss: the terms (ce_loss, mlm_loss, cos_loss,
+#   teacher_agree), the teacher's hash, size and memory in the summary and the
+#   checkpoint, the student started from layers [0, 2], the teacher's files
+#   untouched; same config -> same bytes; a paused and resumed run gives the
+#   bytes of an uninterrupted one; resuming with another teacher is refused;
+#   the teacher as a Hugging Face folder (kiln export of it) gives the same
+#   hash and the same student bytes; positions "all"; export as
+#   DistilBertForMaskedLM and predict;
+# - TinyBERT: a narrower BERT student, intermediate stage terms (att_loss,
+#   hid_loss, emb_loss), then stage both switching to the prediction layer;
+#   resume bit-identical; its export leaves the projections out;
+# - the daemon runs a distillation job.
+source "$(dirname "$0")/lib.sh"
+
+expect_exit 0 "ingest" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
+expect_exit 0 "vocab train 3k" "$KILN" vocab train -q --size 3000 --name v3k
+expect_exit 0 "tokenize" "$KILN" tokenize -q
+
+cat > teacher.json <<'EOF'
+{"model": {"type": "bert", "hidden_size": 48, "num_hidden_layers": 4, "num_attention_heads": 2,
+           "intermediate_size": 96, "max_position_embeddings": 64},
+ "data": {"objectives": ["mlm"], "seq_len": 48, "batch_size": 8, "seed": 5, "valid_every": 0},
+ "optimizer": {"lr": 2e-3, "warmup_steps": 4}, "budget": {"steps": 40}, "threads": 2,
+ "checkpoint": {"dir": "teacher", "every": 0}}
+EOF
+expect_exit 0 "train the teacher (BERT, 4 layers, 40 steps)" "$KILN" train -q --config teacher.json --json
+tck=$(json checkpoint)
+sha256sum "$tck"/* > teacher.sha
+
+student() { # student NAME DIR [EXTRA distill json]: a DistilBERT student config
+  cat > "$1" <<EOF
+{"model": {"type": "distilbert", "dim": 48, "n_layers": 2, "n_heads": 2, "hidden_dim": 96,
+           "max_position_embeddings": 64, "dropout": 0.1, "attention_dropout": 0.1},
+ "data": {"objectives": ["mlm"], "seq_len": 48, "batch_size": 8, "seed": 7, "valid_every": 5, "valid_batches": 2},
+ "optimizer": {"lr": 1e-3, "warmup_steps": 2}, "budget": {"steps": 10}, "threads": 2,
+ "checkpoint": {"dir": "$2", "every": 5},
+ "distill": {"teacher": "teacher"$3}}
+EOF
+}
+
+# --- config errors, named
+cat > e1.json <<'EOF'
+{"model": {"type": "distilbert"}, "data": {"objectives": ["mlm"]}, "budget": {"steps": 2}, "distill": {"alpha_ce": 3}}
+EOF
+expect_exit 78 "distill keys without a teacher refused" "$KILN" train --config e1.json
+grep_err 'distill.alpha_ce: needs distill.teacher' "the message names the key"
+student e2.json s_e2 ', "alpha_att": 2'
+expect_exit 78 "a TinyBERT key with the DistilBERT method refused" "$KILN" train --config e2.json
+grep_err 'distill.alpha_att: a TinyBERT key' "the message says whose key it is"
+student e3.json s_e3 ', "student_layers": [0, 1, 2]'
+expect_exit 78 "student_layers of another length refused" "$KILN" train --config e3.json
+grep_err 'distill.student_layers: lists 3 teacher layers, the student has 2' "the message gives both numbers"
+student e4.json s_e4 ''
+sed -i 's/"teacher": "teacher"/"teacher": "nowhere"/' e4.json
+expect_exit 78 "a missing teacher refused" "$KILN" train --config e4.json
+grep_err 'distill.teacher: cannot open nowhere' "the message names the path"
+student e5.json s_e5 ', "init_from_teacher": false'
+sed -i 's/"dim": 48/"dim": 32/; s/"hidden_dim": 96/"hidden_dim": 64/' e5.json
+expect_exit 78 "a student of another width refused for the cosine loss" "$KILN" train --config e5.json
+grep_err 'cosine loss compares hidden states of one width: the student.s is 32, the teacher.s 48' "the message gives the widths"
+cat > e6.json <<'EOF'
+{"model": {"type": "gpt2"}, "data": {"objectives": ["clm"]}, "budget": {"steps": 2}, "distill": {"teacher": "teacher"}}
+EOF
+expect_exit 78 "a GPT-2 student refused" "$KILN" train --config e6.json
+grep_err 'model.type: distillation trains a masked-LM student' "the message says which models"
+expect_exit 0 "a second vocabulary" "$KILN" vocab train -q --size 2000 --name v2k
+student e7.json s_e7 ''
+sed -i 's/"seed": 7,/"seed": 7, "vocab": "v2k",/' e7.json
+expect_exit 0 "tokenize with it" "$KILN" tokenize -q --vocab v2k
+expect_exit 78 "a teacher of another vocabulary refused" "$KILN" train --config e7.json
+grep_err 'made with another vocabulary than v2k' "the message names the vocabulary"
+
+# --- DistilBERT's triple loss
+student d.json sA ''
+expect_exit 0 "distil 10 steps (DistilBERT student)" "$KILN" train --config d.json --json
+cp out.txt a.json
+for k in loss ce_loss mlm_loss cos_loss teacher_agree mlm_acc val_mlm_loss; do
+  check "term $k reported" $PY -c "import json,math,sys; d=json.load(open('a.json')); v=d['$k']; sys.exit(0 if v is not None and math.isfinite(v) else 1)"
+done
+check "loss = 5 ce + 2 mlm + 1 cos" $PY -c "
+import json,sys; d=json.load(open('a.json'))
+sys.exit(0 if abs(d['loss'] - (5*d['ce_loss'] + 2*d['mlm_loss'] + d['cos_loss'])) < 1e-4 * d['loss'] else 1)"
+check "the summary reports the teacher (hash, parameters, memory)" $PY -c "
+import json,sys; t=json.load(open('a.json'))['teacher']
+sys.exit(0 if len(t['hash']) == 32 and t['params'] > 100000 and t['bytes'] > t['params'] * 4 else 1)"
+grep_err 'student initialised from the teacher: embeddings, heads, layers \[0, 2\]' "the student starts from teacher layers 0 and 2"
+grep_err 'teacher .*bert, 4 layers, hidden 48, .*inference only, .* MB' "the start says what the teacher is and its memory"
+ck=$(json checkpoint a.json)
+check "the checkpoint pins the teacher by its hash" $PY -c "
+import json,sys; s=json.load(open('$ck/state.json')); a=json.load(open('a.json'))
+sys.exit(0 if s['extra']['teacher']['hash'] == a['teacher']['hash'] else 1)"
+check "the teacher's files are untouched" sha256sum -c --quiet teacher.sha
+check "the student is 2 layers of width 48 (no layer 2)" $PY -c "
+import json,struct,sys
+f=open('$ck/model.safetensors','rb'); n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n))
+ok = 'distilbert.transformer.layer.1.ffn.lin1.weight' in h and not any('layer.2.' in k for k in h)
+sys.exit(0 if ok else 1)"
+student d2.json sB ''
+expect_exit 0 "the same distillation again" "$KILN" train -q --config d2.json
+check "same config and seed: the same bytes" cmp -s sA/step-000000010/model.safetensors sB/step-000000010/model.safetensors
+student d3.json sC ''
+expect_exit 0 "a run paused at step 5" "$KILN" train -q --config d3.json --pause-at 5
+expect_exit 0 "resumed" "$KILN" train -q --config d3.json --resume
+check "paused and resumed: the bytes of the uninterrupted run" cmp -s sA/step-000000010/model.safetensors sC/step-000000010/model.safetensors
+check "and the optimizer state" cmp -s sA/step-000000010/optimizer.safetensors sC/step-000000010/optimizer.safetensors
+
+# another teacher (trained 2 more steps) is refused on resume
+sed 's/"dir": "teacher"/"dir": "teacher2"/; s/"steps": 40/"steps": 42/' teacher.json > teacher2.json
+expect_exit 0 "a second teacher" "$KILN" train -q --config teacher2.json
+student d4.json sD ''
+expect_exit 0 "a run paused at step 5" "$KILN" train -q --config d4.json --pause-at 5
+sed -i 's/"teacher": "teacher"/"teacher": "teacher2"/' d4.json
+expect_exit 78 "resuming with another teacher refused" "$KILN" train --config d4.json --resume
+grep_err 'not the one the run started with \(content hash' "the message says why"
+
+# the teacher as a Hugging Face folder: the same hash, the same student
+expect_exit 0 "export the teacher" "$KILN" export -q --checkpoint teacher --format hf --out teacher_hf
+student d5.json sE ''
+sed -i 's/"teacher": "teacher"/"teacher": "teacher_hf"/' d5.json
+expect_exit 0 "distil from the Hugging Face folder" "$KILN" train --config d5.json --json
+check "the same content hash" [ "$(json teacher.hash)" = "$(json teacher.hash a.json)" ]
+check "the same student bytes" cmp -s sA/step-000000010/model.safetensors sE/step-000000010/model.safetensors
+
+# positions all
+student d6.json sF ', "positions": "all", "temperature": 3'
+expect_exit 0 "distil with the soft loss at every position" "$KILN" train --config d6.json --json
+check "ce_loss reported" $PY -c "import json,math,sys; v=json.load(open('out.txt'))['ce_loss']; sys.exit(0 if math.isfinite(v) else 1)"
+check "a different student than masked positions" bash -c "! cmp -s sA/step-000000010/model.safetensors sF/step-000000010/model.safetensors"
+
+# export, predict
+expect_exit 0 "export the student" "$KILN" export -q --checkpoint sA --format hf --out student_hf
+check "DistilBertForMaskedLM" $PY -c "import json,sys; c=json.load(open('student_hf/config.json')); sys.exit(0 if c['architectures']==['DistilBertForMaskedLM'] and c['n_layers']==2 and c['dim']==48 else 1)"
+expect_exit 0 "predict with the student" "$KILN" predict --checkpoint sA --json "The [MASK] of the city"
+check "a fill for [MASK]" grep -q '"token"' out.txt
+
+# --- TinyBERT: a narrower BERT student
+cat > tb.json <<'EOF'
+{"model": {"type": "bert", "hidden_size": 24, "num_hidden_layers": 2, "num_attention_heads": 2,
+           "intermediate_size": 48, "max_position_embeddings": 64},
+ "data": {"objectives": ["mlm"], "seq_len": 48, "batch_size": 8, "seed": 7, "valid_every": 5, "valid_batches": 2},
+ "optimizer": {"lr": 2e-3, "warmup_steps": 2}, "budget": {"steps": 10}, "threads": 2,
+ "checkpoint": {"dir": "tA", "every": 5},
+ "distill": {"teacher": "teacher", "method": "tinybert", "stage": "intermediate"}}
+EOF
+expect_exit 0 "TinyBERT, intermediate stage" "$KILN" train --config tb.json --json
+for k in att_loss hid_loss emb_loss; do
+  check "term $k reported" $PY -c "import json,math,sys; v=json.load(open('out.txt'))['$k']; sys.exit(0 if math.isfinite(v) else 1)"
+done
+check "loss = att + hid + emb (alpha_mlm 0)" $PY -c "
+import json,sys; d=json.load(open('out.txt'))
+sys.exit(0 if abs(d['loss'] - (d['att_loss'] + d['hid_loss'] + d['emb_loss'])) < 1e-4 * d['loss'] else 1)"
+check "the projections are in the checkpoint" $PY -c "
+import json,struct,sys
+f=open('tA/step-000000010/model.safetensors','rb'); n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n))
+sys.exit(0 if h['distill.fit_dense.weight']['shape'] == [48, 24] and h['distill.fit_emb.weight']['shape'] == [48, 24] else 1)"
+sed 's/"stage": "intermediate"/"stage": "both", "intermediate_fraction": 0.5/; s/"dir": "tA"/"dir": "tB"/' tb.json > tb2.json
+expect_exit 0 "TinyBERT, both stages" "$KILN" train --config tb2.json --json
+check "the last step is in the prediction stage (ce_loss, no att_loss)" $PY -c "
+import json,sys; d=json.load(open('out.txt')); sys.exit(0 if 'ce_loss' in d and 'att_loss' not in d and d['loss'] == d['ce_loss'] else 1)"
+sed 's/"dir": "tB"/"dir": "tC"/' tb2.json > tb3.json
+expect_exit 0 "both stages, paused at step 3" "$KILN" train -q --config tb3.json --pause-at 3
+expect_exit 0 "resumed" "$KILN" train -q --config tb3.json --resume
+check "resumed across the stage switch: the same bytes" cmp -s tB/step-000000010/model.safetensors tC/step-000000010/model.safetensors
+expect_exit 0 "export the TinyBERT student" "$KILN" export -q --checkpoint tB --format hf --out tiny_hf
+check "BertForPreTraining or BertForMaskedLM without the projections" $PY -c "
+import json,struct,sys
+c=json.load(open('tiny_hf/config.json'))
+f=open('tiny_hf/model.safetensors','rb'); n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n))
+ok = c['architectures'][0] in ('BertForMaskedLM', 'BertForPreTraining') and c['hidden_size'] == 24 and not any(k.startswith('distill') for k in h)
+sys.exit(0 if ok else 1)"
+
+# --- the daemon runs a distillation job (a relative teacher made absolute by kiln run submit)
+mkdir -p spool sub
+echo '{"train_threads": 1, "ingest_threads": 1, "retry_seconds": 1}' > dd.json
+"$KILN" daemon --spool spool --config dd.json > daemon.log 2>&1 &
+DPID=$!
+for _ in $(seq 1 300); do "$KILN" status >/dev/null 2>&1 && break; sleep 0.05; done
+student dj.json sQ ''
+sed -i 's/"teacher": "teacher"/"teacher": "..\/teacher"/' dj.json
+(cd sub && "$KILN" run submit --json --config ../dj.json --set checkpoint.dir=ckQ --set budget.steps=6 > ../sub.json 2>../err.txt)
+JOB=$(json id sub.json)
+check "submitted: distill.teacher made absolute" $PY -c '
+import json, subprocess, sys
+j = json.loads(subprocess.run([sys.argv[1], "run", "show", sys.argv[2], "--json"], capture_output=True, text=True).stdout)
+import os
+t = j["config"]["distill"]["teacher"]; assert t.startswith("/") and os.path.samefile(t, "teacher"), t' "$KILN" "$JOB"
+for _ in $(seq 1 600); do
+  st=$("$KILN" run show "$JOB" --json 2>/dev/null | $PY -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+  [ "$st" = done ] || [ "$st" = failed ] && break; sleep 0.1
+done
+check "the daemon's distillation job is done" [ "$st" = done ]
+check "its checkpoint pins the teacher" $PY -c "
+import json,sys; s=json.load(open('sub/ckQ/step-000000006/state.json')); a=json.load(open('a.json'))
+sys.exit(0 if s['extra']['teacher']['hash'] == a['teacher']['hash'] else 1)"
+kill -TERM "$DPID"; wait "$DPID" 2>/dev/null
+
+finish
