@@ -357,8 +357,103 @@ static const char *model_type_name(int type)
                                        : "albert";
 }
 
+/* ---- task-specific distillation: a fine-tuned teacher ---------------------------------- */
+
+typedef struct ft_teacher {
+    cli_msrc src;
+    kmodel *m;
+    const kft_config *fc;
+    char hash[40];
+    int64_t params;
+} ft_teacher;
+
+/* Opens fc->teacher, a classifier over the same labels and vocabulary as the
+ * student's init, as an inference model for batches of (B, L). Logs;
+ * returns 0 or EX_*. */
+static int ft_teacher_open(const kft_config *fc, const cli_msrc *in, const kdataset *train, int K, ft_teacher *t)
+{
+    memset(t, 0, sizeof *t);
+    t->fc = fc;
+    int rc = cli_msrc_open(fc->teacher, &t->src);
+    if (rc) {
+        kerr("distill.teacher: cannot open %s", fc->teacher);
+        return rc;
+    }
+    if (t->src.num_labels != K || t->src.regression) {
+        kerr("distill.teacher: %s is not a classifier of the task's %d labels (%d outputs%s): fine-tune the teacher "
+             "on the task first",
+             t->src.path, K, t->src.num_labels, t->src.regression ? ", regression" : "");
+        return EX_CONFIG;
+    }
+    for (int i = 0; t->src.labels && i < K; i++)
+        if (strcmp(t->src.labels[i], kdataset_label_name(train, i))) {
+            kerr("distill.teacher: %s's label %d is \"%s\", the task's \"%s\" (the same labels in the same order "
+                 "are needed)",
+                 t->src.path, i, t->src.labels[i], kdataset_label_name(train, i));
+            return EX_CONFIG;
+        }
+    if (t->src.vocab_len != in->vocab_len || memcmp(t->src.vocab, in->vocab, in->vocab_len) ||
+        t->src.mode != in->mode) {
+        kerr("distill.teacher: %s tokenizes with another vocabulary or casing than %s: the teacher must read the "
+             "student's ids",
+             t->src.path, in->path);
+        return EX_CONFIG;
+    }
+    if (fc->seq_len > t->src.mc.max_position_embeddings) {
+        kerr("distill.teacher: %s takes at most %d tokens, data.seq_len is %d", t->src.path,
+             t->src.mc.max_position_embeddings, fc->seq_len);
+        return EX_CONFIG;
+    }
+    kmodel_spec sp = {.heads = KHEAD_CLASSIFY, .max_B = fc->batch_size, .L = fc->seq_len, .num_labels = K,
+                      .classifier_dropout = 0, .inference = 1};
+    char err[2048];
+    t->m = kmodel_create(&t->src.mc, &sp, err, sizeof err);
+    if (!t->m) {
+        kerr("distill.teacher: %s", err);
+        return strstr(err, "out of memory") ? EX_OSERR : EX_CONFIG;
+    }
+    if (cli_msrc_load_all(&t->src, t->m, t->hash, err, sizeof err)) {
+        kerr("distill.teacher: %s (a fine-tuned classifier is needed)", err);
+        return EX_CONFIG;
+    }
+    t->params = (int64_t)kmodel_param_count(t->m);
+    kinfo("teacher %s: %d layers, hidden %d, %.1fM parameters; inference only, %.0f MB; content hash %s",
+          t->src.path, t->src.mc.num_hidden_layers, t->src.mc.hidden_size, (double)t->params / 1e6,
+          (double)(kmodel_numel(t->m) * sizeof(float) + kmodel_activation_bytes(t->m)) / 1048576.0, t->hash);
+    return 0;
+}
+
+static void ft_teacher_close(ft_teacher *t)
+{
+    kmodel_free(t->m);
+    cli_msrc_free(&t->src);
+}
+
+/* the run loop's step: the teacher's class logits of the batch, then the
+ * student's step with them as soft targets (kmodel_set_soft_targets) */
+static int ft_distill_step(void *ctx, kmodel *m, const ksample_batch *b, uint64_t key, float loss_scale, int64_t step,
+                           int64_t total, kstep_result *r, char *err, size_t errlen)
+{
+    (void)step, (void)total;
+    ft_teacher *t = ctx;
+    kstep_result tr;
+    int rc = kmodel_evaluate(t->m, b, &tr);
+    if (rc) {
+        kseterr(err, errlen, "teacher: %s", kmodel_error(t->m));
+        return rc;
+    }
+    if ((rc = kmodel_forward(m, b, KMODE_TRAIN, key)) ||
+        (rc = kmodel_set_soft_targets(m, kmodel_class_logits(t->m, 0), (float)t->fc->kd_temperature,
+                                      t->fc->kd_alpha_ce, t->fc->kd_alpha_gold, 1)) ||
+        (rc = kmodel_loss(m, loss_scale, r)) || (rc = kmodel_backward(m))) {
+        kseterr(err, errlen, "%s", kmodel_error(m));
+        return rc;
+    }
+    return 0;
+}
+
 static char *extra_json(const kmodel_config *mc, const kdataset *train, int regression, int mode,
-                        const kft_config *fc)
+                        const kft_config *fc, const ft_teacher *t)
 {
     json_t *o = json_object();
     const kexport_head ch = {KEXPORT_HEAD_CLASSIFICATION, 2, NULL, NULL};
@@ -379,6 +474,9 @@ static char *extra_json(const kmodel_config *mc, const kdataset *train, int regr
     json_t *f = fj ? json_loads(fj, 0, NULL) : NULL;
     free(fj);
     json_object_set_new(o, "finetune", f ? f : json_null());
+    if (t && t->m)
+        json_object_set_new(o, "teacher", json_pack("{s:s, s:s, s:I}", "path", fc->teacher, "hash", t->hash,
+                                                    "params", (json_int_t)t->params));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -534,6 +632,9 @@ int cmd_finetune(int argc, char **argv, const char *db)
                   dev ? ", dev " : "", dev ? fc.dev : "");
         rc = cli_msrc_copy(&in, m, same_labels, !c.json);
     }
+    ft_teacher teach;
+    memset(&teach, 0, sizeof teach);
+    if (!rc && fc.teacher[0]) rc = ft_teacher_open(&fc, &in, train, K, &teach);
     if (!rc && kdataset_truncated(train))
         kinfo("%lld training examples truncated to %d tokens", (long long)kdataset_truncated(train), fc.seq_len);
 
@@ -586,6 +687,10 @@ int cmd_finetune(int argc, char **argv, const char *db)
         ro.ckpt_dir = fc.ckpt_dir;
         ro.ckpt_every = fc.eval_every;
         ro.ckpt_keep = fc.ckpt_keep;
+        if (teach.m) {
+            ro.step = ft_distill_step;
+            ro.step_ctx = &teach;
+        }
         run = krun_new(m, &ro, &src, err, sizeof err);
         if (!run) {
             kerr("%s", err);
@@ -602,6 +707,21 @@ int cmd_finetune(int argc, char **argv, const char *db)
         } else {
             rc = krun_restore(run, ck);
             if (rc) kerr("%s: %s", latest, krun_error(run));
+            /* a distillation resumes with the teacher it started with */
+            const kckpt_state *cs = kckpt_state_of(ck);
+            json_t *ex = cs && cs->extra_json ? json_loads(cs->extra_json, 0, NULL) : NULL;
+            const char *th = json_string_value(json_object_get(json_object_get(ex, "teacher"), "hash"));
+            if (!rc && !th != !teach.m) {
+                kerr("cannot resume %s: it was %s distillation, this config is%s", latest, th ? "a" : "not a",
+                     teach.m ? "" : " not");
+                rc = EX_CONFIG;
+            } else if (!rc && th && strcmp(th, teach.hash)) {
+                kerr("cannot resume %s: the teacher %s is not the one the run started with (content hash %s, the "
+                     "checkpoint's %s)",
+                     latest, fc.teacher, teach.hash, th);
+                rc = EX_CONFIG;
+            }
+            json_decref(ex);
             kckpt_close(ck);
         }
         /* the best so far: DIR/best.json */
@@ -625,7 +745,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
     }
     if (!rc) {
         char *cj = run_config_json(&mc, &fc, &tc.optimizer, total);
-        char *ej = extra_json(&mc, train, regression, in.mode, &fc);
+        char *ej = extra_json(&mc, train, regression, in.mode, &fc, &teach);
         kbuf vt = {0};
         kwp_vocab_text(v, &vt);
         krun_meta meta = {.config_json = cj, .vocab_name = "", .vocab_txt = in.vocab, .vocab_len = in.vocab_len,
@@ -663,6 +783,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         }
     }
     krun_free(run);
+    ft_teacher_close(&teach);
     kmodel_free(m);
     kdataset_batch_free(fr.devb);
     kdataset_free(train);

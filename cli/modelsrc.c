@@ -151,3 +151,27 @@ int cli_msrc_copy(const cli_msrc *x, kmodel *m, int classifier, int verbose)
     return rc;
 }
 
+
+int cli_msrc_load_all(const cli_msrc *x, kmodel *m, char hash[33], char *err, size_t errlen)
+{
+    int nt;
+    const ktensor *tl = kmodel_params(m, &nt);
+    float *w = kmodel_param_data(m);
+    khash_stream *h = khash_stream_new();
+    for (int i = 0; i < nt; i++) {
+        const kst_tensor *k = cli_msrc_find(x, tl[i].name);
+        if (!k || k->nbytes != tl[i].numel * sizeof(float)) {
+            kseterr(err, errlen, "%s has no tensor %s of %zu floats", x->path, tl[i].name, tl[i].numel);
+            khash_stream_free(h);
+            return EX_CONFIG;
+        }
+        memcpy(w + tl[i].offset, k->data, k->nbytes);
+        khash_stream_update(h, tl[i].name, strlen(tl[i].name) + 1);
+        khash_stream_update(h, k->data, k->nbytes);
+    }
+    uint8_t hv[KHASH_LEN];
+    khash_stream_final(h, hv);
+    khash_stream_free(h);
+    khash_hex(hv, hash);
+    return 0;
+}

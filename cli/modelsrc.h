@@ -46,4 +46,11 @@ const kst_tensor *cli_msrc_find(const cli_msrc *x, const char *name);
  * new and what was dropped. Returns 0 or EX_DATAERR (a shape differs). */
 int cli_msrc_copy(const cli_msrc *x, kmodel *m, int classifier, int verbose);
 
+/* Copies every tensor of m's registry from the source (each must be there,
+ * F32 of the same size) and hashes them: hash = XXH3-128 hex of each
+ * tensor's name (with its NUL) and bytes in registry order, the content
+ * hash that pins a teacher whatever its file format. Returns 0, or
+ * EX_CONFIG with err naming the missing or misshapen tensor. */
+int cli_msrc_load_all(const cli_msrc *x, kmodel *m, char hash[33], char *err, size_t errlen);
+
 #endif

@@ -417,28 +417,12 @@ static int teacher_open(ktrain_run *r, teacher *t, const cli_sampling *x, int B,
         RUN_ERR("distill.teacher: %s", err);
         return strstr(err, "out of memory") ? EX_OSERR : EX_CONFIG;
     }
-    int nt;
-    const ktensor *tl = kmodel_params(t->m, &nt);
-    float *w = kmodel_param_data(t->m);
-    khash_stream *h = khash_stream_new();
-    for (int i = 0; i < nt; i++) {
-        const kst_tensor *k = cli_msrc_find(&t->src, tl[i].name);
-        if (!k || k->nbytes != tl[i].numel * sizeof(float)) {
-            RUN_ERR("distill.teacher: %s has no tensor %s of %zu floats (a masked-LM model is needed: "
-                    "BertForMaskedLM / BertForPreTraining, AlbertForMaskedLM / AlbertForPreTraining, "
-                    "DistilBertForMaskedLM or a kiln pretraining checkpoint)",
-                    t->src.path, tl[i].name, tl[i].numel);
-            khash_stream_free(h);
-            return EX_CONFIG;
-        }
-        memcpy(w + tl[i].offset, k->data, k->nbytes);
-        khash_stream_update(h, tl[i].name, strlen(tl[i].name) + 1);
-        khash_stream_update(h, k->data, k->nbytes);
+    if (cli_msrc_load_all(&t->src, t->m, r->teacher_hash, err, sizeof err)) {
+        RUN_ERR("distill.teacher: %s (a masked-LM model is needed: BertForMaskedLM / BertForPreTraining, "
+                "AlbertForMaskedLM / AlbertForPreTraining, DistilBertForMaskedLM or a kiln pretraining checkpoint)",
+                err);
+        return EX_CONFIG;
     }
-    uint8_t hv[KHASH_LEN];
-    khash_stream_final(h, hv);
-    khash_stream_free(h);
-    khash_hex(hv, r->teacher_hash);
     r->teacher_params = (int64_t)kmodel_param_count(t->m);
     r->teacher_bytes = (int64_t)(kmodel_numel(t->m) * sizeof(float) + kmodel_activation_bytes(t->m));
     const char *names[] = {"", "bert", "albert", "electra", "gpt2", "distilbert"};

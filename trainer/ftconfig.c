@@ -23,6 +23,7 @@ static const char *const KEYS[] = {
     "optimizer.accumulation", "optimizer.max_nonfinite_steps",
     "budget.epochs", "budget.steps", "budget.seconds",
     "checkpoint.dir", "checkpoint.keep",
+    "distill.teacher", "distill.temperature", "distill.alpha_ce", "distill.alpha_gold",
     NULL};
 
 static int known(const char *section, const char *key)
@@ -38,7 +39,7 @@ static int known(const char *section, const char *key)
 }
 static int is_section(const char *k)
 {
-    static const char *const S[] = {"task", "data", "model", "optimizer", "budget", "checkpoint", NULL};
+    static const char *const S[] = {"task", "data", "model", "optimizer", "budget", "checkpoint", "distill", NULL};
     for (int i = 0; S[i]; i++)
         if (!strcmp(S[i], k)) return 1;
     return 0;
@@ -127,6 +128,8 @@ int kft_config_parse(kft_config *c, const char *json, size_t len, const char *co
     c->classifier_dropout = c->hidden_dropout = c->attention_dropout = -1;
     c->epochs = 3;
     c->ckpt_keep = 1;
+    c->kd_temperature = 2.0;
+    c->kd_alpha_ce = c->kd_alpha_gold = 0.5;
     json_error_t je;
     json_t *root = json && len ? json_loadb(json, len, 0, &je) : json_object();
     if (!root || !json_is_object(root)) {
@@ -246,6 +249,17 @@ int kft_config_parse(kft_config *c, const char *json, size_t len, const char *co
     x = c->ckpt_keep;
     if (!rc) rc = get_num(root, "checkpoint", "keep", &x, 1, 1e6, 1, 0, err, errlen);
     c->ckpt_keep = (int)x;
+    json_t *tv = get(root, "distill", "teacher"); /* "" (no distillation) is a valid value */
+    if (!rc && tv && (!json_is_string(tv) || json_string_length(tv) >= sizeof c->teacher))
+        rc = fail(err, errlen, "distill.teacher: expected a path (a string of at most %zu bytes)", sizeof c->teacher - 1);
+    if (!rc && tv) snprintf(c->teacher, sizeof c->teacher, "%s", json_string_value(tv));
+    if (!rc) rc = get_num(root, "distill", "temperature", &c->kd_temperature, 1e-3, 1000, 0, 0, err, errlen);
+    if (!rc) rc = get_num(root, "distill", "alpha_ce", &c->kd_alpha_ce, 0, 1e6, 0, 0, err, errlen);
+    if (!rc) rc = get_num(root, "distill", "alpha_gold", &c->kd_alpha_gold, 0, 1e6, 0, 0, err, errlen);
+    if (!rc && c->teacher[0] && c->task == KFT_REGRESSION)
+        rc = fail(err, errlen, "distill.teacher: task-specific distillation takes classification tasks (soft labels)");
+    if (!rc && c->teacher[0] && c->kd_alpha_ce + c->kd_alpha_gold <= 0)
+        rc = fail(err, errlen, "distill.alpha_ce and distill.alpha_gold are both 0: no loss");
     if (!rc) {
         /* the optimizer section with the fine-tuning defaults under it */
         json_t *o = json_pack("{s:s, s:f, s:f, s:s, s:f, s:i}", "type", "adamw", "lr", 5e-5, "weight_decay", 0.01,
@@ -287,6 +301,10 @@ char *kft_config_to_json(const kft_config *c)
         "optimizer", opt ? opt : json_object(),
         "budget", "epochs", c->epochs, "steps", (json_int_t)c->steps, "seconds", c->seconds,
         "checkpoint", "dir", c->ckpt_dir, "keep", c->ckpt_keep);
+    if (o)
+        json_object_set_new(o, "distill",
+                            json_pack("{s:s, s:f, s:f, s:f}", "teacher", c->teacher, "temperature", c->kd_temperature,
+                                      "alpha_ce", c->kd_alpha_ce, "alpha_gold", c->kd_alpha_gold));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;

@@ -1324,9 +1324,26 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
     }
     if (m->ncls > 1) {
         int cnt = 0;
+        const double cw = m->soft_t ? m->soft_mlm : 1.0; /* soft targets: the gold term's weight */
         for (int b = 0; b < B; b++) cnt += m->clabel[b] >= 0;
-        for (int b = 0; b < B; b++) m->cgscale[b] = m->clabel[b] >= 0 ? loss_scale / (float)cnt : 0.0f;
-        kxent(m->clog, NULL, m->closs, m->ccorrect, m->clabel, train ? m->cgscale : NULL, B, m->ncls);
+        for (int b = 0; b < B; b++) m->cgscale[b] = m->clabel[b] >= 0 ? (float)(cw * loss_scale / cnt) : 0.0f;
+        if (m->soft_t) {
+            /* a fine-tuned teacher's logits (B, ncls): every row (soft_all) or the labelled ones */
+            int kn = 0;
+            for (int b = 0; b < B; b++) kn += m->soft_all || m->clabel[b] >= 0;
+            for (int b = 0; b < B; b++)
+                m->kgscale[b] = (m->soft_all || m->clabel[b] >= 0) && kn ? (float)(m->soft_ce * loss_scale / kn) : 0.0f;
+            kxent_soft(m->clog, NULL, m->soft_t, m->soft_T, m->closs, m->kl, m->ccorrect, m->kagree, m->clabel,
+                       train ? m->cgscale : NULL, train ? m->kgscale : NULL, B, m->ncls);
+            double ks = 0, ka = 0;
+            for (int b = 0; b < B; b++)
+                if (m->soft_all || m->clabel[b] >= 0) ks += m->kl[b], ka += m->kagree[b];
+            term(r, "ce_loss", ks, kn, m->soft_ce);
+            term(r, "teacher_agree", ka, kn, 0.0);
+            m->soft_t = NULL;
+        } else {
+            kxent(m->clog, NULL, m->closs, m->ccorrect, m->clabel, train ? m->cgscale : NULL, B, m->ncls);
+        }
         double s = 0;
         int64_t correct = 0;
         for (int b = 0; b < B; b++) {
@@ -1334,7 +1351,7 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
             s += m->closs[b];
             correct += m->ccorrect[b];
         }
-        term(r, "cls_loss", s, cnt, 1.0);
+        term(r, "cls_loss", s, cnt, cw);
         term(r, "cls_acc", (double)correct, cnt, 0.0);
     } else if (m->ncls == 1) {
         /* (regression below) */
@@ -1673,8 +1690,8 @@ const float *kmodel_mlm_logits_all(const kmodel *m, int *M)
 
 int kmodel_set_soft_targets(kmodel *m, const float *t, float T, double ce_weight, double mlm_weight, int all_slots)
 {
-    if (m->el || !(m->s.heads & KHEAD_MLM) || !m->fwd || m->lossed || !t || !(T > 0)) {
-        bad(m, "soft targets need a masked-LM model after a new forward, and T > 0");
+    if (m->el || !((m->s.heads & KHEAD_MLM) || m->ncls > 1) || !m->fwd || m->lossed || !t || !(T > 0)) {
+        bad(m, "soft targets need a masked-LM model or a classifier after a new forward, and T > 0");
         return EX_SOFTWARE;
     }
     if (!m->kgscale) {

@@ -230,7 +230,12 @@ const int32_t *kmodel_rtd_input(const kmodel *m, const int32_t **labels);
 
 /* ---- distillation ------------------------------------------------------------ */
 
-/* Soft targets for the next kmodel_loss (which clears them): t (M, V), a
+/* Soft targets for the next kmodel_loss (which clears them). A model with
+ * the classification head (num_labels >= 2, no MLM head): t (B, num_labels),
+ * the teacher's class logits of the same batch; cls_loss gets weight
+ * mlm_weight, ce_loss = mean over the counted rows (all_slots 1: every row,
+ * 0: the labelled ones) of T^2 KL, weight ce_weight; "teacher_agree" as below.
+ * A masked-LM model: t (M, V), a
  * teacher's logits (bias included) at this forward's M masked slots, in
  * kmodel_mlm_logits_all's order (a teacher that ran the same batch); T > 0.
  * The masked-LM terms of that loss become

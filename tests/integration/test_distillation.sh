@@ -15,6 +15,9 @@
 # - TinyBERT: a narrower BERT student, intermediate stage terms (att_loss,
 #   hid_loss, emb_loss), then stage both switching to the prediction layer;
 #   resume bit-identical; its export leaves the projections out;
+# - task-specific: a student fine-tuned on a fine-tuned teacher's soft labels
+#   plus the gold labels (teacher pinned, deterministic, the teacher changes
+#   the result, a pretraining checkpoint or no loss refused);
 # - the daemon runs a distillation job.
 source "$(dirname "$0")/lib.sh"
 
@@ -174,6 +177,36 @@ c=json.load(open('tiny_hf/config.json'))
 f=open('tiny_hf/model.safetensors','rb'); n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n))
 ok = c['architectures'][0] in ('BertForMaskedLM', 'BertForPreTraining') and c['hidden_size'] == 24 and not any(k.startswith('distill') for k in h)
 sys.exit(0 if ok else 1)"
+
+# --- task-specific distillation: a fine-tuned teacher's soft labels
+SST="$DATA/sst2"
+ftcfg() { # ftcfg NAME INIT DIR [distill json]
+  cat > "$1" <<JSON
+{"init": "$2", "task": {"type": "classification", "train": "$SST/train.tsv", "dev": "$SST/dev.tsv"},
+ "data": {"seq_len": 48, "batch_size": 16, "seed": 3, "eval_every": 10}, "optimizer": {"lr": 1e-3},
+ "budget": {"steps": 20}, "threads": 2, "checkpoint": {"dir": "$3", "keep": 1}${4:+, \"distill\": $4}}
+JSON
+}
+ftcfg ftt.json teacher ftT
+expect_exit 0 "fine-tune the teacher on SST-2" "$KILN" finetune -q --config ftt.json
+ftcfg fts.json sA ftS '{"teacher": "ftT/best", "temperature": 2, "alpha_ce": 0.7, "alpha_gold": 0.3}'
+expect_exit 0 "fine-tune the student on the teacher's soft labels and the gold labels" "$KILN" finetune --config fts.json --json
+grep_err 'teacher ftT/best: 4 layers, hidden 48, .*inference only' "the start names the teacher"
+check "the checkpoint pins the fine-tuned teacher" $PY -c "
+import json,sys; s=json.load(open('ftS/step-000000020/state.json'))
+t=s['extra']['teacher']; sys.exit(0 if len(t['hash']) == 32 and t['path'] == 'ftT/best' else 1)"
+ftcfg fts2.json sA ftS2 '{"teacher": "ftT/best", "temperature": 2, "alpha_ce": 0.7, "alpha_gold": 0.3}'
+expect_exit 0 "the same again" "$KILN" finetune -q --config fts2.json
+check "the same bytes" cmp -s ftS/step-000000020/model.safetensors ftS2/step-000000020/model.safetensors
+ftcfg fts3.json sA ftS3
+expect_exit 0 "the student without a teacher" "$KILN" finetune -q --config fts3.json
+check "the teacher changed the student" bash -c "! cmp -s ftS/step-000000020/model.safetensors ftS3/step-000000020/model.safetensors"
+ftcfg fts4.json sA ftS4 '{"teacher": "teacher"}'
+expect_exit 78 "a pretraining checkpoint as the fine-tuning teacher refused" "$KILN" finetune --config fts4.json
+grep_err 'not a classifier of the task.s 2 labels' "the message says what is needed"
+ftcfg fts5.json sA ftS5 '{"teacher": "ftT/best", "alpha_ce": 0, "alpha_gold": 0}'
+expect_exit 78 "no loss refused" "$KILN" finetune --config fts5.json
+grep_err 'both 0: no loss' "the message says why"
 
 # --- the daemon runs a distillation job (a relative teacher made absolute by kiln run submit)
 mkdir -p spool sub

@@ -11,7 +11,9 @@
  *   DistilBERT's triple loss (BERT teacher, DistilBERT student), positions
  *   all with an ALBERT teacher, TinyBERT's intermediate stage (attention
  *   scores, hidden states and embeddings through the projections) and its
- *   prediction stage.
+ *   prediction stage; a classifier with a fine-tuned teacher's class logits
+ *   (task-specific distillation: soft loss over every row, gold loss over the
+ *   labelled ones).
  * - The teacher's parameters are the same bytes after training steps.
  * - Determinism: two runs and 1 vs 2 threads give the same bytes.
  * - Layer maps and stages; kmodel_init_from: a BERT student from every layer
@@ -402,6 +404,65 @@ static void test_grad_tinybert(void **state)
     kmodel_free(s), kmodel_free(t);
 }
 
+/* task-specific distillation: a classifier with a teacher's class logits as soft targets */
+typedef struct cls_ctx {
+    kmodel *m;
+    const ksample_batch *b;
+    const float *t;
+} cls_ctx;
+static double cls_loss(void *p)
+{
+    cls_ctx *c = p;
+    kstep_result r;
+    assert_int_equal(kmodel_forward(c->m, c->b, KMODE_EVAL, 0), 0);
+    assert_int_equal(kmodel_set_soft_targets(c->m, c->t, 2.0f, 0.7, 0.3, 1), 0);
+    assert_int_equal(kmodel_loss(c->m, 0.0f, &r), 0);
+    return r.loss;
+}
+
+static void test_grad_classifier_soft(void **state)
+{
+    (void)state;
+    kmodel_config sc = config(KMODEL_BERT, 16, 2, 2);
+    kmodel_spec sp = {.heads = KHEAD_CLASSIFY, .max_B = TB, .L = TL, .num_labels = 3, .classifier_dropout = 0};
+    char err[256];
+    kmodel *m = kmodel_create(&sc, &sp, err, sizeof err);
+    assert_non_null(m);
+    kmodel_init(m, 61);
+    tbatch b;
+    make_batch(&b, 1);
+    int32_t labels[TB] = {2, -1, 0}; /* row 1 unlabelled: only the soft loss reads it */
+    b.b.labels = labels;
+    float t[TB * 3] = {1.0f, -0.5f, 2.0f, 0.3f, 0.2f, -1.0f, -2.0f, 1.5f, 0.1f};
+    cls_ctx c = {m, &b.b, t};
+    kstep_result r;
+    assert_int_equal(kmodel_forward(m, &b.b, KMODE_EVAL, 0), 0);
+    assert_int_equal(kmodel_set_soft_targets(m, t, 2.0f, 0.7, 0.3, 1), 0);
+    assert_int_equal(kmodel_loss(m, 0.0f, &r), 0);
+    for (int i = 0; i < r.n; i++) {
+        if (!strcmp(r.t[i].name, "ce_loss")) assert_float_equal(r.t[i].count, 3, 0); /* every row */
+        if (!strcmp(r.t[i].name, "cls_loss")) assert_float_equal(r.t[i].count, 2, 0); /* the labelled ones */
+    }
+    double want = 0.7 * kstep_value(&r, "ce_loss") + 0.3 * kstep_value(&r, "cls_loss");
+    assert_float_equal(r.loss, want, 1e-12 + 1e-9 * want);
+    kmodel_zero_grad(m);
+    assert_int_equal(kmodel_forward(m, &b.b, KMODE_TRAIN, 0), 0);
+    assert_int_equal(kmodel_set_soft_targets(m, t, 2.0f, 0.7, 0.3, 1), 0);
+    assert_int_equal(kmodel_loss(m, 1.0f, &r), 0);
+    assert_int_equal(kmodel_backward(m), 0);
+    int n;
+    const ktensor *tl = kmodel_params(m, &n);
+    float *P = kmodel_param_data(m), *G = kmodel_grad_data(m);
+    for (int i = 0; i < n; i++) {
+        size_t best = 0;
+        for (size_t j = 0; j < tl[i].numel; j++)
+            if (fabsf(G[tl[i].offset + j]) > fabsf(G[tl[i].offset + best])) best = j;
+        fd_check_at(tl[i].name, cls_loss, &c, P + tl[i].offset + best, G + tl[i].offset + best, 1, 1, urand, 1e-2f,
+                    5e-4, 5e-3);
+    }
+    kmodel_free(m);
+}
+
 /* ---- teacher, determinism ------------------------------------------------------------- */
 
 static void run_steps(kmodel *s, kmodel *t, int steps, float *out_params)
@@ -564,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_grad_distilbert),
         cmocka_unit_test(test_grad_all_positions),
         cmocka_unit_test(test_grad_tinybert),
+        cmocka_unit_test(test_grad_classifier_soft),
         cmocka_unit_test(test_teacher_untouched_and_deterministic),
         cmocka_unit_test(test_layer_maps),
         cmocka_unit_test(test_init_from),
