@@ -1390,6 +1390,7 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         }
         term(r, "mse", s, cnt, 1.0);
     }
+    m->soft_t = NULL; /* soft targets serve one loss (also when no head read them: no masked slot) */
     total_loss(r);
 }
 
@@ -1532,6 +1533,7 @@ int kmodel_forward(kmodel *m, const ksample_batch *b, int mode, uint64_t dropout
     if (rc) return rc;
     memset(m->inj_set, 0, (size_t)m->NL + 1);
     if (m->qinj_set) memset(m->qinj_set, 0, (size_t)m->NL);
+    m->soft_t = NULL;
     forward(m, mode == KMODE_TRAIN, dropout_key);
     m->key = dropout_key;
     m->fwd = mode == KMODE_TRAIN ? 2 : 1;

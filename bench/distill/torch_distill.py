@@ -215,6 +215,39 @@ def make_batch(V, B, L, P, seed):
                 real=attn.bool(), tokens=int(lengths.sum()))
 
 
+def load_rows(path, B, limit):
+    """Batches of B rows from `kiln sample --format jsonl` (input_ids already
+    masked, masked_positions / masked_ids the labels), each padded to its
+    longest row (dynamic padding, as transformers' collators do)."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            rows.append(json.loads(line))
+            if len(rows) >= B * limit:
+                break
+    batches = []
+    for k in range(0, len(rows) - B + 1, B):
+        part = rows[k:k + B]
+        L = max(r["length"] for r in part)
+        ids = torch.zeros(B, L, dtype=torch.long)
+        types = torch.zeros(B, L, dtype=torch.long)
+        attn = torch.zeros(B, L, dtype=torch.long)
+        mrow, mpos, labels = [], [], []
+        for i, r in enumerate(part):
+            n = r["length"]
+            ids[i, :n] = torch.tensor(r["input_ids"][:n])
+            types[i, :n] = torch.tensor(r["token_type_ids"][:n])
+            attn[i, :n] = 1
+            for p_, t_ in zip(r["masked_positions"], r["masked_ids"]):
+                mrow.append(i), mpos.append(p_), labels.append(t_)
+        batches.append(dict(ids=ids, types=types, attn=attn, m=mask_add(attn), mrow=torch.tensor(mrow),
+                            mpos=torch.tensor(mpos), labels=torch.tensor(labels), real=attn.bool(),
+                            tokens=int(attn.sum())))
+    if not batches:
+        raise SystemExit(f"{path}: fewer than {B} rows")
+    return batches
+
+
 # ---- the step --------------------------------------------------------------------------
 
 def make_step(teacher, student, opt):
@@ -256,6 +289,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.1, help="student dropout and attention dropout")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rows", help="kiln sample --format jsonl rows: real batches (--batch rows each, padded to "
+                                   "their longest) instead of the synthetic one; the steps walk them in order")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="30 steps on one fixed batch; assert the loss fell")
     mode.add_argument("--infer", action="store_true", help="time eval forward of teacher vs student")
@@ -268,7 +303,8 @@ def main():
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    batch = make_batch(a.vocab, a.batch, a.seq, a.masked, a.seed)
+    batches = load_rows(a.rows, a.batch, a.warmup + a.steps) if a.rows else None
+    batch = batches[0] if batches else make_batch(a.vocab, a.batch, a.seq, a.masked, a.seed)
     common = {"torch": torch.__version__, "threads": torch.get_num_threads(), "vocab": a.vocab, "batch": a.batch,
               "seq": a.seq, "masked_per_row": a.masked, "real_tokens": batch["tokens"],
               "teacher_params": nparams(teacher), "student_params": nparams(student)}
@@ -316,17 +352,21 @@ def main():
         return
 
     # the same fixed batch every step (the shapes and the lengths kiln's side is given)
+    def nth(k):  # the k-th step's batch: the rows file's in order (cycled), or the fixed one
+        return batches[k % len(batches)] if batches else batch
+
     first = None
     for k in range(a.warmup):
-        r = step(batch)
+        r = step(nth(k))
         first = first or r
     ts, toks = [], 0
     cpu = time.process_time()
     for k in range(a.steps):
+        b = nth(a.warmup + k)
         t0 = time.perf_counter()
-        r = step(batch)
+        r = step(b)
         ts.append(time.perf_counter() - t0)
-        toks += batch["tokens"]
+        toks += b["tokens"]
         first = first or r
     dcpu = time.process_time() - cpu
     print(json.dumps(dict(common, mode="train", steps=a.steps, warmup_steps=a.warmup, dropout=a.dropout,
