@@ -1607,6 +1607,23 @@ const float *kmodel_attention(const kmodel *m, int l)
     return m->la[l - 1].probs;
 }
 
+/* *slot += scale g over the current pass's N rows of `width` floats: the
+ * buffer (max_B L rows) allocated on first use, zeroed on the pass's first
+ * injection (*set). Returns 0 or EX_SOFTWARE (out of memory). */
+static int inject(kmodel *m, float **slot, uint8_t *set, size_t width, const float *g, float scale)
+{
+    const size_t n = (size_t)m->N * width;
+    if (!*slot && !(*slot = falloc((size_t)m->maxB * m->L * width))) {
+        bad(m, "out of memory for an injected gradient");
+        return EX_SOFTWARE;
+    }
+    float *d = *slot;
+    if (!*set) memset(d, 0, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) d[i] += scale * g[i];
+    *set = 1;
+    return 0;
+}
+
 int kmodel_inject_grad(kmodel *m, int l, const float *g, float scale)
 {
     if (m->el) return kmodel_inject_grad(kelectra_disc(m), l, g, scale);
@@ -1614,19 +1631,7 @@ int kmodel_inject_grad(kmodel *m, int l, const float *g, float scale)
         bad(m, "gradient injection at layer %d without a training forward", l);
         return EX_SOFTWARE;
     }
-    const size_t n = (size_t)m->N * m->H;
-    if (!m->inj[l]) {
-        m->inj[l] = falloc((size_t)m->maxB * m->L * m->H);
-        if (!m->inj[l]) {
-            bad(m, "out of memory for an injected gradient");
-            return EX_SOFTWARE;
-        }
-    }
-    float *d = m->inj[l];
-    if (!m->inj_set[l]) memset(d, 0, n * sizeof(float));
-    for (size_t i = 0; i < n; i++) d[i] += scale * g[i];
-    m->inj_set[l] = 1;
-    return 0;
+    return inject(m, &m->inj[l], &m->inj_set[l], (size_t)m->H, g, scale);
 }
 
 const float *kmodel_qkv(const kmodel *m, int l)
@@ -1647,23 +1652,15 @@ int kmodel_inject_qkv_grad(kmodel *m, int l, const float *g, float scale)
         m->qinj = calloc((size_t)m->NL, sizeof *m->qinj);
         m->qinj_set = calloc((size_t)m->NL, 1);
         if (!m->qinj || !m->qinj_set) {
+            free(m->qinj);
+            free(m->qinj_set);
+            m->qinj = NULL;
+            m->qinj_set = NULL;
             bad(m, "out of memory for an injected gradient");
             return EX_SOFTWARE;
         }
     }
-    const size_t n = (size_t)m->N * 3 * m->H;
-    if (!m->qinj[l - 1]) {
-        m->qinj[l - 1] = falloc((size_t)m->maxB * m->L * 3 * m->H);
-        if (!m->qinj[l - 1]) {
-            bad(m, "out of memory for an injected gradient");
-            return EX_SOFTWARE;
-        }
-    }
-    float *d = m->qinj[l - 1];
-    if (!m->qinj_set[l - 1]) memset(d, 0, n * sizeof(float));
-    for (size_t i = 0; i < n; i++) d[i] += scale * g[i];
-    m->qinj_set[l - 1] = 1;
-    return 0;
+    return inject(m, &m->qinj[l - 1], &m->qinj_set[l - 1], 3 * (size_t)m->H, g, scale);
 }
 
 size_t kmodel_param_offset(const kmodel *m, const char *name)
