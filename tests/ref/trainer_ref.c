@@ -757,7 +757,7 @@ static int distill_one(const char *dir, const distill_case *dc)
     put_params(&o, "grad.", m, kmodel_grad_data(m));
 
     const char *meta[80];
-    char v[40][64];
+    char v[40][600]; /* loss_terms and loss_weights can be long */
     int nm = 0;
 #define META(k, ...)                                  \
     do {                                              \
