@@ -21,9 +21,11 @@
  *   1. generator forward on b; logits at the masked slots (M, V);
  *   2. at each masked slot (row r, slot p, weight > 0) a replacement drawn
  *      from softmax(logits + bias) (temperature 1) by inverse CDF with the
- *      uniform number (r P + p) of stream krng_key(key, 'S', 0, 0): a pure
- *      function of the step's key, the logits and the slot, whatever the
- *      thread count; no gradient flows through the draw;
+ *      uniform number (i P + p) of stream krng_key(key, 'S', 0, 0), i the
+ *      row's stream position (b->index; r without one): a pure function of
+ *      the step's key, the logits and the row's slot, whatever the thread
+ *      count or the row's place in the batch (data-parallel ranks); no
+ *      gradient flows through the draw;
  *   3. the corrupted batch: b's ids with the draws at the masked positions;
  *      token label 1 where the draw differs from the original id (a masked
  *      position whose draw equals the original counts as original), 0 at
@@ -220,7 +222,10 @@ static int corrupt(kmodel *m, const ksample_batch *b, uint64_t key)
         const int p = i - g->mstart[r];
         const size_t slot = (size_t)r * b->P + p;
         if (!(b->masked_weights[slot] > 0)) continue;
-        double u = (double)(krng_at(skey, slot) >> 11) * 0x1.0p-53;
+        /* keyed by the row's stream position: the same draw wherever the row
+         * sits (a data-parallel rank's share of the batch included) */
+        const uint64_t row = b->index && b->index[r] >= 0 ? (uint64_t)b->index[r] : (uint64_t)r;
+        double u = (double)(krng_at(skey, row * (uint64_t)b->P + (uint64_t)p) >> 11) * 0x1.0p-53;
         float *scr = e->scratch + (size_t)omp_get_thread_num() * V;
         int32_t y = draw(g->logits + (size_t)i * V, bias, V, u, scr);
         size_t at = (size_t)r * L + b->masked_positions[slot];
@@ -290,6 +295,31 @@ int kelectra_loss(kmodel *m, float loss_scale, kstep_result *r)
     for (int i = 0; i < r->n; i++)
         if (r->t[i].weight > 0 && r->t[i].count > 0) r->loss += r->t[i].weight * (r->t[i].sum / r->t[i].count);
     return 0;
+}
+
+int kelectra_loss_counts(kmodel *m, kstep_result *c)
+{
+    struct kelectra *e = m->el;
+    kstep_result cg, cd;
+    if (!e->fwd) {
+        snprintf(m->err, sizeof m->err, "kmodel_loss_counts without a new forward pass");
+        return EX_SOFTWARE;
+    }
+    int rc = kmodel_loss_counts(e->gen, &cg);
+    if (rc) return fail_from(m, e->gen, "generator", rc);
+    if ((rc = kmodel_loss_counts(e->disc, &cd))) return fail_from(m, e->disc, "discriminator", rc);
+    /* the towers' own names: mlm_loss (generator), token_loss (discriminator) */
+    memset(c, 0, sizeof *c);
+    c->tokens = cd.tokens;
+    take_term(c, &cg, "mlm_loss", "mlm_loss", 1.0);
+    take_term(c, &cd, "token_loss", "token_loss", 1.0);
+    return 0;
+}
+
+void kelectra_set_loss_counts(kmodel *m, const kstep_result *global)
+{
+    kmodel_set_loss_counts(m->el->gen, global);
+    kmodel_set_loss_counts(m->el->disc, global);
 }
 
 int kelectra_backward(kmodel *m)

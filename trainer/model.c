@@ -1256,6 +1256,63 @@ void kstep_add(kstep_result *a, const kstep_result *b)
 }
 
 /* The heads' losses; with train, their output gradients (scaled). */
+/* The count loss term `name`'s gradient is normalised by: the count over
+ * all ranks (kmodel_set_loss_counts) or this batch's own. */
+static double norm_of(const kmodel *m, const char *name, double local)
+{
+    if (!m->gcount_on) return local;
+    for (int i = 0; i < m->gcount.n; i++)
+        if (!strcmp(m->gcount.t[i].name, name)) return m->gcount.t[i].count;
+    return local;
+}
+
+/* The denominators of the loss terms the next kmodel_loss forms from the
+ * current forward (the same formulas as loss() below): name and count,
+ * sum 0, the term's weight. */
+static void loss_counts(const kmodel *m, kstep_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->tokens = m->N;
+    const int M = m->M, B = m->B;
+    if (M > 0) {
+        double wsum = 0;
+        for (int i = 0; i < M; i++)
+            if (m->mlabel[i] >= 0) wsum += m->mweight[i];
+        term(r, "mlm_loss", 0, wsum, 1.0);
+        if (m->soft_t) {
+            double kw = 0;
+            for (int i = 0; i < M; i++) kw += m->soft_all ? 1.0 : m->mlabel[i] >= 0 ? m->mweight[i] : 0.0;
+            term(r, "ce_loss", 0, kw, 1.0);
+        }
+    }
+    if (m->sent) {
+        int cnt = 0;
+        for (int b = 0; b < B; b++) cnt += m->slabel[b] >= 0;
+        term(r, (m->objectives & KOBJ_NSP) ? "nsp_loss" : "sop_loss", 0, cnt, 1.0);
+    }
+    if (m->ncls > 1) {
+        int cnt = 0, kn = 0;
+        for (int b = 0; b < B; b++) cnt += m->clabel[b] >= 0, kn += m->soft_all || m->clabel[b] >= 0;
+        term(r, "cls_loss", 0, cnt, 1.0);
+        if (m->soft_t) term(r, "ce_loss", 0, kn, 1.0);
+    }
+    if (m->s.heads & KHEAD_TOKEN) {
+        int cnt = 0;
+        for (int i = 0; i < m->N; i++) cnt += m->tlabel[i] >= 0;
+        term(r, "token_loss", 0, cnt, 1.0);
+    }
+    if (m->s.heads & KHEAD_LM) {
+        int cnt = 0;
+        for (int i = 0; i < m->N; i++) cnt += m->llabel[i] >= 0;
+        term(r, "lm_loss", 0, cnt, 1.0);
+    }
+    if (m->ncls == 1) {
+        int cnt = 0;
+        for (int b = 0; b < B; b++) cnt += !isnan(m->ctarget[b]);
+        term(r, "mse", 0, cnt, 1.0);
+    }
+}
+
 static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
 {
     const float *P = m->params;
@@ -1266,16 +1323,17 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         double wsum = 0;
         for (int i = 0; i < M; i++)
             if (m->mlabel[i] >= 0) wsum += m->mweight[i];
-        const double mw = m->soft_t ? m->soft_mlm : 1.0;
+        const double mw = m->soft_t ? m->soft_mlm : 1.0, nw = norm_of(m, "mlm_loss", wsum);
         for (int i = 0; i < M; i++)
-            m->mgscale[i] = m->mlabel[i] >= 0 && wsum > 0 ? (float)(mw * loss_scale * m->mweight[i] / wsum) : 0.0f;
+            m->mgscale[i] = m->mlabel[i] >= 0 && nw > 0 ? (float)(mw * loss_scale * m->mweight[i] / nw) : 0.0f;
         double ksum = 0, kw = 0, kagree = 0;
         if (m->soft_t) {
             /* the teacher's soft targets: the counted slots and their weights */
             for (int i = 0; i < M; i++) kw += m->soft_all ? 1.0 : m->mlabel[i] >= 0 ? m->mweight[i] : 0.0;
+            const double nk = norm_of(m, "ce_loss", kw);
             for (int i = 0; i < M; i++) {
                 double w = m->soft_all ? 1.0 : m->mlabel[i] >= 0 ? m->mweight[i] : 0.0;
-                m->kgscale[i] = kw > 0 ? (float)(m->soft_ce * loss_scale * w / kw) : 0.0f;
+                m->kgscale[i] = nk > 0 ? (float)(m->soft_ce * loss_scale * w / nk) : 0.0f;
             }
             kxent_soft(m->logits, P + m->mlm_bias, m->soft_t, m->soft_T, m->mloss, m->kl, m->mcorrect, m->kagree,
                        m->mlabel, train ? m->mgscale : NULL, train ? m->kgscale : NULL, M, m->V);
@@ -1309,7 +1367,8 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
     if (m->sent) {
         int cnt = 0;
         for (int b = 0; b < B; b++) cnt += m->slabel[b] >= 0;
-        for (int b = 0; b < B; b++) m->sgscale[b] = m->slabel[b] >= 0 ? loss_scale / (float)cnt : 0.0f;
+        const double ns = norm_of(m, (m->objectives & KOBJ_NSP) ? "nsp_loss" : "sop_loss", cnt);
+        for (int b = 0; b < B; b++) m->sgscale[b] = m->slabel[b] >= 0 ? (float)(loss_scale / ns) : 0.0f;
         kxent(m->slog, NULL, m->sloss, m->scorrect, m->slabel, train ? m->sgscale : NULL, B, 2);
         double s = 0;
         int64_t correct = 0;
@@ -1326,13 +1385,15 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         int cnt = 0;
         const double cw = m->soft_t ? m->soft_mlm : 1.0; /* soft targets: the gold term's weight */
         for (int b = 0; b < B; b++) cnt += m->clabel[b] >= 0;
-        for (int b = 0; b < B; b++) m->cgscale[b] = m->clabel[b] >= 0 ? (float)(cw * loss_scale / cnt) : 0.0f;
+        const double nc = norm_of(m, "cls_loss", cnt);
+        for (int b = 0; b < B; b++) m->cgscale[b] = m->clabel[b] >= 0 ? (float)(cw * loss_scale / nc) : 0.0f;
         if (m->soft_t) {
             /* a fine-tuned teacher's logits (B, ncls): every row (soft_all) or the labelled ones */
             int kn = 0;
             for (int b = 0; b < B; b++) kn += m->soft_all || m->clabel[b] >= 0;
+            const double nk = norm_of(m, "ce_loss", kn);
             for (int b = 0; b < B; b++)
-                m->kgscale[b] = (m->soft_all || m->clabel[b] >= 0) && kn ? (float)(m->soft_ce * loss_scale / kn) : 0.0f;
+                m->kgscale[b] = (m->soft_all || m->clabel[b] >= 0) && nk > 0 ? (float)(m->soft_ce * loss_scale / nk) : 0.0f;
             kxent_soft(m->clog, NULL, m->soft_t, m->soft_T, m->closs, m->kl, m->ccorrect, m->kagree, m->clabel,
                        train ? m->cgscale : NULL, train ? m->kgscale : NULL, B, m->ncls);
             double ks = 0, ka = 0;
@@ -1358,7 +1419,14 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
     }
     if (m->s.heads & KHEAD_TOKEN) {
         kbin_head k = bin_head(m);
-        khead_loss q = kbin_head_loss(&k, m->tlabel, loss_scale, train);
+        float ts = loss_scale;
+        if (m->gcount_on) { /* the head normalises by its own count: rescale to the global one */
+            int cnt = 0;
+            for (int i = 0; i < m->N; i++) cnt += m->tlabel[i] >= 0;
+            double g = norm_of(m, "token_loss", cnt);
+            ts = g > 0 ? (float)(loss_scale * (double)cnt / g) : 0.0f;
+        }
+        khead_loss q = kbin_head_loss(&k, m->tlabel, ts, train);
         term(r, "token_loss", q.sum, q.count, 1.0);
         term(r, "token_acc", q.correct, q.count, 0.0);
         term(r, "token_precision", q.tp, q.pred_pos, 0.0);
@@ -1369,7 +1437,8 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         klm_head k = lm_head(m);
         if (!train) k.keep = NULL; /* no backward follows */
         khead_loss q = klm_head_loss(&k, m->hlast, m->llabel);
-        for (int i = 0; i < m->N; i++) m->lgscale[i] = q.count ? loss_scale / (float)q.count : 0.0f;
+        const double nl = norm_of(m, "lm_loss", q.count);
+        for (int i = 0; i < m->N; i++) m->lgscale[i] = nl > 0 ? (float)(loss_scale / nl) : 0.0f;
         term(r, "lm_loss", q.sum, q.count, 1.0);
         term(r, "lm_acc", q.correct, q.count, 0.0);
     }
@@ -1386,12 +1455,37 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
             }
             double d = (double)z - (double)y;
             s += d * d;
-            if (train) m->clog[b] = (float)(2.0 * d * loss_scale / cnt);
+            if (train) m->clog[b] = (float)(2.0 * d * loss_scale / norm_of(m, "mse", cnt));
         }
         term(r, "mse", s, cnt, 1.0);
     }
     m->soft_t = NULL; /* soft targets serve one loss (also when no head read them: no masked slot) */
+    m->gcount_on = 0;  /* so do the counts over all ranks */
     total_loss(r);
+}
+
+/* The lowest arena offset of weight group g's tensors. */
+static size_t group_lo(const kmodel *m, int g)
+{
+    const layer_off *w = &m->lw[g];
+    const size_t f[] = {w->qkv_w, w->qkv_b, w->ao_w, w->ao_b, w->ln1_g, w->ln1_b,
+                        w->ff_w,  w->ff_b,  w->fo_w, w->fo_b, w->ln2_g, w->ln2_b};
+    size_t lo = f[0];
+    for (size_t i = 1; i < sizeof f / sizeof f[0]; i++)
+        if (f[i] < lo) lo = f[i];
+    return lo;
+}
+
+/* After layer l's backward: when l is the lowest layer of its weight group,
+ * every gradient from the group's first tensor up is final (later groups,
+ * the pooler and the heads lie above it in the arena; the embeddings, the
+ * projection and a tied decoder below): tell the hook. */
+static void layer_done(kmodel *m, int l)
+{
+    if (!m->grad_hook) return;
+    int g = m->type != KMODEL_ALBERT ? l : (int)((int64_t)l * m->NG / m->NL);
+    int gp = l == 0 ? -1 : m->type != KMODEL_ALBERT ? l - 1 : (int)((int64_t)(l - 1) * m->NG / m->NL);
+    if (gp != g) m->grad_hook(m->grad_hook_ctx, group_lo(m, g));
 }
 
 static void backward(kmodel *m, uint64_t key)
@@ -1473,6 +1567,7 @@ static void backward(kmodel *m, uint64_t key)
         for (int l = m->NL - 1; l >= 0; l--) {
             if (l + 1 < m->NL && m->inj_set[l + 1]) kadd(gA, m->inj[l + 1], (size_t)N * H);
             layer_backward_preln(m, l, hidden_of(m, l, 1), key);
+            layer_done(m, l);
         }
     }
     for (int l = m->NL - 1; l >= 0 && !m->s.pre_ln; l--) {
@@ -1502,6 +1597,7 @@ static void backward(kmodel *m, uint64_t key)
         kattention_backward(m->gQKV, m->scratch, gB, a->qkv, a->probs, m->offs, &d);
         if (m->qinj_set && m->qinj_set[l]) kadd(m->gQKV, m->qinj[l], (size_t)N * 3 * H);
         kdense_backward(gA, 1, G + w->qkv_w, G + w->qkv_b, m->gQKV, hin, P + w->qkv_w, N, H, 3 * H); /* gA = d hin */
+        layer_done(m, l);
     }
     if (m->inj_set[0]) kadd(gA, m->inj[0], (size_t)N * H);
     float *dx = gA; /* (N, E) gradient of the embedding output */
@@ -1512,12 +1608,43 @@ static void backward(kmodel *m, uint64_t key)
     if (m->p_emb > 0) kdropout(dx, dx, (size_t)N * E, m->p_emb, site_key(key, SITE_EMB), 0);
     if (m->gpt2) {
         kembed_backward(G + m->word, m->ids, -1, G + m->pos, m->pos_ids, NULL, NULL, dx, N, E);
+        if (m->grad_hook) m->grad_hook(m->grad_hook_ctx, 0);
         return;
     }
     klayernorm_backward(dx, 0, G + m->eln_g, G + m->eln_b, dx, m->emb_x, m->emb_mean, m->emb_rstd, P + m->eln_g, N,
                         E);
     kembed_backward(G + m->word, m->ids, m->c.pad_token_id, G + m->pos, m->pos_ids, m->distil ? NULL : G + m->typ,
                     m->distil ? NULL : m->type_ids, dx, N, E);
+    if (m->grad_hook) m->grad_hook(m->grad_hook_ctx, 0);
+}
+
+/* ---- data parallel ------------------------------------------------------------------ */
+
+int kmodel_loss_counts(kmodel *m, kstep_result *c)
+{
+    if (m->el) return kelectra_loss_counts(m, c);
+    if (!m->fwd || m->lossed) {
+        bad(m, "kmodel_loss_counts without a new forward pass");
+        return EX_SOFTWARE;
+    }
+    loss_counts(m, c);
+    return 0;
+}
+
+void kmodel_set_loss_counts(kmodel *m, const kstep_result *global)
+{
+    if (m->el) {
+        kelectra_set_loss_counts(m, global);
+        return;
+    }
+    m->gcount_on = global != NULL;
+    if (global) m->gcount = *global;
+}
+
+void kmodel_set_grad_hook(kmodel *m, void (*fn)(void *ctx, size_t lo), void *ctx)
+{
+    m->grad_hook = fn;
+    m->grad_hook_ctx = ctx;
 }
 
 /* ---- the pass API ------------------------------------------------------------------ */

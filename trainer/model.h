@@ -186,6 +186,27 @@ int kmodel_backward(kmodel *m);
 /* kmodel_forward(TRAIN) + kmodel_loss + kmodel_backward. */
 int kmodel_forward_backward(kmodel *m, const ksample_batch *b, uint64_t dropout_key, float loss_scale,
                             kstep_result *r);
+/* ---- data parallel: one batch split over ranks ------------------------------------ */
+
+/* After a forward, before kmodel_loss: each loss term's denominator this
+ * batch contributes (name, count; sum 0), as kmodel_loss would normalise
+ * it (masked-slot weights, labelled rows, real tokens, ...). An ELECTRA
+ * pair reports its towers' terms (mlm_loss, token_loss). Returns 0 or
+ * EX_SOFTWARE without a new forward. */
+int kmodel_loss_counts(kmodel *m, kstep_result *c);
+/* The next kmodel_loss normalises each loss term by global's count of the
+ * same name (the counts of every rank's share of the batch added), so that
+ * the ranks' gradients add up to the whole batch's; the terms it reports
+ * stay this share's (sum, count), which add up over ranks. Serves one loss;
+ * NULL clears. global is copied. */
+void kmodel_set_loss_counts(kmodel *m, const kstep_result *global);
+/* fn(ctx, lo) during kmodel_backward, from the main thread: every gradient
+ * at arena offset >= lo is final for this pass (called after each weight
+ * group's lowest layer, lo decreasing, and lo = 0 at the end; an ELECTRA
+ * pair calls nothing). Lets a data-parallel caller start reducing those
+ * gradients while backward goes on. NULL fn clears. */
+void kmodel_set_grad_hook(kmodel *m, void (*fn)(void *ctx, size_t lo), void *ctx);
+
 /* kmodel_forward(EVAL) + kmodel_loss(0): the logits stay readable. */
 int kmodel_evaluate(kmodel *m, const ksample_batch *b, kstep_result *r);
 

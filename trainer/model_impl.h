@@ -138,6 +138,14 @@ struct kmodel {
     double soft_ce, soft_mlm;
     int soft_all;
     float *kgscale, *kl;      /* (max_B P) allocated on first use */
+    /* data parallel (kmodel_set_loss_counts): the next loss normalises each
+     * loss term by these counts over all ranks, not by this batch's */
+    int gcount_on;
+    kstep_result gcount;
+    /* data parallel (kmodel_set_grad_hook): told the arena offset above
+     * which every gradient is final, after each weight group's backward */
+    void (*grad_hook)(void *ctx, size_t lo);
+    void *grad_hook_ctx;
     uint8_t *kagree;          /* (max_B P) */
     float **qinj;             /* (NL) injected query/key/value gradients (max_B L, 3H), allocated on first use */
     uint8_t *qinj_set;        /* (NL) */
@@ -174,6 +182,8 @@ kmodel *kelectra_create(const kmodel_config *c, const kmodel_spec *s, char *err,
 void kelectra_free(struct kelectra *e);
 int kelectra_forward(kmodel *m, const ksample_batch *b, int mode, uint64_t key);
 int kelectra_loss(kmodel *m, float loss_scale, kstep_result *r);
+int kelectra_loss_counts(kmodel *m, kstep_result *c);
+void kelectra_set_loss_counts(kmodel *m, const kstep_result *global);
 int kelectra_backward(kmodel *m);
 size_t kelectra_activation_bytes(const kmodel *m);
 /* the discriminator (hidden states, attention, token logits) and the generator (MLM logits) */

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# test_mpi.sh: data-parallel kiln train over Open MPI (mpirun -np 2 on this
+# machine): 2 ranks match 1 rank with the same global batch (every
+# parameter within 1e-5 absolute, every tensor of norm > 1e-3 within 1e-4
+# relative, losses to 1e-5) for ALBERT, BERT and ELECTRA; bit-identical
+# 2-rank runs; the store written by rank 0 only (rank 1 given a store it
+# cannot open); SIGTERM to mpirun -> checkpoint, job paused, resume ==
+# uninterrupted; kill -9 of one rank -> the job ends with an error within
+# seconds, no process left, resume == uninterrupted; the parameter hash
+# check; a batch the ranks cannot split; resuming on another number of
+# ranks (said, and the same model within tolerance).
+source "$(dirname "$0")/lib.sh"
+
+# CI runs as root: Open MPI refuses root unless told (users run as themselves)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Open MPI keeps allocations of MPI_Init to the end of the process: not kiln's leaks
+export ASAN_OPTIONS="${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0"
+MPI="mpirun --oversubscribe -np 2"
+
+expect_exit 0 "ingest" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
+expect_exit 0 "vocab train 4k" "$KILN" vocab train -q --size 4000 --name v4k
+expect_exit 0 "tokenize" "$KILN" tokenize -q
+
+# dropout 0: with dropout the masks depend on a row's place in its rank's share
+cat > a.json <<'EOF'
+{
+  "model": {"type": "albert", "embedding_size": 32, "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 64,
+            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+  "data": {"objectives": ["mlm", "sop"], "seq_len": 48, "batch_size": 8, "valid_every": 10, "valid_batches": 2},
+  "optimizer": {"type": "adamw", "lr": 1e-3, "warmup_steps": 5, "accumulation": 2},
+  "budget": {"steps": 20},
+  "threads": 1,
+  "checkpoint": {"dir": "a1", "every": 10, "keep": 3}
+}
+EOF
+sed 's/"albert"/"bert"/; s/"embedding_size": 32, //; s/"a1"/"b1"/; s/"mlm", "sop"/"mlm", "nsp"/' a.json > b.json
+sed 's/"albert"/"electra"/; s/"embedding_size": 32,/"embedding_size": 32, "generator_hidden_size": 32,/; s/"a1"/"e1"/; s/"mlm", "sop"/"rtd"/' a.json > e.json
+
+cat > close.py <<'EOF'
+import json, struct, sys
+import numpy as np
+def load(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n]); d = {}
+    for k, v in h.items():
+        if k == '__metadata__': continue
+        s, e = v['data_offsets']; d[k] = np.frombuffer(b[8 + n + s:8 + n + e], dtype=np.float32).astype(np.float64)
+    return d
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert a.keys() == b.keys()
+for k in a:
+    x, y = a[k], b[k]
+    da = np.abs(x - y).max()
+    assert da <= 1e-5, (k, da)
+    nx = np.linalg.norm(x)
+    if nx > 1e-3: assert np.linalg.norm(x - y) / nx <= 1e-4, (k, np.linalg.norm(x - y) / nx)
+EOF
+same_loss() { $PY -c "
+import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2]))
+for k in ['loss','val_loss']: assert abs(a[k]-b[k]) <= 1e-5*max(1,abs(a[k])), (k,a[k],b[k])
+assert a['tokens'] == b['tokens'] and a['steps'] == b['steps']" "$1" "$2"; }
+
+# --- 2 ranks == 1 rank, same global batch (ALBERT with accumulation, BERT, ELECTRA)
+# (ELECTRA: 10 steps. Its generator's samples are discrete: once a sample
+# sits on a probability boundary, the last bits of another summation order
+# can flip it, and from there the two runs differ as two seeds do)
+for m in a b e; do
+  n=20; [ $m = e ] && n=10
+  expect_exit 0 "$m: 1 rank" "$KILN" train --config $m.json --set budget.steps=$n --json
+  cp out.txt $m-one.json
+  expect_exit 0 "$m: 2 ranks" $MPI "$KILN" train --config $m.json --set budget.steps=$n --set checkpoint.dir=${m}2 --json
+  cp out.txt $m-two.json
+  check "$m: one JSON object from rank 0" [ "$(grep -c '"steps"' $m-two.json)" = 1 ]
+  check "$m: the run says 2 ranks" [ "$(json data_parallel.ranks $m-two.json)" = 2 ]
+  check "$m: losses and validation equal" same_loss $m-one.json $m-two.json
+  check "$m: parameters within tolerance" $PY close.py ${m}1/step-0000000$n/model.safetensors ${m}2/step-0000000$n/model.safetensors
+done
+check "a: the snapshot agreed (rank 0 says its hash)" grep -q "data parallel: 2 ranks, 4 rows of each batch of 8 per rank" err.txt
+
+# --- run to run: the same bytes
+expect_exit 0 "a: 2 ranks again" $MPI "$KILN" train --config a.json --set checkpoint.dir=a3
+check "2 ranks, run to run: model bytes" cmp a2/step-000000020/model.safetensors a3/step-000000020/model.safetensors
+check "2 ranks, run to run: optimizer bytes" cmp a2/step-000000020/optimizer.safetensors a3/step-000000020/optimizer.safetensors
+
+# --- the store: rank 0 only (rank 1 gets a store path it could not even create)
+sqlite3 "$KILN_DB" "select count(*) from jobs" > jobs0.txt
+expect_exit 0 "rank 1 without a store" mpirun --oversubscribe -np 1 "$KILN" train --config a.json --set checkpoint.dir=a4 : \
+  -np 1 env KILN_DB=/nonexistent/dir/x.db "$KILN" train --config a.json --set checkpoint.dir=a4
+check "one new job row" [ "$(sqlite3 "$KILN_DB" "select count(*) from jobs")" = $(($(cat jobs0.txt) + 1)) ]
+check "one metrics row per step and name" [ "$(sqlite3 "$KILN_DB" "select max(c) from (select count(*) c from metrics where job_id = (select max(id) from jobs) group by step, name)")" = 1 ]
+check "the job done at step 20" [ "$(sqlite3 "$KILN_DB" "select state || ' ' || step from jobs order by id desc limit 1")" = "done 20" ]
+check "checkpoints written once (rank 0)" [ "$(ls a4 | tr '\n' ' ')" = "step-000000010 step-000000020 " ]
+
+# --- errors that stop every rank
+expect_exit 78 "a batch the ranks cannot split" $MPI "$KILN" train --config a.json --set checkpoint.dir=a5 --set data.batch_size=7
+grep_err "data.batch_size 7 is not divisible by the 2 ranks" "names both numbers"
+expect_exit 70 "parameters that diverge are caught" env KILN_TEST_DIVERGE=1:3 $MPI "$KILN" train --config a.json --set checkpoint.dir=a6
+grep_err "parameters of rank 1 differ from rank 0" "the hash check names the rank"
+check "no checkpoint of the diverged step" [ ! -e a6/step-000000020 ]
+
+# --- SIGTERM to mpirun: both ranks finish the step, rank 0 checkpoints, the job pauses
+sed 's/"steps": 20/"steps": 100000/' a.json > long.json
+$MPI "$KILN" train --config long.json --set checkpoint.dir=s1 --set checkpoint.every=0 > sig.txt 2> sigerr.txt &
+pid=$!
+for i in $(seq 1 100); do sleep 0.1; [ "$(sqlite3 "$KILN_DB" "select count(*) from jobs where state = 'running'" 2>/dev/null)" = 1 ] && break; done
+sleep 2
+kill -TERM $pid
+wait $pid
+check "SIGTERM: a checkpoint" bash -c 'ls s1 | grep -q step-'
+check "SIGTERM: the job paused" [ "$(sqlite3 "$KILN_DB" "select state from jobs order by id desc limit 1")" = paused ]
+s=$(ls s1 | tail -1 | sed 's/step-0*//')
+t=$((s + 15))
+expect_exit 0 "resume on 2 ranks" $MPI "$KILN" train --config long.json --set checkpoint.dir=s1 --set checkpoint.every=0 --resume --pause-at $t
+expect_exit 0 "straight 2-rank run" $MPI "$KILN" train --config long.json --set checkpoint.dir=s2 --set checkpoint.every=0 --pause-at $t
+check "SIGTERM + resume == uninterrupted (bytes)" cmp s1/step-$(printf %09d $t)/model.safetensors s2/step-$(printf %09d $t)/model.safetensors
+check "... optimizer too" cmp s1/step-$(printf %09d $t)/optimizer.safetensors s2/step-$(printf %09d $t)/optimizer.safetensors
+
+# --- kill -9 of one rank: the job ends within seconds, with an error; nothing hangs
+$MPI "$KILN" train --config long.json --set checkpoint.dir=k1 --set checkpoint.every=25 > k.txt 2> kerr.txt &
+pid=$!
+for i in $(seq 1 200); do sleep 0.1; [ -d k1 ] && ls k1 | grep -q step- && break; done
+victim=$(pgrep -f "kiln train .*checkpoint.dir=k1" | grep -vx "$pid" | tail -1)   # a rank, not mpirun
+t0=$(date +%s)
+kill -9 "$victim"
+wait $pid
+rc=$?
+check "kill -9 of a rank: nonzero exit ($rc)" [ $rc != 0 ]
+check "... within 60 s" [ $(($(date +%s) - t0)) -le 60 ]
+sleep 1
+check "... no rank left running" bash -c '! pgrep -f "[k]iln train .*checkpoint.dir=k1" >/dev/null'
+s=$(ls k1 | tail -1 | sed 's/step-0*//')
+t=$((s + 10))
+expect_exit 0 "resume after kill -9" $MPI "$KILN" train --config long.json --set checkpoint.dir=k1 --set checkpoint.every=0 --resume --pause-at $t
+expect_exit 0 "straight run" $MPI "$KILN" train --config long.json --set checkpoint.dir=k2 --set checkpoint.every=0 --pause-at $t
+check "kill -9 + resume == uninterrupted (bytes)" cmp k1/step-$(printf %09d $t)/model.safetensors k2/step-$(printf %09d $t)/model.safetensors
+
+# --- another number of ranks on resume: allowed with the same global batch, said
+expect_exit 0 "a 2-rank checkpoint resumed on 1 rank" "$KILN" train --config a.json --set checkpoint.dir=a3 --set budget.steps=30 --resume
+grep_err "on 2 ranks, resumed on 1" "says so"
+expect_exit 0 "the same 30 steps on 2 ranks" $MPI "$KILN" train --config a.json --set checkpoint.dir=a2 --set budget.steps=30 --resume
+check "1-rank continuation within tolerance of the 2-rank one" $PY close.py a2/step-000000030/model.safetensors a3/step-000000030/model.safetensors
+
+finish
