@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/dist.h"
 #include "cli/train_run.h"
 #include "sampler/batch.h"
 #include "text/bpe.h"
@@ -98,7 +99,11 @@ int cmd_train(int argc, char **argv, const char *db)
         "\"lm_acc\"), \"val_loss\", the last validation's terms (\"val_mlm_loss\",\n"
         "\"val_mlm_acc\", ...), \"unigram_loss\" (the snapshot's unigram model on the same\n"
         "tokens), for GPT-2 \"perplexity\", \"val_perplexity\", \"unigram_perplexity\",\n"
-        "\"checkpoint\", \"stopped\"}; a value that is not finite is null.\n";
+        "\"checkpoint\", \"stopped\"}; a value that is not finite is null.\n"
+        "Under mpirun -np N: one model on N processes, data parallel (data.batch_size\n"
+        "is the global batch; rank 0 keeps the store and the checkpoints; the others\n"
+        "read rank 0's snapshot file); --json adds \"data_parallel\": {\"ranks\",\n"
+        "\"allreduce_s\", \"allreduce_exposed_s\", \"hash_checks\"} (docs/distributed.md).\n";
     enum { O_CONFIG = 1, O_SET, O_RESUME, O_NAME, O_PAUSE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"config", required_argument, 0, O_CONFIG},
                                        {"pause-at", required_argument, 0, O_PAUSE},
@@ -143,6 +148,18 @@ int cmd_train(int argc, char **argv, const char *db)
         kerr("%s: %s", config, err);
         return rc;
     }
+    /* under mpirun: one rank of a data-parallel run (docs/distributed.md) */
+    kdist *D = NULL;
+    if ((rc = kdist_open(&D, err, sizeof err))) {
+        kerr("%s", err);
+        return rc;
+    }
+    r.dist = D;
+    const int rank = kdist_rank(D);
+    if (rank > 0) {
+        if (klog_threshold > KLOG_WARN) klog_threshold = KLOG_WARN; /* rank 0 speaks for the run */
+        c.json = 1;                                                 /* no progress line */
+    }
     r.common = &c;
     r.resume = resume;
     r.pause_at = pause_at;
@@ -155,7 +172,9 @@ int cmd_train(int argc, char **argv, const char *db)
     cli_catch_stop_signals();
     rc = ktrain_run_exec(&r);
     cli_progress_done(&pr);
+    kdist_close(D, rc); /* a failed rank ends the whole job: no rank waits for it */
     if (rc) return rc;
+    if (rank > 0) return 0;
     if (c.json) {
         json_t *o = json_object();
         json_object_set_new(o, "steps", json_integer(r.steps));
@@ -176,6 +195,15 @@ int cmd_train(int argc, char **argv, const char *db)
         }
         json_object_set_new(o, "checkpoint", jstr(r.checkpoint));
         json_object_set_new(o, "stopped", json_boolean(r.stopped));
+        if (r.ranks > 1) {
+            /* data parallel: ranks, the all-reduce per step and its part backward did not hide */
+            json_t *d = json_object();
+            json_object_set_new(d, "ranks", json_integer(r.ranks));
+            json_object_set_new(d, "allreduce_s", num_or_null(r.comm_s));
+            json_object_set_new(d, "allreduce_exposed_s", num_or_null(r.comm_wait_s));
+            json_object_set_new(d, "hash_checks", json_integer(r.hash_checks));
+            json_object_set_new(o, "data_parallel", d);
+        }
         if (r.teacher_hash[0]) {
             json_t *t = json_object();
             json_object_set_new(t, "path", jstr(r.cfg.distill.teacher));

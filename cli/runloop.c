@@ -16,6 +16,9 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include <xxhash.h>
+
+#include "cli/dist.h"
 #include "cli/runloop.h"
 #include "trainer/optim.h"
 #include "util/util.h"
@@ -171,6 +174,122 @@ int krun_restore(krun *r, const kckpt *ck)
     return 0;
 }
 
+int krun_sync(krun *r)
+{
+    kdist *d = r->o.dist;
+    if (!d) return 0;
+    int64_t pos = 0, epoch = 0;
+    if (kdist_rank(d) == 0) r->src.tell(r->src.ctx, &pos, &epoch);
+    double st[4] = {(double)r->step, (double)r->tokens, r->secs0, (double)pos};
+    size_t n = kmodel_numel(r->m) * sizeof(float);
+    int rc = kdist_bcast(d, st, sizeof st, "the run's state");
+    if (!rc) rc = kdist_bcast(d, kmodel_param_data(r->m), n, "the parameters");
+    if (!rc) rc = kdist_bcast(d, kopt_m(r->opt), n, "the optimizer's first moments");
+    if (!rc) rc = kdist_bcast(d, kopt_v(r->opt), n, "the optimizer's second moments");
+    if (rc) {
+        kseterr(r->err, sizeof r->err, "%s", kdist_error(d));
+        return rc;
+    }
+    r->step = (int64_t)st[0];
+    r->tokens = (int64_t)st[1];
+    r->secs0 = st[2];
+    if (kdist_rank(d) != 0 || !r->positioned) {
+        char e[1024];
+        if ((rc = r->src.seek(r->src.ctx, (int64_t)st[3], e, sizeof e))) {
+            kseterr(r->err, sizeof r->err, "training batches at position %lld: %s", (long long)st[3], e);
+            return rc;
+        }
+        r->positioned = 1;
+    }
+    return 0;
+}
+
+/* ---- data parallel -------------------------------------------------------------- */
+
+/* Sums the terms (sum, count) and tokens of res over ranks (every rank's
+ * model reports the same terms in the same order); the loss recomputed. */
+static int sum_terms(kdist *d, kstep_result *res, const char *what)
+{
+    double v[2 * KTERM_MAX + 2];
+    int n = res->n;
+    v[0] = (double)res->tokens;
+    v[1] = n;
+    for (int i = 0; i < n; i++) v[2 + 2 * i] = res->t[i].sum, v[3 + 2 * i] = res->t[i].count;
+    int rc = kdist_sum_f64(d, v, 2 + 2 * (size_t)n, what);
+    if (rc) return rc;
+    if ((int)v[1] != n * kdist_size(d)) return EX_SOFTWARE; /* ranks disagree on the terms */
+    res->tokens = (int64_t)v[0];
+    res->loss = 0;
+    for (int i = 0; i < n; i++) {
+        res->t[i].sum = v[2 + 2 * i];
+        res->t[i].count = v[3 + 2 * i];
+        if (res->t[i].weight > 0 && res->t[i].count > 0) res->loss += res->t[i].weight * res->t[i].sum / res->t[i].count;
+    }
+    return 0;
+}
+
+static void grad_hook(void *ctx, size_t lo) { kdist_grad_ready(ctx, lo); }
+
+/* One micro-batch of a data-parallel step: forward, the loss counts summed
+ * over ranks (each term normalised by the whole batch's count), loss,
+ * backward; on the last micro-batch the gradient buckets start reducing as
+ * backward produces them. */
+static int dist_micro(krun *r, const ksample_batch *b, uint64_t key, int last, kstep_result *res)
+{
+    kdist *d = r->o.dist;
+    kmodel *m = r->m;
+    int rc = kmodel_forward(m, b, KMODE_TRAIN, key);
+    kstep_result c;
+    if (!rc) rc = kmodel_loss_counts(m, &c);
+    if (rc) {
+        kseterr(r->err, sizeof r->err, "%s", kmodel_error(m));
+        return rc;
+    }
+    if ((rc = sum_terms(d, &c, "the loss counts"))) {
+        kseterr(r->err, sizeof r->err, "%s", rc == EX_SOFTWARE ? "ranks disagree on the loss terms" : kdist_error(d));
+        return rc;
+    }
+    kmodel_set_loss_counts(m, &c);
+    if (last) {
+        kdist_grad_begin(d, kmodel_grad_data(m), kmodel_numel(m), r->o.dist_bucket_bytes);
+        kmodel_set_grad_hook(m, grad_hook, d);
+    }
+    rc = kmodel_loss(m, 1.0f / (float)r->accum, res);
+    if (!rc) rc = kmodel_backward(m);
+    kmodel_set_grad_hook(m, NULL, NULL);
+    if (rc) kseterr(r->err, sizeof r->err, "%s", kmodel_error(m));
+    return rc;
+}
+
+/* The 128-bit hash of the parameter arena. */
+static void param_hash(krun *r, uint64_t h[2])
+{
+    XXH128_hash_t x = XXH3_128bits(kmodel_param_data(r->m), kmodel_numel(r->m) * sizeof(float));
+    h[0] = x.low64;
+    h[1] = x.high64;
+}
+
+static int check_same(krun *r)
+{
+    kdist *d = r->o.dist;
+    uint64_t h[2];
+    param_hash(r, h);
+    int same = 1, bad = -1, rc = kdist_same_hash(d, h, &same, &bad);
+    if (rc) {
+        kseterr(r->err, sizeof r->err, "%s", kdist_error(d));
+        return rc;
+    }
+    if (!same) {
+        kseterr(r->err, sizeof r->err,
+                "step %lld: the parameters of rank %d differ from rank 0's (hash check): the ranks' arithmetic "
+                "diverged (different thread counts, CPUs or kiln builds?); stopped",
+                (long long)r->step, bad);
+        return EX_SOFTWARE;
+    }
+    r->res.hash_checks++;
+    return 0;
+}
+
 /* ---- the loop ------------------------------------------------------------------ */
 
 /* Validation: forward only over the source's validation batches. */
@@ -195,6 +314,15 @@ static int validate(krun *r, kstep_result *val, kstep_result *base)
         }
         kstep_add(val, &res);
         if (r->src.valid_base) r->src.valid_base(r->src.ctx, b, base);
+    }
+    if (r->o.dist) { /* each rank measured its share of the batches */
+        int rc = sum_terms(r->o.dist, val, "the validation terms");
+        if (!rc) rc = sum_terms(r->o.dist, base, "the validation baselines");
+        if (rc) {
+            kseterr(r->err, sizeof r->err, "step %lld: validation: %s", (long long)r->step,
+                    rc == EX_SOFTWARE ? "ranks disagree on the terms" : kdist_error(r->o.dist));
+            return rc;
+        }
     }
     return 0;
 }
@@ -273,6 +401,16 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
     int64_t tokens0 = r->tokens, step0 = r->step;
     int nonfinite = 0;
     int64_t nonfinite_first = 0;
+    kdist *dist = o->dist;
+    double comm = 0, comm_wait = 0;
+    int64_t dsteps = 0;
+    const char *dv = getenv("KILN_TEST_DIVERGE");  /* "RANK:STEP": that rank's weights nudged after that step */
+    int64_t diverge_at = 0;
+    if (dist && dv && atoi(dv) == kdist_rank(dist) && strchr(dv, ':')) diverge_at = atoll(strchr(dv, ':') + 1);
+    if (dist && o->step) {
+        kseterr(r->err, sizeof r->err, "a data-parallel run takes the model's own step (no custom step function)");
+        return EX_CONFIG;
+    }
     kstep_result *val = &r->res.val, *base = &r->res.base, *sum = &r->res.train;
     for (;;) {
         /* budgets already met when resuming: nothing to do (the decision for
@@ -283,7 +421,7 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
          * that lands after that check (while the step's hooks or checkpoint
          * run) stops the run at the end of the next step, never between two
          * steps without a checkpoint */
-        if (r->step == step0 && ((o->stop && *o->stop) || (o->pause_at > 0 && r->step >= o->pause_at))) {
+        if (r->step == step0 && (((o->stop && *o->stop) && !dist) || (o->pause_at > 0 && r->step >= o->pause_at))) {
             r->res.stopped = 1;
             break;
         }
@@ -297,7 +435,14 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
             }
             kstep_result res;
             uint64_t key = mix64(mix64(o->seed ^ 0xd50f0u) + (uint64_t)r->step) + (uint64_t)a;
-            if (o->step) {
+            if (dist) {
+                if ((rc = dist_micro(r, b, key, a == r->accum - 1, &res))) {
+                    char m[2048];
+                    snprintf(m, sizeof m, "%s", r->err);
+                    kseterr(r->err, sizeof r->err, "step %lld, micro-batch %d: %s", (long long)r->step + 1, a, m);
+                    goto out;
+                }
+            } else if (o->step) {
                 if ((rc = o->step(o->step_ctx, r->m, b, key, 1.0f / (float)r->accum, r->step, total, &res, e,
                                   sizeof e))) {
                     kseterr(r->err, sizeof r->err, "step %lld, micro-batch %d: %s", (long long)r->step + 1, a, e);
@@ -309,6 +454,17 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
                 goto out;
             }
             kstep_add(sum, &res);
+        }
+        if (dist) {
+            double cs = 0, ws = 0;
+            if ((rc = kdist_grad_finish(dist, &cs, &ws)) || (rc = sum_terms(dist, sum, "the step's terms"))) {
+                kseterr(r->err, sizeof r->err, "step %lld: %s", (long long)r->step + 1,
+                        rc == EX_SOFTWARE ? "ranks disagree on the loss terms" : kdist_error(dist));
+                goto out;
+            }
+            comm += cs;
+            comm_wait += ws;
+            dsteps++;
         }
         double lr = 0, gn = 0;
         if (kopt_step(r->opt, r->step + 1, total, &lr, &gn)) {
@@ -330,13 +486,27 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
         }
         r->step++;
         r->tokens += sum->tokens;
+        if (dist && diverge_at == r->step) kmodel_param_data(r->m)[0] += 1e-3f; /* tests: KILN_TEST_DIVERGE */
         double now = know_seconds();
+        int halt = (o->stop && *o->stop) || (o->pause_at > 0 && r->step >= o->pause_at);
+        if (dist) {
+            /* one decision for all: a signal on any rank, the slowest rank's clock */
+            double ag[2] = {halt, now - t0};
+            if ((rc = kdist_max_f64(dist, ag, 2, "the stop decision"))) {
+                kseterr(r->err, sizeof r->err, "step %lld: %s", (long long)r->step, kdist_error(dist));
+                goto out;
+            }
+            halt = ag[0] > 0;
+            now = t0 + ag[1];
+        }
         tps = now > t0 ? (double)(r->tokens - tokens0) / (now - t0) : 0;
         int validate_now = have_valid && r->step % o->valid_every == 0;
-        int halt = (o->stop && *o->stop) || (o->pause_at > 0 && r->step >= o->pause_at);
         int last = (total && r->step >= total) || (o->budget.seconds > 0 && r->secs0 + (now - t0) >= o->budget.seconds) ||
                    halt;
         secs = r->secs0 + (now - t0);
+        if (dist && (last || r->step % (o->dist_check_every > 0 ? o->dist_check_every : 100) == 0) &&
+            (rc = check_same(r)))
+            goto out;
         if (halt && !(total && r->step >= total)) r->res.stopped = 1;
         if (r->src.valid && last && !validate_now) validate_now = 1;
         if (validate_now && (rc = validate(r, val, base))) goto out;
@@ -351,7 +521,7 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
                     (long long)r->step);
             goto out;
         }
-        if (last || (o->ckpt_every > 0 && r->step % o->ckpt_every == 0)) {
+        if (kdist_rank(dist) == 0 && (last || (o->ckpt_every > 0 && r->step % o->ckpt_every == 0))) {
             char path[4096];
             if ((rc = save(r, &st, path, sizeof path))) goto out;
             snprintf(r->res.checkpoint, sizeof r->res.checkpoint, "%s", path);
@@ -374,5 +544,7 @@ out:
     r->res.tokens = r->tokens;
     r->res.seconds = r->secs0 + (know_seconds() - t0);
     r->res.tokens_per_s = tps;
+    r->res.comm_s = dsteps ? comm / (double)dsteps : 0;
+    r->res.comm_wait_s = dsteps ? comm_wait / (double)dsteps : 0;
     return rc;
 }

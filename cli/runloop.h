@@ -87,6 +87,15 @@ typedef struct krun_opts {
     int (*step)(void *ctx, kmodel *m, const ksample_batch *b, uint64_t key, float loss_scale, int64_t step,
                 int64_t total, kstep_result *r, char *err, size_t errlen);
     void *step_ctx;
+    /* data parallel (cli/dist.h; NULL: one process): the source gives this
+     * rank's share of each global batch and of each validation batch; loss
+     * counts and gradients are summed over ranks before the optimizer step
+     * (the same step on every rank), the terms and the stop decisions
+     * agreed; only rank 0 writes checkpoints and calls hooks (give the
+     * others none). Not with a custom step. */
+    struct kdist *dist;
+    int dist_check_every;          /* steps between parameter hash checks (<= 0: 100; and the last step) */
+    size_t dist_bucket_bytes;      /* gradient all-reduce bucket (0: 4 MiB) */
 } krun_opts;
 
 /* What a checkpoint holds besides the run's state (kckpt_state), the
@@ -155,6 +164,12 @@ int krun_restore(krun *r, const kckpt *ck);
  * no checkpoint is written then), a checkpoint could not be written). */
 int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h);
 
+/* Data parallel: makes every rank's state rank 0's (parameters, optimizer
+ * moments, step, tokens, seconds, source position), after rank 0 restored a
+ * checkpoint or initialised the model, so that no other rank needs the
+ * checkpoint's files. Returns 0 or EX_* (krun_error). No-op without dist. */
+int krun_sync(krun *r);
+
 /* After krun_exec. */
 typedef struct krun_result {
     int64_t steps, tokens, total_steps;
@@ -162,6 +177,10 @@ typedef struct krun_result {
     kstep_result train, val, base;  /* the last step's, the last validation's */
     char checkpoint[4096];          /* the last checkpoint written or restored ("" none) */
     int stopped;                    /* 1: *stop or pause_at ended the run early */
+    /* data parallel: seconds per step the gradient all-reduce was in flight,
+     * and the part of it backward did not hide (averages over this leg) */
+    double comm_s, comm_wait_s;
+    int hash_checks;                /* parameter hash checks passed */
 } krun_result;
 const krun_result *krun_get_result(const krun *r);
 const char *krun_error(const krun *r);

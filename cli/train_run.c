@@ -14,6 +14,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "cli/dist.h"
 #include "cli/modelsrc.h"
 #include "cli/runloop.h"
 #include "cli/train_run.h"
@@ -78,9 +79,11 @@ static int config_same(const ktrain_config *a, const ktrain_config *b, char *wha
 typedef struct stream_src {
     const ksampler *ts, *vs;
     ksampler_stream *st;
-    ksample_batch *vb;     /* validation batch (B rows) */
-    int B;
-    int64_t pos;           /* stream position of the next training row */
+    ksample_batch *vb;     /* validation batch (B rows: this rank's share) */
+    int B;                 /* rows per micro-batch on this rank: data.batch_size / ranks */
+    int Bg;                /* rows per micro-batch over all ranks: data.batch_size */
+    int rank, ranks;       /* data parallel: this rank's share of each batch, 0 and 1 without */
+    int64_t pos;           /* stream position of the next training row (global) */
     const double *logp;    /* (V) unigram log-probabilities of the training snapshot */
 } stream_src;
 
@@ -88,7 +91,13 @@ static int src_seek(void *ctx, int64_t pos, char *err, size_t errlen)
 {
     stream_src *s = ctx;
     ksampler_stream_free(s->st);
-    s->st = ksampler_stream_new(s->ts, 0, (uint64_t)pos, s->B, 0, 1, 1, 4, err, errlen);
+    /* rank r of n reads positions (pos / n + k b + j) n + r, j < b = B / n: together
+     * the global batch pos + k B ... pos + k B + B - 1, as one process reads it */
+    if (pos % s->ranks) {
+        kseterr(err, errlen, "stream position %lld is not a multiple of the %d ranks", (long long)pos, s->ranks);
+        return EX_DATAERR;
+    }
+    s->st = ksampler_stream_new(s->ts, 0, (uint64_t)(pos / s->ranks), s->B, s->rank, s->ranks, 1, 4, err, errlen);
     if (!s->st) return EX_SOFTWARE;
     s->pos = pos;
     return 0;
@@ -102,7 +111,7 @@ static int src_next(void *ctx, const ksample_batch **b, char *err, size_t errlen
         return EX_SOFTWARE;
     }
     *b = ksampler_stream_next(s->st, NULL);
-    s->pos += s->B;
+    s->pos += s->Bg;
     return 0;
 }
 
@@ -116,7 +125,9 @@ static void src_tell(void *ctx, int64_t *pos, int64_t *epoch)
 static int src_valid(void *ctx, int k, const ksample_batch **b, char *err, size_t errlen)
 {
     stream_src *s = ctx;
-    int rc = ksampler_fill(s->vs, 0, (uint64_t)k * (uint64_t)s->vb->capacity, 1, s->vb->capacity, s->vb, NULL);
+    /* this rank's share of validation batch k: positions k Bg + r + j n */
+    int rc = ksampler_fill(s->vs, 0, (uint64_t)k * (uint64_t)s->Bg + (uint64_t)s->rank, (uint64_t)s->ranks,
+                           s->vb->capacity, s->vb, NULL);
     if (rc) {
         kseterr(err, errlen, "the validation sampler refused batch %d", k);
         return rc;
@@ -160,17 +171,18 @@ static double src_batch_tokens(void *ctx)
     stream_src *s = ctx;
     uint64_t rows = ksampler_epoch_size(s->ts);
     if (rows > 4096) rows = 4096;
-    if (rows < (uint64_t)s->B) rows = (uint64_t)s->B;
-    ksample_batch *b = ksampler_batch_new(s->ts, s->B);
+    if (rows < (uint64_t)s->Bg) rows = (uint64_t)s->Bg;
+    ksample_batch *b = ksampler_batch_new(s->ts, s->Bg);
     double tok = 0;
     uint64_t n = 0;
-    for (uint64_t p = 0; b && p < rows; p += (uint64_t)s->B) {
-        if (ksampler_fill(s->ts, 0, p, 1, s->B, b, NULL)) break;
+    for (uint64_t p = 0; b && p < rows; p += (uint64_t)s->Bg) {
+        if (ksampler_fill(s->ts, 0, p, 1, s->Bg, b, NULL)) break;
         for (int i = 0; i < b->B; i++) tok += b->lengths[i];
         n += (uint64_t)b->B;
     }
     ksampler_batch_free(b);
-    return n ? tok / (double)n * s->B : (double)s->B * ksampler_options(s->ts)->seq_len;
+    /* the global batch's (the same number on every rank) */
+    return n ? tok / (double)n * s->Bg : (double)s->Bg * ksampler_options(s->ts)->seq_len;
 }
 
 static void src_free(void *ctx)
@@ -441,6 +453,109 @@ static void teacher_close(teacher *t)
     memset(t, 0, sizeof *t);
 }
 
+/* ---- data parallel: the plan rank 0 gives the other ranks ----------------------- */
+
+/* What the other ranks need to run rank 0's run without the store: the
+ * resolved config, the snapshot file (path and content hash), the
+ * vocabulary's special ids and random pool. A JSON text. */
+static char *plan_make(const ktrain_config *cfg, const cli_sampling *x, const char *snap_hash)
+{
+    char *cj = ktrain_config_to_json(cfg);
+    kbuf b = {0};
+    kbuf_puts(&b, "{\"config\":");
+    kbuf_puts(&b, cj);
+    free(cj);
+    kbuf_puts(&b, ",\"snapshot\":");
+    kbuf_json_str(&b, x->snapshot_path, strlen(x->snapshot_path));
+    kbuf_printf(&b, ",\"snapshot_hash\":\"%s\",\"kind\":%d,\"pad\":%d,\"cls\":%d,\"sep\":%d,\"mask\":%d,\"random_ids\":[",
+                snap_hash, x->kind, x->pad, x->cls, x->sep, x->mask);
+    for (size_t i = 0; i < x->n_random; i++) kbuf_printf(&b, "%s%d", i ? "," : "", x->random_ids[i]);
+    kbuf_puts(&b, "]}");
+    return b.data;
+}
+
+/* The file's content hash as hex; 0 or EX_NOINPUT. */
+static int file_hash_hex(const char *path, char hex[2 * KHASH_LEN + 1])
+{
+    uint8_t h[KHASH_LEN];
+    int64_t size;
+    if (khash_file(path, h, &size)) return EX_NOINPUT;
+    khash_hex(h, hex);
+    return 0;
+}
+
+/* A rank other than 0: the plan into cfg and x (snapshot opened and its
+ * content checked against rank 0's hash). Returns 0 or EX_* (r->error). */
+static int plan_take(ktrain_run *r, const char *plan, cli_sampling *x)
+{
+    json_error_t je;
+    json_t *j = json_loads(plan, 0, &je);
+    char err[1024];
+    json_t *c = json_object_get(j, "config");
+    char *cj = c ? json_dumps(c, JSON_COMPACT) : NULL;
+    int rc = 0;
+    if (!cj || ktrain_config_parse(&r->cfg, cj, strlen(cj), NULL, 0, err, sizeof err)) {
+        RUN_ERR("rank %d: rank 0's plan is unreadable%s%s", kdist_rank(r->dist), cj ? ": " : "", cj ? err : "");
+        rc = EX_SOFTWARE;
+        goto done;
+    }
+    const char *path = json_string_value(json_object_get(j, "snapshot"));
+    const char *want = json_string_value(json_object_get(j, "snapshot_hash"));
+    snprintf(x->snapshot_path, sizeof x->snapshot_path, "%s", path ? path : "");
+    char have[2 * KHASH_LEN + 1] = "";
+    if (file_hash_hex(x->snapshot_path, have)) {
+        RUN_ERR("rank %d (%s): cannot read the run's snapshot %s: every rank reads rank 0's snapshot file at the "
+                "same path (a shared file system, or copy it there)",
+                kdist_rank(r->dist), kdist_host(r->dist), x->snapshot_path);
+        rc = EX_NOINPUT;
+        goto done;
+    }
+    if (!want || strcmp(have, want)) {
+        RUN_ERR("rank %d (%s): snapshot %s differs from rank 0's (content hash %s, rank 0's %s): copy rank 0's file",
+                kdist_rank(r->dist), kdist_host(r->dist), x->snapshot_path, have, want ? want : "?");
+        rc = EX_DATAERR;
+        goto done;
+    }
+    if (!(x->snap = ksnapshot_open(x->snapshot_path, err, sizeof err))) {
+        RUN_ERR("rank %d: %s", kdist_rank(r->dist), err);
+        rc = EX_DATAERR;
+        goto done;
+    }
+    x->kind = (int)json_integer_value(json_object_get(j, "kind"));
+    x->pad = (int32_t)json_integer_value(json_object_get(j, "pad"));
+    x->cls = (int32_t)json_integer_value(json_object_get(j, "cls"));
+    x->sep = (int32_t)json_integer_value(json_object_get(j, "sep"));
+    x->mask = (int32_t)json_integer_value(json_object_get(j, "mask"));
+    json_t *ri = json_object_get(j, "random_ids");
+    x->n_random = json_array_size(ri);
+    x->random_ids = xcalloc(x->n_random ? x->n_random : 1, sizeof *x->random_ids);
+    for (size_t i = 0; i < x->n_random; i++) x->random_ids[i] = (int32_t)json_integer_value(json_array_get(ri, i));
+done:
+    free(cj);
+    json_decref(j);
+    return rc;
+}
+
+static void take_result(ktrain_run *r, const krun *run)
+{
+    const krun_result *res = krun_get_result(run);
+    r->steps = res->steps;
+    r->tokens = res->tokens;
+    r->total_steps = res->total_steps;
+    r->seconds = res->seconds;
+    r->tokens_per_s = res->tokens_per_s;
+    r->last = res->train;
+    r->val = res->val;
+    r->base = res->base;
+    r->loss = res->steps > 0 && res->train.n ? res->train.loss : NAN;
+    r->val_loss = res->val.n ? res->val.loss : NAN;
+    r->stopped = res->stopped;
+    r->comm_s = res->comm_s;
+    r->comm_wait_s = res->comm_wait_s;
+    r->hash_checks = res->hash_checks;
+    if (res->checkpoint[0]) snprintf(r->checkpoint, sizeof r->checkpoint, "%s", res->checkpoint);
+}
+
 int ktrain_run_exec(ktrain_run *r)
 {
     r->error[0] = '\0';
@@ -457,6 +572,11 @@ int ktrain_run_exec(ktrain_run *r)
     memset(&r->base, 0, sizeof r->base);
     r->steps = r->tokens = r->total_steps = 0;
     r->stopped = 0;
+    kdist *D = r->dist;
+    const int rank = kdist_rank(D), ranks = kdist_size(D);
+    r->ranks = ranks;
+    r->comm_s = r->comm_wait_s = 0;
+    r->hash_checks = 0;
 
     /* an OpenBLAS that breaks determinism is refused before anything */
     if ((rc = krun_check_blas(err, sizeof err))) {
@@ -464,14 +584,14 @@ int ktrain_run_exec(ktrain_run *r)
         return rc;
     }
     /* the store opened read-write once first: it migrates an older schema */
-    {
+    if (rank == 0) {
         kstore *s0;
         if ((rc = cli_open_store(r->common, 0, &s0))) return rc;
         kstore_close(s0);
     }
 
     /* ---- the checkpoint to resume, or a clean folder ---- */
-    int have = kckpt_latest(cfg->checkpoint.dir, ck_path, sizeof ck_path, &ck_step) == 0;
+    int have = rank == 0 && kckpt_latest(cfg->checkpoint.dir, ck_path, sizeof ck_path, &ck_step) == 0;
     if (have && !r->resume) {
         RUN_ERR("%s already holds checkpoints (latest %s): add --resume to continue the run, or choose "
                 "another checkpoint.dir",
@@ -519,18 +639,39 @@ int ktrain_run_exec(ktrain_run *r)
         if (sp) snprintf(snap_saved, sizeof snap_saved, "%s", sp);
         if (sk) snprintf(snap_key, sizeof snap_key, "%s", sk);
         job_saved = json_integer_value(json_object_get(ex, "job_id"));
+        json_int_t rs = json_integer_value(json_object_get(ex, "ranks"));
+        if (rs < 1) rs = 1;
+        if (rs != ranks)
+            kinfo("%s was written by a run on %lld rank%s, resumed on %d: the global batch (data.batch_size %d) and "
+                  "the stream position are the same, so the run continues the same model (the additions of its "
+                  "gradients happen in another order: not bit-identical to a run that kept %lld)",
+                  ck_path, (long long)rs, rs == 1 ? "" : "s", ranks, old.data.batch_size, (long long)rs);
         json_decref(ex);
         if (snap_saved[0] && access(snap_saved, R_OK) == 0) snapshot = snap_saved;
         else if (snap_saved[0])
             kwarn("%s is gone: making the snapshot again (it must match the run's)", snap_saved);
-    } else if (r->resume) {
+    } else if (r->resume && rank == 0) {
         kinfo("no checkpoint in %s: starting at step 0", cfg->checkpoint.dir);
     }
 
     /* ---- vocabulary, snapshot, samplers ---- */
     cli_sampling x;
-    rc = cli_sampling_open(r->common, cfg->data.vocab[0] ? cfg->data.vocab : NULL, snapshot, &x);
+    memset(&x, 0, sizeof x);
+    char *plan = NULL;
+    if (rank == 0) {
+        rc = cli_sampling_open(r->common, cfg->data.vocab[0] ? cfg->data.vocab : NULL, snapshot, &x);
+    } else {
+        /* the plan from rank 0, which may first have to build the snapshot: a long wait */
+        double t = kdist_set_timeout(D, 86400);
+        rc = kdist_bcast_str(D, &plan, "the run's plan from rank 0");
+        kdist_set_timeout(D, t);
+        if (rc) RUN_ERR("%s", kdist_error(D));
+        else rc = plan_take(r, plan, &x);
+        free(plan);
+        plan = NULL;
+    }
     if (rc) {
+        cli_sampling_close(&x);
         kckpt_close(ck);
         return rc;
     }
@@ -542,6 +683,8 @@ int ktrain_run_exec(ktrain_run *r)
     kstore *s = NULL;
     char *cfg_json = NULL;
     double *logp = NULL;
+    int V = rank == 0 ? (int)ktkz_size(x.tk) : cfg->model.vocab_size;
+    if (rank > 0) goto planned;
     if (snap_key[0] && strcmp(snap_key, si.key_hex)) {
         RUN_ERR("cannot resume: the run's snapshot (%s) is gone and the corpus changed since", snap_key);
         rc = EX_DATAERR;
@@ -556,7 +699,6 @@ int ktrain_run_exec(ktrain_run *r)
         rc = EX_CONFIG;
         goto out;
     }
-    int V = (int)ktkz_size(x.tk);
     if (cfg->model.vocab_size == 0) cfg->model.vocab_size = V;
     if (cfg->model.vocab_size != V) {
         RUN_ERR("model.vocab_size is %d but vocabulary %s has %d pieces (0 = take the vocabulary's)",
@@ -565,13 +707,44 @@ int ktrain_run_exec(ktrain_run *r)
         goto out;
     }
     cfg->model.pad_token_id = x.pad;
-    int ob = cfg->data.objectives;
-    if (ob & (KOBJ_ENTITIES | KOBJ_CLASSIFY)) {
+    if (cfg->data.objectives & (KOBJ_ENTITIES | KOBJ_CLASSIFY)) {
         RUN_ERR("data.objectives: entities need the ERNIE model, which kiln train does not have yet (albert and "
                 "bert train mlm, wwm or ngram with sop or nsp; electra trains rtd; gpt2 trains clm)");
         rc = EX_CONFIG;
         goto out;
     }
+    if (ranks > 1) {
+        if (cfg->data.batch_size % ranks) {
+            RUN_ERR("data.batch_size %d is not divisible by the %d ranks: it is the global batch, each rank takes "
+                    "batch_size / ranks rows (choose a multiple of %d, or another number of ranks)",
+                    cfg->data.batch_size, ranks, ranks);
+            rc = EX_CONFIG;
+            goto out;
+        }
+        if (cfg->distill.teacher[0]) {
+            RUN_ERR("distillation runs in one process for now (its step is not split over ranks): run it "
+                    "without mpirun");
+            rc = EX_CONFIG;
+            goto out;
+        }
+        char hx[2 * KHASH_LEN + 1];
+        if (file_hash_hex(x.snapshot_path, hx)) {
+            RUN_ERR("cannot read the snapshot %s", x.snapshot_path);
+            rc = EX_NOINPUT;
+            goto out;
+        }
+        plan = plan_make(cfg, &x, hx);
+        rc = kdist_bcast_str(D, &plan, "the run's plan");
+        free(plan);
+        if (rc) {
+            RUN_ERR("%s", kdist_error(D));
+            goto out;
+        }
+        kinfo("data parallel: %d ranks, %d rows of each batch of %d per rank; snapshot %s (content %s)", ranks,
+              cfg->data.batch_size / ranks, cfg->data.batch_size, x.snapshot_path, hx);
+    }
+planned:;
+    int ob = cfg->data.objectives;
     ksampler_opts so;
     ksampler_opts_defaults(&so);
     so.objectives = ob;
@@ -582,7 +755,17 @@ int ktrain_run_exec(ktrain_run *r)
     so.max_ngram = cfg->data.max_ngram;
     so.valid_fraction = cfg->data.valid_fraction;
     so.seed = cfg->data.seed;
-    cli_sampling_apply(&x, &so);
+    if (rank == 0) {
+        cli_sampling_apply(&x, &so);
+    } else {
+        so.pad_id = x.pad;
+        so.cls_id = x.cls;
+        so.sep_id = x.sep;
+        so.mask_id = x.mask;
+        so.vocab_size = (uint32_t)V;
+        so.random_ids = x.random_ids;
+        so.n_random = x.n_random;
+    }
     ts = ksampler_open(x.snap, &so, err, sizeof err);
     if (!ts) {
         RUN_ERR("training samples: %s", err);
@@ -594,7 +777,8 @@ int ktrain_run_exec(ktrain_run *r)
         vs = ksampler_open(x.snap, &so, err, sizeof err);
         if (!vs) kwarn("no validation: %s", err);
     }
-    int B = cfg->data.batch_size, L = cfg->data.seq_len, P = ksampler_options(ts)->max_predictions;
+    /* B: this rank's rows of each batch of data.batch_size */
+    int B = cfg->data.batch_size / ranks, L = cfg->data.seq_len, P = ksampler_options(ts)->max_predictions;
 
     /* ---- threads, model ---- */
     int threads = cfg->threads > 0 ? cfg->threads : kcpu_count();
@@ -652,6 +836,9 @@ int ktrain_run_exec(ktrain_run *r)
     sc->ts = ts;
     sc->vs = vs;
     sc->B = B;
+    sc->Bg = cfg->data.batch_size;
+    sc->rank = rank;
+    sc->ranks = ranks;
     sc->logp = logp;
     sc->vb = vs ? ksampler_batch_new(vs, B) : NULL;
     krun_source src = {.ctx = sc, .seek = src_seek, .next = src_next, .tell = src_tell,
@@ -671,6 +858,7 @@ int ktrain_run_exec(ktrain_run *r)
     ro.ckpt_dir = cfg->checkpoint.dir;
     ro.ckpt_every = cfg->checkpoint.every;
     ro.ckpt_keep = cfg->checkpoint.keep;
+    ro.dist = D;
     if (te.d) {
         ro.step = distill_step;
         ro.step_ctx = te.d;
@@ -692,7 +880,7 @@ int ktrain_run_exec(ktrain_run *r)
               (long long)cs->next_index);
     } else {
         kmodel_init(m, cfg->data.seed);
-        if (cfg->init[0] && (rc = init_from(r, m, cfg->init, &x))) goto out;
+        if (rank == 0 && cfg->init[0] && (rc = init_from(r, m, cfg->init, &x))) goto out;
         if (distill && cfg->distill.init_from_teacher) {
             const kdistill_config *k = &cfg->distill;
             int n = cfg->model.type == KMODEL_ALBERT ? cfg->model.num_hidden_groups : cfg->model.num_hidden_layers;
@@ -712,6 +900,19 @@ int ktrain_run_exec(ktrain_run *r)
     }
     kckpt_close(ck);
     ck = NULL;
+    /* data parallel: every rank starts from rank 0's state */
+    if ((rc = krun_sync(run))) {
+        RUN_ERR("%s", krun_error(run));
+        goto out;
+    }
+    if (rank > 0) {
+        /* no store, no checkpoints, no hooks: rank 0 records the run */
+        krun_meta none = {.config_json = "", .vocab_txt = ""};
+        rc = krun_exec(run, &none, NULL);
+        take_result(r, run);
+        if (rc) RUN_ERR("rank %d: %s", rank, krun_error(run));
+        goto out;
+    }
 
     /* ---- the store: job row and metrics ---- */
     if ((rc = cli_open_store(r->common, 0, &s))) goto out;
@@ -742,7 +943,7 @@ int ktrain_run_exec(ktrain_run *r)
         goto out;
     }
     kbuf extra = {0};
-    kbuf_puts(&extra, "{\"snapshot\":");
+    kbuf_printf(&extra, "{\"ranks\":%d,\"snapshot\":", ranks);
     kbuf_json_str(&extra, x.snapshot_path, strlen(x.snapshot_path));
     if (x.kind == KVOCAB_BPE)
         kbuf_printf(&extra, ",\"snapshot_key\":\"%s\",\"job_id\":%lld,\"tokenizer\":\"bpe\",\"eot_id\":%lld,"
@@ -777,19 +978,7 @@ int ktrain_run_exec(ktrain_run *r)
                      .progress = r->progress ? on_progress : NULL, .failed = on_failed};
     rc = krun_exec(run, &meta, &hk);
     kbuf_free(&extra);
-    const krun_result *res = krun_get_result(run);
-    r->steps = res->steps;
-    r->tokens = res->tokens;
-    r->total_steps = res->total_steps;
-    r->seconds = res->seconds;
-    r->tokens_per_s = res->tokens_per_s;
-    r->last = res->train;
-    r->val = res->val;
-    r->base = res->base;
-    r->loss = res->steps > 0 && res->train.n ? res->train.loss : NAN;
-    r->val_loss = res->val.n ? res->val.loss : NAN;
-    r->stopped = res->stopped;
-    if (res->checkpoint[0]) snprintf(r->checkpoint, sizeof r->checkpoint, "%s", res->checkpoint);
+    take_result(r, run);
     if (rc) RUN_ERR("%s", krun_error(run));
     if (r->leave_state) {
         /* the caller decides (the daemon: queued again, cancelled, done) */

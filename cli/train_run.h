@@ -37,6 +37,9 @@ typedef struct ktrain_run {
     void (*progress)(const ktrain_progress *, void *);
     void *progress_ctx;
     int leave_state;                 /* 1: the caller writes the job's final state (the daemon) */
+    struct kdist *dist;              /* data parallel (cli/dist.h), NULL: one process. Rank 0 does
+                                        everything with the store and the checkpoints; the others
+                                        get the run's plan from it and read the snapshot file only */
     /* out */
     char error[8192];                /* the message of a failure ("" if none) */
     int64_t steps, tokens, total_steps;
@@ -51,6 +54,9 @@ typedef struct ktrain_run {
     int64_t teacher_params;          /* its parameters */
     int64_t teacher_bytes;           /* its memory: weights + activations */
     int stopped;                     /* 1 when *stop ended the run early */
+    int ranks;                       /* processes of the run (1 without MPI) */
+    double comm_s, comm_wait_s;      /* data parallel: all-reduce seconds per step, the part not hidden */
+    int hash_checks;                 /* data parallel: parameter hash checks passed */
 } ktrain_run;
 
 /* Runs (or resumes) the training; logs problems and keeps the message in
