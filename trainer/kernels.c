@@ -322,6 +322,26 @@ void kresidual_dropout(float *x, const float *res, size_t n, float p, uint64_t k
     }
 }
 
+void kdropout_rows(float *y, const float *x, const float *res, int N, int C, float p, uint64_t key,
+                   const uint64_t *tok)
+{
+    const size_t n = (size_t)N * C;
+    if (p <= 0.0f) {
+        if (res) {
+            if (y != x) memcpy(y, x, n * sizeof *y);
+            kadd(y, res, n);
+        } else if (y != x) {
+            memcpy(y, x, n * sizeof *y);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int r = 0; r < N; r++) {
+        const size_t o = (size_t)r * C;
+        dropout_chunk(y + o, x + o, res ? res + o : NULL, (size_t)C, p, key, (tok ? tok[r] : (uint64_t)r) * (uint64_t)C);
+    }
+}
+
 void kadd(float *y, const float *x, size_t n)
 {
     size_t nc = (n + CHUNK - 1) / CHUNK;
@@ -776,7 +796,8 @@ void kepi_layernorm(void *ctx, int r0, int r1)
     for (int r = r0; r < r1; r++) {
         float *x = e->x + (size_t)r * C;
         if (e->res && e->p > 0)
-            dropout_chunk(x, x, e->res + (size_t)r * C, (size_t)C, e->p, e->key, (uint64_t)r * C);
+            dropout_chunk(x, x, e->res + (size_t)r * C, (size_t)C, e->p, e->key,
+                          (e->tok ? e->tok[r] : (uint64_t)r) * (uint64_t)C);
         else if (e->res)
 #pragma GCC ivdep
             for (int c = 0; c < C; c++) x[c] += e->res[(size_t)r * C + c];
@@ -908,7 +929,7 @@ void kattention_forward(float *ctx, float *probs, float *scratch, const float *q
         const float *A = P;
         if (d->pdrop > 0.0f) {
             float *S = scratch + per * (size_t)omp_get_thread_num();
-            attn_drop(S, P, n, L, d->pdrop, d->key, (uint64_t)t * L * L);
+            attn_drop(S, P, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h) * L * L);
             A = S;
         }
         sgemm1(CblasNoTrans, CblasNoTrans, n, D, n, 1.0f, A, n, Vv, 3 * H, 0.0f,
@@ -933,13 +954,13 @@ void kattention_backward(float *dqkv, float *scratch, const float *dctx, const f
         float *dP = scratch + per * (size_t)omp_get_thread_num(), *S = dP + (size_t)L * L;
         const float *A = P;
         if (d->pdrop > 0.0f) {
-            attn_drop(S, P, n, L, d->pdrop, d->key, (uint64_t)t * L * L);
+            attn_drop(S, P, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h) * L * L);
             A = S;
         }
         /* dV = A^T dC; dA = dC V^T */
         sgemm1(CblasTrans, CblasNoTrans, n, D, n, 1.0f, A, n, dC, H, 0.0f, dV, 3 * H);
         sgemm1(CblasNoTrans, CblasTrans, n, n, D, 1.0f, dC, H, Vv, 3 * H, 0.0f, dP, n);
-        if (d->pdrop > 0.0f) attn_drop(dP, dP, n, L, d->pdrop, d->key, (uint64_t)t * L * L);
+        if (d->pdrop > 0.0f) attn_drop(dP, dP, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h) * L * L);
         attn_softmax_back(dP, P, n);
         /* dQ = scale dS K; dK = scale dS^T Q */
         sgemm1(CblasNoTrans, CblasNoTrans, n, D, n, scale, dP, n, K, 3 * H, 0.0f, dQ, 3 * H);

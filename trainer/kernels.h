@@ -67,6 +67,13 @@ static inline int kdropout_keep(uint64_t key, uint64_t idx, float p)
 void kdropout(float *y, const float *x, size_t n, float p, uint64_t key, uint64_t first);
 /* x[i] = res[i] + dropout(x[i]) (in place), the residual of a post-LN block. */
 void kresidual_dropout(float *x, const float *res, size_t n, float p, uint64_t key, uint64_t first);
+/* Dropout over the rows of (N, C) activations of packed tokens: y[r, c] =
+ * (res ? res[r, c] : 0) + dropout(x[r, c]), element index tok[r] C + c
+ * (tok (N): each row's token position in the stream, so that a token gets
+ * the same mask wherever its row sits in a batch: data-parallel ranks) or
+ * r C + c when tok is NULL. y may equal x; p == 0: copy / add. */
+void kdropout_rows(float *y, const float *x, const float *res, int N, int C, float p, uint64_t key,
+                   const uint64_t *tok);
 /* y[i] += x[i] */
 void kadd(float *y, const float *x, size_t n);
 
@@ -154,13 +161,15 @@ void kgelu_backward(float *dx, const float *dy, const float *x, size_t n, int ki
 /* ---- fused row epilogues (krows_fn for kdense_forward_ex / kdense_backward_ex) ---- */
 
 /* Rows r of x (N, C), the output of a product: when res is given,
- * x = res + dropout(x) (p, key; element index r C + c), then
+ * x = res + dropout(x) (p, key; element index tok[r] C + c, r C + c without
+ * tok: kdropout_rows), then
  * y = LayerNorm(x) with mean, rstd kept (klayernorm_forward per row). */
 typedef struct kepi_ln {
     float *x;              /* (N, C) */
     const float *res;      /* (N, C) or NULL (then x is used as it is) */
     float p;               /* dropout probability (with res) */
     uint64_t key;
+    const uint64_t *tok;   /* (N) or NULL: the rows' element index bases (kdropout_rows) */
     float *y, *mean, *rstd; /* (N, C), (N), (N) */
     const float *g, *b;    /* (C) */
     int C;
@@ -203,7 +212,8 @@ typedef struct kattn_dims {
     int B, NH, D, L;   /* sequences, heads, head width, longest sequence (<= L) */
     int causal;        /* 1: row i attends to keys j <= i */
     float pdrop;       /* dropout on the attention probabilities */
-    uint64_t key;      /* dropout stream; element (b, h, i, j) has index ((b NH + h) L + i) L + j */
+    uint64_t key;      /* dropout stream; element (b, h, i, j) has index ((s NH + h) L + i) L + j, */
+    const uint64_t *seq; /* s = seq[b] (B: each sequence's stream position) or b when NULL */
 } kattn_dims;
 
 /* Floats of scratch per thread the attention kernels need. */

@@ -709,6 +709,8 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     size_t N = (size_t)max_B * L, M = (size_t)max_B * P;
     m->ids = malloc(3 * N * sizeof(int32_t) + 1);
     m->offs = malloc((size_t)(max_B + 1) * sizeof(int32_t));
+    m->seq = malloc((size_t)max_B * sizeof(uint64_t));
+    m->tok = malloc(N * sizeof(uint64_t) + 1);
     m->mstart = malloc((size_t)(max_B + 1) * sizeof(int32_t));
     m->slabel = malloc((size_t)max_B * sizeof(int32_t));
     m->scorrect = malloc((size_t)max_B);
@@ -724,7 +726,7 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     m->largmax = malloc(N * sizeof(int32_t) + 1);
     m->lsum = malloc(N * sizeof(double) + 1);
     m->inj_set = calloc((size_t)m->NL + 1, 1);
-    if (!m->ids || !m->offs || !m->mstart || !m->slabel || !m->scorrect || !m->mrow || !m->mlabel || !m->mcorrect ||
+    if (!m->ids || !m->offs || !m->seq || !m->tok || !m->mstart || !m->slabel || !m->scorrect || !m->mrow || !m->mlabel || !m->mcorrect ||
         !m->clabel || !m->ctarget || !m->ccorrect || !m->inj || !m->inj_set || !m->tlabel || !m->llabel ||
         !m->largmax || !m->lsum)
         FAIL("out of memory");
@@ -777,6 +779,8 @@ void kmodel_free(kmodel *m)
     free(m->scratch);
     free(m->ids);
     free(m->offs);
+    free(m->seq);
+    free(m->tok);
     free(m->mstart);
     free(m->slabel);
     free(m->scorrect);
@@ -900,7 +904,9 @@ static int load_batch(kmodel *m, const ksample_batch *b)
     int n = 0;
     for (int r = 0; r < B; r++) {
         m->offs[r] = n;
+        m->seq[r] = b->index && b->index[r] >= 0 ? (uint64_t)b->index[r] : (uint64_t)r;
         for (int t = 0; t < b->lengths[r]; t++, n++) {
+            m->tok[n] = m->seq[r] * (uint64_t)L + (uint64_t)t;
             int32_t id = b->input_ids[(size_t)r * L + t];
             int tt = b->token_type_ids && !m->gpt2 && !m->distil ? b->token_type_ids[(size_t)r * L + t]
                                                                  : 0; /* GPT-2, DistilBERT: none */
@@ -1058,11 +1064,11 @@ static void layer_forward_preln(kmodel *m, int l, const float *x, int train, uin
     klayernorm_forward(a->h1, a->m1, a->r1, x, P + w->ln1_g, P + w->ln1_b, N, H, m->eps);
     kdense_forward(a->qkv, a->h1, P + w->qkv_w, P + w->qkv_b, NULL, N, H, 3 * H);
     kattn_dims d = {.B = m->B, .NH = m->NH, .D = m->D, .L = m->L, .causal = m->s.causal, .pdrop = pa,
-                    .key = site_key(key, 4 * (uint64_t)l)};
+                    .key = site_key(key, 4 * (uint64_t)l), .seq = m->seq};
     kattention_forward(a->ctx, a->probs, m->scratch, a->qkv, m->offs, &d);
     if (ph > 0) {
         kdense_forward(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, NULL, N, H, H);
-        kresidual_dropout(a->xs1, x, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 1), 0);
+        kdropout_rows(a->xs1, a->xs1, x, N, H, ph, site_key(key, 4 * (uint64_t)l + 1), m->tok);
     } else {
         kdense_forward(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, x, N, H, H);
     }
@@ -1071,7 +1077,7 @@ static void layer_forward_preln(kmodel *m, int l, const float *x, int train, uin
     kdense_forward_ex(a->ffpre, a->xs2, P + w->ff_w, P + w->ff_b, NULL, N, H, I, kepi_gelu_deriv, &ea);
     if (ph > 0) {
         kdense_forward(a->out, a->ffact, P + w->fo_w, P + w->fo_b, NULL, N, I, H);
-        kresidual_dropout(a->out, a->xs1, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 2), 0);
+        kdropout_rows(a->out, a->out, a->xs1, N, H, ph, site_key(key, 4 * (uint64_t)l + 2), m->tok);
     } else {
         kdense_forward(a->out, a->ffact, P + w->fo_w, P + w->fo_b, a->xs1, N, I, H);
     }
@@ -1088,7 +1094,7 @@ static void layer_backward_preln(kmodel *m, int l, const float *x, uint64_t key)
     layer_act *a = &m->la[l];
     const float *dfo = gA;
     if (ph > 0) {
-        kdropout(gC, gA, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 2), 0);
+        kdropout_rows(gC, gA, NULL, N, H, ph, site_key(key, 4 * (uint64_t)l + 2), m->tok);
         dfo = gC;
     }
     kepi_act eb = {.x = a->ffpre, .y = m->gI, .C = I, .kind = m->act};
@@ -1097,12 +1103,12 @@ static void layer_backward_preln(kmodel *m, int l, const float *x, uint64_t key)
     klayernorm_backward(gA, 1, G + w->ln2_g, G + w->ln2_b, gB, a->xs1, a->m2, a->r2, P + w->ln2_g, N, H); /* d xs1 */
     const float *dao = gA;
     if (ph > 0) {
-        kdropout(gC, gA, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 1), 0);
+        kdropout_rows(gC, gA, NULL, N, H, ph, site_key(key, 4 * (uint64_t)l + 1), m->tok);
         dao = gC;
     }
     kdense_backward(gB, 0, G + w->ao_w, G + w->ao_b, dao, a->ctx, P + w->ao_w, N, H, H); /* gB = d ctx */
     kattn_dims d = {.B = m->B, .NH = m->NH, .D = m->D, .L = m->L, .causal = m->s.causal, .pdrop = m->p_attn,
-                    .key = site_key(key, 4 * (uint64_t)l)};
+                    .key = site_key(key, 4 * (uint64_t)l), .seq = m->seq};
     kattention_backward(m->gQKV, m->scratch, gB, a->qkv, a->probs, m->offs, &d);
     kdense_backward(gB, 0, G + w->qkv_w, G + w->qkv_b, m->gQKV, a->h1, P + w->qkv_w, N, H, 3 * H); /* d h1 */
     klayernorm_backward(gA, 1, G + w->ln1_g, G + w->ln1_b, gB, x, a->m1, a->r1, P + w->ln1_g, N, H); /* d x */
@@ -1123,7 +1129,7 @@ static void forward(kmodel *m, int train, uint64_t key)
         klayernorm_forward(m->emb_ln, m->emb_mean, m->emb_rstd, m->emb_x, P + m->eln_g, P + m->eln_b, N, E, m->eps);
     }
     float *x = emb_out(m, train);
-    if (x != m->emb_ln) kdropout(x, m->emb_ln, (size_t)N * E, m->p_emb, site_key(key, SITE_EMB), 0);
+    if (x != m->emb_ln) kdropout_rows(x, m->emb_ln, NULL, N, E, m->p_emb, site_key(key, SITE_EMB), m->tok);
     const float *h = x;
     if (m->map) {
         kdense_forward(m->h0, x, P + m->map_w, P + m->map_b, NULL, N, E, H);
@@ -1142,20 +1148,20 @@ static void forward(kmodel *m, int train, uint64_t key)
         layer_act *a = &m->la[l];
         kdense_forward(a->qkv, h, P + w->qkv_w, P + w->qkv_b, NULL, N, H, 3 * H);
         kattn_dims d = {.B = B, .NH = m->NH, .D = m->D, .L = m->L, .causal = m->s.causal, .pdrop = pa,
-                        .key = site_key(key, 4 * (uint64_t)l)};
+                        .key = site_key(key, 4 * (uint64_t)l), .seq = m->seq};
         kattention_forward(a->ctx, a->probs, m->scratch, a->qkv, m->offs, &d);
         /* xs1 = h + drop(ctx Wo^T + bo), h1 = LN1(xs1): the residual is the
          * product's prologue without dropout, the epilogue's with it
          * (DistilBERT: no dropout after out_lin) */
         const float p1 = m->distil ? 0.0f : ph;
-        kepi_ln e1 = {.x = a->xs1, .res = p1 > 0 ? h : NULL, .p = p1, .key = site_key(key, 4 * (uint64_t)l + 1),
+        kepi_ln e1 = {.x = a->xs1, .res = p1 > 0 ? h : NULL, .p = p1, .key = site_key(key, 4 * (uint64_t)l + 1), .tok = m->tok,
                       .y = a->h1, .mean = a->m1, .rstd = a->r1, .g = P + w->ln1_g, .b = P + w->ln1_b, .C = H,
                       .eps = m->eps};
         kdense_forward_ex(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, p1 > 0 ? NULL : h, N, H, H, kepi_layernorm, &e1);
         kepi_act ea = {.x = a->ffpre, .y = a->ffact, .C = I, .kind = m->act}; /* ffpre becomes gelu'(pre) */
         kdense_forward_ex(a->ffpre, a->h1, P + w->ff_w, P + w->ff_b, NULL, N, H, I, kepi_gelu_deriv, &ea);
         const float p2 = m->type != KMODEL_ALBERT ? ph : 0.0f; /* ALBERT: no dropout after the FFN */
-        kepi_ln e2 = {.x = a->xs2, .res = p2 > 0 ? a->h1 : NULL, .p = p2, .key = site_key(key, 4 * (uint64_t)l + 2),
+        kepi_ln e2 = {.x = a->xs2, .res = p2 > 0 ? a->h1 : NULL, .p = p2, .key = site_key(key, 4 * (uint64_t)l + 2), .tok = m->tok,
                       .y = a->out, .mean = a->m2, .rstd = a->r2, .g = P + w->ln2_g, .b = P + w->ln2_b, .C = H,
                       .eps = m->eps};
         kdense_forward_ex(a->xs2, a->ffact, P + w->fo_w, P + w->fo_b, p2 > 0 ? NULL : a->h1, N, I, H, kepi_layernorm,
@@ -1579,7 +1585,7 @@ static void backward(kmodel *m, uint64_t key)
         klayernorm_backward(gB, 0, G + w->ln2_g, G + w->ln2_b, gA, a->xs2, a->m2, a->r2, P + w->ln2_g, N, H);
         const float *dfo = gB;
         if (ph > 0 && m->type != KMODEL_ALBERT) {
-            kdropout(gC, gB, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 2), 0);
+            kdropout_rows(gC, gB, NULL, N, H, ph, site_key(key, 4 * (uint64_t)l + 2), m->tok);
             dfo = gC;
         }
         kepi_act eb = {.x = a->ffpre, .y = m->gI, .C = I, .kind = m->act}; /* gI = d ffact, then * gelu'(pre) */
@@ -1588,12 +1594,12 @@ static void backward(kmodel *m, uint64_t key)
         klayernorm_backward(gA, 0, G + w->ln1_g, G + w->ln1_b, gB, a->xs1, a->m1, a->r1, P + w->ln1_g, N, H);
         const float *dao = gA; /* gA = d xs1 */
         if (ph > 0 && !m->distil) {
-            kdropout(gC, gA, (size_t)N * H, ph, site_key(key, 4 * (uint64_t)l + 1), 0);
+            kdropout_rows(gC, gA, NULL, N, H, ph, site_key(key, 4 * (uint64_t)l + 1), m->tok);
             dao = gC;
         }
         kdense_backward(gB, 0, G + w->ao_w, G + w->ao_b, dao, a->ctx, P + w->ao_w, N, H, H); /* gB = d ctx */
         kattn_dims d = {.B = B, .NH = m->NH, .D = m->D, .L = m->L, .causal = m->s.causal, .pdrop = pa,
-                        .key = site_key(key, 4 * (uint64_t)l)};
+                        .key = site_key(key, 4 * (uint64_t)l), .seq = m->seq};
         kattention_backward(m->gQKV, m->scratch, gB, a->qkv, a->probs, m->offs, &d);
         if (m->qinj_set && m->qinj_set[l]) kadd(m->gQKV, m->qinj[l], (size_t)N * 3 * H);
         kdense_backward(gA, 1, G + w->qkv_w, G + w->qkv_b, m->gQKV, hin, P + w->qkv_w, N, H, 3 * H); /* gA = d hin */
@@ -1605,7 +1611,7 @@ static void backward(kmodel *m, uint64_t key)
         kdense_backward(m->gE, 0, G + m->map_w, G + m->map_b, gA, x, P + m->map_w, N, E, H);
         dx = m->gE;
     }
-    if (m->p_emb > 0) kdropout(dx, dx, (size_t)N * E, m->p_emb, site_key(key, SITE_EMB), 0);
+    if (m->p_emb > 0) kdropout_rows(dx, dx, NULL, N, E, m->p_emb, site_key(key, SITE_EMB), m->tok);
     if (m->gpt2) {
         kembed_backward(G + m->word, m->ids, -1, G + m->pos, m->pos_ids, NULL, NULL, dx, N, E);
         if (m->grad_hook) m->grad_hook(m->grad_hook_ctx, 0);

@@ -114,6 +114,9 @@ struct kmodel {
     /* the current batch, packed */
     int32_t *ids, *pos_ids, *type_ids; /* (N) */
     int32_t *offs;            /* (max_B + 1) */
+    uint64_t *seq;            /* (max_B) each row's stream position (b->index; the row number without one) */
+    uint64_t *tok;            /* (max_B L) per packed token: seq[b] L + t, the dropout masks' row index base
+                                 (a token's masks do not depend on its row's place in the batch) */
     int32_t *mrow;            /* (M) activation row of each masked position */
     int32_t *mlabel;          /* (M) label, -1 for weight 0 */
     float *mweight;           /* (M) */

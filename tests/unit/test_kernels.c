@@ -632,6 +632,53 @@ static void test_mlm_head(void **state)
 
 /* ---- dropout -------------------------------------------------------------------------------------------- */
 
+/* kdropout_rows: without a token table it is kdropout / kresidual_dropout;
+ * with one, row r's elements are indexed from tok[r] C, so a row draws the
+ * same mask wherever it sits (rows permuted: masks permuted with them). */
+static void test_dropout_rows(void **state)
+{
+    (void)state;
+    enum { N = 300, C = 96 };
+    const size_t n = (size_t)N * C;
+    float *x = fnew(n), *r = fnew(n), *y = fnew(n), *z = fnew(n);
+    fill(x, n, 0.5, 1.5);
+    fill(r, n, -1, 1);
+    const float p = 0.3f;
+    kdropout(y, x, n, p, 99, 0);
+    kdropout_rows(z, x, NULL, N, C, p, 99, NULL);
+    assert_memory_equal(y, z, n * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    kresidual_dropout(y, r, n, p, 99, 0);
+    memcpy(z, x, n * sizeof(float));
+    kdropout_rows(z, z, r, N, C, p, 99, NULL);
+    assert_memory_equal(y, z, n * sizeof(float));
+    /* a token table: row i is token tok[i]; the rows reversed with their tokens give reversed masks */
+    uint64_t *tok = malloc(N * sizeof *tok), *rev = malloc(N * sizeof *rev);
+    float *xr = fnew(n);
+    for (int i = 0; i < N; i++) tok[i] = 1000003ull * (uint64_t)i + 17;
+    for (int i = 0; i < N; i++) {
+        rev[i] = tok[N - 1 - i];
+        memcpy(xr + (size_t)i * C, x + (size_t)(N - 1 - i) * C, C * sizeof(float));
+    }
+    kdropout_rows(y, x, NULL, N, C, p, 99, tok);
+    kdropout_rows(z, xr, NULL, N, C, p, 99, rev);
+    for (int i = 0; i < N; i++) {
+        assert_memory_equal(y + (size_t)i * C, z + (size_t)(N - 1 - i) * C, C * sizeof(float));
+        for (int c = 0; c < C; c++)
+            assert_true(y[(size_t)i * C + c] == (kdropout_keep(99, tok[i] * C + c, p) ? x[(size_t)i * C + c] * (1.0f / (1.0f - p)) : 0.0f));
+    }
+    /* p = 0: a copy, or the residual sum */
+    kdropout_rows(z, x, r, N, C, 0.0f, 99, tok);
+    for (size_t i = 0; i < n; i++) assert_true(z[i] == x[i] + r[i]);
+    free(tok);
+    free(rev);
+    free(x);
+    free(r);
+    free(y);
+    free(z);
+    free(xr);
+}
+
 static void test_dropout(void **state)
 {
     (void)state;
@@ -820,7 +867,7 @@ int main(void)
         cmocka_unit_test(test_attention),     cmocka_unit_test(test_attention_causal),
         cmocka_unit_test(test_attention_dropout), cmocka_unit_test(test_xent),
         cmocka_unit_test(test_pooler),        cmocka_unit_test(test_mlm_head),
-        cmocka_unit_test(test_dropout),       cmocka_unit_test(test_gemm_grid),
+        cmocka_unit_test(test_dropout),       cmocka_unit_test(test_dropout_rows), cmocka_unit_test(test_gemm_grid),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
