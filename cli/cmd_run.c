@@ -150,7 +150,7 @@ int cmd_run(int argc, char **argv, const char *db)
 {
     static const char usage[] =
         "usage: kiln run submit --config FILE [--kind train|vocab|kg-embed] [--set section.key=value]...\n"
-        "                       [--name N] [--priority P] [--resume] [--json]\n"
+        "                       [--name N] [--priority P] [--resume] [--ranks N [--hostfile F]] [--json]\n"
         "       kiln run list [--json]\n"
         "       kiln run show ID [--json]\n"
         "       kiln run pause|resume|cancel ID [--wait SECONDS] [--json]\n"
@@ -162,7 +162,9 @@ int cmd_run(int argc, char **argv, const char *db)
         "\"max_words\", \"strip_accents\" (true|false), \"words\" (\"bert\"|\"icu\")} or a kg-embed config (TransE: {\"dim\", \"epochs\", \"lr\", \"margin\",\n"
         "\"negatives\", \"norm\", \"adversarial\", \"adv_temperature\", \"batch\", \"seed\",\n"
         "\"eval_every\", \"patience\", \"max_seconds\"}). --resume continues a run whose\n"
-        "checkpoint.dir already holds checkpoints (else that is refused).\n"
+        "checkpoint.dir already holds checkpoints (else that is refused). --ranks N\n"
+        "(launch.ranks) has the daemon run a training job as mpirun -np N [--hostfile F]\n"
+        "kiln train, data parallel, rank 0 on the daemon's machine (docs/distributed.md).\n"
         "pause and cancel stop a running job after its current step (pause checkpoints\n"
         "first); they wait up to --wait seconds (default 120; 0: do not wait) for it.\n"
         "resume queues a paused, failed or cancelled job again; a training job goes on\n"
@@ -174,7 +176,7 @@ int cmd_run(int argc, char **argv, const char *db)
         "Exit: 0; 64 usage; 65 not possible in the job's state; 66 no such job or file;\n"
         "69 the daemon does not answer; 73 checkpoint.dir taken; 75 store locked;\n"
         "77 refused by the daemon; 78 bad config.\n";
-    enum { O_CONFIG = 1, O_KIND, O_SET, O_NAME, O_PRIO, O_RESUME, O_WAIT, O_SOCKET };
+    enum { O_CONFIG = 1, O_KIND, O_SET, O_NAME, O_PRIO, O_RESUME, O_WAIT, O_SOCKET, O_RANKS, O_HOSTFILE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS,
                                        {"config", required_argument, 0, O_CONFIG},
                                        {"kind", required_argument, 0, O_KIND},
@@ -184,11 +186,14 @@ int cmd_run(int argc, char **argv, const char *db)
                                        {"resume", no_argument, 0, O_RESUME},
                                        {"wait", required_argument, 0, O_WAIT},
                                        {"socket", required_argument, 0, O_SOCKET},
+                                       {"ranks", required_argument, 0, O_RANKS},
+                                       {"hostfile", required_argument, 0, O_HOSTFILE},
                                        {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
     const char *config = NULL, *kind = "train", *name = NULL, *socket = NULL;
-    const char **sets = xcalloc((size_t)argc + 1, sizeof *sets);
+    const char **sets = xcalloc((size_t)argc + 3, sizeof *sets);
+    char set_ranks[64], set_host[4200];
     int n_sets = 0, resume = 0, opt, rc = 0;
     long long prio = 0;
     double wait = 120;
@@ -203,6 +208,17 @@ int cmd_run(int argc, char **argv, const char *db)
         case O_NAME: name = optarg; break;
         case O_RESUME: resume = 1; break;
         case O_SOCKET: socket = optarg; break;
+        case O_RANKS: {
+            long r = strtol(optarg, &end, 10);
+            if (*end || r < 1 || r > 65536) { free(sets); return cli_usage_error("run", "--ranks: 1 to 65536"); }
+            snprintf(set_ranks, sizeof set_ranks, "launch.ranks=%ld", r);
+            sets[n_sets++] = set_ranks;
+            break;
+        }
+        case O_HOSTFILE:
+            snprintf(set_host, sizeof set_host, "launch.hostfile=%s", optarg);
+            sets[n_sets++] = set_host;
+            break;
         case O_PRIO:
             prio = strtoll(optarg, &end, 10);
             if (*end || !*optarg) { free(sets); return cli_usage_error("run", "--priority: an integer"); }

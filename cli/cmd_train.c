@@ -103,15 +103,23 @@ int cmd_train(int argc, char **argv, const char *db)
         "Under mpirun -np N: one model on N processes, data parallel (data.batch_size\n"
         "is the global batch; rank 0 keeps the store and the checkpoints; the others\n"
         "read rank 0's snapshot file); --json adds \"data_parallel\": {\"ranks\",\n"
-        "\"allreduce_s\", \"allreduce_exposed_s\", \"hash_checks\"} (docs/distributed.md).\n";
-    enum { O_CONFIG = 1, O_SET, O_RESUME, O_NAME, O_PAUSE };
+        "\"allreduce_s\", \"allreduce_exposed_s\", \"hash_checks\"} (docs/distributed.md).\n"
+        "For kiln daemon's MPI jobs: --job ID reports into that job row, --leave-state\n"
+        "leaves its final state to the caller, --stop-file F stops the run as a signal\n"
+        "would once F exists.\n";
+    enum { O_CONFIG = 1, O_SET, O_RESUME, O_NAME, O_PAUSE, O_JOB, O_LEAVE, O_STOPFILE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"config", required_argument, 0, O_CONFIG},
                                        {"pause-at", required_argument, 0, O_PAUSE},
                                        {"set", required_argument, 0, O_SET}, {"resume", no_argument, 0, O_RESUME},
-                                       {"name", required_argument, 0, O_NAME}, {0, 0, 0, 0}};
+                                       {"name", required_argument, 0, O_NAME},
+                                       {"job", required_argument, 0, O_JOB},
+                                       {"leave-state", no_argument, 0, O_LEAVE},
+                                       {"stop-file", required_argument, 0, O_STOPFILE}, {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
-    const char *config = NULL, *name = NULL;
+    const char *config = NULL, *name = NULL, *stop_file = NULL;
+    long long job_id = 0;
+    int leave_state = 0;
     const char **sets = xcalloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0, resume = 0, opt;
     long long pause_at = 0;
@@ -122,6 +130,13 @@ int cmd_train(int argc, char **argv, const char *db)
         else if (opt == O_SET) sets[n_sets++] = optarg;
         else if (opt == O_RESUME) resume = 1;
         else if (opt == O_NAME) name = optarg;
+        else if (opt == O_LEAVE) leave_state = 1;
+        else if (opt == O_STOPFILE) stop_file = optarg;
+        else if (opt == O_JOB) {
+            char *end;
+            job_id = strtoll(optarg, &end, 10);
+            if (*end || job_id < 1) { free(sets); return cli_usage_error("train", "--job: a job id >= 1"); }
+        }
         else if (opt == O_PAUSE) {
             char *end;
             pause_at = strtoll(optarg, &end, 10);
@@ -162,6 +177,9 @@ int cmd_train(int argc, char **argv, const char *db)
     }
     r.common = &c;
     r.resume = resume;
+    r.job_id = job_id;
+    r.leave_state = leave_state;
+    r.stop_file = stop_file;
     r.pause_at = pause_at;
     r.name = name;
     r.stop = &cli_stop;

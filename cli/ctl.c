@@ -588,9 +588,9 @@ int kctl_submit_request(const char *kind, const char *config_path, const char *c
             goto out;
         }
         /* paths relative to here become absolute: the daemon runs elsewhere */
-        char *paths[3] = {c.checkpoint.dir, c.init, c.distill.teacher};
-        const char *keys[3] = {"checkpoint.dir", "init", "distill.teacher"};
-        for (int k = 0; k < 3 && !rc; k++) {
+        char *paths[4] = {c.checkpoint.dir, c.init, c.distill.teacher, c.launch.hostfile};
+        const char *keys[4] = {"checkpoint.dir", "init", "distill.teacher", "launch.hostfile"};
+        for (int k = 0; k < 4 && !rc; k++) {
             char *p = paths[k];
             if (!p[0] || p[0] == '/') continue;
             char cwd[PATH_MAX], abs[2 * PATH_MAX];
@@ -602,7 +602,7 @@ int kctl_submit_request(const char *kind, const char *config_path, const char *c
             const char *d = p;
             while (d[0] == '.' && d[1] == '/') d += 2;
             snprintf(abs, sizeof abs, "%s/%s", strcmp(cwd, "/") ? cwd : "", d);
-            if (strlen(abs) >= sizeof c.init) { /* the three fields are 1024 bytes */
+            if (strlen(abs) >= sizeof c.init) { /* the four fields are 1024 bytes */
                 snprintf(err, errlen, "%s: %s is longer than %zu bytes", keys[k], abs, sizeof c.init - 1);
                 rc = EX_CONFIG;
                 break;

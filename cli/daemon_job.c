@@ -16,7 +16,12 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +142,198 @@ static void on_train_progress(const ktrain_progress *p, void *ctx)
     if (fresh && kb) keep_best(j, j->checkpoint, p->step);
 }
 
+/* ---- training on MPI ranks (launch.ranks > 1) ------------------------------------------ */
+
+/* The metrics of the job since the last poll into j->p (the step's loss,
+ * rate, learning rate; the last validation), and its latest checkpoint. */
+typedef struct poll_ctx { ktrain_progress *p; } poll_ctx;
+static int poll_metric(int64_t step, const char *name, double v, void *ctx)
+{
+    ktrain_progress *p = ((poll_ctx *)ctx)->p;
+    p->step = step;
+    if (!strcmp(name, "loss")) p->loss = v;
+    else if (!strcmp(name, "lr")) p->lr = v;
+    else if (!strcmp(name, "grad_norm")) p->grad_norm = v;
+    else if (!strcmp(name, "tokens_per_s")) p->tokens_per_s = v;
+    else if (!strcmp(name, "tokens")) p->tokens = (int64_t)v;
+    else if (!strcmp(name, "val_loss")) p->val_loss = v;
+    return 0;
+}
+
+static void mpi_progress(djob *j, kstore *s, int64_t *after)
+{
+    kdaemon *d = j->d;
+    ktrain_progress p;
+    pthread_mutex_lock(&d->mu);
+    p = j->p;
+    pthread_mutex_unlock(&d->mu);
+    if (!j->have_progress) p.val_loss = NAN;
+    poll_ctx pc = {&p};
+    int64_t last = *after;
+    if (kstore_metrics_since(s, j->id, *after, 4096, poll_metric, &pc, &last, NULL) || last == *after) return;
+    *after = last;
+    kbuf ck = {0};
+    int64_t cstep = 0;
+    int have_ck = kstore_checkpoint_latest(s, j->id, &ck, &cstep) == 0 && ck.len;
+    int fresh = 0;
+    pthread_mutex_lock(&d->mu);
+    j->p = p;
+    j->have_progress = 1;
+    if (have_ck && strcmp(ck.data, j->checkpoint)) {
+        snprintf(j->checkpoint, sizeof j->checkpoint, "%s", ck.data);
+        j->last_ckpt = know_seconds();
+        fresh = 1;
+    }
+    int kb = d->cfg.keep_best;
+    pthread_mutex_unlock(&d->mu);
+    if (fresh && kb) keep_best(j, j->checkpoint, cstep);
+    kbuf_free(&ck);
+}
+
+/* The last line of file path that starts with "kiln: error: " (the failing
+ * rank's message), into err. */
+static void last_error_line(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "kiln: error: ", 13)) continue;
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(err, errlen, "%s", line + 13);
+    }
+    if (f) fclose(f);
+}
+
+/* One leg as mpirun -np R [--hostfile F] kiln train --resume --job ID
+ * --leave-state --stop-file ... (a child process; KILN_MPIRUN names the
+ * launcher, default "mpirun", split at spaces). The job's stop flag
+ * creates the stop file: rank 0 sees it after its step, every rank stops
+ * with a checkpoint. The child dies with the daemon (PR_SET_PDEATHSIG:
+ * SIGTERM, which mpirun forwards: a checkpoint). Progress comes from the
+ * store. Returns the exit code; *stopped from the run's --json summary. */
+static int run_train_mpi(djob *j, const ktrain_config *cfg, int threads, int *stopped, char *err, size_t errlen)
+{
+    kdaemon *d = j->d;
+    char base[1100], cfgp[1200], stopf[1200], outp[1200], logp[1200], self[4096], num[3][32];
+    snprintf(base, sizeof base, "%s", cfg->checkpoint.dir);
+    size_t bl = strlen(base);
+    while (bl > 1 && base[bl - 1] == '/') base[--bl] = '\0';
+    snprintf(cfgp, sizeof cfgp, "%s.job.json", base);
+    snprintf(stopf, sizeof stopf, "%s.stop", base);
+    snprintf(outp, sizeof outp, "%s.out.json", base);
+    snprintf(logp, sizeof logp, "%s.log", base);
+    *stopped = 0;
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl <= 0) {
+        snprintf(err, errlen, "cannot find the kiln executable (/proc/self/exe): %s", strerror(errno));
+        return EX_OSERR;
+    }
+    self[sl] = '\0';
+    char ce[512];
+    if (kckpt_mkdirs(cfg->checkpoint.dir, ce, sizeof ce)) {
+        snprintf(err, errlen, "%s", ce);
+        return EX_CANTCREAT;
+    }
+    char *text = ktrain_config_to_json(cfg);
+    FILE *f = fopen(cfgp, "w");
+    int werr = !f || fputs(text, f) < 0;
+    if (f && fclose(f)) werr = 1;
+    free(text);
+    if (werr) {
+        snprintf(err, errlen, "cannot write %s: %s", cfgp, strerror(errno));
+        return EX_CANTCREAT;
+    }
+    unlink(stopf);
+    unlink(outp);
+    /* argv: the launcher's words, then -np R [--hostfile F] kiln ... */
+    const char *launcher = getenv("KILN_MPIRUN");
+    char *lw = xstrdup(launcher && *launcher ? launcher : "mpirun");
+    const char *argv[64];
+    int n = 0;
+    for (char *t = strtok(lw, " "); t && n < 40; t = strtok(NULL, " ")) argv[n++] = t;
+    snprintf(num[0], sizeof num[0], "%d", cfg->launch.ranks);
+    snprintf(num[1], sizeof num[1], "%lld", (long long)j->id);
+    snprintf(num[2], sizeof num[2], "threads=%d", threads);
+    argv[n++] = "-np";
+    argv[n++] = num[0];
+    if (cfg->launch.hostfile[0]) {
+        argv[n++] = "--hostfile";
+        argv[n++] = cfg->launch.hostfile;
+    }
+    const char *tail[] = {self, "--db", d->db, "train", "--config", cfgp, "--resume", "--job", num[1], "--leave-state",
+                          "--stop-file", stopf, "--set", num[2], "--json", NULL};
+    for (int k = 0; tail[k]; k++) argv[n++] = tail[k];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) {
+        free(lw);
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        return EX_OSERR;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644), l = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (o >= 0) dup2(o, 1);
+        if (l >= 0) dup2(l, 2);
+        for (int fd = 3; fd < 4096; fd++) close(fd); /* the daemon's socket, store, inotify: not mpirun's */
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+        execvp(argv[0], (char *const *)argv);
+        fprintf(stderr, "kiln: error: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(EX_UNAVAILABLE);
+    }
+    free(lw);
+    kinfo("job %lld: started %s -np %d%s%s (pid %d); its output in %s", (long long)j->id,
+          launcher && *launcher ? launcher : "mpirun", cfg->launch.ranks, cfg->launch.hostfile[0] ? " --hostfile " : "",
+          cfg->launch.hostfile, (int)pid, logp);
+    kstore *s = NULL;
+    int64_t after = 0;
+    int status = 0, stop_sent = 0;
+    double last_poll = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid || (w < 0 && errno != EINTR)) break;
+        if (j->stop && !stop_sent) {
+            int fd = open(stopf, O_WRONLY | O_CREAT, 0644);
+            if (fd >= 0) close(fd);
+            stop_sent = 1;
+        }
+        double now = know_seconds();
+        if (now - last_poll > 1.0) {
+            last_poll = now;
+            char e2[512];
+            if (!s && kstore_open(d->db, KSTORE_READONLY, &s, e2, sizeof e2)) s = NULL;
+            if (s) mpi_progress(j, s, &after);
+        }
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    if (s) {
+        mpi_progress(j, s, &after);
+        kstore_close(s);
+    }
+    unlink(stopf);
+    unlink(cfgp);
+    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    json_t *o = json_load_file(outp, 0, NULL);
+    if (!rc && o) {
+        *stopped = json_is_true(json_object_get(o, "stopped"));
+        const char *ck = json_string_value(json_object_get(o, "checkpoint"));
+        pthread_mutex_lock(&d->mu);
+        if (ck && *ck) snprintf(j->checkpoint, sizeof j->checkpoint, "%s", ck);
+        pthread_mutex_unlock(&d->mu);
+    } else if (!rc) {
+        rc = EX_SOFTWARE;
+        snprintf(err, errlen, "the MPI job ended without its summary (%s)", outp);
+    } else {
+        snprintf(err, errlen, "the MPI job failed (exit %d); its log: %s", rc, logp);
+        last_error_line(logp, err, errlen);
+    }
+    json_decref(o);
+    return rc;
+}
+
 /* Runs legs until the run ends (budget, pause, cancel, shutdown, error).
  * *stopped tells whether the stop flag ended it. */
 static int run_train(djob *j, int *stopped, char *err, size_t errlen)
@@ -166,9 +363,19 @@ static int run_train(djob *j, int *stopped, char *err, size_t errlen)
         j->last_ckpt = know_seconds();
         snprintf(j->ckdir, sizeof j->ckdir, "%s", r.cfg.checkpoint.dir);
         pthread_mutex_unlock(&d->mu);
-        if (!leg) kinfo("job %lld (%s): training with %d thread(s), checkpoints in %s", (long long)j->id, j->name,
-                        threads, r.cfg.checkpoint.dir);
-        rc = ktrain_run_exec(&r);
+        if (!leg) kinfo("job %lld (%s): training with %d thread(s)%s%s, checkpoints in %s", (long long)j->id, j->name,
+                        threads, r.cfg.launch.ranks > 1 ? " on each of the MPI ranks: " : "",
+                        r.cfg.launch.ranks > 1 ? "mpirun" : "", r.cfg.checkpoint.dir);
+        if (r.cfg.launch.ranks > 1) {
+            int st = 0;
+            pthread_mutex_lock(&d->mu);
+            j->run = NULL;
+            pthread_mutex_unlock(&d->mu);
+            rc = run_train_mpi(j, &r.cfg, threads, &st, r.error, sizeof r.error);
+            r.stopped = st;
+        } else {
+            rc = ktrain_run_exec(&r);
+        }
         pthread_mutex_lock(&d->mu);
         j->run = NULL;
         if (r.checkpoint[0]) snprintf(j->checkpoint, sizeof j->checkpoint, "%s", r.checkpoint);

@@ -233,6 +233,7 @@ static void on_step(void *ctx, const krun_status *st)
 #undef PUT
     if (!rc) rc = kstore_job_set_step(s, w->job, st->step);
     if (!rc) rc = kstore_commit(s);
+    if (w->r->stop_file && w->r->stop && access(w->r->stop_file, F_OK) == 0) *w->r->stop = 1;
     if (rc) {
         /* the run stops before this step's checkpoint: resumed, it does the step again */
         kerr("step %lld: metrics not recorded: %s", (long long)st->step, kstore_errmsg(s));

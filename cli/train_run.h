@@ -37,6 +37,8 @@ typedef struct ktrain_run {
     void (*progress)(const ktrain_progress *, void *);
     void *progress_ctx;
     int leave_state;                 /* 1: the caller writes the job's final state (the daemon) */
+    const char *stop_file;           /* NULL, or a path whose existence stops the run as *stop would
+                                        (the daemon's MPI jobs: checked by rank 0 after each step) */
     struct kdist *dist;              /* data parallel (cli/dist.h), NULL: one process. Rank 0 does
                                         everything with the store and the checkpoints; the others
                                         get the run's plan from it and read the snapshot file only */

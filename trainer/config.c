@@ -48,6 +48,7 @@ enum {
     DISTILL_SEC = 256, /* the distill section: written only when distill.teacher is set */
     DISTILL_DB = 512,  /* a key of distill.method distilbert only (read and written) */
     DISTILL_TB = 1024, /* a key of distill.method tinybert only */
+    LAUNCH_SEC = 2048, /* the launch section: written only when launch.ranks > 1 */
 };
 
 typedef struct ename { const char *name; int value; } ename;
@@ -193,9 +194,12 @@ static const field FIELDS[] = {
     {"distill", "alpha_pred", T_DBL, OFF(distill.alpha_pred), 0, 1e6, DISTILL_SEC | DISTILL_TB, NULL, 0},
     {"distill", "stage", T_ENUM, OFF(distill.stage), 0, 0, DISTILL_SEC | DISTILL_TB, distill_stages, 0},
     {"distill", "intermediate_fraction", T_DBL, OFF(distill.intermediate_fraction), 0, 1, DISTILL_SEC | DISTILL_TB, NULL, 0},
+
+    {"launch", "ranks", T_INT, OFF(launch.ranks), 1, 65536, LAUNCH_SEC, NULL, 0},
+    {"launch", "hostfile", T_STR, OFF(launch.hostfile), 0, 0, LAUNCH_SEC, NULL, sizeof(((ktrain_config *)0)->launch.hostfile)},
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
-static const char *const SECTIONS[] = {"model", "data", "optimizer", "budget", "checkpoint", "distill", NULL};
+static const char *const SECTIONS[] = {"model", "data", "optimizer", "budget", "checkpoint", "distill", "launch", NULL};
 
 int ktrain_config_key(int i, char *out, size_t n)
 {
@@ -264,6 +268,7 @@ void ktrain_config_defaults(ktrain_config *c)
     c->checkpoint.every = 1000;
     c->checkpoint.keep = 3;
     c->threads = 0;
+    c->launch.ranks = 1;
 
     kdistill_config *k = &c->distill;
     k->method = KDISTILL_DISTILBERT;
@@ -933,6 +938,10 @@ static int finish(ctx *x, ktrain_config *c)
     /* checkpoint */
     if (!c->checkpoint.dir[0]) return fail_field(x, F("checkpoint", "dir"), "must not be empty");
 
+    /* launch */
+    if (c->launch.hostfile[0] && c->launch.ranks < 2)
+        return fail_field(x, F("launch", "hostfile"), "needs launch.ranks > 1 (mpirun's processes)");
+
     /* distill */
     kdistill_config *k = &c->distill;
     if (!k->teacher[0]) {
@@ -1091,6 +1100,7 @@ char *ktrain_config_to_json(const ktrain_config *c)
         if ((f->flags & DISTIL_ONLY) && c->model.type != KMODEL_DISTILBERT) continue;
         if ((f->flags & NOT_GPT2) && !(f->flags & DISTIL_TOO) && c->model.type == KMODEL_DISTILBERT) continue;
         if ((f->flags & DISTILL_SEC) && !c->distill.teacher[0]) continue;
+        if ((f->flags & LAUNCH_SEC) && c->launch.ranks <= 1) continue;
         if ((f->flags & DISTILL_DB) && c->distill.method != KDISTILL_DISTILBERT) continue;
         if ((f->flags & DISTILL_TB) && c->distill.method != KDISTILL_TINYBERT) continue;
         if (open && strcmp(open, f->sec)) {

@@ -125,6 +125,15 @@ typedef struct kdistill_config {
     double intermediate_fraction; /* stage both: the first share of the steps is intermediate (0.5) */
 } kdistill_config;
 
+/* How the daemon starts a queued run (docs/distributed.md): in its own
+ * process (ranks 1), or as mpirun -np ranks [--hostfile hostfile] kiln train
+ * (data parallel). kiln train itself runs as it was started; a resume may
+ * change these. Written only when ranks > 1. */
+typedef struct klaunch_config {
+    int ranks;                    /* 1 */
+    char hostfile[1024];          /* "" or mpirun's --hostfile (absolute when submitted) */
+} klaunch_config;
+
 typedef struct ktrain_config {
     kmodel_config model;
     kdata_config data;
@@ -134,6 +143,7 @@ typedef struct ktrain_config {
     int threads;                  /* 0 = all cores */
     char init[1024];              /* "" or a checkpoint whose model weights start the run (step 0) */
     kdistill_config distill;
+    klaunch_config launch;
 } ktrain_config;
 
 /* ELECTRA's generator as a model config of its own (type electra): the

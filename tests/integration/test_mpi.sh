@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # test_mpi.sh: data-parallel kiln train over Open MPI (mpirun -np 2 on this
-# machine): 2 ranks match 1 rank with the same global batch (every
-# parameter within 1e-5 absolute, every tensor of norm > 1e-3 within 1e-4
-# relative, losses to 1e-5) for ALBERT, BERT and ELECTRA; bit-identical
+# machine): 2 ranks match 1 rank with the same global batch, dropout on
+# (every parameter within 1e-5 absolute, every tensor of norm > 1e-3 within
+# 1e-4 relative, losses to 1e-5) for ALBERT, BERT and ELECTRA; bit-identical
 # 2-rank runs; the store written by rank 0 only (rank 1 given a store it
 # cannot open); SIGTERM to mpirun -> checkpoint, job paused, resume ==
 # uninterrupted; kill -9 of one rank -> the job ends with an error within
 # seconds, no process left, resume == uninterrupted; the parameter hash
 # check; a batch the ranks cannot split; resuming on another number of
-# ranks (said, and the same model within tolerance).
+# ranks (said, and the same model within tolerance); a daemon job on 2
+# ranks (kiln run submit --ranks 2) paused, resumed and its daemon killed
+# with -9, ending with the bytes of a straight 2-rank run.
 source "$(dirname "$0")/lib.sh"
 
 # CI runs as root: Open MPI refuses root unless told (users run as themselves)
@@ -21,12 +23,12 @@ expect_exit 0 "ingest" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
 expect_exit 0 "vocab train 4k" "$KILN" vocab train -q --size 4000 --name v4k
 expect_exit 0 "tokenize" "$KILN" tokenize -q
 
-# dropout 0: with dropout the masks depend on a row's place in its rank's share
+# with dropout: a token's masks are keyed by its stream position, the same on any rank
 cat > a.json <<'EOF'
 {
   "model": {"type": "albert", "embedding_size": 32, "hidden_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 64,
-            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1},
   "data": {"objectives": ["mlm", "sop"], "seq_len": 48, "batch_size": 8, "valid_every": 10, "valid_batches": 2},
   "optimizer": {"type": "adamw", "lr": 1e-3, "warmup_steps": 5, "accumulation": 2},
   "budget": {"steps": 20},
@@ -139,5 +141,42 @@ expect_exit 0 "a 2-rank checkpoint resumed on 1 rank" "$KILN" train --config a.j
 grep_err "on 2 ranks, resumed on 1" "says so"
 expect_exit 0 "the same 30 steps on 2 ranks" $MPI "$KILN" train --config a.json --set checkpoint.dir=a2 --set budget.steps=30 --resume
 check "1-rank continuation within tolerance of the 2-rank one" $PY close.py a2/step-000000030/model.safetensors a3/step-000000030/model.safetensors
+
+# --- the daemon: a job on 2 ranks (kiln run submit --ranks 2), paused and
+# resumed, then the daemon killed with -9 mid-run and restarted: the job
+# ends with the same bytes as a straight 2-rank kiln train
+echo '{"train_threads": 1, "ingest_threads": 1, "retry_seconds": 1}' > d.json
+mkdir -p spool
+DPID=
+trap '[ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null; pkill -f "[k]iln .*train .*dj.job.json"; rm -rf "$WORK"' EXIT
+start_daemon() {
+  "$KILN" daemon --spool spool --config d.json >>daemon.log 2>&1 &
+  DPID=$!
+  for _ in $(seq 1 300); do "$KILN" status >/dev/null 2>&1 && return 0; sleep 0.05; done
+  return 1
+}
+field() { "$KILN" run show "$1" --json 2>/dev/null | $PY -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]]; print("" if v is None else v)' "$2"; }
+wait_step() { for _ in $(seq 1 $(( $3 * 10 ))); do s=$(field "$1" step); [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0; sleep 0.1; done; return 1; }
+wait_state() { for _ in $(seq 1 $(( $3 * 10 ))); do [ "$(field "$1" state)" = "$2" ] && return 0; sleep 0.1; done; return 1; }
+sed 's/"steps": 20/"steps": 400/; s/"every": 10/"every": 50/' a.json > d400.json
+expect_exit 0 "straight 2-rank run of 400 steps" $MPI "$KILN" train --config d400.json --set checkpoint.dir=dref
+check "daemon starts" start_daemon
+expect_exit 0 "kiln run submit --ranks 2" "$KILN" run submit --config d400.json --set checkpoint.dir=dj --ranks 2 --json
+id=$(json id)
+check "submit: launch.ranks in the stored config" bash -c "'$KILN' run show $id --json | grep -q '\"ranks\": *2'"
+check "the MPI job runs" wait_step "$id" 60 60
+expect_exit 0 "pause" "$KILN" run pause "$id" --json
+check "paused with a checkpoint" [ "$(json state)" = paused ]
+check "no rank left after the pause" bash -c '! pgrep -f "[k]iln .*train .*dj.job.json" >/dev/null'
+expect_exit 0 "resume" "$KILN" run resume "$id"
+check "running again" wait_step "$id" 150 60
+kill -9 "$DPID"; wait "$DPID" 2>/dev/null
+sleep 2
+check "the daemon's death stops mpirun and the ranks" bash -c '! pgrep -f "[k]iln .*train .*dj.job.json" >/dev/null'
+check "daemon restarts" start_daemon
+check "the job ends" wait_state "$id" done 180
+check "daemon MPI job (pause, resume, daemon kill -9) == straight 2-rank run" cmp dj/step-000000400/model.safetensors dref/step-000000400/model.safetensors
+check "its metrics: one row per step and name" [ "$(sqlite3 "$KILN_DB" "select max(c) from (select count(*) c from metrics where job_id = $id group by step, name)")" = 1 ]
+kill -TERM "$DPID"; wait "$DPID" 2>/dev/null
 
 finish

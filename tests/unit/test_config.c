@@ -164,6 +164,21 @@ static void test_cross_checks(void **state)
                 "model.num_attention_heads: must divide hidden_size (250), got 4", NULL);
     expect_fail(EX_CONFIG, "{\"model\": {\"num_hidden_groups\": 3}," BUDGET "}", NULL,
                 "model.num_hidden_groups: must divide num_hidden_layers (4), got 3", NULL);
+    expect_fail(EX_CONFIG, "{\"launch\": {\"hostfile\": \"/etc/hosts\"}," BUDGET "}", NULL,
+                "launch.hostfile: needs launch.ranks > 1 (mpirun's processes)", NULL);
+    {
+        ktrain_config c;
+        assert_int_equal(parse(&c, "{\"launch\": {\"ranks\": 4, \"hostfile\": \"/h\"}," BUDGET "}", 0), 0);
+        assert_int_equal(c.launch.ranks, 4);
+        assert_string_equal(c.launch.hostfile, "/h");
+        char *t = ktrain_config_to_json(&c);
+        assert_non_null(strstr(t, "\"launch\""));
+        free(t);
+        assert_int_equal(parse(&c, "{" BUDGET "}", 0), 0);
+        t = ktrain_config_to_json(&c);
+        assert_null(strstr(t, "\"launch\"")); /* one process: no section */
+        free(t);
+    }
     expect_fail(EX_CONFIG, "{\"data\": {\"seq_len\": 1024}," BUDGET "}", NULL,
                 "data.seq_len: at most model.max_position_embeddings (512), got 1024", NULL);
     expect_fail(EX_CONFIG, "{\"data\": {\"seq_len\": 4}}", NULL, "data.seq_len: expected an integer from 8", NULL);
@@ -410,6 +425,7 @@ static void test_schema_keys(void **state)
         ktrain_config_defaults(&c);
         c.model.type = pass == 2 ? KMODEL_DISTILBERT : pass ? KMODEL_GPT2 : KMODEL_ELECTRA;
         if (pass) snprintf(c.distill.teacher, sizeof c.distill.teacher, "t"); /* writes the distill section */
+        if (pass) c.launch.ranks = 2;                                         /* and the launch section */
         c.distill.method = pass == 1 ? KDISTILL_TINYBERT : KDISTILL_DISTILBERT; /* each method's own keys */
         char *text = ktrain_config_to_json(&c);
         json_t *canon = json_loads(text, 0, NULL);
@@ -496,6 +512,16 @@ static void test_schema_defaults(void **state)
     xcanon = json_loads(xtext, 0, NULL);
     assert_non_null(xcanon);
     json_object_update_missing(json_object_get(canon, "distill"), json_object_get(xcanon, "distill"));
+    json_decref(xcanon);
+    free(xtext);
+    /* the launch section: written only for ranks > 1 (the default is 1) */
+    ktrain_config_defaults(&c);
+    c.launch.ranks = 2;
+    xtext = ktrain_config_to_json(&c);
+    xcanon = json_loads(xtext, 0, NULL);
+    assert_non_null(xcanon);
+    json_object_set_new(json_object_get(xcanon, "launch"), "ranks", json_integer(1));
+    json_object_set(canon, "launch", json_object_get(xcanon, "launch"));
     json_decref(xcanon);
     free(xtext);
     const char *k;
