@@ -61,6 +61,14 @@ int kdist_same_hash(kdist *d, const uint64_t h[2], int *same, int *bad)
     return 0;
 }
 int kdist_grad_begin(kdist *d, float *g, size_t n, size_t b) { return (void)d, (void)g, (void)n, (void)b, 0; }
+int kdist_allgather_f32(kdist *d, float *b, const int *c, const int *o, const char *w)
+{
+    return (void)d, (void)b, (void)c, (void)o, (void)w, 0;
+}
+int kdist_gather_f32(kdist *d, float *b, const int *c, const int *o, const char *w)
+{
+    return (void)d, (void)b, (void)c, (void)o, (void)w, 0;
+}
 void kdist_grad_ready(kdist *d, size_t lo) { (void)d, (void)lo; }
 int kdist_grad_finish(kdist *d, double *c, double *w)
 {
@@ -242,6 +250,26 @@ int kdist_same_hash(kdist *d, const uint64_t h[2], int *same, int *bad)
     return rc;
 }
 
+int kdist_allgather_f32(kdist *d, float *buf, const int *counts, const int *displs, const char *what)
+{
+    if (!d) return 0;
+    MPI_Request r;
+    MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD, &r);
+    return wait_all(d, &r, 1, what);
+}
+
+int kdist_gather_f32(kdist *d, float *buf, const int *counts, const int *displs, const char *what)
+{
+    if (!d) return 0;
+    MPI_Request r;
+    if (d->rank == 0)
+        MPI_Igatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, 0, MPI_COMM_WORLD, &r);
+    else
+        MPI_Igatherv(buf + displs[d->rank], counts[d->rank], MPI_FLOAT, NULL, NULL, NULL, MPI_FLOAT, 0, MPI_COMM_WORLD,
+                     &r);
+    return wait_all(d, &r, 1, what);
+}
+
 /* ---- gradient buckets ---------------------------------------------------------------- */
 
 int kdist_grad_begin(kdist *d, float *g, size_t n, size_t bucket_bytes)
@@ -306,8 +334,9 @@ int kdist_grad_finish(kdist *d, double *comm_s, double *wait_s)
     if (wait_s) *wait_s = 0;
     if (!d) return 0;
     double t0 = now_s();
+    int rc = 0;
     kdist_grad_ready(d, 0);
-    int rc = wait_all(d, d->req, d->started, "the gradient all-reduce");
+    rc = wait_all(d, d->req, d->started, "the gradient all-reduce");
     double t1 = now_s();
     d->g = NULL;
     if (rc) return rc;

@@ -68,6 +68,12 @@ int kdist_max_f64(kdist *d, double *v, size_t n, const char *what);
  * and *bad = the lowest rank whose hash differs from rank 0's. */
 int kdist_same_hash(kdist *d, const uint64_t h[2], int *same, int *bad);
 
+/* Parts of a float array: rank r holds buf[displs[r], displs[r] + counts[r])
+ * (N entries each). allgather: every rank gets every part; gather: rank 0
+ * gets them (the others' buffers unchanged). In place. */
+int kdist_allgather_f32(kdist *d, float *buf, const int *counts, const int *displs, const char *what);
+int kdist_gather_f32(kdist *d, float *buf, const int *counts, const int *displs, const char *what);
+
 /* ---- the gradient all-reduce, in buckets as backward produces them -------- */
 
 /* Starts a pass over the gradient arena g (n floats): kdist_grad_ready(lo)

@@ -39,6 +39,15 @@ struct krun {
     double secs0;              /* training seconds of earlier legs */
     int positioned;            /* seek done */
     const krun_meta *meta;     /* during krun_exec */
+    /* data parallel, the update split over ranks: this rank updates tensors
+     * [part_t0, part_t1); rank r's parameters are arena floats
+     * [part_dsp[r], part_dsp[r] + part_cnt[r]) (parted = 0: every rank
+     * updates everything) */
+    int parted, part_t0, part_t1;
+    int *part_cnt, *part_dsp;
+    /* KILN_PROFILE=1: seconds per phase of the steps of this leg, printed at its end */
+    int prof_on;
+    double prof[8];
     krun_result res;
     char err[2048];
 };
@@ -131,6 +140,8 @@ void krun_free(krun *r)
     if (!r) return;
     if (r->src.free) r->src.free(r->src.ctx);
     kopt_free(r->opt);
+    free(r->part_cnt);
+    free(r->part_dsp);
     free(r->t_model);
     free(r->t_opt);
     free(r->names);
@@ -230,6 +241,18 @@ static int sum_terms(kdist *d, kstep_result *res, const char *what)
 
 static void grad_hook(void *ctx, size_t lo) { kdist_grad_ready(ctx, lo); }
 
+/* phases of the profile (KILN_PROFILE=1) */
+enum { PF_BATCH, PF_FORWARD, PF_COUNTS, PF_BACKWARD, PF_GRADWAIT, PF_OPT, PF_AGREE, PF_REST, PF_N };
+static const char *const PF_NAMES[PF_N] = {"batch", "forward", "loss-counts", "loss+backward",
+                                           "all-reduce wait", "optimizer", "terms+stop", "rest"};
+static double pf_mark(krun *r, int phase, double t0)
+{
+    if (!r->prof_on) return 0;
+    double t = know_seconds();
+    r->prof[phase] += t - t0;
+    return t;
+}
+
 /* One micro-batch of a data-parallel step: forward, the loss counts summed
  * over ranks (each term normalised by the whole batch's count), loss,
  * backward; on the last micro-batch the gradient buckets start reducing as
@@ -238,7 +261,9 @@ static int dist_micro(krun *r, const ksample_batch *b, uint64_t key, int last, k
 {
     kdist *d = r->o.dist;
     kmodel *m = r->m;
+    double t = r->prof_on ? know_seconds() : 0;
     int rc = kmodel_forward(m, b, KMODE_TRAIN, key);
+    t = pf_mark(r, PF_FORWARD, t);
     kstep_result c;
     if (!rc) rc = kmodel_loss_counts(m, &c);
     if (rc) {
@@ -250,15 +275,63 @@ static int dist_micro(krun *r, const ksample_batch *b, uint64_t key, int last, k
         return rc;
     }
     kmodel_set_loss_counts(m, &c);
+    t = pf_mark(r, PF_COUNTS, t);
     if (last) {
         kdist_grad_begin(d, kmodel_grad_data(m), kmodel_numel(m), r->o.dist_bucket_bytes);
         kmodel_set_grad_hook(m, grad_hook, d);
     }
     rc = kmodel_loss(m, 1.0f / (float)r->accum, res);
     if (!rc) rc = kmodel_backward(m);
+    pf_mark(r, PF_BACKWARD, t);
     kmodel_set_grad_hook(m, NULL, NULL);
     if (rc) kseterr(r->err, sizeof r->err, "%s", kmodel_error(m));
     return rc;
+}
+
+/* The update split over ranks: contiguous runs of whole tensors of about
+ * numel / N floats each, in registry (= arena) order. Not when the arena
+ * offsets do not grow with the registry or a part exceeds an int. */
+static void part_setup(krun *r)
+{
+    kdist *d = r->o.dist;
+    const int N = kdist_size(d), me = kdist_rank(d);
+    int nt;
+    const ktensor *t = kmodel_params(r->m, &nt);
+    const size_t numel = kmodel_numel(r->m);
+    r->parted = 0;
+    for (int i = 1; i < nt; i++)
+        if (t[i].offset <= t[i - 1].offset) return;
+    if (nt < N) return;
+    int *t0 = xcalloc((size_t)N + 1, sizeof *t0);
+    r->part_cnt = xcalloc((size_t)N, sizeof *r->part_cnt);
+    r->part_dsp = xcalloc((size_t)N, sizeof *r->part_dsp);
+    /* boundary of part k: the first tensor starting at or past k numel / N */
+    t0[0] = 0;
+    t0[N] = nt;
+    for (int k = 1, i = 0; k < N; k++) {
+        size_t want = numel / (size_t)N * (size_t)k;
+        while (i < nt && t[i].offset < want) i++;
+        if (i <= t0[k - 1]) i = t0[k - 1] + 1; /* at least one tensor each */
+        if (i > nt - (N - k)) i = nt - (N - k);
+        t0[k] = i;
+    }
+    for (int k = 0; k < N; k++) {
+        size_t lo = t[t0[k]].offset, hi = t0[k + 1] < nt ? t[t0[k + 1]].offset : numel;
+        if (hi - lo > (size_t)INT32_MAX) {
+            free(t0);
+            return;
+        }
+        r->part_dsp[k] = (int)lo; /* numel < 2^31 checked below */
+        r->part_cnt[k] = (int)(hi - lo);
+    }
+    if (numel > (size_t)INT32_MAX) {
+        free(t0);
+        return;
+    }
+    r->part_t0 = t0[me];
+    r->part_t1 = t0[me + 1];
+    r->parted = 1;
+    free(t0);
 }
 
 /* The 128-bit hash of the parameter arena. */
@@ -397,6 +470,8 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
     r->res.total_steps = total;
 
     int have_valid = r->src.valid && o->valid_every > 0;
+    r->prof_on = getenv("KILN_PROFILE") && *getenv("KILN_PROFILE") == '1';
+    memset(r->prof, 0, sizeof r->prof);
     double t0 = know_seconds(), last_progress = 0, tps = 0, secs = r->secs0;
     int64_t tokens0 = r->tokens, step0 = r->step;
     int nonfinite = 0;
@@ -411,6 +486,7 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
         kseterr(r->err, sizeof r->err, "a data-parallel run takes the model's own step (no custom step function)");
         return EX_CONFIG;
     }
+    if (dist && !r->part_cnt) part_setup(r);
     kstep_result *val = &r->res.val, *base = &r->res.base, *sum = &r->res.train;
     for (;;) {
         /* budgets already met when resuming: nothing to do (the decision for
@@ -425,14 +501,17 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
             r->res.stopped = 1;
             break;
         }
+        double pt = r->prof_on ? know_seconds() : 0;
         kmodel_zero_grad(r->m);
         memset(sum, 0, sizeof *sum);
+        pt = pf_mark(r, PF_OPT, pt);
         for (int a = 0; a < r->accum; a++) {
             const ksample_batch *b = NULL;
             if ((rc = r->src.next(r->src.ctx, &b, e, sizeof e))) {
                 kseterr(r->err, sizeof r->err, "step %lld: training batch: %s", (long long)r->step + 1, e);
                 goto out;
             }
+            pt = pf_mark(r, PF_BATCH, pt);
             kstep_result res;
             uint64_t key = mix64(mix64(o->seed ^ 0xd50f0u) + (uint64_t)r->step) + (uint64_t)a;
             if (dist) {
@@ -454,10 +533,13 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
                 goto out;
             }
             kstep_add(sum, &res);
+            if (!dist) pt = pf_mark(r, PF_FORWARD, pt); /* one process: forward + backward */
+            else if (r->prof_on) pt = know_seconds(); /* dist_micro marked its phases */
         }
         if (dist) {
             double cs = 0, ws = 0;
-            if ((rc = kdist_grad_finish(dist, &cs, &ws)) || (rc = sum_terms(dist, sum, "the step's terms"))) {
+            if (!(rc = kdist_grad_finish(dist, &cs, &ws))) pt = pf_mark(r, PF_GRADWAIT, pt);
+            if (rc || (rc = sum_terms(dist, sum, "the step's terms"))) {
                 kseterr(r->err, sizeof r->err, "step %lld: %s", (long long)r->step + 1,
                         rc == EX_SOFTWARE ? "ranks disagree on the loss terms" : kdist_error(dist));
                 goto out;
@@ -467,7 +549,27 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
             dsteps++;
         }
         double lr = 0, gn = 0;
-        if (kopt_step(r->opt, r->step + 1, total, &lr, &gn)) {
+        pt = pf_mark(r, PF_AGREE, pt);
+        int bad_step;
+        if (dist && r->parted) {
+            /* this rank's tensors, the norm over all ranks' parts, then every rank gets every part */
+            double ss = kopt_grad_sumsq_part(r->opt, r->part_t0, r->part_t1);
+            if ((rc = kdist_sum_f64(dist, &ss, 1, "the gradient norm"))) {
+                kseterr(r->err, sizeof r->err, "step %lld: %s", (long long)r->step + 1, kdist_error(dist));
+                goto out;
+            }
+            gn = sqrt(ss);
+            bad_step = kopt_step_part(r->opt, r->step + 1, total, gn, r->part_t0, r->part_t1, &lr);
+            if (!bad_step &&
+                (rc = kdist_allgather_f32(dist, kmodel_param_data(r->m), r->part_cnt, r->part_dsp, "the parameters"))) {
+                kseterr(r->err, sizeof r->err, "step %lld: %s", (long long)r->step + 1, kdist_error(dist));
+                goto out;
+            }
+        } else {
+            bad_step = kopt_step(r->opt, r->step + 1, total, &lr, &gn);
+        }
+        pt = pf_mark(r, PF_OPT, pt);
+        if (bad_step) {
             if (!nonfinite++) nonfinite_first = r->step + 1;
             kwarn("step %lld: gradient norm not finite, update skipped (%d in a row)", (long long)r->step + 1,
                   nonfinite);
@@ -498,6 +600,7 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
             }
             halt = ag[0] > 0;
             now = t0 + ag[1];
+            pt = pf_mark(r, PF_AGREE, pt);
         }
         tps = now > t0 ? (double)(r->tokens - tokens0) / (now - t0) : 0;
         int validate_now = have_valid && r->step % o->valid_every == 0;
@@ -521,7 +624,16 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
                     (long long)r->step);
             goto out;
         }
-        if (kdist_rank(dist) == 0 && (last || (o->ckpt_every > 0 && r->step % o->ckpt_every == 0))) {
+        const int ckpt_now = last || (o->ckpt_every > 0 && r->step % o->ckpt_every == 0);
+        if (ckpt_now && dist && r->parted) {
+            /* rank 0 saves every moment: the other ranks' parts to it */
+            if ((rc = kdist_gather_f32(dist, kopt_m(r->opt), r->part_cnt, r->part_dsp, "the optimizer's moments")) ||
+                (rc = kdist_gather_f32(dist, kopt_v(r->opt), r->part_cnt, r->part_dsp, "the optimizer's moments"))) {
+                kseterr(r->err, sizeof r->err, "step %lld: %s", (long long)r->step, kdist_error(dist));
+                goto out;
+            }
+        }
+        if (kdist_rank(dist) == 0 && ckpt_now) {
             char path[4096];
             if ((rc = save(r, &st, path, sizeof path))) goto out;
             snprintf(r->res.checkpoint, sizeof r->res.checkpoint, "%s", path);
@@ -537,9 +649,20 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
             last_progress = now;
             h->progress(h->ctx, &st);
         }
+        pf_mark(r, PF_REST, pt);
         if (last) break;
     }
 out:
+    if (r->prof_on && r->step > step0) {
+        double tot = 0;
+        for (int k = 0; k < PF_N; k++) tot += r->prof[k];
+        kbuf pl = {0};
+        for (int k = 0; k < PF_N; k++)
+            kbuf_printf(&pl, "%s%s %.1f ms", k ? ", " : "", PF_NAMES[k], 1000 * r->prof[k] / (double)(r->step - step0));
+        fprintf(stderr, "kiln: profile (rank %d), per step: %s; total %.1f ms\n", kdist_rank(dist), pl.data,
+                1000 * tot / (double)(r->step - step0));
+        kbuf_free(&pl);
+    }
     r->res.steps = r->step;
     r->res.tokens = r->tokens;
     r->res.seconds = r->secs0 + (know_seconds() - t0);

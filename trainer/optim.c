@@ -213,14 +213,35 @@ double kopt_grad_norm(const kopt *o)
     return sqrt(s);
 }
 
-int kopt_step(kopt *o, int64_t step, int64_t total_steps, double *lr_out, double *gn_out)
+/* The pieces [*k0, *k1) of tensors [t0, t1) (pieces are in tensor order). */
+static void piece_range(const kopt *o, int t0, int t1, int *k0, int *k1)
+{
+    int k = 0;
+    while (k < o->npc && o->pc[k].t < t0) k++;
+    *k0 = k;
+    while (k < o->npc && o->pc[k].t < t1) k++;
+    *k1 = k;
+}
+
+double kopt_grad_sumsq_part(const kopt *o, int t0, int t1)
+{
+    int k0, k1;
+    piece_range(o, t0, t1, &k0, &k1);
+    double *s1 = o->s1;
+#pragma omp parallel for schedule(dynamic, 4) if (k1 - k0 > 1)
+    for (int k = k0; k < k1; k++) s1[k] = sumsq(o->g + o->pc[k].off, o->pc[k].n);
+    double s = 0;
+    for (int k = k0; k < k1; k++) s += s1[k];
+    return s;
+}
+
+/* The update of pieces [k0, k1) (whole tensors) with gradient norm gn. */
+static int step_pieces(kopt *o, int64_t step, int64_t total_steps, double gn, int k0, int k1, double *lr_out)
 {
     const kopt_config *c = &o->c;
     if (step < 1) step = 1;
-    double gn = kopt_grad_norm(o);
     double lr = kopt_lr(c, step, total_steps);
     if (lr_out) *lr_out = lr;
-    if (gn_out) *gn_out = gn;
     if (!isfinite(gn)) return EX_DATAERR;
     scal s;
     s.clip = 1.0f;
@@ -238,36 +259,50 @@ int kopt_step(kopt *o, int64_t step, int64_t total_steps, double *lr_out, double
     s.sbc2 = (float)sqrt(bc2);
     s.ibc1 = (float)(1 / bc1);
     s.ibc2 = (float)(1 / bc2);
-    const int np = o->npc;
     if (c->type == KOPT_ADAMW) {
         s.decay = (float)(1 - lr * c->weight_decay);
-#pragma omp parallel for schedule(dynamic, 4) if (np > 1)
-        for (int k = 0; k < np; k++) {
+#pragma omp parallel for schedule(dynamic, 4) if (k1 - k0 > 1)
+        for (int k = k0; k < k1; k++) {
             const piece *q = &o->pc[k];
             adamw_piece(o->p + q->off, o->m + q->off, o->v + q->off, o->g + q->off, q->n, &s, o->t[q->t].decay);
         }
         return 0;
     }
     s.decay = (float)c->weight_decay;
-#pragma omp parallel for schedule(dynamic, 4) if (np > 1)
-    for (int k = 0; k < np; k++) {
+#pragma omp parallel for schedule(dynamic, 4) if (k1 - k0 > 1)
+    for (int k = k0; k < k1; k++) {
         const piece *q = &o->pc[k];
         lamb_piece1(o->p + q->off, o->m + q->off, o->v + q->off, o->g + q->off, q->n, &s, o->t[q->t].decay,
                     &o->s1[k], &o->s2[k]);
     }
-    for (int i = 0, k = 0; i < o->nt; i++) {
+    for (int k = k0; k < k1;) {
+        const int i = o->pc[k].t;
         double ww = 0, uu = 0;
-        for (; k < np && o->pc[k].t == i; k++) {
+        for (; k < k1 && o->pc[k].t == i; k++) {
             ww += o->s1[k];
             uu += o->s2[k];
         }
         o->r[i] = o->t[i].decay && ww > 0 && uu > 0 ? sqrt(ww) / sqrt(uu) : 1.0;
     }
-#pragma omp parallel for schedule(dynamic, 4) if (np > 1)
-    for (int k = 0; k < np; k++) {
+#pragma omp parallel for schedule(dynamic, 4) if (k1 - k0 > 1)
+    for (int k = k0; k < k1; k++) {
         const piece *q = &o->pc[k];
         lamb_piece2(o->p + q->off, o->m + q->off, o->v + q->off, q->n, &s, o->t[q->t].decay,
                     (float)(lr * o->r[q->t]));
     }
     return 0;
+}
+
+int kopt_step(kopt *o, int64_t step, int64_t total_steps, double *lr_out, double *gn_out)
+{
+    double gn = kopt_grad_norm(o);
+    if (gn_out) *gn_out = gn;
+    return step_pieces(o, step, total_steps, gn, 0, o->npc, lr_out);
+}
+
+int kopt_step_part(kopt *o, int64_t step, int64_t total_steps, double gn, int t0, int t1, double *lr_out)
+{
+    int k0, k1;
+    piece_range(o, t0, t1, &k0, &k1);
+    return step_pieces(o, step, total_steps, gn, k0, k1, lr_out);
 }

@@ -47,6 +47,17 @@ kopt *kopt_new(const kopt_config *c, const ktensor *t, int n, float *params, flo
                char *err, size_t errlen);
 void kopt_free(kopt *o);
 
+/* Data parallel, the update split over ranks (each rank updates whole
+ * tensors [t0, t1) of the registry, then the ranks exchange parameters):
+ * kopt_grad_sumsq_part is the sum of squares of the gradients of tensors
+ * [t0, t1) (frozen ones excluded; the same per-piece order as
+ * kopt_grad_norm); kopt_step_part applies kopt_step's update to tensors
+ * [t0, t1) only, with the gradient norm gn over all tensors (the square root
+ * of the ranks' sums). Returns 0, or EX_DATAERR when gn is not finite
+ * (nothing changed). Moments outside the range are not touched. */
+double kopt_grad_sumsq_part(const kopt *o, int t0, int t1);
+int kopt_step_part(kopt *o, int64_t step, int64_t total_steps, double gn, int t0, int t1, double *lr_out);
+
 /* The moment arenas (numel floats, parameter layout), to save or restore. */
 float *kopt_m(kopt *o);
 float *kopt_v(kopt *o);

@@ -1301,6 +1301,62 @@ static double train(int model_type, int opt_type, double lr, double *first, floa
     return last;
 }
 
+/* The update split over ranks (kopt_step_part on two runs of whole tensors,
+ * the norm from kopt_grad_sumsq_part) is kopt_step: bit for bit without
+ * clipping, within 1e-6 relative with it (the norm's sum in another order). */
+static void test_split_update(void **state)
+{
+    (void)state;
+    for (int opt = 0; opt < 2; opt++)
+        for (int clip = 0; clip < 2; clip++) {
+            kmodel *a = new_model(KMODEL_BERT, 0), *b = new_model(KMODEL_BERT, 0);
+            tbatch tb;
+            make_batch(&tb);
+            kopt_config c = opt_config(opt ? KOPT_LAMB : KOPT_ADAMW);
+            c.lr = 1e-2;
+            c.warmup_steps = 1;
+            c.weight_decay = 0.01;
+            c.clip_norm = clip ? 0.5 : 0.0;
+            char err[256];
+            int n;
+            const ktensor *t = kmodel_params(a, &n);
+            kopt *oa = kopt_new(&c, t, n, kmodel_param_data(a), kmodel_grad_data(a), kmodel_numel(a), err, sizeof err);
+            kopt *ob = kopt_new(&c, kmodel_params(b, &n), n, kmodel_param_data(b), kmodel_grad_data(b),
+                                kmodel_numel(b), err, sizeof err);
+            assert_non_null(oa);
+            assert_non_null(ob);
+            const int k = n / 3;
+            kstep_result r;
+            for (int s = 1; s <= 3; s++) {
+                kmodel_zero_grad(a);
+                kmodel_zero_grad(b);
+                assert_int_equal(kmodel_forward_backward(a, &tb.b, (uint64_t)s, 1.0f, &r), 0);
+                assert_int_equal(kmodel_forward_backward(b, &tb.b, (uint64_t)s, 1.0f, &r), 0);
+                assert_int_equal(kopt_step(oa, s, 3, NULL, NULL), 0);
+                double gn = sqrt(kopt_grad_sumsq_part(ob, 0, k) + kopt_grad_sumsq_part(ob, k, n));
+                assert_int_equal(kopt_step_part(ob, s, 3, gn, k, n, NULL), 0);
+                assert_int_equal(kopt_step_part(ob, s, 3, gn, 0, k, NULL), 0);
+            }
+            const float *pa = kmodel_param_data(a), *pb = kmodel_param_data(b);
+            if (!clip) {
+                assert_memory_equal(pa, pb, kmodel_numel(a) * sizeof(float));
+            } else {
+                double worst = 0;
+                for (size_t i = 0; i < kmodel_numel(a); i++) {
+                    double d = fabs((double)pa[i] - pb[i]) / (fabs((double)pa[i]) + 1e-3);
+                    if (d > worst) worst = d;
+                }
+                assert_true(worst < 1e-6);
+            }
+            double inf = NAN;
+            assert_int_equal(kopt_step_part(ob, 4, 4, inf, 0, n, NULL), EX_DATAERR);
+            kopt_free(oa);
+            kopt_free(ob);
+            kmodel_free(a);
+            kmodel_free(b);
+        }
+}
+
 static void test_training(void **state)
 {
     (void)state;
@@ -1339,7 +1395,7 @@ int main(void)
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_threads_medium),
         cmocka_unit_test(test_eval_logits),
         cmocka_unit_test(test_errors),        cmocka_unit_test(test_schedule),
-        cmocka_unit_test(test_adamw),         cmocka_unit_test(test_lamb),
+        cmocka_unit_test(test_adamw),         cmocka_unit_test(test_lamb), cmocka_unit_test(test_split_update),
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_training),      cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_distilbert),    cmocka_unit_test(test_distilbert_cls),
