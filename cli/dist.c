@@ -60,7 +60,20 @@ int kdist_same_hash(kdist *d, const uint64_t h[2], int *same, int *bad)
     *bad = -1;
     return 0;
 }
-int kdist_grad_begin(kdist *d, float *g, size_t n, size_t b) { return (void)d, (void)g, (void)n, (void)b, 0; }
+int kdist_grad_begin(kdist *d, float *g, size_t n, size_t b, size_t s)
+{
+    return (void)d, (void)g, (void)n, (void)b, (void)s, 0;
+}
+void kdist_grad_ready_range(kdist *d, size_t lo, size_t hi) { (void)d, (void)lo, (void)hi; }
+int kdist_add_rows(kdist *d, float *g, const int32_t *ids, const float *rows, int n, int width, int32_t skip,
+                   const char *what)
+{
+    (void)d, (void)what;
+    for (int i = 0; i < n; i++)
+        if (ids[i] != skip)
+            for (int c = 0; c < width; c++) g[(size_t)ids[i] * width + c] += rows[(size_t)i * width + c];
+    return 0;
+}
 int kdist_allgather_f32(kdist *d, float *b, const int *c, const int *o, const char *w)
 {
     return (void)d, (void)b, (void)c, (void)o, (void)w, 0;
@@ -92,10 +105,11 @@ struct kdist {
     char err[1024];
     /* the gradient pass */
     float *g;
-    size_t n, bucket;        /* floats */
-    int nb, started;         /* buckets of the arena (from the top), how many started */
+    size_t n, bucket, split; /* floats */
+    int nb, na, started;     /* buckets, those of [split, n) (the first na), how many started */
+    size_t blo[MAX_BUCKETS], bhi[MAX_BUCKETS];
     MPI_Request req[MAX_BUCKETS];
-    int done[MAX_BUCKETS];
+    int done[MAX_BUCKETS], on[MAX_BUCKETS]; /* on: started */
     double t_first, t_last;  /* first start, last completion */
 };
 
@@ -272,38 +286,45 @@ int kdist_gather_f32(kdist *d, float *buf, const int *counts, const int *displs,
 
 /* ---- gradient buckets ---------------------------------------------------------------- */
 
-int kdist_grad_begin(kdist *d, float *g, size_t n, size_t bucket_bytes)
+/* cuts [lo, hi) from hi down into buckets of d->bucket floats; returns the count added */
+static int cut(kdist *d, size_t lo, size_t hi)
+{
+    int k0 = d->nb;
+    for (size_t top = hi; top > lo && d->nb < MAX_BUCKETS;) {
+        size_t b = top - lo > d->bucket ? top - d->bucket : lo;
+        if (d->nb == MAX_BUCKETS - 1) b = lo; /* the last one takes the rest */
+        d->blo[d->nb] = b;
+        d->bhi[d->nb] = top;
+        d->nb++;
+        top = b;
+    }
+    return d->nb - k0;
+}
+
+int kdist_grad_begin(kdist *d, float *g, size_t n, size_t bucket_bytes, size_t split)
 {
     if (!d) return 0;
     d->g = g;
     d->n = n;
+    d->split = split < n ? split : 0;
     d->bucket = (bucket_bytes ? bucket_bytes : (size_t)4 << 20) / sizeof(float);
     if (d->bucket < 1024) d->bucket = 1024;
-    size_t nb = (n + d->bucket - 1) / d->bucket;
-    if (nb > MAX_BUCKETS) { /* a huge model: fewer, larger buckets (still fixed by n) */
-        d->bucket = (n + MAX_BUCKETS - 1) / MAX_BUCKETS;
-        nb = (n + d->bucket - 1) / d->bucket;
-    }
-    d->nb = (int)nb;
+    if (n / d->bucket > MAX_BUCKETS / 2) d->bucket = n / (MAX_BUCKETS / 2) + 1; /* a huge model: larger buckets */
+    d->nb = 0;
+    d->na = cut(d, d->split, n);
+    cut(d, 0, d->split);
     d->started = 0;
     d->t_first = d->t_last = 0;
     memset(d->done, 0, sizeof d->done);
+    memset(d->on, 0, sizeof d->on);
     return 0;
-}
-
-/* bucket k covers [lo_k, hi_k): from the top of the arena down */
-static void bucket_range(const kdist *d, int k, size_t *lo, size_t *hi)
-{
-    size_t top = d->n - (size_t)k * d->bucket;
-    *hi = top;
-    *lo = top > d->bucket ? top - d->bucket : 0;
 }
 
 /* drives the reductions in flight; records completions */
 static void poke(kdist *d)
 {
-    for (int k = 0; k < d->started; k++) {
-        if (d->done[k]) continue;
+    for (int k = 0; k < d->nb; k++) {
+        if (!d->on[k] || d->done[k]) continue;
         int flag = 0;
         MPI_Test(&d->req[k], &flag, MPI_STATUS_IGNORE);
         if (flag) {
@@ -313,18 +334,38 @@ static void poke(kdist *d)
     }
 }
 
+static void start(kdist *d, int k)
+{
+    if (!d->started) d->t_first = now_s();
+    MPI_Iallreduce(MPI_IN_PLACE, d->g + d->blo[k], (int)(d->bhi[k] - d->blo[k]), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                   &d->req[k]);
+    d->on[k] = 1;
+    d->started++;
+}
+
 void kdist_grad_ready(kdist *d, size_t lo)
 {
     if (!d || !d->g) return;
-    while (d->started < d->nb) {
-        size_t blo, bhi;
-        bucket_range(d, d->started, &blo, &bhi);
-        if (blo < lo) break;
-        if (!d->started) d->t_first = now_s();
-        MPI_Iallreduce(MPI_IN_PLACE, d->g + blo, (int)(bhi - blo), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                       &d->req[d->started]);
-        d->started++;
+    /* from the top: buckets of [split, n), then of [0, split), each wholly at or above lo */
+    for (int k = 0; k < d->nb; k++) {
+        if (d->on[k]) continue;
+        if (d->blo[k] < lo) {
+            if (k < d->na) {
+                k = d->na - 1; /* the rest of this part waits; the other part may be ready */
+                continue;
+            }
+            break;
+        }
+        start(d, k);
     }
+    poke(d);
+}
+
+void kdist_grad_ready_range(kdist *d, size_t lo, size_t hi)
+{
+    if (!d || !d->g) return;
+    for (int k = 0; k < d->nb; k++)
+        if (!d->on[k] && d->blo[k] >= lo && d->bhi[k] <= hi) start(d, k);
     poke(d);
 }
 
@@ -334,15 +375,68 @@ int kdist_grad_finish(kdist *d, double *comm_s, double *wait_s)
     if (wait_s) *wait_s = 0;
     if (!d) return 0;
     double t0 = now_s();
-    int rc = 0;
     kdist_grad_ready(d, 0);
-    rc = wait_all(d, d->req, d->started, "the gradient all-reduce");
+    MPI_Request r[MAX_BUCKETS];
+    int m = 0;
+    for (int k = 0; k < d->nb; k++)
+        if (d->on[k]) r[m++] = d->req[k];
+    int rc = wait_all(d, r, m, "the gradient all-reduce");
     double t1 = now_s();
     d->g = NULL;
     if (rc) return rc;
     if (wait_s) *wait_s = t1 - t0;
     if (comm_s) *comm_s = t1 - d->t_first;
     return 0;
+}
+
+int kdist_add_rows(kdist *d, float *g, const int32_t *ids, const float *rows, int n, int width, int32_t skip,
+                   const char *what)
+{
+    if (!d) {
+        for (int i = 0; i < n; i++)
+            if (ids[i] != skip)
+                for (int c = 0; c < width; c++) g[(size_t)ids[i] * width + c] += rows[(size_t)i * width + c];
+        return 0;
+    }
+    const int N = d->size;
+    int *cnt = xcalloc((size_t)N * 4, sizeof *cnt), *dsp = cnt + N, *rcnt = cnt + 2 * N, *rdsp = cnt + 3 * N;
+    MPI_Request q;
+    MPI_Iallgather(&n, 1, MPI_INT, cnt, 1, MPI_INT, MPI_COMM_WORLD, &q);
+    int rc = wait_all(d, &q, 1, what);
+    int64_t tot = 0;
+    for (int r = 0; r < N; r++) tot += cnt[r];
+    if (!rc && tot * width > INT32_MAX) {
+        kseterr(d->err, sizeof d->err, "rank %d: %s: %lld rows of %d are too many to exchange", d->rank, what,
+                (long long)tot, width);
+        rc = EX_SOFTWARE;
+    }
+    int32_t *aid = NULL;
+    float *arow = NULL;
+    if (!rc) {
+        for (int r = 0, o = 0; r < N; r++) {
+            dsp[r] = o;
+            rcnt[r] = cnt[r] * width;
+            rdsp[r] = o * width;
+            o += cnt[r];
+        }
+        aid = xmalloc(((size_t)tot + 1) * sizeof *aid);
+        arow = xmalloc(((size_t)tot * width + 1) * sizeof *arow);
+        MPI_Request qq[2];
+        MPI_Iallgatherv(ids, n, MPI_INT32_T, aid, cnt, dsp, MPI_INT32_T, MPI_COMM_WORLD, &qq[0]);
+        MPI_Iallgatherv(rows, n * width, MPI_FLOAT, arow, rcnt, rdsp, MPI_FLOAT, MPI_COMM_WORLD, &qq[1]);
+        rc = wait_all(d, qq, 2, what);
+    }
+    if (!rc) /* rank order, then row order: the same additions on every rank */
+        for (int64_t i = 0; i < tot; i++)
+            if (aid[i] != skip) {
+                float *dst = g + (size_t)aid[i] * width;
+                const float *src = arow + (size_t)i * width;
+                for (int c = 0; c < width; c++) dst[c] += src[c];
+            }
+    free(aid);
+    free(arow);
+    free(cnt);
+    return rc;
 }
 
 #endif

@@ -78,15 +78,26 @@ int kdist_gather_f32(kdist *d, float *buf, const int *counts, const int *displs,
 
 /* Starts a pass over the gradient arena g (n floats): kdist_grad_ready(lo)
  * says every float at index >= lo is final; it starts nonblocking sums of
- * the newly final part in buckets of bucket_bytes (0: 4 MiB) from the top
- * of the arena down (fixed boundaries, so the same additions every step),
- * and drives the ones in flight. kdist_grad_finish reduces what is left and
- * waits for all: g then holds the sum over ranks. *comm_s (optional) gets
- * the seconds the reductions were in flight (first start to last
+ * the newly final part in buckets of bucket_bytes (0: 4 MiB) and drives the
+ * ones in flight. The buckets are fixed by n, split and the bucket size:
+ * [split, n) cut from the top down, then [0, split) cut from split down
+ * (split: the end of the word embeddings, whose range may be final early:
+ * kdist_grad_ready_range; 0: none). kdist_grad_finish reduces what is left
+ * and waits for all: g then holds the sum over ranks. *comm_s (optional)
+ * gets the seconds the reductions were in flight (first start to last
  * completion), *wait_s the seconds finish waited (the part not hidden
- * behind backward). */
-int kdist_grad_begin(kdist *d, float *g, size_t n, size_t bucket_bytes);
+ * behind backward). Every rank must make the same calls in the same order. */
+int kdist_grad_begin(kdist *d, float *g, size_t n, size_t bucket_bytes, size_t split);
 void kdist_grad_ready(kdist *d, size_t lo);
+/* [lo, hi) is final: starts the buckets inside it. */
+void kdist_grad_ready_range(kdist *d, size_t lo, size_t hi);
 int kdist_grad_finish(kdist *d, double *comm_s, double *wait_s);
+
+/* Sparse rows summed over ranks into g: every rank's n rows (width floats,
+ * rows[i] belonging to row ids[i] of g; id skip gets nothing) are added to
+ * g on every rank, rank 0's rows first, each rank's in order: the same
+ * additions everywhere. */
+int kdist_add_rows(kdist *d, float *g, const int32_t *ids, const float *rows, int n, int width, int32_t skip,
+                   const char *what);
 
 #endif

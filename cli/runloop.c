@@ -45,6 +45,13 @@ struct krun {
      * updates everything) */
     int parted, part_t0, part_t1;
     int *part_cnt, *part_dsp;
+    /* data parallel: this step's word-embedding lookup rows, summed over
+     * ranks after the all-reduce (sparse: fewer floats than the dense range) */
+    const float *sp_rows;
+    const int32_t *sp_ids;
+    int sp_n, sp_width;
+    int32_t sp_skip;
+    size_t sp_base;
     /* KILN_PROFILE=1: seconds per phase of the steps of this leg, printed at its end */
     int prof_on;
     double prof[8];
@@ -240,6 +247,7 @@ static int sum_terms(kdist *d, kstep_result *res, const char *what)
 }
 
 static void grad_hook(void *ctx, size_t lo) { kdist_grad_ready(ctx, lo); }
+static void word_hook(void *ctx, size_t lo, size_t hi) { kdist_grad_ready_range(ctx, lo, hi); }
 
 /* phases of the profile (KILN_PROFILE=1) */
 enum { PF_BATCH, PF_FORWARD, PF_COUNTS, PF_BACKWARD, PF_GRADWAIT, PF_OPT, PF_AGREE, PF_REST, PF_N };
@@ -276,13 +284,30 @@ static int dist_micro(krun *r, const ksample_batch *b, uint64_t key, int last, k
     }
     kmodel_set_loss_counts(m, &c);
     t = pf_mark(r, PF_COUNTS, t);
+    int sparse = 0;
+    r->sp_rows = NULL;
     if (last) {
-        kdist_grad_begin(d, kmodel_grad_data(m), kmodel_numel(m), r->o.dist_bucket_bytes);
+        /* the word embeddings: their dense part (a tied decoder's) is final after the
+         * heads' backward and starts reducing then; the lookup's rows follow as rows
+         * when all ranks' tokens take fewer floats than the range (the same decision
+         * everywhere: the whole batch's token count) */
+        size_t wlo = 0, whi = 0;
+        kmodel_word_range(m, &wlo, &whi);
+        const kmodel_config *mc = kmodel_get_config(m);
+        double width = whi > wlo && mc->vocab_size > 0 ? (double)(whi - wlo) / mc->vocab_size : 0;
+        kdist_grad_begin(d, kmodel_grad_data(m), kmodel_numel(m), r->o.dist_bucket_bytes, whi);
         kmodel_set_grad_hook(m, grad_hook, d);
+        if (width > 0 && 2.0 * (double)c.tokens * (width + 1) < (double)(whi - wlo))
+            sparse = kmodel_set_sparse_word_grad(m, word_hook);
+        r->sp_base = wlo;
     }
     rc = kmodel_loss(m, 1.0f / (float)r->accum, res);
     if (!rc) rc = kmodel_backward(m);
     pf_mark(r, PF_BACKWARD, t);
+    if (!rc && sparse) {
+        r->sp_rows = kmodel_word_grad_rows(m, &r->sp_ids, &r->sp_n, &r->sp_width, &r->sp_skip);
+        if (!r->sp_rows) rc = EX_SOFTWARE;
+    }
     kmodel_set_grad_hook(m, NULL, NULL);
     if (rc) kseterr(r->err, sizeof r->err, "%s", kmodel_error(m));
     return rc;
@@ -538,7 +563,11 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
         }
         if (dist) {
             double cs = 0, ws = 0;
-            if (!(rc = kdist_grad_finish(dist, &cs, &ws))) pt = pf_mark(r, PF_GRADWAIT, pt);
+            if (!(rc = kdist_grad_finish(dist, &cs, &ws)) && r->sp_rows)
+                rc = kdist_add_rows(dist, kmodel_grad_data(r->m) + r->sp_base, r->sp_ids, r->sp_rows, r->sp_n,
+                                    r->sp_width, r->sp_skip, "the word embeddings' rows");
+            r->sp_rows = NULL;
+            if (!rc) pt = pf_mark(r, PF_GRADWAIT, pt);
             if (rc || (rc = sum_terms(dist, sum, "the step's terms"))) {
                 kseterr(r->err, sizeof r->err, "step %lld: %s", (long long)r->step + 1,
                         rc == EX_SOFTWARE ? "ranks disagree on the loss terms" : kdist_error(dist));

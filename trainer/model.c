@@ -1470,6 +1470,15 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
     total_loss(r);
 }
 
+/* The end of the word embeddings' range of the arena: the next tensor's offset. */
+static size_t word_end(const kmodel *m)
+{
+    size_t e = m->numel;
+    for (int i = 0; i < m->nt; i++)
+        if (m->t[i].offset > m->word && m->t[i].offset < e) e = m->t[i].offset;
+    return e;
+}
+
 /* The lowest arena offset of weight group g's tensors. */
 static size_t group_lo(const kmodel *m, int g)
 {
@@ -1565,6 +1574,8 @@ static void backward(kmodel *m, uint64_t key)
         }
     }
 
+    if (m->word_hook) m->word_hook(m->grad_hook_ctx, m->word, word_end(m)); /* only the lookup's rows to come */
+    m->wrows = NULL;
     float *x = emb_out(m, 1);
     if (m->s.pre_ln) {
         if (m->inj_set[m->NL]) kadd(gA, m->inj[m->NL], (size_t)N * H);
@@ -1612,14 +1623,16 @@ static void backward(kmodel *m, uint64_t key)
         dx = m->gE;
     }
     if (m->p_emb > 0) kdropout_rows(dx, dx, NULL, N, E, m->p_emb, site_key(key, SITE_EMB), m->tok);
+    float *gw = m->word_hook ? NULL : G + m->word; /* sparse: the rows stay in dx */
+    if (m->word_hook) m->wrows = dx;
     if (m->gpt2) {
-        kembed_backward(G + m->word, m->ids, -1, G + m->pos, m->pos_ids, NULL, NULL, dx, N, E);
+        kembed_backward(gw, m->ids, -1, G + m->pos, m->pos_ids, NULL, NULL, dx, N, E);
         if (m->grad_hook) m->grad_hook(m->grad_hook_ctx, 0);
         return;
     }
     klayernorm_backward(dx, 0, G + m->eln_g, G + m->eln_b, dx, m->emb_x, m->emb_mean, m->emb_rstd, P + m->eln_g, N,
                         E);
-    kembed_backward(G + m->word, m->ids, m->c.pad_token_id, G + m->pos, m->pos_ids, m->distil ? NULL : G + m->typ,
+    kembed_backward(gw, m->ids, m->c.pad_token_id, G + m->pos, m->pos_ids, m->distil ? NULL : G + m->typ,
                     m->distil ? NULL : m->type_ids, dx, N, E);
     if (m->grad_hook) m->grad_hook(m->grad_hook_ctx, 0);
 }
@@ -1651,6 +1664,30 @@ void kmodel_set_grad_hook(kmodel *m, void (*fn)(void *ctx, size_t lo), void *ctx
 {
     m->grad_hook = fn;
     m->grad_hook_ctx = ctx;
+    if (!fn) m->word_hook = NULL;
+}
+
+int kmodel_set_sparse_word_grad(kmodel *m, void (*word_fn)(void *ctx, size_t lo, size_t hi))
+{
+    if (m->el || !m->grad_hook) return 0;
+    m->word_hook = word_fn;
+    return 1;
+}
+
+const float *kmodel_word_grad_rows(const kmodel *m, const int32_t **ids, int *n, int *width, int32_t *skip)
+{
+    if (!m->wrows || m->lossed != 2) return NULL;
+    *ids = m->ids;
+    *n = m->N;
+    *width = m->E;
+    *skip = m->gpt2 ? -1 : m->c.pad_token_id;
+    return m->wrows;
+}
+
+void kmodel_word_range(const kmodel *m, size_t *lo, size_t *hi)
+{
+    *lo = m->el ? 0 : m->word;
+    *hi = m->el ? 0 : word_end(m);
 }
 
 /* ---- the pass API ------------------------------------------------------------------ */

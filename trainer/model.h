@@ -206,6 +206,20 @@ void kmodel_set_loss_counts(kmodel *m, const kstep_result *global);
  * pair calls nothing). Lets a data-parallel caller start reducing those
  * gradients while backward goes on. NULL fn clears. */
 void kmodel_set_grad_hook(kmodel *m, void (*fn)(void *ctx, size_t lo), void *ctx);
+/* With a grad hook set (cleared with it): the next backward leaves the
+ * word embeddings' lookup gradient out of the arena and calls
+ * word_fn(ctx, lo, hi) after the heads' backward, when the arena's word
+ * range [lo, hi) holds everything else (a tied decoder's part, earlier
+ * micro-batches); the caller adds the rows (kmodel_word_grad_rows) itself,
+ * e.g. after summing them over ranks. Returns 0 (nothing set) for an
+ * ELECTRA pair. */
+int kmodel_set_sparse_word_grad(kmodel *m, void (*word_fn)(void *ctx, size_t lo, size_t hi));
+/* After such a backward: the lookup gradient rows (n, width) of token ids
+ * *ids (rows of id *skip get none: the padding row); NULL otherwise. Valid
+ * until the next pass. */
+const float *kmodel_word_grad_rows(const kmodel *m, const int32_t **ids, int *n, int *width, int32_t *skip);
+/* The arena range of the word embeddings (0, 0 for an ELECTRA pair). */
+void kmodel_word_range(const kmodel *m, size_t *lo, size_t *hi);
 
 /* kmodel_forward(EVAL) + kmodel_loss(0): the logits stay readable. */
 int kmodel_evaluate(kmodel *m, const ksample_batch *b, kstep_result *r);

@@ -149,6 +149,12 @@ struct kmodel {
      * which every gradient is final, after each weight group's backward */
     void (*grad_hook)(void *ctx, size_t lo);
     void *grad_hook_ctx;
+    /* data parallel (kmodel_set_sparse_word_grad): the word embeddings'
+     * gradient from the lookup is left out of the arena and kept as rows
+     * (wrows (N, E) of the tokens ids); word_hook is told after the heads'
+     * backward that the arena's word range is otherwise final */
+    void (*word_hook)(void *ctx, size_t lo, size_t hi);
+    const float *wrows;       /* after a sparse backward: the lookup gradient rows, else NULL */
     uint8_t *kagree;          /* (max_B P) */
     float **qinj;             /* (NL) injected query/key/value gradients (max_B L, 3H), allocated on first use */
     uint8_t *qinj_set;        /* (NL) */

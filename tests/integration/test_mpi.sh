@@ -179,4 +179,14 @@ check "daemon MPI job (pause, resume, daemon kill -9) == straight 2-rank run" cm
 check "its metrics: one row per step and name" [ "$(sqlite3 "$KILN_DB" "select max(c) from (select count(*) c from metrics where job_id = $id group by step, name)")" = 1 ]
 kill -TERM "$DPID"; wait "$DPID" 2>/dev/null
 
+# a vocabulary smaller than a batch's tokens: the word embeddings' gradient is
+# all-reduced dense (above, the lookup's rows travel as rows)
+expect_exit 0 "vocab train 600" "$KILN" vocab train -q --size 600 --name v600
+expect_exit 0 "tokenize with it" "$KILN" tokenize -q --vocab v600
+expect_exit 0 "small vocabulary: 1 rank" "$KILN" train --config b.json --set data.vocab=v600 --set checkpoint.dir=v1 --json
+cp out.txt v-one.json
+expect_exit 0 "small vocabulary: 2 ranks" $MPI "$KILN" train --config b.json --set data.vocab=v600 --set checkpoint.dir=v2 --json
+check "small vocabulary: losses equal" same_loss v-one.json out.txt
+check "small vocabulary: parameters within tolerance" $PY close.py v1/step-000000020/model.safetensors v2/step-000000020/model.safetensors
+
 finish
