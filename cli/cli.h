@@ -87,7 +87,9 @@ void cli_sampling_close(cli_sampling *x);
 /* EX_CONFIG (logged) when the objectives need specials the vocabulary lacks:
  * a BPE vocabulary has no [CLS] / [SEP] / [MASK], so only clm. */
 int cli_sampling_check_objectives(const cli_sampling *x, int objectives);
-/* Sets the special ids, vocabulary size and random pool in sampler options. */
+/* Sets the special ids, vocabulary size and random pool in sampler options
+ * (the size only when x holds the tokenizer: a data-parallel rank's x comes
+ * from rank 0's plan, without it). */
 void cli_sampling_apply(const cli_sampling *x, struct ksampler_opts *o);
 /* "mlm,sop" into KOBJ_* bits; logs and returns EX_USAGE on an unknown name. */
 int cli_objectives_parse(const char *s, int *bits);

@@ -177,7 +177,7 @@ void cli_sampling_apply(const cli_sampling *x, ksampler_opts *o)
     o->cls_id = x->cls;
     o->sep_id = x->sep;
     o->mask_id = x->mask;
-    o->vocab_size = (uint32_t)ktkz_size(x->tk);
+    if (x->tk) o->vocab_size = (uint32_t)ktkz_size(x->tk); /* (without: a data-parallel rank's plan says) */
     o->random_ids = x->random_ids;
     o->n_random = x->n_random;
 }

@@ -28,6 +28,17 @@ int kdist_launched(int *size)
     return 0;
 }
 
+/* g[ids[i]] += rows[i] (width floats) for i < n, skipping id skip, in order */
+static void add_rows(float *g, const int32_t *ids, const float *rows, int64_t n, int width, int32_t skip)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] != skip) {
+            float *dst = g + (size_t)ids[i] * width;
+            const float *src = rows + (size_t)i * width;
+            for (int c = 0; c < width; c++) dst[c] += src[c];
+        }
+}
+
 #ifndef KILN_HAVE_MPI
 
 int kdist_open(kdist **d, char *err, size_t errlen)
@@ -69,9 +80,7 @@ int kdist_add_rows(kdist *d, float *g, const int32_t *ids, const float *rows, in
                    const char *what)
 {
     (void)d, (void)what;
-    for (int i = 0; i < n; i++)
-        if (ids[i] != skip)
-            for (int c = 0; c < width; c++) g[(size_t)ids[i] * width + c] += rows[(size_t)i * width + c];
+    add_rows(g, ids, rows, n, width, skip);
     return 0;
 }
 int kdist_allgather_f32(kdist *d, float *b, const int *c, const int *o, const char *w)
@@ -393,9 +402,7 @@ int kdist_add_rows(kdist *d, float *g, const int32_t *ids, const float *rows, in
                    const char *what)
 {
     if (!d) {
-        for (int i = 0; i < n; i++)
-            if (ids[i] != skip)
-                for (int c = 0; c < width; c++) g[(size_t)ids[i] * width + c] += rows[(size_t)i * width + c];
+        add_rows(g, ids, rows, n, width, skip);
         return 0;
     }
     const int N = d->size;
@@ -426,13 +433,7 @@ int kdist_add_rows(kdist *d, float *g, const int32_t *ids, const float *rows, in
         MPI_Iallgatherv(rows, n * width, MPI_FLOAT, arow, rcnt, rdsp, MPI_FLOAT, MPI_COMM_WORLD, &qq[1]);
         rc = wait_all(d, qq, 2, what);
     }
-    if (!rc) /* rank order, then row order: the same additions on every rank */
-        for (int64_t i = 0; i < tot; i++)
-            if (aid[i] != skip) {
-                float *dst = g + (size_t)aid[i] * width;
-                const float *src = arow + (size_t)i * width;
-                for (int c = 0; c < width; c++) dst[c] += src[c];
-            }
+    if (!rc) add_rows(g, aid, arow, tot, width, skip); /* rank order, then row order: the same on every rank */
     free(aid);
     free(arow);
     free(cnt);

@@ -237,12 +237,11 @@ static int sum_terms(kdist *d, kstep_result *res, const char *what)
     if (rc) return rc;
     if ((int)v[1] != n * kdist_size(d)) return EX_SOFTWARE; /* ranks disagree on the terms */
     res->tokens = (int64_t)v[0];
-    res->loss = 0;
     for (int i = 0; i < n; i++) {
         res->t[i].sum = v[2 + 2 * i];
         res->t[i].count = v[3 + 2 * i];
-        if (res->t[i].weight > 0 && res->t[i].count > 0) res->loss += res->t[i].weight * res->t[i].sum / res->t[i].count;
     }
+    kstep_total_loss(res);
     return 0;
 }
 
@@ -315,7 +314,7 @@ static int dist_micro(krun *r, const ksample_batch *b, uint64_t key, int last, k
 
 /* The update split over ranks: contiguous runs of whole tensors of about
  * numel / N floats each, in registry (= arena) order. Not when the arena
- * offsets do not grow with the registry or a part exceeds an int. */
+ * offsets do not grow with the registry or the arena exceeds an int. */
 static void part_setup(krun *r)
 {
     kdist *d = r->o.dist;
@@ -326,7 +325,7 @@ static void part_setup(krun *r)
     r->parted = 0;
     for (int i = 1; i < nt; i++)
         if (t[i].offset <= t[i - 1].offset) return;
-    if (nt < N) return;
+    if (nt < N || numel > (size_t)INT32_MAX) return; /* MPI counts are ints */
     int *t0 = xcalloc((size_t)N + 1, sizeof *t0);
     r->part_cnt = xcalloc((size_t)N, sizeof *r->part_cnt);
     r->part_dsp = xcalloc((size_t)N, sizeof *r->part_dsp);
@@ -342,16 +341,8 @@ static void part_setup(krun *r)
     }
     for (int k = 0; k < N; k++) {
         size_t lo = t[t0[k]].offset, hi = t0[k + 1] < nt ? t[t0[k + 1]].offset : numel;
-        if (hi - lo > (size_t)INT32_MAX) {
-            free(t0);
-            return;
-        }
-        r->part_dsp[k] = (int)lo; /* numel < 2^31 checked below */
+        r->part_dsp[k] = (int)lo;
         r->part_cnt[k] = (int)(hi - lo);
-    }
-    if (numel > (size_t)INT32_MAX) {
-        free(t0);
-        return;
     }
     r->part_t0 = t0[me];
     r->part_t1 = t0[me + 1];

@@ -756,17 +756,8 @@ planned:;
     so.max_ngram = cfg->data.max_ngram;
     so.valid_fraction = cfg->data.valid_fraction;
     so.seed = cfg->data.seed;
-    if (rank == 0) {
-        cli_sampling_apply(&x, &so);
-    } else {
-        so.pad_id = x.pad;
-        so.cls_id = x.cls;
-        so.sep_id = x.sep;
-        so.mask_id = x.mask;
-        so.vocab_size = (uint32_t)V;
-        so.random_ids = x.random_ids;
-        so.n_random = x.n_random;
-    }
+    cli_sampling_apply(&x, &so);
+    if (rank > 0) so.vocab_size = (uint32_t)V;
     ts = ksampler_open(x.snap, &so, err, sizeof err);
     if (!ts) {
         RUN_ERR("training samples: %s", err);

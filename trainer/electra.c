@@ -291,9 +291,7 @@ int kelectra_loss(kmodel *m, float loss_scale, kstep_result *r)
     take_term(r, &rd, "token_precision", "disc_precision", 0.0);
     take_term(r, &rd, "token_recall", "disc_recall", 0.0);
     take_term(r, &rd, "replaced_fraction", "replaced_fraction", 0.0);
-    r->loss = 0;
-    for (int i = 0; i < r->n; i++)
-        if (r->t[i].weight > 0 && r->t[i].count > 0) r->loss += r->t[i].weight * (r->t[i].sum / r->t[i].count);
+    kstep_total_loss(r);
     return 0;
 }
 

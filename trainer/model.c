@@ -1224,7 +1224,7 @@ static kterm *term(kstep_result *r, const char *name, double sum, double count, 
     return t;
 }
 
-static void total_loss(kstep_result *r)
+void kstep_total_loss(kstep_result *r)
 {
     r->loss = 0;
     for (int i = 0; i < r->n; i++)
@@ -1234,7 +1234,7 @@ static void total_loss(kstep_result *r)
 void kstep_term(kstep_result *r, const char *name, double sum, double count, double weight)
 {
     term(r, name, sum, count, weight);
-    total_loss(r);
+    kstep_total_loss(r);
 }
 
 double kstep_value(const kstep_result *r, const char *name)
@@ -1258,7 +1258,7 @@ void kstep_add(kstep_result *a, const kstep_result *b)
         a->t[i].count += b->t[j].count;
     }
     a->tokens += b->tokens;
-    total_loss(a);
+    kstep_total_loss(a);
 }
 
 /* The heads' losses; with train, their output gradients (scaled). */
@@ -1467,7 +1467,7 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
     }
     m->soft_t = NULL; /* soft targets serve one loss (also when no head read them: no masked slot) */
     m->gcount_on = 0;  /* so do the counts over all ranks */
-    total_loss(r);
+    kstep_total_loss(r);
 }
 
 /* The end of the word embeddings' range of the arena: the next tensor's offset. */

@@ -79,6 +79,9 @@ typedef struct kstep_result {
 
 /* value of term `name` in r, NaN when absent or count 0 */
 double kstep_value(const kstep_result *r, const char *name);
+/* r->loss = sum over loss terms of weight * (sum / count) (terms of count 0
+ * count nothing) */
+void kstep_total_loss(kstep_result *r);
 /* adds the terms of b into a (by name, appending new ones) and the tokens;
  * a->loss is recomputed from the summed terms */
 void kstep_add(kstep_result *a, const kstep_result *b);
