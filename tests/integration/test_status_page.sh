@@ -38,7 +38,28 @@ start_daemon() {
   done
   return 1
 }
-stop_daemon() { kill -TERM "$DPID"; wait "$DPID"; }
+# stuck PID: what a process that outlived its deadline is doing (each thread's
+# wait channel and system call), for the failure message
+stuck() {
+  local p=$1 t
+  echo "  | pid $p ($(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | cut -c1-80)): state $(awk '/^State/ {print $2}' /proc/$p/status 2>/dev/null)"
+  for t in /proc/$p/task/*; do echo "  |   thread ${t##*/}: wchan $(cat $t/wchan 2>/dev/null), syscall $(cut -d' ' -f1 $t/syscall 2>/dev/null)"; done
+}
+# ended PID SECONDS: 0 when the child PID has exited (a zombie or gone) within SECONDS;
+# else prints what it is doing, kills it (-9) and returns 1. Nothing here waits unbounded.
+ended() {
+  local p=$1 n=$(( $2 * 10 ))
+  while [ "$n" -gt 0 ]; do
+    { [ ! -e /proc/$p ] || [ "$(awk '/^State/ {print $2}' /proc/$p/status 2>/dev/null)" = Z ]; } && return 0
+    sleep 0.1; n=$((n - 1))
+  done
+  stuck "$p"; kill -KILL "$p" 2>/dev/null; return 1
+}
+stop_daemon() {
+  kill -TERM "$DPID"
+  ended "$DPID" $((120 * T)) || bad "the daemon did not stop within $((120 * T)) s of SIGTERM (killed)"
+  wait "$DPID"
+}
 field() { "$KILN" run show "$1" --json 2>/dev/null | $PY -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]]; print("" if v is None else v)' "$2"; }
 wait_step() { for _ in $(seq 1 $(( $3 * 10 * T ))); do s=$(field "$1" step); [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0; kill -0 "$DPID" || return 1; sleep 0.1; done; return 1; }
 # get PATH [CURL ARGS...]: GET URL/PATH; body in body.txt, headers in head.txt; prints the status
@@ -285,23 +306,47 @@ assert d[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", d[16:24]) == (1400
 fi
 
 # --- kiln status --watch
-timeout -s INT --preserve-status $((4 * T)) "$KILN" status --watch --interval 0.5 > watch.txt 2>watch.err
-rc=$?
+"$KILN" status --watch --interval 0.5 > watch.txt 2>watch.err &
+wp=$!
+sleep $((4 * T)); kill -INT "$wp"
+ended "$wp" $((20 * T)) || bad "--watch off a terminal: still running $((20 * T)) s after Ctrl-C (killed)"
+wait "$wp"; rc=$?
 check "--watch off a terminal: Ctrl-C ends it, exit 0 ($rc)" [ "$rc" = 0 ]
 check "--watch off a terminal: plain text, no escape codes" $PY -c 'import sys; s=open("watch.txt").read(); assert "\x1b" not in s and s.count("-- ") >= 2 and "running: job" in s, s[:300]'
-check "--watch on a terminal: redrawn in place, Ctrl-C quits" $PY - "$KILN" "$J" <<'EOF'
-import os, pty, signal, sys, time
+check "--watch on a terminal: redrawn in place, Ctrl-C quits" $PY - "$KILN" "$J" "$T" <<'EOF'
+import os, pty, select, signal, sys, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], [sys.argv[1], "status", "--watch", "--interval", "0.3"])
-out, t0 = b"", time.time()
-while time.time() - t0 < 3:
-    try:
-        out += os.read(fd, 65536)
-    except OSError:
-        break
+
+def drain(seconds, until_exit=False):
+    """reads the terminal for up to seconds (never blocking past them); with
+    until_exit, returns the wait status once the child has exited, else None"""
+    global out
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        if until_exit:
+            p, st = os.waitpid(pid, os.WNOHANG)
+            if p == pid:
+                return st
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                if not until_exit:
+                    return None
+    return None
+
+out = b""
+drain(3)
 os.kill(pid, signal.SIGINT)
-_, st = os.waitpid(pid, 0)
+st = drain(20 * int(sys.argv[3]), until_exit=True)  # the terminal keeps being read: a full one cannot block the exit
+if st is None:
+    state = open(f"/proc/{pid}/status").read().split("State:")[1].split("\n")[0].strip()
+    wchan = open(f"/proc/{pid}/wchan").read()
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"still running 20 s after Ctrl-C (killed): state {state}, wchan {wchan}")
 assert os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0, st
 assert out.count(b"\x1b[H\x1b[2J") >= 3, out[:200]
 assert b"running: job %s" % sys.argv[2].encode() in out and b"Ctrl-C quits" in out, out[:400]
