@@ -75,6 +75,27 @@ DistilBertForSequenceClassification = the same distilbert.*, then on the
 [CLS] row (no tanh pooler) pre_classifier (dim -> dim), ReLU, dropout
 (seq_classif_dropout) and classifier (dim -> num_labels); its loss is the
 classifiers' (class_loss).
+
+build_encoder(c) is not a Hugging Face model but torch_bench.py's
+--variant encoder: the strongest plain PyTorch fp32 model of the same
+pretraining shape, built on torch.nn.TransformerEncoderLayer (batch_first,
+dropout 0, post-LN, eps = layer_norm_eps for both norms) so PyTorch's own
+attention and fused kernels run. `embeddings` (word with padding_idx, position,
+type, LayerNorm, width E), `project` (E -> H) only when E != H, then the
+layers with NO attention mask (every row is full length): ALBERT (model_type
+albert) applies ONE layer module num_hidden_layers times (one weight set),
+anything else has num_hidden_layers separate layers. GELU is the erf form
+(activation="gelu", PyTorch's fused one) whatever hidden_act says: ALBERT's
+gelu_new (tanh form) would need a Python callable, which turns off the
+layer's fast path. MLM head at the gathered masked positions: dense H -> E,
+erf GELU, LayerNorm, decoder tied to the word embeddings plus its own bias;
+SOP: pooler (dense H -> H, tanh) on [CLS], classifier H -> 2. The parameter
+count equals AlbertForPreTraining's (BertForPreTraining's for bert, whose
+transform is the H -> E = H dense) since the layer holds the same tensors
+(in_proj = query, key, value stacked). The MLM head's names differ from Hugging
+Face's (mlm_dense, mlm_LayerNorm, mlm_bias): this model is for timing, not
+parity. nn.TransformerEncoderLayer names its norms norm1,
+norm2: no_decay() counts them as LayerNorm weights.
 """
 import math
 
@@ -713,6 +734,50 @@ class DistilBertForSequenceClassification(nn.Module):
         return self.classifier(self.dropout(F.relu(self.pre_classifier(pooled))))
 
 
+# ---- nn.TransformerEncoderLayer baseline (torch_bench.py --variant encoder) ---------
+
+class EncoderForPreTraining(nn.Module):
+    """MLM + SOP pretraining model on torch.nn.TransformerEncoderLayer (see
+    the top of this file, build_encoder)"""
+
+    def __init__(self, c):
+        super().__init__()
+        E, H, eps = c["embedding_size"], c["hidden_size"], c["layer_norm_eps"]
+        self.shared = c["model_type"] == "albert"
+        self.n = c["num_hidden_layers"]
+        self.embeddings = Embeddings(c, E)
+        if E != H:
+            self.project = nn.Linear(E, H)
+
+        def layer():
+            return nn.TransformerEncoderLayer(H, c["num_attention_heads"], c["intermediate_size"], dropout=0.0,
+                                              activation="gelu", layer_norm_eps=eps, batch_first=True,
+                                              norm_first=False)
+        self.layers = nn.ModuleList([layer() for _ in range(1 if self.shared else self.n)])
+        self.mlm_dense = nn.Linear(H, E)
+        self.mlm_LayerNorm = nn.LayerNorm(E, eps=eps)
+        self.mlm_bias = nn.Parameter(torch.zeros(c["vocab_size"]))
+        self.pooler = nn.Linear(H, H)
+        self.classifier = nn.Linear(H, 2)
+
+    def forward(self, ids, types, attn_mask=None, mrow=None, mpos=None):
+        """(MLM logits (M, V) at (mrow, mpos), SOP logits (B, 2)); attn_mask
+        is ignored (full-length rows, no mask), kept for the signature"""
+        h = self.embeddings(ids, types)
+        if hasattr(self, "project"):
+            h = self.project(h)
+        for i in range(self.n):
+            h = self.layers[0 if self.shared else i](h)
+        t = self.mlm_LayerNorm(F.gelu(self.mlm_dense(h[mrow, mpos])))
+        logits = F.linear(t, self.embeddings.word_embeddings.weight, self.mlm_bias)
+        return logits, self.classifier(torch.tanh(self.pooler(h[:, 0])))
+
+
+def build_encoder(c):
+    """torch_bench.py's --variant encoder model for config c (albert or bert)"""
+    return EncoderForPreTraining(c)
+
+
 def lm_loss(logits, ids, lengths):
     """kiln's lm_loss: mean CE of token t + 1 at every real t with t + 1 real"""
     B, L, V = logits.shape
@@ -797,8 +862,10 @@ def class_loss(logits, labels, targets):
 
 
 def no_decay(name):
-    """Tensors without weight decay: biases and LayerNorm weights (GPT-2's ln_1, ln_2, ln_f)."""
-    return "bias" in name or "LayerNorm" in name or "layer_norm" in name or ".ln_" in name
+    """Tensors without weight decay: biases and LayerNorm weights (GPT-2's ln_1, ln_2, ln_f;
+    nn.TransformerEncoderLayer's norm1, norm2)."""
+    return ("bias" in name or "LayerNorm" in name or "layer_norm" in name or ".ln_" in name or
+            ".norm1." in name or ".norm2." in name)
 
 
 def transposed(model_type, name):
