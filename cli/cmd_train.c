@@ -89,7 +89,7 @@ int cmd_train(int argc, char **argv, const char *db)
         "row); checkpoints to checkpoint.dir every checkpoint.every steps, at the end\n"
         "and on SIGINT/SIGTERM (the step finishes, the checkpoint is written, exit 0).\n"
         "--resume continues from the latest checkpoint, bit-identical to a run that\n"
-        "never stopped (same thread count); only budget, checkpoint, threads and the\n"
+        "never stopped (same thread count); only budget, checkpoint, threads, precision and the\n"
         "validation cadence may change. --pause-at STEP stops as a signal would once\n"
         "STEP is done (the schedule stays the budget's). A gradient norm that is not\n"
         "finite skips the update; 8 in a row end the run (exit 65, no checkpoint).\n"
@@ -99,7 +99,10 @@ int cmd_train(int argc, char **argv, const char *db)
         "\"lm_acc\"), \"val_loss\", the last validation's terms (\"val_mlm_loss\",\n"
         "\"val_mlm_acc\", ...), \"unigram_loss\" (the snapshot's unigram model on the same\n"
         "tokens), for GPT-2 \"perplexity\", \"val_perplexity\", \"unigram_perplexity\",\n"
-        "\"checkpoint\", \"stopped\"}; a value that is not finite is null.\n"
+        "\"checkpoint\", \"stopped\", \"precision\"}; a value that is not finite is null.\n"
+        "precision (the run config's, default auto) runs the matrix products on bfloat16\n"
+        "operands with fp32 accumulation where the CPU has bf16 dot products (AVX512_BF16,\n"
+        "AMX-BF16), else in fp32; the run says which at start (docs/train.md, \"Precision\").\n"
         "Under mpirun -np N: one model on N processes, data parallel (data.batch_size\n"
         "is the global batch; rank 0 keeps the store and the checkpoints; the others\n"
         "read rank 0's snapshot file); --json adds \"data_parallel\": {\"ranks\",\n"
@@ -213,6 +216,7 @@ int cmd_train(int argc, char **argv, const char *db)
         }
         json_object_set_new(o, "checkpoint", jstr(r.checkpoint));
         json_object_set_new(o, "stopped", json_boolean(r.stopped));
+        json_object_set_new(o, "precision", jstr(r.precision));
         if (r.ranks > 1) {
             /* data parallel: ranks, the all-reduce per step and its part backward did not hide */
             json_t *d = json_object();

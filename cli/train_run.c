@@ -21,8 +21,10 @@
 #include "sampler/sampler.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece.h"
+#include "trainer/bf16.h"
 #include "trainer/checkpoint.h"
 #include "trainer/distill.h"
+#include "trainer/kernels.h"
 #include "trainer/model.h"
 
 void openblas_set_num_threads(int);
@@ -557,6 +559,43 @@ static void take_result(ktrain_run *r, const krun *run)
     if (res->checkpoint[0]) snprintf(r->checkpoint, sizeof r->checkpoint, "%s", res->checkpoint);
 }
 
+/* The precision of the run's matrix products from cfg->precision on this
+ * machine (auto: bf16 where kbf16_available, else fp32): sets the calling
+ * thread's (kset_precision) and r->precision, and says so (rank 0). A rank
+ * other than 0 gets rank 0's resolved choice in the plan, so all ranks agree
+ * or one of them stops the run. Returns 0, or EX_UNAVAILABLE (bf16 asked
+ * for where it cannot run; r->error says why). */
+static int precision_setup(ktrain_run *r, int rank)
+{
+    char why[256] = "", cpu[64], feats[128];
+    int bf = 0;
+    const int want = r->cfg.precision;
+    if (want != KPRECISION_FP32) bf = !kbf16_available(why, sizeof why);
+    kcpu_describe(cpu, sizeof cpu, feats, sizeof feats);
+    if (want == KPRECISION_BF16 && !bf) {
+        if (rank > 0)
+            RUN_ERR("rank %d (%s): precision bf16 (rank 0's choice) cannot run here: %s; set \"precision\": "
+                    "\"fp32\" for ranks on different CPUs",
+                    rank, kdist_host(r->dist), why);
+        else
+            RUN_ERR("precision bf16 cannot run here: %s (CPU: %s, %s); use \"precision\": \"fp32\" or \"auto\"",
+                    why, cpu, feats);
+        return EX_UNAVAILABLE;
+    }
+    kset_precision(bf ? KPREC_BF16 : KPREC_FP32);
+    snprintf(r->precision, sizeof r->precision, "%s", bf ? "bf16" : "fp32");
+    if (rank == 0) {
+        if (bf)
+            kinfo("precision bf16%s: products on bfloat16 operands with fp32 accumulation (oneDNN); weights, "
+                  "gradients, optimizer state and reductions in fp32 (CPU: %s, %s)",
+                  want == KPRECISION_AUTO ? " (auto)" : "", cpu, feats);
+        else
+            kinfo("precision fp32%s%s%s (CPU: %s, %s)", want == KPRECISION_AUTO ? " (auto: " : "",
+                  want == KPRECISION_AUTO ? why : "", want == KPRECISION_AUTO ? ")" : "", cpu, feats);
+    }
+    return 0;
+}
+
 int ktrain_run_exec(ktrain_run *r)
 {
     r->error[0] = '\0';
@@ -578,6 +617,7 @@ int ktrain_run_exec(ktrain_run *r)
     r->ranks = ranks;
     r->comm_s = r->comm_wait_s = 0;
     r->hash_checks = 0;
+    r->precision[0] = '\0';
 
     /* an OpenBLAS that breaks determinism is refused before anything */
     if ((rc = krun_check_blas(err, sizeof err))) {
@@ -600,7 +640,7 @@ int ktrain_run_exec(ktrain_run *r)
         return EX_CANTCREAT;
     }
     const char *snapshot = NULL;
-    char snap_saved[4096] = "", snap_key[40] = "", teacher_saved[40] = "";
+    char snap_saved[4096] = "", snap_key[40] = "", teacher_saved[40] = "", prec_saved[8] = "";
     teacher te;
     memset(&te, 0, sizeof te);
     r->teacher_hash[0] = '\0';
@@ -629,6 +669,7 @@ int ktrain_run_exec(ktrain_run *r)
         cfg->budget = cur.budget;
         cfg->checkpoint = cur.checkpoint;
         cfg->threads = cur.threads;
+        cfg->precision = cur.precision;
         cfg->data.valid_every = cur.data.valid_every;
         cfg->data.valid_batches = cur.data.valid_batches;
         if (cur.distill.teacher[0]) memcpy(cfg->distill.teacher, cur.distill.teacher, sizeof cfg->distill.teacher);
@@ -640,6 +681,8 @@ int ktrain_run_exec(ktrain_run *r)
         if (sp) snprintf(snap_saved, sizeof snap_saved, "%s", sp);
         if (sk) snprintf(snap_key, sizeof snap_key, "%s", sk);
         job_saved = json_integer_value(json_object_get(ex, "job_id"));
+        const char *ps = json_string_value(json_object_get(ex, "precision"));
+        snprintf(prec_saved, sizeof prec_saved, "%s", ps ? ps : "fp32");
         json_int_t rs = json_integer_value(json_object_get(ex, "ranks"));
         if (rs < 1) rs = 1;
         if (rs != ranks)
@@ -655,6 +698,16 @@ int ktrain_run_exec(ktrain_run *r)
         kinfo("no checkpoint in %s: starting at step 0", cfg->checkpoint.dir);
     }
 
+    /* ---- precision (rank 0; the other ranks take rank 0's from the plan) ---- */
+    if (rank == 0 && (rc = precision_setup(r, 0))) {
+        kckpt_close(ck);
+        return rc;
+    }
+    if (rank == 0 && prec_saved[0] && strcmp(prec_saved, r->precision))
+        kinfo("%s was written by a run in %s, resumed in %s: the run continues the same model (its products "
+              "round differently from here on: not bit-identical to a run that stayed in %s)",
+              ck_path, prec_saved, r->precision, prec_saved);
+
     /* ---- vocabulary, snapshot, samplers ---- */
     cli_sampling x;
     memset(&x, 0, sizeof x);
@@ -668,6 +721,7 @@ int ktrain_run_exec(ktrain_run *r)
         kdist_set_timeout(D, t);
         if (rc) RUN_ERR("%s", kdist_error(D));
         else rc = plan_take(r, plan, &x);
+        if (!rc) rc = precision_setup(r, rank);
         free(plan);
         plan = NULL;
     }
@@ -734,7 +788,9 @@ int ktrain_run_exec(ktrain_run *r)
             rc = EX_NOINPUT;
             goto out;
         }
-        plan = plan_make(cfg, &x, hx);
+        ktrain_config pc = *cfg; /* rank 0's resolved precision: every rank runs the same */
+        pc.precision = !strcmp(r->precision, "bf16") ? KPRECISION_BF16 : KPRECISION_FP32;
+        plan = plan_make(&pc, &x, hx);
         rc = kdist_bcast_str(D, &plan, "the run's plan");
         free(plan);
         if (rc) {
@@ -935,7 +991,7 @@ planned:;
         goto out;
     }
     kbuf extra = {0};
-    kbuf_printf(&extra, "{\"ranks\":%d,\"snapshot\":", ranks);
+    kbuf_printf(&extra, "{\"ranks\":%d,\"precision\":\"%s\",\"snapshot\":", ranks, r->precision);
     kbuf_json_str(&extra, x.snapshot_path, strlen(x.snapshot_path));
     if (x.kind == KVOCAB_BPE)
         kbuf_printf(&extra, ",\"snapshot_key\":\"%s\",\"job_id\":%lld,\"tokenizer\":\"bpe\",\"eot_id\":%lld,"

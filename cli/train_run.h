@@ -57,6 +57,7 @@ typedef struct ktrain_run {
     int64_t teacher_bytes;           /* its memory: weights + activations */
     int stopped;                     /* 1 when *stop ended the run early */
     int ranks;                       /* processes of the run (1 without MPI) */
+    char precision[8];               /* of the matrix products: "fp32" or "bf16" (cfg.precision resolved) */
     double comm_s, comm_wait_s;      /* data parallel: all-reduce seconds per step, the part not hidden */
     int hash_checks;                 /* data parallel: parameter hash checks passed */
 } ktrain_run;

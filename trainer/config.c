@@ -63,6 +63,8 @@ static const ename distill_methods[] = {{"distilbert", KDISTILL_DISTILBERT}, {"t
 static const ename distill_positions[] = {{"masked", KDISTILL_MASKED}, {"all", KDISTILL_ALL}, {NULL, 0}};
 static const ename distill_stages[] = {{"intermediate", KDISTILL_INTERMEDIATE}, {"prediction", KDISTILL_PREDICTION},
                                        {"both", KDISTILL_BOTH}, {NULL, 0}};
+static const ename precisions[] = {
+    {"auto", KPRECISION_AUTO}, {"fp32", KPRECISION_FP32}, {"bf16", KPRECISION_BF16}, {NULL, 0}};
 static const ename schedules[] = {
     {"linear", KSCHED_LINEAR}, {"cosine", KSCHED_COSINE}, {"constant", KSCHED_CONSTANT}, {NULL, 0}};
 /* In bit order: the canonical order of data.objectives. */
@@ -177,6 +179,7 @@ static const field FIELDS[] = {
     F_INT("checkpoint", "keep", checkpoint.keep, 1, 1000000),
 
     F_INT("", "threads", threads, 0, 4096),
+    F_ENUM("", "precision", precision, precisions),
     F_STR("", "init", init),
 
     {"distill", "teacher", T_STR, OFF(distill.teacher), 0, 0, DISTILL_SEC, NULL, sizeof(((ktrain_config *)0)->distill.teacher)},
@@ -268,6 +271,7 @@ void ktrain_config_defaults(ktrain_config *c)
     c->checkpoint.every = 1000;
     c->checkpoint.keep = 3;
     c->threads = 0;
+    c->precision = KPRECISION_AUTO;
     c->launch.ranks = 1;
 
     kdistill_config *k = &c->distill;

@@ -11,6 +11,8 @@ enum { KMODEL_BERT = 1, KMODEL_ALBERT = 2, KMODEL_ELECTRA = 3, KMODEL_GPT2 = 4, 
 enum { KACT_GELU = 1 /* erf */, KACT_GELU_NEW = 2 /* tanh approximation */ };
 enum { KOPT_ADAMW = 1, KOPT_LAMB = 2 };
 enum { KSCHED_LINEAR = 1, KSCHED_COSINE = 2, KSCHED_CONSTANT = 3 };
+/* precision: auto (bf16 where the CPU has bf16 dot products, else fp32), fp32, bf16 */
+enum { KPRECISION_AUTO = 0, KPRECISION_FP32 = 1, KPRECISION_BF16 = 2 };
 
 typedef struct kmodel_config {
     int type;                     /* KMODEL_* */
@@ -141,6 +143,7 @@ typedef struct ktrain_config {
     kbudget_config budget;
     kckpt_config checkpoint;
     int threads;                  /* 0 = all cores */
+    int precision;                /* KPRECISION_*: of the matrix products (docs/train.md, "Precision") */
     char init[1024];              /* "" or a checkpoint whose model weights start the run (step 0) */
     kdistill_config distill;
     klaunch_config launch;

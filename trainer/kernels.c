@@ -25,6 +25,7 @@
  * OpenBLAS may pick other sgemm kernels, hence other bits.
  */
 #include "trainer/kernels.h"
+#include "trainer/bf16.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -432,15 +433,26 @@ void kgemm_grid(int M, int N, int K, int *mt, int *nt, int *kt)
         *kt = T;
 }
 
-/* cblas_sgemm on one thread wherever it is called from: OpenBLAS's OpenMP
- * build runs single-threaded inside an active parallel region, and otherwise
- * on omp_get_max_threads() threads, so that is set to 1 around the call. */
-static void sgemm1(enum CBLAS_TRANSPOSE TA, enum CBLAS_TRANSPOSE TB, int M, int N, int K, float alpha,
+/* The calling thread's precision of matrix products (kset_precision). */
+static _Thread_local int tl_prec = KPREC_FP32;
+
+void kset_precision(int p) { tl_prec = p == KPREC_BF16 ? KPREC_BF16 : KPREC_FP32; }
+int kget_precision(void) { return tl_prec; }
+
+/* One product on one thread wherever it is called from: cblas_sgemm (fp32)
+ * or kbf16_gemm (prec KPREC_BF16; fp32 if oneDNN fails, which only running
+ * out of memory can cause once bf16 was set up). OpenBLAS's OpenMP build and
+ * oneDNN's both run single-threaded inside an active parallel region, and
+ * otherwise on omp_get_max_threads() threads, so that is set to 1 around the
+ * call. */
+static void sgemm1(int prec, enum CBLAS_TRANSPOSE TA, enum CBLAS_TRANSPOSE TB, int M, int N, int K, float alpha,
                    const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > 1) omp_set_num_threads(1);
-    cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (prec != KPREC_BF16 ||
+        kbf16_gemm(TA == CblasTrans, TB == CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     if (nt > 1) omp_set_num_threads(nt);
 }
 
@@ -477,6 +489,7 @@ static void prefill(float *C, int ldc, const float *bias, const float *res, int 
 void kgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
               float beta, float *C, int ldc, const float *bias, const float *res, krows_fn after, void *ctx)
 {
+    const int prec = tl_prec;
     if (M <= 0 || N <= 0) return;
     const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     const int pre = bias || res;
@@ -485,7 +498,7 @@ void kgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
     kgemm_grid(M, N, K, &mt, &nt, &kt);
     if (mt * nt * kt == 1) {
         if (pre) prefill(C, ldc, bias, res, 0, M, 0, N);
-        sgemm1(TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        sgemm1(prec, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         if (after) after(ctx, 0, M);
         return;
     }
@@ -513,12 +526,12 @@ void kgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         const float *a = ta ? A + (size_t)k0 * lda + m0 : A + (size_t)m0 * lda + k0;
         const float *b = tb ? B + (size_t)n0 * ldb + k0 : B + (size_t)k0 * ldb + n0;
         if (k > 0) { /* piece 0 of K goes to C itself, the others to partial products */
-            sgemm1(TA, TB, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, 0.0f,
+            sgemm1(prec, TA, TB, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, 0.0f,
                    part_buf + (size_t)(k - 1) * M * N + (size_t)m0 * N + n0, N);
             continue;
         }
         if (pre) prefill(C, ldc, bias, res, m0, m1, n0, n1);
-        sgemm1(TA, TB, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, beta, C + (size_t)m0 * ldc + n0, ldc);
+        sgemm1(prec, TA, TB, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, beta, C + (size_t)m0 * ldc + n0, ldc);
         if (after && nt == 1 && kt == 1) after(ctx, m0, m1);
     }
     if (kt > 1 || (after && nt > 1)) {
@@ -915,6 +928,7 @@ static void attn_softmax_back(float *dP, const float *P, int n)
 void kattention_forward(float *ctx, float *probs, float *scratch, const float *qkv, const int32_t *offs,
                         const kattn_dims *d)
 {
+    const int prec = tl_prec;
     const int NH = d->NH, D = d->D, H = NH * D, L = d->L, tasks = d->B * NH;
     const float scale = 1.0f / sqrtf((float)D);
     const size_t per = kattention_scratch(d);
@@ -924,7 +938,7 @@ void kattention_forward(float *ctx, float *probs, float *scratch, const float *q
         if (n <= 0) continue;
         const float *Q = qkv + (size_t)offs[b] * 3 * H + (size_t)h * D, *K = Q + H, *Vv = Q + 2 * H;
         float *P = probs + (size_t)t * L * L;
-        sgemm1(CblasNoTrans, CblasTrans, n, n, D, scale, Q, 3 * H, K, 3 * H, 0.0f, P, n);
+        sgemm1(prec, CblasNoTrans, CblasTrans, n, n, D, scale, Q, 3 * H, K, 3 * H, 0.0f, P, n);
         attn_softmax(P, n, d->causal);
         const float *A = P;
         if (d->pdrop > 0.0f) {
@@ -932,7 +946,7 @@ void kattention_forward(float *ctx, float *probs, float *scratch, const float *q
             attn_drop(S, P, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h) * L * L);
             A = S;
         }
-        sgemm1(CblasNoTrans, CblasNoTrans, n, D, n, 1.0f, A, n, Vv, 3 * H, 0.0f,
+        sgemm1(prec, CblasNoTrans, CblasNoTrans, n, D, n, 1.0f, A, n, Vv, 3 * H, 0.0f,
                     ctx + (size_t)offs[b] * H + (size_t)h * D, H);
     }
 }
@@ -940,6 +954,7 @@ void kattention_forward(float *ctx, float *probs, float *scratch, const float *q
 void kattention_backward(float *dqkv, float *scratch, const float *dctx, const float *qkv, const float *probs,
                          const int32_t *offs, const kattn_dims *d)
 {
+    const int prec = tl_prec;
     const int NH = d->NH, D = d->D, H = NH * D, L = d->L, tasks = d->B * NH;
     const float scale = 1.0f / sqrtf((float)D);
     const size_t per = kattention_scratch(d);
@@ -958,13 +973,13 @@ void kattention_backward(float *dqkv, float *scratch, const float *dctx, const f
             A = S;
         }
         /* dV = A^T dC; dA = dC V^T */
-        sgemm1(CblasTrans, CblasNoTrans, n, D, n, 1.0f, A, n, dC, H, 0.0f, dV, 3 * H);
-        sgemm1(CblasNoTrans, CblasTrans, n, n, D, 1.0f, dC, H, Vv, 3 * H, 0.0f, dP, n);
+        sgemm1(prec, CblasTrans, CblasNoTrans, n, D, n, 1.0f, A, n, dC, H, 0.0f, dV, 3 * H);
+        sgemm1(prec, CblasNoTrans, CblasTrans, n, n, D, 1.0f, dC, H, Vv, 3 * H, 0.0f, dP, n);
         if (d->pdrop > 0.0f) attn_drop(dP, dP, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h) * L * L);
         attn_softmax_back(dP, P, n);
         /* dQ = scale dS K; dK = scale dS^T Q */
-        sgemm1(CblasNoTrans, CblasNoTrans, n, D, n, scale, dP, n, K, 3 * H, 0.0f, dQ, 3 * H);
-        sgemm1(CblasTrans, CblasNoTrans, n, D, n, scale, dP, n, Q, 3 * H, 0.0f, dK, 3 * H);
+        sgemm1(prec, CblasNoTrans, CblasNoTrans, n, D, n, scale, dP, n, K, 3 * H, 0.0f, dQ, 3 * H);
+        sgemm1(prec, CblasTrans, CblasNoTrans, n, D, n, scale, dP, n, Q, 3 * H, 0.0f, dK, 3 * H);
     }
 }
 
@@ -1084,6 +1099,7 @@ void kxent_soft(float *x, const float *bias, const float *t, float T, float *los
 double kattn_score_mse(const float *qkv, const float *tqkv, const int32_t *offs, int B, int NH, int D, int Dt, int L,
                        float *dqkv, float gscale, double *count)
 {
+    const int prec = tl_prec;
     const int H = NH * D, Ht = NH * Dt, tasks = B * NH;
     const float sc = 1.0f / sqrtf((float)D), tsc = 1.0f / sqrtf((float)Dt);
     double *part = calloc((size_t)(tasks > 0 ? tasks : 1), sizeof *part);
@@ -1097,8 +1113,8 @@ double kattn_score_mse(const float *qkv, const float *tqkv, const int32_t *offs,
         float *St = S + (size_t)n * n;
         const float *Q = qkv + (size_t)offs[b] * 3 * H + (size_t)h * D, *K = Q + H;
         const float *Qt = tqkv + (size_t)offs[b] * 3 * Ht + (size_t)h * Dt, *Kt = Qt + Ht;
-        sgemm1(CblasNoTrans, CblasTrans, n, n, D, sc, Q, 3 * H, K, 3 * H, 0.0f, S, n);
-        sgemm1(CblasNoTrans, CblasTrans, n, n, Dt, tsc, Qt, 3 * Ht, Kt, 3 * Ht, 0.0f, St, n);
+        sgemm1(prec, CblasNoTrans, CblasTrans, n, n, D, sc, Q, 3 * H, K, 3 * H, 0.0f, S, n);
+        sgemm1(prec, CblasNoTrans, CblasTrans, n, n, Dt, tsc, Qt, 3 * Ht, Kt, 3 * Ht, 0.0f, St, n);
         double acc = 0;
         for (size_t i = 0; i < (size_t)n * n; i++) {
             float e = S[i] - St[i];
@@ -1109,8 +1125,8 @@ double kattn_score_mse(const float *qkv, const float *tqkv, const int32_t *offs,
         if (dqkv) {
             float *dQ = dqkv + (size_t)offs[b] * 3 * H + (size_t)h * D, *dK = dQ + H;
             /* dQ += sc dS K; dK += sc dS^T Q */
-            sgemm1(CblasNoTrans, CblasNoTrans, n, D, n, sc, S, n, K, 3 * H, 1.0f, dQ, 3 * H);
-            sgemm1(CblasTrans, CblasNoTrans, n, D, n, sc, S, n, Q, 3 * H, 1.0f, dK, 3 * H);
+            sgemm1(prec, CblasNoTrans, CblasNoTrans, n, D, n, sc, S, n, K, 3 * H, 1.0f, dQ, 3 * H);
+            sgemm1(prec, CblasTrans, CblasNoTrans, n, D, n, sc, S, n, Q, 3 * H, 1.0f, dK, 3 * H);
         }
     }
     double sum = 0, cnt = 0;

@@ -20,6 +20,8 @@
  *    by the data's shape, not by the thread count. Matrix products are
  *    single-threaded OpenBLAS sgemm calls on a grid of tiles fixed by the
  *    shapes (kgemm). So results are bit-identical for any thread count.
+ *    In bf16 (kset_precision) the tiles are single-threaded oneDNN bf16
+ *    products: the same holds within that precision.
  *  - Randomness (dropout) is counter-based: a mask element is a pure function
  *    of (key, element index); no state.
  *  - Calls may run inside or outside an OpenMP parallel region; kernels open
@@ -117,6 +119,15 @@ void kgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
  * multiply-adds (below 2^20: one piece). A product therefore uses at most
  * that many threads. */
 void kgemm_grid(int M, int N, int K, int *mt, int *nt, int *kt);
+
+/* Precision of the calling thread's matrix products (kgemm, kdense_*, the
+ * attention kernels): KPREC_FP32 (the default: OpenBLAS sgemm) or
+ * KPREC_BF16 (operands rounded to bfloat16, fp32 accumulation: bf16.h; the
+ * caller checks kbf16_available first). Everything that is not a product
+ * stays fp32. Per thread: a thread that trains sets it once. */
+enum { KPREC_FP32 = 0, KPREC_BF16 = 1 };
+void kset_precision(int p);
+int kget_precision(void);
 
 /* ---- dense layers ----------------------------------------------------------- */
 

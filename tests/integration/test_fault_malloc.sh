@@ -39,7 +39,7 @@ fi
 # third-party code that may end the process its own way when its allocation
 # fails (ICU's default locale: a NULL dereference; libarchive: "Fatal
 # Internal Error in libarchive: No memory", exit 1; libgomp: exit 1)
-OUTSIDE='^(libicu|libarchive|libgomp|libopenblas|libstdc\+\+|libgcc_s|libz\.|libbz2|liblzma|libzstd|liblz4)'
+OUTSIDE='^(libicu|libarchive|libgomp|libopenblas|libdnnl|libstdc\+\+|libgcc_s|libz\.|libbz2|liblzma|libzstd|liblz4)'
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 T0=$(date +%s)
 LIMIT=120   # seconds a faulty run may take: a hang is a failure (exit 124 or 137)

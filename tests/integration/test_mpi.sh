@@ -10,7 +10,9 @@
 # check; a batch the ranks cannot split; resuming on another number of
 # ranks (said, and the same model within tolerance); a daemon job on 2
 # ranks (kiln run submit --ranks 2) paused, resumed and its daemon killed
-# with -9, ending with the bytes of a straight 2-rank run.
+# with -9, ending with the bytes of a straight 2-rank run. Precision: a rank
+# that cannot run rank 0's bf16 stops the run naming itself; bf16 on 2 ranks
+# (where the CPU has it) is bit-identical run to run and follows 1 rank.
 source "$(dirname "$0")/lib.sh"
 
 # CI runs as root: Open MPI refuses root unless told (users run as themselves)
@@ -23,7 +25,10 @@ expect_exit 0 "ingest" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
 expect_exit 0 "vocab train 4k" "$KILN" vocab train -q --size 4000 --name v4k
 expect_exit 0 "tokenize" "$KILN" tokenize -q
 
-# with dropout: a token's masks are keyed by its stream position, the same on any rank
+# with dropout: a token's masks are keyed by its stream position, the same on any rank.
+# Precision fp32: the 1e-5 agreement of 2 ranks with 1 is fp32's (bf16's rounding of
+# the products' operands turns an fp32 difference of accumulation order into bf16
+# steps); bf16 on 2 ranks is checked apart below
 cat > a.json <<'EOF'
 {
   "model": {"type": "albert", "embedding_size": 32, "hidden_size": 64, "num_hidden_layers": 2,
@@ -33,6 +38,7 @@ cat > a.json <<'EOF'
   "optimizer": {"type": "adamw", "lr": 1e-3, "warmup_steps": 5, "accumulation": 2},
   "budget": {"steps": 20},
   "threads": 1,
+  "precision": "fp32",
   "checkpoint": {"dir": "a1", "every": 10, "keep": 3}
 }
 EOF
@@ -83,6 +89,25 @@ check "a: the snapshot agreed (rank 0 says its hash)" grep -q "data parallel: 2 
 expect_exit 0 "a: 2 ranks again" $MPI "$KILN" train --config a.json --set checkpoint.dir=a3
 check "2 ranks, run to run: model bytes" cmp a2/step-000000020/model.safetensors a3/step-000000020/model.safetensors
 check "2 ranks, run to run: optimizer bytes" cmp a2/step-000000020/optimizer.safetensors a3/step-000000020/optimizer.safetensors
+
+# --- precision: every rank runs rank 0's choice (bf16 on a CPU that has it)
+expect_exit 69 "precision bf16 where rank 1 cannot run it" mpirun --oversubscribe -np 1 "$KILN" train --config a.json \
+  --set checkpoint.dir=p0 --set precision=bf16 : -np 1 env KILN_CPU_NO_BF16=1 "$KILN" train --config a.json \
+  --set checkpoint.dir=p0 --set precision=bf16
+if grep -q "precision bf16 cannot run here" err.txt; then
+  ok "this CPU has no bf16 dot products: rank 0 refuses bf16 itself (the 2-rank bf16 runs need one that has)"
+else
+  grep_err "rank 1 \(.*\): precision bf16 \(rank 0's choice\) cannot run here" "rank 1 says it cannot run rank 0's bf16"
+  expect_exit 0 "bf16 on 2 ranks" $MPI "$KILN" train --config a.json --set checkpoint.dir=p1 --set precision=auto --json
+  cp out.txt p1.json
+  check "auto on 2 ranks: bf16 (rank 0's choice)" [ "$(json precision p1.json)" = bf16 ]
+  expect_exit 0 "bf16 on 2 ranks again" $MPI "$KILN" train --config a.json --set checkpoint.dir=p2 --set precision=bf16
+  check "bf16 on 2 ranks, run to run: model bytes" cmp p1/step-000000020/model.safetensors p2/step-000000020/model.safetensors
+  expect_exit 0 "bf16 on 1 rank" "$KILN" train --config a.json --set checkpoint.dir=p3 --set precision=bf16 --json
+  cp out.txt p3.json
+  check "bf16: 2 ranks follow 1 rank (final loss within 2%)" $PY -c '
+import json, sys; a, b = (json.load(open(f))["loss"] for f in sys.argv[1:]); assert abs(a - b) <= 0.02 * abs(b), (a, b)' p1.json p3.json
+fi
 
 # --- the store: rank 0 only (rank 1 gets a store path it could not even create)
 sqlite3 "$KILN_DB" "select count(*) from jobs" > jobs0.txt

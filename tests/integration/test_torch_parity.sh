@@ -22,7 +22,9 @@
 # stages) with their loss terms and the student's gradients;
 # tests/ref/distill_parity.py redoes them in PyTorch (per-layer hidden states
 # and attention scores of both models). Both helper commands must write the same
-# bytes with one thread as with two. A missing torch is a failure, not a
+# bytes with one thread as with two. The parity models again with kiln's
+# products in bf16 (kiln_trainer_ref parity --precision bf16), at bf16's
+# tolerances, where the CPU has bf16 dot products. A missing torch is a failure, not a
 # skip.
 source "$(dirname "$0")/lib.sh"
 
@@ -71,6 +73,32 @@ if OMP_NUM_THREADS=1 "$HELPER" parity one >/dev/null 2>err.txt; then
   done
 else
   bad "kiln_trainer_ref parity with one thread failed"; sed 's/^/  | /' err.txt | head
+fi
+
+# bf16 (docs/train.md, "Precision"): the same models with kiln's products on bf16
+# operands, against torch in fp32 at bf16's tolerances (torch_parity.py's
+# docstring); the same bytes with one thread. On a CPU without bf16 dot
+# products: the refusal (exit 69) and its reason.
+mkdir bf16 bf16_one
+OMP_NUM_THREADS=2 "$HELPER" parity bf16 --precision bf16 >out.txt 2>err.txt; rc=$?
+if [ "$rc" = 69 ] && grep -q "no bf16 dot products" err.txt; then
+  ok "no bf16 parity on this CPU: refused (exit 69): $(cat err.txt)"
+elif [ "$rc" = 0 ]; then
+  files=""
+  for m in $MODELS; do files="$files bf16/$m.safetensors"; done
+  if KILN_PARITY_PRECISION=bf16 $PY "$REF/torch_parity.py" $files >parity_bf16.txt 2>&1; then
+    ok "bf16: logits, losses, gradients and the losses of 5 AdamW / 5 LAMB steps match PyTorch fp32 at bf16's tolerances"
+    grep -E "logits:|gradients:|loss per step" parity_bf16.txt | sed 's/^/  | /'
+  else
+    bad "PyTorch parity in bf16:"; sed 's/^/  | /' parity_bf16.txt
+  fi
+  if OMP_NUM_THREADS=1 "$HELPER" parity bf16_one --precision bf16 >/dev/null 2>err.txt; then
+    for m in $MODELS; do check "bf16: one thread writes the same bytes as two ($m)" cmp -s bf16/$m.safetensors bf16_one/$m.safetensors; done
+  else
+    bad "kiln_trainer_ref parity --precision bf16 with one thread failed"; sed 's/^/  | /' err.txt | head
+  fi
+else
+  bad "kiln_trainer_ref parity --precision bf16: exit $rc"; sed 's/^/  | /' err.txt | head
 fi
 
 # knowledge distillation: kiln's side (2 threads), then PyTorch's

@@ -57,6 +57,12 @@ for content: torch redoes each draw by inverse CDF of softmax(its own
 generator logits + bias) in float64 at kiln's uniform number (<pass>.rtd_u)
 and must find kiln's token, except where u lies within 1e-4 of a CDF
 boundary between the two tokens (reported as "at a boundary").
+With KILN_PARITY_PRECISION=bf16 (files of kiln_trainer_ref parity DIR
+--precision bf16: kiln's products on bfloat16 operands), each tensor is
+compared as a whole, ||kiln - torch||_2 <= 2e-2 ||torch||_2 + 1e-5 sqrt(n),
+losses within relative 5e-3, the zero gradients below 1e-4, and the
+parameters after the optimizer steps are not compared (the losses of the
+steps are).
 Prints the worst error of each check; exits 1 when any check fails, 2 when
 the input is unusable.
 """
@@ -74,6 +80,22 @@ import torch_models  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-5
 LOSS_RTOL = 1e-5
+DEAD_GRAD, DEAD_ATOL = 1e-6, 1e-4
+BF16 = os.environ.get("KILN_PARITY_PRECISION") == "bf16"
+if BF16:
+    # kiln_trainer_ref parity DIR --precision bf16: kiln's products on bf16
+    # operands (8 significant bits: a relative rounding of 2^-9 per operand)
+    # against torch in fp32. Elementwise bounds do not hold there (an element
+    # that is a difference of large terms keeps their rounding), so each
+    # tensor is compared as a whole: ||kiln - torch||_2 <= RTOL ||torch||_2 +
+    # ATOL sqrt(n). The attention key biases' zero gradients carry bf16
+    # rounding noise (below DEAD_GRAD). The parameters after the optimizer
+    # steps are not compared (Adam's and LAMB's normalised updates turn the
+    # noise of near-zero gradients into steps of about lr); the losses of
+    # the steps are (LOSS_RTOL).
+    RTOL, ATOL = 2e-2, 1e-5
+    LOSS_RTOL = 5e-3
+    DEAD_GRAD = 1e-4
 DTYPES = {"F32": np.float32, "F64": np.float64, "I32": np.int32, "I64": np.int64, "U8": np.uint8}
 
 
@@ -101,6 +123,13 @@ class Checker:
             self.failed += 1
             print(f"  FAILED {self.tag} {what}: shape {kiln.shape} vs torch {ref.shape}")
             return
+        if BF16 and kiln.size:
+            e2, r2 = float(np.linalg.norm(kiln - ref)), float(np.linalg.norm(ref))
+            tol2 = atol * math.sqrt(kiln.size) + rtol * r2
+            if e2 > tol2:
+                self.failed += 1
+                print(f"  FAILED {self.tag} {what}: ||kiln - torch|| {e2:.3g} > {tol2:.3g} (||torch|| {r2:.3g})")
+            return e2 / tol2, float(np.abs(kiln - ref).max() / max(np.abs(ref).max(), 1e-30)), int(e2 > tol2)
         err = np.abs(kiln - ref)
         tol = atol + rtol * np.abs(ref)
         bad = int((err > tol).sum())
@@ -432,7 +461,7 @@ def main(path):
         dead.update({n: slice(H, 2 * H) for n in names if n.endswith("c_attn.bias")})
     for n, sl in dead.items():
         top = max(np.abs(T["grad." + n][sl]).max(), float(params[n].grad[sl].abs().max()))
-        if top > 1e-6:
+        if top > DEAD_GRAD:
             ck.failed += 1
             print(f"  FAILED {tag} grad {n}: {top:.3g}, should be zero up to rounding")
 
@@ -479,9 +508,13 @@ def main(path):
                         r = wn / un if wn > 0 and un > 0 else 1.0
                     p.sub_(lr * r * u)
         res = ck.close(f"{kind} losses", T[kind + ".losses"], np.array(step_losses))
-        ck.group(f"parameters after 5 {kind} steps",
-                 [(f"{kind} {n}", T[kind + "." + n], params[n].detach().numpy(), 1e-4 if n in dead else ATOL)
-                  for n in names])
+        if BF16:  # the trajectory is checked by the losses of the steps (above), not element by element
+            print(f"  {ck.tag} parameters after 5 {kind} steps: not compared in bf16 (Adam's and LAMB's "
+                  f"normalised updates turn bf16 noise of near-zero gradients into steps of about lr)")
+        else:
+            ck.group(f"parameters after 5 {kind} steps",
+                     [(f"{kind} {n}", T[kind + "." + n], params[n].detach().numpy(),
+                       DEAD_ATOL if n in dead else ATOL) for n in names])
         print(f"  {tag} {kind} loss per step: " + " ".join(f"{x:.5f}" for x in step_losses) +
               (f"; worst err/tol {res[0]:.3f}" if res else ""))
     if pair:

@@ -66,7 +66,7 @@
  *                             the PyTorch side can redo the inverse-CDF draws
  *     and the configs as metadata strings.
  *
- *   kiln_trainer_ref bench [STEPS] [--model albert|bert]
+ *   kiln_trainer_ref bench [STEPS] [--model albert|bert] [--precision fp32|bf16]
  *     Times training steps (zero_grad + forward/backward + AdamW) at the
  *     benchmark configuration: ALBERT V 30000, E 128, H 256, 4 layers sharing
  *     one group, 4 heads, FFN 1024, seq 128, batch 16, 20 masked positions per
@@ -83,6 +83,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "trainer/bf16.h"
 #include "trainer/distill.h"
 #include "trainer/generate.h"
 #include "trainer/kernels.h"
@@ -922,7 +923,11 @@ static int bench(int steps, int bert)
     double peak_cpu, peak = peak_gflops(&peak_cpu);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"model\": \"%s\", \"threads\": %d, \"steps\": %d, \"ms_per_step\": %.2f, \"fwd_bwd_ms\": %.2f, "
+    char cpu_name[64], cpu_feats[128];
+    kcpu_describe(cpu_name, sizeof cpu_name, cpu_feats, sizeof cpu_feats);
+    printf("{\"cpu\": \"%s\", \"cpu_features\": \"%s\", \"precision\": \"%s\", ", cpu_name, cpu_feats,
+           kget_precision() == KPREC_BF16 ? "bf16" : "fp32");
+    printf("\"model\": \"%s\", \"threads\": %d, \"steps\": %d, \"ms_per_step\": %.2f, \"fwd_bwd_ms\": %.2f, "
            "\"optimizer_ms\": %.2f, \"forward_ms\": %.2f, \"tokens_per_s\": %.0f, \"gflop_per_step\": %.2f, "
            "\"gflops\": %.1f, \"sgemm_peak_gflops\": %.1f, \"share_of_peak\": %.3f, \"cpu_ms_per_step\": %.2f, "
            "\"share_of_peak_by_cpu_time\": %.3f, \"params\": %zu, "
@@ -940,12 +945,35 @@ static int bench(int steps, int bert)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 3 && !strcmp(argv[1], "parity")) return parity(argv[2]);
+    if (argc >= 3 && !strcmp(argv[1], "parity")) {
+        if (argc >= 5 && !strcmp(argv[3], "--precision") && !strcmp(argv[4], "bf16")) {
+            char why[256];
+            if (kbf16_available(why, sizeof why)) {
+                fprintf(stderr, "kiln_trainer_ref: precision bf16: %s\n", why);
+                return 69;
+            }
+            kset_precision(KPREC_BF16);
+        }
+        return parity(argv[2]);
+    }
     if (argc >= 3 && !strcmp(argv[1], "distill")) return distill_parity(argv[2]);
     if (argc >= 2 && !strcmp(argv[1], "bench")) {
-        int steps = argc >= 3 ? atoi(argv[2]) : 10, bert = argc >= 5 && !strcmp(argv[4], "bert");
+        int steps = argc >= 3 ? atoi(argv[2]) : 10, bert = 0, bf16 = 0;
+        for (int i = 3; i + 1 < argc; i += 2) {
+            if (!strcmp(argv[i], "--model")) bert = !strcmp(argv[i + 1], "bert");
+            else if (!strcmp(argv[i], "--precision")) bf16 = !strcmp(argv[i + 1], "bf16");
+        }
+        if (bf16) {
+            char why[256];
+            if (kbf16_available(why, sizeof why)) {
+                fprintf(stderr, "kiln_trainer_ref: precision bf16: %s\n", why);
+                return 69;
+            }
+            kset_precision(KPREC_BF16);
+        }
         return bench(steps > 0 ? steps : 10, bert);
     }
-    fprintf(stderr, "usage: kiln_trainer_ref parity DIR | distill DIR | bench [STEPS] [--model albert|bert]\n");
+    fprintf(stderr, "usage: kiln_trainer_ref parity DIR | distill DIR | bench [STEPS] [--model albert|bert] "
+                    "[--precision fp32|bf16]\n");
     return 64;
 }

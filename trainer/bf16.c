@@ -1,0 +1,283 @@
+/* trainer/bf16.c: bfloat16 matrix products on oneDNN's matmul, and the CPU
+ * detection that decides whether they run (see bf16.h).
+ *
+ * Why oneDNN (Debian libdnnl-dev) and not OpenBLAS's sbgemm: Debian's
+ * OpenBLAS 0.3.21 declares cblas_sbgemm but is built without it (no such
+ * symbol in libopenblas.so.0). oneDNN's matmul, measured on an AMD EPYC
+ * (Zen 4, AVX512_BF16), one thread: 360-390 GFLOP/s on the trainer's shapes
+ * (2048 x 256..1024 x 256..1024) against OpenBLAS sgemm's 95 in fp32.
+ *
+ * One matmul primitive per (transpose A, transpose B, beta 0 or 1) serves
+ * every shape: M, N, K and C's row stride are runtime values (oneDNN picks
+ * its JIT gemm for that), the operands dense; nothing is created per shape.
+ * Eight primitives in all (beta 1 is a sum post-op). They are made once per process (pthread_once)
+ * and executed concurrently by the OpenMP threads (oneDNN primitives are
+ * thread-safe to execute; each thread has its own stream). Inside a parallel
+ * region oneDNN runs on the calling thread alone, so a product's bits do not
+ * depend on the thread count (kgemm's tiles decide the split).
+ *
+ * Operands are rounded into per-thread scratch (packed, the stored layout
+ * kept) with alpha folded into A before rounding; C is fp32 in place.
+ */
+#include "trainer/bf16.h"
+
+#include <cpuid.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/kmath.h" /* KCLONES */
+
+#ifdef KILN_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+/* ---- the CPU ---------------------------------------------------------------------- */
+
+static unsigned long long xgetbv0(void)
+{
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+/* bit 0 avx2, 1 avx512f, 2 avx512_bf16, 3 amx_bf16 (usable: the OS saves the state) */
+static int cpu_bits(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; /* no OSXSAVE */
+    unsigned long long x = xgetbv0();
+    int ymm = (x & 6) == 6, zmm = ymm && (x & 0xe0) == 0xe0, tile = (x & 0x60000) == 0x60000;
+    if (__get_cpuid_max(0, NULL) < 7) return 0;
+    unsigned b7, c7, d7, a71 = 0, t;
+    __cpuid_count(7, 0, a, b7, c7, d7);
+    unsigned max7 = a;
+    if (max7 >= 1) __cpuid_count(7, 1, a71, t, t, t);
+    int bits = 0;
+    if (ymm && (b7 & (1u << 5))) bits |= 1;
+    if (zmm && (b7 & (1u << 16))) bits |= 2;
+    if (zmm && (b7 & (1u << 16)) && (a71 & (1u << 5))) bits |= 4;
+    if (tile && (d7 & (1u << 22))) bits |= 8;
+    /* KILN_CPU_NO_BF16=1: as if the CPU had no bf16 dot products (tests of
+     * the fp32 fallback and of the refusal on any machine) */
+    const char *no = getenv("KILN_CPU_NO_BF16");
+    if (no && *no == '1') bits &= ~12;
+    return bits;
+}
+
+int kbf16_cpu(void) { return (cpu_bits() & 12) != 0; }
+
+void kcpu_describe(char *name, size_t n_name, char *feats, size_t n_feats)
+{
+    unsigned r[12] = {0}, a, b, c, d;
+    snprintf(name, n_name, "unknown CPU");
+    if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {
+        for (unsigned i = 0; i < 3; i++) {
+            __cpuid(0x80000002 + i, a, b, c, d);
+            r[4 * i] = a, r[4 * i + 1] = b, r[4 * i + 2] = c, r[4 * i + 3] = d;
+        }
+        char s[49];
+        memcpy(s, r, 48);
+        s[48] = '\0';
+        char *p = s;
+        while (*p == ' ') p++;
+        size_t l = strlen(p);
+        while (l && p[l - 1] == ' ') p[--l] = '\0';
+        if (*p) snprintf(name, n_name, "%s", p);
+    }
+    int bits = cpu_bits();
+    snprintf(feats, n_feats, "%s%s%s%s", bits & 1 ? "avx2" : "no-avx2", bits & 2 ? " avx512f" : "",
+             bits & 4 ? " avx512_bf16" : "", bits & 8 ? " amx_bf16" : "");
+}
+
+/* ---- rounding --------------------------------------------------------------------- */
+
+KCLONES
+void kbf16_round(uint16_t *dst, const float *src, size_t n, float alpha)
+{
+    for (size_t i = 0; i < n; i++) {
+        float f = src[i] * alpha;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        dst[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
+    }
+}
+
+KCLONES
+void kbf16_truncate(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        u = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x400000u) & 0xffff0000u : r;
+        memcpy(&x[i], &u, 4);
+    }
+}
+
+/* rows x cols of src (leading dimension ld) into dst packed (leading dimension cols) */
+static void round_block(uint16_t *dst, const float *src, int rows, int cols, int ld, float alpha)
+{
+    if (ld == cols) {
+        kbf16_round(dst, src, (size_t)rows * cols, alpha);
+        return;
+    }
+    for (int r = 0; r < rows; r++) kbf16_round(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols, alpha);
+}
+
+/* ---- products --------------------------------------------------------------------- */
+
+#ifdef KILN_HAVE_DNNL
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static dnnl_engine_t engine;
+/* [ta][tb][beta != 0]: A, B dense (tags ab / ba: packed by round_block), C
+ * with a runtime row stride; runtime inner strides would send oneDNN to its
+ * reference loops */
+static dnnl_primitive_t prim[2][2][2];
+static char setup_err[256];
+
+static void setup(void)
+{
+    if (!kbf16_cpu()) {
+        snprintf(setup_err, sizeof setup_err,
+                 "this CPU has no bf16 dot products (AVX512_BF16 or AMX-BF16; it has: %s)",
+                 (cpu_bits() & 2) ? "AVX-512 without BF16" : (cpu_bits() & 1) ? "AVX2" : "neither AVX2 nor AVX-512");
+        return;
+    }
+    dnnl_status_t s = dnnl_engine_create(&engine, dnnl_cpu, 0);
+    if (s != dnnl_success) {
+        snprintf(setup_err, sizeof setup_err, "oneDNN: cannot create a CPU engine (status %d)", (int)s);
+        return;
+    }
+    const dnnl_dims_t dims = {DNNL_RUNTIME_DIM_VAL, DNNL_RUNTIME_DIM_VAL};
+    const dnnl_dims_t rows = {DNNL_RUNTIME_DIM_VAL, 1};
+    for (int i = 0; i < 8; i++) {
+        const int ta = i & 1, tb = (i >> 1) & 1, sum = i >> 2;
+        dnnl_memory_desc_t a, b, c;
+        dnnl_matmul_desc_t md;
+        dnnl_primitive_attr_t attr = NULL;
+        dnnl_post_ops_t po = NULL;
+        dnnl_primitive_desc_t pd = NULL;
+        const char *impl = "";
+        if ((s = dnnl_memory_desc_init_by_tag(&a, 2, dims, dnnl_bf16, ta ? dnnl_ba : dnnl_ab)) ||
+            (s = dnnl_memory_desc_init_by_tag(&b, 2, dims, dnnl_bf16, tb ? dnnl_ba : dnnl_ab)) ||
+            (s = dnnl_memory_desc_init_by_strides(&c, 2, dims, dnnl_f32, rows)) ||
+            (s = dnnl_matmul_desc_init(&md, &a, &b, NULL, &c))) {
+            snprintf(setup_err, sizeof setup_err, "oneDNN: cannot describe a bf16 matmul (status %d)", (int)s);
+            return;
+        }
+        s = dnnl_primitive_attr_create(&attr);
+        if (!s && sum) {
+            s = dnnl_post_ops_create(&po);
+            if (!s) s = dnnl_post_ops_append_sum(po, 1.0f);
+            if (!s) s = dnnl_primitive_attr_set_post_ops(attr, po);
+        }
+        if (!s) s = dnnl_primitive_desc_create(&pd, &md, attr, engine, NULL);
+        if (!s) s = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        /* the reference implementation converts element by element: 100x slower than fp32 */
+        if (!s && !strncmp(impl, "ref", 3)) s = dnnl_unimplemented;
+        if (!s) s = dnnl_primitive_create(&prim[ta][tb][sum], pd);
+        if (pd) dnnl_primitive_desc_destroy(pd);
+        if (po) dnnl_post_ops_destroy(po);
+        if (attr) dnnl_primitive_attr_destroy(attr);
+        if (s) {
+            snprintf(setup_err, sizeof setup_err, "oneDNN has no fast bf16 matmul for this CPU (status %d%s%s)",
+                     (int)s, *impl ? ", implementation " : "", impl);
+            return;
+        }
+    }
+}
+
+int kbf16_available(char *why, size_t n)
+{
+    pthread_once(&once, setup);
+    if (!setup_err[0]) return 0;
+    if (why && n) snprintf(why, n, "%s", setup_err);
+    return -1;
+}
+
+/* the calling thread's stream and operand scratch (grown on demand, kept) */
+static _Thread_local dnnl_stream_t tl_stream;
+static _Thread_local uint16_t *tl_buf;
+static _Thread_local size_t tl_len;
+
+static uint16_t *scratch(size_t n)
+{
+    if (n > tl_len) {
+        free(tl_buf);
+        tl_buf = malloc(n * sizeof *tl_buf);
+        tl_len = tl_buf ? n : 0;
+    }
+    return tl_buf;
+}
+
+static dnnl_status_t memory(dnnl_memory_t *m, int rows, int cols, const dnnl_dims_t *strides, int tag_ba,
+                            dnnl_data_type_t t, void *p)
+{
+    dnnl_memory_desc_t d;
+    const dnnl_dims_t dims = {rows, cols};
+    dnnl_status_t s = strides ? dnnl_memory_desc_init_by_strides(&d, 2, dims, t, *strides)
+                              : dnnl_memory_desc_init_by_tag(&d, 2, dims, t, tag_ba ? dnnl_ba : dnnl_ab);
+    return s ? s : dnnl_memory_create(m, &d, engine, p);
+}
+
+int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return 0;
+    if (kbf16_available(NULL, 0) || (beta != 0.0f && beta != 1.0f)) return -1;
+    if (!tl_stream && dnnl_stream_create(&tl_stream, engine, dnnl_stream_default_flags)) {
+        tl_stream = NULL;
+        return -1;
+    }
+    if (K <= 0) { /* nothing to add: C = beta C */
+        if (beta == 0.0f)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
+        return 0;
+    }
+    const size_t na = (size_t)M * K, nb = (size_t)K * N;
+    uint16_t *buf = scratch(na + nb);
+    if (!buf) return -1;
+    uint16_t *a = buf, *b = buf + na;
+    /* the stored layouts, packed: A is M x K (ta 0) or K x M (ta 1), B is K x N or N x K */
+    if (ta) round_block(a, A, K, M, lda, alpha);
+    else round_block(a, A, M, K, lda, alpha);
+    if (tb) round_block(b, B, N, K, ldb, 1.0f);
+    else round_block(b, B, K, N, ldb, 1.0f);
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+    const dnnl_dims_t cs = {ldc, 1};
+    dnnl_status_t s = memory(&ma, M, K, NULL, ta, dnnl_bf16, a);
+    if (!s) s = memory(&mb, K, N, NULL, tb, dnnl_bf16, b);
+    if (!s) s = memory(&mc, M, N, &cs, 0, dnnl_f32, C);
+    if (!s) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+        s = dnnl_primitive_execute(prim[!!ta][!!tb][beta != 0.0f], tl_stream, 3, args);
+        if (!s) s = dnnl_stream_wait(tl_stream);
+    }
+    if (ma) dnnl_memory_destroy(ma);
+    if (mb) dnnl_memory_destroy(mb);
+    if (mc) dnnl_memory_destroy(mc);
+    return s ? -1 : 0;
+}
+
+#else /* no oneDNN */
+
+int kbf16_available(char *why, size_t n)
+{
+    if (why && n)
+        snprintf(why, n, "this kiln was built without oneDNN (Debian libdnnl-dev; scripts/install-deps installs it)");
+    return -1;
+}
+
+int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc)
+{
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
+        (void)C, (void)ldc;
+    return -1;
+}
+
+#endif

@@ -1,0 +1,50 @@
+/* trainer/bf16.h: bfloat16 matrix products with fp32 accumulation
+ * (trainer/bf16.c, on oneDNN's matmul) and the CPU's bf16 support.
+ *
+ * The trainer's mixed precision (docs/train.md, "Precision"): operands are
+ * rounded to bfloat16 (round to nearest even, like the CPU's VCVTNEPS2BF16)
+ * just before each product, the product accumulates in fp32 and writes fp32;
+ * everything else (weights, gradients, optimizer state, LayerNorm, softmax,
+ * losses, reductions) stays fp32. kgemm and the attention kernels call
+ * kbf16_gemm when the calling thread's precision (kernels.h,
+ * kset_precision) is KPREC_BF16.
+ *
+ * A build without oneDNN (-DKILN_DNNL=OFF, or libdnnl-dev missing) has the
+ * same functions; kbf16_available says why bf16 cannot run.
+ */
+#ifndef KILN_TRAINER_BF16_H
+#define KILN_TRAINER_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The CPU's bf16 features, from CPUID (and XGETBV: the OS saves the AVX-512
+ * state): 1 when it has bf16 dot products (AVX512_BF16 or AMX-BF16). The
+ * environment variable KILN_CPU_NO_BF16=1 hides them (tests, diagnosis). */
+int kbf16_cpu(void);
+/* The CPU's name and the features that matter here ("avx2 avx512f
+ * avx512_bf16 amx_bf16", those present), for start summaries and benchmarks.
+ * Writes at most n bytes (NUL-terminated) into name and feats. */
+void kcpu_describe(char *name, size_t n_name, char *feats, size_t n_feats);
+
+/* 0 when bf16 products can run here (a oneDNN build on a CPU with bf16 dot
+ * products; the products are set up on the first call, once per process);
+ * else -1 with the reason in why (n bytes). Thread-safe. */
+int kbf16_available(char *why, size_t n);
+
+/* dst[i] = bf16(alpha * src[i]) for i < n: round to nearest even, NaN kept
+ * quiet (the top 16 bits of the fp32 value after rounding). */
+void kbf16_round(uint16_t *dst, const float *src, size_t n, float alpha);
+/* x[i] = float(bf16(x[i])) in place, n elements (what a bf16 operand holds). */
+void kbf16_truncate(float *x, size_t n);
+
+/* C = alpha op(A) op(B) + beta C on the calling thread alone (inside or
+ * outside a parallel region), the operands rounded to bf16, fp32
+ * accumulation; op(X) = X or X^T (ta, tb), row-major with leading dimensions
+ * lda, ldb, ldc as cblas_sgemm. beta is 0 or 1. Scratch is per thread,
+ * grown on demand and kept. Returns 0, or -1 when the product could not run
+ * (oneDNN failed or out of memory: the caller falls back to fp32). */
+int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc);
+
+#endif
