@@ -32,8 +32,10 @@ void kcpu_describe(char *name, size_t n_name, char *feats, size_t n_feats);
  * else -1 with the reason in why (n bytes). Thread-safe. */
 int kbf16_available(char *why, size_t n);
 
-/* dst[i] = bf16(alpha * src[i]) for i < n: round to nearest even, NaN kept
- * quiet (the top 16 bits of the fp32 value after rounding). */
+/* dst[i] = bf16(alpha * src[i]) for i < n, the rule of the CPU's
+ * VCVTNEPS2BF16 (which does it, 16 at a time, where the CPU has it): round
+ * to nearest even, NaN kept NaN (quieted), fp32 denormals to a zero of
+ * their sign. */
 void kbf16_round(uint16_t *dst, const float *src, size_t n, float alpha);
 /* x[i] = float(bf16(x[i])) in place, n elements (what a bf16 operand holds). */
 void kbf16_truncate(float *x, size_t n);

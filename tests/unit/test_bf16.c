@@ -3,7 +3,10 @@
  *
  * Rounding: kbf16_round and kbf16_truncate round to nearest even (ties both
  * ways, carries into the exponent, overflow to infinity), keep infinities
- * and signed zeros, and keep NaNs NaN; alpha is applied before rounding.
+ * and signed zeros, keep NaNs NaN and flush denormals (VCVTNEPS2BF16's
+ * rule); alpha is applied before rounding; the 16-wide path (the CPU's
+ * instruction) equals the one-by-one rule on random bits, NaNs, infinities,
+ * denormals and ties included.
  * Products (where the CPU has bf16 dot products, else the refusal): for
  * every transpose pair, beta 0 and 1, alpha, leading dimensions wider than
  * the matrices and K = 0, kbf16_gemm equals a double product of the
@@ -69,7 +72,10 @@ static void test_round(void **state)
         {0x7f800000, 0x7f80}, /* +inf */
         {0xff800000, 0xff80}, /* -inf */
         {0x80000000, 0x8000}, /* -0 */
-        {0x00000001, 0x0000}, /* the smallest subnormal rounds to 0 */
+        {0x00000001, 0x0000}, /* denormals: a zero of their sign (DAZ, as VCVTNEPS2BF16) */
+        {0x007fffff, 0x0000},
+        {0x807fffff, 0x8000},
+        {0x00800000, 0x0080}, /* the smallest normal stays */
         {0xbf808001, 0xbf81}, /* negative, above the tie */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -102,6 +108,26 @@ static void test_round(void **state)
         assert_true(fabsf(w[i] - v[i]) <= fabsf(v[i]) * (1.0f / 256.0f));
     }
     free(v), free(w), free(r);
+    /* the 16-wide path (the CPU's instruction, where it has it) equals the
+     * one-by-one rule on any bits: NaNs, infinities, denormals, ties */
+    enum { NB = 4096 };
+    float *bits = fnew(NB);
+    uint16_t *wide = calloc(NB, sizeof *wide), one;
+    for (int i = 0; i < NB; i++) {
+        uint32_t u = (uint32_t)(urand() * 16777216.0f) << 8 | (uint32_t)(urand() * 256.0f);
+        if (i % 7 == 0) u = (u & 0x807fffffu) | (i % 14 ? 0x7f800000u : 0); /* NaN / inf, denormal / zero */
+        if (i % 11 == 0) u = (u & 0xffff0000u) | 0x8000u;                    /* exact ties */
+        bits[i] = bits_f(u);
+    }
+    for (int k = 0; k < 2; k++) {
+        const float alpha = k ? 0.125f : 1.0f;
+        kbf16_round(wide, bits, NB, alpha);
+        for (int i = 0; i < NB; i++) {
+            kbf16_round(&one, bits + i, 1, alpha);
+            if (one != wide[i]) fail_msg("bits %08x alpha %g: %04x wide, %04x one by one", f_bits(bits[i]), alpha, wide[i], one);
+        }
+    }
+    free(bits), free(wide);
 }
 
 static void test_available(void **state)
