@@ -144,6 +144,15 @@ void kbf16_truncate(float *x, size_t n)
     }
 }
 
+void kbf16_round_block(uint16_t *dst, const float *src, int rows, int cols, int ld)
+{
+    if (ld == cols) {
+        kbf16_round(dst, src, (size_t)rows * cols, 1.0f);
+        return;
+    }
+    for (int r = 0; r < rows; r++) kbf16_round(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols, 1.0f);
+}
+
 /* rows x cols of src (leading dimension ld) into dst packed (leading dimension cols) */
 static void round_block(uint16_t *dst, const float *src, int rows, int cols, int ld, float alpha)
 {
@@ -251,8 +260,9 @@ static dnnl_status_t memory(dnnl_memory_t *m, int rows, int cols, const dnnl_dim
     return s ? s : dnnl_memory_create(m, &d, engine, p);
 }
 
-int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-               float beta, float *C, int ldc)
+/* the product, B either in fp32 (B, ldb) or already rounded (Bb) */
+static int gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                const uint16_t *Bb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return 0;
     if (kbf16_available(NULL, 0) || (beta != 0.0f && beta != 1.0f)) return -1;
@@ -265,15 +275,17 @@ int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
             for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
         return 0;
     }
-    const size_t na = (size_t)M * K, nb = (size_t)K * N;
+    const size_t na = (size_t)M * K, nb = Bb ? 0 : (size_t)K * N;
     uint16_t *buf = scratch(na + nb);
     if (!buf) return -1;
-    uint16_t *a = buf, *b = buf + na;
+    uint16_t *a = buf, *b = Bb ? (uint16_t *)Bb : buf + na;
     /* the stored layouts, packed: A is M x K (ta 0) or K x M (ta 1), B is K x N or N x K */
     if (ta) round_block(a, A, K, M, lda, alpha);
     else round_block(a, A, M, K, lda, alpha);
-    if (tb) round_block(b, B, N, K, ldb, 1.0f);
-    else round_block(b, B, K, N, ldb, 1.0f);
+    if (!Bb) {
+        if (tb) round_block(b, B, N, K, ldb, 1.0f);
+        else round_block(b, B, K, N, ldb, 1.0f);
+    }
     dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
     const dnnl_dims_t cs = {ldc, 1};
     dnnl_status_t s = memory(&ma, M, K, NULL, ta, dnnl_bf16, a);
@@ -290,7 +302,46 @@ int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
     return s ? -1 : 0;
 }
 
+int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc)
+{
+    return gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
+}
+
+int kbf16_gemm_b(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const uint16_t *Bb,
+                 float beta, float *C, int ldc)
+{
+    return gemm(ta, tb, M, N, K, alpha, A, lda, NULL, 0, Bb, beta, C, ldc);
+}
+
+static _Thread_local uint16_t *tl_shared;
+static _Thread_local size_t tl_shared_len;
+
+uint16_t *kbf16_shared(size_t n)
+{
+    if (n > tl_shared_len) {
+        free(tl_shared);
+        tl_shared = malloc(n * sizeof *tl_shared);
+        tl_shared_len = tl_shared ? n : 0;
+    }
+    return tl_shared;
+}
+
 #else /* no oneDNN */
+
+uint16_t *kbf16_shared(size_t n)
+{
+    (void)n;
+    return NULL;
+}
+
+int kbf16_gemm_b(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const uint16_t *Bb,
+                 float beta, float *C, int ldc)
+{
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)Bb, (void)beta, (void)C,
+        (void)ldc;
+    return -1;
+}
 
 int kbf16_available(char *why, size_t n)
 {

@@ -49,4 +49,15 @@ void kbf16_truncate(float *x, size_t n);
 int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc);
 
+/* B rounded once for many products (kgemm's tiles that cut M share all of
+ * B): the calling thread's second scratch of n bf16 values (grown on
+ * demand, kept; NULL when out of memory), and rows x cols of src (leading
+ * dimension ld) rounded into dst packed (leading dimension cols). */
+uint16_t *kbf16_shared(size_t n);
+void kbf16_round_block(uint16_t *dst, const float *src, int rows, int cols, int ld);
+/* kbf16_gemm with B given rounded: Bb is B's stored layout packed by
+ * kbf16_round_block (K x N, or N x K when tb). Returns 0 or -1. */
+int kbf16_gemm_b(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const uint16_t *Bb,
+                 float beta, float *C, int ldc);
+
 #endif

@@ -508,6 +508,17 @@ void kgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         if (!part_buf) kt = 1; /* out of memory: unsplit (rounds differently, still correct) */
     }
     const int tiles = mt * nt * kt;
+    /* bf16, tiles that cut M only: B rounded once for all of them (else each
+     * tile rounds its operands; the same bits either way) */
+    const uint16_t *Bb = NULL;
+    if (prec == KPREC_BF16 && mt > 1 && nt == 1 && kt == 1) {
+        uint16_t *sb = kbf16_shared((size_t)K * N);
+        if (sb) {
+            if (tb) kbf16_round_block(sb, B, N, K, ldb);
+            else kbf16_round_block(sb, B, K, N, ldb);
+            Bb = sb;
+        }
+    }
     /* Every product runs single-threaded inside the parallel region (OpenBLAS's
      * OpenMP build does so when omp_in_parallel()), so each tile's bits do not
      * depend on the number of threads. A tile prefills its block of C just
@@ -531,7 +542,9 @@ void kgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
             continue;
         }
         if (pre) prefill(C, ldc, bias, res, m0, m1, n0, n1);
-        sgemm1(prec, TA, TB, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, beta, C + (size_t)m0 * ldc + n0, ldc);
+        if (!Bb || kbf16_gemm_b(ta, tb, m1 - m0, N, K, alpha, a, lda, Bb, beta, C + (size_t)m0 * ldc, ldc))
+            sgemm1(prec, TA, TB, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, beta, C + (size_t)m0 * ldc + n0,
+                   ldc);
         if (after && nt == 1 && kt == 1) after(ctx, m0, m1);
     }
     if (kt > 1 || (after && nt > 1)) {
