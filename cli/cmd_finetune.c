@@ -37,9 +37,12 @@
 #include "cli/runloop.h"
 #include "sampler/dataset.h"
 #include "text/wordpiece.h"
+#include "trainer/bf16.h"
 #include "trainer/checkpoint.h"
+#include "trainer/config.h" /* KPRECISION_* */
 #include "trainer/ftconfig.h"
 #include "trainer/hfimport.h"
+#include "trainer/kernels.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
 #include "util/util.h"
@@ -76,6 +79,10 @@ static int evaluate(kmodel *m, const kdataset *d, ksample_batch *b, int regressi
     int64_t *rows = xcalloc((size_t)b->capacity, sizeof *rows);
     kstep_result sum = {0};
     int rc = 0;
+    /* in fp32 whatever the training's precision: the figures kiln eval, classify and
+     * transformers reproduce, and the best model chosen by them */
+    const int prec = kget_precision();
+    kset_precision(KPREC_FP32);
     for (int64_t s = 0; s < n && !rc; s += b->capacity) {
         int k = (int)(n - s < b->capacity ? n - s : b->capacity);
         for (int i = 0; i < k; i++) rows[i] = s + i;
@@ -114,6 +121,7 @@ static int evaluate(kmodel *m, const kdataset *d, ksample_batch *b, int regressi
         out->f1 = kmetric_f1(pred, gold, (size_t)n, num_labels);
     }
     free(pred), free(gold), free(pv), free(gv), free(rows);
+    kset_precision(prec);
     return rc;
 }
 
@@ -458,6 +466,7 @@ static char *extra_json(const kmodel_config *mc, const kdataset *train, int regr
     json_t *o = json_object();
     const kexport_head ch = {KEXPORT_HEAD_CLASSIFICATION, 2, NULL, NULL};
     json_object_set_new(o, "kind", json_string("finetune"));
+    json_object_set_new(o, "precision", json_string(kget_precision() == KPREC_BF16 ? "bf16" : "fp32"));
     json_object_set_new(o, "architecture", json_string(kexport_architecture(mc->type, &ch)));
     json_object_set_new(o, "model_type", json_string(model_type_name(mc->type)));
     json_object_set_new(o, "heads", json_pack("[s]", "classify"));
@@ -545,6 +554,26 @@ int cmd_finetune(int argc, char **argv, const char *db)
         return rc;
     }
     cli_set_threads(fc.threads);
+    /* precision of the training products (docs/train.md, "Precision"); evaluation is fp32 */
+    char prec[8];
+    {
+        char why[256] = "", cpu[64], feats[128];
+        int bf = fc.precision != KPRECISION_FP32 && !kbf16_available(why, sizeof why);
+        kcpu_describe(cpu, sizeof cpu, feats, sizeof feats);
+        if (fc.precision == KPRECISION_BF16 && !bf) {
+            kerr("precision bf16 cannot run here: %s (CPU: %s, %s); use \"precision\": \"fp32\" or \"auto\"", why,
+                 cpu, feats);
+            return EX_UNAVAILABLE;
+        }
+        kset_precision(bf ? KPREC_BF16 : KPREC_FP32);
+        snprintf(prec, sizeof prec, "%s", bf ? "bf16" : "fp32");
+        if (fc.precision == KPRECISION_AUTO && !bf)
+            kinfo("precision fp32 (auto: %s; CPU: %s, %s)", why, cpu, feats);
+        else
+            kinfo("precision %s%s: the training's products%s; evaluation in fp32 (CPU: %s, %s)", prec,
+                  fc.precision == KPRECISION_AUTO ? " (auto)" : "",
+                  bf ? " on bfloat16 operands with fp32 accumulation" : "", cpu, feats);
+    }
 
     /* a fresh run may not write over checkpoints; a resumed one needs them */
     char latest[4096] = "";
@@ -775,6 +804,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
             if (fr.best_step) json_object_set_new(json_object_get(o, "best"), "step", json_integer(fr.best_step));
             json_object_set_new(o, "checkpoint", jstr(res->checkpoint));
             json_object_set_new(o, "stopped", json_boolean(res->stopped));
+            json_object_set_new(o, "precision", json_string(prec));
             json_print(o);
         } else {
             kinfo("%s after %lld steps, %.1f s; checkpoint %s%s%s", res->stopped ? "stopped" : "done",

@@ -235,19 +235,91 @@ int kbf16_available(char *why, size_t n)
     return -1;
 }
 
-/* the calling thread's stream and operand scratch (grown on demand, kept) */
-static _Thread_local dnnl_stream_t tl_stream;
-static _Thread_local uint16_t *tl_buf;
-static _Thread_local size_t tl_len;
+/* Each thread's stream and operand scratch (grown on demand, kept): made on
+ * its first product, freed when the thread exits (a pthread key's
+ * destructor: OpenMP drops workers when the thread count goes down) or at
+ * process exit for the threads still alive. */
+typedef struct thread_res {
+    dnnl_stream_t stream;
+    uint16_t *buf, *shared;    /* operand scratch; B rounded once for many tiles */
+    size_t len, shared_len;    /* their capacities, in bf16 values */
+    struct thread_res *next, *prev;
+} thread_res;
 
-static uint16_t *scratch(size_t n)
+static pthread_mutex_t res_mu = PTHREAD_MUTEX_INITIALIZER;
+static thread_res *res_head;   /* every live thread's, under res_mu */
+static int res_closed;         /* set at process exit, under res_mu */
+static pthread_key_t res_key;
+static pthread_once_t res_once = PTHREAD_ONCE_INIT;
+static _Thread_local thread_res *tl_res;
+
+static void res_free(thread_res *r)
 {
-    if (n > tl_len) {
-        free(tl_buf);
-        tl_buf = malloc(n * sizeof *tl_buf);
-        tl_len = tl_buf ? n : 0;
+    if (r->stream) dnnl_stream_destroy(r->stream);
+    free(r->buf);
+    free(r->shared);
+    free(r);
+}
+
+static void res_unlink(thread_res *r)
+{
+    if (r->prev) r->prev->next = r->next;
+    else res_head = r->next;
+    if (r->next) r->next->prev = r->prev;
+}
+
+static void on_thread_exit(void *p)
+{
+    pthread_mutex_lock(&res_mu);
+    int closed = res_closed;
+    if (!closed) res_unlink(p);
+    pthread_mutex_unlock(&res_mu);
+    if (!closed) res_free(p);
+}
+
+__attribute__((destructor)) static void on_process_exit(void)
+{
+    pthread_mutex_lock(&res_mu);
+    res_closed = 1;
+    while (res_head) {
+        thread_res *r = res_head;
+        res_unlink(r);
+        res_free(r);
     }
-    return tl_buf;
+    pthread_mutex_unlock(&res_mu);
+}
+
+static void make_key(void) { pthread_key_create(&res_key, on_thread_exit); }
+
+/* The calling thread's resources, its stream made; NULL when out of memory. */
+static thread_res *res(void)
+{
+    if (tl_res) return tl_res;
+    pthread_once(&res_once, make_key);
+    thread_res *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    if (dnnl_stream_create(&r->stream, engine, dnnl_stream_default_flags)) {
+        free(r);
+        return NULL;
+    }
+    pthread_mutex_lock(&res_mu);
+    r->next = res_head;
+    if (res_head) res_head->prev = r;
+    res_head = r;
+    pthread_mutex_unlock(&res_mu);
+    pthread_setspecific(res_key, r);
+    return tl_res = r;
+}
+
+/* buffer *p of capacity *len grown to n values (contents not kept); NULL when out of memory */
+static uint16_t *grow(uint16_t **p, size_t *len, size_t n)
+{
+    if (n > *len) {
+        free(*p);
+        *p = malloc(n * sizeof **p);
+        *len = *p ? n : 0;
+    }
+    return *p;
 }
 
 static dnnl_status_t memory(dnnl_memory_t *m, int rows, int cols, const dnnl_dims_t *strides, int tag_ba,
@@ -266,17 +338,15 @@ static int gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
 {
     if (M <= 0 || N <= 0) return 0;
     if (kbf16_available(NULL, 0) || (beta != 0.0f && beta != 1.0f)) return -1;
-    if (!tl_stream && dnnl_stream_create(&tl_stream, engine, dnnl_stream_default_flags)) {
-        tl_stream = NULL;
-        return -1;
-    }
+    thread_res *r = res();
+    if (!r) return -1;
     if (K <= 0) { /* nothing to add: C = beta C */
         if (beta == 0.0f)
             for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
         return 0;
     }
     const size_t na = (size_t)M * K, nb = Bb ? 0 : (size_t)K * N;
-    uint16_t *buf = scratch(na + nb);
+    uint16_t *buf = grow(&r->buf, &r->len, na + nb);
     if (!buf) return -1;
     uint16_t *a = buf, *b = Bb ? (uint16_t *)Bb : buf + na;
     /* the stored layouts, packed: A is M x K (ta 0) or K x M (ta 1), B is K x N or N x K */
@@ -293,8 +363,8 @@ static int gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
     if (!s) s = memory(&mc, M, N, &cs, 0, dnnl_f32, C);
     if (!s) {
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-        s = dnnl_primitive_execute(prim[!!ta][!!tb][beta != 0.0f], tl_stream, 3, args);
-        if (!s) s = dnnl_stream_wait(tl_stream);
+        s = dnnl_primitive_execute(prim[!!ta][!!tb][beta != 0.0f], r->stream, 3, args);
+        if (!s) s = dnnl_stream_wait(r->stream);
     }
     if (ma) dnnl_memory_destroy(ma);
     if (mb) dnnl_memory_destroy(mb);
@@ -314,17 +384,11 @@ int kbf16_gemm_b(int ta, int tb, int M, int N, int K, float alpha, const float *
     return gemm(ta, tb, M, N, K, alpha, A, lda, NULL, 0, Bb, beta, C, ldc);
 }
 
-static _Thread_local uint16_t *tl_shared;
-static _Thread_local size_t tl_shared_len;
-
 uint16_t *kbf16_shared(size_t n)
 {
-    if (n > tl_shared_len) {
-        free(tl_shared);
-        tl_shared = malloc(n * sizeof *tl_shared);
-        tl_shared_len = tl_shared ? n : 0;
-    }
-    return tl_shared;
+    if (kbf16_available(NULL, 0)) return NULL;
+    thread_res *r = res();
+    return r ? grow(&r->shared, &r->shared_len, n) : NULL;
 }
 
 #else /* no oneDNN */

@@ -2,6 +2,7 @@
  * JSON is read with Jansson; every key is looked up in one table of known
  * keys first, so an unknown or misspelt key is refused by name. */
 #include "trainer/ftconfig.h"
+#include "trainer/config.h" /* KPRECISION_* */
 
 #include <jansson.h>
 #include <math.h>
@@ -11,9 +12,9 @@
 #include <string.h>
 #include <sysexits.h>
 
-/* known keys: "section.key" ("init", "threads" at the top) */
+/* known keys: "section.key" ("init", "threads", "precision" at the top) */
 static const char *const KEYS[] = {
-    "init", "threads",
+    "init", "threads", "precision",
     "task.type", "task.train", "task.dev", "task.text_column", "task.text_pair_column", "task.label_column",
     "task.num_labels", "task.format",
     "data.seq_len", "data.batch_size", "data.seed", "data.eval_every",
@@ -189,6 +190,14 @@ int kft_config_parse(kft_config *c, const char *json, size_t len, const char *co
     x = 0;
     if (!rc) rc = get_num(root, NULL, "threads", &x, 0, 1024, 1, 0, err, errlen);
     c->threads = (int)x;
+    if (!rc) rc = get_str(root, NULL, "precision", s, sizeof s, 1, err, errlen);
+    if (!rc) {
+        if (!s[0] || !strcmp(s, "auto")) c->precision = KPRECISION_AUTO;
+        else if (!strcmp(s, "fp32")) c->precision = KPRECISION_FP32;
+        else if (!strcmp(s, "bf16")) c->precision = KPRECISION_BF16;
+        else rc = fail(err, errlen, "precision: \"%s\" is not \"auto\", \"fp32\" or \"bf16\"", s);
+    }
+    s[0] = '\0';
     if (!rc) rc = get_str(root, "task", "type", s, sizeof s, 0, err, errlen);
     if (!rc && s[0]) {
         if (!strcmp(s, "classification")) c->task = KFT_CLASSIFICATION;
@@ -301,6 +310,10 @@ char *kft_config_to_json(const kft_config *c)
         "optimizer", opt ? opt : json_object(),
         "budget", "epochs", c->epochs, "steps", (json_int_t)c->steps, "seconds", c->seconds,
         "checkpoint", "dir", c->ckpt_dir, "keep", c->ckpt_keep);
+    static const char *const precs[] = {"auto", "fp32", "bf16"};
+    if (o)
+        json_object_set_new(o, "precision",
+                            json_string(precs[c->precision >= 0 && c->precision <= 2 ? c->precision : 0]));
     if (o)
         json_object_set_new(o, "distill",
                             json_pack("{s:s, s:f, s:f, s:f}", "teacher", c->teacher, "temperature", c->kd_temperature,

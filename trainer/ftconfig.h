@@ -13,7 +13,7 @@
  *    "budget": {"epochs": 3, "steps": 0, "seconds": 0},
  *    "checkpoint": {"dir": DIR, "keep": 1},
  *    "distill": {"teacher": "", "temperature": 2, "alpha_ce": 0.5, "alpha_gold": 0.5},
- *    "threads": 0}
+ *    "threads": 0, "precision": "auto"}
  * Optimizer defaults for fine-tuning: adamw, lr 5e-5, weight_decay 0.01,
  * warmup 10% of the steps, linear decay, clip_norm 1.0 (BERT's recipe). */
 #ifndef KILN_TRAINER_FTCONFIG_H
@@ -43,6 +43,8 @@ typedef struct kft_config {
     char ckpt_dir[1024];
     int ckpt_keep;
     int threads;                  /* 0 = all cores */
+    int precision;                /* of the training products: KPRECISION_* of config.h (docs/train.md,
+                                     "Precision"); evaluation is fp32 */
     /* task-specific distillation (docs/distill.md): a fine-tuned classifier
      * teaches the model on the same batches; loss = alpha_ce T^2 KL(softmax(t/T)
      * || softmax(s/T)) over every row + alpha_gold cross-entropy on the gold labels */
