@@ -12,9 +12,10 @@
  * its JIT gemm for that), the operands dense; nothing is created per shape.
  * Eight primitives in all (beta 1 is a sum post-op). They are made once per process (pthread_once)
  * and executed concurrently by the OpenMP threads (oneDNN primitives are
- * thread-safe to execute; each thread has its own stream). Inside a parallel
- * region oneDNN runs on the calling thread alone, so a product's bits do not
- * depend on the thread count (kgemm's tiles decide the split).
+ * thread-safe to execute; each thread has its own stream). They are made
+ * with one OpenMP thread, so each product runs on its calling thread alone
+ * and its bits do not depend on the thread count (kgemm's tiles decide the
+ * split).
  *
  * Operands are rounded into per-thread scratch (packed, the stored layout
  * kept) with alpha folded into A before rounding; C is fp32 in place.
@@ -23,6 +24,7 @@
 
 #include <cpuid.h>
 #include <immintrin.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,15 +146,6 @@ void kbf16_truncate(float *x, size_t n)
     }
 }
 
-void kbf16_round_block(uint16_t *dst, const float *src, int rows, int cols, int ld)
-{
-    if (ld == cols) {
-        kbf16_round(dst, src, (size_t)rows * cols, 1.0f);
-        return;
-    }
-    for (int r = 0; r < rows; r++) kbf16_round(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols, 1.0f);
-}
-
 /* rows x cols of src (leading dimension ld) into dst packed (leading dimension cols) */
 static void round_block(uint16_t *dst, const float *src, int rows, int cols, int ld, float alpha)
 {
@@ -161,6 +154,11 @@ static void round_block(uint16_t *dst, const float *src, int rows, int cols, int
         return;
     }
     for (int r = 0; r < rows; r++) kbf16_round(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols, alpha);
+}
+
+void kbf16_round_block(uint16_t *dst, const float *src, int rows, int cols, int ld)
+{
+    round_block(dst, src, rows, cols, ld, 1.0f);
 }
 
 /* ---- products --------------------------------------------------------------------- */
@@ -190,7 +188,14 @@ static void setup(void)
     }
     const dnnl_dims_t dims = {DNNL_RUNTIME_DIM_VAL, DNNL_RUNTIME_DIM_VAL};
     const dnnl_dims_t rows = {DNNL_RUNTIME_DIM_VAL, 1};
-    for (int i = 0; i < 8; i++) {
+    /* A primitive keeps the thread count of its creation and opens a team of
+     * that many threads wherever OpenMP is not active (a team of one
+     * included: nested teams made and dropped at each product, measured 3x
+     * slower on data-parallel ranks of one thread). Made with one: each
+     * product runs on its calling thread, the tiles are the parallelism. */
+    const int nthr = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (int i = 0; i < 8 && !setup_err[0]; i++) {
         const int ta = i & 1, tb = (i >> 1) & 1, sum = i >> 2;
         dnnl_memory_desc_t a, b, c;
         dnnl_matmul_desc_t md;
@@ -203,7 +208,7 @@ static void setup(void)
             (s = dnnl_memory_desc_init_by_strides(&c, 2, dims, dnnl_f32, rows)) ||
             (s = dnnl_matmul_desc_init(&md, &a, &b, NULL, &c))) {
             snprintf(setup_err, sizeof setup_err, "oneDNN: cannot describe a bf16 matmul (status %d)", (int)s);
-            return;
+            break;
         }
         s = dnnl_primitive_attr_create(&attr);
         if (!s && sum) {
@@ -219,12 +224,11 @@ static void setup(void)
         if (pd) dnnl_primitive_desc_destroy(pd);
         if (po) dnnl_post_ops_destroy(po);
         if (attr) dnnl_primitive_attr_destroy(attr);
-        if (s) {
+        if (s)
             snprintf(setup_err, sizeof setup_err, "oneDNN has no fast bf16 matmul for this CPU (status %d%s%s)",
                      (int)s, *impl ? ", implementation " : "", impl);
-            return;
-        }
     }
+    omp_set_num_threads(nthr);
 }
 
 int kbf16_available(char *why, size_t n)
