@@ -45,7 +45,8 @@ void kbf16_truncate(float *x, size_t n);
  * accumulation; op(X) = X or X^T (ta, tb), row-major with leading dimensions
  * lda, ldb, ldc as cblas_sgemm. beta is 0 or 1. Scratch is per thread,
  * grown on demand and kept. Returns 0, or -1 when the product could not run
- * (oneDNN failed or out of memory: the caller falls back to fp32). */
+ * (bf16 not available, or out of memory / oneDNN failed: kgemm ends the
+ * process as out of memory, koom). */
 int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc);
 

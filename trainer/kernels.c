@@ -41,6 +41,7 @@
 #endif
 
 #include "util/kmath.h" /* no FMA contraction, KCLONES, KINLINE, kexpf */
+#include "util/util.h"  /* koom */
 /* "#pragma GCC ivdep" marks element-wise loops that may run in place (output
  * == input, same index): without it GCC's overlap check sends in-place calls
  * to the scalar loop. */
@@ -440,8 +441,9 @@ void kset_precision(int p) { tl_prec = p == KPREC_BF16 ? KPREC_BF16 : KPREC_FP32
 int kget_precision(void) { return tl_prec; }
 
 /* One product on one thread wherever it is called from: cblas_sgemm (fp32)
- * or kbf16_gemm (prec KPREC_BF16; fp32 if oneDNN fails, which only running
- * out of memory can cause once bf16 was set up). OpenBLAS's OpenMP build and
+ * or kbf16_gemm (prec KPREC_BF16; once bf16 was set up, only running out of
+ * memory makes it fail: koom, exit 71, never a silent switch of precision
+ * that would change the run's bytes). OpenBLAS's OpenMP build and
  * oneDNN's both run single-threaded inside an active parallel region, and
  * otherwise on omp_get_max_threads() threads, so that is set to 1 around the
  * call. */
@@ -450,9 +452,10 @@ static void sgemm1(int prec, enum CBLAS_TRANSPOSE TA, enum CBLAS_TRANSPOSE TB, i
 {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > 1) omp_set_num_threads(1);
-    if (prec != KPREC_BF16 ||
-        kbf16_gemm(TA == CblasTrans, TB == CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+    if (prec != KPREC_BF16)
         cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (kbf16_gemm(TA == CblasTrans, TB == CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        koom(((size_t)M * K + (size_t)K * N) * 2);
     if (nt > 1) omp_set_num_threads(nt);
 }
 
@@ -542,9 +545,11 @@ void kgemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
             continue;
         }
         if (pre) prefill(C, ldc, bias, res, m0, m1, n0, n1);
-        if (!Bb || kbf16_gemm_b(ta, tb, m1 - m0, N, K, alpha, a, lda, Bb, beta, C + (size_t)m0 * ldc, ldc))
+        if (!Bb)
             sgemm1(prec, TA, TB, m1 - m0, n1 - n0, k1 - k0, alpha, a, lda, b, ldb, beta, C + (size_t)m0 * ldc + n0,
                    ldc);
+        else if (kbf16_gemm_b(ta, tb, m1 - m0, N, K, alpha, a, lda, Bb, beta, C + (size_t)m0 * ldc, ldc))
+            koom((size_t)(m1 - m0) * K * 2);
         if (after && nt == 1 && kt == 1) after(ctx, m0, m1);
     }
     if (kt > 1 || (after && nt > 1)) {
