@@ -74,7 +74,7 @@ void kcpu_describe(char *name, size_t n_name, char *feats, size_t n_feats)
 {
     unsigned r[12] = {0}, a, b, c, d;
     snprintf(name, n_name, "unknown CPU");
-    if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {
+    if ((unsigned)__get_cpuid_max(0x80000000, NULL) >= 0x80000004u) {
         for (unsigned i = 0; i < 3; i++) {
             __cpuid(0x80000002 + i, a, b, c, d);
             r[4 * i] = a, r[4 * i + 1] = b, r[4 * i + 2] = c, r[4 * i + 3] = d;
