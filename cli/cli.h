@@ -102,6 +102,14 @@ int cli_objectives_parse(const char *s, int *bits);
 struct kckpt;
 struct ktrain_config;
 int cli_open_checkpoint(const char *arg, struct kckpt **ck, struct ktrain_config *cfg, int *mode);
+/* The precision of the calling thread's matrix products from a config's
+ * precision (KPRECISION_* of trainer/config.h; auto: bf16 where
+ * kbf16_available, else fp32) (common.c): sets it (kset_precision), its
+ * name ("fp32" / "bf16") in name, and in msg (n bytes) the start line to
+ * log ("precision bf16 (auto): ..., CPU ..."). Returns 0, or EX_UNAVAILABLE
+ * when bf16 was asked for where it cannot run, msg then saying why (what
+ * the CPU or the build lacks, and the CPU). */
+int cli_precision(int want, char name[8], char *msg, size_t n);
 /* OpenMP threads for kiln's products (n <= 0: every core), OpenBLAS on one
  * (kiln's products are single-threaded tiles) (cmd_finetune.c). */
 void cli_set_threads(int n);

@@ -37,9 +37,7 @@
 #include "cli/runloop.h"
 #include "sampler/dataset.h"
 #include "text/wordpiece.h"
-#include "trainer/bf16.h"
 #include "trainer/checkpoint.h"
-#include "trainer/config.h" /* KPRECISION_* */
 #include "trainer/ftconfig.h"
 #include "trainer/hfimport.h"
 #include "trainer/kernels.h"
@@ -555,25 +553,12 @@ int cmd_finetune(int argc, char **argv, const char *db)
     }
     cli_set_threads(fc.threads);
     /* precision of the training products (docs/train.md, "Precision"); evaluation is fp32 */
-    char prec[8];
-    {
-        char why[256] = "", cpu[64], feats[128];
-        int bf = fc.precision != KPRECISION_FP32 && !kbf16_available(why, sizeof why);
-        kcpu_describe(cpu, sizeof cpu, feats, sizeof feats);
-        if (fc.precision == KPRECISION_BF16 && !bf) {
-            kerr("precision bf16 cannot run here: %s (CPU: %s, %s); use \"precision\": \"fp32\" or \"auto\"", why,
-                 cpu, feats);
-            return EX_UNAVAILABLE;
-        }
-        kset_precision(bf ? KPREC_BF16 : KPREC_FP32);
-        snprintf(prec, sizeof prec, "%s", bf ? "bf16" : "fp32");
-        if (fc.precision == KPRECISION_AUTO && !bf)
-            kinfo("precision fp32 (auto: %s; CPU: %s, %s)", why, cpu, feats);
-        else
-            kinfo("precision %s%s: the training's products%s; evaluation in fp32 (CPU: %s, %s)", prec,
-                  fc.precision == KPRECISION_AUTO ? " (auto)" : "",
-                  bf ? " on bfloat16 operands with fp32 accumulation" : "", cpu, feats);
+    char prec[8], msg[1024];
+    if ((rc = cli_precision(fc.precision, prec, msg, sizeof msg))) {
+        kerr("precision bf16 cannot run here: %s; use \"precision\": \"fp32\" or \"auto\"", msg);
+        return rc;
     }
+    kinfo("%s; evaluation in fp32", msg);
 
     /* a fresh run may not write over checkpoints; a resumed one needs them */
     char latest[4096] = "";

@@ -5,11 +5,15 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "text/wordpiece.h"
+#include "trainer/bf16.h"
+#include "trainer/config.h"
 #include "trainer/export.h"
+#include "trainer/kernels.h"
 
 void cli_common_init(cli_common *c, const char *global_db)
 {
@@ -173,4 +177,27 @@ int cli_hf_mode(int do_lower_case, int strip_accents)
 {
     return (do_lower_case ? 0 : KWP_CASED) | (strip_accents > 0 ? KWP_STRIP_ACCENTS : 0) |
            (strip_accents == 0 ? KWP_KEEP_ACCENTS : 0);
+}
+
+int cli_precision(int want, char name[8], char *msg, size_t n)
+{
+    char why[256] = "", cpu[64], feats[128];
+    int bf = want != KPRECISION_FP32 && !kbf16_available(why, sizeof why);
+    kcpu_describe(cpu, sizeof cpu, feats, sizeof feats);
+    if (want == KPRECISION_BF16 && !bf) {
+        snprintf(msg, n, "%s (CPU: %s, %s)", why, cpu, feats);
+        return EX_UNAVAILABLE;
+    }
+    kset_precision(bf ? KPREC_BF16 : KPREC_FP32);
+    snprintf(name, 8, "%s", bf ? "bf16" : "fp32");
+    if (bf)
+        snprintf(msg, n,
+                 "precision bf16%s: products on bfloat16 operands with fp32 accumulation (oneDNN); weights, "
+                 "gradients, optimizer state and reductions in fp32 (CPU: %s, %s)",
+                 want == KPRECISION_AUTO ? " (auto)" : "", cpu, feats);
+    else if (want == KPRECISION_AUTO)
+        snprintf(msg, n, "precision fp32 (auto: %s) (CPU: %s, %s)", why, cpu, feats);
+    else
+        snprintf(msg, n, "precision fp32 (CPU: %s, %s)", cpu, feats);
+    return 0;
 }

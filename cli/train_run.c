@@ -21,10 +21,8 @@
 #include "sampler/sampler.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece.h"
-#include "trainer/bf16.h"
 #include "trainer/checkpoint.h"
 #include "trainer/distill.h"
-#include "trainer/kernels.h"
 #include "trainer/model.h"
 
 void openblas_set_num_threads(int);
@@ -559,41 +557,23 @@ static void take_result(ktrain_run *r, const krun *run)
     if (res->checkpoint[0]) snprintf(r->checkpoint, sizeof r->checkpoint, "%s", res->checkpoint);
 }
 
-/* The precision of the run's matrix products from cfg->precision on this
- * machine (auto: bf16 where kbf16_available, else fp32): sets the calling
- * thread's (kset_precision) and r->precision, and says so (rank 0). A rank
- * other than 0 gets rank 0's resolved choice in the plan, so all ranks agree
- * or one of them stops the run. Returns 0, or EX_UNAVAILABLE (bf16 asked
- * for where it cannot run; r->error says why). */
+/* The precision of the run's matrix products (cli_precision), into
+ * r->precision, said by rank 0. A rank other than 0 gets rank 0's resolved
+ * choice in the plan, so all ranks agree or one of them stops the run.
+ * Returns 0, or EX_UNAVAILABLE (r->error says why). */
 static int precision_setup(ktrain_run *r, int rank)
 {
-    char why[256] = "", cpu[64], feats[128];
-    int bf = 0;
-    const int want = r->cfg.precision;
-    if (want != KPRECISION_FP32) bf = !kbf16_available(why, sizeof why);
-    kcpu_describe(cpu, sizeof cpu, feats, sizeof feats);
-    if (want == KPRECISION_BF16 && !bf) {
-        if (rank > 0)
-            RUN_ERR("rank %d (%s): precision bf16 (rank 0's choice) cannot run here: %s; set \"precision\": "
-                    "\"fp32\" for ranks on different CPUs",
-                    rank, kdist_host(r->dist), why);
-        else
-            RUN_ERR("precision bf16 cannot run here: %s (CPU: %s, %s); use \"precision\": \"fp32\" or \"auto\"",
-                    why, cpu, feats);
-        return EX_UNAVAILABLE;
-    }
-    kset_precision(bf ? KPREC_BF16 : KPREC_FP32);
-    snprintf(r->precision, sizeof r->precision, "%s", bf ? "bf16" : "fp32");
-    if (rank == 0) {
-        if (bf)
-            kinfo("precision bf16%s: products on bfloat16 operands with fp32 accumulation (oneDNN); weights, "
-                  "gradients, optimizer state and reductions in fp32 (CPU: %s, %s)",
-                  want == KPRECISION_AUTO ? " (auto)" : "", cpu, feats);
-        else
-            kinfo("precision fp32%s%s%s (CPU: %s, %s)", want == KPRECISION_AUTO ? " (auto: " : "",
-                  want == KPRECISION_AUTO ? why : "", want == KPRECISION_AUTO ? ")" : "", cpu, feats);
-    }
-    return 0;
+    char msg[1024];
+    int rc = cli_precision(r->cfg.precision, r->precision, msg, sizeof msg);
+    if (rc && rank > 0)
+        RUN_ERR("rank %d (%s): precision bf16 (rank 0's choice) cannot run here: %s; set \"precision\": \"fp32\" "
+                "for ranks on different CPUs",
+                rank, kdist_host(r->dist), msg);
+    else if (rc)
+        RUN_ERR("precision bf16 cannot run here: %s; use \"precision\": \"fp32\" or \"auto\"", msg);
+    else if (rank == 0)
+        kinfo("%s", msg);
+    return rc;
 }
 
 int ktrain_run_exec(ktrain_run *r)

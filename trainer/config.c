@@ -65,6 +65,20 @@ static const ename distill_stages[] = {{"intermediate", KDISTILL_INTERMEDIATE}, 
                                        {"both", KDISTILL_BOTH}, {NULL, 0}};
 static const ename precisions[] = {
     {"auto", KPRECISION_AUTO}, {"fp32", KPRECISION_FP32}, {"bf16", KPRECISION_BF16}, {NULL, 0}};
+const char *kprecision_name(int p)
+{
+    for (int k = 0; precisions[k].name; k++)
+        if (precisions[k].value == p) return precisions[k].name;
+    return NULL;
+}
+
+int kprecision_parse(const char *name)
+{
+    for (int k = 0; precisions[k].name; k++)
+        if (!strcmp(precisions[k].name, name)) return precisions[k].value;
+    return -1;
+}
+
 static const ename schedules[] = {
     {"linear", KSCHED_LINEAR}, {"cosine", KSCHED_COSINE}, {"constant", KSCHED_CONSTANT}, {NULL, 0}};
 /* In bit order: the canonical order of data.objectives. */

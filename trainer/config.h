@@ -154,6 +154,11 @@ typedef struct ktrain_config {
  * and FFN (embeddings, vocabulary, positions, dropout, init as c). */
 kmodel_config kmodel_generator_config(const kmodel_config *c);
 
+/* precision's names ("auto", "fp32", "bf16"), shared by the fine-tuning
+ * config: the name of p (NULL if none), and the value of name (-1 if none). */
+const char *kprecision_name(int p);
+int kprecision_parse(const char *name);
+
 /* Fills *c with the documented defaults (an ALBERT-small-ish model). */
 void ktrain_config_defaults(ktrain_config *c);
 /* Reads a JSON config text over the defaults, then applies overrides

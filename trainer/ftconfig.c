@@ -192,10 +192,8 @@ int kft_config_parse(kft_config *c, const char *json, size_t len, const char *co
     c->threads = (int)x;
     if (!rc) rc = get_str(root, NULL, "precision", s, sizeof s, 1, err, errlen);
     if (!rc) {
-        if (!s[0] || !strcmp(s, "auto")) c->precision = KPRECISION_AUTO;
-        else if (!strcmp(s, "fp32")) c->precision = KPRECISION_FP32;
-        else if (!strcmp(s, "bf16")) c->precision = KPRECISION_BF16;
-        else rc = fail(err, errlen, "precision: \"%s\" is not \"auto\", \"fp32\" or \"bf16\"", s);
+        c->precision = s[0] ? kprecision_parse(s) : KPRECISION_AUTO;
+        if (c->precision < 0) rc = fail(err, errlen, "precision: \"%s\" is not \"auto\", \"fp32\" or \"bf16\"", s);
     }
     s[0] = '\0';
     if (!rc) rc = get_str(root, "task", "type", s, sizeof s, 0, err, errlen);
@@ -310,10 +308,8 @@ char *kft_config_to_json(const kft_config *c)
         "optimizer", opt ? opt : json_object(),
         "budget", "epochs", c->epochs, "steps", (json_int_t)c->steps, "seconds", c->seconds,
         "checkpoint", "dir", c->ckpt_dir, "keep", c->ckpt_keep);
-    static const char *const precs[] = {"auto", "fp32", "bf16"};
-    if (o)
-        json_object_set_new(o, "precision",
-                            json_string(precs[c->precision >= 0 && c->precision <= 2 ? c->precision : 0]));
+    const char *prec = kprecision_name(c->precision);
+    if (o) json_object_set_new(o, "precision", json_string(prec ? prec : "auto"));
     if (o)
         json_object_set_new(o, "distill",
                             json_pack("{s:s, s:f, s:f, s:f}", "teacher", c->teacher, "temperature", c->kd_temperature,

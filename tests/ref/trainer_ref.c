@@ -943,17 +943,22 @@ static int bench(int steps, int bert)
     return 0;
 }
 
+/* --precision bf16: the products in bf16 from here on; 0, or -1 (said) where bf16 cannot run */
+static int use_bf16(void)
+{
+    char why[256];
+    if (kbf16_available(why, sizeof why)) {
+        fprintf(stderr, "kiln_trainer_ref: precision bf16: %s\n", why);
+        return -1;
+    }
+    kset_precision(KPREC_BF16);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && !strcmp(argv[1], "parity")) {
-        if (argc >= 5 && !strcmp(argv[3], "--precision") && !strcmp(argv[4], "bf16")) {
-            char why[256];
-            if (kbf16_available(why, sizeof why)) {
-                fprintf(stderr, "kiln_trainer_ref: precision bf16: %s\n", why);
-                return 69;
-            }
-            kset_precision(KPREC_BF16);
-        }
+        if (argc >= 5 && !strcmp(argv[3], "--precision") && !strcmp(argv[4], "bf16") && use_bf16()) return 69;
         return parity(argv[2]);
     }
     if (argc >= 3 && !strcmp(argv[1], "distill")) return distill_parity(argv[2]);
@@ -963,14 +968,7 @@ int main(int argc, char **argv)
             if (!strcmp(argv[i], "--model")) bert = !strcmp(argv[i + 1], "bert");
             else if (!strcmp(argv[i], "--precision")) bf16 = !strcmp(argv[i + 1], "bf16");
         }
-        if (bf16) {
-            char why[256];
-            if (kbf16_available(why, sizeof why)) {
-                fprintf(stderr, "kiln_trainer_ref: precision bf16: %s\n", why);
-                return 69;
-            }
-            kset_precision(KPREC_BF16);
-        }
+        if (bf16 && use_bf16()) return 69;
         return bench(steps > 0 ? steps : 10, bert);
     }
     fprintf(stderr, "usage: kiln_trainer_ref parity DIR | distill DIR | bench [STEPS] [--model albert|bert] "
