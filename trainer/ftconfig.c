@@ -5,6 +5,7 @@
 #include "trainer/config.h" /* KPRECISION_* */
 
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -235,7 +236,7 @@ int kft_config_parse(kft_config *c, const char *json, size_t len, const char *co
     if (!rc) rc = get_num(root, "data", "seed", &x, 0, 9007199254740992.0, 1, 0, err, errlen);
     c->seed = (uint64_t)x;
     x = 0;
-    if (!rc) rc = get_num(root, "data", "eval_every", &x, 0, 1e12, 1, 0, err, errlen);
+    if (!rc) rc = get_num(root, "data", "eval_every", &x, 0, INT_MAX, 1, 0, err, errlen);
     c->eval_every = (int)x;
     if (!rc) rc = get_num(root, "model", "classifier_dropout", &c->classifier_dropout, 0, 0.999, 0, 1, err, errlen);
     if (!rc) rc = get_num(root, "model", "hidden_dropout_prob", &c->hidden_dropout, 0, 0.999, 0, 1, err, errlen);

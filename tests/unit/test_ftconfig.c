@@ -73,6 +73,12 @@ static void test_sets_and_errors(void **state)
     assert_int_equal(parse(&c, "[1]", NULL, err), EX_DATAERR);
     assert_int_equal(parse(&c, MIN, "budget.epochs=0", err), EX_CONFIG);
     assert_non_null(strstr(err, "budget"));
+    /* eval_every is an int: the largest is taken, one more is refused by name
+     * (fuzz_ftconfig found 3e9 converted to int, undefined behaviour) */
+    assert_int_equal(parse(&c, MIN, "data.eval_every=2147483647", err), 0);
+    assert_int_equal(c.eval_every, 2147483647);
+    assert_int_equal(parse(&c, MIN, "data.eval_every=3000000000", err), EX_CONFIG);
+    assert_non_null(strstr(err, "data.eval_every"));
 }
 
 /* the schema's keys and defaults against the reader */
