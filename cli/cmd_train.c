@@ -17,6 +17,7 @@
 #include "sampler/batch.h"
 #include "text/bpe.h"
 #include "text/wordpiece.h"
+#include "trainer/kernels.h"
 #include "trainer/checkpoint.h"
 #include "trainer/export.h"
 #include "trainer/hfimport.h"
@@ -99,7 +100,9 @@ int cmd_train(int argc, char **argv, const char *db)
         "\"lm_acc\"), \"val_loss\", the last validation's terms (\"val_mlm_loss\",\n"
         "\"val_mlm_acc\", ...), \"unigram_loss\" (the snapshot's unigram model on the same\n"
         "tokens), for GPT-2 \"perplexity\", \"val_perplexity\", \"unigram_perplexity\",\n"
-        "\"checkpoint\", \"stopped\", \"precision\"}; a value that is not finite is null.\n"
+        "\"checkpoint\", \"stopped\", \"precision\", \"blas_core\" (OpenBLAS's kernels: kiln pins\n"
+        "Haswell's on every AVX2 CPU, so fp32 bytes are the same on every CPU)}; a value\n"
+        "that is not finite is null.\n"
         "precision (the run config's, default auto) runs the matrix products on bfloat16\n"
         "operands with fp32 accumulation where the CPU has bf16 dot products (AVX512_BF16,\n"
         "AMX-BF16), else in fp32; the run says which at start (docs/train.md, \"Precision\").\n"
@@ -217,6 +220,9 @@ int cmd_train(int argc, char **argv, const char *db)
         json_object_set_new(o, "checkpoint", jstr(r.checkpoint));
         json_object_set_new(o, "stopped", json_boolean(r.stopped));
         json_object_set_new(o, "precision", jstr(r.precision));
+        char blas[96];
+        kblas_core(blas, sizeof blas);
+        json_object_set_new(o, "blas_core", jstr(blas));
         if (r.ranks > 1) {
             /* data parallel: ranks, the all-reduce per step and its part backward did not hide */
             json_t *d = json_object();

@@ -181,9 +181,12 @@ int cli_hf_mode(int do_lower_case, int strip_accents)
 
 int cli_precision(int want, char name[8], char *msg, size_t n)
 {
-    char why[256] = "", cpu[64], feats[128];
+    char why[256] = "", cpu[64], feats[200], blas[96];
     int bf = want != KPRECISION_FP32 && !kbf16_available(why, sizeof why);
-    kcpu_describe(cpu, sizeof cpu, feats, sizeof feats);
+    kcpu_describe(cpu, sizeof cpu, feats, 128);
+    kblas_core(blas, sizeof blas);
+    size_t fl = strlen(feats);
+    snprintf(feats + fl, sizeof feats - fl, "; OpenBLAS %s", blas);
     if (want == KPRECISION_BF16 && !bf) {
         snprintf(msg, n, "%s (CPU: %s, %s)", why, cpu, feats);
         return EX_UNAVAILABLE;

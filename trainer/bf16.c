@@ -121,13 +121,59 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static size_t ro
     return i;
 }
 
+/* rows x cols of src (row stride ld) into dst packed (row stride cols),
+ * 16 at a time with the CPU's instruction, the rest of each row (cols % 16)
+ * by the scalar rule */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void round_hw_rows(uint16_t *dst,
+                                                                                           const float *src, int rows,
+                                                                                           int cols, int ld,
+                                                                                           float alpha)
+{
+    const __m512 a = _mm512_set1_ps(alpha);
+    for (int r = 0; r < rows; r++) {
+        const float *x = src + (size_t)r * ld;
+        uint16_t *y = dst + (size_t)r * cols;
+        int i = 0;
+        for (; i + 16 <= cols; i += 16)
+            _mm256_storeu_si256((__m256i *)(y + i),
+                                (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(x + i), a)));
+        for (; i < cols; i++) {
+            float f = x[i] * alpha;
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            y[i] = (uint16_t)round_bits(u);
+        }
+    }
+}
+
+/* kbf16_pack_heads with the CPU's instruction (D % 16 == 0) */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack_heads_hw(uint16_t *dst,
+                                                                                           const float *x, int ld,
+                                                                                           int n, int parts,
+                                                                                           int part_off, int G, int D)
+{
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < parts; p++)
+            for (int g = 0; g < G; g++) {
+                const float *s = x + (size_t)i * ld + (size_t)p * part_off + (size_t)g * D;
+                uint16_t *d = dst + (((size_t)p * G + g) * n + i) * D;
+                for (int j = 0; j < D; j += 16)
+                    _mm256_storeu_si256((__m256i *)(d + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + j)));
+            }
+}
+
 static int hw_round = -1; /* kbf16_cpu(), read once */
 
-void kbf16_round(uint16_t *dst, const float *src, size_t n, float alpha)
+static int use_hw(void)
 {
     int hw = __atomic_load_n(&hw_round, __ATOMIC_RELAXED);
     if (hw < 0) __atomic_store_n(&hw_round, hw = (cpu_bits() & 4) != 0, __ATOMIC_RELAXED);
-    size_t i = hw ? round_hw(dst, src, n, alpha) : 0;
+    return hw;
+}
+
+void kbf16_round(uint16_t *dst, const float *src, size_t n, float alpha)
+{
+    size_t i = use_hw() ? round_hw(dst, src, n, alpha) : 0;
     for (; i < n; i++) {
         float f = src[i] * alpha;
         uint32_t u;
@@ -149,16 +195,34 @@ void kbf16_truncate(float *x, size_t n)
 /* rows x cols of src (leading dimension ld) into dst packed (leading dimension cols) */
 static void round_block(uint16_t *dst, const float *src, int rows, int cols, int ld, float alpha)
 {
-    if (ld == cols) {
-        kbf16_round(dst, src, (size_t)rows * cols, alpha);
-        return;
-    }
-    for (int r = 0; r < rows; r++) kbf16_round(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols, alpha);
+    if (ld == cols) kbf16_round(dst, src, (size_t)rows * cols, alpha);
+    else if (use_hw()) round_hw_rows(dst, src, rows, cols, ld, alpha);
+    else
+        for (int r = 0; r < rows; r++)
+            kbf16_round(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols, alpha);
 }
 
 void kbf16_round_block(uint16_t *dst, const float *src, int rows, int cols, int ld)
 {
     round_block(dst, src, rows, cols, ld, 1.0f);
+}
+
+void kbf16_pack_heads(uint16_t *dst, const float *x, int ld, int n, int parts, int part_off, int G, int D)
+{
+    if (use_hw() && D % 16 == 0) {
+        pack_heads_hw(dst, x, ld, n, parts, part_off, G, D);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < parts; p++)
+            for (int g = 0; g < G; g++)
+                kbf16_round(dst + (((size_t)p * G + g) * n + i) * D, x + (size_t)i * ld + (size_t)p * part_off + (size_t)g * D,
+                            (size_t)D, 1.0f);
+}
+
+void kbf16_round_rows(uint16_t *dst, const float *src, int rows, int cols, int ld, float alpha)
+{
+    round_block(dst, src, rows, cols, ld, alpha);
 }
 
 /* ---- products --------------------------------------------------------------------- */
@@ -171,6 +235,9 @@ static dnnl_engine_t engine;
  * with a runtime row stride; runtime inner strides would send oneDNN to its
  * reference loops */
 static dnnl_primitive_t prim[2][2][2];
+/* [ta][tb]: batched (G, M, K) x (G, K, N), dense operands (tags abc / acb),
+ * beta 0, C with runtime batch and row strides (the attention's heads) */
+static dnnl_primitive_t bprim[2][2];
 static char setup_err[256];
 
 static void setup(void)
@@ -228,6 +295,31 @@ static void setup(void)
             snprintf(setup_err, sizeof setup_err, "oneDNN has no fast bf16 matmul for this CPU (status %d%s%s)",
                      (int)s, *impl ? ", implementation " : "", impl);
     }
+    const dnnl_dims_t dims3 = {DNNL_RUNTIME_DIM_VAL, DNNL_RUNTIME_DIM_VAL, DNNL_RUNTIME_DIM_VAL};
+    const dnnl_dims_t strides3 = {DNNL_RUNTIME_DIM_VAL, DNNL_RUNTIME_DIM_VAL, 1};
+    for (int i = 0; i < 4 && !setup_err[0]; i++) {
+        const int ta = i & 1, tb = i >> 1;
+        dnnl_memory_desc_t a, b, c;
+        dnnl_matmul_desc_t md;
+        dnnl_primitive_desc_t pd = NULL;
+        const char *impl = "";
+        if ((s = dnnl_memory_desc_init_by_tag(&a, 3, dims3, dnnl_bf16, ta ? dnnl_acb : dnnl_abc)) ||
+            (s = dnnl_memory_desc_init_by_tag(&b, 3, dims3, dnnl_bf16, tb ? dnnl_acb : dnnl_abc)) ||
+            (s = dnnl_memory_desc_init_by_strides(&c, 3, dims3, dnnl_f32, strides3)) ||
+            (s = dnnl_matmul_desc_init(&md, &a, &b, NULL, &c))) {
+            snprintf(setup_err, sizeof setup_err, "oneDNN: cannot describe a batched bf16 matmul (status %d)", (int)s);
+            break;
+        }
+        s = dnnl_primitive_desc_create(&pd, &md, NULL, engine, NULL);
+        if (!s) s = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        if (!s && !strncmp(impl, "ref", 3)) s = dnnl_unimplemented;
+        if (!s) s = dnnl_primitive_create(&bprim[ta][tb], pd);
+        if (pd) dnnl_primitive_desc_destroy(pd);
+        if (s)
+            snprintf(setup_err, sizeof setup_err,
+                     "oneDNN has no fast batched bf16 matmul for this CPU (status %d%s%s)", (int)s,
+                     *impl ? ", implementation " : "", impl);
+    }
     omp_set_num_threads(nthr);
 }
 
@@ -247,6 +339,8 @@ typedef struct thread_res {
     dnnl_stream_t stream;
     uint16_t *buf, *shared;    /* operand scratch; B rounded once for many tiles */
     size_t len, shared_len;    /* their capacities, in bf16 values */
+    void *att;                 /* the attention kernels' scratch (kbf16_scratch) */
+    size_t att_len;            /* its capacity, in bytes */
     struct thread_res *next, *prev;
 } thread_res;
 
@@ -262,6 +356,7 @@ static void res_free(thread_res *r)
     if (r->stream) dnnl_stream_destroy(r->stream);
     free(r->buf);
     free(r->shared);
+    free(r->att);
     free(r);
 }
 
@@ -388,6 +483,46 @@ int kbf16_gemm_b(int ta, int tb, int M, int N, int K, float alpha, const float *
     return gemm(ta, tb, M, N, K, alpha, A, lda, NULL, 0, Bb, beta, C, ldc);
 }
 
+int kbf16_gemm_batch(int ta, int tb, int G, int M, int N, int K, const uint16_t *A, const uint16_t *B, float *C,
+                     int64_t ldg, int64_t ldc)
+{
+    if (G <= 0 || M <= 0 || N <= 0) return 0;
+    if (K <= 0 || kbf16_available(NULL, 0)) return -1;
+    thread_res *r = res();
+    if (!r) return -1;
+    dnnl_memory_desc_t da, db, dc;
+    const dnnl_dims_t dims_a = {G, M, K}, dims_b = {G, K, N}, dims_c = {G, M, N}, cs = {ldg, ldc, 1};
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&da, 3, dims_a, dnnl_bf16, ta ? dnnl_acb : dnnl_abc);
+    if (!s) s = dnnl_memory_desc_init_by_tag(&db, 3, dims_b, dnnl_bf16, tb ? dnnl_acb : dnnl_abc);
+    if (!s) s = dnnl_memory_desc_init_by_strides(&dc, 3, dims_c, dnnl_f32, cs);
+    if (!s) s = dnnl_memory_create(&ma, &da, engine, (void *)A);
+    if (!s) s = dnnl_memory_create(&mb, &db, engine, (void *)B);
+    if (!s) s = dnnl_memory_create(&mc, &dc, engine, C);
+    if (!s) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+        s = dnnl_primitive_execute(bprim[!!ta][!!tb], r->stream, 3, args);
+        if (!s) s = dnnl_stream_wait(r->stream);
+    }
+    if (ma) dnnl_memory_destroy(ma);
+    if (mb) dnnl_memory_destroy(mb);
+    if (mc) dnnl_memory_destroy(mc);
+    return s ? -1 : 0;
+}
+
+void *kbf16_scratch(size_t bytes)
+{
+    if (kbf16_available(NULL, 0)) return NULL;
+    thread_res *r = res();
+    if (!r) return NULL;
+    if (bytes > r->att_len) {
+        free(r->att);
+        r->att = malloc(bytes);
+        r->att_len = r->att ? bytes : 0;
+    }
+    return r->att;
+}
+
 uint16_t *kbf16_shared(size_t n)
 {
     if (kbf16_available(NULL, 0)) return NULL;
@@ -396,6 +531,19 @@ uint16_t *kbf16_shared(size_t n)
 }
 
 #else /* no oneDNN */
+
+int kbf16_gemm_batch(int ta, int tb, int G, int M, int N, int K, const uint16_t *A, const uint16_t *B, float *C,
+                     int64_t ldg, int64_t ldc)
+{
+    (void)ta, (void)tb, (void)G, (void)M, (void)N, (void)K, (void)A, (void)B, (void)C, (void)ldg, (void)ldc;
+    return -1;
+}
+
+void *kbf16_scratch(size_t bytes)
+{
+    (void)bytes;
+    return NULL;
+}
 
 uint16_t *kbf16_shared(size_t n)
 {

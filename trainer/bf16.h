@@ -56,9 +56,32 @@ int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
  * dimension ld) rounded into dst packed (leading dimension cols). */
 uint16_t *kbf16_shared(size_t n);
 void kbf16_round_block(uint16_t *dst, const float *src, int rows, int cols, int ld);
+/* The same with a factor: dst = bf16(alpha * src), rows x cols of src
+ * (leading dimension ld) packed into dst (leading dimension cols). */
+void kbf16_round_rows(uint16_t *dst, const float *src, int rows, int cols, int ld, float alpha);
+/* The attention's operands: heads of D columns out of the rows of x (n
+ * rows, row stride ld), rounded, each head packed dense. Block (p, g) of
+ * dst, at dst + (p G + g) n D, is n x D: columns p part_off + g D ..
+ * + D - 1 of the rows (parts p < parts, e.g. q, k, v at part_off H; heads
+ * g < G). The rows are read once, in order. */
+void kbf16_pack_heads(uint16_t *dst, const float *x, int ld, int n, int parts, int part_off, int G, int D);
 /* kbf16_gemm with B given rounded: Bb is B's stored layout packed by
  * kbf16_round_block (K x N, or N x K when tb). Returns 0 or -1. */
 int kbf16_gemm_b(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const uint16_t *Bb,
                  float beta, float *C, int ldc);
+
+/* Batched products on operands already rounded (the attention's heads):
+ * for g < G, C_g = op(A_g) op(B_g), overwritten; A_g is the dense block at
+ * A + g M K (stored M x K, or K x M when ta), B_g at B + g K N (K x N, or
+ * N x K when tb), C_g (M x N, fp32) at C + g ldg with row stride ldc (the
+ * blocks may interleave: heads side by side in the rows of a sequence). On
+ * the calling thread alone. Returns 0, or -1 (as kbf16_gemm). */
+int kbf16_gemm_batch(int ta, int tb, int G, int M, int N, int K, const uint16_t *A, const uint16_t *B, float *C,
+                     int64_t ldg, int64_t ldc);
+/* The calling thread's scratch for the attention kernels: at least bytes
+ * bytes (grown on demand, kept until the thread or the process ends; the
+ * contents are not kept when it grows). NULL when out of memory or bf16
+ * cannot run. */
+void *kbf16_scratch(size_t bytes);
 
 #endif

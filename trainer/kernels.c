@@ -21,9 +21,13 @@
  * into an FMA, so the AVX-512, AVX2 and baseline clones of the hot loops
  * (target_clones) round alike (checked: a baseline-only build, -DKCLONES=,
  * writes the same bytes); exp and erf are the portable polynomials below, not
- * libm's. Same inputs, same bits, whatever the thread count; on another CPU
- * OpenBLAS may pick other sgemm kernels, hence other bits.
+ * libm's. OpenBLAS's DYNAMIC_ARCH build picks its kernels by CPU, and they
+ * sum in other orders (an AVX-512 Intel CPU's SkylakeX sgemm gives other
+ * bits than the AVX2 Haswell one), so kiln pins Haswell's kernels on every
+ * CPU with AVX2 and FMA (kblas_core). Same inputs, same bits, whatever the
+ * thread count and the CPU.
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "trainer/kernels.h"
 #include "trainer/bf16.h"
 
@@ -31,8 +35,63 @@
 #include <float.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* ---- OpenBLAS's kernels: the same on every CPU ------------------------------------------------------- */
+
+/* OpenBLAS's DYNAMIC_ARCH entry points (Debian's builds): weak, so that a
+ * single-target OpenBLAS (one kernel set: nothing to pin) links too. */
+extern void gotoblas_dynamic_init(void) __attribute__((weak));
+extern void gotoblas_dynamic_quit(void) __attribute__((weak));
+extern char *openblas_get_corename(void) __attribute__((weak));
+
+static char blas_note[160];
+
+/* Runs before main, after OpenBLAS's own constructor chose its kernels and
+ * before any product: unless KILN_BLAS_CORE=native, the choice is made again
+ * with OPENBLAS_CORETYPE=Haswell (the user's OPENBLAS_CORETYPE, if any, is
+ * put back afterwards, for child processes). Haswell's kernels need AVX2
+ * and FMA: without them (not a CPU kiln targets) OpenBLAS's choice stays. */
+__attribute__((constructor)) static void blas_pin(void)
+{
+    const char *mode = getenv("KILN_BLAS_CORE");
+    if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit || !openblas_get_corename) {
+        snprintf(blas_note, sizeof blas_note, "single-target OpenBLAS");
+        return;
+    }
+    if (mode && !strcmp(mode, "native")) {
+        snprintf(blas_note, sizeof blas_note, "KILN_BLAS_CORE=native");
+        return;
+    }
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        snprintf(blas_note, sizeof blas_note, "no AVX2+FMA: OpenBLAS's choice");
+        return;
+    }
+    const char *core = openblas_get_corename();
+    if (core && !strcasecmp(core, "haswell")) {
+        snprintf(blas_note, sizeof blas_note, "pinned");
+        return;
+    }
+    char was[64] = "";
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    if (env) snprintf(was, sizeof was, "%s", env);
+    snprintf(blas_note, sizeof blas_note, "pinned; OpenBLAS chose %s", core ? core : "?");
+    setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    gotoblas_dynamic_quit();
+    gotoblas_dynamic_init();
+    if (env) setenv("OPENBLAS_CORETYPE", was, 1);
+    else unsetenv("OPENBLAS_CORETYPE");
+}
+
+void kblas_core(char *out, size_t n)
+{
+    const char *core = openblas_get_corename ? openblas_get_corename() : NULL;
+    snprintf(out, n, "%s (%s)", core ? core : "?", blas_note[0] ? blas_note : "not set up");
+}
 
 /* Comparisons may be evaluated speculatively (if-converted into blends), so
  * the loops with clamps and selects vectorize; this changes no value. */
@@ -943,10 +1002,134 @@ static void attn_softmax_back(float *dP, const float *P, int n)
     }
 }
 
+/* ---- attention in bf16: the heads of a sequence batched -------------------------
+ *
+ * One task is G heads of one sequence (G from the shapes alone, never from
+ * the thread count, so the bytes do not depend on it): q, k, v (and the
+ * gradient of the context) of those heads rounded to bf16 once, dense, then
+ * each product is one batched oneDNN matmul over the G heads, writing its
+ * fp32 result straight into place (the probabilities' blocks, the context's
+ * or dqkv's columns). Softmax, dropout and their backward stay fp32. */
+
+/* Heads per task: the largest divisor of NH leaving at least 8 tasks (B
+ * sequences x NH / G groups), at least 1. */
+static int attn_group(int B, int NH)
+{
+    int best = 1;
+    for (int g = 1; g <= NH; g++)
+        if (NH % g == 0 && (int64_t)B * (NH / g) >= 8) best = g;
+    return best;
+}
+
+/* Softmax of the rows of scale S (n x n, row stride n) into P (fp32, kept
+ * for the backward pass; causal: zeros after the diagonal) and, when there is
+ * no dropout, rounded into ab, row by row while the row is in cache */
+KCLONES
+static void attn_softmax_bf16(float *P, const float *S, uint16_t *ab, int n, int causal, float scale)
+{
+    for (int i = 0; i < n; i++) {
+        float *r = P + (size_t)i * n;
+        const float *x = S + (size_t)i * n;
+        int k = causal ? i + 1 : n;
+        for (int j = 0; j < k; j++) r[j] = x[j] * scale;
+        float m = max_lanes(r, k);
+        float sum = exp_sum_lanes(r, r, m, k);
+        float inv = 1.0f / sum;
+        for (int j = 0; j < k; j++) r[j] *= inv;
+        for (int j = k; j < n; j++) r[j] = 0.0f;
+        if (ab) kbf16_round(ab + (size_t)i * n, r, (size_t)n, 1.0f);
+    }
+}
+
+static void attn_forward_bf16(float *ctx, float *probs, float *scratch, const float *qkv, const int32_t *offs,
+                              const kattn_dims *d)
+{
+    const int NH = d->NH, D = d->D, H = NH * D, L = d->L, G = attn_group(d->B, NH), tasks = d->B * (NH / G);
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t per = kattention_scratch(d);
+#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)tasks * G * L * L * D >= PAR_MIN * 8)
+    for (int t = 0; t < tasks; t++) {
+        int b = t / (NH / G), h0 = (t % (NH / G)) * G, n = offs[b + 1] - offs[b];
+        if (n <= 0) continue;
+        const size_t nd = (size_t)G * n * D, nn = (size_t)G * n * n;
+        const size_t bytes = (3 * nd + nn) * sizeof(uint16_t) + nn * sizeof(float);
+        float *S0 = kbf16_scratch(bytes);
+        if (!S0) koom(bytes);
+        uint16_t *qb = (uint16_t *)(S0 + nn), *kb = qb + nd, *vb = kb + nd, *ab = vb + nd;
+        /* q, k, v of the G heads: the sequence's rows read once */
+        kbf16_pack_heads(qb, qkv + (size_t)offs[b] * 3 * H + (size_t)h0 * D, 3 * H, n, 3, H, G, D);
+        /* the scores q k^T (scaled in the softmax), then the probabilities */
+        if (kbf16_gemm_batch(0, 1, G, n, n, D, qb, kb, S0, (int64_t)n * n, n)) koom(nd * 2);
+        float *P0 = probs + ((size_t)b * NH + h0) * L * L;
+        for (int g = 0; g < G; g++) {
+            float *P = P0 + (size_t)g * L * L;
+            attn_softmax_bf16(P, S0 + (size_t)g * n * n, d->pdrop > 0.0f ? NULL : ab + (size_t)g * n * n, n,
+                              d->causal, scale);
+            if (d->pdrop > 0.0f) {
+                float *S = scratch + per * (size_t)omp_get_thread_num();
+                attn_drop(S, P, n, L, d->pdrop, d->key,
+                          ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h0 + g) * L * L);
+                kbf16_round(ab + (size_t)g * n * n, S, (size_t)n * n, 1.0f);
+            }
+        }
+        if (kbf16_gemm_batch(0, 0, G, n, D, n, ab, vb, ctx + (size_t)offs[b] * H + (size_t)h0 * D, D, H))
+            koom(nd * 2);
+    }
+}
+
+static void attn_backward_bf16(float *dqkv, float *scratch, const float *dctx, const float *qkv, const float *probs,
+                               const int32_t *offs, const kattn_dims *d)
+{
+    const int NH = d->NH, D = d->D, H = NH * D, L = d->L, G = attn_group(d->B, NH), tasks = d->B * (NH / G);
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t per = kattention_scratch(d);
+#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)tasks * G * L * L * D >= PAR_MIN * 8)
+    for (int t = 0; t < tasks; t++) {
+        int b = t / (NH / G), h0 = (t % (NH / G)) * G, n = offs[b + 1] - offs[b];
+        if (n <= 0) continue;
+        const size_t nd = (size_t)G * n * D, nn = (size_t)G * n * n;
+        const size_t bytes = (4 * nd + nn) * sizeof(uint16_t) + nn * sizeof(float);
+        float *dP0 = kbf16_scratch(bytes);
+        if (!dP0) koom(bytes);
+        uint16_t *qb = (uint16_t *)(dP0 + nn), *kb = qb + nd, *vb = kb + nd, *cb = vb + nd, *ab = cb + nd;
+        float *dQ = dqkv + (size_t)offs[b] * 3 * H + (size_t)h0 * D;
+        kbf16_pack_heads(qb, qkv + (size_t)offs[b] * 3 * H + (size_t)h0 * D, 3 * H, n, 3, H, G, D);
+        kbf16_pack_heads(cb, dctx + (size_t)offs[b] * H + (size_t)h0 * D, H, n, 1, 0, G, D);
+        const float *P0 = probs + ((size_t)b * NH + h0) * L * L;
+        float *S = scratch + per * (size_t)omp_get_thread_num();
+        for (int g = 0; g < G; g++) {
+            const float *A = P0 + (size_t)g * L * L;
+            if (d->pdrop > 0.0f) {
+                attn_drop(S, A, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h0 + g) * L * L);
+                A = S;
+            }
+            kbf16_round(ab + (size_t)g * n * n, A, (size_t)n * n, 1.0f);
+        }
+        /* dV = A^T dC; dA = dC V^T */
+        if (kbf16_gemm_batch(1, 0, G, n, D, n, ab, cb, dQ + 2 * H, D, 3 * H)) koom(nd * 2);
+        if (kbf16_gemm_batch(0, 1, G, n, n, D, cb, vb, dP0, (int64_t)n * n, n)) koom(nd * 2);
+        /* dS = softmax backward of the (undropped) dA, times scale, rounded into ab */
+        for (int g = 0; g < G; g++) {
+            float *dP = dP0 + (size_t)g * n * n;
+            if (d->pdrop > 0.0f)
+                attn_drop(dP, dP, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h0 + g) * L * L);
+            attn_softmax_back(dP, P0 + (size_t)g * L * L, n);
+            kbf16_round(ab + (size_t)g * n * n, dP, (size_t)n * n, scale);
+        }
+        /* dQ = scale dS K; dK = scale dS^T Q */
+        if (kbf16_gemm_batch(0, 0, G, n, D, n, ab, kb, dQ, D, 3 * H)) koom(nd * 2);
+        if (kbf16_gemm_batch(1, 0, G, n, D, n, ab, qb, dQ + H, D, 3 * H)) koom(nd * 2);
+    }
+}
+
 void kattention_forward(float *ctx, float *probs, float *scratch, const float *qkv, const int32_t *offs,
                         const kattn_dims *d)
 {
     const int prec = tl_prec;
+    if (prec == KPREC_BF16) {
+        attn_forward_bf16(ctx, probs, scratch, qkv, offs, d);
+        return;
+    }
     const int NH = d->NH, D = d->D, H = NH * D, L = d->L, tasks = d->B * NH;
     const float scale = 1.0f / sqrtf((float)D);
     const size_t per = kattention_scratch(d);
@@ -973,6 +1156,10 @@ void kattention_backward(float *dqkv, float *scratch, const float *dctx, const f
                          const int32_t *offs, const kattn_dims *d)
 {
     const int prec = tl_prec;
+    if (prec == KPREC_BF16) {
+        attn_backward_bf16(dqkv, scratch, dctx, qkv, probs, offs, d);
+        return;
+    }
     const int NH = d->NH, D = d->D, H = NH * D, L = d->L, tasks = d->B * NH;
     const float scale = 1.0f / sqrtf((float)D);
     const size_t per = kattention_scratch(d);

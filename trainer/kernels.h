@@ -94,6 +94,15 @@ void kembed_backward(float *d0, const int32_t *i0, int32_t skip0, float *d1, con
 
 /* ---- matrix products ------------------------------------------------------- */
 
+/* OpenBLAS's kernels in use, e.g. "Haswell (pinned)": kiln pins OpenBLAS's
+ * Haswell kernels (AVX2 + FMA) before main on every CPU that has them, so
+ * fp32 products give the same bits on every such CPU (OpenBLAS would pick
+ * its SkylakeX kernels on AVX-512 Intel CPUs: other sums, other bits).
+ * KILN_BLAS_CORE=native keeps OpenBLAS's own choice (OPENBLAS_CORETYPE or
+ * its CPU detection): faster fp32 on some CPUs, bits of that CPU. Writes at
+ * most n bytes. */
+void kblas_core(char *out, size_t n);
+
 /* C (M, N) = alpha op(A) op(B) + beta C, row-major, op = transpose when ta / tb
  * (cblas_sgemm's arguments). The product is cut into a grid of tiles that
  * depends only on (M, N, K) (kgemm_grid), and every tile is one

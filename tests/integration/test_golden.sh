@@ -7,6 +7,8 @@
 # Precision fp32 (auto would be bf16 on a CPU with bf16 dot products, whose
 # bytes depend on oneDNN's kernels for that CPU: test_precision.sh checks
 # bf16's determinism run to run instead).
+# Then the ALBERT run again with OpenBLAS choosing other kernels, as on an
+# AVX-512 Intel CPU: the pin to Haswell's kernels keeps the bytes.
 # Regenerate tests/data/golden/*.sha256 only for a deliberate change of the
 # math, and say so in the commit.
 source "$(dirname "$0")/lib.sh"
@@ -51,4 +53,27 @@ for m in albert bert; do
   if diff "$GOLD/$m.sha256" $m.sha256 >/dev/null; then ok "$m: checkpoint bytes as recorded"
   else bad "$m: checkpoint bytes differ from tests/data/golden/$m.sha256"; diff "$GOLD/$m.sha256" $m.sha256 | sed 's/^/  | /'; fi
 done
+
+# The same bytes on another CPU: OpenBLAS picks its kernels by CPU (SkylakeX
+# or Cooperlake on AVX-512 Intel CPUs, other sums than Haswell's), and kiln
+# pins Haswell's wherever the CPU has AVX2 and FMA. OPENBLAS_CORETYPE makes
+# OpenBLAS choose as it would on such a CPU (its kernels are only selected
+# here, never run: kiln re-pins before any product). KILN_BLAS_CORE=native
+# keeps OpenBLAS's choice: on a CPU that can run it, other bytes (the pin is
+# what makes them equal).
+if grep -qw avx512f /proc/cpuinfo; then other=SkylakeX; else other=Sandybridge; fi
+rm -rf ckA
+expect_exit 0 "train albert, OpenBLAS choosing $other" env OPENBLAS_CORETYPE=$other "$KILN" train --config albert.json --json
+ck=$(json checkpoint)
+(cd "$ck" && sha256sum model.safetensors optimizer.safetensors) > albert_other.sha256
+if diff "$GOLD/albert.sha256" albert_other.sha256 >/dev/null; then ok "albert: the recorded bytes with OpenBLAS choosing $other (pinned to Haswell)"
+else bad "albert: OpenBLAS choosing $other changed the bytes (kiln's pin to Haswell did not hold)"; fi
+rm -rf ckA
+expect_exit 0 "train albert, KILN_BLAS_CORE=native, OpenBLAS choosing $other" \
+  env KILN_BLAS_CORE=native OPENBLAS_CORETYPE=$other "$KILN" train --config albert.json --json
+ck=$(json checkpoint)
+(cd "$ck" && sha256sum model.safetensors optimizer.safetensors) > albert_native.sha256
+if diff -q "$GOLD/albert.sha256" albert_native.sha256 >/dev/null; then
+  bad "albert: KILN_BLAS_CORE=native with $other's kernels gave the pinned bytes (the check above cannot fail)"
+else ok "albert: $other's own kernels give other bytes (what the pin prevents)"; fi
 finish

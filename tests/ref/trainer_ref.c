@@ -925,8 +925,10 @@ static int bench(int steps, int bert)
     getrusage(RUSAGE_SELF, &ru);
     char cpu_name[64], cpu_feats[128];
     kcpu_describe(cpu_name, sizeof cpu_name, cpu_feats, sizeof cpu_feats);
-    printf("{\"cpu\": \"%s\", \"cpu_features\": \"%s\", \"precision\": \"%s\", ", cpu_name, cpu_feats,
-           kget_precision() == KPREC_BF16 ? "bf16" : "fp32");
+    char blas[96];
+    kblas_core(blas, sizeof blas);
+    printf("{\"cpu\": \"%s\", \"cpu_features\": \"%s\", \"blas_core\": \"%s\", \"precision\": \"%s\", ", cpu_name,
+           cpu_feats, blas, kget_precision() == KPREC_BF16 ? "bf16" : "fp32");
     printf("\"model\": \"%s\", \"threads\": %d, \"steps\": %d, \"ms_per_step\": %.2f, \"fwd_bwd_ms\": %.2f, "
            "\"optimizer_ms\": %.2f, \"forward_ms\": %.2f, \"tokens_per_s\": %.0f, \"gflop_per_step\": %.2f, "
            "\"gflops\": %.1f, \"sgemm_peak_gflops\": %.1f, \"share_of_peak\": %.3f, \"cpu_ms_per_step\": %.2f, "
@@ -940,6 +942,73 @@ static int bench(int steps, int bert)
     kopt_free(o);
     batch_free(&h);
     kmodel_free(m);
+    return 0;
+}
+
+/* The attention kernels alone at bench/train's shape (B 16, 4 heads of 64,
+ * seq 128, no dropout): best of REPS (20) of forward and of backward, GFLOP/s of
+ * their products (2 B NH L L D multiply-adds each way... 4 B NH L^2 D FLOP
+ * forward, 8 backward) against sgemm's fp32 peak of the same run. */
+static int attn_bench(int reps)
+{
+    const int B = 16, NH = 4, D = 64, L = 128, H = NH * D, N = B * L;
+    kattn_dims d = {.B = B, .NH = NH, .D = D, .L = L};
+    int32_t offs[17];
+    for (int b = 0; b <= B; b++) offs[b] = b * L;
+    size_t per = kattention_scratch(&d) * (size_t)omp_get_max_threads();
+    float *qkv = malloc((size_t)N * 3 * H * sizeof *qkv), *ctx = malloc((size_t)N * H * sizeof *ctx),
+          *dctx = malloc((size_t)N * H * sizeof *dctx), *dqkv = malloc((size_t)N * 3 * H * sizeof *dqkv),
+          *probs = malloc((size_t)B * NH * L * L * sizeof *probs), *scr = malloc(per * sizeof *scr);
+    if (!qkv || !ctx || !dctx || !dqkv || !probs || !scr) return 71;
+    uint64_t s = 7;
+    for (size_t i = 0; i < (size_t)N * 3 * H; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        qkv[i] = (float)((s >> 40) / 16777216.0 - 0.5);
+    }
+    for (size_t i = 0; i < (size_t)N * H; i++) dctx[i] = qkv[i * 3 % ((size_t)N * 3 * H)] * 0.1f;
+    double bf = 1e30, bb = 1e30;
+    for (int k = 0; k < reps + 2; k++) {
+        double t0 = now();
+        kattention_forward(ctx, probs, scr, qkv, offs, &d);
+        double t1 = now();
+        kattention_backward(dqkv, scr, dctx, qkv, probs, offs, &d);
+        double t2 = now();
+        if (k >= 2) {
+            if (t1 - t0 < bf) bf = t1 - t0;
+            if (t2 - t1 < bb) bb = t2 - t1;
+        }
+    }
+    const double fl = 4.0 * B * NH * (double)L * L * D;
+    double peak_cpu, peak = peak_gflops(&peak_cpu);
+    /* the dense layers' product in the same precision (kgemm over the
+     * threads): the FFN's x W^T, 2048 x 1024 x 256 */
+    double bg = 1e30;
+    {
+        const int M = 2048, Nn = 1024, K = 256;
+        float *A = malloc((size_t)M * K * sizeof *A), *W = malloc((size_t)Nn * K * sizeof *W),
+              *C = malloc((size_t)M * Nn * sizeof *C);
+        if (!A || !W || !C) return 71;
+        for (size_t i = 0; i < (size_t)M * K; i++) A[i] = qkv[i];
+        for (size_t i = 0; i < (size_t)Nn * K; i++) W[i] = qkv[i + 7];
+        for (int k = 0; k < 12; k++) {
+            double t0 = now();
+            kgemm(0, 1, M, Nn, K, 1.0f, A, K, W, K, 0.0f, C, Nn);
+            if (k >= 2 && now() - t0 < bg) bg = now() - t0;
+        }
+        bg = 2.0 * M * Nn * K / bg / 1e9;
+        free(A), free(W), free(C);
+    }
+    char cpu_name[64], cpu_feats[128];
+    kcpu_describe(cpu_name, sizeof cpu_name, cpu_feats, sizeof cpu_feats);
+    char blas[96];
+    kblas_core(blas, sizeof blas);
+    printf("{\"cpu\": \"%s\", \"cpu_features\": \"%s\", \"blas_core\": \"%s\", \"precision\": \"%s\", \"threads\": %d, "
+           "\"forward_ms\": %.3f, \"backward_ms\": %.3f, \"forward_gflops\": %.1f, \"backward_gflops\": %.1f, "
+           "\"dense_gflops\": %.1f, \"sgemm_peak_gflops\": %.1f, \"ctx_sum\": %.6g, \"dqkv_sum\": %.6g}\n",
+           cpu_name, cpu_feats, blas, kget_precision() == KPREC_BF16 ? "bf16" : "fp32", omp_get_max_threads(), bf * 1e3,
+           bb * 1e3, fl / bf / 1e9, 2 * fl / bb / 1e9, bg, peak, ctx[0] + ctx[(size_t)N * H - 1],
+           dqkv[1] + dqkv[(size_t)N * 3 * H - 2]);
+    free(qkv), free(ctx), free(dctx), free(dqkv), free(probs), free(scr);
     return 0;
 }
 
@@ -971,7 +1040,16 @@ int main(int argc, char **argv)
         if (bf16 && use_bf16()) return 69;
         return bench(steps > 0 ? steps : 10, bert);
     }
+    if (argc >= 2 && !strcmp(argv[1], "attn")) {
+        int reps = 20, bf16 = 0;
+        for (int i = 2; i + 1 < argc; i += 2) {
+            if (!strcmp(argv[i], "--precision")) bf16 = !strcmp(argv[i + 1], "bf16");
+            else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        }
+        if (bf16 && use_bf16()) return 69;
+        return attn_bench(reps > 0 ? reps : 20);
+    }
     fprintf(stderr, "usage: kiln_trainer_ref parity DIR | distill DIR | bench [STEPS] [--model albert|bert] "
-                    "[--precision fp32|bf16]\n");
+                    "[--precision fp32|bf16] | attn [--precision fp32|bf16] [--reps N]\n");
     return 64;
 }

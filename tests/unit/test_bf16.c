@@ -13,8 +13,10 @@
  * bf16-rounded operands within fp32 accumulation (|err| <= 1e-5 sqrt(K)
  * sum |a||b|); kgemm in bf16 likewise, over products large enough to be cut
  * into tiles, and bit-identical with 1, 2 and 3 threads and run to run; the
- * attention kernels in bf16 stay within bf16 rounding of the fp32 ones and
- * give the same bits with 1 and 2 threads. On a CPU without bf16 dot
+ * attention kernels in bf16 (heads batched, kbf16_gemm_batch on operands
+ * packed by kbf16_pack_heads; both checked on their own) stay within bf16
+ * rounding of the fp32 ones, causal and with dropout too, and give the same
+ * bits with 1 and 2 threads. On a CPU without bf16 dot
  * products kbf16_available refuses with a reason naming them and
  * kbf16_gemm returns -1 (the fp32 fallback). */
 #include <stdarg.h>
@@ -233,38 +235,119 @@ static void test_kgemm_bf16(void **state)
         }
 }
 
-/* attention in bf16: close to fp32 (bf16 operands), the same bits with 1 and 2 threads */
+/* kbf16_pack_heads: each head's block equals kbf16_round of its columns,
+ * row by row (16-wide and one-by-one widths of D) */
+static void test_pack_heads(void **state)
+{
+    (void)state;
+    const int dims[][4] = {{5, 3, 2, 16}, {7, 1, 3, 8}, {4, 2, 2, 35}}; /* n, parts, G, D */
+    for (size_t c = 0; c < sizeof dims / sizeof *dims; c++) {
+        const int n = dims[c][0], parts = dims[c][1], G = dims[c][2], D = dims[c][3], H = 2 * G * D,
+                  ld = parts * H + 3;
+        float *x = fnew((size_t)n * ld);
+        fill(x, (size_t)n * ld, -3, 3);
+        uint16_t *dst = calloc((size_t)parts * G * n * D, 2), *row = calloc(D, 2);
+        kbf16_pack_heads(dst, x + D, ld, n, parts, H, G, D); /* heads 1.. of each part */
+        for (int p = 0; p < parts; p++)
+            for (int g = 0; g < G; g++)
+                for (int i = 0; i < n; i++) {
+                    kbf16_round(row, x + (size_t)i * ld + (size_t)p * H + (size_t)(g + 1) * D, D, 1.0f);
+                    assert_memory_equal(row, dst + (((size_t)p * G + g) * n + i) * D, (size_t)D * 2);
+                }
+        free(x), free(dst), free(row);
+    }
+}
+
+/* kbf16_gemm_batch: every transpose pair, C blocks interleaved (batch stride
+ * smaller than the row stride, as the heads of a sequence), within fp32
+ * accumulation of a double product of the rounded operands; C's other
+ * columns untouched */
+static void test_gemm_batch(void **state)
+{
+    (void)state;
+    if (!have_bf16()) {
+        uint16_t a = 0, b = 0;
+        float c = 0;
+        assert_int_equal(kbf16_gemm_batch(0, 0, 1, 1, 1, 1, &a, &b, &c, 1, 1), -1);
+        return;
+    }
+    const int G = 3, M = 17, N = 24, K = 40, ldc = G * N + 5;
+    for (int t = 0; t < 4; t++) {
+        const int ta = t & 1, tb = t >> 1;
+        float *A = fnew((size_t)G * M * K), *B = fnew((size_t)G * K * N), *C = fnew((size_t)M * ldc);
+        uint16_t *Ab = calloc((size_t)G * M * K, 2), *Bb = calloc((size_t)G * K * N, 2);
+        fill(A, (size_t)G * M * K, -2, 2), fill(B, (size_t)G * K * N, -2, 2), fill(C, (size_t)M * ldc, -1, 1);
+        kbf16_round(Ab, A, (size_t)G * M * K, 1.0f), kbf16_round(Bb, B, (size_t)G * K * N, 1.0f);
+        kbf16_truncate(A, (size_t)G * M * K), kbf16_truncate(B, (size_t)G * K * N);
+        float *C0 = fnew((size_t)M * ldc);
+        memcpy(C0, C, (size_t)M * ldc * sizeof *C);
+        assert_int_equal(kbf16_gemm_batch(ta, tb, G, M, N, K, Ab, Bb, C, N, ldc), 0);
+        for (int g = 0; g < G; g++)
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double r = 0, sa = 0;
+                    for (int k = 0; k < K; k++) {
+                        double a = ta ? A[(size_t)g * M * K + (size_t)k * M + i] : A[(size_t)g * M * K + (size_t)i * K + k];
+                        double b = tb ? B[(size_t)g * K * N + (size_t)j * K + k] : B[(size_t)g * K * N + (size_t)k * N + j];
+                        r += a * b, sa += fabs(a * b);
+                    }
+                    double got = C[(size_t)i * ldc + (size_t)g * N + j];
+                    if (fabs(got - r) > 1e-5 * sqrt((double)K) * sa + 1e-30)
+                        fail_msg("kbf16_gemm_batch ta %d tb %d (%d, %d, %d): %g, expected %g", ta, tb, g, i, j, got, r);
+                }
+        for (int i = 0; i < M; i++)
+            for (int j = G * N; j < ldc; j++)
+                assert_int_equal(f_bits(C[(size_t)i * ldc + j]), f_bits(C0[(size_t)i * ldc + j]));
+        free(A), free(B), free(C), free(C0), free(Ab), free(Bb);
+    }
+}
+
+/* attention in bf16 (heads batched: 1, 2 and 4 heads a task; causal;
+ * dropout): close to fp32 (bf16 operands), the same bits with 1 and 2
+ * threads and run to run */
 static void test_attention_bf16(void **state)
 {
     (void)state;
     if (!have_bf16()) return;
-    kattn_dims d = {.B = 3, .NH = 2, .D = 16, .L = 40, .causal = 0, .pdrop = 0.0f, .key = 1};
-    int32_t offs[4] = {0, 40, 57, 90};
-    const int N = offs[3], H = d.NH * d.D;
-    float *qkv = fnew((size_t)N * 3 * H), *ctx = fnew((size_t)N * H), *ctx32 = fnew((size_t)N * H);
-    float *ctx1 = fnew((size_t)N * H), *probs = fnew((size_t)d.B * d.NH * d.L * d.L);
-    float *scratch = fnew(4 * kattention_scratch(&d)), *dctx = fnew((size_t)N * H);
-    float *dq = fnew((size_t)N * 3 * H), *dq32 = fnew((size_t)N * 3 * H), *dq1 = fnew((size_t)N * 3 * H);
-    fill(qkv, (size_t)N * 3 * H, -1, 1), fill(dctx, (size_t)N * H, -1, 1);
-    kattention_forward(ctx32, probs, scratch, qkv, offs, &d);
-    kattention_backward(dq32, scratch, dctx, qkv, probs, offs, &d);
-    kset_precision(KPREC_BF16);
-    for (int nt = 1; nt <= 2; nt++) {
-        omp_set_num_threads(nt);
-        kattention_forward(nt == 1 ? ctx1 : ctx, probs, scratch, qkv, offs, &d);
-        kattention_backward(nt == 1 ? dq1 : dq, scratch, dctx, qkv, probs, offs, &d);
+    const struct {
+        int B, NH, D, L, causal;
+        float pdrop;
+    } cases[] = {{3, 2, 16, 40, 0, 0.0f}, {2, 8, 8, 33, 1, 0.0f}, {8, 4, 16, 24, 0, 0.1f}, {2, 6, 24, 20, 1, 0.2f}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        kattn_dims d = {.B = cases[c].B, .NH = cases[c].NH, .D = cases[c].D, .L = cases[c].L,
+                        .causal = cases[c].causal, .pdrop = cases[c].pdrop, .key = 1};
+        int32_t offs[9] = {0};
+        for (int b = 0; b < d.B; b++) offs[b + 1] = offs[b] + (b == 0 ? d.L : d.L - 1 - (b * 7) % (d.L / 2));
+        const int N = offs[d.B], H = d.NH * d.D;
+        float *qkv = fnew((size_t)N * 3 * H), *ctx = fnew((size_t)N * H), *ctx32 = fnew((size_t)N * H);
+        float *ctx1 = fnew((size_t)N * H), *probs = fnew((size_t)d.B * d.NH * d.L * d.L);
+        float *scratch = fnew(4 * kattention_scratch(&d)), *dctx = fnew((size_t)N * H);
+        float *dq = fnew((size_t)N * 3 * H), *dq32 = fnew((size_t)N * 3 * H), *dq1 = fnew((size_t)N * 3 * H);
+        fill(qkv, (size_t)N * 3 * H, -1, 1), fill(dctx, (size_t)N * H, -1, 1);
+        kattention_forward(ctx32, probs, scratch, qkv, offs, &d);
+        kattention_backward(dq32, scratch, dctx, qkv, probs, offs, &d);
+        kset_precision(KPREC_BF16);
+        for (int nt = 1; nt <= 3; nt++) {
+            omp_set_num_threads(nt < 3 ? nt : 2);
+            kattention_forward(nt == 1 ? ctx1 : ctx, probs, scratch, qkv, offs, &d);
+            kattention_backward(nt == 1 ? dq1 : dq, scratch, dctx, qkv, probs, offs, &d);
+            if (nt == 1) continue;
+            if (memcmp(ctx1, ctx, (size_t)N * H * sizeof *ctx) || memcmp(dq1, dq, (size_t)N * 3 * H * sizeof *dq))
+                fail_msg("attention bf16 case %zu: %s gives other bits", c, nt == 2 ? "2 threads" : "a second run");
+        }
+        kset_precision(KPREC_FP32);
+        omp_set_num_threads(2);
+        double e = 0, m = 0, eg = 0, mg = 0;
+        for (size_t i = 0; i < (size_t)N * H; i++) e = fmax(e, fabs(ctx[i] - ctx32[i])), m = fmax(m, fabs(ctx32[i]));
+        for (size_t i = 0; i < (size_t)N * 3 * H; i++)
+            eg = fmax(eg, fabs(dq[i] - dq32[i])), mg = fmax(mg, fabs(dq32[i]));
+        print_message("attention bf16 vs fp32, case %zu: context %.3g, gradients %.3g of their largest value\n", c,
+                      e / m, eg / mg);
+        assert_true(e / m < 2e-2 && e > 0); /* rounded (not fp32), but close */
+        assert_true(eg / mg < 2e-2 && eg > 0);
+        free(qkv), free(ctx), free(ctx32), free(ctx1), free(probs), free(scratch), free(dctx), free(dq), free(dq32),
+            free(dq1);
     }
-    kset_precision(KPREC_FP32);
-    assert_memory_equal(ctx1, ctx, (size_t)N * H * sizeof *ctx);
-    assert_memory_equal(dq1, dq, (size_t)N * 3 * H * sizeof *dq);
-    double e = 0, m = 0, eg = 0, mg = 0;
-    for (size_t i = 0; i < (size_t)N * H; i++) e = fmax(e, fabs(ctx[i] - ctx32[i])), m = fmax(m, fabs(ctx32[i]));
-    for (size_t i = 0; i < (size_t)N * 3 * H; i++) eg = fmax(eg, fabs(dq[i] - dq32[i])), mg = fmax(mg, fabs(dq32[i]));
-    print_message("attention bf16 vs fp32: context %.3g, gradients %.3g of their largest value\n", e / m, eg / mg);
-    assert_true(e / m < 2e-2 && e > 0); /* rounded (not fp32), but close */
-    assert_true(eg / mg < 2e-2 && eg > 0);
-    free(qkv), free(ctx), free(ctx32), free(ctx1), free(probs), free(scratch), free(dctx), free(dq), free(dq32),
-        free(dq1);
 }
 
 int main(void)
@@ -272,7 +355,8 @@ int main(void)
     omp_set_num_threads(2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round),      cmocka_unit_test(test_available),      cmocka_unit_test(test_gemm),
-        cmocka_unit_test(test_kgemm_bf16), cmocka_unit_test(test_attention_bf16),
+        cmocka_unit_test(test_kgemm_bf16), cmocka_unit_test(test_pack_heads), cmocka_unit_test(test_gemm_batch),
+        cmocka_unit_test(test_attention_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
