@@ -70,6 +70,8 @@ static int cpu_bits(void)
 
 int kbf16_cpu(void) { return (cpu_bits() & 12) != 0; }
 
+int kbf16_cpu_dot(void) { return (cpu_bits() & 4) != 0; }
+
 void kcpu_describe(char *name, size_t n_name, char *feats, size_t n_feats)
 {
     unsigned r[12] = {0}, a, b, c, d;

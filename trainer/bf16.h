@@ -22,6 +22,9 @@
  * state): 1 when it has bf16 dot products (AVX512_BF16 or AMX-BF16). The
  * environment variable KILN_CPU_NO_BF16=1 hides them (tests, diagnosis). */
 int kbf16_cpu(void);
+/* 1 when the CPU has AVX512_BF16 itself (VDPBF16PS, VCVTNEPS2BF16: what
+ * kiln's own bf16 kernels use, e.g. generation's); KILN_CPU_NO_BF16=1 hides it. */
+int kbf16_cpu_dot(void);
 /* The CPU's name and the features that matter here ("avx2 avx512f
  * avx512_bf16 amx_bf16", those present), for start summaries and benchmarks.
  * Writes at most n bytes (NUL-terminated) into name and feats. */

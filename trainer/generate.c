@@ -63,6 +63,7 @@
  */
 #include "trainer/generate.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -71,6 +72,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "trainer/bf16.h"
 #include "trainer/kernels.h"
 #include "util/kmath.h" /* no FMA contraction, KCLONES, KINLINE, kexpf */
 
@@ -87,6 +89,8 @@ typedef struct glayer {
     const float *ln2_g, *ln2_b; /* (H) */
     const float *ff_w, *ff_b;   /* (I, H), (I) */
     const float *fo_w, *fo_b;   /* (H, I), (H) */
+    /* bf16 copies (kgen_use_bf16), rows padded with zeros to Hp / Ip, else NULL */
+    const uint16_t *qkv_wb, *ao_wb, *ff_wb, *fo_wb; /* (3H, Hp), (H, Hp), (I, Hp), (H, Ip) */
 } glayer;
 
 struct kgen {
@@ -106,6 +110,10 @@ struct kgen {
     float *mean, *rstd;         /* (CH) */
     float *scores;              /* (CH NH, max_len) attention weights of each (row, head) task */
     void *mem;
+    int Hp, Ip;                 /* H and I rounded up to 32 (bf16 rows) */
+    const uint16_t *wte_b;      /* (V, Hp) the LM head in bf16 (kgen_use_bf16), else NULL */
+    uint16_t *xb;               /* (CH, max(Hp, Ip)) a product's input rows rounded to bf16 */
+    void *bmem;                 /* the bf16 copies and xb */
     char err[256];
 };
 
@@ -181,12 +189,64 @@ static void dense_cols(float *y, size_t ldy, const float *x, size_t ldx, int n, 
     }
 }
 
+/* bf16 (kgen_use_bf16): y[r][o] = sum of VDPBF16PS over the 32-wide pieces of
+ * the rounded row xb[r] and Wb[o] (Kp = K rounded up to 32, zero padded)
+ * into 16 fp32 lanes, then _mm512_reduce_add_ps (a fixed tree) (+ b[o])
+ * (+ res[r][o]); columns [o0, o1). Blocks of RB rows and OB columns share
+ * loads only: each value is the same sequence of operations whatever the
+ * blocking, the rows fed and the thread count. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+dense_cols_bf16(float *y, size_t ldy, const uint16_t *xb, int Kp, int n, const uint16_t *Wb, const float *b,
+                const float *res, int o0, int o1)
+{
+    for (int o = o0; o < o1; o += OB) {
+        const int no = o1 - o < OB ? o1 - o : OB;
+        for (int r = 0; r < n; r += RB) {
+            const int nr = n - r < RB ? n - r : RB;
+            __m512 acc[RB][OB];
+            for (int i = 0; i < RB; i++)
+                for (int j = 0; j < OB; j++) acc[i][j] = _mm512_setzero_ps();
+            for (int k = 0; k < Kp; k += 32) {
+                __m512bh w[OB];
+                for (int j = 0; j < no; j++) w[j] = (__m512bh)_mm512_loadu_si512(Wb + (size_t)(o + j) * Kp + k);
+                for (int i = 0; i < nr; i++) {
+                    __m512bh xv = (__m512bh)_mm512_loadu_si512(xb + (size_t)(r + i) * Kp + k);
+                    for (int j = 0; j < no; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv, w[j]);
+                }
+            }
+            for (int i = 0; i < nr; i++)
+                for (int j = 0; j < no; j++) {
+                    float v = _mm512_reduce_add_ps(acc[i][j]);
+                    if (b) v += b[o + j];
+                    if (res) v += res[(size_t)(r + i) * ldy + o + j];
+                    y[(size_t)(r + i) * ldy + o + j] = v;
+                }
+        }
+    }
+}
+
 /* y (n, out; row stride ldy) = x (n, K; stride ldx) W^T (+ b) (+ res, stride ldy);
- * W (out, K). Threads split the columns in chunks of OCH. */
-static void dense(float *y, size_t ldy, const float *x, size_t ldx, int n, const float *W, int K, int out,
-                  const float *b, const float *res)
+ * W (out, K). Threads split the columns in chunks of OCH. With Wb (the bf16
+ * copy of W, rows of Kp), the rows of x are rounded into g's xb first and
+ * the product is dense_cols_bf16's. */
+static void dense(kgen *g, float *y, size_t ldy, const float *x, size_t ldx, int n, const float *W,
+                  const uint16_t *Wb, int K, int out, const float *b, const float *res)
 {
     const int tasks = (out + OCH - 1) / OCH;
+    if (Wb) {
+        const int Kp = (K + 31) / 32 * 32;
+        for (int r = 0; r < n; r++) {
+            uint16_t *xr = g->xb + (size_t)r * Kp;
+            kbf16_round(xr, x + (size_t)r * ldx, (size_t)K, 1.0f);
+            memset(xr + K, 0, (size_t)(Kp - K) * sizeof *xr);
+        }
+#pragma omp parallel for schedule(static) if ((double)n * out * K >= PAR_WORK && tasks > 1)
+        for (int t = 0; t < tasks; t++) {
+            int o0 = t * OCH, o1 = o0 + OCH < out ? o0 + OCH : out;
+            dense_cols_bf16(y, ldy, g->xb, Kp, n, Wb, b, res, o0, o1);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) if ((double)n * out * K >= PAR_WORK && tasks > 1)
     for (int t = 0; t < tasks; t++) {
         int o0 = t * OCH, o1 = o0 + OCH < out ? o0 + OCH : out;
@@ -366,9 +426,58 @@ kgen *kgen_new(const kmodel *m, int max_len, char *err, size_t errlen)
     return g;
 }
 
+static void lm_head(kgen *g, float *out, const float *fin, int n, size_t ldo);
+
+/* rows x K of W into dst (rows x Kp), rounded to bf16, zero padded */
+static void to_bf16(uint16_t *dst, const float *W, size_t rows, int K, int Kp)
+{
+    for (size_t r = 0; r < rows; r++) {
+        kbf16_round(dst + r * Kp, W + r * K, (size_t)K, 1.0f);
+        memset(dst + r * Kp + K, 0, (size_t)(Kp - K) * sizeof *dst);
+    }
+}
+
+int kgen_use_bf16(kgen *g, char *err, size_t errlen)
+{
+    if (!kbf16_cpu_dot()) {
+        snprintf(err, errlen, "generate: bf16 needs a CPU with AVX512_BF16 (VDPBF16PS)%s",
+                 getenv("KILN_CPU_NO_BF16") && *getenv("KILN_CPU_NO_BF16") == '1' ? " (hidden by KILN_CPU_NO_BF16=1)"
+                                                                                 : "");
+        return EX_UNAVAILABLE;
+    }
+    if (g->wte_b) return 0;
+    const int H = g->H, I = g->I, Hp = (H + 31) / 32 * 32, Ip = (I + 31) / 32 * 32;
+    const size_t per = (size_t)3 * H * Hp + (size_t)H * Hp + (size_t)I * Hp + (size_t)H * Ip;
+    const size_t total = (size_t)g->V * Hp + (size_t)g->NL * per + (size_t)CH * (Hp > Ip ? Hp : Ip);
+    uint16_t *at = aligned_alloc(64, (total * sizeof *at + 63) / 64 * 64);
+    if (!at) {
+        snprintf(err, errlen, "generate: out of memory (%zu MB for the bf16 weights)", total * sizeof *at >> 20);
+        return EX_OSERR;
+    }
+    g->bmem = at;
+    g->Hp = Hp, g->Ip = Ip;
+    to_bf16(at, g->wte, (size_t)g->V, H, Hp);
+    g->wte_b = at;
+    at += (size_t)g->V * Hp;
+    for (int l = 0; l < g->NL; l++) {
+        glayer *w = &g->lw[l];
+        to_bf16(at, w->qkv_w, (size_t)3 * H, H, Hp), w->qkv_wb = at, at += (size_t)3 * H * Hp;
+        to_bf16(at, w->ao_w, (size_t)H, H, Hp), w->ao_wb = at, at += (size_t)H * Hp;
+        to_bf16(at, w->ff_w, (size_t)I, H, Hp), w->ff_wb = at, at += (size_t)I * Hp;
+        to_bf16(at, w->fo_w, (size_t)H, I, Ip), w->fo_wb = at, at += (size_t)H * Ip;
+    }
+    g->xb = at;
+    /* logits already given were fp32's: recompute the last position's */
+    if (g->has_logits) lm_head(g, g->last, g->fin + (size_t)(g->len - 1) * H, 1, (size_t)g->V);
+    return 0;
+}
+
+int kgen_is_bf16(const kgen *g) { return g->wte_b != NULL; }
+
 void kgen_free(kgen *g)
 {
     if (!g) return;
+    free(g->bmem);
     free(g->mem);
     free(g->lw);
     free(g);
@@ -388,7 +497,7 @@ const char *kgen_error(const kgen *g) { return g->err; }
 /* logits (V) of the final hidden state fin (H): the tied LM head */
 static void lm_head(kgen *g, float *out, const float *fin, int n, size_t ldo)
 {
-    dense(out, ldo, fin, (size_t)g->H, n, g->wte, g->H, g->V, NULL, NULL);
+    dense(g, out, ldo, fin, (size_t)g->H, n, g->wte, g->wte_b, g->H, g->V, NULL, NULL);
 }
 
 void kgen_truncate(kgen *g, int n)
@@ -416,7 +525,7 @@ static void pass(kgen *g, const int32_t *ids, int p0, int c)
     for (int l = 0; l < g->NL; l++) {
         const glayer *w = &g->lw[l];
         klayernorm_forward(g->h, g->mean, g->rstd, g->x, w->ln1_g, w->ln1_b, c, H, g->eps);
-        dense(g->qkv, 3 * h, g->h, h, c, w->qkv_w, H, 3 * H, w->qkv_b, NULL);
+        dense(g, g->qkv, 3 * h, g->h, h, c, w->qkv_w, w->qkv_wb, H, 3 * H, w->qkv_b, NULL);
         for (int i = 0; i < c; i++)
             for (int hh = 0; hh < NH; hh++) {
                 const size_t at = (((size_t)l * NH + hh) * g->max_len + (size_t)(p0 + i)) * D;
@@ -425,11 +534,11 @@ static void pass(kgen *g, const int32_t *ids, int p0, int c)
                 memcpy(g->vc + at, row + 2 * h, (size_t)D * sizeof(float));
             }
         attention(g, l, p0, c);
-        dense(g->x, h, g->ctx, h, c, w->ao_w, H, H, w->ao_b, g->x); /* x += attn */
+        dense(g, g->x, h, g->ctx, h, c, w->ao_w, w->ao_wb, H, H, w->ao_b, g->x); /* x += attn */
         klayernorm_forward(g->h, g->mean, g->rstd, g->x, w->ln2_g, w->ln2_b, c, H, g->eps);
-        dense(g->ff, (size_t)I, g->h, h, c, w->ff_w, H, I, w->ff_b, NULL);
+        dense(g, g->ff, (size_t)I, g->h, h, c, w->ff_w, w->ff_wb, H, I, w->ff_b, NULL);
         kgelu_forward(g->ff, g->ff, (size_t)c * I, g->act);
-        dense(g->x, h, g->ff, (size_t)I, c, w->fo_w, I, H, w->fo_b, g->x); /* x += mlp */
+        dense(g, g->x, h, g->ff, (size_t)I, c, w->fo_w, w->fo_wb, I, H, w->fo_b, g->x); /* x += mlp */
     }
     klayernorm_forward(g->fin + (size_t)p0 * h, g->mean, g->rstd, g->x, g->lnf_g, g->lnf_b, c, H, g->eps);
 }

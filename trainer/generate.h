@@ -36,6 +36,20 @@ typedef struct kgen kgen;
  * memory ("out of memory" in the message). Owned: kgen_free. */
 kgen *kgen_new(const kmodel *m, int max_len, char *err, size_t errlen);
 void kgen_free(kgen *g);
+/* bf16 from here on (kiln generate --precision bf16): the products' weights
+ * (the layers' and the tied LM head) copied once into bfloat16 (owned by g,
+ * V Hp + NL (4 H Hp + I Hp + H Ip) values, Hp / Ip = H / I rounded up to
+ * 32), each product's input rows rounded to bfloat16, dot products by the
+ * CPU's VDPBF16PS with fp32 accumulation (16 lanes, then a fixed tree); the
+ * rest (embeddings, LayerNorm, attention over the cache, GELU, residuals)
+ * stays fp32. About half the bytes read per token. Exactness as fp32's
+ * (the same bytes however the ids are fed, whatever the thread count) on
+ * one CPU; the logits are within bf16 rounding of fp32's (so greedy ids
+ * may differ from fp32's and from transformers'). The cache is kept (its
+ * keys and values were fp32's; a new feed continues in bf16). Returns 0,
+ * EX_UNAVAILABLE (no AVX512_BF16; err says so) or EX_OSERR (out of memory). */
+int kgen_use_bf16(kgen *g, char *err, size_t errlen);
+int kgen_is_bf16(const kgen *g);
 /* Empties the cache (length 0); the next feed starts at position 0. */
 void kgen_reset(kgen *g);
 /* Positions in the cache. */

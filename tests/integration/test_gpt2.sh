@@ -175,6 +175,28 @@ a = [json.loads(l) for l in open("stdin.jsonl")]; g = [json.loads(l) for l in op
 assert [x["ids"] for x in a] == [g[0]["ids"], g[2]["ids"]]'
 expect_exit 0 "text output" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 5 "ROMEO:"
 check "text output: the prompt and its continuation" grep -q '^ROMEO:' out.txt
+# --- generate --precision bf16: same seed, same bytes (1 or 2 threads); the
+# greedy continuation's log-probs near fp32's; refused without AVX512_BF16
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+  expect_exit 0 "sample in bf16, seed 7" "$KILN" generate --checkpoint ckA --precision bf16 --seed 7 --top-k 50 --max-new-tokens 30 --json "To be"
+  cp out.txt b7a.jsonl
+  expect_exit 0 "sample in bf16, seed 7, 1 thread" "$KILN" generate --checkpoint ckA --precision bf16 --seed 7 --top-k 50 --max-new-tokens 30 --threads 1 --json "To be"
+  check "bf16: the same seed gives the same bytes (1 or 2 threads)" cmp b7a.jsonl out.txt
+  expect_exit 0 "greedy in bf16" "$KILN" generate --checkpoint ckA --precision bf16 --greedy --max-new-tokens 20 --json "ROMEO:" "" "What say you, my lord"
+  cp out.txt greedy_bf16.jsonl
+  check "bf16 greedy: first new tokens as fp32's (2 of 3 at least), log-probs within 0.1 where the ids agree" $PY - <<'EOF'
+import json
+a = [json.loads(l) for l in open("greedy.jsonl")]
+b = [json.loads(l) for l in open("greedy_bf16.jsonl")]
+assert len(a) == len(b) == 3
+for x, y in zip(a, b):
+    assert abs(x["logprobs"][0] - y["logprobs"][0]) < 0.1 or x["ids"][0] != y["ids"][0], (x["logprobs"][0], y["logprobs"][0])
+assert sum(x["ids"][0] == y["ids"][0] for x, y in zip(a, b)) >= 2
+EOF
+fi
+expect_exit 69 "--precision bf16 without AVX512_BF16 refused" env KILN_CPU_NO_BF16=1 "$KILN" generate --checkpoint ckA --precision bf16 "x"
+check "the refusal names AVX512_BF16" grep -q AVX512_BF16 err.txt
+expect_exit 64 "--precision fp16 refused" "$KILN" generate --checkpoint ckA --precision fp16 "x"
 expect_exit 64 "--top-p 0 refused" "$KILN" generate --checkpoint ckA --top-p 0 "x"
 expect_exit 64 "--temperature 0 refused" "$KILN" generate --checkpoint ckA --temperature 0 "x"
 expect_exit 66 "a missing checkpoint" "$KILN" generate --checkpoint nowhere "x"

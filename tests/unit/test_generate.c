@@ -15,6 +15,10 @@
  *   positions), one by one, and in a 3-way split (37, 77, 36) give the same
  *   bytes at every position, with 1 and 2 threads; kgen_truncate(n) then
  *   kgen_logits is row n - 1, and re-feeding gives the same bytes again.
+ * - bf16 (kgen_use_bf16): within bf16 rounding of fp32's logits and bit
+ *   identical however fed and with 1 or 2 threads where the CPU has
+ *   AVX512_BF16; refused (EX_UNAVAILABLE) elsewhere and under
+ *   KILN_CPU_NO_BF16=1.
  * - Errors: past max_len, ids outside [0, V), n = 0: EX_DATAERR with a
  *   message, length and logits unchanged; kgen_new refuses a BERT model and
  *   max_len outside [1, n_positions].
@@ -30,6 +34,7 @@
  * With KILN_GEN_BENCH=1 it also prints one-token decoding speed on n_embd
  * 256, 4 layers, 4 heads, V 50257 and 8192 (not a test; KILN_GEN_THREADS=n
  * sets the threads, else 2). */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -44,6 +49,7 @@
 #include <sysexits.h>
 #include <time.h>
 
+#include "trainer/bf16.h"
 #include "trainer/generate.h"
 #include "trainer/model.h"
 
@@ -213,6 +219,60 @@ static void test_bit_identity(void **state)
     assert_null(kgen_logits(g));
 
     free(all), free(one), free(split), free(t1);
+    kgen_free(g);
+    kmodel_free(m);
+}
+
+/* ---- bf16 (kgen_use_bf16) ------------------------------------------------------------------------ */
+
+/* Where the CPU has AVX512_BF16: the logits within bf16 rounding of fp32's
+ * (max |diff| <= 5e-2 max(1, max |logit|), and not equal: the products did
+ * change), and the same bit identity as fp32 (at once, one by one, split;
+ * 1 and 2 threads; H 40 and I 72 exercise the zero padding to 64 and 96).
+ * Elsewhere, and under KILN_CPU_NO_BF16=1: EX_UNAVAILABLE naming
+ * AVX512_BF16, and the kgen still decodes in fp32. */
+static void test_bf16(void **state)
+{
+    (void)state;
+    kmodel *m = gpt2_model(GV, GH, GNL, GNH, GI, GPOS, 8, 0.3);
+    int32_t ids[GN];
+    random_ids(ids, GN, GV);
+    kgen *g = new_gen(m, GPOS);
+    const size_t bytes = sizeof(float) * GN * GV;
+    float *f32 = malloc(bytes), *all = malloc(bytes), *one = malloc(bytes), *t1 = malloc(bytes);
+    assert_true(f32 && all && one && t1);
+    const int whole[1] = {GN}, three[3] = {37, 77, 36};
+    int ones[GN];
+    for (int i = 0; i < GN; i++) ones[i] = 1;
+    feed_parts(g, ids, whole, 1, f32);
+    char err[256] = "";
+    setenv("KILN_CPU_NO_BF16", "1", 1);
+    assert_int_equal(kgen_use_bf16(g, err, sizeof err), EX_UNAVAILABLE);
+    assert_non_null(strstr(err, "AVX512_BF16"));
+    unsetenv("KILN_CPU_NO_BF16");
+    assert_int_equal(kgen_is_bf16(g), 0);
+    if (!kbf16_cpu_dot()) {
+        assert_int_equal(kgen_use_bf16(g, err, sizeof err), EX_UNAVAILABLE);
+        print_message("no AVX512_BF16 here: the refusal is what is checked\n");
+    } else {
+        assert_int_equal(kgen_use_bf16(g, err, sizeof err), 0);
+        assert_int_equal(kgen_is_bf16(g), 1);
+        omp_set_num_threads(2);
+        feed_parts(g, ids, whole, 1, all);
+        feed_parts(g, ids, ones, GN, one);
+        assert_memory_equal(all, one, bytes);
+        feed_parts(g, ids, three, 3, one);
+        assert_memory_equal(all, one, bytes);
+        omp_set_num_threads(1);
+        feed_parts(g, ids, whole, 1, t1);
+        assert_memory_equal(all, t1, bytes);
+        omp_set_num_threads(2);
+        double e = 0, mx = 1;
+        for (size_t i = 0; i < (size_t)GN * GV; i++) e = fmax(e, fabs(all[i] - f32[i])), mx = fmax(mx, fabs(f32[i]));
+        print_message("bf16 logits vs fp32: max |diff| %.3g, max |logit| %.3g\n", e, mx);
+        assert_true(e > 0 && e <= 5e-2 * mx);
+    }
+    free(f32), free(all), free(one), free(t1);
     kgen_free(g);
     kmodel_free(m);
 }
@@ -515,7 +575,7 @@ int main(void)
 {
     omp_set_num_threads(2);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vs_model),     cmocka_unit_test(test_bit_identity),
+        cmocka_unit_test(test_vs_model),     cmocka_unit_test(test_bit_identity), cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_errors),       cmocka_unit_test(test_greedy),
         cmocka_unit_test(test_sample_basic), cmocka_unit_test(test_sample_distribution),
         cmocka_unit_test(test_sample_large), cmocka_unit_test(test_bench),
