@@ -1041,6 +1041,34 @@ static void attn_softmax_bf16(float *P, const float *S, uint16_t *ab, int n, int
     }
 }
 
+/* Task t of a bf16 pass over G heads a task: sequence b, first head h0,
+ * length n; its scratch (kbf16_scratch: nn = G n n floats, then the bf16
+ * blocks: `blocks` of G n D values and one of G n n). Returns 0 for an
+ * empty sequence (nothing to do); out of memory ends the process (koom). */
+typedef struct attn_task {
+    int b, h0, n;
+    size_t nd, nn;  /* G n D, G n n */
+    float *f;       /* (G, n, n) fp32 */
+    uint16_t *bb;   /* the bf16 blocks */
+} attn_task;
+
+static int attn_task_of(const kattn_dims *d, const int32_t *offs, int G, int t, int blocks, attn_task *k)
+{
+    k->b = t / (d->NH / G), k->h0 = (t % (d->NH / G)) * G, k->n = offs[k->b + 1] - offs[k->b];
+    if (k->n <= 0) return 0;
+    k->nd = (size_t)G * k->n * d->D, k->nn = (size_t)G * k->n * k->n;
+    const size_t bytes = (blocks * k->nd + k->nn) * sizeof(uint16_t) + k->nn * sizeof(float);
+    if (!(k->f = kbf16_scratch(bytes))) koom(bytes);
+    k->bb = (uint16_t *)(k->f + k->nn);
+    return 1;
+}
+
+/* the dropout stream index of block (sequence b, head h) (kattn_dims.key) */
+static uint64_t drop_base(const kattn_dims *d, int b, int h)
+{
+    return ((d->seq ? d->seq[b] : (uint64_t)b) * d->NH + h) * d->L * d->L;
+}
+
 static void attn_forward_bf16(float *ctx, float *probs, float *scratch, const float *qkv, const int32_t *offs,
                               const kattn_dims *d)
 {
@@ -1049,13 +1077,12 @@ static void attn_forward_bf16(float *ctx, float *probs, float *scratch, const fl
     const size_t per = kattention_scratch(d);
 #pragma omp parallel for schedule(dynamic, 1) if ((int64_t)tasks * G * L * L * D >= PAR_MIN * 8)
     for (int t = 0; t < tasks; t++) {
-        int b = t / (NH / G), h0 = (t % (NH / G)) * G, n = offs[b + 1] - offs[b];
-        if (n <= 0) continue;
-        const size_t nd = (size_t)G * n * D, nn = (size_t)G * n * n;
-        const size_t bytes = (3 * nd + nn) * sizeof(uint16_t) + nn * sizeof(float);
-        float *S0 = kbf16_scratch(bytes);
-        if (!S0) koom(bytes);
-        uint16_t *qb = (uint16_t *)(S0 + nn), *kb = qb + nd, *vb = kb + nd, *ab = vb + nd;
+        attn_task k;
+        if (!attn_task_of(d, offs, G, t, 3, &k)) continue;
+        const int b = k.b, h0 = k.h0, n = k.n;
+        const size_t nd = k.nd;
+        float *S0 = k.f;
+        uint16_t *qb = k.bb, *kb = qb + nd, *vb = kb + nd, *ab = vb + nd;
         /* q, k, v of the G heads: the sequence's rows read once */
         kbf16_pack_heads(qb, qkv + (size_t)offs[b] * 3 * H + (size_t)h0 * D, 3 * H, n, 3, H, G, D);
         /* the scores q k^T (scaled in the softmax), then the probabilities */
@@ -1067,8 +1094,7 @@ static void attn_forward_bf16(float *ctx, float *probs, float *scratch, const fl
                               d->causal, scale);
             if (d->pdrop > 0.0f) {
                 float *S = scratch + per * (size_t)omp_get_thread_num();
-                attn_drop(S, P, n, L, d->pdrop, d->key,
-                          ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h0 + g) * L * L);
+                attn_drop(S, P, n, L, d->pdrop, d->key, drop_base(d, b, h0 + g));
                 kbf16_round(ab + (size_t)g * n * n, S, (size_t)n * n, 1.0f);
             }
         }
@@ -1085,13 +1111,12 @@ static void attn_backward_bf16(float *dqkv, float *scratch, const float *dctx, c
     const size_t per = kattention_scratch(d);
 #pragma omp parallel for schedule(dynamic, 1) if ((int64_t)tasks * G * L * L * D >= PAR_MIN * 8)
     for (int t = 0; t < tasks; t++) {
-        int b = t / (NH / G), h0 = (t % (NH / G)) * G, n = offs[b + 1] - offs[b];
-        if (n <= 0) continue;
-        const size_t nd = (size_t)G * n * D, nn = (size_t)G * n * n;
-        const size_t bytes = (4 * nd + nn) * sizeof(uint16_t) + nn * sizeof(float);
-        float *dP0 = kbf16_scratch(bytes);
-        if (!dP0) koom(bytes);
-        uint16_t *qb = (uint16_t *)(dP0 + nn), *kb = qb + nd, *vb = kb + nd, *cb = vb + nd, *ab = cb + nd;
+        attn_task k;
+        if (!attn_task_of(d, offs, G, t, 4, &k)) continue;
+        const int b = k.b, h0 = k.h0, n = k.n;
+        const size_t nd = k.nd;
+        float *dP0 = k.f;
+        uint16_t *qb = k.bb, *kb = qb + nd, *vb = kb + nd, *cb = vb + nd, *ab = cb + nd;
         float *dQ = dqkv + (size_t)offs[b] * 3 * H + (size_t)h0 * D;
         kbf16_pack_heads(qb, qkv + (size_t)offs[b] * 3 * H + (size_t)h0 * D, 3 * H, n, 3, H, G, D);
         kbf16_pack_heads(cb, dctx + (size_t)offs[b] * H + (size_t)h0 * D, H, n, 1, 0, G, D);
@@ -1100,7 +1125,7 @@ static void attn_backward_bf16(float *dqkv, float *scratch, const float *dctx, c
         for (int g = 0; g < G; g++) {
             const float *A = P0 + (size_t)g * L * L;
             if (d->pdrop > 0.0f) {
-                attn_drop(S, A, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h0 + g) * L * L);
+                attn_drop(S, A, n, L, d->pdrop, d->key, drop_base(d, b, h0 + g));
                 A = S;
             }
             kbf16_round(ab + (size_t)g * n * n, A, (size_t)n * n, 1.0f);
@@ -1112,7 +1137,7 @@ static void attn_backward_bf16(float *dqkv, float *scratch, const float *dctx, c
         for (int g = 0; g < G; g++) {
             float *dP = dP0 + (size_t)g * n * n;
             if (d->pdrop > 0.0f)
-                attn_drop(dP, dP, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h0 + g) * L * L);
+                attn_drop(dP, dP, n, L, d->pdrop, d->key, drop_base(d, b, h0 + g));
             attn_softmax_back(dP, P0 + (size_t)g * L * L, n);
             kbf16_round(ab + (size_t)g * n * n, dP, (size_t)n * n, scale);
         }
@@ -1144,7 +1169,7 @@ void kattention_forward(float *ctx, float *probs, float *scratch, const float *q
         const float *A = P;
         if (d->pdrop > 0.0f) {
             float *S = scratch + per * (size_t)omp_get_thread_num();
-            attn_drop(S, P, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h) * L * L);
+            attn_drop(S, P, n, L, d->pdrop, d->key, drop_base(d, b, h));
             A = S;
         }
         sgemm1(prec, CblasNoTrans, CblasNoTrans, n, D, n, 1.0f, A, n, Vv, 3 * H, 0.0f,
@@ -1174,13 +1199,13 @@ void kattention_backward(float *dqkv, float *scratch, const float *dctx, const f
         float *dP = scratch + per * (size_t)omp_get_thread_num(), *S = dP + (size_t)L * L;
         const float *A = P;
         if (d->pdrop > 0.0f) {
-            attn_drop(S, P, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h) * L * L);
+            attn_drop(S, P, n, L, d->pdrop, d->key, drop_base(d, b, h));
             A = S;
         }
         /* dV = A^T dC; dA = dC V^T */
         sgemm1(prec, CblasTrans, CblasNoTrans, n, D, n, 1.0f, A, n, dC, H, 0.0f, dV, 3 * H);
         sgemm1(prec, CblasNoTrans, CblasTrans, n, n, D, 1.0f, dC, H, Vv, 3 * H, 0.0f, dP, n);
-        if (d->pdrop > 0.0f) attn_drop(dP, dP, n, L, d->pdrop, d->key, ((d->seq ? d->seq[b] : (uint64_t)b) * NH + h) * L * L);
+        if (d->pdrop > 0.0f) attn_drop(dP, dP, n, L, d->pdrop, d->key, drop_base(d, b, h));
         attn_softmax_back(dP, P, n);
         /* dQ = scale dS K; dK = scale dS^T Q */
         sgemm1(prec, CblasNoTrans, CblasNoTrans, n, D, n, scale, dP, n, K, 3 * H, 0.0f, dQ, 3 * H);

@@ -173,16 +173,12 @@ static void feed_parts(kgen *g, const int32_t *ids, const int *parts, int np, fl
     }
 }
 
-static void test_bit_identity(void **state)
+/* The GN ids fed at once, one by one and in a 3-way split (37, 77, 36),
+ * with 2 threads and with 1: the same bytes every time (all gets the
+ * logits; one, split, t1: (GN, GV) scratch) */
+static void same_bytes_however_fed(kgen *g, const int32_t *ids, float *all, float *one, float *split, float *t1)
 {
-    (void)state;
-    kmodel *m = gpt2_model(GV, GH, GNL, GNH, GI, GPOS, 8, 0.3);
-    int32_t ids[GN];
-    random_ids(ids, GN, GV);
-    kgen *g = new_gen(m, GPOS);
     const size_t bytes = sizeof(float) * GN * GV;
-    float *all = malloc(bytes), *one = malloc(bytes), *split = malloc(bytes), *t1 = malloc(bytes);
-    assert_true(all && one && split && t1);
     const int whole[1] = {GN}, three[3] = {37, 77, 36};
     int ones[GN];
     for (int i = 0; i < GN; i++) ones[i] = 1;
@@ -198,6 +194,19 @@ static void test_bit_identity(void **state)
     feed_parts(g, ids, three, 3, t1);
     assert_memory_equal(all, t1, bytes);
     omp_set_num_threads(2);
+}
+
+static void test_bit_identity(void **state)
+{
+    (void)state;
+    kmodel *m = gpt2_model(GV, GH, GNL, GNH, GI, GPOS, 8, 0.3);
+    int32_t ids[GN];
+    random_ids(ids, GN, GV);
+    kgen *g = new_gen(m, GPOS);
+    const size_t bytes = sizeof(float) * GN * GV;
+    float *all = malloc(bytes), *one = malloc(bytes), *split = malloc(bytes), *t1 = malloc(bytes);
+    assert_true(all && one && split && t1);
+    same_bytes_however_fed(g, ids, all, one, split, t1);
 
     /* a feed without logits leaves the same last row */
     kgen_reset(g);
@@ -239,11 +248,10 @@ static void test_bf16(void **state)
     random_ids(ids, GN, GV);
     kgen *g = new_gen(m, GPOS);
     const size_t bytes = sizeof(float) * GN * GV;
-    float *f32 = malloc(bytes), *all = malloc(bytes), *one = malloc(bytes), *t1 = malloc(bytes);
-    assert_true(f32 && all && one && t1);
-    const int whole[1] = {GN}, three[3] = {37, 77, 36};
-    int ones[GN];
-    for (int i = 0; i < GN; i++) ones[i] = 1;
+    float *f32 = malloc(bytes), *all = malloc(bytes), *one = malloc(bytes), *split = malloc(bytes),
+          *t1 = malloc(bytes);
+    assert_true(f32 && all && one && split && t1);
+    const int whole[1] = {GN};
     feed_parts(g, ids, whole, 1, f32);
     char err[256] = "";
     setenv("KILN_CPU_NO_BF16", "1", 1);
@@ -257,22 +265,13 @@ static void test_bf16(void **state)
     } else {
         assert_int_equal(kgen_use_bf16(g, err, sizeof err), 0);
         assert_int_equal(kgen_is_bf16(g), 1);
-        omp_set_num_threads(2);
-        feed_parts(g, ids, whole, 1, all);
-        feed_parts(g, ids, ones, GN, one);
-        assert_memory_equal(all, one, bytes);
-        feed_parts(g, ids, three, 3, one);
-        assert_memory_equal(all, one, bytes);
-        omp_set_num_threads(1);
-        feed_parts(g, ids, whole, 1, t1);
-        assert_memory_equal(all, t1, bytes);
-        omp_set_num_threads(2);
+        same_bytes_however_fed(g, ids, all, one, split, t1);
         double e = 0, mx = 1;
         for (size_t i = 0; i < (size_t)GN * GV; i++) e = fmax(e, fabs(all[i] - f32[i])), mx = fmax(mx, fabs(f32[i]));
         print_message("bf16 logits vs fp32: max |diff| %.3g, max |logit| %.3g\n", e, mx);
         assert_true(e > 0 && e <= 5e-2 * mx);
     }
-    free(f32), free(all), free(one), free(t1);
+    free(f32), free(all), free(one), free(split), free(t1);
     kgen_free(g);
     kmodel_free(m);
 }
