@@ -331,11 +331,12 @@ int cmd_generate(int argc, char **argv, const char *db)
         case O_TMPL: tmpl_path = optarg; break;
         case O_PFILE: pfile = optarg; break;
         case O_THREADS: if (!(bad = parse_num("generate", "--threads", optarg, 1, 1024, &v))) threads = (int)v; break;
-        case O_PREC:
-            if (!strcmp(optarg, "bf16")) bf16 = 1;
-            else if (!strcmp(optarg, "fp32")) bf16 = 0;
+        case O_PREC: {
+            int p = kprecision_parse(optarg); /* the run config's names; no auto here: fp32 is the default */
+            if (p == KPRECISION_BF16 || p == KPRECISION_FP32) bf16 = p == KPRECISION_BF16;
             else bad = cli_usage_error("generate", "--precision: fp32 or bf16");
             break;
+        }
         default: bad = cli_usage_error("generate", "bad option");
         }
         if (bad) {

@@ -181,14 +181,13 @@ int cli_hf_mode(int do_lower_case, int strip_accents)
 
 int cli_precision(int want, char name[8], char *msg, size_t n)
 {
-    char why[256] = "", cpu[64], feats[200], blas[96];
+    char why[256] = "", cpu[64], feats[128], blas[96], where[320];
     int bf = want != KPRECISION_FP32 && !kbf16_available(why, sizeof why);
-    kcpu_describe(cpu, sizeof cpu, feats, 128);
+    kcpu_describe(cpu, sizeof cpu, feats, sizeof feats);
     kblas_core(blas, sizeof blas);
-    size_t fl = strlen(feats);
-    snprintf(feats + fl, sizeof feats - fl, "; OpenBLAS %s", blas);
+    snprintf(where, sizeof where, "CPU: %s, %s; OpenBLAS %s", cpu, feats, blas);
     if (want == KPRECISION_BF16 && !bf) {
-        snprintf(msg, n, "%s (CPU: %s, %s)", why, cpu, feats);
+        snprintf(msg, n, "%s (%s)", why, where);
         return EX_UNAVAILABLE;
     }
     kset_precision(bf ? KPREC_BF16 : KPREC_FP32);
@@ -196,11 +195,11 @@ int cli_precision(int want, char name[8], char *msg, size_t n)
     if (bf)
         snprintf(msg, n,
                  "precision bf16%s: products on bfloat16 operands with fp32 accumulation (oneDNN); weights, "
-                 "gradients, optimizer state and reductions in fp32 (CPU: %s, %s)",
-                 want == KPRECISION_AUTO ? " (auto)" : "", cpu, feats);
+                 "gradients, optimizer state and reductions in fp32 (%s)",
+                 want == KPRECISION_AUTO ? " (auto)" : "", where);
     else if (want == KPRECISION_AUTO)
-        snprintf(msg, n, "precision fp32 (auto: %s) (CPU: %s, %s)", why, cpu, feats);
+        snprintf(msg, n, "precision fp32 (auto: %s) (%s)", why, where);
     else
-        snprintf(msg, n, "precision fp32 (CPU: %s, %s)", cpu, feats);
+        snprintf(msg, n, "precision fp32 (%s)", where);
     return 0;
 }

@@ -106,62 +106,33 @@ static inline uint32_t round_bits(uint32_t u)
     return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
 
-/* 16 at a time with the CPU's own instruction (only where it has it) */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static size_t round_hw(uint16_t *dst,
-                                                                                          const float *src, size_t n,
-                                                                                          float alpha)
+/* dst[i] = bf16(alpha src[i]), i < n, one by one (the rule above) */
+static void round_scalar(uint16_t *dst, const float *src, size_t n, float alpha)
 {
-    size_t i = 0;
-    const __m512 a = _mm512_set1_ps(alpha);
-    if (alpha == 1.0f)
-        for (; i + 16 <= n; i += 16)
-            _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
-    else
-        for (; i + 16 <= n; i += 16)
-            _mm256_storeu_si256((__m256i *)(dst + i),
-                                (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(src + i), a)));
-    return i;
-}
-
-/* rows x cols of src (row stride ld) into dst packed (row stride cols),
- * 16 at a time with the CPU's instruction, the rest of each row (cols % 16)
- * by the scalar rule */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void round_hw_rows(uint16_t *dst,
-                                                                                           const float *src, int rows,
-                                                                                           int cols, int ld,
-                                                                                           float alpha)
-{
-    const __m512 a = _mm512_set1_ps(alpha);
-    for (int r = 0; r < rows; r++) {
-        const float *x = src + (size_t)r * ld;
-        uint16_t *y = dst + (size_t)r * cols;
-        int i = 0;
-        for (; i + 16 <= cols; i += 16)
-            _mm256_storeu_si256((__m256i *)(y + i),
-                                (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(x + i), a)));
-        for (; i < cols; i++) {
-            float f = x[i] * alpha;
-            uint32_t u;
-            memcpy(&u, &f, 4);
-            y[i] = (uint16_t)round_bits(u);
-        }
+    for (size_t i = 0; i < n; i++) {
+        float f = src[i] * alpha;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        dst[i] = (uint16_t)round_bits(u);
     }
 }
 
-/* kbf16_pack_heads with the CPU's instruction (D % 16 == 0) */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void pack_heads_hw(uint16_t *dst,
-                                                                                           const float *x, int ld,
-                                                                                           int n, int parts,
-                                                                                           int part_off, int G, int D)
+/* rows x cols of src (row stride sld) into dst (row stride dld), 16 at a
+ * time with the CPU's own instruction (only where it has it), the rest of
+ * each row one by one; times alpha first (x 1 is exact: the same bits) */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+round_hw(uint16_t *dst, size_t dld, const float *src, size_t sld, size_t rows, size_t cols, float alpha)
 {
-    for (int i = 0; i < n; i++)
-        for (int p = 0; p < parts; p++)
-            for (int g = 0; g < G; g++) {
-                const float *s = x + (size_t)i * ld + (size_t)p * part_off + (size_t)g * D;
-                uint16_t *d = dst + (((size_t)p * G + g) * n + i) * D;
-                for (int j = 0; j < D; j += 16)
-                    _mm256_storeu_si256((__m256i *)(d + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + j)));
-            }
+    const __m512 a = _mm512_set1_ps(alpha);
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = src + r * sld;
+        uint16_t *y = dst + r * dld;
+        size_t i = 0;
+        for (; i + 16 <= cols; i += 16)
+            _mm256_storeu_si256((__m256i *)(y + i),
+                                (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(x + i), a)));
+        round_scalar(y + i, x + i, cols - i, alpha);
+    }
 }
 
 static int hw_round = -1; /* kbf16_cpu(), read once */
@@ -173,16 +144,15 @@ static int use_hw(void)
     return hw;
 }
 
-void kbf16_round(uint16_t *dst, const float *src, size_t n, float alpha)
+/* rows x cols of src (row stride sld) into dst (row stride dld), times alpha */
+static void round_rows(uint16_t *dst, size_t dld, const float *src, size_t sld, size_t rows, size_t cols, float alpha)
 {
-    size_t i = use_hw() ? round_hw(dst, src, n, alpha) : 0;
-    for (; i < n; i++) {
-        float f = src[i] * alpha;
-        uint32_t u;
-        memcpy(&u, &f, 4);
-        dst[i] = (uint16_t)round_bits(u);
-    }
+    if (use_hw()) round_hw(dst, dld, src, sld, rows, cols, alpha);
+    else
+        for (size_t r = 0; r < rows; r++) round_scalar(dst + r * dld, src + r * sld, cols, alpha);
 }
+
+void kbf16_round(uint16_t *dst, const float *src, size_t n, float alpha) { round_rows(dst, n, src, n, 1, n, alpha); }
 
 void kbf16_truncate(float *x, size_t n)
 {
@@ -197,11 +167,8 @@ void kbf16_truncate(float *x, size_t n)
 /* rows x cols of src (leading dimension ld) into dst packed (leading dimension cols) */
 static void round_block(uint16_t *dst, const float *src, int rows, int cols, int ld, float alpha)
 {
-    if (ld == cols) kbf16_round(dst, src, (size_t)rows * cols, alpha);
-    else if (use_hw()) round_hw_rows(dst, src, rows, cols, ld, alpha);
-    else
-        for (int r = 0; r < rows; r++)
-            kbf16_round(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols, alpha);
+    if (ld == cols) round_rows(dst, (size_t)rows * cols, src, (size_t)rows * cols, 1, (size_t)rows * cols, alpha);
+    else round_rows(dst, (size_t)cols, src, (size_t)ld, (size_t)rows, (size_t)cols, alpha);
 }
 
 void kbf16_round_block(uint16_t *dst, const float *src, int rows, int cols, int ld)
@@ -211,20 +178,11 @@ void kbf16_round_block(uint16_t *dst, const float *src, int rows, int cols, int 
 
 void kbf16_pack_heads(uint16_t *dst, const float *x, int ld, int n, int parts, int part_off, int G, int D)
 {
-    if (use_hw() && D % 16 == 0) {
-        pack_heads_hw(dst, x, ld, n, parts, part_off, G, D);
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        for (int p = 0; p < parts; p++)
-            for (int g = 0; g < G; g++)
-                kbf16_round(dst + (((size_t)p * G + g) * n + i) * D, x + (size_t)i * ld + (size_t)p * part_off + (size_t)g * D,
-                            (size_t)D, 1.0f);
-}
-
-void kbf16_round_rows(uint16_t *dst, const float *src, int rows, int cols, int ld, float alpha)
-{
-    round_block(dst, src, rows, cols, ld, alpha);
+    /* block (p, g): n rows of D, ld apart in x, packed */
+    for (int p = 0; p < parts; p++)
+        for (int g = 0; g < G; g++)
+            round_rows(dst + ((size_t)p * G + g) * n * D, (size_t)D, x + (size_t)p * part_off + (size_t)g * D,
+                       (size_t)ld, (size_t)n, (size_t)D, 1.0f);
 }
 
 /* ---- products --------------------------------------------------------------------- */
@@ -341,8 +299,8 @@ typedef struct thread_res {
     dnnl_stream_t stream;
     uint16_t *buf, *shared;    /* operand scratch; B rounded once for many tiles */
     size_t len, shared_len;    /* their capacities, in bf16 values */
-    void *att;                 /* the attention kernels' scratch (kbf16_scratch) */
-    size_t att_len;            /* its capacity, in bytes */
+    uint16_t *att;             /* the attention kernels' scratch (kbf16_scratch) */
+    size_t att_len;            /* its capacity, in bf16 values */
     struct thread_res *next, *prev;
 } thread_res;
 
@@ -423,14 +381,24 @@ static uint16_t *grow(uint16_t **p, size_t *len, size_t n)
     return *p;
 }
 
-static dnnl_status_t memory(dnnl_memory_t *m, int rows, int cols, const dnnl_dims_t *strides, int tag_ba,
-                            dnnl_data_type_t t, void *p)
+/* Runs primitive p on the calling thread's stream over src, weights and
+ * dst described by da, db, dc at a, b, c (the caller's buffers); 0 or -1. */
+static int run(dnnl_primitive_t p, thread_res *r, const dnnl_memory_desc_t *da, const void *a,
+               const dnnl_memory_desc_t *db, const void *b, const dnnl_memory_desc_t *dc, float *c)
 {
-    dnnl_memory_desc_t d;
-    const dnnl_dims_t dims = {rows, cols};
-    dnnl_status_t s = strides ? dnnl_memory_desc_init_by_strides(&d, 2, dims, t, *strides)
-                              : dnnl_memory_desc_init_by_tag(&d, 2, dims, t, tag_ba ? dnnl_ba : dnnl_ab);
-    return s ? s : dnnl_memory_create(m, &d, engine, p);
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+    dnnl_status_t s = dnnl_memory_create(&ma, da, engine, (void *)a);
+    if (!s) s = dnnl_memory_create(&mb, db, engine, (void *)b);
+    if (!s) s = dnnl_memory_create(&mc, dc, engine, c);
+    if (!s) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+        s = dnnl_primitive_execute(p, r->stream, 3, args);
+        if (!s) s = dnnl_stream_wait(r->stream);
+    }
+    if (ma) dnnl_memory_destroy(ma);
+    if (mb) dnnl_memory_destroy(mb);
+    if (mc) dnnl_memory_destroy(mc);
+    return s ? -1 : 0;
 }
 
 /* the product, B either in fp32 (B, ldb) or already rounded (Bb) */
@@ -457,20 +425,13 @@ static int gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
         if (tb) round_block(b, B, N, K, ldb, 1.0f);
         else round_block(b, B, K, N, ldb, 1.0f);
     }
-    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
-    const dnnl_dims_t cs = {ldc, 1};
-    dnnl_status_t s = memory(&ma, M, K, NULL, ta, dnnl_bf16, a);
-    if (!s) s = memory(&mb, K, N, NULL, tb, dnnl_bf16, b);
-    if (!s) s = memory(&mc, M, N, &cs, 0, dnnl_f32, C);
-    if (!s) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-        s = dnnl_primitive_execute(prim[!!ta][!!tb][beta != 0.0f], r->stream, 3, args);
-        if (!s) s = dnnl_stream_wait(r->stream);
-    }
-    if (ma) dnnl_memory_destroy(ma);
-    if (mb) dnnl_memory_destroy(mb);
-    if (mc) dnnl_memory_destroy(mc);
-    return s ? -1 : 0;
+    dnnl_memory_desc_t da, db, dc;
+    const dnnl_dims_t dims_a = {M, K}, dims_b = {K, N}, dims_c = {M, N}, cs = {ldc, 1};
+    if (dnnl_memory_desc_init_by_tag(&da, 2, dims_a, dnnl_bf16, ta ? dnnl_ba : dnnl_ab) ||
+        dnnl_memory_desc_init_by_tag(&db, 2, dims_b, dnnl_bf16, tb ? dnnl_ba : dnnl_ab) ||
+        dnnl_memory_desc_init_by_strides(&dc, 2, dims_c, dnnl_f32, cs))
+        return -1;
+    return run(prim[!!ta][!!tb][beta != 0.0f], r, &da, a, &db, b, &dc, C);
 }
 
 int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
@@ -494,35 +455,18 @@ int kbf16_gemm_batch(int ta, int tb, int G, int M, int N, int K, const uint16_t 
     if (!r) return -1;
     dnnl_memory_desc_t da, db, dc;
     const dnnl_dims_t dims_a = {G, M, K}, dims_b = {G, K, N}, dims_c = {G, M, N}, cs = {ldg, ldc, 1};
-    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
-    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&da, 3, dims_a, dnnl_bf16, ta ? dnnl_acb : dnnl_abc);
-    if (!s) s = dnnl_memory_desc_init_by_tag(&db, 3, dims_b, dnnl_bf16, tb ? dnnl_acb : dnnl_abc);
-    if (!s) s = dnnl_memory_desc_init_by_strides(&dc, 3, dims_c, dnnl_f32, cs);
-    if (!s) s = dnnl_memory_create(&ma, &da, engine, (void *)A);
-    if (!s) s = dnnl_memory_create(&mb, &db, engine, (void *)B);
-    if (!s) s = dnnl_memory_create(&mc, &dc, engine, C);
-    if (!s) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-        s = dnnl_primitive_execute(bprim[!!ta][!!tb], r->stream, 3, args);
-        if (!s) s = dnnl_stream_wait(r->stream);
-    }
-    if (ma) dnnl_memory_destroy(ma);
-    if (mb) dnnl_memory_destroy(mb);
-    if (mc) dnnl_memory_destroy(mc);
-    return s ? -1 : 0;
+    if (dnnl_memory_desc_init_by_tag(&da, 3, dims_a, dnnl_bf16, ta ? dnnl_acb : dnnl_abc) ||
+        dnnl_memory_desc_init_by_tag(&db, 3, dims_b, dnnl_bf16, tb ? dnnl_acb : dnnl_abc) ||
+        dnnl_memory_desc_init_by_strides(&dc, 3, dims_c, dnnl_f32, cs))
+        return -1;
+    return run(bprim[!!ta][!!tb], r, &da, A, &db, B, &dc, C);
 }
 
 void *kbf16_scratch(size_t bytes)
 {
     if (kbf16_available(NULL, 0)) return NULL;
     thread_res *r = res();
-    if (!r) return NULL;
-    if (bytes > r->att_len) {
-        free(r->att);
-        r->att = malloc(bytes);
-        r->att_len = r->att ? bytes : 0;
-    }
-    return r->att;
+    return r ? grow(&r->att, &r->att_len, (bytes + 1) / 2) : NULL;
 }
 
 uint16_t *kbf16_shared(size_t n)

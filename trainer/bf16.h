@@ -59,14 +59,11 @@ int kbf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
  * dimension ld) rounded into dst packed (leading dimension cols). */
 uint16_t *kbf16_shared(size_t n);
 void kbf16_round_block(uint16_t *dst, const float *src, int rows, int cols, int ld);
-/* The same with a factor: dst = bf16(alpha * src), rows x cols of src
- * (leading dimension ld) packed into dst (leading dimension cols). */
-void kbf16_round_rows(uint16_t *dst, const float *src, int rows, int cols, int ld, float alpha);
 /* The attention's operands: heads of D columns out of the rows of x (n
  * rows, row stride ld), rounded, each head packed dense. Block (p, g) of
  * dst, at dst + (p G + g) n D, is n x D: columns p part_off + g D ..
  * + D - 1 of the rows (parts p < parts, e.g. q, k, v at part_off H; heads
- * g < G). The rows are read once, in order. */
+ * g < G). */
 void kbf16_pack_heads(uint16_t *dst, const float *x, int ld, int n, int parts, int part_off, int G, int D);
 /* kbf16_gemm with B given rounded: Bb is B's stored layout packed by
  * kbf16_round_block (K x N, or N x K when tb). Returns 0 or -1. */

@@ -110,7 +110,6 @@ struct kgen {
     float *mean, *rstd;         /* (CH) */
     float *scores;              /* (CH NH, max_len) attention weights of each (row, head) task */
     void *mem;
-    int Hp, Ip;                 /* H and I rounded up to 32 (bf16 rows) */
     const uint16_t *wte_b;      /* (V, Hp) the LM head in bf16 (kgen_use_bf16), else NULL */
     uint16_t *xb;               /* (CH, max(Hp, Ip)) a product's input rows rounded to bf16 */
     void *bmem;                 /* the bf16 copies and xb */
@@ -225,6 +224,17 @@ dense_cols_bf16(float *y, size_t ldy, const uint16_t *xb, int Kp, int n, const u
     }
 }
 
+/* rows x K of src (row stride ld) into dst (rows x Kp), rounded to bf16,
+ * zero padded to Kp: the weights once (kgen_use_bf16), a product's input rows
+ * each time */
+static void round_rows(uint16_t *dst, const float *src, size_t ld, size_t rows, int K, int Kp)
+{
+    for (size_t r = 0; r < rows; r++) {
+        kbf16_round(dst + r * Kp, src + r * ld, (size_t)K, 1.0f);
+        memset(dst + r * Kp + K, 0, (size_t)(Kp - K) * sizeof *dst);
+    }
+}
+
 /* y (n, out; row stride ldy) = x (n, K; stride ldx) W^T (+ b) (+ res, stride ldy);
  * W (out, K). Threads split the columns in chunks of OCH. With Wb (the bf16
  * copy of W, rows of Kp), the rows of x are rounded into g's xb first and
@@ -232,25 +242,13 @@ dense_cols_bf16(float *y, size_t ldy, const uint16_t *xb, int Kp, int n, const u
 static void dense(kgen *g, float *y, size_t ldy, const float *x, size_t ldx, int n, const float *W,
                   const uint16_t *Wb, int K, int out, const float *b, const float *res)
 {
-    const int tasks = (out + OCH - 1) / OCH;
-    if (Wb) {
-        const int Kp = (K + 31) / 32 * 32;
-        for (int r = 0; r < n; r++) {
-            uint16_t *xr = g->xb + (size_t)r * Kp;
-            kbf16_round(xr, x + (size_t)r * ldx, (size_t)K, 1.0f);
-            memset(xr + K, 0, (size_t)(Kp - K) * sizeof *xr);
-        }
-#pragma omp parallel for schedule(static) if ((double)n * out * K >= PAR_WORK && tasks > 1)
-        for (int t = 0; t < tasks; t++) {
-            int o0 = t * OCH, o1 = o0 + OCH < out ? o0 + OCH : out;
-            dense_cols_bf16(y, ldy, g->xb, Kp, n, Wb, b, res, o0, o1);
-        }
-        return;
-    }
+    const int tasks = (out + OCH - 1) / OCH, Kp = (K + 31) / 32 * 32;
+    if (Wb) round_rows(g->xb, x, ldx, (size_t)n, K, Kp);
 #pragma omp parallel for schedule(static) if ((double)n * out * K >= PAR_WORK && tasks > 1)
     for (int t = 0; t < tasks; t++) {
         int o0 = t * OCH, o1 = o0 + OCH < out ? o0 + OCH : out;
-        dense_cols(y, ldy, x, ldx, n, W, K, b, res, o0, o1);
+        if (Wb) dense_cols_bf16(y, ldy, g->xb, Kp, n, Wb, b, res, o0, o1);
+        else dense_cols(y, ldy, x, ldx, n, W, K, b, res, o0, o1);
     }
 }
 
@@ -428,21 +426,12 @@ kgen *kgen_new(const kmodel *m, int max_len, char *err, size_t errlen)
 
 static void lm_head(kgen *g, float *out, const float *fin, int n, size_t ldo);
 
-/* rows x K of W into dst (rows x Kp), rounded to bf16, zero padded */
-static void to_bf16(uint16_t *dst, const float *W, size_t rows, int K, int Kp)
-{
-    for (size_t r = 0; r < rows; r++) {
-        kbf16_round(dst + r * Kp, W + r * K, (size_t)K, 1.0f);
-        memset(dst + r * Kp + K, 0, (size_t)(Kp - K) * sizeof *dst);
-    }
-}
-
 int kgen_use_bf16(kgen *g, char *err, size_t errlen)
 {
     if (!kbf16_cpu_dot()) {
+        const char *hide = getenv("KILN_CPU_NO_BF16");
         snprintf(err, errlen, "generate: bf16 needs a CPU with AVX512_BF16 (VDPBF16PS)%s",
-                 getenv("KILN_CPU_NO_BF16") && *getenv("KILN_CPU_NO_BF16") == '1' ? " (hidden by KILN_CPU_NO_BF16=1)"
-                                                                                 : "");
+                 hide && *hide == '1' ? " (hidden by KILN_CPU_NO_BF16=1)" : "");
         return EX_UNAVAILABLE;
     }
     if (g->wte_b) return 0;
@@ -455,16 +444,15 @@ int kgen_use_bf16(kgen *g, char *err, size_t errlen)
         return EX_OSERR;
     }
     g->bmem = at;
-    g->Hp = Hp, g->Ip = Ip;
-    to_bf16(at, g->wte, (size_t)g->V, H, Hp);
+    round_rows(at, g->wte, (size_t)H, (size_t)g->V, H, Hp);
     g->wte_b = at;
     at += (size_t)g->V * Hp;
     for (int l = 0; l < g->NL; l++) {
         glayer *w = &g->lw[l];
-        to_bf16(at, w->qkv_w, (size_t)3 * H, H, Hp), w->qkv_wb = at, at += (size_t)3 * H * Hp;
-        to_bf16(at, w->ao_w, (size_t)H, H, Hp), w->ao_wb = at, at += (size_t)H * Hp;
-        to_bf16(at, w->ff_w, (size_t)I, H, Hp), w->ff_wb = at, at += (size_t)I * Hp;
-        to_bf16(at, w->fo_w, (size_t)H, I, Ip), w->fo_wb = at, at += (size_t)H * Ip;
+        round_rows(at, w->qkv_w, (size_t)H, (size_t)3 * H, H, Hp), w->qkv_wb = at, at += (size_t)3 * H * Hp;
+        round_rows(at, w->ao_w, (size_t)H, (size_t)H, H, Hp), w->ao_wb = at, at += (size_t)H * Hp;
+        round_rows(at, w->ff_w, (size_t)H, (size_t)I, H, Hp), w->ff_wb = at, at += (size_t)I * Hp;
+        round_rows(at, w->fo_w, (size_t)I, (size_t)H, I, Ip), w->fo_wb = at, at += (size_t)H * Ip;
     }
     g->xb = at;
     /* logits already given were fp32's: recompute the last position's */

@@ -968,18 +968,20 @@ size_t kattention_scratch(const kattn_dims *d) { return (size_t)2 * d->L * d->L;
 
 /* Softmax of the n x n scores S in place; with causal, row i over j <= i and
  * zeros after. */
+/* row r (n) in place: softmax over its first k entries, zeros after */
+KINLINE void attn_softmax_row(float *r, int k, int n)
+{
+    float m = max_lanes(r, k);
+    float s = exp_sum_lanes(r, r, m, k);
+    float inv = 1.0f / s;
+    for (int j = 0; j < k; j++) r[j] *= inv;
+    for (int j = k; j < n; j++) r[j] = 0.0f;
+}
+
 KCLONES
 static void attn_softmax(float *S, int n, int causal)
 {
-    for (int i = 0; i < n; i++) {
-        float *r = S + (size_t)i * n;
-        int k = causal ? i + 1 : n;
-        float m = max_lanes(r, k);
-        float s = exp_sum_lanes(r, r, m, k);
-        float inv = 1.0f / s;
-        for (int j = 0; j < k; j++) r[j] *= inv;
-        for (int j = k; j < n; j++) r[j] = 0.0f;
-    }
+    for (int i = 0; i < n; i++) attn_softmax_row(S + (size_t)i * n, causal ? i + 1 : n, n);
 }
 
 /* A = P with dropout (probabilities of block (b, h): index base + i L + j) */
@@ -1032,11 +1034,7 @@ static void attn_softmax_bf16(float *P, const float *S, uint16_t *ab, int n, int
         const float *x = S + (size_t)i * n;
         int k = causal ? i + 1 : n;
         for (int j = 0; j < k; j++) r[j] = x[j] * scale;
-        float m = max_lanes(r, k);
-        float sum = exp_sum_lanes(r, r, m, k);
-        float inv = 1.0f / sum;
-        for (int j = 0; j < k; j++) r[j] *= inv;
-        for (int j = k; j < n; j++) r[j] = 0.0f;
+        attn_softmax_row(r, k, n);
         if (ab) kbf16_round(ab + (size_t)i * n, r, (size_t)n, 1.0f);
     }
 }
@@ -1083,7 +1081,7 @@ static void attn_forward_bf16(float *ctx, float *probs, float *scratch, const fl
         const size_t nd = k.nd;
         float *S0 = k.f;
         uint16_t *qb = k.bb, *kb = qb + nd, *vb = kb + nd, *ab = vb + nd;
-        /* q, k, v of the G heads: the sequence's rows read once */
+        /* q, k, v of the G heads, rounded once for the two products */
         kbf16_pack_heads(qb, qkv + (size_t)offs[b] * 3 * H + (size_t)h0 * D, 3 * H, n, 3, H, G, D);
         /* the scores q k^T (scaled in the softmax), then the probabilities */
         if (kbf16_gemm_batch(0, 1, G, n, n, D, qb, kb, S0, (int64_t)n * n, n)) koom(nd * 2);
