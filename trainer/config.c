@@ -35,7 +35,7 @@
 
 /* ---- the table of keys -------------------------------------------------- */
 
-enum { T_INT, T_I64, T_SEED, T_DBL, T_STR, T_ENUM, T_OBJ, T_BETAS, T_BOOL, T_ILIST };
+enum { T_INT, T_I64, T_SEED, T_DBL, T_STR, T_ENUM, T_OBJ, T_BETAS, T_BOOL, T_ILIST, T_EMBREF };
 enum {
     LO_OPEN = 1,
     HI_OPEN = 2,
@@ -49,6 +49,7 @@ enum {
     DISTILL_DB = 512,  /* a key of distill.method distilbert only (read and written) */
     DISTILL_TB = 1024, /* a key of distill.method tinybert only */
     LAUNCH_SEC = 2048, /* the launch section: written only when launch.ranks > 1 */
+    KNOW_SEC = 4096,   /* the knowledge section: written only when model.fusion_layers > 0 */
 };
 
 typedef struct ename { const char *name; int value; } ename;
@@ -214,9 +215,18 @@ static const field FIELDS[] = {
 
     {"launch", "ranks", T_INT, OFF(launch.ranks), 1, 65536, LAUNCH_SEC, NULL, 0},
     {"launch", "hostfile", T_STR, OFF(launch.hostfile), 0, 0, LAUNCH_SEC, NULL, sizeof(((ktrain_config *)0)->launch.hostfile)},
+
+    {"knowledge", "embedding", T_EMBREF, OFF(knowledge_embedding), 0, 0, KNOW_SEC, NULL, 0},
+    {"knowledge", "fusion_layers", T_INT, OFF(model.fusion_layers), 1, 1024, KNOW_SEC, NULL, 0},
+    {"knowledge", "entity_attention_heads", T_INT, OFF(model.entity_attention_heads), 1, 1024, KNOW_SEC, NULL, 0},
+    {"knowledge", "entity_hidden_size", T_INT, OFF(model.entity_hidden_size), 0, 65536, KNOW_SEC, NULL, 0},
+    {"knowledge", "entity_vocab_size", T_INT, OFF(model.entity_vocab_size), 0, 1 << 30, KNOW_SEC, NULL, 0},
+    {"knowledge", "entity_dim", T_INT, OFF(model.entity_dim), 0, 65536, KNOW_SEC, NULL, 0},
+    {"knowledge", "dea", T_BOOL, OFF(model.dea), 0, 0, KNOW_SEC, NULL, 0},
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
-static const char *const SECTIONS[] = {"model", "data", "optimizer", "budget", "checkpoint", "distill", "launch", NULL};
+static const char *const SECTIONS[] = {"model",  "data",   "optimizer", "budget",    "checkpoint",
+                                       "distill", "launch", "knowledge", NULL};
 
 int ktrain_config_key(int i, char *out, size_t n)
 {
@@ -299,6 +309,9 @@ void ktrain_config_defaults(ktrain_config *c)
     k->alpha_att = k->alpha_hid = k->alpha_emb = k->alpha_pred = 1.0;
     k->stage = KDISTILL_BOTH;
     k->intermediate_fraction = 0.5;
+
+    m->entity_attention_heads = 4; /* ERNIE's (fusion_layers 0: off) */
+    m->dea = 1;
 }
 
 kmodel_config kmodel_generator_config(const kmodel_config *c)
@@ -330,6 +343,7 @@ typedef struct ctx {
     char *err;
     size_t errlen;
     unsigned char given[N_FIELDS];
+    int knowledge;            /* the knowledge section is present (possibly empty: every default) */
     char **set_paths;         /* "section.key" of each --set, to say where a bad value came from */
     int n_set_paths;
 } ctx;
@@ -567,6 +581,18 @@ static int read_field(ctx *x, ktrain_config *c, const field *f, const json_t *v)
         kbuf_free(&names);
         return rc;
     }
+    case T_EMBREF: {
+        int64_t i;
+        if (json_is_string(v) && !strcmp(json_string_value(v), "latest")) {
+            *(int64_t *)(base + f->off) = 0;
+            return 0;
+        }
+        if (!as_int64(v, &i) || i < 1)
+            return fail_field(x, f, "expected \"latest\" or an embedding id (an integer >= 1, kiln kg embed "
+                                    "prints it), got %s", got);
+        *(int64_t *)(base + f->off) = i;
+        return 0;
+    }
     case T_BOOL:
         if (!json_is_boolean(v)) return fail_field(x, f, "expected true or false, got %s", got);
         *(int *)(base + f->off) = json_is_true(v);
@@ -710,6 +736,7 @@ static int read_tree(ctx *x, ktrain_config *c, json_t *root)
             }
             const char *k2;
             json_t *v2;
+            if (!strcmp(k, "knowledge")) x->knowledge = 1;
             json_object_foreach(v, k2, v2) {
                 int i = find_field(k, k2);
                 if (i < 0) {
@@ -915,6 +942,29 @@ static int finish(ctx *x, ktrain_config *c)
         return fail_field(x, fo, "clm (next-token prediction) trains the causal model: model.type \"gpt2\"");
     if ((ob & KOBJ_ENTITIES) && !(ob & (KOBJ_MLM | KOBJ_WWM | KOBJ_NGRAM)))
         return fail_field(x, fo, "entities (ERNIE) goes with a masked-LM objective: mlm, wwm or ngram");
+    /* knowledge (ERNIE) */
+    int know = x->knowledge;
+    for (int i = 0; i < N_FIELDS; i++)
+        if ((FIELDS[i].flags & KNOW_SEC) && x->given[i]) know = 1;
+    if (know) {
+        const field *ff = F("knowledge", "fusion_layers");
+        if (m->type != KMODEL_BERT && m->type != KMODEL_ALBERT)
+            return fail_field(x, F("model", "type"), "the knowledge section (ERNIE) fuses entities into a bert or "
+                                                     "albert encoder");
+        if (!given(x, "knowledge", "fusion_layers")) m->fusion_layers = m->num_hidden_layers > 1 ? m->num_hidden_layers / 2 : 1;
+        if (m->fusion_layers > m->num_hidden_layers)
+            return fail_field(x, ff, "at most model.num_hidden_layers (%d): the fusion layers are the last of the "
+                                     "encoder's layers, got %d", m->num_hidden_layers, m->fusion_layers);
+        if (m->entity_hidden_size && m->entity_hidden_size % m->entity_attention_heads)
+            return fail_field(x, F("knowledge", "entity_attention_heads"), "%d does not divide entity_hidden_size %d",
+                              m->entity_attention_heads, m->entity_hidden_size);
+        if (!(ob & KOBJ_ENTITIES))
+            return fail_field(x, fo, "the knowledge section needs \"entities\" among the objectives (the "
+                                     "sampler's per-token entity ids)");
+    } else if (ob & KOBJ_ENTITIES) {
+        return fail_field(x, fo, "entities feed an ERNIE model: add a knowledge section, e.g. \"knowledge\": "
+                                 "{\"embedding\": \"latest\", \"fusion_layers\": 2}");
+    }
     if (d->seq_len > m->max_position_embeddings)
         return fail_field(x, F("data", "seq_len"),
                           "at most model.max_position_embeddings (%d), got %d (seq_len counts [CLS] and [SEP])",
@@ -1083,6 +1133,12 @@ static void write_value(kbuf *b, const ktrain_config *c, const field *f)
         break;
     }
     case T_BOOL: kbuf_puts(b, *(const int *)(base + f->off) ? "true" : "false"); break;
+    case T_EMBREF: {
+        int64_t id = *(const int64_t *)(base + f->off);
+        if (id > 0) kbuf_printf(b, "%lld", (long long)id);
+        else kbuf_puts(b, "\"latest\"");
+        break;
+    }
     case T_ILIST: {
         const kint_list *l = (const kint_list *)(base + f->off);
         kbuf_putc(b, '[');
@@ -1119,6 +1175,7 @@ char *ktrain_config_to_json(const ktrain_config *c)
         if ((f->flags & NOT_GPT2) && !(f->flags & DISTIL_TOO) && c->model.type == KMODEL_DISTILBERT) continue;
         if ((f->flags & DISTILL_SEC) && !c->distill.teacher[0]) continue;
         if ((f->flags & LAUNCH_SEC) && c->launch.ranks <= 1) continue;
+        if ((f->flags & KNOW_SEC) && c->model.fusion_layers <= 0) continue;
         if ((f->flags & DISTILL_DB) && c->distill.method != KDISTILL_DISTILBERT) continue;
         if ((f->flags & DISTILL_TB) && c->distill.method != KDISTILL_TINYBERT) continue;
         if (open && strcmp(open, f->sec)) {

@@ -61,6 +61,16 @@ typedef struct kmodel_config {
     double seq_classif_dropout;   /* 0.2: DistilBertConfig's: the dropout before the classifier of
                                      DistilBertForSequenceClassification (kiln finetune's
                                      model.classifier_dropout sets it) */
+    /* ERNIE (the knowledge section; docs/ernie.md): a bert or albert model
+     * whose last fusion_layers layers fuse an entity stream into the text
+     * (0 = off). The entity table's shape is the pinned embedding's (kiln
+     * writes it into the config at the start of the run). */
+    int fusion_layers;            /* M, 1 .. num_hidden_layers; 0 = no knowledge */
+    int entity_attention_heads;   /* heads of the entity self-attention (4) */
+    int entity_hidden_size;       /* W: width of the entity stream; 0 = entity_dim (no projection) */
+    int entity_vocab_size;        /* rows of the entity table (row 0 = no entity); 0 = the embedding's + 1 */
+    int entity_dim;               /* De: width of the entity vectors; 0 = the embedding's */
+    int dea;                      /* 1: the denoising entity auto-encoder (dEA noise, head and loss) */
 } kmodel_config;
 
 typedef struct kdata_config {
@@ -147,6 +157,7 @@ typedef struct ktrain_config {
     char init[1024];              /* "" or a checkpoint whose model weights start the run (step 0) */
     kdistill_config distill;
     klaunch_config launch;
+    int64_t knowledge_embedding;  /* knowledge.embedding: a kg_embeddings id; 0 = "latest" (pinned at start) */
 } ktrain_config;
 
 /* ELECTRA's generator as a model config of its own (type electra): the

@@ -165,6 +165,67 @@ static void add_task_heads(builder *b)
     }
 }
 
+/* ERNIE's tensors (c.fusion_layers > 0), under kiln's names (docs/ernie.md):
+ * the entity table (frozen: the optimizer neither updates nor decays it)
+ * and the projection to the stream's width after the text embeddings; each
+ * fusion layer's entity side right after its text layer (so that layer
+ * l's gradients are final when its backward ends: the data-parallel hook);
+ * the dEA head after the MLM head. */
+static void add_ernie_embeddings(builder *b)
+{
+    kmodel *m = b->m;
+    if (!m->NF) return;
+    m->ent = add(b, SIZE_MAX, 0, INIT_ZERO, 2, m->KE, m->DE, "ernie.entity_embeddings.weight");
+    m->t[m->nt - 1].frozen = 1;
+    if (m->W != m->DE) {
+        m->emap_w = W2(b, m->W, m->DE, "ernie.entity_projection.weight");
+        m->emap_b = BIAS(b, m->W, "ernie.entity_projection.bias");
+    }
+}
+
+static void add_ernie_layer(builder *b, int l)
+{
+    kmodel *m = b->m;
+    const int f = l - (m->NL - m->NF), W = m->W, I = m->I;
+    if (!m->NF || f < 0) return;
+    fusion_off *o = &m->fw[f];
+    char p[64];
+    snprintf(p, sizeof p, "ernie.encoder.layer.%d.", l);
+    o->att = f > 0;
+    if (o->att) {
+        static const char *const qkv[3] = {"query", "key", "value"};
+        o->eqkv_w = take(b, (size_t)3 * W * W);
+        o->eqkv_b = take(b, (size_t)3 * W);
+        for (int k = 0; k < 3; k++) {
+            add(b, o->eqkv_w + (size_t)k * W * W, 1, INIT_NORMAL, 2, W, W, "%sattention_ent.self.%s.weight", p, qkv[k]);
+            add(b, o->eqkv_b + (size_t)k * W, 0, INIT_ZERO, 1, W, 0, "%sattention_ent.self.%s.bias", p, qkv[k]);
+        }
+        o->eao_w = W2(b, W, W, "%sattention_ent.output.dense.weight", p);
+        o->eao_b = BIAS(b, W, "%sattention_ent.output.dense.bias", p);
+        o->eln1_g = LNG(b, W, "%sattention_ent.output.LayerNorm.weight", p);
+        o->eln1_b = BIAS(b, W, "%sattention_ent.output.LayerNorm.bias", p);
+    }
+    o->fe_w = W2(b, I, W, "%sintermediate.dense_ent.weight", p);
+    o->fe_b = BIAS(b, I, "%sintermediate.dense_ent.bias", p);
+    o->out = f + 1 < m->NF;
+    if (o->out) {
+        o->feo_w = W2(b, W, I, "%soutput.dense_ent.weight", p);
+        o->feo_b = BIAS(b, W, "%soutput.dense_ent.bias", p);
+        o->eln2_g = LNG(b, W, "%soutput.LayerNorm_ent.weight", p);
+        o->eln2_b = BIAS(b, W, "%soutput.LayerNorm_ent.bias", p);
+    }
+}
+
+static void add_ernie_head(builder *b)
+{
+    kmodel *m = b->m;
+    if (!(m->s.heads & KHEAD_DEA)) return;
+    m->dea_w = W2(b, m->DE, m->H, "cls.predictions_ent.transform.dense.weight");
+    m->dea_b = BIAS(b, m->DE, "cls.predictions_ent.transform.dense.bias");
+    m->dea_ln_g = LNG(b, m->DE, "cls.predictions_ent.transform.LayerNorm.weight");
+    m->dea_ln_b = BIAS(b, m->DE, "cls.predictions_ent.transform.LayerNorm.bias");
+}
+
 static void build_albert(builder *b)
 {
     kmodel *m = b->m;
@@ -174,6 +235,7 @@ static void build_albert(builder *b)
     m->typ = W2(b, m->T, E, "albert.embeddings.token_type_embeddings.weight");
     m->eln_g = LNG(b, E, "albert.embeddings.LayerNorm.weight");
     m->eln_b = BIAS(b, E, "albert.embeddings.LayerNorm.bias");
+    add_ernie_embeddings(b);
     m->map_w = W2(b, H, E, "albert.encoder.embedding_hidden_mapping_in.weight");
     m->map_b = BIAS(b, H, "albert.encoder.embedding_hidden_mapping_in.bias");
     for (int g = 0; g < m->NG; g++) {
@@ -192,6 +254,7 @@ static void build_albert(builder *b)
         o->fo_w = W2(b, H, I, "%sffn_output.weight", p);
         o->fo_b = BIAS(b, H, "%sffn_output.bias", p);
     }
+    for (int l = 0; l < m->NL; l++) add_ernie_layer(b, l); /* shared text weights; the entity side per layer */
     if (m->s.pre_ln) {
         m->fln_g = LNG(b, H, "albert.encoder.final_layer_norm.weight");
         m->fln_b = BIAS(b, H, "albert.encoder.final_layer_norm.bias");
@@ -207,6 +270,7 @@ static void build_albert(builder *b)
         m->mlm_w = W2(b, E, H, "predictions.dense.weight");
         m->mlm_b = BIAS(b, E, "predictions.dense.bias");
     }
+    add_ernie_head(b);
     add_task_heads(b);
     if (m->sent) {
         m->cls_w = W2(b, 2, H, "sop_classifier.classifier.weight");
@@ -253,6 +317,7 @@ static void add_bert_layers(builder *b, const char *model)
         snprintf(p, sizeof p, "%s.encoder.layer.%d.", model, g);
         layer_off *o = &m->lw[g];
         add_postln_layer(b, o, H, I, p, &BERT_LAYER);
+        add_ernie_layer(b, g); /* BERT: weight set g is layer g */
     }
 }
 
@@ -265,6 +330,7 @@ static void build_bert(builder *b)
     m->typ = W2(b, m->T, H, "bert.embeddings.token_type_embeddings.weight");
     m->eln_g = LNG(b, H, "bert.embeddings.LayerNorm.weight");
     m->eln_b = BIAS(b, H, "bert.embeddings.LayerNorm.bias");
+    add_ernie_embeddings(b);
     add_bert_layers(b, "bert");
     if (m->s.pre_ln) {
         m->fln_g = LNG(b, H, "bert.encoder.final_layer_norm.weight");
@@ -281,6 +347,7 @@ static void build_bert(builder *b)
         m->mlm_ln_g = LNG(b, H, "cls.predictions.transform.LayerNorm.weight");
         m->mlm_ln_b = BIAS(b, H, "cls.predictions.transform.LayerNorm.bias");
     }
+    add_ernie_head(b);
     add_task_heads(b);
     if (m->sent) {
         m->cls_w = W2(b, 2, H, "cls.seq_relationship.weight");
@@ -553,6 +620,7 @@ static size_t carve(kmodel *m, float *base)
         if (m->map) CARVE(m->gE, N * E);
     }
 #undef CARVE
+    if (m->NF) at = kernie_carve(m, base, at);
     return at;
 }
 
@@ -575,6 +643,7 @@ kmodel_spec kmodel_spec_pretrain_of(const kmodel_config *c, int max_B, int L, in
     kmodel_spec s = kmodel_spec_pretrain(max_B, L, P, with_sentence_head);
     if (c->type == KMODEL_ELECTRA) s.heads |= KHEAD_TOKEN;
     if (c->type == KMODEL_GPT2) s.heads = KHEAD_LM, s.P = 0, s.pre_ln = 1, s.causal = 1; /* GPT2LMHeadModel */
+    if (c->fusion_layers > 0 && c->dea) s.heads |= KHEAD_DEA; /* ERNIE */
     return s;
 }
 
@@ -600,7 +669,7 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     m->s.P = P;
     m->type = c->type;
     m->inference = spec->inference ? 1 : 0;
-    if (spec->heads & ~(KHEAD_MLM | KHEAD_SENTENCE | KHEAD_CLASSIFY | KHEAD_TOKEN | KHEAD_LM))
+    if (spec->heads & ~(KHEAD_MLM | KHEAD_SENTENCE | KHEAD_CLASSIFY | KHEAD_TOKEN | KHEAD_LM | KHEAD_DEA))
         FAIL("model: unknown heads 0x%x", spec->heads);
     if ((spec->heads & KHEAD_LM) && c->type != KMODEL_BERT && c->type != KMODEL_GPT2 &&
         c->embedding_size != c->hidden_size)
@@ -677,6 +746,29 @@ kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *spec, con
     if (L > c->max_position_embeddings)
         FAIL("data.seq_len: %d exceeds model.max_position_embeddings %d", L, c->max_position_embeddings);
     m->D = m->H / m->NH;
+    if (c->fusion_layers > 0) { /* ERNIE */
+        if (m->type != KMODEL_BERT && m->type != KMODEL_ALBERT)
+            FAIL("knowledge: the fusion layers (ERNIE) are for bert and albert models");
+        if (spec->pre_ln || spec->causal) FAIL("knowledge: ERNIE's layers are post-LN and bidirectional");
+        m->NF = c->fusion_layers;
+        m->KE = c->entity_vocab_size;
+        m->DE = c->entity_dim;
+        m->W = c->entity_hidden_size ? c->entity_hidden_size : c->entity_dim;
+        m->ENH = c->entity_attention_heads;
+        if (m->NF > m->NL) FAIL("knowledge.fusion_layers: %d exceeds num_hidden_layers %d", m->NF, m->NL);
+        if (m->KE < 2 || m->KE > (1 << 30))
+            FAIL("knowledge.entity_vocab_size: %d is not in [2, 2^30] (row 0 is \"no entity\")", m->KE);
+        if (m->DE < 1 || m->DE > 65536) FAIL("knowledge.entity_dim: %d is not in [1, 65536]", m->DE);
+        if (m->W < 1 || m->W > 65536) FAIL("knowledge.entity_hidden_size: %d is not in [1, 65536]", m->W);
+        if (m->ENH < 1 || m->W % m->ENH)
+            FAIL("knowledge.entity_attention_heads: %d does not divide the entity stream's width %d", m->ENH, m->W);
+        m->emap_w = m->emap_b = SIZE_MAX;
+        m->fw = calloc((size_t)m->NF, sizeof *m->fw);
+        m->fa = calloc((size_t)m->NF, sizeof *m->fa);
+        if (!m->fw || !m->fa) FAIL("out of memory");
+    } else if (spec->heads & KHEAD_DEA) {
+        FAIL("model: the dEA head needs the knowledge section's fusion layers");
+    }
 
     m->lw = calloc((size_t)m->NG, sizeof *m->lw);
     m->la = calloc((size_t)m->NL, sizeof *m->la);
@@ -805,6 +897,9 @@ void kmodel_free(kmodel *m)
         for (int l = 0; l <= m->NL; l++) free(m->inj[l]);
     free(m->inj);
     free(m->inj_set);
+    kernie_free(m);
+    free(m->fw);
+    free(m->fa);
     free(m);
 }
 
@@ -972,7 +1067,7 @@ static int load_batch(kmodel *m, const ksample_batch *b)
     m->B = B;
     m->N = N;
     m->M = M;
-    return 0;
+    return m->NF ? kernie_load_batch(m, b) : 0;
 }
 
 static int ensure_scratch(kmodel *m)
@@ -1159,7 +1254,9 @@ static void forward(kmodel *m, int train, uint64_t key)
                       .eps = m->eps};
         kdense_forward_ex(a->xs1, a->ctx, P + w->ao_w, P + w->ao_b, p1 > 0 ? NULL : h, N, H, H, kepi_layernorm, &e1);
         kepi_act ea = {.x = a->ffpre, .y = a->ffact, .C = I, .kind = m->act}; /* ffpre becomes gelu'(pre) */
-        kdense_forward_ex(a->ffpre, a->h1, P + w->ff_w, P + w->ff_b, NULL, N, H, I, kepi_gelu_deriv, &ea);
+        const float *fres = m->NF && l >= m->NL - m->NF ? kernie_forward_pre(m, l, train, key) : NULL; /* ERNIE */
+        kdense_forward_ex(a->ffpre, a->h1, P + w->ff_w, P + w->ff_b, fres, N, H, I, kepi_gelu_deriv, &ea);
+        if (fres) kernie_forward_post(m, l, train, key);
         const float p2 = m->type != KMODEL_ALBERT ? ph : 0.0f; /* ALBERT: no dropout after the FFN */
         kepi_ln e2 = {.x = a->xs2, .res = p2 > 0 ? a->h1 : NULL, .p = p2, .key = site_key(key, 4 * (uint64_t)l + 2), .tok = m->tok,
                       .y = a->out, .mean = a->m2, .rstd = a->r2, .g = P + w->ln2_g, .b = P + w->ln2_b, .C = H,
@@ -1175,6 +1272,7 @@ static void forward(kmodel *m, int train, uint64_t key)
         kmlm_head k = mlm_head(m);
         kmlm_head_forward(&k, m->mx);
     }
+    if (m->s.heads & KHEAD_DEA) kernie_dea_forward(m, h);
     /* pooler on [CLS], shared by the sentence and classification heads */
     if (m->ncls && m->type == KMODEL_ELECTRA) {
         /* ElectraClassificationHead: cls = drop([CLS]); pooled = gelu'(pre), cz = drop(gelu(pre)),
@@ -1264,7 +1362,7 @@ void kstep_add(kstep_result *a, const kstep_result *b)
 /* The heads' losses; with train, their output gradients (scaled). */
 /* The count loss term `name`'s gradient is normalised by: the count over
  * all ranks (kmodel_set_loss_counts) or this batch's own. */
-static double norm_of(const kmodel *m, const char *name, double local)
+double kmodel_norm_of(const kmodel *m, const char *name, double local)
 {
     if (!m->gcount_on) return local;
     for (int i = 0; i < m->gcount.n; i++)
@@ -1291,6 +1389,7 @@ static void loss_counts(const kmodel *m, kstep_result *r)
             term(r, "ce_loss", 0, kw, 1.0);
         }
     }
+    if (m->s.heads & KHEAD_DEA) term(r, "dea_loss", 0, m->NA, 1.0);
     if (m->sent) {
         int cnt = 0;
         for (int b = 0; b < B; b++) cnt += m->slabel[b] >= 0;
@@ -1329,14 +1428,14 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         double wsum = 0;
         for (int i = 0; i < M; i++)
             if (m->mlabel[i] >= 0) wsum += m->mweight[i];
-        const double mw = m->soft_t ? m->soft_mlm : 1.0, nw = norm_of(m, "mlm_loss", wsum);
+        const double mw = m->soft_t ? m->soft_mlm : 1.0, nw = kmodel_norm_of(m, "mlm_loss", wsum);
         for (int i = 0; i < M; i++)
             m->mgscale[i] = m->mlabel[i] >= 0 && nw > 0 ? (float)(mw * loss_scale * m->mweight[i] / nw) : 0.0f;
         double ksum = 0, kw = 0, kagree = 0;
         if (m->soft_t) {
             /* the teacher's soft targets: the counted slots and their weights */
             for (int i = 0; i < M; i++) kw += m->soft_all ? 1.0 : m->mlabel[i] >= 0 ? m->mweight[i] : 0.0;
-            const double nk = norm_of(m, "ce_loss", kw);
+            const double nk = kmodel_norm_of(m, "ce_loss", kw);
             for (int i = 0; i < M; i++) {
                 double w = m->soft_all ? 1.0 : m->mlabel[i] >= 0 ? m->mweight[i] : 0.0;
                 m->kgscale[i] = nk > 0 ? (float)(m->soft_ce * loss_scale * w / nk) : 0.0f;
@@ -1370,10 +1469,11 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         }
         m->soft_t = NULL;
     }
+    if (m->s.heads & KHEAD_DEA) kernie_dea_loss(m, train, loss_scale, r);
     if (m->sent) {
         int cnt = 0;
         for (int b = 0; b < B; b++) cnt += m->slabel[b] >= 0;
-        const double ns = norm_of(m, (m->objectives & KOBJ_NSP) ? "nsp_loss" : "sop_loss", cnt);
+        const double ns = kmodel_norm_of(m, (m->objectives & KOBJ_NSP) ? "nsp_loss" : "sop_loss", cnt);
         for (int b = 0; b < B; b++) m->sgscale[b] = m->slabel[b] >= 0 ? (float)(loss_scale / ns) : 0.0f;
         kxent(m->slog, NULL, m->sloss, m->scorrect, m->slabel, train ? m->sgscale : NULL, B, 2);
         double s = 0;
@@ -1391,13 +1491,13 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         int cnt = 0;
         const double cw = m->soft_t ? m->soft_mlm : 1.0; /* soft targets: the gold term's weight */
         for (int b = 0; b < B; b++) cnt += m->clabel[b] >= 0;
-        const double nc = norm_of(m, "cls_loss", cnt);
+        const double nc = kmodel_norm_of(m, "cls_loss", cnt);
         for (int b = 0; b < B; b++) m->cgscale[b] = m->clabel[b] >= 0 ? (float)(cw * loss_scale / nc) : 0.0f;
         if (m->soft_t) {
             /* a fine-tuned teacher's logits (B, ncls): every row (soft_all) or the labelled ones */
             int kn = 0;
             for (int b = 0; b < B; b++) kn += m->soft_all || m->clabel[b] >= 0;
-            const double nk = norm_of(m, "ce_loss", kn);
+            const double nk = kmodel_norm_of(m, "ce_loss", kn);
             for (int b = 0; b < B; b++)
                 m->kgscale[b] = (m->soft_all || m->clabel[b] >= 0) && nk > 0 ? (float)(m->soft_ce * loss_scale / nk) : 0.0f;
             kxent_soft(m->clog, NULL, m->soft_t, m->soft_T, m->closs, m->kl, m->ccorrect, m->kagree, m->clabel,
@@ -1429,7 +1529,7 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         if (m->gcount_on) { /* the head normalises by its own count: rescale to the global one */
             int cnt = 0;
             for (int i = 0; i < m->N; i++) cnt += m->tlabel[i] >= 0;
-            double g = norm_of(m, "token_loss", cnt);
+            double g = kmodel_norm_of(m, "token_loss", cnt);
             ts = g > 0 ? (float)(loss_scale * (double)cnt / g) : 0.0f;
         }
         khead_loss q = kbin_head_loss(&k, m->tlabel, ts, train);
@@ -1443,7 +1543,7 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
         klm_head k = lm_head(m);
         if (!train) k.keep = NULL; /* no backward follows */
         khead_loss q = klm_head_loss(&k, m->hlast, m->llabel);
-        const double nl = norm_of(m, "lm_loss", q.count);
+        const double nl = kmodel_norm_of(m, "lm_loss", q.count);
         for (int i = 0; i < m->N; i++) m->lgscale[i] = nl > 0 ? (float)(loss_scale / nl) : 0.0f;
         term(r, "lm_loss", q.sum, q.count, 1.0);
         term(r, "lm_acc", q.correct, q.count, 0.0);
@@ -1461,7 +1561,7 @@ static void loss(kmodel *m, int train, float loss_scale, kstep_result *r)
             }
             double d = (double)z - (double)y;
             s += d * d;
-            if (train) m->clog[b] = (float)(2.0 * d * loss_scale / norm_of(m, "mse", cnt));
+            if (train) m->clog[b] = (float)(2.0 * d * loss_scale / kmodel_norm_of(m, "mse", cnt));
         }
         term(r, "mse", s, cnt, 1.0);
     }
@@ -1524,6 +1624,7 @@ static void backward(kmodel *m, uint64_t key)
                 for (int c = 0; c < H; c++) d[c] += s[c];
             }
     }
+    if (m->s.heads & KHEAD_DEA) kernie_dea_backward(m, gA);
     if (m->s.heads & KHEAD_TOKEN) {
         kbin_head k = bin_head(m);
         kbin_head_backward(&k, gA, 1, m->hlast);
@@ -1600,8 +1701,11 @@ static void backward(kmodel *m, uint64_t key)
             dfo = gC;
         }
         kepi_act eb = {.x = a->ffpre, .y = m->gI, .C = I, .kind = m->act}; /* gI = d ffact, then * gelu'(pre) */
-        kdense_backward_ex(m->gI, 0, G + w->fo_w, G + w->fo_b, dfo, a->ffact, P + w->fo_w, N, I, H, kepi_mul, &eb);
+        const int fusion = m->NF && l >= m->NL - m->NF; /* ERNIE: the entity output's share of d ffact first */
+        const int acc = fusion ? kernie_backward_post(m, l, key) : 0;
+        kdense_backward_ex(m->gI, acc, G + w->fo_w, G + w->fo_b, dfo, a->ffact, P + w->fo_w, N, I, H, kepi_mul, &eb);
         kdense_backward(gB, 1, G + w->ff_w, G + w->ff_b, m->gI, a->h1, P + w->ff_w, N, H, I); /* gB = d h1 */
+        if (fusion) kernie_backward_pre(m, l, key);
         klayernorm_backward(gA, 0, G + w->ln1_g, G + w->ln1_b, gB, a->xs1, a->m1, a->r1, P + w->ln1_g, N, H);
         const float *dao = gA; /* gA = d xs1 */
         if (ph > 0 && !m->distil) {

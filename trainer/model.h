@@ -99,6 +99,7 @@ enum {
     KHEAD_CLASSIFY = 1 << 2, /* num_labels > 1: softmax CE; num_labels == 1: MSE regression */
     KHEAD_TOKEN = 1 << 3,    /* per-token binary (replaced / original), BCE over real tokens */
     KHEAD_LM = 1 << 4,       /* next-token LM over all positions, vocabulary in chunks */
+    KHEAD_DEA = 1 << 5,      /* ERNIE's dEA: the original entity of each aligned token among the batch's */
 };
 
 typedef struct kmodel_spec {

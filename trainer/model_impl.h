@@ -39,6 +39,31 @@ typedef struct layer_act {
     float *out;      /* (N, H) layer output */
 } layer_act;
 
+/* ERNIE: the entity side of one fusion layer (offsets in floats; the text
+ * side is the layer's layer_off). W = the entity stream's width. */
+typedef struct fusion_off {
+    int att;                  /* 1: entity self-attention (every fusion layer but the first, as upstream) */
+    size_t eqkv_w, eqkv_b;    /* (3W, W), (3W) */
+    size_t eao_w, eao_b;      /* (W, W), (W) */
+    size_t eln1_g, eln1_b;    /* (W) */
+    size_t fe_w, fe_b;        /* (I, W), (I): intermediate.dense_ent */
+    int out;                  /* 1: an entity output (every fusion layer but the last) */
+    size_t feo_w, feo_b;      /* (W, I), (W): output.dense_ent */
+    size_t eln2_g, eln2_b;    /* (W): output.LayerNorm_ent */
+} fusion_off;
+
+/* Activations of one fusion layer's entity side, over the NE aligned tokens
+ * of the batch (entity rows packed per sequence, eoffs). */
+typedef struct fusion_act {
+    float *eqkv;              /* (NE, 3W) */
+    float *eprobs;            /* (B, ENH, L, L) */
+    float *ectx;              /* (NE, W) */
+    float *exs1, *em1, *er1;  /* (NE, W), (NE), (NE) */
+    float *eatt;              /* (NE, W) the entity input of the fusion (the first layer: its input) */
+    float *exs2, *em2, *er2;  /* (NE, W), (NE), (NE) */
+    float *eout;              /* (NE, W) */
+} fusion_act;
+
 struct kmodel {
     kmodel_config c;
     kmodel_spec s;
@@ -161,6 +186,37 @@ struct kmodel {
     float **inj;              /* (NL + 1) injected gradients (max_B L, H) each, allocated on first use */
     uint8_t *inj_set;         /* (NL + 1) */
 
+    /* ERNIE (c.fusion_layers > 0; trainer/ernie.c): the last NF layers are
+     * fusion layers (layer l is fusion layer l - (NL - NF)) */
+    int NF, KE, DE, W, ENH;   /* fusion layers, entity rows, vector width, stream width, entity heads */
+    size_t ent;               /* (KE, DE) the entity table, frozen; row 0 = no entity */
+    size_t emap_w, emap_b;    /* (W, DE), (W): the projection when W != DE, else SIZE_MAX */
+    fusion_off *fw;           /* (NF) */
+    fusion_act *fa;           /* (NF) */
+    size_t dea_w, dea_b, dea_ln_g, dea_ln_b; /* dEA head transform (DE, H), (DE), (DE), (DE) */
+    float *e0;                /* (N, DE) the batch's entity vectors, gathered */
+    float *e0m;               /* (N, W) projected (W != DE) */
+    float *fscr, *fscr2;      /* (N, I) each: fusion scratch */
+    float *geA, *geB, *geC, *geD; /* (N, W) entity backward buffers */
+    float *geQKV;             /* (N, 3W) */
+    int NE;                   /* aligned tokens of the batch (entity rows) */
+    int32_t *erow;            /* (N) token row of each entity row */
+    int32_t *eid;             /* (N) entity table row of each entity row */
+    int32_t *eoffs;           /* (max_B + 1) entity rows of each sequence */
+    uint64_t *etok;           /* (N) the dropout index base of each entity row (its token's) */
+    /* the dEA head: NA targets among NC candidates */
+    int NA, NC;
+    int32_t *arow;            /* (N) token row of each target */
+    int32_t *alabel;          /* (N) index of the original entity among the candidates */
+    int32_t *cand;            /* (KE) candidate entity rows, ascending; then a row -> candidate map */
+    int32_t *cmap;            /* (KE) entity row -> candidate index, -1 */
+    float *ax, *apre, *aa, *ah, *amean, *arstd, *adh, *ada, *adx; /* (N, H), (N, DE) x5, (N) x2 */
+    float *cvec;              /* (NC, DE) the candidates' vectors (grown) */
+    float *alog;              /* (NA, NC) logits, then their gradients (grown) */
+    size_t alog_cap, cvec_cap;
+    float *aloss, *agscale;   /* (N) */
+    uint8_t *acorrect;        /* (N) */
+
     char err[256];
 };
 
@@ -183,6 +239,31 @@ typedef struct ktower_place {
  * the registry only. NULL with err filled on failure. */
 kmodel *kmodel_create_tower(const kmodel_config *c, const kmodel_spec *s, const ktower_place *place, char *err,
                             size_t errlen, int registry_only);
+
+/* The count loss term `name`'s gradient is normalised by: the count over
+ * all ranks (kmodel_set_loss_counts) or this batch's own (local). */
+double kmodel_norm_of(const kmodel *m, const char *name, double local);
+
+/* ernie.c: the entity side of ERNIE's fusion layers and the dEA head
+ * (model.c calls them at these points of its pass). */
+/* Sizes the entity activations (carve's pass; base NULL: sizing). */
+size_t kernie_carve(kmodel *m, float *base, size_t at);
+/* The batch's entity rows and dEA targets (load_batch); 0 or an error code. */
+int kernie_load_batch(kmodel *m, const ksample_batch *b);
+/* Forward of fusion layer l: before its FFN (the entity attention and the
+ * entity term fres of the FFN's pre-activation), after it (the entity output). */
+const float *kernie_forward_pre(kmodel *m, int l, int train, uint64_t key);
+void kernie_forward_post(kmodel *m, int l, int train, uint64_t key);
+/* Backward of fusion layer l: the entity output's gradient scattered into
+ * gI (before the FFN's backward; returns whether it wrote gI), then the
+ * entity input side from gI = d pre-activation (after it). */
+int kernie_backward_post(kmodel *m, int l, uint64_t key);
+void kernie_backward_pre(kmodel *m, int l, uint64_t key);
+/* The dEA head: forward on hlast, loss terms, backward into gA. */
+void kernie_dea_forward(kmodel *m, const float *h);
+void kernie_dea_loss(kmodel *m, int train, float loss_scale, kstep_result *r);
+void kernie_dea_backward(kmodel *m, float *gA);
+void kernie_free(kmodel *m);
 
 /* electra.c: the pair. kelectra_create is kmodel_create / kmodel_registry
  * for model.type electra with the MLM head asked for; the others implement

@@ -223,8 +223,36 @@ static void test_objectives(void **state)
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"mlm\", \"mlm\"]}}", NULL, "'mlm' is listed twice", NULL);
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"mlmx\"]}}", NULL, "unknown objective 'mlmx'", NULL);
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [1]}}", NULL, "expected objective names", NULL);
-    assert_int_equal(parse(&c, "{\"data\": {\"objectives\": \"wwm, nsp,entities\"}," BUDGET "}", 0), 0);
+    assert_int_equal(parse(&c, "{\"model\": {\"type\": \"bert\"}, \"data\": {\"objectives\": \"wwm, nsp,entities\"},"
+                               " \"knowledge\": {}," BUDGET "}", 0), 0);
     assert_int_equal(c.data.objectives, KOBJ_WWM | KOBJ_NSP | KOBJ_ENTITIES);
+    assert_int_equal(c.model.fusion_layers, 2); /* half the default 4 layers */
+    assert_int_equal(c.model.entity_attention_heads, 4);
+    assert_int_equal(c.knowledge_embedding, 0); /* latest */
+    /* the knowledge section (ERNIE) and the entities objective go together */
+    expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}," BUDGET "}", NULL, "data.objectives",
+                "add a knowledge section");
+    expect_fail(EX_CONFIG, "{\"knowledge\": {\"fusion_layers\": 1}," BUDGET "}", NULL, "data.objectives",
+                "needs \"entities\"");
+    expect_fail(EX_CONFIG,
+                "{\"model\": {\"num_hidden_layers\": 2}, \"data\": {\"objectives\": [\"mlm\", \"entities\"]},"
+                " \"knowledge\": {\"fusion_layers\": 3}," BUDGET "}",
+                NULL, "knowledge.fusion_layers", "at most model.num_hidden_layers (2)");
+    expect_fail(EX_CONFIG,
+                "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"embedding\": \"newest\"},"
+                BUDGET "}",
+                NULL, "knowledge.embedding", "expected \"latest\" or an embedding id");
+    expect_fail(EX_CONFIG,
+                "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"entity_hidden_size\": 10},"
+                BUDGET "}",
+                NULL, "knowledge.entity_attention_heads", "4 does not divide entity_hidden_size 10");
+    expect_fail(EX_CONFIG,
+                "{\"model\": {\"type\": \"distilbert\"}, \"data\": {\"objectives\": [\"mlm\", \"entities\"]},"
+                " \"knowledge\": {}," BUDGET "}",
+                NULL, "model.type", "bert or albert");
+    assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"embedding\": 7,"
+                               " \"fusion_layers\": 1, \"dea\": false}," BUDGET "}", 0), 0);
+    assert_true(c.knowledge_embedding == 7 && c.model.fusion_layers == 1 && !c.model.dea);
     /* clm trains the causal model only */
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"clm\"]}," BUDGET "}", NULL, "data.objectives",
                 "model.type \"gpt2\"");
@@ -251,7 +279,9 @@ static void test_objectives(void **state)
         assert_null(strstr(t1, "generator_"));
         free(t1);
     }
-    assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"ngram\", \"sop\", \"entities\"]}," BUDGET "}", 0), 0);
+    assert_int_equal(
+        parse(&c, "{\"data\": {\"objectives\": [\"ngram\", \"sop\", \"entities\"]}, \"knowledge\": {}," BUDGET "}", 0), 0);
+    assert_int_equal(c.model.fusion_layers, 2);
 }
 
 static void test_json_errors(void **state)
@@ -335,6 +365,7 @@ static void test_round_trip(void **state)
     assert_int_equal(parse(&c,
                            "{\"model\": {\"type\": \"bert\", \"hidden_act\": \"gelu\", \"vocab_size\": 30522,"
                            " \"layer_norm_eps\": 1e-5, \"hidden_dropout_prob\": 0.1},"
+                           " \"knowledge\": {\"embedding\": 3, \"entity_vocab_size\": 101, \"entity_dim\": 100},"
                            " \"data\": {\"objectives\": [\"wwm\", \"nsp\", \"entities\"], \"vocab\": \"w\\\"x\\u00e9\","
                            "  \"seed\": 9223372036854775807},"
                            " \"optimizer\": {\"type\": \"lamb\", \"schedule\": \"cosine\", \"betas\": [0.9, 0.98]},"
@@ -426,6 +457,7 @@ static void test_schema_keys(void **state)
         c.model.type = pass == 2 ? KMODEL_DISTILBERT : pass ? KMODEL_GPT2 : KMODEL_ELECTRA;
         if (pass) snprintf(c.distill.teacher, sizeof c.distill.teacher, "t"); /* writes the distill section */
         if (pass) c.launch.ranks = 2;                                         /* and the launch section */
+        if (pass) c.model.fusion_layers = 2;                                  /* and the knowledge section */
         c.distill.method = pass == 1 ? KDISTILL_TINYBERT : KDISTILL_DISTILBERT; /* each method's own keys */
         char *text = ktrain_config_to_json(&c);
         json_t *canon = json_loads(text, 0, NULL);
@@ -522,6 +554,15 @@ static void test_schema_defaults(void **state)
     assert_non_null(xcanon);
     json_object_set_new(json_object_get(xcanon, "launch"), "ranks", json_integer(1));
     json_object_set(canon, "launch", json_object_get(xcanon, "launch"));
+    json_decref(xcanon);
+    free(xtext);
+    /* the knowledge section: written only with fusion layers (the default: half of the default 4) */
+    ktrain_config_defaults(&c);
+    c.model.fusion_layers = 2;
+    xtext = ktrain_config_to_json(&c);
+    xcanon = json_loads(xtext, 0, NULL);
+    assert_non_null(xcanon);
+    json_object_set(canon, "knowledge", json_object_get(xcanon, "knowledge"));
     json_decref(xcanon);
     free(xtext);
     const char *k;
