@@ -232,6 +232,16 @@ int cmd_train(int argc, char **argv, const char *db)
             json_object_set_new(d, "hash_checks", json_integer(r.hash_checks));
             json_object_set_new(o, "data_parallel", d);
         }
+        if (r.entity_rows) { /* ERNIE: the pinned embedding and the entity coverage */
+            json_t *k = json_object();
+            json_object_set_new(k, "embedding", json_integer(r.entity_embedding));
+            json_object_set_new(k, "entities", json_integer(r.entity_rows - 1));
+            json_object_set_new(k, "mentions", json_integer(r.mentions));
+            json_object_set_new(k, "mentions_with_vector", json_integer(r.mentions_with_vector));
+            json_object_set_new(k, "entity_coverage",
+                                num_or_null(r.mentions ? (double)r.mentions_with_vector / (double)r.mentions : NAN));
+            json_object_set_new(o, "knowledge", k);
+        }
         if (r.teacher_hash[0]) {
             json_t *t = json_object();
             json_object_set_new(t, "path", jstr(r.cfg.distill.teacher));

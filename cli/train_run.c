@@ -18,6 +18,7 @@
 #include "cli/modelsrc.h"
 #include "cli/runloop.h"
 #include "cli/train_run.h"
+#include "kg/kg.h"
 #include "sampler/sampler.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece.h"
@@ -36,8 +37,8 @@ static int config_same(const ktrain_config *a, const ktrain_config *b, char *wha
     free(ja);
     free(jb);
     int diff = 0;
-    const char *sections[] = {"model", "data", "optimizer", "distill"};
-    for (int s = 0; s < 4 && !diff && x && y; s++) {
+    const char *sections[] = {"model", "data", "optimizer", "distill", "knowledge"};
+    for (int s = 0; s < 5 && !diff && x && y; s++) {
         json_t *sx = json_object_get(x, sections[s]), *sy = json_object_get(y, sections[s]);
         const char *k;
         json_t *v;
@@ -51,6 +52,11 @@ static int config_same(const ktrain_config *a, const ktrain_config *b, char *wha
                 if (s == 0 && !strcmp(k, "vocab_size") && json_integer_value(json_object_get(sy, k)) == 0) continue;
                 if (s == 2 && (!strcmp(k, "warmup_steps") || !strcmp(k, "max_nonfinite_steps"))) continue;
                 if (s == 3 && !strcmp(k, "teacher")) continue; /* the teacher is pinned by its hash */
+                /* knowledge: "latest" and the table's shape (0) resolve to the checkpoint's pinned embedding */
+                if (s == 4 && !strcmp(k, "embedding") && json_is_string(json_object_get(sy, k))) continue;
+                if (s == 4 && (!strcmp(k, "entity_vocab_size") || !strcmp(k, "entity_dim")) &&
+                    json_integer_value(json_object_get(sy, k)) == 0)
+                    continue;
                 char *vx = json_dumps(v, JSON_ENCODE_ANY), *vy = json_dumps(json_object_get(sy, k), JSON_ENCODE_ANY);
                 snprintf(what, n, "%s.%s is %s in the checkpoint, %s now", sections[s], k, vx ? vx : "?",
                          vy ? vy : "?");
@@ -64,6 +70,11 @@ static int config_same(const ktrain_config *a, const ktrain_config *b, char *wha
     if (!diff && x && y && !json_object_get(x, "distill") != !json_object_get(y, "distill")) {
         snprintf(what, n, "the checkpoint's run %s a distillation, this config %s", json_object_get(x, "distill") ? "is" : "is not",
                  json_object_get(y, "distill") ? "is" : "is not");
+        diff = 1;
+    }
+    if (!diff && x && y && !json_object_get(x, "knowledge") != !json_object_get(y, "knowledge")) {
+        snprintf(what, n, "the checkpoint's run %s an ERNIE run (knowledge section), this config %s",
+                 json_object_get(x, "knowledge") ? "is" : "is not", json_object_get(y, "knowledge") ? "is" : "is not");
         diff = 1;
     }
     json_decref(x);
@@ -85,7 +96,23 @@ typedef struct stream_src {
     int rank, ranks;       /* data parallel: this rank's share of each batch, 0 and 1 without */
     int64_t pos;           /* stream position of the next training row (global) */
     const double *logp;    /* (V) unigram log-probabilities of the training snapshot */
+    const kkg_table *kt;   /* ERNIE: the entity table whose rows replace the batches' entity ids, or NULL */
 } stream_src;
+
+/* ERNIE: the sampler's entity ids (kg_entities ids) become rows of the
+ * entity table, 0 for an entity without a vector (in place: the batch is
+ * the caller's until the next one). */
+static void remap_entities(const stream_src *s, const ksample_batch *cb)
+{
+    if (!s->kt || !cb || !cb->entity_ids) return;
+    ksample_batch *b = (ksample_batch *)cb;
+    for (int i = 0; i < b->B; i++)
+        for (int t = 0; t < b->lengths[i]; t++) {
+            size_t q = (size_t)i * b->L + t;
+            if (b->entity_ids[q] > 0) b->entity_ids[q] = kkg_table_row(s->kt, b->entity_ids[q]);
+            if (b->entity_labels[q] > 0) b->entity_labels[q] = kkg_table_row(s->kt, b->entity_labels[q]);
+        }
+}
 
 static int src_seek(void *ctx, int64_t pos, char *err, size_t errlen)
 {
@@ -111,6 +138,7 @@ static int src_next(void *ctx, const ksample_batch **b, char *err, size_t errlen
         return EX_SOFTWARE;
     }
     *b = ksampler_stream_next(s->st, NULL);
+    remap_entities(s, *b);
     s->pos += s->Bg;
     return 0;
 }
@@ -133,6 +161,7 @@ static int src_valid(void *ctx, int k, const ksample_batch **b, char *err, size_
         return rc;
     }
     *b = s->vb;
+    remap_entities(s, s->vb);
     return 0;
 }
 
@@ -200,6 +229,7 @@ typedef struct wiring {
     kstore *s;
     int64_t job;
     int store_rc;            /* a metric or checkpoint row not recorded: EX_* (the run stops) */
+    int coverage_put;        /* ERNIE: entity_coverage recorded (at the leg's first step) */
 } wiring;
 
 /* metrics of a step, one transaction: loss, every term of the model, lr,
@@ -221,6 +251,10 @@ static void on_step(void *ctx, const krun_status *st)
     PUT("tokens_per_s", st->tokens_per_s);
     PUT("tokens", (double)st->tokens);
     PUT("seconds", st->seconds); /* kiln plot --x time */
+    if (w->r->mentions > 0 && !w->coverage_put) { /* ERNIE: mentions with a vector / all, once a leg */
+        PUT("entity_coverage", (double)w->r->mentions_with_vector / (double)w->r->mentions);
+        w->coverage_put = !rc;
+    }
     if (st->validated) {
         PUT("val_loss", st->val->loss);
         for (int i = 0; i < st->val->n; i++) {
@@ -576,6 +610,62 @@ static int precision_setup(ktrain_run *r, int rank)
     return rc;
 }
 
+/* ERNIE: the entity table of the run's embedding (knowledge.embedding; "latest"
+ * is resolved and written into the config, which pins it in the job row and
+ * the checkpoints), the table's shape into the model config (a resumed run's
+ * must match), and the coverage of the snapshot's mentions. */
+static int knowledge_setup(ktrain_run *r, const cli_sampling *x, const ksnapshot_info *si, kkg_table *kt)
+{
+    ktrain_config *cfg = &r->cfg;
+    kmodel_config *mc = &cfg->model;
+    if (r->ranks > 1) {
+        RUN_ERR("the knowledge section (ERNIE) trains in one process for now (each rank would need the entity "
+                "map): run it without mpirun");
+        return EX_CONFIG;
+    }
+    kstore *s;
+    int rc = cli_open_store(r->common, 0, &s);
+    if (rc) return rc;
+    char err[512];
+    if ((rc = kkg_table_load(s, cfg->knowledge_embedding, kt, err, sizeof err))) {
+        RUN_ERR("knowledge.embedding: %s", err);
+        kstore_close(s);
+        return rc;
+    }
+    if ((mc->entity_vocab_size && mc->entity_vocab_size != kt->rows) || (mc->entity_dim && mc->entity_dim != kt->dim)) {
+        RUN_ERR("knowledge: the run's entity table is %d x %d, embedding %lld gives %d x %d (a resumed run keeps "
+                "the embedding it started with)",
+                mc->entity_vocab_size, mc->entity_dim, (long long)kt->embedding_id, kt->rows, kt->dim);
+        kstore_close(s);
+        return EX_CONFIG;
+    }
+    cfg->knowledge_embedding = kt->embedding_id;
+    mc->entity_vocab_size = kt->rows;
+    mc->entity_dim = kt->dim;
+    int64_t with = 0, all = 0;
+    if ((rc = kkg_table_coverage(s, kt, x->vocab_id, si->max_doc_id, &with, &all))) {
+        RUN_ERR("knowledge: the mentions: %s", kstore_errmsg(s));
+        kstore_close(s);
+        return rc;
+    }
+    kstore_close(s);
+    r->entity_embedding = kt->embedding_id;
+    r->entity_rows = kt->rows;
+    r->mentions = all;
+    r->mentions_with_vector = with;
+    if (all == 0) {
+        RUN_ERR("knowledge: the snapshot's documents have no linked mentions under vocabulary %s (kiln kg link "
+                "links them)",
+                x->vocab_name);
+        return EX_DATAERR;
+    }
+    kinfo("knowledge: embedding %lld (%lld entities x %d), the last %d of %d layers fuse them; entity coverage "
+          "%.1f%% (%lld of %lld mentions have a vector, the rest count as no entity)",
+          (long long)kt->embedding_id, (long long)kt->rows - 1, kt->dim, mc->fusion_layers, mc->num_hidden_layers,
+          100.0 * (double)with / (double)all, (long long)with, (long long)all);
+    return 0;
+}
+
 int ktrain_run_exec(ktrain_run *r)
 {
     r->error[0] = '\0';
@@ -718,6 +808,8 @@ int ktrain_run_exec(ktrain_run *r)
     kstore *s = NULL;
     char *cfg_json = NULL;
     double *logp = NULL;
+    kkg_table kt;
+    memset(&kt, 0, sizeof kt);
     int V = rank == 0 ? (int)ktkz_size(x.tk) : cfg->model.vocab_size;
     if (rank > 0) goto planned;
     if (snap_key[0] && strcmp(snap_key, si.key_hex)) {
@@ -742,12 +834,12 @@ int ktrain_run_exec(ktrain_run *r)
         goto out;
     }
     cfg->model.pad_token_id = x.pad;
-    if (cfg->data.objectives & (KOBJ_ENTITIES | KOBJ_CLASSIFY)) {
-        RUN_ERR("data.objectives: entities need the ERNIE model, which kiln train does not have yet (albert and "
-                "bert train mlm, wwm or ngram with sop or nsp; electra trains rtd; gpt2 trains clm)");
+    if (cfg->data.objectives & KOBJ_CLASSIFY) {
+        RUN_ERR("data.objectives: labelled examples train with kiln finetune");
         rc = EX_CONFIG;
         goto out;
     }
+    if (cfg->model.fusion_layers > 0 && (rc = knowledge_setup(r, &x, &si, &kt))) goto out;
     if (ranks > 1) {
         if (cfg->data.batch_size % ranks) {
             RUN_ERR("data.batch_size %d is not divisible by the %d ranks: it is the global batch, each rank takes "
@@ -792,6 +884,7 @@ planned:;
     so.max_ngram = cfg->data.max_ngram;
     so.valid_fraction = cfg->data.valid_fraction;
     so.seed = cfg->data.seed;
+    so.dea = cfg->model.fusion_layers > 0 && cfg->model.dea; /* ERNIE's dEA noise on the entity inputs */
     cli_sampling_apply(&x, &so);
     if (rank > 0) so.vocab_size = (uint32_t)V;
     ts = ksampler_open(x.snap, &so, err, sizeof err);
@@ -868,6 +961,7 @@ planned:;
     sc->rank = rank;
     sc->ranks = ranks;
     sc->logp = logp;
+    sc->kt = kt.rows ? &kt : NULL;
     sc->vb = vs ? ksampler_batch_new(vs, B) : NULL;
     krun_source src = {.ctx = sc, .seek = src_seek, .next = src_next, .tell = src_tell,
                        .valid = vs ? src_valid : NULL, .valid_base = src_valid_base,
@@ -908,6 +1002,10 @@ planned:;
               (long long)cs->next_index);
     } else {
         kmodel_init(m, cfg->data.seed);
+        if (kt.rows) { /* ERNIE: the pinned embedding's vectors are the (frozen) entity table */
+            size_t off = kmodel_param_offset(m, "ernie.entity_embeddings.weight");
+            memcpy(kmodel_param_data(m) + off, kt.vectors, (size_t)kt.rows * kt.dim * sizeof(float));
+        }
         if (rank == 0 && cfg->init[0] && (rc = init_from(r, m, cfg->init, &x))) goto out;
         if (distill && cfg->distill.init_from_teacher) {
             const kdistill_config *k = &cfg->distill;
@@ -983,6 +1081,15 @@ planned:;
                     si.key_hex, (long long)job, x.cased ? "true" : "false",
                     x.mode & KWP_STRIP_ACCENTS ? "true" : x.mode & KWP_KEEP_ACCENTS ? "false" : "null",
                     x.mode & KWP_ICU_WORDS ? "true" : "false", (long long)x.vocab_id);
+    if (kt.rows) {
+        /* ERNIE, pinned: {..., "knowledge": {"embedding", "rows", "dim", "mentions", "with_vector"}}; the
+         * linking is the snapshot's (snapshot_key) */
+        extra.len--;
+        kbuf_printf(&extra, ",\"knowledge\":{\"embedding\":%lld,\"rows\":%lld,\"dim\":%d,\"mentions\":%lld,"
+                            "\"with_vector\":%lld}}",
+                    (long long)kt.embedding_id, (long long)kt.rows, kt.dim, (long long)r->mentions,
+                    (long long)r->mentions_with_vector);
+    }
     if (distill) {
         /* the teacher, pinned: {..., "teacher": {"path", "hash", "params", "bytes"}} */
         extra.len--; /* reopen the object */
@@ -1019,6 +1126,7 @@ planned:;
     }
 out:
     krun_free(run);
+    kkg_table_free(&kt);
     teacher_close(&te);
     kmodel_free(m);
     free(logp);

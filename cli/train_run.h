@@ -60,6 +60,10 @@ typedef struct ktrain_run {
     char precision[8];               /* of the matrix products: "fp32" or "bf16" (cfg.precision resolved) */
     double comm_s, comm_wait_s;      /* data parallel: all-reduce seconds per step, the part not hidden */
     int hash_checks;                 /* data parallel: parameter hash checks passed */
+    /* ERNIE (a knowledge section): the pinned embedding and the entity coverage, 0 without */
+    int64_t entity_embedding;        /* kg_embeddings id */
+    int64_t entity_rows;             /* rows of the entity table (row 0 = no entity) */
+    int64_t mentions, mentions_with_vector; /* the snapshot's documents' mentions, those whose entity has a vector */
 } ktrain_run;
 
 /* Runs (or resumes) the training; logs problems and keeps the message in

@@ -100,4 +100,28 @@ int kkg_eval(kstore *s, int split, int threads, keval *out);
  * ids[k] and distances[k]; *n is set to the number found. */
 int kkg_neighbours(kstore *s, int64_t entity, int k, int64_t *ids, float *dist, int *n);
 
+/* ---- ERNIE's entity table (table.c) -------------------------------------------------- */
+
+/* The vectors of one stored embedding as a table for the trainer: row 0 is
+ * "no entity" (zeros), rows 1 .. n the embedding's entities in its order. */
+typedef struct kkg_table {
+    int64_t embedding_id;     /* the kg_embeddings row */
+    int dim;                  /* width of the vectors */
+    int32_t rows;             /* n + 1 */
+    float *vectors;           /* (rows, dim) */
+    int64_t *ids;             /* (rows) kg_entities.id of each row; ids[0] = 0 */
+    int32_t *order;           /* (rows - 1) the rows by ascending id (lookups) */
+} kkg_table;
+/* Loads embedding `embedding` (0 = the latest) into *t (owned by the caller:
+ * kkg_table_free). 0, EX_NOINPUT when there is no such embedding, or
+ * another EX_* code; the message in err (errlen bytes). */
+int kkg_table_load(kstore *s, int64_t embedding, kkg_table *t, char *err, size_t errlen);
+/* The row of kg_entities id `entity`, 0 when it has no vector. */
+int32_t kkg_table_row(const kkg_table *t, int64_t entity);
+void kkg_table_free(kkg_table *t);
+/* Coverage: of the mentions of vocab in documents <= max_doc_id (*all), those
+ * whose entity has a row (*with). */
+int kkg_table_coverage(kstore *s, const kkg_table *t, int64_t vocab, int64_t max_doc_id, int64_t *with,
+                       int64_t *all);
+
 #endif

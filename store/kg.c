@@ -124,7 +124,8 @@ static const char *const sql[K_END - KSTORE_ST_KG] = {
                    "relation_ids, entities, relations, valid_mrr, test_mrr, created_at) VALUES "
                    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     S(K_EMB_LATEST) = "SELECT id, model, dim, config, n_entities, n_relations, entity_ids, relation_ids, "
-                      "entities, relations, valid_mrr, test_mrr FROM kg_embeddings ORDER BY id DESC LIMIT 1",
+                      "entities, relations, valid_mrr, test_mrr FROM kg_embeddings WHERE ?1 = 0 OR id = ?1 "
+                      "ORDER BY id DESC LIMIT 1",
 #undef S
 };
 
@@ -585,12 +586,19 @@ int kstore_kg_embedding_put(kstore *s, const kkg_embedding *e, int64_t *id)
 
 int kstore_kg_embedding_latest(kstore *s, kkg_embedding *e, kbuf *blobs)
 {
+    return kstore_kg_embedding_get(s, 0, e, blobs);
+}
+
+int kstore_kg_embedding_get(kstore *s, int64_t id, kkg_embedding *e, kbuf *blobs)
+{
     sqlite3_stmt *q = st(s, K_EMB_LATEST);
     if (!q) return KSTORE_LAST_CODE(s);
+    sqlite3_bind_int64(q, 1, id);
     int found, rc = row(s, q, &found, "read embedding");
     if (rc) return rc;
     if (!found) {
         sqlite3_reset(q);
+        if (id > 0) return kstore_fail(s, EX_NOINPUT, "no KG embedding %lld (kiln kg stats lists them)", (long long)id);
         return kstore_fail(s, EX_NOINPUT, "no KG embedding yet (train one: kiln kg embed)");
     }
     memset(e, 0, sizeof *e);

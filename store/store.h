@@ -337,6 +337,9 @@ int kstore_kg_embedding_put(kstore *s, const kkg_embedding *e, int64_t *id);
 /* The latest embedding; the arrays are copied into *blobs (owned by the
  * caller's kbuf); EX_NOINPUT if there is none. */
 int kstore_kg_embedding_latest(kstore *s, kkg_embedding *e, kbuf *blobs);
+/* Embedding id (0 = the latest), as kstore_kg_embedding_latest; EX_NOINPUT
+ * if there is no such embedding. */
+int kstore_kg_embedding_get(kstore *s, int64_t id, kkg_embedding *e, kbuf *blobs);
 
 /* ---- jobs, checkpoints, metrics (jobs.c) ------------------------------------ */
 typedef struct kjob {

@@ -216,6 +216,7 @@ struct kmodel {
     size_t alog_cap, cvec_cap;
     float *aloss, *agscale;   /* (N) */
     uint8_t *acorrect;        /* (N) */
+    int NAcopy;               /* targets whose input entity is their label (what copying the input gets right) */
 
     char err[256];
 };

@@ -21,7 +21,7 @@ static const struct {
     const char *name;
 } head_names[] = {
     {KHEAD_MLM, "mlm"}, {KHEAD_SENTENCE, "sentence"}, {KHEAD_CLASSIFY, "classify"},
-    {KHEAD_TOKEN, "token"}, {KHEAD_LM, "lm"},
+    {KHEAD_TOKEN, "token"}, {KHEAD_LM, "lm"}, {KHEAD_DEA, "dea"},
 };
 
 static const char *init_name(int init)

@@ -18,8 +18,9 @@
  *                 "init": "normal"|"normal_resid"|"one"|"zero", "transpose": 0|1}, ...],
  *    "aliases": [{"name", "target"}]}
  * Tensors are in state_dict order. heads names the KHEAD_* bits (model.h) in
- * bit order: "mlm", "sentence", "classify", "token", "lm". num_labels is the
- * classifier's outputs (1 = regression), 0 without the classify head.
+ * bit order: "mlm", "sentence", "classify", "token", "lm", "dea" (ERNIE).
+ * num_labels is the classifier's outputs (1 = regression), 0 without the
+ * classify head.
  * Written one key per line and one tensor / alias per line. */
 #ifndef KILN_TRAINER_REGISTRY_H
 #define KILN_TRAINER_REGISTRY_H

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# test_knowledge.sh: ERNIE (the knowledge section, docs/ernie.md) end to end on
+# the bundled corpus and FB15k-237: config errors named; a short run's
+# terms (dea_loss, dea_acc) and the entity coverage (--json and the store);
+# the embedding pinned in the config and the checkpoint; the frozen entity
+# table equal to the embedding's vectors after training; same config and
+# seed -> same bytes; a resumed run, with a new kg embed in between, gives
+# the bytes of the uninterrupted one; a resume asking for another embedding
+# is refused; and, outside the sanitizer build, dEA accuracy rising well
+# above its start.
+source "$(dirname "$0")/lib.sh"
+
+expect_exit 0 "ingest" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
+expect_exit 0 "vocab import (BERT's)" "$KILN" vocab import -q "$ROOT/examples/vocab/bert-base-uncased-vocab.txt"
+expect_exit 0 "vocab use" "$KILN" vocab use bert-base-uncased-vocab
+expect_exit 0 "tokenize" "$KILN" tokenize -q
+KG="$ROOT/examples/kg"
+expect_exit 0 "kg import FB15k-237" "$KILN" kg import -q --names "$KG/fb15k-237-entity2text.txt.gz" "$KG/FB15k-237.tar.gz"
+expect_exit 0 "kg link" "$KILN" kg link -q
+expect_exit 0 "kg embed (small)" "$KILN" kg embed -q --dim 32 --epochs 2 --eval-every 0 --seed 7 --threads 2
+
+# --- config errors, named
+cat > bad1.json <<'EOF'
+{"model": {"type": "bert"}, "data": {"objectives": ["mlm", "entities"]}, "budget": {"steps": 2}}
+EOF
+expect_exit 78 "entities without a knowledge section" "$KILN" train --config bad1.json
+grep_err 'data.objectives: .*knowledge section' "the message asks for the knowledge section"
+cat > bad2.json <<'EOF'
+{"model": {"type": "bert"}, "data": {"objectives": ["mlm", "entities"]}, "knowledge": {"embedding": 99}, "budget": {"steps": 2}, "checkpoint": {"dir": "ckx"}}
+EOF
+expect_exit 66 "an embedding that does not exist" "$KILN" train --config bad2.json
+grep_err 'knowledge.embedding: no KG embedding 99' "the message names the embedding"
+
+# --- a short run
+cat > e.json <<'EOF'
+{
+  "model": {"type": "bert", "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2,
+            "intermediate_size": 64, "max_position_embeddings": 64, "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1},
+  "data": {"objectives": ["wwm", "nsp", "entities"], "seq_len": 64, "batch_size": 8, "seed": 3, "valid_every": 5,
+           "valid_batches": 2, "valid_fraction": 0.05},
+  "knowledge": {"embedding": "latest", "fusion_layers": 2, "entity_hidden_size": 16, "entity_attention_heads": 2},
+  "optimizer": {"type": "adamw", "lr": 1e-3, "warmup_steps": 2},
+  "budget": {"steps": 10},
+  "threads": 2,
+  "precision": "fp32",
+  "checkpoint": {"dir": "ckA", "every": 5, "keep": 3}
+}
+EOF
+expect_exit 0 "train ERNIE 10 steps" "$KILN" train --config e.json --json
+cp out.txt a.json
+grep_err 'knowledge: embedding 1 .*entity coverage' "the start summary names the embedding and the coverage"
+for k in loss mlm_loss dea_loss dea_acc nsp_loss val_dea_acc val_dea_loss knowledge.entity_coverage; do
+  check "term $k reported" $PY -c "import json,math,sys; d=json.load(open('a.json')); [d:=d[x] for x in '$k'.split('.')]; sys.exit(0 if d is not None and math.isfinite(d) else 1)"
+done
+check "loss = mlm + nsp + dea" $PY -c "
+import json,sys; d=json.load(open('a.json')); sys.exit(0 if abs(d['loss'] - d['mlm_loss'] - d['nsp_loss'] - d['dea_loss']) < 1e-3*d['loss'] else 1)"
+check "coverage in (0.5, 1] and = mentions with a vector / mentions" $PY -c "
+import json,sys; k=json.load(open('a.json'))['knowledge']
+sys.exit(0 if 0.5 < k['entity_coverage'] <= 1 and abs(k['entity_coverage'] - k['mentions_with_vector']/k['mentions']) < 1e-5 and k['embedding'] == 1 else 1)"
+check "entity_coverage in the store's metrics" test "$(sqlite3 "$KILN_DB" "select count(*) from metrics where name = 'entity_coverage'")" -ge 1
+ck=$(json checkpoint a.json)
+check "the checkpoint pins embedding 1 and the table's shape (config and extra)" $PY -c "
+import json,sys; d=json.load(open('$ck/state.json')); k=d['config']['knowledge']; x=d['extra']['knowledge']
+sys.exit(0 if k['embedding'] == 1 and k['entity_dim'] == 32 and k['entity_vocab_size'] > 1000 and x['embedding'] == 1 and x['rows'] == k['entity_vocab_size'] else 1)"
+check "the frozen entity table is the embedding's vectors (rows 1..n; row 0 zeros) after 10 steps" $PY - "$ck/model.safetensors" "$KILN_DB" <<'EOF'
+import json, sqlite3, struct, sys
+import numpy as np
+path, db = sys.argv[1], sys.argv[2]
+with open(path, 'rb') as f:
+    n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
+    t = h['ernie.entity_embeddings.weight']; a, b = t['data_offsets']; f.seek(base + a)
+    table = np.frombuffer(f.read(b - a), dtype='<f4').reshape(t['shape'])
+row = sqlite3.connect(db).execute('select n_entities, dim, entities from kg_embeddings where id = 1').fetchone()
+vec = np.frombuffer(row[2], dtype='<f4').reshape(row[0], row[1])
+sys.exit(0 if table.shape == (row[0] + 1, row[1]) and not table[0].any() and np.array_equal(table[1:], vec) else 1)
+EOF
+
+# --- determinism and exact resume, pinned across a new kg embed
+sed 's/"ckA"/"ckB"/' e.json > b.json
+expect_exit 0 "the same run again" "$KILN" train --config b.json
+check "same config and seed: same model bytes" cmp -s "$ck/model.safetensors" ckB/step-000000010/model.safetensors
+check "same config and seed: same optimizer bytes" cmp -s "$ck/optimizer.safetensors" ckB/step-000000010/optimizer.safetensors
+expect_exit 0 "first 4 steps (--pause-at 4)" "$KILN" train --config e.json --set checkpoint.dir=ckC --pause-at 4
+expect_exit 0 "a new kg embed (embedding 2, other vectors)" "$KILN" kg embed -q --dim 32 --epochs 2 --eval-every 0 --seed 8 --threads 2
+expect_exit 0 "resume to the end (knowledge.embedding latest)" "$KILN" train --config e.json --set checkpoint.dir=ckC --resume
+check "resumed run: the uninterrupted run's model bytes (embedding 1 kept)" cmp -s "$ck/model.safetensors" ckC/step-000000010/model.safetensors
+check "resumed run: the uninterrupted run's optimizer bytes" cmp -s "$ck/optimizer.safetensors" ckC/step-000000010/optimizer.safetensors
+expect_exit 0 "first 4 steps again, embedding 1" "$KILN" train --config e.json --set checkpoint.dir=ckD --set knowledge.embedding=1 --pause-at 4
+expect_exit 78 "a resume asking for embedding 2 is refused" "$KILN" train --config e.json --set checkpoint.dir=ckD --set knowledge.embedding=2 --resume
+grep_err 'knowledge.embedding is 1 in the checkpoint, 2 now' "the message names both embeddings"
+expect_exit 0 "a new run takes the latest (2)" "$KILN" train --config e.json --set checkpoint.dir=ckE --set budget.steps=1 --set optimizer.warmup_steps=0 --json
+check "the new run pinned embedding 2" test "$(json knowledge.embedding)" = 2
+
+# --- learning (outside the sanitizer build): dEA accuracy rises well above its start
+if [ -z "${KILN_SANITIZE:-}" ]; then
+  cat > l.json <<'EOF'
+{
+  "model": {"type": "bert", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "intermediate_size": 128, "max_position_embeddings": 64},
+  "data": {"objectives": ["mlm", "entities"], "seq_len": 64, "batch_size": 16, "seed": 5, "valid_every": 100,
+           "valid_batches": 10, "valid_fraction": 0.05},
+  "knowledge": {"embedding": 1, "fusion_layers": 2},
+  "optimizer": {"type": "adamw", "lr": 2e-3, "warmup_steps": 10},
+  "budget": {"steps": 200},
+  "threads": 2,
+  "checkpoint": {"dir": "ckL", "every": 0}
+}
+EOF
+  expect_exit 0 "train 200 steps" "$KILN" train --config l.json --json
+  cp out.txt l.out
+  job=$(sqlite3 "$KILN_DB" "select max(id) from jobs")
+  first=$(sqlite3 "$KILN_DB" "select value from metrics where job_id = $job and name = 'dea_acc' order by step limit 1")
+  vacc=$(json val_dea_acc l.out)
+  echo "  dEA accuracy: first step $first, validation after 200 steps $vacc ($(json val_dea_candidates l.out) candidates a batch; copying the noisy input: $(json val_dea_copy_acc l.out))"
+  check "validation dEA accuracy > 0.6 and > 3x the first step's" $PY -c "import sys; sys.exit(0 if $vacc > 0.6 and $vacc > 3 * $first else 1)"
+fi
+
+finish
