@@ -132,6 +132,14 @@ struct json_t;
 void cli_tokenizer_json(struct json_t *extra, int mode);
 /* KWP_* bits as the exporter's KEXPORT_TOK_* bits (do_lower_case, strip_accents). */
 int cli_export_tok(int mode);
+/* kiln export of an ERNIE checkpoint (cli/ernie_io.c): OUT/text (BertModel /
+ * AlbertModel) and OUT/kiln (kiln's format, with entities.tsv from the
+ * store of c). t (n): the checkpoint's tensors. 0 or EX_* with err filled. */
+struct kst_tensor;
+struct ktrain_config;
+int cli_export_ernie(const cli_common *c, const char *out, const struct kckpt *ck, const struct ktrain_config *cfg,
+                     const struct kst_tensor *t, int n, const char *vocab, size_t vlen, int tok, int force, char *err,
+                     size_t errlen);
 /* The KWP_* bits of a Hugging Face tokenizer: do_lower_case, strip_accents (-1 null). */
 int cli_hf_mode(int do_lower_case, int strip_accents);
 

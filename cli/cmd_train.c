@@ -408,7 +408,10 @@ int cmd_export(int argc, char **argv, const char *db)
         "embeddings written into both. A GPT-2 checkpoint gives GPT2LMHeadModel with\n"
         "GPT2Tokenizer's vocab.json and merges.txt. A DistilBERT checkpoint gives\n"
         "DistilBertForMaskedLM, a fine-tuned one DistilBertForSequenceClassification\n"
-        "(tokenizer_class DistilBertTokenizer).\n"
+        "(tokenizer_class DistilBertTokenizer). An ERNIE checkpoint (knowledge section)\n"
+        "gives DIR/text, the text encoder as BertModel / AlbertModel (usable without the\n"
+        "KG), and DIR/kiln, kiln's own format with the fusion layers and the entity\n"
+        "vocabulary (entities.tsv, from the run's store: --db; docs/ernie.md).\n"
         "Each folder is written under a temporary name and renamed; --force replaces an\n"
         "existing DIR.\n";
     enum { O_CKPT = 1, O_FORMAT, O_OUT, O_FORCE };
@@ -452,6 +455,9 @@ int cmd_export(int argc, char **argv, const char *db)
         rc = EX_CANTCREAT;
     } else if (cfg.model.type == KMODEL_GPT2) {
         rc = export_gpt2(out, ck, &cfg.model, t, n, force, err, sizeof err);
+        if (rc) kerr("%s", err);
+    } else if (cfg.model.fusion_layers > 0) { /* ERNIE: OUT/text and OUT/kiln */
+        rc = cli_export_ernie(&c, out, ck, &cfg, t, n, vocab, vlen, cli_export_tok(mode), force, err, sizeof err);
         if (rc) kerr("%s", err);
     } else if (cfg.model.type == KMODEL_ELECTRA && kst_find(mf, "generator.generator_lm_head.bias")) {
         int tok = cli_export_tok(mode);

@@ -18,13 +18,16 @@
  *   ein  = f == 0 ? e0 = table[eid] (W != DE: e0 Wp^T + bp) : eout of f - 1
  *   eatt = f == 0 ? ein                       (upstream's "mix" layer)
  *        : LN_e1(ein + drop(attn_e(ein) Weo^T + beo))  (entity self-attention)
- *   pre_j = h1_j Wt^T + bt + be (+ eatt_k We^T when token j is entity row k)
+ *   pre_j = h1_j Wt^T + bt (+ eatt_k We^T when token j is entity row k)
  *   ffact = gelu(pre)          (the text FFN continues: out = LN2(h1 + ...))
  *   eout_k = LN_e2(eatt_k + drop(ffact_j Wfe^T + bfe))  (not in the last
  *            fusion layer: nothing reads it)
- * which is upstream's BertLayer / BertLayerMix (both biases bt + be reach
- * every token: upstream's entity input is 0 on unaligned tokens, not its
- * bias). Dropout sites: SITE_ENT + 4 f + {0 entity attention probabilities,
+ * which is upstream's BertLayer / BertLayerMix but for dense_ent's bias:
+ * upstream feeds zeros through dense_ent on unaligned tokens, so its bias
+ * reaches every token as bt does; kiln leaves it out and bt carries it.
+ * Then a fusion layer on a text without entities is exactly the text
+ * layer, and the text encoder exports as a plain BertModel / AlbertModel
+ * (ALBERT's shared bt could not absorb per-layer biases). Dropout sites: SITE_ENT + 4 f + {0 entity attention probabilities,
  * 1 entity attention output, 2 entity output}, element index = the aligned
  * token's (etok), so masks do not depend on a row's place in the batch.
  * ALBERT: no dropout on the entity output (as on its FFN output).
@@ -264,11 +267,10 @@ const float *kernie_forward_pre(kmodel *m, int l, int train, uint64_t key)
         kdense_forward_ex(a->exs1, a->ectx, P + o->eao_w, P + o->eao_b, ph > 0 ? NULL : ein, NE, W, W,
                           kepi_layernorm, &e1);
     }
-    /* fres = be on every token, + eatt We^T on the aligned ones: the FFN's pre-activation adds it */
+    /* fres = eatt We^T on the aligned tokens, 0 on the others: the FFN's pre-activation adds it */
     float *fres = m->fscr2 ? m->fscr2 : NULL, *ew = m->fscr;
     if (!fres) fres = m->fscr; /* inference: no second scratch; the entity rows go first, in place */
     if (NE > 0) kdense_forward(ew, a->eatt, P + o->fe_w, NULL, NULL, NE, W, I);
-    const float *be = P + o->fe_b;
     if (fres == ew) {
         /* scatter in place: entity row k goes to token row erow[k] >= k; from the last row down, a
          * token row is written after every entity row it could overwrite was read */
@@ -277,22 +279,18 @@ const float *kernie_forward_pre(kmodel *m, int l, int train, uint64_t key)
             float *d = fres + (size_t)j * I;
             if (k >= 0 && m->erow[k] == j) {
                 const float *s = ew + (size_t)k * I;
-                for (int c = 0; c < I; c++) d[c] = s[c] + be[c];
+                if (d != s) memcpy(d, s, (size_t)I * sizeof(float));
                 k--;
             } else {
-                memcpy(d, be, (size_t)I * sizeof(float));
+                memset(d, 0, (size_t)I * sizeof(float));
             }
         }
         return fres;
     }
-#pragma omp parallel for schedule(static) if ((size_t)N * I >= 65536)
-    for (int j = 0; j < N; j++) memcpy(fres + (size_t)j * I, be, (size_t)I * sizeof(float));
+    memset(fres, 0, (size_t)N * I * sizeof(float));
 #pragma omp parallel for schedule(static) if ((size_t)NE * I >= 65536)
-    for (int k = 0; k < NE; k++) {
-        float *d = fres + (size_t)m->erow[k] * I;
-        const float *s = ew + (size_t)k * I;
-        for (int c = 0; c < I; c++) d[c] += s[c];
-    }
+    for (int k = 0; k < NE; k++)
+        memcpy(fres + (size_t)m->erow[k] * I, ew + (size_t)k * I, (size_t)I * sizeof(float));
     return fres;
 }
 
@@ -343,12 +341,11 @@ int kernie_backward_post(kmodel *m, int l, uint64_t key)
  * geD (f > 0), or the projection's gradients (f == 0). */
 void kernie_backward_pre(kmodel *m, int l, uint64_t key)
 {
-    const int f = l - (m->NL - m->NF), NE = m->NE, N = m->N, W = m->W, I = m->I;
+    const int f = l - (m->NL - m->NF), NE = m->NE, W = m->W, I = m->I;
     const fusion_off *o = &m->fw[f];
     fusion_act *a = &m->fa[f];
     const float *P = m->params;
     float *G = m->grads;
-    kcolsum_acc(G + o->fe_b, m->gI, N, I); /* be reaches every token */
     if (NE == 0) return;
     gather(m->fscr, m->gI, m->erow, NE, I);
     /* geA = d eatt (+= the entity output's residual share, left in geA by kernie_backward_post) */

@@ -206,7 +206,6 @@ static void add_ernie_layer(builder *b, int l)
         o->eln1_b = BIAS(b, W, "%sattention_ent.output.LayerNorm.bias", p);
     }
     o->fe_w = W2(b, I, W, "%sintermediate.dense_ent.weight", p);
-    o->fe_b = BIAS(b, I, "%sintermediate.dense_ent.bias", p);
     o->out = f + 1 < m->NF;
     if (o->out) {
         o->feo_w = W2(b, W, I, "%soutput.dense_ent.weight", p);

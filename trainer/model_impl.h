@@ -46,7 +46,7 @@ typedef struct fusion_off {
     size_t eqkv_w, eqkv_b;    /* (3W, W), (3W) */
     size_t eao_w, eao_b;      /* (W, W), (W) */
     size_t eln1_g, eln1_b;    /* (W) */
-    size_t fe_w, fe_b;        /* (I, W), (I): intermediate.dense_ent */
+    size_t fe_w;              /* (I, W): intermediate.dense_ent (no bias: the text FFN's carries it) */
     int out;                  /* 1: an entity output (every fusion layer but the last) */
     size_t feo_w, feo_b;      /* (W, I), (W): output.dense_ent */
     size_t eln2_g, eln2_b;    /* (W): output.LayerNorm_ent */

@@ -6,8 +6,11 @@
 # table equal to the embedding's vectors after training; same config and
 # seed -> same bytes; a resumed run, with a new kg embed in between, gives
 # the bytes of the uninterrupted one; a resume asking for another embedding
-# is refused; and, outside the sanitizer build, dEA accuracy rising well
-# above its start.
+# is refused; kiln export writes OUT/text (a BertModel folder: the
+# checkpoint's bert.* tensors byte for byte) and OUT/kiln (every tensor,
+# config.json describing the fusion, entities.tsv = the table's rows with
+# their KG keys), and OUT/text imports back; and, outside the sanitizer
+# build, dEA accuracy rising well above its start.
 source "$(dirname "$0")/lib.sh"
 
 expect_exit 0 "ingest" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
@@ -91,6 +94,47 @@ expect_exit 78 "a resume asking for embedding 2 is refused" "$KILN" train --conf
 grep_err 'knowledge.embedding is 1 in the checkpoint, 2 now' "the message names both embeddings"
 expect_exit 0 "a new run takes the latest (2)" "$KILN" train --config e.json --set checkpoint.dir=ckE --set budget.steps=1 --set optimizer.warmup_steps=0 --json
 check "the new run pinned embedding 2" test "$(json knowledge.embedding)" = 2
+
+# --- export: OUT/text (BertModel, the text encoder) and OUT/kiln (kiln's format with the entity vocabulary)
+expect_exit 0 "export" "$KILN" export --checkpoint "$ck" --out exp
+check "OUT/text and OUT/kiln written" test -f exp/text/model.safetensors -a -f exp/text/config.json -a -f exp/text/vocab.txt \
+  -a -f exp/kiln/model.safetensors -a -f exp/kiln/config.json -a -f exp/kiln/entities.tsv -a -f exp/kiln/tokenizer_config.json
+check "text: a BertModel folder, the checkpoint's bert.* tensors byte for byte, no entity side" $PY - "$ck/model.safetensors" exp/text <<'EOF'
+import json, struct, sys
+def load(p):
+    with open(p, 'rb') as f:
+        n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n)); b = f.read()
+    meta = h.pop('__metadata__', {})
+    return {k: (v['shape'], b[v['data_offsets'][0]:v['data_offsets'][1]]) for k, v in h.items()}, meta
+ck, _ = load(sys.argv[1]); tx, meta = load(sys.argv[2] + '/model.safetensors')
+cfg = json.load(open(sys.argv[2] + '/config.json'))
+ok = cfg['architectures'] == ['BertModel'] and meta.get('format') == 'pt' and 'fusion_layers' not in cfg
+want = {k[5:]: v for k, v in ck.items() if k.startswith('bert.')}
+ok = ok and set(tx) == set(want) and all(tx[k] == want[k] for k in want)
+ok = ok and not any('_ent' in k or k.startswith('ernie') for k in tx) and 'encoder.layer.2.intermediate.dense.weight' in tx
+sys.exit(0 if ok else 1)
+EOF
+check "kiln: every tensor, the fusion described, the entity vocabulary = the table's rows" $PY - "$ck/model.safetensors" exp/kiln "$KILN_DB" <<'EOF'
+import json, sqlite3, struct, sys
+def names(p):
+    with open(p, 'rb') as f:
+        n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n))
+    return h.pop('__metadata__', {}), set(h)
+_, a = names(sys.argv[1]); meta, b = names(sys.argv[2] + '/model.safetensors')
+c = json.load(open(sys.argv[2] + '/config.json')); f = c['fusion']
+rows = [l.rstrip('\n').split('\t') for l in open(sys.argv[2] + '/entities.tsv', encoding='utf-8')]
+db = sqlite3.connect(sys.argv[3])
+n, blob = db.execute('select n_entities, entity_ids from kg_embeddings where id = 1').fetchone()
+ids = struct.unpack('<%dq' % n, blob)
+ext = dict(db.execute('select id, ext_id from kg_entities'))
+ok = a == b and meta.get('kiln_format') == 'ernie' and c['kiln_format_version'] == 1 and c['embedding'] == 1
+ok = ok and f['fusion_layers'] == 2 and f['first_fusion_layer'] == 1 and f['entity_vocab_size'] == n + 1
+ok = ok and rows[0] == ['row', 'kg_key', 'name'] and len(rows) == n + 1
+ok = ok and all(int(r[0]) == i + 1 and r[1] == ext[ids[i]] for i, r in enumerate(rows[1:]))
+sys.exit(0 if ok else 1)
+EOF
+expect_exit 0 "kiln import of OUT/text (BertModel)" "$KILN" import --from hf exp/text --out imp
+expect_exit 73 "export again without --force" "$KILN" export --checkpoint "$ck" --out exp
 
 # --- learning (outside the sanitizer build): dEA accuracy rises well above its start
 if [ -z "${KILN_SANITIZE:-}" ]; then

@@ -16,6 +16,8 @@
  * - The table's gradient is zero and an optimizer step leaves it unchanged.
  * - dEA terms: the candidates are the batch's distinct entities (inputs and
  *   labels), the target count the aligned labels.
+ * - Without entities the model is bitwise the plain model with its text
+ *   tensors (BERT and ALBERT): the text export's promise.
  * - Determinism over thread counts; entity ids outside the table fail. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -325,6 +327,45 @@ static void test_frozen_table(void **state)
     kmodel_free(m);
 }
 
+/* The text side alone: an ERNIE model on a batch without entities computes
+ * exactly (bitwise) the plain model with its text tensors, the text export's
+ * promise (docs/ernie.md); and its entity side changes the result once
+ * entities are given. */
+static void test_text_alone(void **state)
+{
+    (void)state;
+    for (int type = KMODEL_BERT; type <= KMODEL_ALBERT; type++) {
+        kmodel *e = new_model(type, 0, 0);
+        kmodel_config c = config(type, 0, 0);
+        c.fusion_layers = 0;
+        char err[256] = "";
+        kmodel *p = kmodel_new(&c, TB, TL, TP, 1, err, sizeof err);
+        assert_non_null(p);
+        int n;
+        const ktensor *t = kmodel_params(p, &n);
+        for (int i = 0; i < n; i++) {
+            const ktensor *src = find(e, t[i].name);
+            assert_int_equal(src->numel, t[i].numel);
+            memcpy(kmodel_param_data(p) + t[i].offset, kmodel_param_data(e) + src->offset, t[i].numel * sizeof(float));
+        }
+        tbatch tb;
+        make_batch(&tb);
+        tb.b.entity_ids = NULL, tb.b.entity_labels = NULL;
+        assert_int_equal(kmodel_forward(e, &tb.b, KMODE_EVAL, 0), 0);
+        assert_int_equal(kmodel_forward(p, &tb.b, KMODE_EVAL, 0), 0);
+        int M1, M2;
+        const float *l1 = kmodel_mlm_logits_all(e, &M1), *l2 = kmodel_mlm_logits_all(p, &M2);
+        assert_int_equal(M1, M2);
+        assert_memory_equal(l1, l2, (size_t)M1 * TV * sizeof(float));
+        make_batch(&tb);
+        assert_int_equal(kmodel_forward(e, &tb.b, KMODE_EVAL, 0), 0);
+        l1 = kmodel_mlm_logits_all(e, &M1);
+        assert_true(memcmp(l1, l2, (size_t)M1 * TV * sizeof(float)) != 0);
+        kmodel_free(p);
+        kmodel_free(e);
+    }
+}
+
 static void test_threads(void **state)
 {
     (void)state;
@@ -356,7 +397,8 @@ int main(void)
         cmocka_unit_test(test_registry),        cmocka_unit_test(test_gradcheck_bert),
         cmocka_unit_test(test_gradcheck_dropout), cmocka_unit_test(test_gradcheck_width),
         cmocka_unit_test(test_gradcheck_albert), cmocka_unit_test(test_dea_terms),
-        cmocka_unit_test(test_frozen_table),    cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_frozen_table),    cmocka_unit_test(test_text_alone),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
