@@ -75,6 +75,14 @@ int kkg_linker_new(kstore *s, const kkg_link_opts *o, kkg_linker **out);
 int kkg_linker_fits(kkg_linker *l, kstore *s, int *fits);
 int kkg_linker_run(kkg_linker *l, kstore *s, const kkg_link_opts *o, kkg_link_summary *sum);
 void kkg_linker_free(kkg_linker *l);
+/* Links one token sequence of the linker's vocabulary as kkg_link links a
+ * sentence of a stored document (the longest alias starting at a word
+ * start and ending at a word end, left to right): ids (n), word_start (n)
+ * 1 where a word begins (a negative id is a barrier, e.g. [CLS] / [SEP]
+ * given as -1). entity (n) gets the kg_entities id at the first token of
+ * each mention, 0 elsewhere. Returns the number of mentions. Read-only on
+ * l: threads may link at once. */
+int kkg_linker_link_ids(const kkg_linker *l, const int32_t *ids, const uint8_t *word_start, int n, int64_t *entity);
 
 /* ---- embeddings (embed.c) ---------------------------------------------------------- */
 #include "kg/transe.h"

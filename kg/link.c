@@ -430,3 +430,26 @@ int kkg_link(kstore *s, const kkg_link_opts *o, kkg_link_summary *sum)
     sum->seconds = know_seconds() - t0;
     return rc;
 }
+
+int kkg_linker_link_ids(const kkg_linker *l, const int32_t *ids, const uint8_t *word_start, int n, int64_t *entity)
+{
+    const trie *tr = &l->c.tr;
+    int found = 0;
+    for (int i = 0; i < n; i++) entity[i] = 0;
+    for (int i = 0; i < n;) {
+        if (!word_start[i] || ids[i] < 0) { i++; continue; }
+        uint32_t node = 0, best_node = 0;
+        int best_end = 0;
+        for (int j = i; j < n && ids[j] >= 0; j++) {
+            node = trie_find(tr, node, (uint32_t)ids[j]);
+            if (!node) break;
+            int boundary = j + 1 == n || word_start[j + 1];
+            if (tr->best[node] && boundary) { best_end = j + 1; best_node = node; }
+        }
+        if (!best_end) { i++; continue; }
+        entity[i] = tr->best[best_node];
+        found++;
+        i = best_end;
+    }
+    return found;
+}

@@ -1,6 +1,7 @@
-/* tests/ref/trainer_ref.c: helper program of the trainer's PyTorch parity test
- * (tests/integration/test_torch_parity.sh, tests/ref/torch_parity.py) and of
- * its speed check. Not part of kiln.
+/* tests/ref/trainer_ref.c: helper program of the trainer's PyTorch parity tests
+ * (tests/integration/test_torch_parity.sh, tests/ref/torch_parity.py;
+ * test_ernie_parity.sh, tests/ref/ernie_parity.py) and of its speed check.
+ * Not part of kiln.
  *
  *   kiln_trainer_ref parity DIR
  *     For eleven small models, no dropout:
@@ -66,6 +67,31 @@
  *                             the PyTorch side can redo the inverse-CDF draws
  *     and the configs as metadata strings.
  *
+ *   kiln_trainer_ref ernie DIR
+ *     ERNIE (trainer/ernie.c) for ernie_parity.py, products pinned to fp32,
+ *     no dropout, an entity table of 11 rows (row 0 = none; rows 1.. filled
+ *     here, uniform in [-1, 1), as kmodel_init leaves the table zero):
+ *       ernie_bert    BERT (gelu, H 16, 3 layers, the last 2 fusion layers),
+ *                     entity vectors of 6 projected to a stream of 8, 2
+ *                     entity heads; MLM + NSP + dEA
+ *       ernie_albert  ALBERT (gelu_new, E 8, H 16, 3 layers sharing one
+ *                     group, all 3 fusion layers), the stream the vectors'
+ *                     width 6, 3 entity heads, LayerNorm eps 1e-3; MLM + SOP
+ *                     + dEA
+ *     on 4 rows of length 14 (make_entities: padding, a row of 5
+ *     alignments, 4 of them entity inputs, a row without, a dEA-dropped and
+ *     two replaced alignments), writes DIR/<name>.manifest.json and
+ *     DIR/<name>.safetensors holding the initial parameters (the filled
+ *     table too), batch.* as parity's plus batch.entity_ids and
+ *     batch.entity_labels (I32 (B, L), table rows), out.mlm_logits,
+ *     out.sent_logits, out.losses / out.loss (terms mlm_loss, nsp_loss or
+ *     sop_loss, dea_loss), out.dea_stats (F64: dea_acc, dea_candidates),
+ *     inference.mlm_logits, .sent_logits, .losses, .loss (the evaluation of
+ *     an inference model, spec.inference, on the same parameters),
+ *     grad.*, adamw.* after 3 AdamW steps (parity's schedule), adamw.losses
+ *     (F64 (3)), and the config (the knowledge fields too) and "precision"
+ *     as metadata.
+ *
  *   kiln_trainer_ref bench [STEPS] [--model albert|bert] [--precision fp32|bf16]
  *     Times training steps (zero_grad + forward/backward + AdamW) at the
  *     benchmark configuration: ALBERT V 30000, E 128, H 256, 4 layers sharing
@@ -111,6 +137,7 @@ static double cpu_now(void)
 typedef struct hbatch {
     ksample_batch b;
     int32_t *ids, *types32, *lengths, *n_masked, *pos, *mids, *labels;
+    int32_t *ents, *elabs; /* (B, L) ERNIE's entity inputs and dEA labels (make_entities), else NULL */
     uint8_t *types;
     float *w, *targets;
 } hbatch;
@@ -118,7 +145,7 @@ typedef struct hbatch {
 static void batch_free(hbatch *h)
 {
     free(h->ids), free(h->types32), free(h->lengths), free(h->n_masked), free(h->pos), free(h->mids);
-    free(h->labels), free(h->types), free(h->w), free(h->targets);
+    free(h->labels), free(h->types), free(h->w), free(h->targets), free(h->ents), free(h->elabs);
 }
 
 /* A deterministic batch: [CLS] at 0, random ids in [5, V), token type 1 on
@@ -356,6 +383,67 @@ static int put_rtd(outset *o, const char *pass, const kmodel *m, const ksample_b
     return 0;
 }
 
+/* <pre>mlm_logits (M, V) and <pre>sent_logits (B, 2) of the last evaluation
+ * (the heads of `heads` among KHEAD_MLM and KHEAD_SENTENCE). */
+static void put_pretrain_logits(outset *o, const char *pre, const kmodel *m, const hbatch *h, int heads)
+{
+    char name[64];
+    const int B = h->b.B, V = kmodel_get_config(m)->vocab_size;
+    if (heads & KHEAD_MLM) {
+        int M = 0;
+        for (int b = 0; b < B; b++) M += h->n_masked[b];
+        float *lg = malloc((size_t)M * V * sizeof(float));
+        for (int b = 0, i = 0; b < B; b++)
+            for (int p = 0; p < h->n_masked[b]; p++, i++)
+                memcpy(lg + (size_t)i * V, kmodel_mlm_logits(m, b, p), (size_t)V * sizeof(float));
+        int64_t sMV[2] = {M, V};
+        snprintf(name, sizeof name, "%smlm_logits", pre);
+        put(o, name, "F32", 2, sMV, lg, (size_t)M * V * 4);
+        free(lg);
+    }
+    if (heads & KHEAD_SENTENCE) {
+        float *sl = malloc((size_t)B * 2 * sizeof(float));
+        for (int b = 0; b < B; b++) memcpy(sl + b * 2, kmodel_sentence_logits(m, b), 2 * sizeof(float));
+        int64_t sB2[2] = {B, 2};
+        snprintf(name, sizeof name, "%ssent_logits", pre);
+        put(o, name, "F32", 2, sB2, sl, (size_t)B * 2 * 4);
+        free(sl);
+    }
+}
+
+/* The loss terms of a pass (those of weight > 0, in r's order): their names
+ * and weights for the metadata (comma-separated), and a line for the log. */
+typedef struct term_names {
+    char terms[KTERM_MAX * (KTERM_NAME_MAX + 1)], weights[KTERM_MAX * 32], said[512];
+} term_names;
+
+/* <pre>losses (F64, the terms' values) and <pre>loss (F64 (1)) of pass r; names into *tn. */
+static void put_losses(outset *o, const char *pre, const kstep_result *r, term_names *tn)
+{
+    char name[64];
+    double losses[KTERM_MAX];
+    int nl = 0;
+    tn->terms[0] = tn->weights[0] = tn->said[0] = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (!(r->t[i].weight > 0)) continue;
+        losses[nl] = r->t[i].sum / r->t[i].count;
+        if (nl) strcat(tn->terms, ","), strcat(tn->weights, ",");
+        strcat(tn->terms, r->t[i].name);
+        snprintf(tn->weights + strlen(tn->weights), sizeof tn->weights - strlen(tn->weights), "%.17g",
+                 r->t[i].weight);
+        size_t k = strlen(tn->said);
+        snprintf(tn->said + k, sizeof tn->said - k, " %s %.6f", r->t[i].name, losses[nl]);
+        nl++;
+    }
+    int64_t sL[1] = {nl}, s1[1] = {1};
+    snprintf(name, sizeof name, "%slosses", pre);
+    put(o, name, "F64", 1, sL, losses, (size_t)nl * sizeof(double));
+    snprintf(name, sizeof name, "%sloss", pre);
+    put(o, name, "F64", 1, s1, &r->loss, sizeof r->loss);
+    size_t k = strlen(tn->said);
+    snprintf(tn->said + k, sizeof tn->said - k, " loss %.6f", r->loss);
+}
+
 static int parity_one(const char *dir, const parity_case *pc)
 {
     const kmodel_config *c = &pc->c;
@@ -400,24 +488,7 @@ static int parity_one(const char *dir, const parity_case *pc)
         return 1;
     }
     const int V = c->vocab_size;
-    if (heads & KHEAD_MLM) {
-        int M = 0;
-        for (int b = 0; b < B; b++) M += h.n_masked[b];
-        float *lg = malloc((size_t)M * V * sizeof(float));
-        for (int b = 0, i = 0; b < B; b++)
-            for (int p = 0; p < h.n_masked[b]; p++, i++)
-                memcpy(lg + (size_t)i * V, kmodel_mlm_logits(m, b, p), (size_t)V * sizeof(float));
-        int64_t sMV[2] = {M, V};
-        put(&o, "out.mlm_logits", "F32", 2, sMV, lg, (size_t)M * V * 4);
-        free(lg);
-    }
-    if (heads & KHEAD_SENTENCE) {
-        float *sl = malloc((size_t)B * 2 * sizeof(float));
-        for (int b = 0; b < B; b++) memcpy(sl + b * 2, kmodel_sentence_logits(m, b), 2 * sizeof(float));
-        int64_t sB2[2] = {B, 2};
-        put(&o, "out.sent_logits", "F32", 2, sB2, sl, (size_t)B * 2 * 4);
-        free(sl);
-    }
+    put_pretrain_logits(&o, "out.", m, &h, heads);
     if (NC) {
         float *cl = malloc((size_t)B * NC * sizeof(float));
         for (int b = 0; b < B; b++) memcpy(cl + (size_t)b * NC, kmodel_class_logits(m, b), (size_t)NC * sizeof(float));
@@ -481,26 +552,9 @@ static int parity_one(const char *dir, const parity_case *pc)
         return 1;
     }
     if (pair && put_rtd(&o, "train", m, &h.b, 1)) return 1;
-    double losses[KTERM_MAX];
-    char terms[KTERM_MAX * (KTERM_NAME_MAX + 1)] = "", weights[KTERM_MAX * 32] = "", said[512] = "";
-    int nl = 0;
-    for (int i = 0; i < r.n; i++) {
-        if (!(r.t[i].weight > 0)) continue;
-        losses[nl] = r.t[i].sum / r.t[i].count;
-        if (nl) strcat(terms, ","), strcat(weights, ",");
-        strcat(terms, r.t[i].name);
-        snprintf(weights + strlen(weights), sizeof weights - strlen(weights), "%.17g", r.t[i].weight);
-        size_t k = strlen(said);
-        snprintf(said + k, sizeof said - k, " %s %.6f", r.t[i].name, losses[nl]);
-        nl++;
-    }
-    int64_t sL[1] = {nl}, s5[1] = {5}, s1[1] = {1};
-    put(&o, "out.losses", "F64", 1, sL, losses, (size_t)nl * sizeof(double));
-    put(&o, "out.loss", "F64", 1, s1, &r.loss, sizeof r.loss);
-    {
-        size_t k = strlen(said);
-        snprintf(said + k, sizeof said - k, " loss %.6f", r.loss);
-    }
+    term_names tn;
+    put_losses(&o, "out.", &r, &tn);
+    int64_t s5[1] = {5};
     put_params(&o, "grad.", m, kmodel_grad_data(m));
 
     /* optimizers: 5 steps of a 10-step schedule with 2 warmup steps */
@@ -564,8 +618,8 @@ static int parity_one(const char *dir, const parity_case *pc)
     META("layer_norm_eps", "%.17g", c->layer_norm_eps);
     META("pad_token_id", "%d", c->pad_token_id);
     META("classifier_dropout", "%.17g", pc->s.classifier_dropout);
-    META("loss_terms", "%s", terms);
-    META("loss_weights", "%s", weights);
+    META("loss_terms", "%s", tn.terms);
+    META("loss_weights", "%s", tn.weights);
     if (c->type == KMODEL_ELECTRA) {
         META("generator_hidden_size", "%d", c->generator_hidden_size);
         META("generator_num_hidden_layers", "%d", c->generator_num_hidden_layers);
@@ -591,7 +645,7 @@ static int parity_one(const char *dir, const parity_case *pc)
     int rc = kst_write(path, o.t, o.n, meta, nm, err, sizeof err);
     if (rc) fprintf(stderr, "kst_write: %s\n", err);
     else
-        printf("%s: %d tensors,%s\n", path, o.n, said);
+        printf("%s: %d tensors,%s\n", path, o.n, tn.said);
     outset_free(&o);
     free(init);
     batch_free(&h);
@@ -849,6 +903,247 @@ static int distill_parity(const char *dir)
     return 0;
 }
 
+/* ---- ERNIE parity ----------------------------------------------------------------- */
+
+enum { ERNIE_KE = 11 }; /* rows of the parity cases' entity table (row 0 = no entity) */
+
+/* Turns h, 4 rows of make_batch (row 0 of full length L >= 14, the others
+ * at least 4 long), into ERNIE's batch (KOBJ_ENTITIES with MLM and NSP or
+ * SOP): entity inputs / dEA labels, as rows of an ERNIE_KE-row table, at
+ *   row 0: 3/3 at 2, 7/5 at 5 (replaced by the dEA noise), 0/4 at 8 (the
+ *          alignment dropped: a target, no entity input), 9/9 at 11, 3/3 at
+ *          12 (entity 3 twice)
+ *   row 1: 2/2 at 1, 8/8 at its last token
+ *   row 2: none
+ *   row 3: 10/6 at its middle token (replaced; the row's only entity)
+ * so 7 entity rows, 8 dEA targets, candidates 2..10 (row 1 is nobody's).
+ * Returns 0, or -1 when h does not have that shape. */
+static int make_entities(hbatch *h, int nsp)
+{
+    ksample_batch *b = &h->b;
+    const int B = b->B, L = b->L;
+    if (B != 4 || L < 14 || h->lengths[0] != L || h->lengths[1] < 4 || h->lengths[3] < 4) return -1;
+    const struct {
+        int r, t, id, label;
+    } al[] = {{0, 2, 3, 3},  {0, 5, 7, 5}, {0, 8, 0, 4}, {0, 11, 9, 9}, {0, 12, 3, 3}, {1, 1, 2, 2},
+              {1, h->lengths[1] - 1, 8, 8}, {3, h->lengths[3] / 2, 10, 6}};
+    h->ents = calloc((size_t)B * L, sizeof(int32_t));
+    h->elabs = calloc((size_t)B * L, sizeof(int32_t));
+    if (!h->ents || !h->elabs) return -1;
+    for (size_t i = 0; i < sizeof al / sizeof al[0]; i++) {
+        h->ents[al[i].r * L + al[i].t] = al[i].id;
+        h->elabs[al[i].r * L + al[i].t] = al[i].label;
+    }
+    b->objectives = KOBJ_MLM | (nsp ? KOBJ_NSP : KOBJ_SOP) | KOBJ_ENTITIES;
+    b->entity_ids = h->ents;
+    b->entity_labels = h->elabs;
+    return 0;
+}
+
+/* One ERNIE model of the parity set: its config and batch shape (4 rows of length L, P masked slots). */
+typedef struct ernie_case {
+    const char *tag;
+    kmodel_config c;
+    int L, P;
+} ernie_case;
+
+/* Writes DIR/<tag>.manifest.json and DIR/<tag>.safetensors (see the top of
+ * this file, "ernie"). */
+static int ernie_one(const char *dir, const ernie_case *ec)
+{
+    const kmodel_config *c = &ec->c;
+    const int B = 4, L = ec->L, P = ec->P, nsp = c->type == KMODEL_BERT, steps = 3;
+    char err[256];
+    const kmodel_spec spec = kmodel_spec_pretrain_of(c, B, L, P, 1);
+    kmodel *m = kmodel_create(c, &spec, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "%s: kmodel_create: %s\n", ec->tag, err);
+        return 1;
+    }
+    if (!(spec.heads & KHEAD_DEA) || write_manifest(dir, ec->tag, m)) {
+        fprintf(stderr, "%s: no dEA head, or the manifest not written\n", ec->tag);
+        kmodel_free(m);
+        return 1;
+    }
+    kmodel_init(m, 4321);
+    /* the entity table: kmodel_init leaves it zero (its owner, TransE, fills
+     * it); rows 1.. uniform in [-1, 1), row 0 ("no entity") zero */
+    int nt;
+    const ktensor *t = kmodel_params(m, &nt);
+    const int ti = ktensor_find(t, nt, "ernie.entity_embeddings.weight");
+    if (ti < 0 || t[ti].shape[0] != ERNIE_KE) {
+        fprintf(stderr, "%s: no entity table of %d rows\n", ec->tag, ERNIE_KE);
+        kmodel_free(m);
+        return 1;
+    }
+    float *table = kmodel_param_data(m) + t[ti].offset;
+    const uint64_t tkey = krng_key(4321, 'E', 0, 0);
+    for (size_t i = (size_t)t[ti].shape[1]; i < t[ti].numel; i++)
+        table[i] = (float)((double)(krng_at(tkey, i) >> 11) * 0x1p-52 - 1.0);
+    hbatch h;
+    make_batch(&h, B, L, P, c->vocab_size, 0, 99);
+    if (make_entities(&h, nsp)) {
+        fprintf(stderr, "%s: make_batch's rows are too short for the entity layout\n", ec->tag);
+        batch_free(&h);
+        kmodel_free(m);
+        return 1;
+    }
+    outset o = {0};
+    int rc = 0;
+    const size_t numel = kmodel_numel(m);
+    float *init = malloc(numel * sizeof(float));
+    memcpy(init, kmodel_param_data(m), numel * sizeof(float));
+    put_params(&o, "", m, init);
+    int64_t sBL[2] = {B, L}, sBP[2] = {B, P}, sB[1] = {B};
+    put(&o, "batch.input_ids", "I32", 2, sBL, h.ids, (size_t)B * L * 4);
+    put(&o, "batch.token_type_ids", "I32", 2, sBL, h.types32, (size_t)B * L * 4);
+    put(&o, "batch.lengths", "I32", 1, sB, h.lengths, (size_t)B * 4);
+    put(&o, "batch.n_masked", "I32", 1, sB, h.n_masked, (size_t)B * 4);
+    put(&o, "batch.masked_positions", "I32", 2, sBP, h.pos, (size_t)B * P * 4);
+    put(&o, "batch.masked_ids", "I32", 2, sBP, h.mids, (size_t)B * P * 4);
+    put(&o, "batch.masked_weights", "F32", 2, sBP, h.w, (size_t)B * P * 4);
+    put(&o, "batch.labels", "I32", 1, sB, h.labels, (size_t)B * 4);
+    put(&o, "batch.entity_ids", "I32", 2, sBL, h.ents, (size_t)B * L * 4);
+    put(&o, "batch.entity_labels", "I32", 2, sBL, h.elabs, (size_t)B * L * 4);
+
+    /* the same parameters in an inference model too (no backward buffers:
+     * ernie.c scatters the entity rows into the FFN's input in place) */
+    kmodel_spec ispec = spec;
+    ispec.inference = 1;
+    kmodel *mi = kmodel_create(c, &ispec, err, sizeof err);
+    if (!mi || kmodel_numel(mi) != numel) {
+        fprintf(stderr, "%s: the inference model: %s\n", ec->tag, mi ? "another arena" : err);
+        kmodel_free(mi);
+        mi = NULL;
+        rc = 1;
+        goto done;
+    }
+    memcpy(kmodel_param_data(mi), init, numel * sizeof(float));
+    kstep_result r, ri;
+    term_names tn, tni;
+    rc = kmodel_evaluate(m, &h.b, &r);
+    if (!rc) {
+        put_pretrain_logits(&o, "out.", m, &h, spec.heads);
+        kmodel_zero_grad(m);
+        rc = kmodel_forward_backward(m, &h.b, 1, 1.0f, &r);
+    }
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", ec->tag, kmodel_error(m));
+        goto done;
+    }
+    if ((rc = kmodel_evaluate(mi, &h.b, &ri))) {
+        fprintf(stderr, "%s: the inference model: %s\n", ec->tag, kmodel_error(mi));
+        goto done;
+    }
+    put_pretrain_logits(&o, "inference.", mi, &h, spec.heads);
+    put_losses(&o, "inference.", &ri, &tni);
+    put_losses(&o, "out.", &r, &tn);
+    if (strcmp(tn.terms, tni.terms)) {
+        fprintf(stderr, "%s: the inference model's loss terms %s, the training pass's %s\n", ec->tag, tni.terms,
+                tn.terms);
+        rc = 1;
+        goto done;
+    }
+    const double dea[2] = {kstep_value(&r, "dea_acc"), kstep_value(&r, "dea_candidates")};
+    int64_t s2[1] = {2}, sS[1] = {steps};
+    put(&o, "out.dea_stats", "F64", 1, s2, dea, sizeof dea);
+    put_params(&o, "grad.", m, kmodel_grad_data(m));
+
+    /* AdamW: 3 steps of the parity models' 10-step linear schedule with 2 warmup steps */
+    const kopt_config oc = {.type = KOPT_ADAMW, .lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6,
+                            .weight_decay = 0.1, .warmup_steps = 2, .schedule = KSCHED_LINEAR, .min_lr_ratio = 0.1,
+                            .clip_norm = 1.0, .accumulation = 1};
+    double al[3];
+    rc = run_opt(m, init, &oc, &h, al, steps, 10, NULL, NULL, NULL);
+    if (rc) goto done;
+    put_params(&o, "adamw.", m, kmodel_param_data(m));
+    put(&o, "adamw.losses", "F64", 1, sS, al, sizeof al);
+
+    char v[40][KTERM_MAX * (KTERM_NAME_MAX + 1)];
+    const char *meta[80];
+    int nm = 0;
+#define META(k, ...)                                \
+    do {                                            \
+        snprintf(v[nm], sizeof v[nm], __VA_ARGS__); \
+        meta[2 * nm] = k;                           \
+        meta[2 * nm + 1] = v[nm];                   \
+        nm++;                                       \
+    } while (0)
+    META("model_type", "%s", c->type == KMODEL_ALBERT ? "albert" : "bert");
+    META("vocab_size", "%d", c->vocab_size);
+    META("embedding_size", "%d", c->type == KMODEL_ALBERT ? c->embedding_size : c->hidden_size);
+    META("hidden_size", "%d", c->hidden_size);
+    META("num_hidden_layers", "%d", c->num_hidden_layers);
+    META("num_hidden_groups", "%d", c->type == KMODEL_ALBERT ? c->num_hidden_groups : c->num_hidden_layers);
+    META("num_attention_heads", "%d", c->num_attention_heads);
+    META("intermediate_size", "%d", c->intermediate_size);
+    META("max_position_embeddings", "%d", c->max_position_embeddings);
+    META("type_vocab_size", "%d", c->type_vocab_size);
+    META("hidden_act", "%s", c->hidden_act == KACT_GELU ? "gelu" : "gelu_new");
+    META("layer_norm_eps", "%.17g", c->layer_norm_eps);
+    META("pad_token_id", "%d", c->pad_token_id);
+    META("fusion_layers", "%d", c->fusion_layers);
+    META("entity_vocab_size", "%d", c->entity_vocab_size);
+    META("entity_dim", "%d", c->entity_dim);
+    META("entity_hidden_size", "%d", c->entity_hidden_size ? c->entity_hidden_size : c->entity_dim);
+    META("entity_attention_heads", "%d", c->entity_attention_heads);
+    META("precision", "%s", kget_precision() == KPREC_BF16 ? "bf16" : "fp32");
+    META("loss_terms", "%s", tn.terms);
+    META("loss_weights", "%s", tn.weights);
+    META("opt_lr_adamw", "%.17g", oc.lr);
+    META("opt_schedule_adamw", "linear");
+    META("opt_beta1", "%.17g", oc.beta1);
+    META("opt_beta2", "%.17g", oc.beta2);
+    META("opt_eps", "%.17g", oc.eps);
+    META("opt_weight_decay", "%.17g", oc.weight_decay);
+    META("opt_warmup_steps", "%d", oc.warmup_steps);
+    META("opt_total_steps", "10");
+    META("opt_min_lr_ratio", "%.17g", oc.min_lr_ratio);
+    META("opt_clip_norm", "%.17g", oc.clip_norm);
+#undef META
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, ec->tag);
+    rc = kst_write(path, o.t, o.n, meta, nm, err, sizeof err);
+    if (rc) fprintf(stderr, "kst_write: %s\n", err);
+    else printf("%s: %d tensors,%s, dea_acc %.4f, %g candidates\n", path, o.n, tn.said, dea[0], dea[1]);
+done:
+    outset_free(&o);
+    free(init);
+    batch_free(&h);
+    kmodel_free(mi);
+    kmodel_free(m);
+    return rc ? 1 : 0;
+}
+
+/* kiln_trainer_ref ernie DIR: the products pinned to fp32 (whatever the CPU) */
+static int ernie_parity(const char *dir)
+{
+    kset_precision(KPREC_FP32);
+    /* BERT ERNIE: 3 layers, the last 2 fusion layers (the first without
+     * entity attention, the last without entity output), an entity stream
+     * of width 8 projected from the table's 6, 2 entity heads */
+    const kmodel_config bert = {
+        .type = KMODEL_BERT, .vocab_size = 61, .embedding_size = 16, .hidden_size = 16, .num_hidden_layers = 3,
+        .num_attention_heads = 2, .intermediate_size = 32, .max_position_embeddings = 16, .type_vocab_size = 2,
+        .hidden_act = KACT_GELU, .layer_norm_eps = 1e-12, .num_hidden_groups = 3, .initializer_range = 0.2,
+        .pad_token_id = 0, .fusion_layers = 2, .entity_vocab_size = ERNIE_KE, .entity_dim = 6,
+        .entity_hidden_size = 8, .entity_attention_heads = 2, .dea = 1};
+    /* ALBERT ERNIE: E 8, H 16, 3 layers sharing one text weight set, every
+     * layer a fusion layer (the middle one with entity attention and
+     * output), the table's width 6 unprojected, 3 entity heads, gelu_new,
+     * LayerNorm eps 1e-3 (so that every LayerNorm's eps shows) */
+    const kmodel_config albert = {
+        .type = KMODEL_ALBERT, .vocab_size = 67, .embedding_size = 8, .hidden_size = 16, .num_hidden_layers = 3,
+        .num_attention_heads = 4, .intermediate_size = 24, .max_position_embeddings = 16, .type_vocab_size = 2,
+        .hidden_act = KACT_GELU_NEW, .layer_norm_eps = 1e-3, .num_hidden_groups = 1, .initializer_range = 0.2,
+        .pad_token_id = 0, .fusion_layers = 3, .entity_vocab_size = ERNIE_KE, .entity_dim = 6,
+        .entity_hidden_size = 0, .entity_attention_heads = 3, .dea = 1};
+    const ernie_case cases[] = {{"ernie_bert", bert, 14, 4}, {"ernie_albert", albert, 14, 4}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (ernie_one(dir, &cases[i])) return 1;
+    return 0;
+}
+
 /* ---- bench --------------------------------------------------------------------- */
 
 /* OpenBLAS's own sgemm on 2048^3 (its threading), best of 5: by wall time,
@@ -1031,6 +1326,7 @@ int main(int argc, char **argv)
         return parity(argv[2]);
     }
     if (argc >= 3 && !strcmp(argv[1], "distill")) return distill_parity(argv[2]);
+    if (argc >= 3 && !strcmp(argv[1], "ernie")) return ernie_parity(argv[2]);
     if (argc >= 2 && !strcmp(argv[1], "bench")) {
         int steps = argc >= 3 ? atoi(argv[2]) : 10, bert = 0, bf16 = 0;
         for (int i = 3; i + 1 < argc; i += 2) {
@@ -1049,7 +1345,7 @@ int main(int argc, char **argv)
         if (bf16 && use_bf16()) return 69;
         return attn_bench(reps > 0 ? reps : 20);
     }
-    fprintf(stderr, "usage: kiln_trainer_ref parity DIR | distill DIR | bench [STEPS] [--model albert|bert] "
-                    "[--precision fp32|bf16] | attn [--precision fp32|bf16] [--reps N]\n");
+    fprintf(stderr, "usage: kiln_trainer_ref parity DIR | distill DIR | ernie DIR | bench [STEPS] "
+                    "[--model albert|bert] [--precision fp32|bf16] | attn [--precision fp32|bf16] [--reps N]\n");
     return 64;
 }
