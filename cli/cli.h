@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kg/kg.h"
 #include "store/store.h"
 
 #define KILN_VERSION "0.1.0"
@@ -140,6 +141,32 @@ struct ktrain_config;
 int cli_export_ernie(const cli_common *c, const char *out, const struct kckpt *ck, const struct ktrain_config *cfg,
                      const struct kst_tensor *t, int n, const char *vocab, size_t vlen, int tok, int force, char *err,
                      size_t errlen);
+/* The entities of text that is not in the store, for an ERNIE model (kiln
+ * finetune, eval, classify: cli/ernie_io.c): the store's linker (kiln kg
+ * link's, over the store vocabulary whose pieces are the model's vocab.txt)
+ * and the model's entity table (its pinned embedding, entity_rows rows).
+ * cli_kg_link links each row of a filled batch into b->entity_ids (table
+ * rows at the first token of a mention; 0 elsewhere and for entities without
+ * a vector; allocated as the batch's own (capacity, L) when NULL, freed with
+ * the batch); its counters give the coverage. Open logs and returns
+ * EX_* on failure (k is then closed). */
+typedef struct cli_kg {
+    struct kkg_linker *linker;
+    kkg_table kt;
+    int V;
+    uint8_t *piece;          /* (V) 0 word start, 1 "##" continuation, 2 special ([CLS] ...: a barrier) */
+    int32_t *ids;            /* (cap >= L) scratch */
+    uint8_t *ws;             /* (L) */
+    int64_t *found;          /* (L) */
+    size_t cap;
+    uint64_t tokens, mentions, with_vector; /* linked so far */
+} cli_kg;
+int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const char *vocab, size_t vlen, cli_kg *k);
+struct ksample_batch;
+void cli_kg_link(cli_kg *k, struct ksample_batch *b);
+void cli_kg_close(cli_kg *k);
+/* knowledge.embedding of a run config's JSON (a checkpoint's), 0 if none. */
+int64_t cli_kg_embedding_of(const char *config_json);
 /* The KWP_* bits of a Hugging Face tokenizer: do_lower_case, strip_accents (-1 null). */
 int cli_hf_mode(int do_lower_case, int strip_accents);
 

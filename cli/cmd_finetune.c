@@ -69,7 +69,8 @@ typedef struct ft_eval {
 
 /* Forward passes over all of d in order, batch by batch in b (capacity
  * rows); predictions into pred (classes) / val (regression) when given. */
-static int evaluate(kmodel *m, const kdataset *d, ksample_batch *b, int regression, int num_labels, ft_eval *out)
+static int evaluate(kmodel *m, const kdataset *d, ksample_batch *b, int regression, int num_labels, cli_kg *kg,
+                    ft_eval *out)
 {
     const int64_t n = kdataset_count(d);
     int32_t *pred = xcalloc((size_t)n + 1, sizeof *pred), *gold = xcalloc((size_t)n + 1, sizeof *gold);
@@ -85,6 +86,7 @@ static int evaluate(kmodel *m, const kdataset *d, ksample_batch *b, int regressi
         int k = (int)(n - s < b->capacity ? n - s : b->capacity);
         for (int i = 0; i < k; i++) rows[i] = s + i;
         rc = kdataset_fill(d, rows, k, b);
+        if (!rc && kg) cli_kg_link(kg, b); /* ERNIE: the text's entities */
         kstep_result r;
         if (!rc) rc = kmodel_evaluate(m, b, &r);
         if (rc) {
@@ -151,6 +153,7 @@ typedef struct ft_source {
     uint64_t seed;
     int64_t pos, n, order_epoch;
     int64_t *order, *rows;
+    cli_kg *kg;                   /* ERNIE: links the entities of each batch, or NULL */
 } ft_source;
 
 static int src_seek(void *ctx, int64_t pos, char *err, size_t errlen)
@@ -179,6 +182,7 @@ static int src_next(void *ctx, const ksample_batch **b, char *err, size_t errlen
         snprintf(err, errlen, "cannot fill a batch of %d rows", s->B);
         return EX_SOFTWARE;
     }
+    if (s->kg) cli_kg_link(s->kg, s->b);
     s->pos += s->B;
     *b = s->b;
     return 0;
@@ -267,6 +271,7 @@ typedef struct ft_run {
     int rc;
     cli_progress pr;
     double t0;
+    cli_kg *kg;                   /* ERNIE: the entities of the dev set, or NULL */
 } ft_run;
 
 static void hook_step(void *ctx, const krun_status *s)
@@ -276,7 +281,7 @@ static void hook_step(void *ctx, const krun_status *s)
     if (!r->dev || r->rc) return;
     if (!s->last && (r->eval_every <= 0 || s->step % r->eval_every)) return;
     ft_eval e;
-    if (evaluate(r->m, r->dev, r->devb, r->regression, r->num_labels, &e)) {
+    if (evaluate(r->m, r->dev, r->devb, r->regression, r->num_labels, r->kg, &e)) {
         r->rc = EX_SOFTWARE;
         return;
     }
@@ -337,15 +342,18 @@ static void hook_progress(void *ctx, const krun_status *s)
 
 /* The ktrain_config a fine-tuned checkpoint carries (read back by export,
  * eval and classify through ktrain_config_parse). */
-static char *run_config_json(const kmodel_config *mc, const kft_config *fc, const kopt_config *opt, int64_t steps)
+static char *run_config_json(const kmodel_config *mc, const kft_config *fc, const kopt_config *opt, int64_t steps,
+                             int64_t embedding)
 {
     ktrain_config c;
     ktrain_config_defaults(&c);
     c.model = *mc;
+    c.knowledge_embedding = embedding; /* ERNIE: the pinned embedding (the knowledge section) */
     c.data.seq_len = fc->seq_len;
     c.data.batch_size = fc->batch_size;
     c.data.seed = fc->seed;
     c.data.objectives = mc->type == KMODEL_ELECTRA ? KOBJ_RTD : KOBJ_MLM; /* what the reader wants of the type */
+    if (mc->fusion_layers > 0) c.data.objectives |= KOBJ_ENTITIES;
     c.optimizer = *opt;
     c.budget.steps = steps > 0 ? steps : 1;
     c.budget.tokens = 0;
@@ -649,6 +657,11 @@ int cmd_finetune(int argc, char **argv, const char *db)
     ft_teacher teach;
     memset(&teach, 0, sizeof teach);
     if (!rc && fc.teacher[0]) rc = ft_teacher_open(&fc, &in, train, K, &teach);
+    /* ERNIE: the entities of the fine-tuning text, linked with the store's KG into the model's table */
+    cli_kg kg;
+    memset(&kg, 0, sizeof kg);
+    const int64_t emb = in.ck ? cli_kg_embedding_of(kckpt_state_of(in.ck)->config_json) : 0;
+    if (!rc && mc.fusion_layers > 0) rc = cli_kg_open(&c, emb, mc.entity_vocab_size, in.vocab, in.vocab_len, &kg);
     if (!rc && kdataset_truncated(train))
         kinfo("%lld training examples truncated to %d tokens", (long long)kdataset_truncated(train), fc.seq_len);
 
@@ -676,7 +689,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         if (!rc && fc.eval_every == 0) fc.eval_every = (int)(per_epoch > 0 ? per_epoch : 1);
     }
     ft_run fr = {.fc = &fc, .m = m, .dev = dev, .regression = regression, .num_labels = K,
-                 .eval_every = fc.eval_every, .json = c.json};
+                 .eval_every = fc.eval_every, .json = c.json, .kg = kg.linker ? &kg : NULL};
     krun *run = NULL;
     if (!rc) {
         ft_source *s = xcalloc(1, sizeof *s);
@@ -688,6 +701,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         s->order = xcalloc((size_t)n, sizeof *s->order);
         s->rows = xcalloc((size_t)fc.batch_size, sizeof *s->rows);
         s->b = kdataset_batch_new(v, fc.batch_size, fc.seq_len);
+        s->kg = kg.linker ? &kg : NULL;
         krun_source src = {.ctx = s, .seek = src_seek, .next = src_next, .tell = src_tell,
                            .batch_tokens = src_batch_tokens, .free = src_free};
         krun_opts ro;
@@ -758,7 +772,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         json_decref(bj);
     }
     if (!rc) {
-        char *cj = run_config_json(&mc, &fc, &tc.optimizer, total);
+        char *cj = run_config_json(&mc, &fc, &tc.optimizer, total, emb);
         char *ej = extra_json(&mc, train, regression, in.mode, &fc, &teach);
         kbuf vt = {0};
         kwp_vocab_text(v, &vt);
@@ -790,6 +804,11 @@ int cmd_finetune(int argc, char **argv, const char *db)
             json_object_set_new(o, "checkpoint", jstr(res->checkpoint));
             json_object_set_new(o, "stopped", json_boolean(res->stopped));
             json_object_set_new(o, "precision", json_string(prec));
+            if (kg.linker) /* ERNIE: what the linker found in the text it read */
+                json_object_set_new(o, "knowledge",
+                                    json_pack("{s:I, s:I, s:I, s:I}", "embedding", (json_int_t)emb, "tokens",
+                                              (json_int_t)kg.tokens, "mentions", (json_int_t)kg.mentions,
+                                              "mentions_with_vector", (json_int_t)kg.with_vector));
             json_print(o);
         } else {
             kinfo("%s after %lld steps, %.1f s; checkpoint %s%s%s", res->stopped ? "stopped" : "done",
@@ -797,7 +816,12 @@ int cmd_finetune(int argc, char **argv, const char *db)
                   fr.best_step ? fr.best_path : "");
         }
     }
+    if (!rc && kg.linker && !c.json)
+        kinfo("knowledge: %llu entity mentions linked in %llu tokens read (%llu with a vector in embedding %lld)",
+              (unsigned long long)kg.mentions, (unsigned long long)kg.tokens, (unsigned long long)kg.with_vector,
+              (long long)emb);
     krun_free(run);
+    cli_kg_close(&kg);
     ft_teacher_close(&teach);
     kmodel_free(m);
     kdataset_batch_free(fr.devb);
@@ -816,10 +840,12 @@ typedef struct clf {
     kmodel *m;
     int seq_len, K, regression, B;
     char text_col[128], pair_col[128], label_col[128];
+    cli_kg kg;                    /* ERNIE: the entities of the text (kg.linker NULL: none) */
 } clf;
 
 static void clf_free(clf *x)
 {
+    cli_kg_close(&x->kg);
     kmodel_free(x->m);
     kwp_vocab_free(x->v);
     cli_msrc_free(&x->in);
@@ -942,6 +968,9 @@ int cmd_eval(int argc, char **argv, const char *db)
     cli_set_threads(threads);
     clf x;
     int rc = clf_open(ckpt, B, seq, &x);
+    if (!rc && x.in.mc.fusion_layers > 0) /* ERNIE: the text's entities, with the store's KG */
+        rc = cli_kg_open(&c, x.in.ck ? cli_kg_embedding_of(kckpt_state_of(x.in.ck)->config_json) : 0,
+                         x.in.mc.entity_vocab_size, x.in.vocab, x.in.vocab_len, &x.kg);
     kdataset *d = NULL;
     if (!rc) {
         kdataset_opts o;
@@ -959,7 +988,7 @@ int cmd_eval(int argc, char **argv, const char *db)
     }
     ksample_batch *b = rc ? NULL : kdataset_batch_new(x.v, B, x.seq_len);
     ft_eval e;
-    if (!rc) rc = evaluate(x.m, d, b, x.regression, x.K, &e);
+    if (!rc) rc = evaluate(x.m, d, b, x.regression, x.K, x.kg.linker ? &x.kg : NULL, &e);
     if (!rc) {
         if (c.json) json_print(eval_json(&e, x.regression));
         else if (x.regression)
@@ -995,6 +1024,7 @@ static int classify_one(clf *x, kwp_tok *tok, ksample_batch *b, const char *text
     b->B = 0;
     int rc = kdataset_encode_row(tok, text, tab ? (size_t)(tab - text) : len, tab ? tab + 1 : NULL,
                                  tab ? len - (size_t)(tab - text) - 1 : 0, b, 0, NULL);
+    if (!rc && x->kg.linker) cli_kg_link(&x->kg, b); /* ERNIE */
     kstep_result r;
     if (!rc) rc = kmodel_evaluate(x->m, b, &r);
     if (rc) {
@@ -1062,6 +1092,9 @@ int cmd_classify(int argc, char **argv, const char *db)
     cli_set_threads(threads);
     clf x;
     int rc = clf_open(ckpt, 1, seq, &x);
+    if (!rc && x.in.mc.fusion_layers > 0) /* ERNIE: the text's entities, with the store's KG */
+        rc = cli_kg_open(&c, x.in.ck ? cli_kg_embedding_of(kckpt_state_of(x.in.ck)->config_json) : 0,
+                         x.in.mc.entity_vocab_size, x.in.vocab, x.in.vocab_len, &x.kg);
     kwp_tok *tok = rc ? NULL : kwp_tok_new(x.v, KWP_DEFAULT_MAX_WORD_CHARS);
     ksample_batch *b = rc ? NULL : kdataset_batch_new(x.v, 1, x.seq_len);
     if (!rc && optind < argc) {

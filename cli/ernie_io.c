@@ -3,7 +3,9 @@
  * OUT gets two folders:
  *
  *   OUT/text   the text encoder as BertModel / AlbertModel (kexport_hf2,
- *              the base head): every bert.* / albert.* tensor. A fusion
+ *              the base head): every bert.* / albert.* tensor (a fine-tuned
+ *              checkpoint: *ForSequenceClassification, its classifier
+ *              too, as kiln exports any fine-tuned BERT / ALBERT). A fusion
  *              layer without entities is exactly its text layer (the entity
  *              side adds nothing then: trainer/ernie.c), so this folder is
  *              the ERNIE model on text without a KG, usable by fine-tuning.
@@ -42,8 +44,10 @@
 
 #include "cli/cli.h"
 #include "kg/kg.h"
+#include "sampler/batch.h"
 #include "trainer/checkpoint.h"
 #include "trainer/export.h"
+#include "trainer/hfimport.h"
 
 /* entities.tsv of the table: row, external id, label (tabs and newlines in
  * a label become spaces). */
@@ -164,17 +168,24 @@ int cli_export_ernie(const cli_common *c, const char *out, const kckpt *ck, cons
         snprintf(err, errlen, "%s: cannot create: %s", out, strerror(errno));
         rc = EX_CANTCREAT;
     }
-    /* OUT/text: the bert.* / albert.* tensors as the base model */
+    /* OUT/text: the bert.* / albert.* tensors as the base model; a fine-tuned
+     * checkpoint's with its classifier (*ForSequenceClassification) */
+    khf_export_head eh;
+    khf_export_head_of(cfg->model.type, kckpt_state_of(ck)->extra_json, t, n, &eh);
+    const int clf = eh.head.kind == KEXPORT_HEAD_CLASSIFICATION;
     kst_tensor *tt = xcalloc((size_t)n, sizeof *tt);
     int nt = 0;
     for (int i = 0; i < n; i++)
-        if (!strncmp(t[i].name, "bert.", 5) || !strncmp(t[i].name, "albert.", 7)) tt[nt++] = t[i];
+        if (!strncmp(t[i].name, "bert.", 5) || !strncmp(t[i].name, "albert.", 7) ||
+            (clf && !strncmp(t[i].name, "classifier.", 11)))
+            tt[nt++] = t[i];
     kmodel_config tm = cfg->model;
     tm.fusion_layers = 0;
     const kexport_head base = {KEXPORT_HEAD_BASE, 0, NULL, NULL};
     char *td = kpath_join(out, "text"), *kd = kpath_join(out, "kiln");
-    if (!rc && (rc = kexport_hf2(td, &tm, &base, tt, nt, vocab, vlen, tok, force, e2, sizeof e2)))
+    if (!rc && (rc = kexport_hf2(td, &tm, clf ? &eh.head : &base, tt, nt, vocab, vlen, tok, force, e2, sizeof e2)))
         snprintf(err, errlen, "text: %s", e2);
+    khf_export_head_free(&eh);
     if (!rc && (rc = export_kiln(kd, ck, cfg, t, n, vocab, vlen, tok, &tsv, force, e2, sizeof e2)))
         snprintf(err, errlen, "kiln: %s", e2);
     free(td);
@@ -182,4 +193,145 @@ int cli_export_ernie(const cli_common *c, const char *out, const kckpt *ck, cons
     free(tt);
     kbuf_free(&tsv);
     return rc;
+}
+
+/* ---- entities of text outside the store (kiln finetune / eval / classify) ---------- */
+
+typedef struct vnames { char (*name)[256]; int n, cap; } vnames;
+
+static int vocab_cb(const kvocab_row *r, void *ctx)
+{
+    vnames *v = ctx;
+    if (r->kind != KVOCAB_WORDPIECE) return 0;
+    if (v->n == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 8;
+        v->name = xrealloc(v->name, (size_t)v->cap * sizeof *v->name);
+    }
+    snprintf(v->name[v->n++], sizeof v->name[0], "%s", r->name);
+    return 0;
+}
+
+/* The name of the store's WordPiece vocabulary whose pieces are vocab
+ * (vlen bytes) into name; 0 found, EX_DATAERR none, or a store error. */
+static int vocab_named(kstore *s, const char *vocab, size_t vlen, char name[256])
+{
+    vnames v = {0};
+    int rc = kstore_vocabs_foreach(s, vocab_cb, &v), found = 0;
+    kbuf pieces = {0}, meta = {0};
+    for (int i = 0; i < v.n && !rc && !found; i++) {
+        kvocab_row r;
+        if ((rc = kstore_vocab_get(s, v.name[i], &r, &pieces, &meta))) break;
+        if (r.pieces_len == vlen && !memcmp(r.pieces, vocab, vlen)) {
+            found = 1;
+            snprintf(name, 256, "%s", v.name[i]);
+        }
+    }
+    if (rc) kerr("%s", kstore_errmsg(s));
+    kbuf_free(&pieces);
+    kbuf_free(&meta);
+    free(v.name);
+    return rc ? rc : found ? 0 : EX_DATAERR;
+}
+
+int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const char *vocab, size_t vlen, cli_kg *k)
+{
+    memset(k, 0, sizeof *k);
+    kstore *s = NULL;
+    int rc = cli_open_store(c, 0, &s); /* read-write: building a linker may record the corpus's piece counts */
+    if (rc) {
+        kerr("an ERNIE model reads the entities of its text with the KG of its store: give it with --db");
+        return rc;
+    }
+    char err[900];
+    if ((rc = kkg_table_load(s, embedding, &k->kt, err, sizeof err))) {
+        kerr("the model's embedding %lld: %s", (long long)embedding, err);
+        goto out;
+    }
+    if (k->kt.rows != entity_rows) {
+        kerr("embedding %lld has %d rows, the model's entity table %d", (long long)embedding, k->kt.rows, entity_rows);
+        rc = EX_DATAERR;
+        goto out;
+    }
+    /* the store's vocabulary with the model's pieces: the linker's aliases are in its ids */
+    char vname[256];
+    if ((rc = vocab_named(s, vocab, vlen, vname))) {
+        if (rc == EX_DATAERR)
+            kerr("no vocabulary of the store has the model's pieces: entities are linked in the ids of the "
+                 "vocabulary the model trained with (kiln vocab import its vocab.txt, kiln tokenize, kiln kg link)");
+        goto out;
+    }
+    kkg_link_opts lo = {.vocab = vname, .min_alias_chars = 3, .max_alias_share = 1e-4};
+    if ((rc = kkg_linker_new(s, &lo, &k->linker))) goto out;
+    /* the word starts: every piece but the "##" continuations; special pieces ([CLS] ...) are barriers */
+    size_t V = 1;
+    for (size_t i = 0; i < vlen; i++) V += vocab[i] == '\n';
+    k->V = (int)V;
+    k->piece = xcalloc(V, 1);
+    size_t id = 0;
+    for (const char *p = vocab, *e = vocab + vlen; p < e && id < V; id++) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(e - p);
+        if (n && p[n - 1] == '\r') n--;
+        k->piece[id] = n >= 2 && p[0] == '#' && p[1] == '#' ? 1 : n >= 2 && p[0] == '[' && p[n - 1] == ']' ? 2 : 0;
+        p = nl ? nl + 1 : e;
+    }
+out:
+    kstore_close(s);
+    if (rc) cli_kg_close(k);
+    return rc;
+}
+
+void cli_kg_link(cli_kg *k, ksample_batch *b)
+{
+    const size_t n = (size_t)b->capacity * b->L;
+    if ((size_t)b->L > k->cap) {
+        free(k->ids);
+        free(k->ws);
+        free(k->found);
+        k->ids = xcalloc((size_t)b->L, sizeof *k->ids);
+        k->ws = xcalloc((size_t)b->L, 1);
+        k->found = xcalloc((size_t)b->L, sizeof *k->found);
+        k->cap = (size_t)b->L;
+    }
+    /* the batch's own entity array (its free function frees it; the dataset's batches come without) */
+    if (!b->entity_ids) b->entity_ids = xcalloc(n, sizeof *b->entity_ids);
+    memset(b->entity_ids, 0, n * sizeof *b->entity_ids);
+    for (int r = 0; r < b->B; r++) {
+        const int len = b->lengths[r];
+        for (int t = 0; t < len; t++) {
+            int32_t id = b->input_ids[(size_t)r * b->L + t];
+            int kind = id >= 0 && id < k->V ? k->piece[id] : 2;
+            k->ids[t] = kind == 2 ? -1 : id;
+            k->ws[t] = kind == 0;
+        }
+        k->tokens += (uint64_t)len;
+        if (!kkg_linker_link_ids(k->linker, k->ids, k->ws, len, k->found)) continue;
+        for (int t = 0; t < len; t++) {
+            if (!k->found[t]) continue;
+            int32_t row = kkg_table_row(&k->kt, k->found[t]);
+            k->mentions++;
+            k->with_vector += row > 0;
+            b->entity_ids[(size_t)r * b->L + t] = row;
+        }
+    }
+}
+
+void cli_kg_close(cli_kg *k)
+{
+    kkg_linker_free(k->linker);
+    kkg_table_free(&k->kt);
+    free(k->piece);
+    free(k->ids);
+    free(k->ws);
+    free(k->found);
+    memset(k, 0, sizeof *k);
+}
+
+int64_t cli_kg_embedding_of(const char *config_json)
+{
+    json_t *j = config_json ? json_loads(config_json, 0, NULL) : NULL;
+    json_t *e = json_object_get(json_object_get(j, "knowledge"), "embedding");
+    int64_t id = json_is_integer(e) ? (int64_t)json_integer_value(e) : 0;
+    json_decref(j);
+    return id;
 }

@@ -9,7 +9,9 @@
 # is refused; kiln export writes OUT/text (a BertModel folder: the
 # checkpoint's bert.* tensors byte for byte) and OUT/kiln (every tensor,
 # config.json describing the fusion, entities.tsv = the table's rows with
-# their KG keys), and OUT/text imports back; and, outside the sanitizer
+# their KG keys), and OUT/text imports back; kiln finetune of the ERNIE
+# checkpoint links the SST-2 text's entities with the store's KG (eval and
+# classify link the same way; the export of the classifier); and, outside the sanitizer
 # build, dEA accuracy rising well above its start.
 source "$(dirname "$0")/lib.sh"
 
@@ -135,6 +137,25 @@ sys.exit(0 if ok else 1)
 EOF
 expect_exit 0 "kiln import of OUT/text (BertModel)" "$KILN" import --from hf exp/text --out imp
 expect_exit 73 "export again without --force" "$KILN" export --checkpoint "$ck" --out exp
+
+# --- fine-tuning with the KG: the text's entities linked with the store's linker into the model's table
+cat > ft.json <<EOF
+{"init": "$ck", "task": {"type": "classification", "train": "$DATA/sst2/train.tsv", "dev": "$DATA/sst2/dev.tsv"},
+ "data": {"seq_len": 48, "batch_size": 16}, "budget": {"steps": 12}, "threads": 2, "precision": "fp32",
+ "checkpoint": {"dir": "ftk"}}
+EOF
+expect_exit 0 "finetune the ERNIE checkpoint on SST-2 (12 steps)" "$KILN" finetune --config ft.json --json
+cp out.txt ft.out
+check "finetune linked entities in the text (mentions, most with a vector)" $PY -c "
+import json,sys; k=json.load(open('ft.out'))['knowledge']; sys.exit(0 if k['embedding'] == 1 and k['mentions'] > 20 and k['mentions_with_vector'] > k['mentions'] / 2 and k['tokens'] > 1000 else 1)"
+expect_exit 0 "eval the fine-tuned ERNIE classifier" "$KILN" eval --checkpoint ftk/step-000000012 --data "$DATA/sst2/dev.tsv" --json
+check "eval links as finetune did: the same dev loss" $PY -c "
+import json,sys; a=json.load(open('ft.out'))['dev']; b=json.load(open('out.txt')); sys.exit(0 if abs(a['loss'] - b['loss']) < 1e-6 and a['accuracy'] == b['accuracy'] else 1)"
+expect_exit 0 "classify a sentence with an entity" "$KILN" classify --checkpoint ftk/step-000000012 "Andorra is a small country"
+expect_exit 0 "export the fine-tuned ERNIE" "$KILN" export --checkpoint ftk/step-000000012 --out fexp
+check "its text folder is BertForSequenceClassification" grep -q '"BertForSequenceClassification"' fexp/text/config.json
+expect_exit 66 "finetune without the store's KG (no such store) is refused" env KILN_DB="$WORK/other.db" "$KILN" finetune --config ft.json --set checkpoint.dir=ftx
+grep_err 'ERNIE model reads the entities of its text with the KG of its store' "the message says why"
 
 # --- learning (outside the sanitizer build): dEA accuracy rises well above its start
 if [ -z "${KILN_SANITIZE:-}" ]; then
