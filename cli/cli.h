@@ -165,6 +165,11 @@ int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const c
 struct ksample_batch;
 void cli_kg_link(cli_kg *k, struct ksample_batch *b);
 void cli_kg_close(cli_kg *k);
+/* kiln import --from kiln DIR: kiln's ERNIE format (what kiln export writes
+ * as OUT/kiln) into the checkpoint OUT/step-000000000/ (path, plen bytes):
+ * the run config, every tensor checked against the model it describes, the
+ * vocabulary, the tokenizer, the pinned embedding. 0 or EX_* with err. */
+int cli_import_ernie(const char *dir, const char *out, int force, char *path, size_t plen, char *err, size_t errlen);
 /* knowledge.embedding of a run config's JSON (a checkpoint's), 0 if none. */
 int64_t cli_kg_embedding_of(const char *config_json);
 /* The KWP_* bits of a Hugging Face tokenizer: do_lower_case, strip_accents (-1 null). */

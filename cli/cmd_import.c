@@ -86,7 +86,7 @@ static int write_checkpoint(const khf_model *m, const char *from, const char *ou
 int cmd_import(int argc, char **argv, const char *db)
 {
     static const char usage[] =
-        "usage: kiln import --from hf DIR --out CKPT [--force] [--json]\n\n"
+        "usage: kiln import --from hf|kiln DIR --out CKPT [--force] [--json]\n\n"
         "Reads a Hugging Face model folder (config.json, model.safetensors, vocab.txt;\n"
         "model_type bert, albert or electra; BertForPreTraining, BertForMaskedLM,\n"
         "BertModel, BertForSequenceClassification or the Albert and Electra ones) and\n"
@@ -111,6 +111,9 @@ int cmd_import(int argc, char **argv, const char *db)
         "does not know is refused. `kiln export` gives the same tensors back.\n"
         "CKPT is written under a temporary name and renamed; --force replaces an\n"
         "existing CKPT. --json prints {\"checkpoint\", \"architecture\", \"tensors\"}.\n"
+        "--from kiln DIR reads kiln's own ERNIE format (what kiln export writes as\n"
+        "DIR/kiln: docs/ernie.md) back into a checkpoint: the run config with its\n"
+        "knowledge section, every tensor checked against it, the vocabulary.\n"
         "Exit codes: 66 a file is missing, 65 the folder is not a model kiln imports.\n";
     enum { O_FROM = 1, O_OUT, O_FORCE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"from", required_argument, 0, O_FROM},
@@ -129,8 +132,9 @@ int cmd_import(int argc, char **argv, const char *db)
         else return cli_usage_error("import", "bad option");
     }
     if (c.help) { fputs(usage, stdout); return 0; }
-    if (!from) return cli_usage_error("import", "--from hf is required");
-    if (strcmp(from, "hf")) return cli_usage_error("import", "--from: only hf (a Hugging Face folder)");
+    if (!from) return cli_usage_error("import", "--from hf (or kiln) is required");
+    if (strcmp(from, "hf") && strcmp(from, "kiln"))
+        return cli_usage_error("import", "--from: hf (a Hugging Face folder) or kiln (kiln's ERNIE format)");
     if (optind >= argc) return cli_usage_error("import", "give the folder DIR to import");
     if (optind + 1 < argc) return cli_usage_error("import", "unexpected argument '%s'", argv[optind + 1]);
     if (!out) return cli_usage_error("import", "--out is required");
@@ -140,6 +144,13 @@ int cmd_import(int argc, char **argv, const char *db)
         return EX_CANTCREAT;
     }
     char err[2048], path[4096];
+    if (!strcmp(from, "kiln")) { /* kiln's own format: an ERNIE model (docs/ernie.md) */
+        int rk = cli_import_ernie(argv[optind], out, force, path, sizeof path, err, sizeof err);
+        if (rk) kerr("%s", err);
+        else if (c.json) cli_json_print(json_pack("{s:s, s:s}", "checkpoint", path, "architecture", "kiln ERNIE"), 1);
+        else kinfo("imported %s (kiln ERNIE) into %s", argv[optind], path);
+        return rk;
+    }
     khf_model m;
     int rc = khf_is_electra_pair(dir) ? khf_load_electra_pair(dir, &m, err, sizeof err)
                                       : khf_load(dir, &m, err, sizeof err);

@@ -27,7 +27,9 @@
  *                             "entity_output_until", "entity_vocab_size",
  *                             "entity_dim", "entity_hidden_size",
  *                             "entity_attention_heads", "dea"},
- *                             "embedding": the kg_embeddings id it was trained with}
+ *                             "embedding": the kg_embeddings id it was trained with,
+ *                             "tokenizer": {"cased", "strip_accents", "icu_words"},
+ *                             "checkpoint": the exported checkpoint's path}
  *   entities.tsv              header "row\tkg_key\tname", then one line per
  *                             table row 1 .. entity_vocab_size - 1 (row 0 =
  *                             no entity): the entity's external id (the KG's
@@ -37,6 +39,7 @@
  * The entity vocabulary comes from the store the run used (--db): the
  * checkpoint pins the embedding by id, whose rows are the table's. */
 #include <errno.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +51,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/export.h"
 #include "trainer/hfimport.h"
+#include "trainer/model.h"
 
 /* entities.tsv of the table: row, external id, label (tabs and newlines in
  * a label become spaces). */
@@ -110,6 +114,15 @@ static int export_kiln(const char *dir, const kckpt *ck, const ktrain_config *cf
                           "entity_attention_heads", m->entity_attention_heads, "dea", m->dea);
     json_object_set_new(c, "fusion", f);
     json_object_set_new(c, "embedding", json_integer(cfg->knowledge_embedding));
+    json_t *ex = json_loads(kckpt_state_of(ck)->extra_json ? kckpt_state_of(ck)->extra_json : "{}", 0, NULL);
+    json_t *tk = json_object(); /* the tokenizer of the checkpoint (kiln import restores it) */
+    const char *keys[] = {"cased", "strip_accents", "icu_words"};
+    for (int i = 0; i < 3; i++) {
+        json_t *v = json_object_get(ex, keys[i]);
+        json_object_set(tk, keys[i], v ? v : json_null());
+    }
+    json_object_set_new(c, "tokenizer", tk);
+    json_decref(ex);
     json_object_set_new(c, "checkpoint", json_string(kckpt_path(ck)));
     char *cj = json_dumps(c, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(c);
@@ -334,4 +347,115 @@ int64_t cli_kg_embedding_of(const char *config_json)
     int64_t id = json_is_integer(e) ? (int64_t)json_integer_value(e) : 0;
     json_decref(j);
     return id;
+}
+
+/* ---- kiln import --from kiln (OUT/kiln back into a checkpoint) ------------------------------ */
+
+int cli_import_ernie(const char *dir, const char *out, int force, char *path, size_t plen, char *err, size_t errlen)
+{
+    char *cp = kpath_join(dir, "config.json"), *mp = kpath_join(dir, "model.safetensors"),
+         *vp = kpath_join(dir, "vocab.txt");
+    json_error_t je;
+    json_t *c = json_load_file(cp, 0, &je);
+    kst_file *f = NULL;
+    kbuf vocab = {0};
+    char *cfg_json = NULL, *extra = NULL, e2[900];
+    int rc = 0;
+    ktrain_config cfg;
+    if (!c) {
+        snprintf(err, errlen, "%s: %s", cp, je.text);
+        rc = access(cp, R_OK) ? EX_NOINPUT : EX_DATAERR;
+        goto out;
+    }
+    if (strcmp(json_string_value(json_object_get(c, "kiln_format")) ? json_string_value(json_object_get(c, "kiln_format")) : "", "ernie") ||
+        json_integer_value(json_object_get(c, "kiln_format_version")) != 1) {
+        snprintf(err, errlen, "%s: not kiln's ERNIE format version 1 (kiln_format \"ernie\", kiln_format_version 1)", cp);
+        rc = EX_DATAERR;
+        goto out;
+    }
+    char *rj = json_dumps(json_object_get(c, "run_config"), JSON_COMPACT);
+    rc = rj ? ktrain_config_parse(&cfg, rj, strlen(rj), NULL, 0, e2, sizeof e2) : EX_DATAERR;
+    free(rj);
+    if (rc || cfg.model.fusion_layers <= 0 || !cfg.model.entity_vocab_size) {
+        snprintf(err, errlen, "%s: run_config: %s", cp, rc ? e2 : "no knowledge section with the entity table's shape");
+        rc = EX_DATAERR;
+        goto out;
+    }
+    if (!(f = kst_open(mp, e2, sizeof e2))) {
+        snprintf(err, errlen, "%s", e2);
+        rc = access(mp, R_OK) ? EX_NOINPUT : EX_DATAERR;
+        goto out;
+    }
+    if (kbuf_read_file(&vocab, vp)) {
+        snprintf(err, errlen, "%s: cannot read", vp);
+        rc = EX_NOINPUT;
+        goto out;
+    }
+    /* the tensors must be the registry of the model the config describes: nothing missing, nothing extra */
+    int ob = cfg.data.objectives;
+    kmodel_spec sp = kmodel_spec_pretrain_of(&cfg.model, 1, cfg.data.seq_len, cfg.data.seq_len,
+                                             (ob & (KOBJ_SOP | KOBJ_NSP)) != 0);
+    int nr;
+    ktensor *reg = kmodel_registry(&cfg.model, &sp, &nr, e2, sizeof e2);
+    if (!reg) {
+        snprintf(err, errlen, "%s: the model: %s", cp, e2);
+        rc = EX_DATAERR;
+        goto out;
+    }
+    const int n = kst_count(f);
+    kst_tensor *t = xcalloc((size_t)(n ? n : 1), sizeof *t);
+    for (int i = 0; i < nr && !rc; i++) {
+        const kst_tensor *x = kst_find(f, reg[i].name);
+        int ok = x && !strcmp(x->dtype, "F32") && x->ndim == reg[i].ndim;
+        for (int d = 0; ok && d < x->ndim; d++) ok = x->shape[d] == reg[i].shape[d];
+        if (!ok) {
+            snprintf(err, errlen, "%s: tensor %s %s", mp, reg[i].name, x ? "has another shape or dtype" : "missing");
+            rc = EX_DATAERR;
+        } else {
+            t[i] = *x;
+        }
+    }
+    if (!rc && n != nr) {
+        snprintf(err, errlen, "%s: %d tensors, the model has %d", mp, n, nr);
+        rc = EX_DATAERR;
+    }
+    free(reg);
+    if (!rc) {
+        char *final, *parent, *tmp = kckpt_tmp_sibling(out, "import", &final, &parent);
+        snprintf(cfg.checkpoint.dir, sizeof cfg.checkpoint.dir, "%s", final);
+        cfg_json = ktrain_config_to_json(&cfg);
+        json_t *tk = json_object_get(c, "tokenizer"), *ex = json_object();
+        const char *keys[] = {"cased", "strip_accents", "icu_words"};
+        for (int i = 0; i < 3; i++) {
+            json_t *v = json_object_get(tk, keys[i]);
+            json_object_set(ex, keys[i], v ? v : json_null());
+        }
+        json_object_set_new(ex, "imported_from", json_string(dir));
+        json_object_set_new(ex, "knowledge", json_pack("{s:I, s:i, s:i}", "embedding",
+                                                       (json_int_t)cfg.knowledge_embedding, "rows",
+                                                       cfg.model.entity_vocab_size, "dim", cfg.model.entity_dim));
+        extra = json_dumps(ex, JSON_COMPACT);
+        json_decref(ex);
+        kckpt_state st = {.step = 0, .config_json = cfg_json, .vocab_name = "", .extra_json = extra};
+        kckpt_part part = {"model.safetensors", t, nr};
+        kckpt_remove_tree(tmp);
+        rc = kckpt_save(tmp, &st, &part, 1, vocab.data, vocab.len, 0, NULL, 0, err, errlen);
+        if (!rc) rc = kckpt_publish_dir(tmp, final, force, err, errlen);
+        if (rc) kckpt_remove_tree(tmp);
+        else snprintf(path, plen, "%s/step-000000000", final);
+        free(tmp);
+        free(parent);
+        free(final);
+    }
+    free(t);
+out:
+    json_decref(c);
+    kst_close(f);
+    kbuf_free(&vocab);
+    free(cfg_json);
+    free(extra);
+    free(cp);
+    free(mp);
+    free(vp);
+    return rc;
 }

@@ -9,7 +9,8 @@
 # is refused; kiln export writes OUT/text (a BertModel folder: the
 # checkpoint's bert.* tensors byte for byte) and OUT/kiln (every tensor,
 # config.json describing the fusion, entities.tsv = the table's rows with
-# their KG keys), and OUT/text imports back; kiln finetune of the ERNIE
+# their KG keys), OUT/text imports back, OUT/kiln imports back (kiln
+# import --from kiln: the same tensors) and exports again; kiln finetune of the ERNIE
 # checkpoint links the SST-2 text's entities with the store's KG (eval and
 # classify link the same way; the export of the classifier); and, outside the sanitizer
 # build, dEA accuracy rising well above its start.
@@ -137,6 +138,23 @@ sys.exit(0 if ok else 1)
 EOF
 expect_exit 0 "kiln import of OUT/text (BertModel)" "$KILN" import --from hf exp/text --out imp
 expect_exit 73 "export again without --force" "$KILN" export --checkpoint "$ck" --out exp
+expect_exit 0 "kiln import --from kiln OUT/kiln" "$KILN" import --from kiln exp/kiln --out impk
+check "the imported checkpoint: the exported checkpoint's tensors byte for byte, its run config's knowledge" $PY - "$ck/model.safetensors" impk/step-000000000 <<'EOF'
+import json, struct, sys
+def load(p):
+    with open(p, 'rb') as f:
+        n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n)); b = f.read()
+    h.pop('__metadata__', None)
+    return {k: b[v['data_offsets'][0]:v['data_offsets'][1]] for k, v in h.items()}
+a = load(sys.argv[1]); b = load(sys.argv[2] + '/model.safetensors')
+st = json.load(open(sys.argv[2] + '/state.json')); k = st['config']['knowledge']
+sys.exit(0 if a.keys() == b.keys() and all(a[x] == b[x] for x in a) and k['embedding'] == 1 and k['fusion_layers'] == 2 else 1)
+EOF
+expect_exit 0 "the imported checkpoint exports again" "$KILN" export --checkpoint impk --out exp2
+check "the same OUT/kiln tensors again" cmp -s exp/kiln/model.safetensors exp2/kiln/model.safetensors
+cp -r exp/kiln badk && echo '{"kiln_format": "ernie", "kiln_format_version": 2}' > badk/config.json
+expect_exit 65 "import of an unknown format version refused" "$KILN" import --from kiln badk --out impx
+grep_err 'not kiln.s ERNIE format version 1' "the message names the format"
 
 # --- fine-tuning with the KG: the text's entities linked with the store's linker into the model's table
 cat > ft.json <<EOF
