@@ -493,7 +493,7 @@ static void teacher_close(teacher *t)
 /* What the other ranks need to run rank 0's run without the store: the
  * resolved config, the snapshot file (path and content hash), the
  * vocabulary's special ids and random pool. A JSON text. */
-static char *plan_make(const ktrain_config *cfg, const cli_sampling *x, const char *snap_hash)
+static char *plan_make(const ktrain_config *cfg, const cli_sampling *x, const char *snap_hash, const kkg_table *kt)
 {
     char *cj = ktrain_config_to_json(cfg);
     kbuf b = {0};
@@ -505,7 +505,13 @@ static char *plan_make(const ktrain_config *cfg, const cli_sampling *x, const ch
     kbuf_printf(&b, ",\"snapshot_hash\":\"%s\",\"kind\":%d,\"pad\":%d,\"cls\":%d,\"sep\":%d,\"mask\":%d,\"random_ids\":[",
                 snap_hash, x->kind, x->pad, x->cls, x->sep, x->mask);
     for (size_t i = 0; i < x->n_random; i++) kbuf_printf(&b, "%s%d", i ? "," : "", x->random_ids[i]);
-    kbuf_puts(&b, "]}");
+    kbuf_puts(&b, "]");
+    if (kt) { /* ERNIE: the KG ids of the entity table's rows 1.., the map every rank applies to its batches */
+        kbuf_puts(&b, ",\"entity_ids\":[");
+        for (int32_t i = 1; i < kt->rows; i++) kbuf_printf(&b, "%s%lld", i > 1 ? "," : "", (long long)kt->ids[i]);
+        kbuf_puts(&b, "]");
+    }
+    kbuf_puts(&b, "}");
     return b.data;
 }
 
@@ -521,7 +527,7 @@ static int file_hash_hex(const char *path, char hex[2 * KHASH_LEN + 1])
 
 /* A rank other than 0: the plan into cfg and x (snapshot opened and its
  * content checked against rank 0's hash). Returns 0 or EX_* (r->error). */
-static int plan_take(ktrain_run *r, const char *plan, cli_sampling *x)
+static int plan_take(ktrain_run *r, const char *plan, cli_sampling *x, kkg_table *kt)
 {
     json_error_t je;
     json_t *j = json_loads(plan, 0, &je);
@@ -565,6 +571,24 @@ static int plan_take(ktrain_run *r, const char *plan, cli_sampling *x)
     x->n_random = json_array_size(ri);
     x->random_ids = xcalloc(x->n_random ? x->n_random : 1, sizeof *x->random_ids);
     for (size_t i = 0; i < x->n_random; i++) x->random_ids[i] = (int32_t)json_integer_value(json_array_get(ri, i));
+    json_t *ei = json_object_get(j, "entity_ids");
+    if (json_is_array(ei)) { /* ERNIE: the table's ids (its vectors come with rank 0's parameters) */
+        size_t n = json_array_size(ei);
+        kt->embedding_id = r->cfg.knowledge_embedding;
+        kt->dim = r->cfg.model.entity_dim;
+        kt->rows = (int32_t)(n + 1);
+        kt->ids = xcalloc(n + 1, sizeof *kt->ids);
+        kt->order = xmalloc((n ? n : 1) * sizeof *kt->order);
+        for (size_t i = 0; i < n; i++) {
+            kt->ids[i + 1] = (int64_t)json_integer_value(json_array_get(ei, i));
+            kt->order[i] = (int32_t)(i + 1);
+            if (i && kt->ids[i + 1] <= kt->ids[i]) {
+                RUN_ERR("rank %d: rank 0's entity ids are not ascending", kdist_rank(r->dist));
+                rc = EX_SOFTWARE;
+                goto done;
+            }
+        }
+    }
 done:
     free(cj);
     json_decref(j);
@@ -618,11 +642,6 @@ static int knowledge_setup(ktrain_run *r, const cli_sampling *x, const ksnapshot
 {
     ktrain_config *cfg = &r->cfg;
     kmodel_config *mc = &cfg->model;
-    if (r->ranks > 1) {
-        RUN_ERR("the knowledge section (ERNIE) trains in one process for now (each rank would need the entity "
-                "map): run it without mpirun");
-        return EX_CONFIG;
-    }
     kstore *s;
     int rc = cli_open_store(r->common, 0, &s);
     if (rc) return rc;
@@ -781,6 +800,8 @@ int ktrain_run_exec(ktrain_run *r)
     /* ---- vocabulary, snapshot, samplers ---- */
     cli_sampling x;
     memset(&x, 0, sizeof x);
+    kkg_table kt; /* ERNIE: the entity table (rank 0: the pinned embedding's; the others: its ids) */
+    memset(&kt, 0, sizeof kt);
     char *plan = NULL;
     if (rank == 0) {
         rc = cli_sampling_open(r->common, cfg->data.vocab[0] ? cfg->data.vocab : NULL, snapshot, &x);
@@ -790,12 +811,13 @@ int ktrain_run_exec(ktrain_run *r)
         rc = kdist_bcast_str(D, &plan, "the run's plan from rank 0");
         kdist_set_timeout(D, t);
         if (rc) RUN_ERR("%s", kdist_error(D));
-        else rc = plan_take(r, plan, &x);
+        else rc = plan_take(r, plan, &x, &kt);
         if (!rc) rc = precision_setup(r, rank);
         free(plan);
         plan = NULL;
     }
     if (rc) {
+        kkg_table_free(&kt);
         cli_sampling_close(&x);
         kckpt_close(ck);
         return rc;
@@ -808,8 +830,6 @@ int ktrain_run_exec(ktrain_run *r)
     kstore *s = NULL;
     char *cfg_json = NULL;
     double *logp = NULL;
-    kkg_table kt;
-    memset(&kt, 0, sizeof kt);
     int V = rank == 0 ? (int)ktkz_size(x.tk) : cfg->model.vocab_size;
     if (rank > 0) goto planned;
     if (snap_key[0] && strcmp(snap_key, si.key_hex)) {
@@ -862,7 +882,7 @@ int ktrain_run_exec(ktrain_run *r)
         }
         ktrain_config pc = *cfg; /* rank 0's resolved precision: every rank runs the same */
         pc.precision = !strcmp(r->precision, "bf16") ? KPRECISION_BF16 : KPRECISION_FP32;
-        plan = plan_make(&pc, &x, hx);
+        plan = plan_make(&pc, &x, hx, kt.rows ? &kt : NULL);
         rc = kdist_bcast_str(D, &plan, "the run's plan");
         free(plan);
         if (rc) {
@@ -1002,7 +1022,7 @@ planned:;
               (long long)cs->next_index);
     } else {
         kmodel_init(m, cfg->data.seed);
-        if (kt.rows) { /* ERNIE: the pinned embedding's vectors are the (frozen) entity table */
+        if (kt.vectors) { /* ERNIE: the pinned embedding's vectors are the (frozen) entity table (rank 0's) */
             size_t off = kmodel_param_offset(m, "ernie.entity_embeddings.weight");
             memcpy(kmodel_param_data(m) + off, kt.vectors, (size_t)kt.rows * kt.dim * sizeof(float));
         }

@@ -12,7 +12,8 @@
 # their KG keys), OUT/text imports back, OUT/kiln imports back (kiln
 # import --from kiln: the same tensors) and exports again; kiln finetune of the ERNIE
 # checkpoint links the SST-2 text's entities with the store's KG (eval and
-# classify link the same way; the export of the classifier); and, outside the sanitizer
+# classify link the same way; the export of the classifier); ERNIE on 2
+# MPI ranks, run-to-run identical; and, outside the sanitizer
 # build, dEA accuracy rising well above its start.
 source "$(dirname "$0")/lib.sh"
 
@@ -174,6 +175,16 @@ expect_exit 0 "export the fine-tuned ERNIE" "$KILN" export --checkpoint ftk/step
 check "its text folder is BertForSequenceClassification" grep -q '"BertForSequenceClassification"' fexp/text/config.json
 expect_exit 66 "finetune without the store's KG (no such store) is refused" env KILN_DB="$WORK/other.db" "$KILN" finetune --config ft.json --set checkpoint.dir=ftx
 grep_err 'ERNIE model reads the entities of its text with the KG of its store' "the message says why"
+
+# --- data parallel (mpirun -np 2): every rank maps its entities with rank 0's table ids
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 # CI runs as root
+MA=(--set budget.steps=6 --set optimizer.warmup_steps=2 --set data.valid_every=3 --set threads=1 --set knowledge.embedding=1)
+expect_exit 0 "ERNIE on 2 ranks" mpirun --oversubscribe --bind-to none -np 2 "$KILN" train --config e.json --set checkpoint.dir=ckM1 "${MA[@]}" --json
+head -n 1 out.txt > m.json
+check "2 ranks: the dEA term and the knowledge summary" $PY -c "
+import json,sys; d=json.load(open('m.json')); sys.exit(0 if 'dea_loss' in d and d['knowledge']['embedding'] == 1 and d['data_parallel']['ranks'] == 2 else 1)"
+expect_exit 0 "ERNIE on 2 ranks again" mpirun --oversubscribe --bind-to none -np 2 "$KILN" train --config e.json --set checkpoint.dir=ckM2 "${MA[@]}"
+check "2 ranks, run to run: the same model bytes" cmp -s ckM1/step-000000006/model.safetensors ckM2/step-000000006/model.safetensors
 
 # --- learning (outside the sanitizer build): dEA accuracy rises well above its start
 if [ -z "${KILN_SANITIZE:-}" ]; then
