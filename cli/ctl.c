@@ -684,9 +684,15 @@ static json_t *do_submit(kstore *s, json_t *req, const kctl_hooks *h)
         if (rc) return kctl_fail(rc, "run config: %s", err);
         if (c.checkpoint.dir[0] != '/')
             return kctl_fail(EX_CONFIG, "checkpoint.dir must be an absolute path (kiln run submit makes it one)");
-        if (c.data.objectives & KOBJ_ENTITIES)
-            return kctl_fail(EX_CONFIG, "data.objectives: entities need the ERNIE model, which kiln train does not "
-                                        "have yet");
+        /* ERNIE: the embedding pinned now ("latest" at submission), as the vocabulary below */
+        if (c.model.fusion_layers > 0 && !c.knowledge_embedding && !resume) {
+            kkg_embedding e;
+            kbuf blobs = {0};
+            rc = kstore_kg_embedding_latest(s, &e, &blobs);
+            kbuf_free(&blobs);
+            if (rc) return kctl_fail(rc, "knowledge.embedding: %s", kstore_errmsg(s));
+            c.knowledge_embedding = e.id;
+        }
         /* a vocabulary named now, not whichever is active when the job starts */
         if (!c.data.vocab[0] && !resume) {
             kvocab_row v;

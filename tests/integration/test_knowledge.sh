@@ -12,7 +12,8 @@
 # their KG keys), OUT/text imports back, OUT/kiln imports back (kiln
 # import --from kiln: the same tensors) and exports again; kiln finetune of the ERNIE
 # checkpoint links the SST-2 text's entities with the store's KG (eval and
-# classify link the same way; the export of the classifier); ERNIE on 2
+# classify link the same way; the export of the classifier); a queued run
+# pins the latest embedding at submission and the daemon trains it; ERNIE on 2
 # MPI ranks, run-to-run identical; and, outside the sanitizer
 # build, dEA accuracy rising well above its start.
 source "$(dirname "$0")/lib.sh"
@@ -175,6 +176,17 @@ expect_exit 0 "export the fine-tuned ERNIE" "$KILN" export --checkpoint ftk/step
 check "its text folder is BertForSequenceClassification" grep -q '"BertForSequenceClassification"' fexp/text/config.json
 expect_exit 66 "finetune without the store's KG (no such store) is refused" env KILN_DB="$WORK/other.db" "$KILN" finetune --config ft.json --set checkpoint.dir=ftx
 grep_err 'ERNIE model reads the entities of its text with the KG of its store' "the message says why"
+
+# --- the daemon's queue: "latest" pinned at submission; the daemon trains the job
+expect_exit 0 "kiln run submit an ERNIE run" "$KILN" run submit --config e.json --set budget.steps=3 --set optimizer.warmup_steps=0 --set checkpoint.dir="$WORK/ckQ" --json
+jid=$(json id)
+check "the queued job pins the latest embedding (2)" test "$(sqlite3 "$KILN_DB" "select json_extract(config, '\$.knowledge.embedding') from jobs where id = $jid")" = 2
+mkdir -p spool
+"$KILN" daemon --spool spool > daemon.log 2>&1 &
+dpid=$!
+for i in $(seq 1 120); do st=$(sqlite3 "$KILN_DB" "select state from jobs where id = $jid"); [ "$st" = done ] || [ "$st" = failed ] && break; sleep 0.5; done
+kill -TERM $dpid; wait $dpid
+check "the daemon trained it (done, a checkpoint at step 3)" test "$st" = done -a -f "$WORK/ckQ/step-000000003/model.safetensors"
 
 # --- data parallel (mpirun -np 2): every rank maps its entities with rank 0's table ids
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 # CI runs as root
