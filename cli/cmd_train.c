@@ -578,21 +578,27 @@ int cmd_predict(int argc, char **argv, const char *db)
         "replaced (\"The chef ate the meal\" against \"The chef drank the meal\").\n"
         "--json prints a line per TEXT: {\"text\", \"masks\": [{\"position\", \"top\":\n"
         "[{\"id\", \"token\", \"prob\"}]}]}; with --rtd {\"text\", \"tokens\": [{\"position\",\n"
-        "\"id\", \"token\", \"replaced_prob\"}]} (positions in the [CLS] ... [SEP] sequence).\n";
-    enum { O_CKPT = 1, O_TOPK, O_THREADS, O_RTD };
+        "\"id\", \"token\", \"replaced_prob\"}]} (positions in the [CLS] ... [SEP] sequence).\n"
+        "An ERNIE checkpoint (docs/ernie.md) links the entities of each TEXT with the KG\n"
+        "of the store (--db) as kiln finetune does, and --json adds \"entities\":\n"
+        "[{\"position\", \"entity\" (the KG id), \"row\" (of the entity table)}]; --no-kg\n"
+        "reads the text alone (what the exported DIR/text computes).\n";
+    enum { O_CKPT = 1, O_TOPK, O_THREADS, O_RTD, O_NOKG };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"checkpoint", required_argument, 0, O_CKPT},
                                        {"top-k", required_argument, 0, O_TOPK}, {"rtd", no_argument, 0, O_RTD},
-                                       {"threads", required_argument, 0, O_THREADS}, {0, 0, 0, 0}};
+                                       {"threads", required_argument, 0, O_THREADS}, {"no-kg", no_argument, 0, O_NOKG},
+                                       {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
     const char *ckpt = NULL;
-    int topk = 5, threads = kcpu_count(), rtd = 0, opt;
+    int topk = 5, threads = kcpu_count(), rtd = 0, nokg = 0, opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, lo, NULL)) != -1) {
         if (cli_common_opt(&c, opt, optarg)) continue;
         char *end;
         if (opt == O_CKPT) ckpt = optarg;
         else if (opt == O_RTD) rtd = 1;
+        else if (opt == O_NOKG) nokg = 1;
         else if (opt == O_TOPK) {
             topk = (int)strtol(optarg, &end, 10);
             if (*end || topk < 1 || topk > 1000) return cli_usage_error("predict", "--top-k: 1 to 1000");
@@ -664,6 +670,12 @@ int cmd_predict(int argc, char **argv, const char *db)
         rc = EX_DATAERR;
     }
     if (m) rc = cli_load_weights(m, ck); /* weights from the checkpoint, by name and shape */
+    cli_kg kg; /* ERNIE: the entities of the texts, with the store's KG */
+    memset(&kg, 0, sizeof kg);
+    if (!rc && cfg.model.fusion_layers > 0 && !nokg) {
+        rc = cli_kg_open(&c, cfg.knowledge_embedding, cfg.model.entity_vocab_size, vtext, vlen, &kg);
+        if (rc) kerr("(--no-kg predicts from the text alone)");
+    }
     /* one row per text: [CLS] ids [SEP] padded to Lm, the [MASK] positions as predictions */
     int32_t *in = xcalloc((size_t)Lm, sizeof *in), *pos = xcalloc((size_t)Pm, sizeof *pos),
             *lab = xcalloc((size_t)Pm, sizeof *lab);
@@ -691,6 +703,7 @@ int cmd_predict(int argc, char **argv, const char *db)
                            .mask_id = mask, .index = &index, .input_ids = in, .token_type_ids = types,
                            .lengths = &len, .n_masked = &n_masked, .masked_positions = pos, .masked_ids = lab,
                            .masked_weights = wts, .labels = &label};
+        if (!rc && kg.linker) cli_kg_link(&kg, &b); /* b.entity_ids: allocated here, freed below */
         kstep_result res;
         if (!rc && kmodel_evaluate(m, &b, &res)) {
             kerr("model: %s", kmodel_error(m));
@@ -739,11 +752,23 @@ int cmd_predict(int argc, char **argv, const char *db)
                 }
                 kbuf_puts(&o, c.json ? "]}" : "\n");
             }
+            if (c.json && b.entity_ids) { /* ERNIE: the linked entities (the row's: k.found holds its KG ids) */
+                kbuf_puts(&o, "],\"entities\":[");
+                int first = 1;
+                for (int i = 0; i < len; i++)
+                    if (kg.found[i]) {
+                        kbuf_printf(&o, "%s{\"position\":%d,\"entity\":%lld,\"row\":%d}", first ? "" : ",", i,
+                                    (long long)kg.found[i], b.entity_ids[i]);
+                        first = 0;
+                    }
+            }
             kbuf_puts(&o, c.json ? "]}\n" : "");
             fputs(o.data, stdout);
         }
         kbuf_free(&o);
+        free(b.entity_ids);
     }
+    cli_kg_close(&kg);
     for (int a = 0; a < n_texts; a++) kwp_ids_free(&all[a]);
     free(all), free(in), free(pos), free(lab), free(types), free(wts);
     kmodel_free(m);

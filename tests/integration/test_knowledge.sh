@@ -100,6 +100,12 @@ grep_err 'knowledge.embedding is 1 in the checkpoint, 2 now' "the message names 
 expect_exit 0 "a new run takes the latest (2)" "$KILN" train --config e.json --set checkpoint.dir=ckE --set budget.steps=1 --set optimizer.warmup_steps=0 --json
 check "the new run pinned embedding 2" test "$(json knowledge.embedding)" = 2
 
+expect_exit 0 "predict with the KG (JSON)" "$KILN" predict --checkpoint "$ck" --json "Andorra is a small country in [MASK]."
+check "predict links Andorra: entity, row of the table" $PY -c "
+import json,sys; d=json.load(open('out.txt')); e=d['entities']; sys.exit(0 if len(e) >= 1 and e[0]['position'] == 1 and e[0]['row'] > 0 and len(d['masks']) == 1 else 1)"
+expect_exit 0 "predict --no-kg" "$KILN" predict --checkpoint "$ck" --no-kg --json "Andorra is a small country in [MASK]."
+check "--no-kg: no entities" $PY -c "import json,sys; sys.exit(0 if 'entities' not in json.load(open('out.txt')) else 1)"
+
 # --- export: OUT/text (BertModel, the text encoder) and OUT/kiln (kiln's format with the entity vocabulary)
 expect_exit 0 "export" "$KILN" export --checkpoint "$ck" --out exp
 check "OUT/text and OUT/kiln written" test -f exp/text/model.safetensors -a -f exp/text/config.json -a -f exp/text/vocab.txt \
