@@ -144,7 +144,9 @@ int cli_export_ernie(const cli_common *c, const char *out, const struct kckpt *c
 /* The entities of text that is not in the store, for an ERNIE model (kiln
  * finetune, eval, classify: cli/ernie_io.c): the store's linker (kiln kg
  * link's, over the store vocabulary whose pieces are the model's vocab.txt)
- * and the model's entity table (its pinned embedding, entity_rows rows).
+ * and the model's entity table (its pinned embedding, entity_rows rows; the
+ * embedding's vectors must be the model's table when table is given, so
+ * that a store with another embedding of that id is refused, not mapped).
  * cli_kg_link links each row of a filled batch into b->entity_ids (table
  * rows at the first token of a mention; 0 elsewhere and for entities without
  * a vector; allocated as the batch's own (capacity, L) when NULL, freed with
@@ -161,7 +163,12 @@ typedef struct cli_kg {
     size_t cap;
     uint64_t tokens, mentions, with_vector; /* linked so far */
 } cli_kg;
-int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const char *vocab, size_t vlen, cli_kg *k);
+int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const float *table, const char *vocab,
+                size_t vlen, cli_kg *k);
+/* The model's entity table (entity_rows x dim F32) as cli_kg_open compares it, from a
+ * checkpoint's model.safetensors tensors (t, n), or NULL. */
+struct kst_tensor;
+const float *cli_kg_table_of(const struct kst_tensor *t, int n);
 struct ksample_batch;
 void cli_kg_link(cli_kg *k, struct ksample_batch *b);
 void cli_kg_close(cli_kg *k);

@@ -661,7 +661,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
     cli_kg kg;
     memset(&kg, 0, sizeof kg);
     const int64_t emb = in.ck ? cli_kg_embedding_of(kckpt_state_of(in.ck)->config_json) : 0;
-    if (!rc && mc.fusion_layers > 0) rc = cli_kg_open(&c, emb, mc.entity_vocab_size, in.vocab, in.vocab_len, &kg);
+    if (!rc && mc.fusion_layers > 0) rc = cli_kg_open(&c, emb, mc.entity_vocab_size, cli_kg_table_of(in.t, in.n), in.vocab, in.vocab_len, &kg);
     if (!rc && kdataset_truncated(train))
         kinfo("%lld training examples truncated to %d tokens", (long long)kdataset_truncated(train), fc.seq_len);
 
@@ -970,7 +970,7 @@ int cmd_eval(int argc, char **argv, const char *db)
     int rc = clf_open(ckpt, B, seq, &x);
     if (!rc && x.in.mc.fusion_layers > 0) /* ERNIE: the text's entities, with the store's KG */
         rc = cli_kg_open(&c, x.in.ck ? cli_kg_embedding_of(kckpt_state_of(x.in.ck)->config_json) : 0,
-                         x.in.mc.entity_vocab_size, x.in.vocab, x.in.vocab_len, &x.kg);
+                         x.in.mc.entity_vocab_size, cli_kg_table_of(x.in.t, x.in.n), x.in.vocab, x.in.vocab_len, &x.kg);
     kdataset *d = NULL;
     if (!rc) {
         kdataset_opts o;
@@ -1094,7 +1094,7 @@ int cmd_classify(int argc, char **argv, const char *db)
     int rc = clf_open(ckpt, 1, seq, &x);
     if (!rc && x.in.mc.fusion_layers > 0) /* ERNIE: the text's entities, with the store's KG */
         rc = cli_kg_open(&c, x.in.ck ? cli_kg_embedding_of(kckpt_state_of(x.in.ck)->config_json) : 0,
-                         x.in.mc.entity_vocab_size, x.in.vocab, x.in.vocab_len, &x.kg);
+                         x.in.mc.entity_vocab_size, cli_kg_table_of(x.in.t, x.in.n), x.in.vocab, x.in.vocab_len, &x.kg);
     kwp_tok *tok = rc ? NULL : kwp_tok_new(x.v, KWP_DEFAULT_MAX_WORD_CHARS);
     ksample_batch *b = rc ? NULL : kdataset_batch_new(x.v, 1, x.seq_len);
     if (!rc && optind < argc) {

@@ -673,7 +673,10 @@ int cmd_predict(int argc, char **argv, const char *db)
     cli_kg kg; /* ERNIE: the entities of the texts, with the store's KG */
     memset(&kg, 0, sizeof kg);
     if (!rc && cfg.model.fusion_layers > 0 && !nokg) {
-        rc = cli_kg_open(&c, cfg.knowledge_embedding, cfg.model.entity_vocab_size, vtext, vlen, &kg);
+        const kst_file *mf = kckpt_file(ck, "model.safetensors");
+        const kst_tensor *et = mf ? kst_find(mf, "ernie.entity_embeddings.weight") : NULL;
+        rc = cli_kg_open(&c, cfg.knowledge_embedding, cfg.model.entity_vocab_size, et ? et->data : NULL, vtext, vlen,
+                         &kg);
         if (rc) kerr("(--no-kg predicts from the text alone)");
     }
     /* one row per text: [CLS] ids [SEP] padded to Lm, the [MASK] positions as predictions */

@@ -246,7 +246,8 @@ static int vocab_named(kstore *s, const char *vocab, size_t vlen, char name[256]
     return rc ? rc : found ? 0 : EX_DATAERR;
 }
 
-int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const char *vocab, size_t vlen, cli_kg *k)
+int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const float *table, const char *vocab,
+                size_t vlen, cli_kg *k)
 {
     memset(k, 0, sizeof *k);
     kstore *s = NULL;
@@ -262,6 +263,15 @@ int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const c
     }
     if (k->kt.rows != entity_rows) {
         kerr("embedding %lld has %d rows, the model's entity table %d", (long long)embedding, k->kt.rows, entity_rows);
+        rc = EX_DATAERR;
+        goto out;
+    }
+    /* the rows map to the store's entities through this embedding: only if it is the one the
+     * model's (frozen) table was copied from, vector for vector */
+    if (table && memcmp(table, k->kt.vectors, (size_t)k->kt.rows * k->kt.dim * sizeof(float))) {
+        kerr("the store's embedding %lld is not the one the model was trained with (its vectors differ from the "
+             "model's entity table): use the store the model was trained on",
+             (long long)k->kt.embedding_id);
         rc = EX_DATAERR;
         goto out;
     }
@@ -458,4 +468,11 @@ out:
     free(mp);
     free(vp);
     return rc;
+}
+
+const float *cli_kg_table_of(const kst_tensor *t, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, "ernie.entity_embeddings.weight") && !strcmp(t[i].dtype, "F32")) return t[i].data;
+    return NULL;
 }

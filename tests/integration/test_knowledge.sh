@@ -106,6 +106,10 @@ import json,sys; d=json.load(open('out.txt')); e=d['entities']; sys.exit(0 if le
 expect_exit 0 "predict --no-kg" "$KILN" predict --checkpoint "$ck" --no-kg --json "Andorra is a small country in [MASK]."
 check "--no-kg: no entities" $PY -c "import json,sys; sys.exit(0 if 'entities' not in json.load(open('out.txt')) else 1)"
 
+cp "$KILN_DB" altered.db && sqlite3 altered.db "update kg_embeddings set entities = zeroblob(length(entities)) where id = 1"
+expect_exit 65 "a store whose embedding 1 has other vectors is refused, not mapped" env KILN_DB="$WORK/altered.db" "$KILN" predict --checkpoint "$ck" "Andorra is a small country in [MASK]."
+grep_err 'not the one the model was trained with' "the message says so"
+
 # --- export: OUT/text (BertModel, the text encoder) and OUT/kiln (kiln's format with the entity vocabulary)
 expect_exit 0 "export" "$KILN" export --checkpoint "$ck" --out exp
 check "OUT/text and OUT/kiln written" test -f exp/text/model.safetensors -a -f exp/text/config.json -a -f exp/text/vocab.txt \
