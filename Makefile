@@ -59,6 +59,7 @@ bench: build
 	@bench/train/run $(BUILD)/kiln
 	@bench/finetune/run $(BUILD)/kiln
 	@bench/electra/run $(BUILD)/kiln
+	@bench/ernie/run $(BUILD)/kiln
 	@bench/daemon/run $(BUILD)/kiln
 
 clean:

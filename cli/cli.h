@@ -209,6 +209,7 @@ int cmd_import(int argc, char **argv, const char *db);
 int cmd_finetune(int argc, char **argv, const char *db);
 int cmd_eval(int argc, char **argv, const char *db);
 int cmd_eval_lm(int argc, char **argv, const char *db);   /* cmd_lm.c: --perplexity, --fewshot */
+int cmd_eval_cloze(int argc, char **argv, const char *db); /* cmd_cloze.c: --cloze */
 int cmd_generate(int argc, char **argv, const char *db);
 int cmd_classify(int argc, char **argv, const char *db);
 int cmd_predict(int argc, char **argv, const char *db);

@@ -913,11 +913,13 @@ static const char *clf_label(const clf *x, int i, char *buf, size_t n)
 
 int cmd_eval(int argc, char **argv, const char *db)
 {
-    /* a causal model's measures have their own options (cmd_lm.c) */
+    /* a causal model's measures have their own options (cmd_lm.c), the cloze probe too (cmd_cloze.c) */
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--perplexity") || !strncmp(argv[i], "--perplexity=", 13) || !strcmp(argv[i], "--fewshot") ||
             !strncmp(argv[i], "--fewshot=", 10))
             return cmd_eval_lm(argc, argv, db);
+        else if (!strcmp(argv[i], "--cloze"))
+            return cmd_eval_cloze(argc, argv, db);
     static const char usage[] =
         "usage: kiln eval --checkpoint C --data FILE [--text-column C] [--text-pair-column C]\n"
         "                 [--label-column C] [--seq-len L] [--batch-size B] [--threads N] [--json]\n\n"
@@ -962,7 +964,10 @@ int cmd_eval(int argc, char **argv, const char *db)
     if (c.help) {
         fputs(usage, stdout);
         char *lm_help[] = {argv[0], "--help", NULL};
-        return cmd_eval_lm(2, lm_help, db);
+        int hrc = cmd_eval_lm(2, lm_help, db);
+        fputs("\nA BERT or ALBERT pretraining checkpoint (ERNIE's included) is probed with --cloze:\n\n", stdout);
+        char *cloze_help[] = {argv[0], "--help", NULL};
+        return hrc ? hrc : cmd_eval_cloze(2, cloze_help, db);
     }
     if (!ckpt || !data) return cli_usage_error("eval", "--checkpoint and --data are required");
     cli_set_threads(threads);
