@@ -177,6 +177,10 @@ void cli_kg_close(cli_kg *k);
  * the run config, every tensor checked against the model it describes, the
  * vocabulary, the tokenizer, the pinned embedding. 0 or EX_* with err. */
 int cli_import_ernie(const char *dir, const char *out, int force, char *path, size_t plen, char *err, size_t errlen);
+/* The store's WordPiece vocabulary whose pieces are exactly pieces (len
+ * bytes of vocab.txt): *id (0 if none) and, when name is not NULL, its
+ * name. 0 or a store error (kstore_errmsg). */
+int cli_vocab_with_pieces(kstore *s, const char *pieces, size_t len, int64_t *id, char name[256]);
 /* knowledge.embedding of a run config's JSON (a checkpoint's), 0 if none. */
 int64_t cli_kg_embedding_of(const char *config_json);
 /* The KWP_* bits of a Hugging Face tokenizer: do_lower_case, strip_accents (-1 null). */

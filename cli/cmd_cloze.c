@@ -635,42 +635,6 @@ static void cloze_close(cloze *z)
     kckpt_close(z->ck);
 }
 
-/* An imported checkpoint (kiln import) names no store vocabulary: the id of
- * the store's vocabulary whose pieces are exactly the checkpoint's, 0 when
- * none is. */
-typedef struct vnames {
-    char **name;
-    int n, cap;
-} vnames;
-static int vname_cb(const kvocab_row *r, void *ctx)
-{
-    vnames *v = ctx;
-    if (r->kind != KVOCAB_WORDPIECE) return 0;
-    if (v->n == v->cap) {
-        v->cap = v->cap ? 2 * v->cap : 8;
-        v->name = xrealloc(v->name, (size_t)v->cap * sizeof *v->name);
-    }
-    v->name[v->n++] = xstrdup(r->name);
-    return 0;
-}
-static int vocab_with_pieces(kstore *s, const char *pieces, size_t len, int64_t *id)
-{
-    vnames v = {0};
-    *id = 0;
-    int rc = kstore_vocabs_foreach(s, vname_cb, &v);
-    for (int i = 0; !rc && !*id && i < v.n; i++) {
-        kvocab_row r;
-        kbuf text = {0}, meta = {0};
-        if (!(rc = kstore_vocab_get(s, v.name[i], &r, &text, &meta)) && text.len == len && !memcmp(text.data, pieces, len))
-            *id = r.id;
-        kbuf_free(&text);
-        kbuf_free(&meta);
-    }
-    for (int i = 0; i < v.n; i++) free(v.name[i]);
-    free(v.name);
-    return rc;
-}
-
 /* The run's snapshot: the file its checkpoint names, or the store's current
  * one when that file is gone (then it must have the run's content key) or
  * when the checkpoint names none (an imported one: no key to check). */
@@ -853,7 +817,7 @@ int cmd_eval_cloze(int argc, char **argv, const char *db)
         return rc;
     }
     if (vocab_id <= 0) { /* an imported checkpoint: the store's vocabulary with its pieces, its current snapshot */
-        if ((rc = vocab_with_pieces(z.s, vtext, vlen, &vocab_id))) {
+        if ((rc = cli_vocab_with_pieces(z.s, vtext, vlen, &vocab_id, NULL))) {
             kerr("the store: %s", kstore_errmsg(z.s));
             cloze_close(&z);
             return rc;

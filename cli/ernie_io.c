@@ -224,26 +224,24 @@ static int vocab_cb(const kvocab_row *r, void *ctx)
     return 0;
 }
 
-/* The name of the store's WordPiece vocabulary whose pieces are vocab
- * (vlen bytes) into name; 0 found, EX_DATAERR none, or a store error. */
-static int vocab_named(kstore *s, const char *vocab, size_t vlen, char name[256])
+int cli_vocab_with_pieces(kstore *s, const char *pieces, size_t len, int64_t *id, char name[256])
 {
     vnames v = {0};
-    int rc = kstore_vocabs_foreach(s, vocab_cb, &v), found = 0;
-    kbuf pieces = {0}, meta = {0};
-    for (int i = 0; i < v.n && !rc && !found; i++) {
+    *id = 0;
+    int rc = kstore_vocabs_foreach(s, vocab_cb, &v);
+    kbuf text = {0}, meta = {0};
+    for (int i = 0; i < v.n && !rc && !*id; i++) {
         kvocab_row r;
-        if ((rc = kstore_vocab_get(s, v.name[i], &r, &pieces, &meta))) break;
-        if (r.pieces_len == vlen && !memcmp(r.pieces, vocab, vlen)) {
-            found = 1;
-            snprintf(name, 256, "%s", v.name[i]);
+        if ((rc = kstore_vocab_get(s, v.name[i], &r, &text, &meta))) break;
+        if (r.pieces_len == len && !memcmp(r.pieces, pieces, len)) {
+            *id = r.id;
+            if (name) snprintf(name, 256, "%s", v.name[i]);
         }
     }
-    if (rc) kerr("%s", kstore_errmsg(s));
-    kbuf_free(&pieces);
+    kbuf_free(&text);
     kbuf_free(&meta);
     free(v.name);
-    return rc ? rc : found ? 0 : EX_DATAERR;
+    return rc;
 }
 
 int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const float *table, const char *vocab,
@@ -277,10 +275,15 @@ int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const f
     }
     /* the store's vocabulary with the model's pieces: the linker's aliases are in its ids */
     char vname[256];
-    if ((rc = vocab_named(s, vocab, vlen, vname))) {
-        if (rc == EX_DATAERR)
-            kerr("no vocabulary of the store has the model's pieces: entities are linked in the ids of the "
-                 "vocabulary the model trained with (kiln vocab import its vocab.txt, kiln tokenize, kiln kg link)");
+    int64_t vid;
+    if ((rc = cli_vocab_with_pieces(s, vocab, vlen, &vid, vname))) {
+        kerr("%s", kstore_errmsg(s));
+        goto out;
+    }
+    if (!vid) {
+        kerr("no vocabulary of the store has the model's pieces: entities are linked in the ids of the vocabulary "
+             "the model trained with (kiln vocab import its vocab.txt, kiln tokenize, kiln kg link)");
+        rc = EX_DATAERR;
         goto out;
     }
     kkg_link_opts lo = {.vocab = vname, .min_alias_chars = 3, .max_alias_share = 1e-4};

@@ -61,12 +61,7 @@ size_t kernie_carve(kmodel *m, float *base, size_t at)
     const size_t N = (size_t)m->maxB * m->L, B = (size_t)m->maxB, L = m->L;
     const size_t W = m->W, I = m->I, H = m->H, DE = m->DE, ENH = m->ENH;
     const int bw = !m->inference;
-#define CARVE(ptr, n)                                  \
-    do {                                               \
-        size_t n_ = (n);                               \
-        (ptr) = base ? base + at : NULL;               \
-        at += (n_ + 15) / 16 * 16;                     \
-    } while (0)
+#define CARVE(ptr, n) KCARVE(base, at, ptr, n)
     CARVE(m->e0, N * DE);
     if (m->W != m->DE) CARVE(m->e0m, N * W);
     CARVE(m->fscr, N * I);

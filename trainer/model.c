@@ -519,12 +519,7 @@ static size_t carve(kmodel *m, float *base)
     const size_t E = m->E, H = m->H, I = m->I, V = m->V, L = m->L, NH = m->NH;
     const int bw = !m->inference; /* backward buffers */
     size_t at = 0;
-#define CARVE(ptr, n)                                  \
-    do {                                               \
-        size_t n_ = (n);                               \
-        (ptr) = base ? base + at : NULL;               \
-        at += (n_ + 15) / 16 * 16;                     \
-    } while (0)
+#define CARVE(ptr, n) KCARVE(base, at, ptr, n)
     if (!m->gpt2) {
         CARVE(m->emb_x, N * E);
         CARVE(m->emb_mean, N);

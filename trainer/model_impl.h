@@ -222,6 +222,16 @@ struct kmodel {
 };
 
 
+/* Carving an activation arena in two passes (sizing with base NULL, then
+ * for real): ptr = base + at (NULL while sizing), at advanced by n floats
+ * rounded up to 16 (64 bytes). */
+#define KCARVE(base, at, ptr, n)                       \
+    do {                                               \
+        size_t n_ = (n);                               \
+        (ptr) = (base) ? (base) + (at) : NULL;         \
+        (at) += (n_ + 15) / 16 * 16;                   \
+    } while (0)
+
 /* ---- between model.c and electra.c -------------------------------------------- */
 
 /* Where a tower's parameters go in its pair's arena: names prefixed with
