@@ -11,10 +11,9 @@
  *  1. The held-out documents are the sampler's validation split of the run's
  *     snapshot (the file state.json's extra.snapshot names; remade from the
  *     store when gone, and then required to have the run's content key). The
- *     sampler keeps its per-document test private (sampler.c, in_split), so
- *     it is replicated here exactly: u = mix64(h ^ TAG_SPLIT) >> 11 as a
- *     uniform in [0, 1), h the first 8 bytes of the document's content hash,
- *     held out iff u < data.valid_fraction (data.seed plays no part); the
+ *     sampler's per-document test is ksampler_held_out (h the first 8 bytes
+ *     of the document's content hash, held out by data.valid_fraction;
+ *     data.seed plays no part); the
  *     count is checked against ksampler_split_docs of a validation sampler
  *     on the same snapshot (a mismatch means the store is not the run's, or
  *     changed: EX_DATAERR). An imported checkpoint (kiln import --from kiln)
@@ -75,19 +74,11 @@
 #include "trainer/model.h"
 #include "util/util.h"
 
-/* ---- the sampler's split, replicated (sampler.c: mix64, TAG_SPLIT, in_split) ---------- */
-
 static inline uint64_t mix64(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
-}
-#define CLOZE_TAG_SPLIT 0x53504c54ULL /* sampler.c's TAG_SPLIT ("SPLT") */
-static int held_out(uint64_t h64, double valid_fraction)
-{
-    double u = (double)(mix64(h64 ^ CLOZE_TAG_SPLIT) >> 11) * 0x1.0p-53;
-    return u < valid_fraction;
 }
 /* the probe's own keys: "CLOZ" tagged, so they share nothing with the sampler's draws */
 static uint64_t ckey(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
@@ -130,7 +121,7 @@ static int put_doc(const ktokens_row *r, const uint8_t *hash, void *vctx)
     memcpy(&h64, hash, 8);
     if (r->n_tokens == 0) return 0; /* the sampler skips empty documents */
     c->all_docs++;
-    if (!held_out(h64, c->valid_fraction)) return 0;
+    if (!ksampler_held_out(h64, c->valid_fraction)) return 0;
     if (c->n == c->cap) {
         c->cap = c->cap ? 2 * c->cap : 256;
         c->d = xrealloc(c->d, c->cap * sizeof *c->d);

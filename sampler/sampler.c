@@ -87,11 +87,16 @@ static int default_predictions(const ksampler_opts *o)
     return (int)lround(o->mask_prob * o->seq_len) + 1;
 }
 
-static int in_split(const ksampler *sp, uint64_t d)
+int ksampler_held_out(uint64_t doc_hash, double valid_fraction)
 {
     /* the document's content hash (stable across stores), as a uniform in [0, 1) */
-    double u = (double)(mix64(sp->sn->doc_hash[d] ^ TAG_SPLIT) >> 11) * 0x1.0p-53;
-    return (u < sp->o.valid_fraction) == (sp->o.split == 1);
+    double u = (double)(mix64(doc_hash ^ TAG_SPLIT) >> 11) * 0x1.0p-53;
+    return u < valid_fraction;
+}
+
+static int in_split(const ksampler *sp, uint64_t d)
+{
+    return ksampler_held_out(sp->sn->doc_hash[d], sp->o.valid_fraction) == (sp->o.split == 1);
 }
 
 static void push_chunk(ksampler *sp, size_t *cap, uint32_t doc, uint32_t s, uint32_t e)

@@ -90,6 +90,11 @@ void ksampler_close(ksampler *sp);
 uint64_t ksampler_epoch_size(const ksampler *sp);
 /* Documents in the sampler's split. */
 uint64_t ksampler_split_docs(const ksampler *sp);
+/* Whether a document whose content hash starts with doc_hash (its first 8
+ * bytes, as the snapshot keeps them) is held out (the validation split) at
+ * valid_fraction: the test every sampler applies, a pure function of the
+ * document's content (the seed plays no part). */
+int ksampler_held_out(uint64_t doc_hash, double valid_fraction);
 const ksampler_opts *ksampler_options(const ksampler *sp);
 /* The unit (chunk or CLM window, in [0, epoch size)) that stream position pos
  * of epoch `epoch` is made from: a bijection of each epoch's positions. */

@@ -65,7 +65,7 @@ size_t kernie_carve(kmodel *m, float *base, size_t at)
     CARVE(m->e0, N * DE);
     if (m->W != m->DE) CARVE(m->e0m, N * W);
     CARVE(m->fscr, N * I);
-    if (bw) CARVE(m->fscr2, N * I);
+    CARVE(m->fscr2, N * I);
     for (int f = 0; f < m->NF; f++) {
         fusion_act *a = &m->fa[f];
         if (f > 0) { /* entity self-attention */
@@ -262,26 +262,11 @@ const float *kernie_forward_pre(kmodel *m, int l, int train, uint64_t key)
         kdense_forward_ex(a->exs1, a->ectx, P + o->eao_w, P + o->eao_b, ph > 0 ? NULL : ein, NE, W, W,
                           kepi_layernorm, &e1);
     }
-    /* fres = eatt We^T on the aligned tokens, 0 on the others: the FFN's pre-activation adds it */
-    float *fres = m->fscr2 ? m->fscr2 : NULL, *ew = m->fscr;
-    if (!fres) fres = m->fscr; /* inference: no second scratch; the entity rows go first, in place */
-    if (NE > 0) kdense_forward(ew, a->eatt, P + o->fe_w, NULL, NULL, NE, W, I);
-    if (fres == ew) {
-        /* scatter in place: entity row k goes to token row erow[k] >= k; from the last row down, a
-         * token row is written after every entity row it could overwrite was read */
-        int k = NE - 1;
-        for (int j = N - 1; j >= 0; j--) {
-            float *d = fres + (size_t)j * I;
-            if (k >= 0 && m->erow[k] == j) {
-                const float *s = ew + (size_t)k * I;
-                if (d != s) memcpy(d, s, (size_t)I * sizeof(float));
-                k--;
-            } else {
-                memset(d, 0, (size_t)I * sizeof(float));
-            }
-        }
-        return fres;
-    }
+    /* fres = eatt We^T on the aligned tokens, 0 on the others: the FFN's pre-activation adds it
+     * (no entities: nothing to add) */
+    if (NE == 0) return NULL;
+    float *fres = m->fscr2, *ew = m->fscr;
+    kdense_forward(ew, a->eatt, P + o->fe_w, NULL, NULL, NE, W, I);
     memset(fres, 0, (size_t)N * I * sizeof(float));
 #pragma omp parallel for schedule(static) if ((size_t)NE * I >= 65536)
     for (int k = 0; k < NE; k++)

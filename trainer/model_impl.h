@@ -262,7 +262,8 @@ size_t kernie_carve(kmodel *m, float *base, size_t at);
 /* The batch's entity rows and dEA targets (load_batch); 0 or an error code. */
 int kernie_load_batch(kmodel *m, const ksample_batch *b);
 /* Forward of fusion layer l: before its FFN (the entity attention and the
- * entity term fres of the FFN's pre-activation), after it (the entity output). */
+ * entity term fres of the FFN's pre-activation, NULL when the batch has no
+ * entities), after it (the entity output; model.c calls it when fres is set). */
 const float *kernie_forward_pre(kmodel *m, int l, int train, uint64_t key);
 void kernie_forward_post(kmodel *m, int l, int train, uint64_t key);
 /* Backward of fusion layer l: the entity output's gradient scattered into
