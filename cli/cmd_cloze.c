@@ -515,7 +515,8 @@ static int score(kmodel *m, cbatch *x, const citems *s, const corpus *c, const c
             const citem *it = &s->it[i0 + r];
             cstats *t = &st[it->kind];
             int n = x->n_masked[r], all = 1;
-            int32_t top[256];
+            int32_t top[256], ranks[256];
+            double nll = 0;
             t->items++;
             t->matched += it->kind == ITEM_CONTROL ? it->matched : 1;
             for (int p = 0; p < n; p++) {
@@ -526,8 +527,11 @@ static int score(kmodel *m, cbatch *x, const citems *s, const corpus *c, const c
                 t->top1 += rank == 0;
                 t->top10 += rank < 10;
                 all &= rank == 0;
-                t->loss += nll_of(lg, V, y);
+                double l = nll_of(lg, V, y);
+                t->loss += l;
+                nll += l;
                 if (items && p < 256) {
+                    ranks[p] = rank;
                     int best = 0;
                     for (int k = 1; k < V; k++) best = lg[k] > lg[best] ? k : best;
                     top[p] = best;
@@ -546,7 +550,9 @@ static int score(kmodel *m, cbatch *x, const citems *s, const corpus *c, const c
                 json_piece_list(&o, cv, x->lab + (size_t)r * x->P, n);
                 kbuf_puts(&o, ",\"top1\":");
                 json_piece_list(&o, cv, top, n < 256 ? n : 256);
-                kbuf_printf(&o, ",\"exact\":%s", all ? "true" : "false");
+                kbuf_printf(&o, ",\"exact\":%s,\"ranks\":[", all ? "true" : "false");
+                for (int p = 0; p < n && p < 256; p++) kbuf_printf(&o, "%s%d", p ? "," : "", ranks[p]);
+                kbuf_printf(&o, "],\"loss\":%.6g", nll);
                 if (x->ent) { /* ERNIE: [position, table row] of each alignment given */
                     const int32_t *e = x->ent + (size_t)r * x->L;
                     kbuf_puts(&o, ",\"entities\":[");
@@ -691,7 +697,8 @@ int cmd_eval_cloze(int argc, char **argv, const char *db)
         "--max-items N (default 1000): entity items drawn (each with its control), a\n"
         "pure function of --seed S (default 1); the same store, checkpoint and seed\n"
         "give the same figures. --items FILE: a JSON line per item (input pieces,\n"
-        "answer, top-1 pieces; ERNIE: the [position, table row] alignments given).\n"
+        "answer, top-1 pieces, each answer piece's rank (0 = first), the item's summed\n"
+        "MLM loss; ERNIE: the [position, table row] alignments given).\n"
         "--with-masked-entity (ERNIE, a diagnostic, not the probe): the masked mention\n"
         "keeps its own entity too, which shows how much the model reads the entity\n"
         "vectors (what copying the entity's name would get).\n"

@@ -288,7 +288,7 @@ static void print_stats(FILE *f, const ksample_stats *s, int L, double secs, int
                 "\"random_share\":%.5f,\"special_masked\":%" PRIu64 ",\"labelled\":%" PRIu64 ","
                 "\"label1_share\":%.5f,\"ngram_shares\":{\"1\":%.5f,\"2\":%.5f,\"3\":%.5f},\"entity_tokens\":%" PRIu64
                 ",\"entity_rows_share\":%.5f,\"entity_token_share\":%.5f,\"dea_random_share\":%.5f,"
-                "\"dea_dropped_share\":%.5f,\"truncated_share\":%.5f,\"seconds\":%.3f,"
+                "\"dea_dropped_share\":%.5f,\"entities_hidden_share\":%.5f,\"truncated_share\":%.5f,\"seconds\":%.3f,"
                 "\"sequences_per_s\":%.1f}\n",
                 s->rows, s->tokens, s->rows ? (double)s->tokens / (double)s->rows : 0,
                 s->rows ? (double)s->pad / ((double)s->rows * L) : 0, s->masked,
@@ -304,6 +304,7 @@ static void print_stats(FILE *f, const ksample_stats *s, int L, double secs, int
                 s->tokens ? (double)s->entity_tokens / (double)s->tokens : 0,
                 s->entity_tokens ? (double)s->dea_random / (double)s->entity_tokens : 0,
                 s->entity_tokens ? (double)s->dea_dropped / (double)s->entity_tokens : 0,
+                s->entity_tokens ? (double)s->entities_hidden / (double)s->entity_tokens : 0,
                 s->rows ? (double)s->truncated_rows / (double)s->rows : 0, secs, rate);
         return;
     }
@@ -331,9 +332,11 @@ static void print_stats(FILE *f, const ksample_stats *s, int L, double secs, int
                 (objectives & KOBJ_SOP) ? "sop" : "nsp", pct(s->label1, s->labelled),
                 cli_num(s->labelled, a, sizeof a));
     if (objectives & KOBJ_ENTITIES)
-        fprintf(f, "entities         %.2f%% of tokens, %.1f%% of rows (dEA: %.1f%% random, %.1f%% dropped)\n",
+        fprintf(f, "entities         %.2f%% of tokens, %.1f%% of rows (dEA: %.1f%% random, %.1f%% dropped;"
+                " hidden under a mask %.1f%%)\n",
                 pct(s->entity_tokens, s->tokens), pct(s->entity_rows, s->rows),
-                pct(s->dea_random, s->entity_tokens), pct(s->dea_dropped, s->entity_tokens));
+                pct(s->dea_random, s->entity_tokens), pct(s->dea_dropped, s->entity_tokens),
+                pct(s->entities_hidden, s->entity_tokens));
 }
 
 static int parse_u64(const char *s, uint64_t *v)
@@ -353,14 +356,16 @@ int cmd_sample(int argc, char **argv, const char *db)
         "                   [--seq-len L] [--shard R/N] [--format jsonl|text|null] [--stats]\n"
         "                   [--split train|valid] [--valid-fraction F] [--max-predictions P]\n"
         "                   [--mask-prob P] [--short-seq-prob P] [--max-ngram N] [--dea]\n"
-        "                   [--vocab NAME] [--snapshot FILE] [--threads T] [--db PATH] [--json]\n\n"
+        "                   [--hide-masked-entities] [--vocab NAME] [--snapshot FILE]\n"
+        "                   [--threads T] [--db PATH] [--json]\n\n"
         "Prints the pretraining samples at positions START .. START+COUNT-1 of the stream\n"
         "of epoch E (docs/sampler.md). Sample i is a pure function of (seed, epoch, i,\n"
         "snapshot): --start i gives the i-th sample of a stream from 0, any thread count\n"
         "gives the same bytes, shards R/N (0 <= R < N) take positions i*N + R.\n"
         "Objectives: mlm (token masking), wwm (whole words), ngram (ALBERT n-grams),\n"
         "sop, nsp, rtd (ELECTRA inputs), clm (causal windows), entities (KG mentions;\n"
-        "--dea adds ERNIE's noise). sop/nsp/entities alone imply mlm.\n"
+        "--dea adds ERNIE's noise; --hide-masked-entities takes the entity input from\n"
+        "mentions the masking touches, their labels kept). sop/nsp/entities alone imply mlm.\n"
         "The corpus is frozen in a snapshot file made on first use next to the store\n"
         "(STORE.snapshots/); --snapshot reuses a given one.\n"
         "--format jsonl (default): one object per sequence, without padding:\n"
@@ -373,7 +378,7 @@ int cmd_sample(int argc, char **argv, const char *db)
         "padding, entity coverage and sequences per second (stdout with --format null,\n"
         "else stderr; as one JSON object with --json).\n";
     enum { O_OBJ = 1, O_SEED, O_EPOCH, O_START, O_COUNT, O_LEN, O_SHARD, O_FORMAT, O_STATS, O_SPLIT,
-           O_VFRAC, O_MAXPRED, O_MASKP, O_SHORT, O_NGRAM, O_DEA, O_VOCAB, O_SNAP, O_THREADS };
+           O_VFRAC, O_MAXPRED, O_MASKP, O_SHORT, O_NGRAM, O_DEA, O_HIDE, O_VOCAB, O_SNAP, O_THREADS };
     static const struct option lo[] = {
         CLI_COMMON_LONGOPTS,
         {"objective", required_argument, 0, O_OBJ}, {"seed", required_argument, 0, O_SEED},
@@ -385,6 +390,7 @@ int cmd_sample(int argc, char **argv, const char *db)
         {"max-predictions", required_argument, 0, O_MAXPRED},
         {"mask-prob", required_argument, 0, O_MASKP}, {"short-seq-prob", required_argument, 0, O_SHORT},
         {"max-ngram", required_argument, 0, O_NGRAM}, {"dea", no_argument, 0, O_DEA},
+        {"hide-masked-entities", no_argument, 0, O_HIDE},
         {"vocab", required_argument, 0, O_VOCAB}, {"snapshot", required_argument, 0, O_SNAP},
         {"threads", required_argument, 0, O_THREADS}, {0, 0, 0, 0}};
     cli_common c;
@@ -453,6 +459,7 @@ int cmd_sample(int argc, char **argv, const char *db)
             o.max_ngram = (int)v;
             break;
         case O_DEA: o.dea = 1; break;
+        case O_HIDE: o.hide_masked_entities = 1; break;
         case O_VOCAB: vocab = optarg; break;
         case O_SNAP: snapshot = optarg; break;
         case O_THREADS:

@@ -905,6 +905,7 @@ planned:;
     so.valid_fraction = cfg->data.valid_fraction;
     so.seed = cfg->data.seed;
     so.dea = cfg->model.fusion_layers > 0 && cfg->model.dea; /* ERNIE's dEA noise on the entity inputs */
+    so.hide_masked_entities = cfg->model.fusion_layers > 0 && cfg->knowledge_hide_masked;
     cli_sampling_apply(&x, &so);
     if (rank > 0) so.vocab_size = (uint32_t)V;
     ts = ksampler_open(x.snap, &so, err, sizeof err);

@@ -54,8 +54,9 @@ typedef struct ksample_batch {
 
     /* Entities (KOBJ_ENTITIES), else NULL: store entity ids (kg_entities.id)
      * on the first token of each mention, 0 elsewhere. entity_ids is the
-     * input after ERNIE's dEA noise (when asked), entity_labels the original
-     * alignment (the dEA targets). */
+     * input after ERNIE's dEA noise (when asked) and with masked mentions'
+     * entities hidden (when asked), entity_labels the original alignment
+     * (the dEA targets). */
     int32_t *entity_ids;       /* (B, L) */
     int32_t *entity_labels;    /* (B, L) */
 

@@ -299,6 +299,7 @@ typedef struct row_ctx {
     int32_t *ids;            /* (L) the row being built */
     uint8_t *types;          /* (L) */
     int32_t *ent;            /* (L) entity labels or NULL */
+    int32_t *ment_end;       /* (L) at a mention's first token: the row position after its last */
     uint8_t *wstart;         /* (L) 1 = position starts a word (maskable positions only) */
     uint8_t *special;        /* (L) 1 = [CLS]/[SEP] */
     int len;
@@ -331,8 +332,11 @@ static void put_seg(row_ctx *r, seg s, uint8_t type)
             if (m[mid].start < s.start) lo = mid + 1;
             else hi = mid;
         }
-        for (uint64_t k = lo; k < sn->ment_off[s.doc + 1] - sn->ment_off[s.doc] && m[k].start < s.end; k++)
-            r->ent[p0 + (int)(m[k].start - s.start)] = m[k].entity;
+        for (uint64_t k = lo; k < sn->ment_off[s.doc + 1] - sn->ment_off[s.doc] && m[k].start < s.end; k++) {
+            int p = p0 + (int)(m[k].start - s.start);
+            r->ent[p] = m[k].entity;
+            r->ment_end[p] = p0 + (int)((m[k].end < s.end ? m[k].end : s.end) - s.start);
+        }
     }
 }
 
@@ -641,6 +645,17 @@ static void build_row(const ksampler *sp, uint64_t epoch, uint64_t pos, ksample_
                     if (st) st->dea_dropped++;
                 }
             }
+            if (x && o->hide_masked_entities && nm > 0) {
+                /* a mention the MLM masks (any of its tokens) loses its entity
+                 * input, after the dEA draw so the stream of draws is the same
+                 * either way; its label stays (docs/sampler.md) */
+                int hidden = 0;
+                for (int q = p; q < r->ment_end[p] && !hidden; q++) hidden = r->chosen[q];
+                if (hidden) {
+                    x = 0;
+                    if (st) st->entities_hidden++;
+                }
+            }
             ei[p] = x;
             ents += r->ent[p] != 0;
         }
@@ -667,11 +682,12 @@ int ksampler_fill(const ksampler *sp, uint64_t epoch, uint64_t pos0, uint64_t st
     if (count < 0 || count > b->capacity || b->L != sp->o.seq_len || b->P != sp->o.max_predictions)
         return EX_SOFTWARE;
     size_t L = (size_t)sp->o.seq_len;
-    /* scratch per call: (2L + 2) unit starts/ends, (L + 1) order, 3 byte maps of L */
-    int32_t *units = xmalloc((2 * L + 2) * sizeof *units);
+    /* scratch per call: (2L + 2) unit starts/ends, (L) mention ends, (L + 1)
+     * order, 3 byte maps of L */
+    int32_t *units = xmalloc((3 * L + 2) * sizeof *units);
     int32_t *order = xmalloc((L + 1) * sizeof *order);
     uint8_t *bytes = xmalloc(3 * L);
-    row_ctx r = {.sp = sp, .units = units, .order = order, .wstart = bytes, .special = bytes + L,
+    row_ctx r = {.sp = sp, .units = units, .ment_end = units + 2 * L + 2, .order = order, .wstart = bytes, .special = bytes + L,
                  .chosen = bytes + 2 * L};
     for (int k = 0; k < count; k++)
         build_row(sp, epoch, pos0 + (uint64_t)k * stride, b, k, &r, stats);

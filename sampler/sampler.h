@@ -61,6 +61,7 @@ typedef struct ksampler_opts {
     double short_seq_prob;     /* 0.1 */
     int max_ngram;             /* 3 */
     int dea;                   /* ERNIE dEA noise on entity_ids (5% random, 15% dropped) */
+    int hide_masked_entities;  /* 1: a mention with a masked token gets entity_ids 0 (labels kept) */
     double valid_fraction;     /* share of documents in the validation split, 0.01 */
     int split;                 /* 0 = train, 1 = validation */
     uint64_t seed;
@@ -109,7 +110,7 @@ void ksampler_batch_free(ksample_batch *b);
 /* Counters a caller may collect while sampling (for --stats). */
 typedef struct ksample_stats {
     uint64_t rows, tokens, pad, maskable, masked, masked_mask, masked_keep, masked_random;
-    uint64_t labelled, label1, entity_tokens, entity_rows, dea_random, dea_dropped;
+    uint64_t labelled, label1, entity_tokens, entity_rows, dea_random, dea_dropped, entities_hidden;
     uint64_t spans[4];         /* n-gram / whole-word spans of 1, 2, 3 words ([0] unused) */
     uint64_t special_masked;   /* must stay 0 */
     uint64_t truncated_rows;

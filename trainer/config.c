@@ -223,6 +223,7 @@ static const field FIELDS[] = {
     {"knowledge", "entity_vocab_size", T_INT, OFF(model.entity_vocab_size), 0, 1 << 30, KNOW_SEC, NULL, 0},
     {"knowledge", "entity_dim", T_INT, OFF(model.entity_dim), 0, 65536, KNOW_SEC, NULL, 0},
     {"knowledge", "dea", T_BOOL, OFF(model.dea), 0, 0, KNOW_SEC, NULL, 0},
+    {"knowledge", "hide_masked_entities", T_BOOL, OFF(knowledge_hide_masked), 0, 0, KNOW_SEC, NULL, 0},
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 static const char *const SECTIONS[] = {"model",  "data",   "optimizer", "budget",    "checkpoint",
@@ -312,6 +313,7 @@ void ktrain_config_defaults(ktrain_config *c)
 
     m->entity_attention_heads = 4; /* ERNIE's (fusion_layers 0: off) */
     m->dea = 1;
+    c->knowledge_hide_masked = 1; /* kiln's choice (upstream keeps them): docs/ernie.md */
 }
 
 kmodel_config kmodel_generator_config(const kmodel_config *c)

@@ -158,6 +158,7 @@ typedef struct ktrain_config {
     kdistill_config distill;
     klaunch_config launch;
     int64_t knowledge_embedding;  /* knowledge.embedding: a kg_embeddings id; 0 = "latest" (pinned at start) */
+    int knowledge_hide_masked;    /* knowledge.hide_masked_entities: masked mentions lose their entity input */
 } ktrain_config;
 
 /* ELECTRA's generator as a model config of its own (type electra): the

@@ -75,6 +75,21 @@ ok = ok and ((e["aligned_entities"] > 0 and c["aligned_entities"] > e["aligned_e
 if not ok: print(json.dumps(d, indent=1))
 sys.exit(0 if ok else 1)
 EOF
+  check "ck$m: the items' ranks and losses add up to the summary" $PY - "c-$m.json" "items-$m.jsonl" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1])); items = [json.loads(l) for l in open(sys.argv[2])]
+ok = True
+for kind in ("entity", "control"):
+    it = [x for x in items if x["kind"] == kind]
+    r = [k for x in it for k in x["ranks"]]
+    ok = ok and all(len(x["ranks"]) == len(x["answer"]) and x["exact"] == all(k == 0 for k in x["ranks"]) for x in it)
+    ok = ok and all(x["top1"][i] == x["answer"][i] for x in it for i, k in enumerate(x["ranks"]) if k == 0)
+    s = d[kind]
+    ok = ok and len(r) == s["tokens"] and abs(sum(k == 0 for k in r) / len(r) - s["top1"]) < 1e-5
+    ok = ok and abs(sum(k < 10 for k in r) / len(r) - s["top10"]) < 1e-5
+    ok = ok and abs(sum(x["loss"] for x in it) / len(r) - s["loss"]) < 1e-3 * s["loss"]
+sys.exit(0 if ok else 1)
+EOF
 done
 check "the plain and the ERNIE model are probed on the same items" $PY - <<'EOF'
 import json, sys

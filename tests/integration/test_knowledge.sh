@@ -83,6 +83,11 @@ row = sqlite3.connect(db).execute('select n_entities, dim, entities from kg_embe
 vec = np.frombuffer(row[2], dtype='<f4').reshape(row[0], row[1])
 sys.exit(0 if table.shape == (row[0] + 1, row[1]) and not table[0].any() and np.array_equal(table[1:], vec) else 1)
 EOF
+check "the run hides masked mentions' entities by default (config and checkpoint)" $PY -c "
+import json,sys; d=json.load(open('$ck/state.json')); sys.exit(0 if d['config']['knowledge']['hide_masked_entities'] is True else 1)"
+expect_exit 0 "the same run with upstream's alignment (hide_masked_entities false)" "$KILN" train --config e.json \
+    --set checkpoint.dir=ckU --set knowledge.hide_masked_entities=false --json
+check "another entity stream: another model" bash -c "! cmp -s '$ck/model.safetensors' ckU/step-000000010/model.safetensors"
 
 # --- determinism and exact resume, pinned across a new kg embed
 sed 's/"ckA"/"ckB"/' e.json > b.json

@@ -123,6 +123,38 @@ lab=sum(1 for r in rows for x in r['entity_labels'] if x)
 diff=sum(1 for r in rows for a,b in zip(r['entity_ids'],r['entity_labels']) if a!=b)
 assert lab > 1000 and 0 < diff < lab * 0.3, (lab, diff)"
 
+# --- --hide-masked-entities: the same rows, but a mention the masking touches
+# loses its entity input (labels kept)
+"$KILN" sample --objective wwm,entities --count 3000 --seed 7 --dea > h0.jsonl
+"$KILN" sample --objective wwm,entities --count 3000 --seed 7 --dea --hide-masked-entities > h1.jsonl
+check "hidden mentions: same tokens, masks and labels; only masked mentions lose their entity" $PY - <<'EOF'
+import json
+A = [json.loads(l) for l in open("h0.jsonl")]
+B = [json.loads(l) for l in open("h1.jsonl")]
+assert len(A) == len(B) == 3000
+hidden = masked_first = 0
+for a, b in zip(A, B):
+    for k in ("input_ids", "masked_positions", "masked_ids", "entity_labels"):
+        assert a[k] == b[k], (a["index"], k)
+    m = set(a["masked_positions"])
+    lab = a["entity_labels"]
+    for p, (x, y) in enumerate(zip(a["entity_ids"], b["entity_ids"])):
+        if p in m and lab[p]:
+            masked_first += 1
+            assert y == 0, (a["index"], p)          # a masked first token: always hidden
+        if x != y:
+            hidden += 1
+            assert y == 0 and lab[p], (a["index"], p)
+            # a masked token inside the mention: at p or after it, before the next aligned token
+            q = p
+            while q < len(lab) and (q == p or not lab[q]) and q not in m:
+                q += 1
+            assert q in m, (a["index"], p)
+assert masked_first > 300 and hidden >= masked_first * 0.8, (masked_first, hidden)
+EOF
+st wwm,entities --dea --hide-masked-entities
+within "hidden under a mask: about the masking rate" entities_hidden_share 0.17 0.04
+
 # --- determinism
 "$KILN" sample --objective ngram,sop --count 2000 --seed 11 > a.jsonl
 "$KILN" sample --objective ngram,sop --count 2000 --seed 11 > b.jsonl

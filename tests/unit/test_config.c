@@ -229,6 +229,7 @@ static void test_objectives(void **state)
     assert_int_equal(c.model.fusion_layers, 2); /* half the default 4 layers */
     assert_int_equal(c.model.entity_attention_heads, 4);
     assert_int_equal(c.knowledge_embedding, 0); /* latest */
+    assert_int_equal(c.knowledge_hide_masked, 1); /* kiln's default: masked mentions lose their entity input */
     /* the knowledge section (ERNIE) and the entities objective go together */
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}," BUDGET "}", NULL, "data.objectives",
                 "add a knowledge section");
@@ -253,6 +254,13 @@ static void test_objectives(void **state)
     assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"embedding\": 7,"
                                " \"fusion_layers\": 1, \"dea\": false}," BUDGET "}", 0), 0);
     assert_true(c.knowledge_embedding == 7 && c.model.fusion_layers == 1 && !c.model.dea);
+    assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\":"
+                               " {\"hide_masked_entities\": false}," BUDGET "}", 0), 0);
+    assert_int_equal(c.knowledge_hide_masked, 0);
+    expect_fail(EX_CONFIG,
+                "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"hide_masked_entities\": 1},"
+                BUDGET "}",
+                NULL, "knowledge.hide_masked_entities", NULL);
     /* clm trains the causal model only */
     expect_fail(EX_CONFIG, "{\"data\": {\"objectives\": [\"clm\"]}," BUDGET "}", NULL, "data.objectives",
                 "model.type \"gpt2\"");
