@@ -172,11 +172,26 @@ const float *cli_kg_table_of(const struct kst_tensor *t, int n);
 struct ksample_batch;
 void cli_kg_link(cli_kg *k, struct ksample_batch *b);
 void cli_kg_close(cli_kg *k);
+/* What kiln import --from kiln did with the entity table (s given). */
+typedef struct cli_ernie_map {
+    const char *how;          /* "kept" (the store's embedding is the table), "mapped" (a new or
+                               * earlier imported embedding, rows matched by KG key), "unmapped"
+                               * (no store, or none of the keys in its KG) */
+    int64_t embedding;        /* the embedding the checkpoint pins */
+    int64_t origin_embedding; /* the one it was trained with */
+    int64_t rows, mapped;     /* table rows 1..n, and those whose KG key the store has */
+} cli_ernie_map;
 /* kiln import --from kiln DIR: kiln's ERNIE format (what kiln export writes
  * as OUT/kiln) into the checkpoint OUT/step-000000000/ (path, plen bytes):
  * the run config, every tensor checked against the model it describes, the
- * vocabulary, the tokenizer, the pinned embedding. 0 or EX_* with err. */
-int cli_import_ernie(const char *dir, const char *out, int force, char *path, size_t plen, char *err, size_t errlen);
+ * vocabulary, the tokenizer, the pinned embedding. With a store s (may be
+ * NULL) the entity table is tied to it (docs/ernie.md, "Import"): kept when
+ * the pinned embedding is the table, else the table is stored as an
+ * "imported" embedding whose rows are the store's entities of the same KG
+ * keys (DIR/entities.tsv) and the checkpoint pins that; *map says which. 0
+ * or EX_* with err. */
+int cli_import_ernie(const char *dir, const char *out, int force, kstore *s, cli_ernie_map *map, char *path,
+                     size_t plen, char *err, size_t errlen);
 /* The store's WordPiece vocabulary whose pieces are exactly pieces (len
  * bytes of vocab.txt): *id (0 if none) and, when name is not NULL, its
  * name. 0 or a store error (kstore_errmsg). */

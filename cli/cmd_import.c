@@ -113,7 +113,12 @@ int cmd_import(int argc, char **argv, const char *db)
         "existing CKPT. --json prints {\"checkpoint\", \"architecture\", \"tensors\"}.\n"
         "--from kiln DIR reads kiln's own ERNIE format (what kiln export writes as\n"
         "DIR/kiln: docs/ernie.md) back into a checkpoint: the run config with its\n"
-        "knowledge section, every tensor checked against it, the vocabulary.\n"
+        "knowledge section, every tensor checked against it, the vocabulary. With a\n"
+        "store (--db) its entity table is tied to the store's KG: kept when the store\n"
+        "has the embedding it was trained with, else stored as an \"imported\" embedding\n"
+        "whose rows are the store's entities of the same KG keys (DIR/entities.tsv),\n"
+        "which the checkpoint then pins (--json: \"entities\": {\"table\": kept |\n"
+        "mapped | unmapped, \"embedding\", \"origin_embedding\", \"rows\", \"mapped\"}).\n"
         "Exit codes: 66 a file is missing, 65 the folder is not a model kiln imports.\n";
     enum { O_FROM = 1, O_OUT, O_FORCE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"from", required_argument, 0, O_FROM},
@@ -145,10 +150,35 @@ int cmd_import(int argc, char **argv, const char *db)
     }
     char err[2048], path[4096];
     if (!strcmp(from, "kiln")) { /* kiln's own format: an ERNIE model (docs/ernie.md) */
-        int rk = cli_import_ernie(argv[optind], out, force, path, sizeof path, err, sizeof err);
-        if (rk) kerr("%s", err);
-        else if (c.json) cli_json_print(json_pack("{s:s, s:s}", "checkpoint", path, "architecture", "kiln ERNIE"), 1);
-        else kinfo("imported %s (kiln ERNIE) into %s", argv[optind], path);
+        /* the entity table is tied to the store when there is one (never created here) */
+        kstore *s = NULL;
+        const char *dbp = cli_db_path(&c);
+        int rk = access(dbp, F_OK) == 0 ? cli_open_store(&c, 0, &s) : 0;
+        if (rk) return rk;
+        cli_ernie_map mp;
+        rk = cli_import_ernie(argv[optind], out, force, s, &mp, path, sizeof path, err, sizeof err);
+        kstore_close(s);
+        if (rk) {
+            kerr("%s", err);
+        } else if (c.json) {
+            cli_json_print(json_pack("{s:s, s:s, s:{s:s, s:I, s:I, s:I, s:I}}", "checkpoint", path, "architecture",
+                                     "kiln ERNIE", "entities", "table", mp.how, "embedding", (json_int_t)mp.embedding,
+                                     "origin_embedding", (json_int_t)mp.origin_embedding, "rows", (json_int_t)mp.rows,
+                                     "mapped", (json_int_t)mp.mapped),
+                           1);
+        } else {
+            kinfo("imported %s (kiln ERNIE) into %s", argv[optind], path);
+            if (!strcmp(mp.how, "kept"))
+                kinfo("entity table: embedding %lld of %s, as trained", (long long)mp.embedding, dbp);
+            else if (!strcmp(mp.how, "mapped"))
+                kinfo("entity table: %lld of %lld rows matched %s's KG by key; stored as embedding %lld (imported),"
+                      " which the checkpoint pins", (long long)mp.mapped, (long long)mp.rows, dbp,
+                      (long long)mp.embedding);
+            else
+                kwarn("entity table: %s has neither embedding %lld nor a KG with the table's keys (DIR/entities.tsv):"
+                      " kiln finetune, eval and predict will refuse the KG until it is there (kiln kg import, then"
+                      " import again)", dbp, (long long)mp.embedding);
+        }
         return rk;
     }
     khf_model m;

@@ -364,7 +364,123 @@ int64_t cli_kg_embedding_of(const char *config_json)
 
 /* ---- kiln import --from kiln (OUT/kiln back into a checkpoint) ------------------------------ */
 
-int cli_import_ernie(const char *dir, const char *out, int force, char *path, size_t plen, char *err, size_t errlen)
+/* The table (rows x dim, row 0 = no entity) onto store s: see cli.h. Reads
+ * DIR/entities.tsv (row TAB kg_key TAB name, rows 1..rows-1 in order); a
+ * malformed line is EX_DATAERR naming the file and the line. Writes one
+ * kg_embeddings row at most (model "imported", no relations; the rows whose
+ * key the store lacks get entity id 0, which no mention links to). */
+static int map_table(kstore *s, const char *dir, const float *table, int64_t rows, int dim, ktrain_config *cfg,
+                     cli_ernie_map *map, char *err, size_t errlen)
+{
+    map->how = "unmapped";
+    map->origin_embedding = map->embedding = cfg->knowledge_embedding;
+    map->rows = rows - 1;
+    map->mapped = 0;
+    const size_t n = (size_t)(rows - 1), d = (size_t)dim;
+    kkg_embedding e;
+    kbuf blobs = {0}, tsv = {0};
+    int rc = kstore_kg_embedding_get(s, cfg->knowledge_embedding, &e, &blobs);
+    if (!rc && e.n_entities == n && e.dim == dim && !memcmp(e.entities, table + d, n * d * sizeof(float))) {
+        map->how = "kept";
+        map->mapped = (int64_t)n;
+        kbuf_free(&blobs);
+        return 0;
+    }
+    kbuf_free(&blobs);
+    char *tp = kpath_join(dir, "entities.tsv");
+    int64_t *ids = xcalloc(n ? n : 1, sizeof *ids);
+    rc = 0;
+    if (kbuf_read_file(&tsv, tp)) {
+        snprintf(err, errlen, "%s: cannot read (the entity vocabulary that ties the table to a KG)", tp);
+        rc = EX_NOINPUT;
+        goto out;
+    }
+    kbuf_putc(&tsv, '\0');
+    char *line = tsv.data, *next;
+    int64_t lineno = 0, r = 0;
+    for (; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        lineno++;
+        if (lineno == 1) {
+            if (strncmp(line, "row\tkg_key\t", 11)) {
+                snprintf(err, errlen, "%s: line 1: expected the header row TAB kg_key TAB name", tp);
+                rc = EX_DATAERR;
+                goto out;
+            }
+            continue;
+        }
+        char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL, *end;
+        long long row = t1 ? strtoll(line, &end, 10) : -1;
+        if (!t2 || end != t1 || row != r + 1 || row > (long long)n || t2 == t1 + 1) {
+            snprintf(err, errlen, "%s: line %lld: expected row %lld TAB kg_key TAB name", tp, (long long)lineno,
+                     (long long)(r + 1));
+            rc = EX_DATAERR;
+            goto out;
+        }
+        *t2 = '\0';
+        if ((rc = kstore_kg_entity_by_key(s, t1 + 1, &ids[r]))) {
+            snprintf(err, errlen, "%s", kstore_errmsg(s));
+            goto out;
+        }
+        map->mapped += ids[r] > 0;
+        r++;
+    }
+    if (r != (int64_t)n) {
+        snprintf(err, errlen, "%s: %lld rows, the entity table has %lld", tp, (long long)r, (long long)n);
+        rc = EX_DATAERR;
+        goto out;
+    }
+    if (!map->mapped) goto out; /* none of the keys in this store's KG: the pin stays, linking refuses */
+    /* an earlier import of the same table (the latest embedding of any kind with these ids and vectors) */
+    for (int64_t id = 1;; id++) {
+        kbuf b2 = {0};
+        kkg_embedding x;
+        int r2 = kstore_kg_embedding_get(s, id, &x, &b2);
+        int same = !r2 && !strcmp(x.model, "imported") && x.n_entities == n && x.dim == dim &&
+                   !memcmp(x.entity_ids, ids, n * sizeof *ids) && !memcmp(x.entities, table + d, n * d * sizeof(float));
+        kbuf_free(&b2);
+        if (same) {
+            map->how = "mapped";
+            map->embedding = cfg->knowledge_embedding = id;
+            goto out;
+        }
+        if (r2 == EX_NOINPUT) break;
+        if (r2) {
+            snprintf(err, errlen, "%s", kstore_errmsg(s));
+            rc = r2;
+            goto out;
+        }
+    }
+    char conf[1200];
+    json_t *cj = json_pack("{s:s, s:I, s:I, s:I}", "imported_from", dir, "origin_embedding",
+                           (json_int_t)cfg->knowledge_embedding, "rows", (json_int_t)n, "mapped",
+                           (json_int_t)map->mapped);
+    char *cs = json_dumps(cj, JSON_COMPACT);
+    snprintf(conf, sizeof conf, "%s", cs ? cs : "{}");
+    free(cs);
+    json_decref(cj);
+    static const int64_t no_rel[1];
+    static const float no_vec[1];
+    kkg_embedding ne = {.model = "imported", .dim = dim, .config = conf, .n_entities = n, .n_relations = 0,
+                        .entity_ids = ids, .relation_ids = no_rel, .entities = table + d, .relations = no_vec,
+                        .valid_mrr = -1, .test_mrr = -1};
+    int64_t nid;
+    if ((rc = kstore_kg_embedding_put(s, &ne, &nid))) {
+        snprintf(err, errlen, "%s", kstore_errmsg(s));
+        goto out;
+    }
+    map->how = "mapped";
+    map->embedding = cfg->knowledge_embedding = nid;
+out:
+    free(ids);
+    free(tp);
+    kbuf_free(&tsv);
+    return rc;
+}
+
+int cli_import_ernie(const char *dir, const char *out, int force, kstore *s, cli_ernie_map *map, char *path,
+                     size_t plen, char *err, size_t errlen)
 {
     char *cp = kpath_join(dir, "config.json"), *mp = kpath_join(dir, "model.safetensors"),
          *vp = kpath_join(dir, "vocab.txt");
@@ -433,6 +549,18 @@ int cli_import_ernie(const char *dir, const char *out, int force, char *path, si
         rc = EX_DATAERR;
     }
     free(reg);
+    if (map) {
+        memset(map, 0, sizeof *map);
+        map->how = "unmapped";
+        map->origin_embedding = map->embedding = cfg.knowledge_embedding;
+        map->rows = cfg.model.entity_vocab_size - 1;
+    }
+    if (!rc && s && map) {
+        const float *table = cli_kg_table_of(t, nr);
+        rc = table ? map_table(s, dir, table, cfg.model.entity_vocab_size, cfg.model.entity_dim, &cfg, map, err, errlen)
+                   : EX_DATAERR;
+        if (!table) snprintf(err, errlen, "%s: no entity table (ernie.entity_embeddings.weight)", mp);
+    }
     if (!rc) {
         char *final, *parent, *tmp = kckpt_tmp_sibling(out, "import", &final, &parent);
         snprintf(cfg.checkpoint.dir, sizeof cfg.checkpoint.dir, "%s", final);

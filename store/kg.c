@@ -124,7 +124,8 @@ static const char *const sql[K_END - KSTORE_ST_KG] = {
                    "relation_ids, entities, relations, valid_mrr, test_mrr, created_at) VALUES "
                    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     S(K_EMB_LATEST) = "SELECT id, model, dim, config, n_entities, n_relations, entity_ids, relation_ids, "
-                      "entities, relations, valid_mrr, test_mrr FROM kg_embeddings WHERE ?1 = 0 OR id = ?1 "
+                      "entities, relations, valid_mrr, test_mrr FROM kg_embeddings "
+                      "WHERE (?1 = 0 AND model <> 'imported') OR id = ?1 "
                       "ORDER BY id DESC LIMIT 1",
 #undef S
 };
@@ -418,21 +419,34 @@ int kstore_kg_aliases_foreach(kstore *s, int (*cb)(int64_t, const char *, void *
     });
 }
 
+/* One lookup of an entity id by statement which (bound to text); *id = 0 if none. */
+static int find_by(kstore *s, int which, const char *text, int64_t *id)
+{
+    *id = 0;
+    sqlite3_stmt *q = st(s, which);
+    if (!q) return KSTORE_LAST_CODE(s);
+    sqlite3_bind_text(q, 1, text, -1, SQLITE_STATIC);
+    int found, rc = row(s, q, &found, "find entity");
+    if (rc) return rc;
+    if (found) *id = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
+    return 0;
+}
+
 int kstore_kg_find_entity(kstore *s, const char *text, int64_t *id)
 {
     static const int order[] = {K_FIND_EXT, K_FIND_LABEL, K_FIND_ALIAS};
     *id = 0;
-    for (int i = 0; i < 3; i++) {
-        sqlite3_stmt *q = st(s, order[i]);
-        if (!q) return KSTORE_LAST_CODE(s);
-        sqlite3_bind_text(q, 1, text, -1, SQLITE_STATIC);
-        int found, rc = row(s, q, &found, "find entity");
+    for (int i = 0; i < 3 && !*id; i++) {
+        int rc = find_by(s, order[i], text, id);
         if (rc) return rc;
-        if (found) *id = sqlite3_column_int64(q, 0);
-        sqlite3_reset(q);
-        if (found) return 0;
     }
     return 0;
+}
+
+int kstore_kg_entity_by_key(kstore *s, const char *ext_id, int64_t *id)
+{
+    return find_by(s, K_FIND_EXT, ext_id, id);
 }
 
 static void put_col(kbuf *b, sqlite3_stmt *q, int i)

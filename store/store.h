@@ -289,6 +289,8 @@ int kstore_kg_aliases_foreach(kstore *s, int (*cb)(int64_t entity, const char *a
                               void *ctx);
 /* Finds an entity by external id, else label, else alias (exact); *id = 0 if none. */
 int kstore_kg_find_entity(kstore *s, const char *q, int64_t *id);
+/* Finds an entity by its external id (the KG's key) only; *id = 0 if none. */
+int kstore_kg_entity_by_key(kstore *s, const char *ext_id, int64_t *id);
 /* An entity's fields into the kbufs (empty when NULL). */
 int kstore_kg_entity_get(kstore *s, int64_t id, kbuf *ext_id, kbuf *label, kbuf *desc);
 /* Triples touching the entity (up to limit): cb(head ext, head label, relation ext, relation
@@ -334,8 +336,10 @@ typedef struct kkg_embedding {
     double valid_mrr, test_mrr;          /* < 0: not measured */
 } kkg_embedding;
 int kstore_kg_embedding_put(kstore *s, const kkg_embedding *e, int64_t *id);
-/* The latest embedding; the arrays are copied into *blobs (owned by the
- * caller's kbuf); EX_NOINPUT if there is none. */
+/* The latest embedding kiln kg embed trained (model "imported", the entity
+ * table of an imported ERNIE model, is found by id only); the arrays are
+ * copied into *blobs (owned by the caller's kbuf); EX_NOINPUT if there is
+ * none. */
 int kstore_kg_embedding_latest(kstore *s, kkg_embedding *e, kbuf *blobs);
 /* Embedding id (0 = the latest), as kstore_kg_embedding_latest; EX_NOINPUT
  * if there is no such embedding. */

@@ -192,6 +192,43 @@ check "its text folder is BertForSequenceClassification" grep -q '"BertForSequen
 expect_exit 66 "finetune without the store's KG (no such store) is refused" env KILN_DB="$WORK/other.db" "$KILN" finetune --config ft.json --set checkpoint.dir=ftx
 grep_err 'ERNIE model reads the entities of its text with the KG of its store' "the message says why"
 
+# --- import into another store (the same text and KG, the KG imported after
+# another one: other entity ids): the entity table tied to its KG by key
+printf 'zz_shift_a\tzz_rel\tzz_shift_b\nzz_shift_b\tzz_rel\tzz_shift_c\n' > shift-train.txt
+export KILN_DB="$WORK/other2.db"
+expect_exit 0 "another store: a small KG first (other entity ids)" "$KILN" kg import -q shift-train.txt
+expect_exit 0 "another store: FB15k-237" "$KILN" kg import -q --names "$KG/fb15k-237-entity2text.txt.gz" "$KG/FB15k-237.tar.gz"
+expect_exit 0 "another store: BERT's vocabulary" "$KILN" vocab import -q "$ROOT/examples/vocab/bert-base-uncased-vocab.txt"
+expect_exit 0 "another store: the same text (the linker weighs aliases by its token counts)" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
+expect_exit 0 "another store: tokenize" "$KILN" tokenize -q
+expect_exit 0 "kiln import --from kiln into it" "$KILN" import --from kiln exp/kiln --out impm --json
+check "the table mapped by KG key onto the store's entities, stored as embedding 1 (imported), pinned" $PY - impm/step-000000000 "$WORK/other2.db" "$WORK/t.db" <<'EOF'
+import json, sqlite3, sys
+import numpy as np
+d = json.load(open('out.txt'))['entities']
+k = json.load(open(sys.argv[1] + '/state.json'))['config']['knowledge']
+new, old = sqlite3.connect(sys.argv[2]), sqlite3.connect(sys.argv[3])
+m, n, ids, vec = new.execute("select model, n_entities, entity_ids, entities from kg_embeddings where id = 1").fetchone()
+n0, ids0, vec0 = old.execute("select n_entities, entity_ids, entities from kg_embeddings where id = 1").fetchone()
+ids, ids0 = np.frombuffer(ids, '<i8'), np.frombuffer(ids0, '<i8')
+key = lambda c, i: c.execute("select ext_id from kg_entities where id = ?", (int(i),)).fetchone()[0]
+ok = d['table'] == 'mapped' and d['embedding'] == 1 and d['origin_embedding'] == 1 and d['mapped'] == d['rows'] == n0
+ok = ok and k['embedding'] == 1 and m == 'imported' and n == n0 and vec == vec0 and (ids != ids0).all()
+ok = ok and all(key(new, ids[r]) == key(old, ids0[r]) for r in range(0, n, 97))
+sys.exit(0 if ok else 1)
+EOF
+expect_exit 0 "importing it again" "$KILN" import --from kiln exp/kiln --out impm2 --json
+check "the same embedding again, no second copy" test "$(json entities.embedding)" = 1 -a "$(sqlite3 "$KILN_DB" "select count(*) from kg_embeddings")" = 1
+expect_exit 0 "finetune the imported model with this store's KG" "$KILN" finetune --config ft.json --set init=impm/step-000000000 --set checkpoint.dir=ftm --json
+check "the same fine-tuning as in the store it was trained with (same entities, same rows): same dev loss" $PY -c "
+import json,sys; a=json.load(open('ft.out')); b=json.load(open('out.txt'))
+sys.exit(0 if a['dev']['loss'] == b['dev']['loss'] and a['knowledge']['mentions'] == b['knowledge']['mentions'] else 1)"
+export KILN_DB="$WORK/other3.db"
+expect_exit 0 "another store without a KG" "$KILN" vocab import -q "$ROOT/examples/vocab/bert-base-uncased-vocab.txt"
+expect_exit 0 "import into it: the table stays unmapped (a warning)" "$KILN" import --from kiln exp/kiln --out impn --json
+check "unmapped, the pin unchanged" test "$(json entities.table)" = unmapped -a "$(json entities.embedding)" = 1
+export KILN_DB="$WORK/t.db"
+
 # --- the daemon's queue: "latest" pinned at submission; the daemon trains the job
 expect_exit 0 "kiln run submit an ERNIE run" "$KILN" run submit --config e.json --set budget.steps=3 --set optimizer.warmup_steps=0 --set checkpoint.dir="$WORK/ckQ" --json
 jid=$(json id)
