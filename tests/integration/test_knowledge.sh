@@ -227,6 +227,10 @@ export KILN_DB="$WORK/other3.db"
 expect_exit 0 "another store without a KG" "$KILN" vocab import -q "$ROOT/examples/vocab/bert-base-uncased-vocab.txt"
 expect_exit 0 "import into it: the table stays unmapped (a warning)" "$KILN" import --from kiln exp/kiln --out impn --json
 check "unmapped, the pin unchanged" test "$(json entities.table)" = unmapped -a "$(json entities.embedding)" = 1
+cp -r exp/kiln badtsv && sed -i '5s/^4\t/x4\t/' badtsv/entities.tsv
+expect_exit 65 "a malformed entities.tsv line is refused" "$KILN" import --from kiln badtsv --out impb
+grep_err 'badtsv/entities.tsv: line 5: expected row 4' "the message names the file and the line"
+check "nothing written" test ! -e impb
 export KILN_DB="$WORK/t.db"
 
 # --- the daemon's queue: "latest" pinned at submission; the daemon trains the job
