@@ -165,6 +165,13 @@ typedef struct cli_kg {
 } cli_kg;
 int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const float *table, const char *vocab,
                 size_t vlen, cli_kg *k);
+/* Loads embedding `embedding` of s into *kt and checks that it is the model's
+ * entity table: `rows` rows (and `dim` wide, dim > 0) and, table given (rows x
+ * dim F32), the same vectors: only then do its rows mean the store's entities.
+ * 0; EX_* with err (kt freed) on a load error or another shape; EX_DATAERR
+ * with *differs = 1 (err empty) when the vectors differ. */
+int cli_kg_table_match(kstore *s, int64_t embedding, int rows, int dim, const float *table, kkg_table *kt,
+                       int *differs, char *err, size_t errlen);
 /* The model's entity table (entity_rows x dim F32) as cli_kg_open compares it, from a
  * checkpoint's model.safetensors tensors (t, n), or NULL. */
 struct kst_tensor;

@@ -189,8 +189,9 @@ typedef struct citem {
     uint32_t ws, we;        /* the window: pieces [ws, we) of the document */
     uint32_t ms, me;        /* the masked pieces [ms, me) */
     int32_t mention;        /* entity item: the masked mention (index in the document's), else -1 */
+    uint32_t cs, ce;        /* entity item: its control's masked pieces [cs, ce) */
     int kind;               /* ITEM_* */
-    int matched;            /* control: piece count equal to the mention's */
+    int matched;            /* both: the control's piece count equals the mention's */
     uint64_t key;           /* entity item: the draw's key */
 } citem;
 
@@ -342,7 +343,8 @@ static void make_items(const corpus *c, const cvocab *cv, int Lr, uint64_t seed,
                  find_control(cv, d, ws, we, m->end - m->start, seed, m->start, &cs, &ce, &matched);
             if (!ok) continue; /* across sentences, not whole words, too long, no control */
             citem x = {.doc = (uint32_t)di, .ws = ws, .we = we, .ms = m->start, .me = m->end, .mention = (int32_t)k,
-                       .kind = ITEM_ENTITY, .matched = matched, .key = ckey(seed, d->hash, m->start, 0)};
+                       .cs = cs, .ce = ce, .kind = ITEM_ENTITY, .matched = matched,
+                       .key = ckey(seed, d->hash, m->start, 0)};
             items_push(&ent, &x);
         }
     }
@@ -353,13 +355,11 @@ static void make_items(const corpus *c, const cvocab *cv, int Lr, uint64_t seed,
     }
     qsort(ent.it, ent.n, sizeof *ent.it, cmp_pos);
     for (size_t i = 0; i < ent.n; i++) items_push(out, &ent.it[i]);
-    for (size_t i = 0; i < ent.n; i++) { /* the controls, found again (a pure function of the entity item) */
-        const citem *e = &ent.it[i];
-        const cdoc *d = &c->d[e->doc];
-        citem x = *e;
+    for (size_t i = 0; i < ent.n; i++) { /* the controls, in the same window */
+        citem x = ent.it[i];
         x.kind = ITEM_CONTROL;
         x.mention = -1;
-        find_control(cv, d, e->ws, e->we, e->me - e->ms, seed, e->ms, &x.ms, &x.me, &x.matched);
+        x.ms = x.cs, x.me = x.ce;
         items_push(out, &x);
     }
     free(ent.it);
@@ -895,19 +895,6 @@ int cmd_eval_cloze(int argc, char **argv, const char *db)
         cloze_close(&z);
         return EX_USAGE;
     }
-    if (ernie) {
-        if ((rc = kkg_table_load(z.s, emb, &z.kt, err, sizeof err))) {
-            kerr("the checkpoint's knowledge embedding %lld: %s", (long long)emb, err);
-            cloze_close(&z);
-            return rc;
-        }
-        if (z.kt.rows != mc->entity_vocab_size || z.kt.dim != mc->entity_dim) {
-            kerr("embedding %lld is %d x %d in the store, the checkpoint's entity table %d x %d", (long long)emb,
-                 z.kt.rows, z.kt.dim, mc->entity_vocab_size, mc->entity_dim);
-            cloze_close(&z);
-            return EX_DATAERR;
-        }
-    }
 
     /* the items */
     make_items(&z.c, &z.cv, Lr, (uint64_t)seed, (size_t)max_items, &z.items);
@@ -939,15 +926,22 @@ int cmd_eval_cloze(int argc, char **argv, const char *db)
         cloze_close(&z);
         return rc;
     }
-    if (ernie) { /* the store's embedding must be the model's table, vector for vector, or the rows mean other entities */
+    if (ernie) { /* the pinned embedding: the model's table, vector for vector, or the rows mean other entities */
         size_t off = kmodel_param_offset(z.m, "ernie.entity_embeddings.weight");
-        if (off == SIZE_MAX || memcmp(kmodel_param_data(z.m) + off, z.kt.vectors,
-                                      (size_t)z.kt.rows * (size_t)z.kt.dim * sizeof(float))) {
-            kerr("embedding %lld of this store is not the checkpoint's entity table (another store, or another "
-                 "embedding under that id): the probe needs the store the run trained on (--db)",
-                 (long long)emb);
+        int differs = 0;
+        rc = off == SIZE_MAX ? EX_SOFTWARE
+                             : cli_kg_table_match(z.s, emb, mc->entity_vocab_size, mc->entity_dim,
+                                                  kmodel_param_data(z.m) + off, &z.kt, &differs, err, sizeof err);
+        if (rc) {
+            if (differs)
+                kerr("embedding %lld of this store is not the checkpoint's entity table (another store, or another "
+                     "embedding under that id): the probe needs the store the run trained on (--db)",
+                     (long long)emb);
+            else
+                kerr("the checkpoint's knowledge embedding %lld: %s", (long long)emb,
+                     off == SIZE_MAX ? "the model has no entity table" : err);
             cloze_close(&z);
-            return EX_DATAERR;
+            return rc;
         }
     }
     if (items_path) {

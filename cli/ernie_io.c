@@ -244,6 +244,29 @@ int cli_vocab_with_pieces(kstore *s, const char *pieces, size_t len, int64_t *id
     return rc;
 }
 
+int cli_kg_table_match(kstore *s, int64_t embedding, int rows, int dim, const float *table, kkg_table *kt,
+                       int *differs, char *err, size_t errlen)
+{
+    *differs = 0;
+    int rc = kkg_table_load(s, embedding, kt, err, errlen);
+    if (rc) return rc;
+    if (kt->rows != rows || (dim > 0 && kt->dim != dim)) {
+        snprintf(err, errlen, "embedding %lld is %d x %d in the store, the model's entity table %d x %d",
+                 (long long)embedding, kt->rows, kt->dim, rows, dim > 0 ? dim : kt->dim);
+        kkg_table_free(kt);
+        return EX_DATAERR;
+    }
+    /* the rows map to the store's entities through this embedding: only if it is the one the
+     * model's (frozen) table was copied from, vector for vector */
+    if (table && memcmp(table, kt->vectors, (size_t)kt->rows * (size_t)kt->dim * sizeof(float))) {
+        if (errlen) err[0] = '\0';
+        *differs = 1;
+        kkg_table_free(kt);
+        return EX_DATAERR;
+    }
+    return 0;
+}
+
 int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const float *table, const char *vocab,
                 size_t vlen, cli_kg *k)
 {
@@ -255,22 +278,14 @@ int cli_kg_open(const cli_common *c, int64_t embedding, int entity_rows, const f
         return rc;
     }
     char err[900];
-    if ((rc = kkg_table_load(s, embedding, &k->kt, err, sizeof err))) {
-        kerr("the model's embedding %lld: %s", (long long)embedding, err);
-        goto out;
-    }
-    if (k->kt.rows != entity_rows) {
-        kerr("embedding %lld has %d rows, the model's entity table %d", (long long)embedding, k->kt.rows, entity_rows);
-        rc = EX_DATAERR;
-        goto out;
-    }
-    /* the rows map to the store's entities through this embedding: only if it is the one the
-     * model's (frozen) table was copied from, vector for vector */
-    if (table && memcmp(table, k->kt.vectors, (size_t)k->kt.rows * k->kt.dim * sizeof(float))) {
-        kerr("the store's embedding %lld is not the one the model was trained with (its vectors differ from the "
-             "model's entity table): use the store the model was trained on",
-             (long long)k->kt.embedding_id);
-        rc = EX_DATAERR;
+    int differs;
+    if ((rc = cli_kg_table_match(s, embedding, entity_rows, 0, table, &k->kt, &differs, err, sizeof err))) {
+        if (differs)
+            kerr("the store's embedding %lld is not the one the model was trained with (its vectors differ from the "
+                 "model's entity table): use the store the model was trained on",
+                 (long long)embedding);
+        else
+            kerr("the model's embedding %lld: %s", (long long)embedding, err);
         goto out;
     }
     /* the store's vocabulary with the model's pieces: the linker's aliases are in its ids */
@@ -377,16 +392,16 @@ static int map_table(kstore *s, const char *dir, const float *table, int64_t row
     map->rows = rows - 1;
     map->mapped = 0;
     const size_t n = (size_t)(rows - 1), d = (size_t)dim;
-    kkg_embedding e;
-    kbuf blobs = {0}, tsv = {0};
-    int rc = kstore_kg_embedding_get(s, cfg->knowledge_embedding, &e, &blobs);
-    if (!rc && e.n_entities == n && e.dim == dim && !memcmp(e.entities, table + d, n * d * sizeof(float))) {
+    kbuf tsv = {0};
+    kkg_table kt;
+    int differs;
+    if (!cli_kg_table_match(s, cfg->knowledge_embedding, (int)rows, dim, table, &kt, &differs, err, errlen)) {
+        kkg_table_free(&kt);
         map->how = "kept";
         map->mapped = (int64_t)n;
-        kbuf_free(&blobs);
         return 0;
     }
-    kbuf_free(&blobs);
+    int rc;
     char *tp = kpath_join(dir, "entities.tsv");
     int64_t *ids = xcalloc(n ? n : 1, sizeof *ids);
     rc = 0;
