@@ -39,11 +39,12 @@ struct krun {
     double secs0;              /* training seconds of earlier legs */
     int positioned;            /* seek done */
     const krun_meta *meta;     /* during krun_exec */
-    /* data parallel, the update split over ranks: this rank updates tensors
-     * [part_t0, part_t1); rank r's parameters are arena floats
-     * [part_dsp[r], part_dsp[r] + part_cnt[r]) (parted = 0: every rank
-     * updates everything) */
-    int parted, part_t0, part_t1;
+    /* data parallel, the update split over ranks: rank r updates the
+     * optimizer's pieces that start in the arena floats [part_dsp[r],
+     * part_dsp[r] + part_cnt[r]) (this rank's: [part_lo, part_hi);
+     * parted = 0: every rank updates everything) */
+    int parted;
+    size_t part_lo, part_hi;
     int *part_cnt, *part_dsp;
     /* data parallel: this step's word-embedding lookup rows, summed over
      * ranks after the all-reduce (sparse: fewer floats than the dense range) */
@@ -312,42 +313,35 @@ static int dist_micro(krun *r, const ksample_batch *b, uint64_t key, int last, k
     return rc;
 }
 
-/* The update split over ranks: contiguous runs of whole tensors of about
- * numel / N floats each, in registry (= arena) order. Not when the arena
- * offsets do not grow with the registry or the arena exceeds an int. */
+/* The update split over ranks: N contiguous arena ranges of about numel / N
+ * floats each, cut where the optimizer allows (kopt_split_at: any piece of
+ * 32768 floats for AdamW, so that the word embeddings, often most of the
+ * floats, are shared out too; whole tensors for LAMB), whatever the order of
+ * the tensors in the arena. Not when the arena exceeds an int. */
 static void part_setup(krun *r)
 {
     kdist *d = r->o.dist;
     const int N = kdist_size(d), me = kdist_rank(d);
-    int nt;
-    const ktensor *t = kmodel_params(r->m, &nt);
     const size_t numel = kmodel_numel(r->m);
     r->parted = 0;
-    for (int i = 1; i < nt; i++)
-        if (t[i].offset <= t[i - 1].offset) return;
-    if (nt < N || numel > (size_t)INT32_MAX) return; /* MPI counts are ints */
-    int *t0 = xcalloc((size_t)N + 1, sizeof *t0);
+    if (numel > (size_t)INT32_MAX) return; /* MPI counts are ints */
+    size_t *cut = xcalloc((size_t)N + 1, sizeof *cut);
     r->part_cnt = xcalloc((size_t)N, sizeof *r->part_cnt);
     r->part_dsp = xcalloc((size_t)N, sizeof *r->part_dsp);
-    /* boundary of part k: the first tensor starting at or past k numel / N */
-    t0[0] = 0;
-    t0[N] = nt;
-    for (int k = 1, i = 0; k < N; k++) {
-        size_t want = numel / (size_t)N * (size_t)k;
-        while (i < nt && t[i].offset < want) i++;
-        if (i <= t0[k - 1]) i = t0[k - 1] + 1; /* at least one tensor each */
-        if (i > nt - (N - k)) i = nt - (N - k);
-        t0[k] = i;
+    cut[0] = 0;
+    cut[N] = numel;
+    for (int k = 1; k < N; k++) {
+        size_t c = kopt_split_at(r->opt, numel / (size_t)N * (size_t)k);
+        cut[k] = c < cut[k - 1] ? cut[k - 1] : c; /* a rank may get nothing (a tiny model on many ranks) */
     }
     for (int k = 0; k < N; k++) {
-        size_t lo = t[t0[k]].offset, hi = t0[k + 1] < nt ? t[t0[k + 1]].offset : numel;
-        r->part_dsp[k] = (int)lo;
-        r->part_cnt[k] = (int)(hi - lo);
+        r->part_dsp[k] = (int)cut[k];
+        r->part_cnt[k] = (int)(cut[k + 1] - cut[k]);
     }
-    r->part_t0 = t0[me];
-    r->part_t1 = t0[me + 1];
+    r->part_lo = cut[me];
+    r->part_hi = cut[me + 1];
     r->parted = 1;
-    free(t0);
+    free(cut);
 }
 
 /* The 128-bit hash of the parameter arena. */
@@ -573,13 +567,19 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
         int bad_step;
         if (dist && r->parted) {
             /* this rank's tensors, the norm over all ranks' parts, then every rank gets every part */
-            double ss = kopt_grad_sumsq_part(r->opt, r->part_t0, r->part_t1);
+            double ss = kopt_grad_sumsq_range(r->opt, r->part_lo, r->part_hi);
             if ((rc = kdist_sum_f64(dist, &ss, 1, "the gradient norm"))) {
                 kseterr(r->err, sizeof r->err, "step %lld: %s", (long long)r->step + 1, kdist_error(dist));
                 goto out;
             }
             gn = sqrt(ss);
-            bad_step = kopt_step_part(r->opt, r->step + 1, total, gn, r->part_t0, r->part_t1, &lr);
+            bad_step = kopt_step_range(r->opt, r->step + 1, total, gn, r->part_lo, r->part_hi, &lr);
+            if (bad_step == EX_SOFTWARE) {
+                kseterr(r->err, sizeof r->err, "step %lld: the optimizer's split over ranks cuts a tensor",
+                        (long long)r->step + 1);
+                rc = EX_SOFTWARE;
+                goto out;
+            }
             if (!bad_step &&
                 (rc = kdist_allgather_f32(dist, kmodel_param_data(r->m), r->part_cnt, r->part_dsp, "the parameters"))) {
                 kseterr(r->err, sizeof r->err, "step %lld: %s", (long long)r->step + 1, kdist_error(dist));

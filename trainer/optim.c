@@ -40,11 +40,20 @@ struct kopt {
     float *p, *g; /* the caller's arenas */
     float *m, *v; /* (numel) */
     size_t numel;
-    piece *pc;
+    piece *pc;       /* (npc) registry order: a tensor's pieces are consecutive */
     int npc;
+    int *all;        /* (npc) 0, 1, ..., npc - 1 */
+    int *byoff;      /* (npc) piece indices by arena offset (kopt_*_range) */
     double *s1, *s2; /* (npc) per-piece partial sums */
     double *r;       /* (nt) per-tensor trust ratio */
 };
+
+/* qsort: pairs (offset, piece) by offset */
+static int by_offset(const void *a, const void *b)
+{
+    const size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
 
 kopt *kopt_new(const kopt_config *c, const ktensor *t, int n, float *params, float *grads, size_t numel,
                char *err, size_t errlen)
@@ -88,13 +97,26 @@ kopt *kopt_new(const kopt_config *c, const ktensor *t, int n, float *params, flo
     o->s1 = malloc((np + 1) * sizeof(double));
     o->s2 = malloc((np + 1) * sizeof(double));
     o->r = malloc(((size_t)n + 1) * sizeof(double));
-    if (!o->m || !o->v || !o->pc || !o->s1 || !o->s2 || !o->r)
+    o->all = malloc((np + 1) * sizeof *o->all);
+    o->byoff = malloc((np + 1) * sizeof *o->byoff);
+    if (!o->m || !o->v || !o->pc || !o->s1 || !o->s2 || !o->r || !o->all || !o->byoff)
         FAIL("out of memory: optimizer moments need %.1f MB", 2.0 * numel * 4 / 1e6);
     memset(o->m, 0, numel * sizeof(float));
     memset(o->v, 0, numel * sizeof(float));
     for (int i = 0; i < n; i++) /* frozen tensors: no pieces, so no update, no decay, no moments */
         for (size_t k = 0; k < t[i].numel && !t[i].frozen; k += CHUNK)
             o->pc[o->npc++] = (piece){i, t[i].offset + k, t[i].numel - k < CHUNK ? t[i].numel - k : CHUNK};
+    for (int k = 0; k < o->npc; k++) o->all[k] = o->byoff[k] = k;
+    /* by offset (tensors do not overlap, so offsets are unique) */
+    size_t *key = malloc((np + 1) * 2 * sizeof *key);
+    if (!key) FAIL("out of memory");
+    for (int k = 0; k < o->npc; k++) {
+        key[2 * k] = o->pc[k].off;
+        key[2 * k + 1] = (size_t)k;
+    }
+    qsort(key, (size_t)o->npc, 2 * sizeof *key, by_offset);
+    for (int k = 0; k < o->npc; k++) o->byoff[k] = (int)key[2 * k + 1];
+    free(key);
     return o;
 #undef FAIL
 }
@@ -108,6 +130,8 @@ void kopt_free(kopt *o)
     free(o->s1);
     free(o->s2);
     free(o->r);
+    free(o->all);
+    free(o->byoff);
     free(o);
 }
 
@@ -213,30 +237,45 @@ double kopt_grad_norm(const kopt *o)
     return sqrt(s);
 }
 
-/* The pieces [*k0, *k1) of tensors [t0, t1) (pieces are in tensor order). */
-static void piece_range(const kopt *o, int t0, int t1, int *k0, int *k1)
+/* The positions [*j0, *j1) of byoff whose pieces start in the arena range
+ * [lo, hi) */
+static void piece_range(const kopt *o, size_t lo, size_t hi, int *j0, int *j1)
 {
-    int k = 0;
-    while (k < o->npc && o->pc[k].t < t0) k++;
-    *k0 = k;
-    while (k < o->npc && o->pc[k].t < t1) k++;
-    *k1 = k;
+    int j = 0;
+    while (j < o->npc && o->pc[o->byoff[j]].off < lo) j++;
+    *j0 = j;
+    while (j < o->npc && o->pc[o->byoff[j]].off < hi) j++;
+    *j1 = j;
 }
 
-double kopt_grad_sumsq_part(const kopt *o, int t0, int t1)
+/* piece k is its tensor's first */
+static int first_piece(const kopt *o, int k) { return o->pc[k].off == o->t[o->pc[k].t].offset; }
+
+size_t kopt_split_at(const kopt *o, size_t want)
 {
-    int k0, k1;
-    piece_range(o, t0, t1, &k0, &k1);
+    for (int j = 0; j < o->npc; j++) {
+        const int k = o->byoff[j];
+        if (o->pc[k].off >= want && (o->c.type == KOPT_ADAMW || first_piece(o, k))) return o->pc[k].off;
+    }
+    return o->numel;
+}
+
+double kopt_grad_sumsq_range(const kopt *o, size_t lo, size_t hi)
+{
+    int j0, j1;
+    piece_range(o, lo, hi, &j0, &j1);
     double *s1 = o->s1;
-#pragma omp parallel for schedule(dynamic, 4) if (k1 - k0 > 1)
-    for (int k = k0; k < k1; k++) s1[k] = sumsq(o->g + o->pc[k].off, o->pc[k].n);
+    const int *ix = o->byoff;
+#pragma omp parallel for schedule(dynamic, 4) if (j1 - j0 > 1)
+    for (int j = j0; j < j1; j++) s1[ix[j]] = sumsq(o->g + o->pc[ix[j]].off, o->pc[ix[j]].n);
     double s = 0;
-    for (int k = k0; k < k1; k++) s += s1[k];
+    for (int j = j0; j < j1; j++) s += s1[ix[j]];
     return s;
 }
 
-/* The update of pieces [k0, k1) (whole tensors) with gradient norm gn. */
-static int step_pieces(kopt *o, int64_t step, int64_t total_steps, double gn, int k0, int k1, double *lr_out)
+/* The update of the pieces ix[0 .. n - 1] (a tensor's pieces consecutive;
+ * for LAMB whole tensors) with gradient norm gn. */
+static int step_pieces(kopt *o, int64_t step, int64_t total_steps, double gn, const int *ix, int n, double *lr_out)
 {
     const kopt_config *c = &o->c;
     if (step < 1) step = 1;
@@ -261,32 +300,33 @@ static int step_pieces(kopt *o, int64_t step, int64_t total_steps, double gn, in
     s.ibc2 = (float)(1 / bc2);
     if (c->type == KOPT_ADAMW) {
         s.decay = (float)(1 - lr * c->weight_decay);
-#pragma omp parallel for schedule(dynamic, 4) if (k1 - k0 > 1)
-        for (int k = k0; k < k1; k++) {
-            const piece *q = &o->pc[k];
+#pragma omp parallel for schedule(dynamic, 4) if (n > 1)
+        for (int j = 0; j < n; j++) {
+            const piece *q = &o->pc[ix[j]];
             adamw_piece(o->p + q->off, o->m + q->off, o->v + q->off, o->g + q->off, q->n, &s, o->t[q->t].decay);
         }
         return 0;
     }
     s.decay = (float)c->weight_decay;
-#pragma omp parallel for schedule(dynamic, 4) if (k1 - k0 > 1)
-    for (int k = k0; k < k1; k++) {
+#pragma omp parallel for schedule(dynamic, 4) if (n > 1)
+    for (int j = 0; j < n; j++) {
+        const int k = ix[j];
         const piece *q = &o->pc[k];
         lamb_piece1(o->p + q->off, o->m + q->off, o->v + q->off, o->g + q->off, q->n, &s, o->t[q->t].decay,
                     &o->s1[k], &o->s2[k]);
     }
-    for (int k = k0; k < k1;) {
-        const int i = o->pc[k].t;
+    for (int j = 0; j < n;) {
+        const int i = o->pc[ix[j]].t;
         double ww = 0, uu = 0;
-        for (; k < k1 && o->pc[k].t == i; k++) {
-            ww += o->s1[k];
-            uu += o->s2[k];
+        for (; j < n && o->pc[ix[j]].t == i; j++) {
+            ww += o->s1[ix[j]];
+            uu += o->s2[ix[j]];
         }
         o->r[i] = o->t[i].decay && ww > 0 && uu > 0 ? sqrt(ww) / sqrt(uu) : 1.0;
     }
-#pragma omp parallel for schedule(dynamic, 4) if (k1 - k0 > 1)
-    for (int k = k0; k < k1; k++) {
-        const piece *q = &o->pc[k];
+#pragma omp parallel for schedule(dynamic, 4) if (n > 1)
+    for (int j = 0; j < n; j++) {
+        const piece *q = &o->pc[ix[j]];
         lamb_piece2(o->p + q->off, o->m + q->off, o->v + q->off, q->n, &s, o->t[q->t].decay,
                     (float)(lr * o->r[q->t]));
     }
@@ -297,12 +337,15 @@ int kopt_step(kopt *o, int64_t step, int64_t total_steps, double *lr_out, double
 {
     double gn = kopt_grad_norm(o);
     if (gn_out) *gn_out = gn;
-    return step_pieces(o, step, total_steps, gn, 0, o->npc, lr_out);
+    return step_pieces(o, step, total_steps, gn, o->all, o->npc, lr_out);
 }
 
-int kopt_step_part(kopt *o, int64_t step, int64_t total_steps, double gn, int t0, int t1, double *lr_out)
+int kopt_step_range(kopt *o, int64_t step, int64_t total_steps, double gn, size_t lo, size_t hi, double *lr_out)
 {
-    int k0, k1;
-    piece_range(o, t0, t1, &k0, &k1);
-    return step_pieces(o, step, total_steps, gn, k0, k1, lr_out);
+    int j0, j1;
+    piece_range(o, lo, hi, &j0, &j1);
+    if (o->c.type == KOPT_LAMB && j0 < j1 &&
+        (!first_piece(o, o->byoff[j0]) || (j1 < o->npc && !first_piece(o, o->byoff[j1]))))
+        return EX_SOFTWARE;
+    return step_pieces(o, step, total_steps, gn, o->byoff + j0, j1 - j0, lr_out);
 }

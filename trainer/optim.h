@@ -47,16 +47,24 @@ kopt *kopt_new(const kopt_config *c, const ktensor *t, int n, float *params, flo
                char *err, size_t errlen);
 void kopt_free(kopt *o);
 
-/* Data parallel, the update split over ranks (each rank updates whole
- * tensors [t0, t1) of the registry, then the ranks exchange parameters):
- * kopt_grad_sumsq_part is the sum of squares of the gradients of tensors
- * [t0, t1) (frozen ones excluded; the same per-piece order as
- * kopt_grad_norm); kopt_step_part applies kopt_step's update to tensors
- * [t0, t1) only, with the gradient norm gn over all tensors (the square root
- * of the ranks' sums). Returns 0, or EX_DATAERR when gn is not finite
- * (nothing changed). Moments outside the range are not touched. */
-double kopt_grad_sumsq_part(const kopt *o, int t0, int t1);
-int kopt_step_part(kopt *o, int64_t step, int64_t total_steps, double gn, int t0, int t1, double *lr_out);
+/* Data parallel, the update split over ranks: rank r updates the pieces
+ * (runs of at most 32768 floats of one tensor) that start
+ * in its arena range [lo, hi), then the ranks exchange parameters.
+ * kopt_split_at is the first arena offset at or past `want` where a range
+ * may begin: the start of any piece for AdamW (element-wise), of a tensor's
+ * first piece for LAMB (its trust ratio needs the whole tensor); numel when
+ * there is none. Ranges must begin and end at such offsets (or 0 / numel).
+ * kopt_grad_sumsq_range is the sum of squares of the gradients of those
+ * pieces (frozen tensors have none; per piece as kopt_grad_norm, then over
+ * the pieces in arena order); kopt_step_range applies kopt_step's update to them only,
+ * with the gradient norm gn over all tensors (the square root of the ranks'
+ * sums). Returns 0; EX_DATAERR when gn is not finite; EX_SOFTWARE when a
+ * LAMB range cuts a tensor (nothing changed in either case). Moments outside
+ * the range are not touched. Tensors may lie in the arena in any order
+ * (not overlapping). */
+size_t kopt_split_at(const kopt *o, size_t want);
+double kopt_grad_sumsq_range(const kopt *o, size_t lo, size_t hi);
+int kopt_step_range(kopt *o, int64_t step, int64_t total_steps, double gn, size_t lo, size_t hi, double *lr_out);
 
 /* The moment arenas (numel floats, parameter layout), to save or restore. */
 float *kopt_m(kopt *o);

@@ -1301,9 +1301,10 @@ static double train(int model_type, int opt_type, double lr, double *first, floa
     return last;
 }
 
-/* The update split over ranks (kopt_step_part on two runs of whole tensors,
- * the norm from kopt_grad_sumsq_part) is kopt_step: bit for bit without
- * clipping, within 1e-6 relative with it (the norm's sum in another order). */
+/* The update split over ranks (kopt_step_range on two arena ranges cut at
+ * kopt_split_at, the norm from kopt_grad_sumsq_range) is kopt_step: bit for
+ * bit without clipping, within 1e-6 relative with it (the norm's sum in
+ * another order). */
 static void test_split_update(void **state)
 {
     (void)state;
@@ -1325,7 +1326,8 @@ static void test_split_update(void **state)
                                 kmodel_numel(b), err, sizeof err);
             assert_non_null(oa);
             assert_non_null(ob);
-            const int k = n / 3;
+            const size_t numel = kmodel_numel(b), k = kopt_split_at(ob, numel / 3);
+            assert_true(k >= numel / 3 && k < numel);
             kstep_result r;
             for (int s = 1; s <= 3; s++) {
                 kmodel_zero_grad(a);
@@ -1333,9 +1335,9 @@ static void test_split_update(void **state)
                 assert_int_equal(kmodel_forward_backward(a, &tb.b, (uint64_t)s, 1.0f, &r), 0);
                 assert_int_equal(kmodel_forward_backward(b, &tb.b, (uint64_t)s, 1.0f, &r), 0);
                 assert_int_equal(kopt_step(oa, s, 3, NULL, NULL), 0);
-                double gn = sqrt(kopt_grad_sumsq_part(ob, 0, k) + kopt_grad_sumsq_part(ob, k, n));
-                assert_int_equal(kopt_step_part(ob, s, 3, gn, k, n, NULL), 0);
-                assert_int_equal(kopt_step_part(ob, s, 3, gn, 0, k, NULL), 0);
+                double gn = sqrt(kopt_grad_sumsq_range(ob, 0, k) + kopt_grad_sumsq_range(ob, k, numel));
+                assert_int_equal(kopt_step_range(ob, s, 3, gn, k, numel, NULL), 0);
+                assert_int_equal(kopt_step_range(ob, s, 3, gn, 0, k, NULL), 0);
             }
             const float *pa = kmodel_param_data(a), *pb = kmodel_param_data(b);
             if (!clip) {
@@ -1349,12 +1351,68 @@ static void test_split_update(void **state)
                 assert_true(worst < 1e-6);
             }
             double inf = NAN;
-            assert_int_equal(kopt_step_part(ob, 4, 4, inf, 0, n, NULL), EX_DATAERR);
+            assert_int_equal(kopt_step_range(ob, 4, 4, inf, 0, numel, NULL), EX_DATAERR);
             kopt_free(oa);
             kopt_free(ob);
             kmodel_free(a);
             kmodel_free(b);
         }
+}
+
+/* Split points on tensors larger than a piece (32768 floats), registered out
+ * of arena order: AdamW may cut inside a tensor (at a piece start), LAMB only
+ * between tensors, and a LAMB range that cuts a tensor is refused without a
+ * change. Both split updates equal the whole update bit for bit. */
+static void test_split_inside_tensor(void **state)
+{
+    (void)state;
+    /* registry order t0, t1, t2; arena order t0, t2, t1 (as ALBERT's q, k, v weights before their biases) */
+    const size_t sizes[3] = {100000, 300, 70000}, offs[3] = {0, 170000, 100000}, numel = 170300;
+    ktensor t[3];
+    memset(t, 0, sizeof t);
+    for (int i = 0; i < 3; i++) {
+        snprintf(t[i].name, sizeof t[i].name, "t%d", i);
+        t[i].offset = offs[i];
+        t[i].numel = sizes[i];
+        t[i].decay = i != 1;
+    }
+    for (int opt = 0; opt < 2; opt++) {
+        kopt_config c = opt_config(opt ? KOPT_LAMB : KOPT_ADAMW);
+        c.lr = 1e-2;
+        c.warmup_steps = 1;
+        c.weight_decay = 0.01;
+        float *pa = malloc(numel * sizeof *pa), *pb = malloc(numel * sizeof *pb), *g = malloc(numel * sizeof *g);
+        for (size_t i = 0; i < numel; i++) {
+            pa[i] = pb[i] = (float)sin(0.001 * (double)i);
+            g[i] = (float)cos(0.0007 * (double)i) * 0.1f;
+        }
+        char err[256];
+        kopt *oa = kopt_new(&c, t, 3, pa, g, numel, err, sizeof err), *ob = kopt_new(&c, t, 3, pb, g, numel, err,
+                                                                                   sizeof err);
+        assert_non_null(oa);
+        assert_non_null(ob);
+        const size_t k = kopt_split_at(ob, numel / 2);
+        if (opt == 0) assert_int_equal(k, 98304); /* t0's fourth piece: inside the tensor */
+        else assert_int_equal(k, 100000);         /* t2's start */
+        assert_int_equal(kopt_split_at(ob, numel), numel);
+        for (int s = 1; s <= 2; s++) {
+            assert_int_equal(kopt_step(oa, s, 2, NULL, NULL), 0);
+            double gn = sqrt(kopt_grad_sumsq_range(ob, 0, k) + kopt_grad_sumsq_range(ob, k, numel));
+            assert_int_equal(kopt_step_range(ob, s, 2, gn, 0, k, NULL), 0);
+            assert_int_equal(kopt_step_range(ob, s, 2, gn, k, numel, NULL), 0);
+        }
+        assert_memory_equal(pa, pb, numel * sizeof(float));
+        if (opt == 1) {
+            memcpy(pa, pb, numel * sizeof(float));
+            assert_int_equal(kopt_step_range(ob, 3, 3, 1.0, 32768, numel, NULL), EX_SOFTWARE);
+            assert_memory_equal(pa, pb, numel * sizeof(float));
+        }
+        kopt_free(oa);
+        kopt_free(ob);
+        free(pa);
+        free(pb);
+        free(g);
+    }
 }
 
 static void test_training(void **state)
@@ -1396,6 +1454,7 @@ int main(void)
         cmocka_unit_test(test_eval_logits),
         cmocka_unit_test(test_errors),        cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_adamw),         cmocka_unit_test(test_lamb), cmocka_unit_test(test_split_update),
+        cmocka_unit_test(test_split_inside_tensor),
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_training),      cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_distilbert),    cmocka_unit_test(test_distilbert_cls),
