@@ -42,7 +42,6 @@ struct kopt {
     size_t numel;
     piece *pc;       /* (npc) registry order: a tensor's pieces are consecutive */
     int npc;
-    int *all;        /* (npc) 0, 1, ..., npc - 1 */
     int *byoff;      /* (npc) piece indices by arena offset (kopt_*_range) */
     double *s1, *s2; /* (npc) per-piece partial sums */
     double *r;       /* (nt) per-tensor trust ratio */
@@ -97,16 +96,14 @@ kopt *kopt_new(const kopt_config *c, const ktensor *t, int n, float *params, flo
     o->s1 = malloc((np + 1) * sizeof(double));
     o->s2 = malloc((np + 1) * sizeof(double));
     o->r = malloc(((size_t)n + 1) * sizeof(double));
-    o->all = malloc((np + 1) * sizeof *o->all);
     o->byoff = malloc((np + 1) * sizeof *o->byoff);
-    if (!o->m || !o->v || !o->pc || !o->s1 || !o->s2 || !o->r || !o->all || !o->byoff)
+    if (!o->m || !o->v || !o->pc || !o->s1 || !o->s2 || !o->r || !o->byoff)
         FAIL("out of memory: optimizer moments need %.1f MB", 2.0 * numel * 4 / 1e6);
     memset(o->m, 0, numel * sizeof(float));
     memset(o->v, 0, numel * sizeof(float));
     for (int i = 0; i < n; i++) /* frozen tensors: no pieces, so no update, no decay, no moments */
         for (size_t k = 0; k < t[i].numel && !t[i].frozen; k += CHUNK)
             o->pc[o->npc++] = (piece){i, t[i].offset + k, t[i].numel - k < CHUNK ? t[i].numel - k : CHUNK};
-    for (int k = 0; k < o->npc; k++) o->all[k] = o->byoff[k] = k;
     /* by offset (tensors do not overlap, so offsets are unique) */
     size_t *key = malloc((np + 1) * 2 * sizeof *key);
     if (!key) FAIL("out of memory");
@@ -130,7 +127,6 @@ void kopt_free(kopt *o)
     free(o->s1);
     free(o->s2);
     free(o->r);
-    free(o->all);
     free(o->byoff);
     free(o);
 }
@@ -273,11 +269,13 @@ double kopt_grad_sumsq_range(const kopt *o, size_t lo, size_t hi)
     return s;
 }
 
-/* The update of the pieces ix[0 .. n - 1] (a tensor's pieces consecutive;
- * for LAMB whole tensors) with gradient norm gn. */
+/* The update of the pieces ix[0 .. n - 1] (ix NULL: pieces 0 .. n - 1, the
+ * registry order; a tensor's pieces consecutive; for LAMB whole tensors)
+ * with gradient norm gn. */
 static int step_pieces(kopt *o, int64_t step, int64_t total_steps, double gn, const int *ix, int n, double *lr_out)
 {
     const kopt_config *c = &o->c;
+#define PIECE(j) (ix ? ix[j] : (j))
     if (step < 1) step = 1;
     double lr = kopt_lr(c, step, total_steps);
     if (lr_out) *lr_out = lr;
@@ -302,7 +300,7 @@ static int step_pieces(kopt *o, int64_t step, int64_t total_steps, double gn, co
         s.decay = (float)(1 - lr * c->weight_decay);
 #pragma omp parallel for schedule(dynamic, 4) if (n > 1)
         for (int j = 0; j < n; j++) {
-            const piece *q = &o->pc[ix[j]];
+            const piece *q = &o->pc[PIECE(j)];
             adamw_piece(o->p + q->off, o->m + q->off, o->v + q->off, o->g + q->off, q->n, &s, o->t[q->t].decay);
         }
         return 0;
@@ -310,34 +308,35 @@ static int step_pieces(kopt *o, int64_t step, int64_t total_steps, double gn, co
     s.decay = (float)c->weight_decay;
 #pragma omp parallel for schedule(dynamic, 4) if (n > 1)
     for (int j = 0; j < n; j++) {
-        const int k = ix[j];
+        const int k = PIECE(j);
         const piece *q = &o->pc[k];
         lamb_piece1(o->p + q->off, o->m + q->off, o->v + q->off, o->g + q->off, q->n, &s, o->t[q->t].decay,
                     &o->s1[k], &o->s2[k]);
     }
     for (int j = 0; j < n;) {
-        const int i = o->pc[ix[j]].t;
+        const int i = o->pc[PIECE(j)].t;
         double ww = 0, uu = 0;
-        for (; j < n && o->pc[ix[j]].t == i; j++) {
-            ww += o->s1[ix[j]];
-            uu += o->s2[ix[j]];
+        for (; j < n && o->pc[PIECE(j)].t == i; j++) {
+            ww += o->s1[PIECE(j)];
+            uu += o->s2[PIECE(j)];
         }
         o->r[i] = o->t[i].decay && ww > 0 && uu > 0 ? sqrt(ww) / sqrt(uu) : 1.0;
     }
 #pragma omp parallel for schedule(dynamic, 4) if (n > 1)
     for (int j = 0; j < n; j++) {
-        const piece *q = &o->pc[ix[j]];
+        const piece *q = &o->pc[PIECE(j)];
         lamb_piece2(o->p + q->off, o->m + q->off, o->v + q->off, q->n, &s, o->t[q->t].decay,
                     (float)(lr * o->r[q->t]));
     }
     return 0;
 }
+#undef PIECE
 
 int kopt_step(kopt *o, int64_t step, int64_t total_steps, double *lr_out, double *gn_out)
 {
     double gn = kopt_grad_norm(o);
     if (gn_out) *gn_out = gn;
-    return step_pieces(o, step, total_steps, gn, o->all, o->npc, lr_out);
+    return step_pieces(o, step, total_steps, gn, NULL, o->npc, lr_out);
 }
 
 int kopt_step_range(kopt *o, int64_t step, int64_t total_steps, double gn, size_t lo, size_t hi, double *lr_out)
