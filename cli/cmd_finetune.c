@@ -279,7 +279,10 @@ static void hook_step(void *ctx, const krun_status *s)
     ft_run *r = ctx;
     r->evaluated_now = 0;
     if (!r->dev || r->rc) return;
-    if (!s->last && (r->eval_every <= 0 || s->step % r->eval_every)) return;
+    /* dev evaluations at eval_every steps and at the budget's end; not at a
+     * step where a signal stopped the run, so that the best checkpoint of an
+     * interrupted and resumed run is the uninterrupted run's */
+    if (!(s->last && !s->stopped) && (r->eval_every <= 0 || s->step % r->eval_every)) return;
     ft_eval e;
     if (evaluate(r->m, r->dev, r->devb, r->regression, r->num_labels, r->kg, &e)) {
         r->rc = EX_SOFTWARE;
@@ -500,7 +503,8 @@ static char *extra_json(const kmodel_config *mc, const kdataset *train, int regr
 int cmd_finetune(int argc, char **argv, const char *db)
 {
     static const char usage[] =
-        "usage: kiln finetune --config F [--set section.key=value]... [--resume] [--json]\n\n"
+        "usage: kiln finetune --config F [--set section.key=value]... [--resume]\n"
+        "                     [--pause-at STEP] [--json]\n\n"
         "Fine-tunes a pretrained model (\"init\": a kiln checkpoint or a Hugging Face\n"
         "folder) on a labelled dataset (GLUE TSV with a header, or JSONL with the same\n"
         "field names): classification (N labels) or regression. The pretraining heads\n"
@@ -509,14 +513,19 @@ int cmd_finetune(int argc, char **argv, const char *db)
         "best checkpoint by dev accuracy (Pearson for regression) is kept as\n"
         "checkpoint.dir/best. Config keys: docs/finetune.md.\n"
         "--json prints {\"steps\", \"seconds\", \"dev\": {\"accuracy\", \"f1\", \"loss\", ...},\n"
-        "\"best_checkpoint\", \"best\": {...}, \"checkpoint\"} at the end.\n";
-    enum { O_CONFIG = 1, O_SET, O_RESUME };
+        "\"best_checkpoint\", \"best\": {...}, \"checkpoint\"} at the end.\n"
+        "--pause-at STEP stops as a signal would once STEP is done (a checkpoint;\n"
+        "--resume continues). A stopped run does not evaluate its last step, so\n"
+        "an interrupted and resumed run keeps the same best checkpoint.\n";
+    enum { O_CONFIG = 1, O_SET, O_RESUME, O_PAUSE };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"config", required_argument, 0, O_CONFIG},
                                        {"set", required_argument, 0, O_SET},
-                                       {"resume", no_argument, 0, O_RESUME}, {0, 0, 0, 0}};
+                                       {"resume", no_argument, 0, O_RESUME},
+                                       {"pause-at", required_argument, 0, O_PAUSE}, {0, 0, 0, 0}};
     cli_common c;
     cli_common_init(&c, db);
     const char *cfg_path = NULL;
+    long long pause_at = 0;
     const char **sets = xcalloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0, resume = 0, opt;
     optind = 1;
@@ -525,7 +534,14 @@ int cmd_finetune(int argc, char **argv, const char *db)
         if (opt == O_CONFIG) cfg_path = optarg;
         else if (opt == O_SET) sets[n_sets++] = optarg;
         else if (opt == O_RESUME) resume = 1;
-        else {
+        else if (opt == O_PAUSE) {
+            char *end;
+            pause_at = strtoll(optarg, &end, 10);
+            if (*end || pause_at < 1) {
+                free(sets);
+                return cli_usage_error("finetune", "--pause-at: a step >= 1");
+            }
+        } else {
             free(sets);
             return cli_usage_error("finetune", "bad option");
         }
@@ -712,6 +728,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         ro.budget.steps = total;
         ro.budget.seconds = fc.seconds;
         ro.stop = &cli_stop;
+        ro.pause_at = pause_at;
         ro.ckpt_dir = fc.ckpt_dir;
         ro.ckpt_every = fc.eval_every;
         ro.ckpt_keep = fc.ckpt_keep;

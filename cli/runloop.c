@@ -635,7 +635,8 @@ int krun_exec(krun *r, const krun_meta *meta, const krun_hooks *h)
         if (validate_now && (rc = validate(r, val, base))) goto out;
         krun_status st = {.step = r->step, .total_steps = total, .tokens = r->tokens, .lr = lr, .grad_norm = gn,
                           .tokens_per_s = tps, .seconds = secs, .train = sum, .val = val, .base = base,
-                          .validated = validate_now, .last = last, .checkpoint = ""};
+                          .validated = validate_now, .last = last, .stopped = r->res.stopped,
+                          .checkpoint = ""};
         st.eta_s = total > r->step && r->step > step0
                        ? (double)(total - r->step) * (now - t0) / (double)(r->step - step0) : NAN;
         if (h->step) h->step(h->ctx, &st);

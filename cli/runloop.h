@@ -123,6 +123,7 @@ typedef struct krun_status {
     const kstep_result *base;      /* the source's baselines on that validation */
     int validated;                 /* 1: val was measured at this step */
     int last;                      /* 1: the run's last step */
+    int stopped;                   /* 1: last because of a signal, not the budget */
     const char *checkpoint;        /* the checkpoint of this step ("" in step()) */
 } krun_status;
 

@@ -76,6 +76,18 @@ check "resumed run ends on the same step" [ "$(basename "$(json checkpoint)")" =
 check "resumed run: same model bytes" cmp "ftA/$last/model.safetensors" "ftC/$last/model.safetensors"
 check "resumed run: same best" [ "$(json best.accuracy)" = "$(json best.accuracy ftA.json)" ]
 
+# --- paused at a step that is not an evaluation step (13; eval_every 25) and
+# resumed: no evaluation at the pause, so the best is the uninterrupted run's
+expect_exit 0 "finetune --pause-at 13" "$KILN" finetune --config ft.json --set checkpoint.dir=ftS --pause-at 13 --json
+check "paused: stopped at step 13, no dev evaluation, no best" $PY -c "
+import json; d=json.load(open('out.txt')); assert d['stopped'] and d['steps'] == 13 and d['dev'] is None and d['best'] is None, d"
+check "paused: no best folder" [ ! -e ftS/best -a ! -e ftS/best.json ]
+expect_exit 0 "resume after the pause" "$KILN" finetune --config ft.json --set checkpoint.dir=ftS --resume --json
+check "paused and resumed: same best step and accuracy" $PY -c "
+import json; a=json.load(open('ftA.json'))['best']; b=json.load(open('out.txt'))['best']; assert a == b, (a, b)"
+check "paused and resumed: same best bytes" cmp ftA/best/model.safetensors ftS/best/model.safetensors
+expect_exit 64 "--pause-at 0 refused" "$KILN" finetune --config ft.json --set checkpoint.dir=ftX --pause-at 0
+
 # --- eval and classify
 expect_exit 0 "eval the best checkpoint" "$KILN" eval --checkpoint ftA/best --data "$SST/dev.tsv" --json
 check "eval agrees with the run's best figures" $PY -c "
