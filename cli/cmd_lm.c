@@ -124,13 +124,18 @@ typedef struct gen_opts {
     int n_stops;
     const char *tmpl;     /* template text with {prompt}, or NULL */
     int json;
+    /* timings over the prompts, for the closing info line: prefill = the
+     * prompt's feed and the first draw, decode = every later token (its feed
+     * and draw); as bench/gpt/torch_gpt.py times PyTorch */
+    double prefill_s, decode_s;
+    int64_t prefill_tokens, decode_tokens;
 } gen_opts;
 
 enum { STOP_LENGTH = 0, STOP_EOT, STOP_STRING, STOP_CONTEXT };
 static const char *const stop_names[] = {"max_new_tokens", "eot", "stop_string", "context"};
 
 /* Generates the continuation of one prompt; prints it. Returns 0 or EX_*. */
-static int generate_one(lm *x, const gen_opts *o, const char *prompt, void *scratch)
+static int generate_one(lm *x, gen_opts *o, const char *prompt, void *scratch)
 {
     kbuf full = {0};
     if (o->tmpl) {
@@ -157,6 +162,7 @@ static int generate_one(lm *x, const gen_opts *o, const char *prompt, void *scra
     size_t skip = keep > room ? keep - room : 0;
     if (skip) kwarn("prompt of %zu tokens: its first %zu are dropped (the model reads %d positions)", ids.n, skip, x->ctx);
     kgen_reset(x->g);
+    double t0 = know_seconds(), t1 = t0;
     int rc = kgen_feed(x->g, (const int32_t *)ids.ids + skip, (int)(ids.n - skip), NULL);
     if (rc) {
         kerr("%s", kgen_error(x->g));
@@ -172,6 +178,7 @@ static int generate_one(lm *x, const gen_opts *o, const char *prompt, void *scra
     while (n < o->max_new) {
         int32_t id = kgen_sample(kgen_logits(x->g), x->V, &o->s, o->seed, (uint64_t)n, &lp[n], scratch);
         out[n++] = id;
+        if (n == 1) t1 = know_seconds();
         if (id == x->eot) {
             why = STOP_EOT;
             break;
@@ -201,6 +208,13 @@ static int generate_one(lm *x, const gen_opts *o, const char *prompt, void *scra
             break;
         }
         if (cli_stop) break;
+    }
+    const double t2 = know_seconds();
+    o->prefill_s += t1 - t0;
+    o->prefill_tokens += (int64_t)(ids.n - skip);
+    if (n > 1) {
+        o->decode_s += t2 - t1;
+        o->decode_tokens += n - 1;
     }
     if (!rc) {
         size_t tl = cut == (size_t)-1 ? text.len : cut;
@@ -419,6 +433,10 @@ int cmd_generate(int argc, char **argv, const char *db)
     }
     free(scratch);
     lm_close(&x);
+    if (!rc && o.prefill_tokens)
+        kinfo("prefill: %lld prompt tokens in %.3f s; decode: %lld tokens in %.3f s (%.1f tokens/s)",
+              (long long)o.prefill_tokens, o.prefill_s, (long long)o.decode_tokens, o.decode_s,
+              o.decode_s > 0 ? (double)o.decode_tokens / o.decode_s : 0.0);
     kbuf_free(&tmpl);
     kbuf_free(&pf);
     free(stops);

@@ -78,8 +78,11 @@
 
 #define CH 64       /* positions per pass of a feed */
 #define RB 2        /* rows per block of a product */
-#define OB 4        /* output columns per block of a product */
-#define OCH 64      /* output columns per task of a product (a multiple of OB) */
+#define OB 8        /* fp32 output columns per block of a product of several rows */
+#define OB1 16      /* fp32 output columns per block of a one-row product (a decoding step): more
+                     * weight rows in flight; 1.5x the tokens/s of 4 (docs/generate.md) */
+#define BOB 4       /* bf16 output columns per block */
+#define OCH 64      /* output columns per task of a product (a multiple of OB1 and BOB) */
 #define PAR_WORK (1 << 17) /* multiply-adds below which a product runs on the calling thread */
 
 typedef struct glayer {
@@ -138,12 +141,12 @@ KINLINE float finish8(const v8 *a, const float *x, const float *w, int k0, int K
 KINLINE void block(float *y, size_t ldy, const float *x, size_t ldx, const float *W, int K, const float *b,
                    const float *res, int R, int O)
 {
-    v8 acc[RB][OB];
+    v8 acc[RB][OB1];
     for (int r = 0; r < R; r++)
         for (int o = 0; o < O; o++) acc[r][o] = (v8){0, 0, 0, 0, 0, 0, 0, 0};
     int k = 0;
     for (; k + 8 <= K; k += 8) {
-        v8 wv[OB];
+        v8 wv[OB1];
         for (int o = 0; o < O; o++) wv[o] = LD8(W + (size_t)o * K + k);
         for (int r = 0; r < R; r++) {
             v8 xv = LD8(x + (size_t)r * ldx + k);
@@ -159,11 +162,20 @@ KINLINE void block(float *y, size_t ldy, const float *x, size_t ldx, const float
         }
 }
 
-/* Columns [o0, o1) of the product of n rows (see block). */
+/* Columns [o0, o1) of the product of n rows (see block): blocks of RB rows
+ * and OB columns, or of one row and OB1 columns when n is 1 (each output is
+ * the same sequence of operations either way) */
 KCLONES
 static void dense_cols(float *y, size_t ldy, const float *x, size_t ldx, int n, const float *W, int K,
                        const float *b, const float *res, int o0, int o1)
 {
+    if (n == 1) {
+        int o = o0;
+        for (; o + OB1 <= o1; o += OB1) block(y + o, ldy, x, ldx, W + (size_t)o * K, K, b ? b + o : NULL,
+                                              res ? res + o : NULL, 1, OB1);
+        for (; o < o1; o++) block(y + o, ldy, x, ldx, W + (size_t)o * K, K, b ? b + o : NULL, res ? res + o : NULL, 1, 1);
+        return;
+    }
     for (int o = o0; o < o1; o += OB) {
         const int no = o1 - o < OB ? o1 - o : OB;
         const float *Wo = W + (size_t)o * K, *bo = b ? b + o : NULL;
@@ -191,22 +203,22 @@ static void dense_cols(float *y, size_t ldy, const float *x, size_t ldx, int n, 
 /* bf16 (kgen_use_bf16): y[r][o] = sum of VDPBF16PS over the 32-wide pieces of
  * the rounded row xb[r] and Wb[o] (Kp = K rounded up to 32, zero padded)
  * into 16 fp32 lanes, then _mm512_reduce_add_ps (a fixed tree) (+ b[o])
- * (+ res[r][o]); columns [o0, o1). Blocks of RB rows and OB columns share
+ * (+ res[r][o]); columns [o0, o1). Blocks of RB rows and BOB columns share
  * loads only: each value is the same sequence of operations whatever the
  * blocking, the rows fed and the thread count. */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
 dense_cols_bf16(float *y, size_t ldy, const uint16_t *xb, int Kp, int n, const uint16_t *Wb, const float *b,
                 const float *res, int o0, int o1)
 {
-    for (int o = o0; o < o1; o += OB) {
-        const int no = o1 - o < OB ? o1 - o : OB;
+    for (int o = o0; o < o1; o += BOB) {
+        const int no = o1 - o < BOB ? o1 - o : BOB;
         for (int r = 0; r < n; r += RB) {
             const int nr = n - r < RB ? n - r : RB;
-            __m512 acc[RB][OB];
+            __m512 acc[RB][BOB];
             for (int i = 0; i < RB; i++)
-                for (int j = 0; j < OB; j++) acc[i][j] = _mm512_setzero_ps();
+                for (int j = 0; j < BOB; j++) acc[i][j] = _mm512_setzero_ps();
             for (int k = 0; k < Kp; k += 32) {
-                __m512bh w[OB];
+                __m512bh w[BOB];
                 for (int j = 0; j < no; j++) w[j] = (__m512bh)_mm512_loadu_si512(Wb + (size_t)(o + j) * Kp + k);
                 for (int i = 0; i < nr; i++) {
                     __m512bh xv = (__m512bh)_mm512_loadu_si512(xb + (size_t)(r + i) * Kp + k);
