@@ -111,8 +111,8 @@ int cli_open_checkpoint(const char *arg, struct kckpt **ck, struct ktrain_config
  * when bf16 was asked for where it cannot run, msg then saying why (what
  * the CPU or the build lacks, and the CPU). */
 int cli_precision(int want, char name[8], char *msg, size_t n);
-/* OpenMP threads for kiln's products (n <= 0: every core), OpenBLAS on one
- * (kiln's products are single-threaded tiles) (cmd_finetune.c). */
+/* OpenMP threads for kiln's products (n <= 0: every core); omp_get_max_threads()
+ * is n afterwards (cmd_finetune.c). */
 void cli_set_threads(int n);
 /* The weights of model m from checkpoint ck's model.safetensors, by name and
  * shape (every tensor of the model required). 0 or EX_DATAERR, said

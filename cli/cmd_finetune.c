@@ -54,8 +54,13 @@ static void json_print(json_t *o) { cli_json_print(o, 1); }
 void cli_set_threads(int n)
 {
     if (n <= 0) n = kcpu_count();
+    /* OpenBLAS's OpenMP build sets OpenMP's thread count in
+     * openblas_set_num_threads too: it comes first, or it would undo the
+     * count (it did: until 2026-12-05 finetune, eval, classify, generate and
+     * cloze ran on one thread whatever --threads said). kiln calls OpenBLAS
+     * on one thread per product anyway (kernels.c, sgemm1). */
+    openblas_set_num_threads(n);
     omp_set_num_threads(n);
-    openblas_set_num_threads(1); /* kiln's products are single-threaded tiles (kernels.h) */
 }
 
 /* ---- the model a fine-tuning starts from, or that eval / classify use -------- */
@@ -658,7 +663,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
     if (!rc) {
         kmodel_init(m, fc.seed);
         if (!c.json)
-            kinfo("init %s (%s): %s, %d layers, hidden %d; %s with %d %s; %lld training examples%s%s",
+            kinfo("init %s (%s): %s, %d layers, hidden %d; %s with %d %s; %lld training examples%s%s; %d thread%s",
                   in.path, in.is_hf ? "Hugging Face folder" : "kiln checkpoint",
                   mc.type == KMODEL_BERT         ? "BERT"
                   : mc.type == KMODEL_ELECTRA    ? "ELECTRA discriminator"
@@ -667,7 +672,8 @@ int cmd_finetune(int argc, char **argv, const char *db)
                   mc.num_hidden_layers, mc.hidden_size,
                   same_labels ? "its classifier kept" : "a new classifier", regression ? 1 : K,
                   regression ? "output (regression)" : "labels", (long long)kdataset_count(train),
-                  dev ? ", dev " : "", dev ? fc.dev : "");
+                  dev ? ", dev " : "", dev ? fc.dev : "", omp_get_max_threads(),
+                  omp_get_max_threads() == 1 ? "" : "s");
         rc = cli_msrc_copy(&in, m, same_labels, !c.json);
     }
     ft_teacher teach;

@@ -76,6 +76,10 @@ check "resumed run ends on the same step" [ "$(basename "$(json checkpoint)")" =
 check "resumed run: same model bytes" cmp "ftA/$last/model.safetensors" "ftC/$last/model.safetensors"
 check "resumed run: same best" [ "$(json best.accuracy)" = "$(json best.accuracy ftA.json)" ]
 
+# --- the threads of the config are the run's (OpenBLAS's OpenMP build once reset them to 1)
+expect_exit 0 "finetune: one step, 2 threads" "$KILN" finetune --config ft.json --set checkpoint.dir=ftT --set budget.steps=1
+grep_err "training examples, dev .*; 2 threads$" "runs on the 2 threads of the config"
+
 # --- paused at a step that is not an evaluation step (13; eval_every 25) and
 # resumed: no evaluation at the pause, so the best is the uninterrupted run's
 expect_exit 0 "finetune --pause-at 13" "$KILN" finetune --config ft.json --set checkpoint.dir=ftS --pause-at 13 --json

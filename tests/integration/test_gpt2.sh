@@ -142,9 +142,11 @@ expect_exit 0 "few-shot table (text)" "$KILN" eval --checkpoint ckA --fewshot 0 
 check "the table has a row for k = 0" grep -qE '^ +0 +[0-9.]+%' out.txt
 
 # --- generate: determinism, sampling options, stop strings, templates, stdin
-expect_exit 0 "sample, seed 7" "$KILN" generate --checkpoint ckA --seed 7 --top-k 50 --top-p 0.9 --temperature 0.8 --max-new-tokens 30 --json "To be"
+expect_exit 0 "sample, seed 7, 2 threads" "$KILN" generate --checkpoint ckA --seed 7 --top-k 50 --top-p 0.9 --temperature 0.8 --max-new-tokens 30 --threads 2 --json "To be"
 cp out.txt s7a.jsonl
+grep_err "decode: 29 tokens in .* tokens/s\); 2 threads$" "the closing line: decode timing, on the 2 threads asked for"
 expect_exit 0 "sample, seed 7 again, 1 thread" "$KILN" generate --checkpoint ckA --seed 7 --top-k 50 --top-p 0.9 --temperature 0.8 --max-new-tokens 30 --threads 1 --json "To be"
+grep_err "; 1 thread$" "on 1 thread"
 check "same seed: the same ids, text and log-probs (1 or 2 threads)" cmp s7a.jsonl out.txt
 expect_exit 0 "sample, seed 8" "$KILN" generate --checkpoint ckA --seed 8 --top-k 50 --top-p 0.9 --temperature 0.8 --max-new-tokens 30 --json "To be"
 check "another seed: another continuation" $PY -c 'import json,sys; a=json.load(open("s7a.jsonl")); b=json.load(open("out.txt")); assert a["ids"]!=b["ids"]'
