@@ -662,6 +662,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
         same_labels = !strcmp(in.labels[i], kdataset_label_name(train, i));
     if (!rc) {
         kmodel_init(m, fc.seed);
+        const int nt = omp_get_max_threads();
         if (!c.json)
             kinfo("init %s (%s): %s, %d layers, hidden %d; %s with %d %s; %lld training examples%s%s; %d thread%s",
                   in.path, in.is_hf ? "Hugging Face folder" : "kiln checkpoint",
@@ -672,8 +673,7 @@ int cmd_finetune(int argc, char **argv, const char *db)
                   mc.num_hidden_layers, mc.hidden_size,
                   same_labels ? "its classifier kept" : "a new classifier", regression ? 1 : K,
                   regression ? "output (regression)" : "labels", (long long)kdataset_count(train),
-                  dev ? ", dev " : "", dev ? fc.dev : "", omp_get_max_threads(),
-                  omp_get_max_threads() == 1 ? "" : "s");
+                  dev ? ", dev " : "", dev ? fc.dev : "", nt, nt == 1 ? "" : "s");
         rc = cli_msrc_copy(&in, m, same_labels, !c.json);
     }
     ft_teacher teach;

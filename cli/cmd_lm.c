@@ -433,11 +433,11 @@ int cmd_generate(int argc, char **argv, const char *db)
     }
     free(scratch);
     lm_close(&x);
+    const int nt = omp_get_max_threads();
     if (!rc && o.prefill_tokens)
         kinfo("prefill: %lld prompt tokens in %.3f s; decode: %lld tokens in %.3f s (%.1f tokens/s); %d thread%s",
               (long long)o.prefill_tokens, o.prefill_s, (long long)o.decode_tokens, o.decode_s,
-              o.decode_s > 0 ? (double)o.decode_tokens / o.decode_s : 0.0, omp_get_max_threads(),
-              omp_get_max_threads() == 1 ? "" : "s");
+              o.decode_s > 0 ? (double)o.decode_tokens / o.decode_s : 0.0, nt, nt == 1 ? "" : "s");
     kbuf_free(&tmpl);
     kbuf_free(&pf);
     free(stops);

@@ -80,7 +80,7 @@
 #define RB 2        /* rows per block of a product */
 #define OB 8        /* fp32 output columns per block of a product of several rows */
 #define OB1 16      /* fp32 output columns per block of a one-row product (a decoding step): more
-                     * weight rows in flight; 1.5x the tokens/s of 4 (docs/generate.md) */
+                     * weight rows in flight; 1.34x less CPU per token than 4 (bench/gpt/README.md) */
 #define BOB 4       /* bf16 output columns per block */
 #define OCH 64      /* output columns per task of a product (a multiple of OB1 and BOB) */
 #define PAR_WORK (1 << 17) /* multiply-adds below which a product runs on the calling thread */
