@@ -43,7 +43,8 @@
  *  - greedy: top.
  *  - weights w_i = dexp(((double)l_i - lmax) / T), dexp = exp in plain
  *    double arithmetic (Cody-Waite reduction, degree-13 Taylor, ldexp):
- *    the same bits on every ISA and libm.
+ *    the same bits on every ISA and libm (dexp_logits: the same values 32
+ *    at a time; every sum below stays a running sum in the order given).
  *  - top-k (0 < k < V): the set of the first k ids in rank order; else all.
  *    Wk = sum of w_i over that set, ascending id.
  *  - top-p (p < 1): the first m ids in rank order, m the smallest with
@@ -81,8 +82,10 @@
 #define OB 8        /* fp32 output columns per block of a product of several rows */
 #define OB1 16      /* fp32 output columns per block of a one-row product (a decoding step): more
                      * weight rows in flight; 1.34x less CPU per token than 4 (bench/gpt/README.md) */
-#define BOB 4       /* bf16 output columns per block */
-#define OCH 64      /* output columns per task of a product (a multiple of OB1 and BOB) */
+#define BOB 4       /* bf16 output columns per block of a product of several rows */
+#define BOB1 16     /* bf16 output columns per block of a one-row product: 16 chains of VDPBF16PS
+                     * in flight, and their 16 sums reduced together (red16x16) */
+#define OCH 64      /* output columns per task of a product (a multiple of OB1, BOB and BOB1) */
 #define PAR_WORK (1 << 17) /* multiply-adds below which a product runs on the calling thread */
 
 typedef struct glayer {
@@ -139,13 +142,15 @@ KINLINE float finish8(const v8 *a, const float *x, const float *w, int k0, int K
 /* y[r][o] = dot(x[r], W[o]) (+ b[o]) (+ res[r][o]) for R rows, O outputs
  * (R, O constant after inlining). y may equal res. */
 KINLINE void block(float *y, size_t ldy, const float *x, size_t ldx, const float *W, int K, const float *b,
-                   const float *res, int R, int O)
+                   const float *res, int R, int O, const float *pf)
 {
     v8 acc[RB][OB1];
     for (int r = 0; r < R; r++)
         for (int o = 0; o < O; o++) acc[r][o] = (v8){0, 0, 0, 0, 0, 0, 0, 0};
     int k = 0;
     for (; k + 8 <= K; k += 8) {
+        if (pf) /* the next block's O K floats, O * 8 of them an iteration */
+            for (int q = 0; q < O * 8; q += 16) __builtin_prefetch(pf + (size_t)k * O + q);
         v8 wv[OB1];
         for (int o = 0; o < O; o++) wv[o] = LD8(W + (size_t)o * K + k);
         for (int r = 0; r < R; r++) {
@@ -171,9 +176,11 @@ static void dense_cols(float *y, size_t ldy, const float *x, size_t ldx, int n, 
 {
     if (n == 1) {
         int o = o0;
-        for (; o + OB1 <= o1; o += OB1) block(y + o, ldy, x, ldx, W + (size_t)o * K, K, b ? b + o : NULL,
-                                              res ? res + o : NULL, 1, OB1);
-        for (; o < o1; o++) block(y + o, ldy, x, ldx, W + (size_t)o * K, K, b ? b + o : NULL, res ? res + o : NULL, 1, 1);
+        for (; o + OB1 <= o1; o += OB1) /* (streaming the weights: the next block prefetched) */
+            block(y + o, ldy, x, ldx, W + (size_t)o * K, K, b ? b + o : NULL, res ? res + o : NULL, 1, OB1,
+                  o + 2 * OB1 <= o1 ? W + (size_t)(o + OB1) * K : NULL);
+        for (; o < o1; o++)
+            block(y + o, ldy, x, ldx, W + (size_t)o * K, K, b ? b + o : NULL, res ? res + o : NULL, 1, 1, NULL);
         return;
     }
     for (int o = o0; o < o1; o += OB) {
@@ -184,16 +191,16 @@ static void dense_cols(float *y, size_t ldy, const float *x, size_t ldx, int n, 
             float *yr = y + (size_t)r * ldy + o;
             const float *xr = x + (size_t)r * ldx, *rr = res ? res + (size_t)r * ldy + o : NULL;
             if (no == OB) {
-                if (nr == RB) block(yr, ldy, xr, ldx, Wo, K, bo, rr, RB, OB);
-                else block(yr, ldy, xr, ldx, Wo, K, bo, rr, 1, OB);
+                if (nr == RB) block(yr, ldy, xr, ldx, Wo, K, bo, rr, RB, OB, NULL);
+                else block(yr, ldy, xr, ldx, Wo, K, bo, rr, 1, OB, NULL);
             } else {
                 for (int j = 0; j < no; j++) {
                     if (nr == RB)
                         block(yr + j, ldy, xr, ldx, Wo + (size_t)j * K, K, bo ? bo + j : NULL, rr ? rr + j : NULL, RB,
-                              1);
+                              1, NULL);
                     else
                         block(yr + j, ldy, xr, ldx, Wo + (size_t)j * K, K, bo ? bo + j : NULL, rr ? rr + j : NULL, 1,
-                              1);
+                              1, NULL);
                 }
             }
         }
@@ -202,15 +209,70 @@ static void dense_cols(float *y, size_t ldy, const float *x, size_t ldx, int n, 
 
 /* bf16 (kgen_use_bf16): y[r][o] = sum of VDPBF16PS over the 32-wide pieces of
  * the rounded row xb[r] and Wb[o] (Kp = K rounded up to 32, zero padded)
- * into 16 fp32 lanes, then _mm512_reduce_add_ps (a fixed tree) (+ b[o])
- * (+ res[r][o]); columns [o0, o1). Blocks of RB rows and BOB columns share
+ * into 16 fp32 lanes a[0..15], then the fixed tree red16 (+ b[o])
+ * (+ res[r][o]); columns [o0, o1). Blocks of RB rows and BOB columns (one
+ * row: BOB1 columns, reduced together by red16x16, the same tree) share
  * loads only: each value is the same sequence of operations whatever the
  * blocking, the rows fed and the thread count. */
+
+/* the sum of a's 16 lanes by kiln's tree: s_i = a_i + a_(i+8) (i < 8),
+ * t_i = s_i + s_(i+4) (i < 4), u_i = t_i + t_(i+2) (i < 2), u_0 + u_1 (the
+ * tree GCC's _mm512_reduce_add_ps uses, written out so that no compiler
+ * may pick another) */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static inline float red16(__m512 a)
+{
+    __m256 s = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    __m128 u = _mm_add_ps(t, _mm_shuffle_ps(t, t, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, _MM_SHUFFLE(1, 1, 1, 1))));
+}
+
+/* red16 of a[0..15] at once, in column order: lane c = red16(a[c]). Each
+ * step adds the same pairs as red16, two accumulators' worth per vector:
+ * s (8 vectors: a[2j]'s s in lanes 0-7, a[2j+1]'s in 8-15), t (4: one
+ * column's t per 128-bit quarter), u (2), then the sums, in lane 4q + r
+ * for column 4r + q, put back in order by one permutation. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static inline __m512 red16x16(const __m512 *a)
+{
+    __m512 s[8], t[4], u[2];
+    for (int j = 0; j < 8; j++)
+        s[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * j], a[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(a[2 * j], a[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int k = 0; k < 4; k++)
+        t[k] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int m = 0; m < 2; m++)
+        u[m] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * m], t[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t[2 * m], t[2 * m + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 v = _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), v);
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
 dense_cols_bf16(float *y, size_t ldy, const uint16_t *xb, int Kp, int n, const uint16_t *Wb, const float *b,
                 const float *res, int o0, int o1)
 {
-    for (int o = o0; o < o1; o += BOB) {
+    int o = o0;
+    if (n == 1)
+        for (; o + BOB1 <= o1; o += BOB1) {
+            __m512 acc[BOB1];
+            for (int j = 0; j < BOB1; j++) acc[j] = _mm512_setzero_ps();
+            /* streaming the weights: the next block's BOB1 Kp values, BOB1 * 32 an iteration */
+            const uint16_t *pf = o + 2 * BOB1 <= o1 ? Wb + (size_t)(o + BOB1) * Kp : NULL;
+            for (int k = 0; k < Kp; k += 32) {
+                if (pf)
+                    for (int q = 0; q < BOB1 * 32; q += 32) _mm_prefetch((const char *)(pf + (size_t)k * BOB1 + q), _MM_HINT_T0);
+                const __m512bh xv = (__m512bh)_mm512_loadu_si512(xb + k);
+                for (int j = 0; j < BOB1; j++)
+                    acc[j] = _mm512_dpbf16_ps(acc[j], xv, (__m512bh)_mm512_loadu_si512(Wb + (size_t)(o + j) * Kp + k));
+            }
+            __m512 v = red16x16(acc);
+            if (b) v = _mm512_add_ps(v, _mm512_loadu_ps(b + o));
+            if (res) v = _mm512_add_ps(v, _mm512_loadu_ps(res + o));
+            _mm512_storeu_ps(y + o, v);
+        }
+    for (; o < o1; o += BOB) {
         const int no = o1 - o < BOB ? o1 - o : BOB;
         for (int r = 0; r < n; r += RB) {
             const int nr = n - r < RB ? n - r : RB;
@@ -227,7 +289,7 @@ dense_cols_bf16(float *y, size_t ldy, const uint16_t *xb, int Kp, int n, const u
             }
             for (int i = 0; i < nr; i++)
                 for (int j = 0; j < no; j++) {
-                    float v = _mm512_reduce_add_ps(acc[i][j]);
+                    float v = red16(acc[i][j]);
                     if (b) v += b[o + j];
                     if (res) v += res[(size_t)(r + i) * ldy + o + j];
                     y[(size_t)(r + i) * ldy + o + j] = v;
@@ -580,22 +642,76 @@ int kgen_feed(kgen *g, const int32_t *ids, int n, float *logits)
 
 /* e^x in plain double arithmetic (same bits on every ISA and libm; about
  * 1 ulp): x = k ln 2 + r (Cody-Waite), e^r by Taylor to degree 13 (|r| <=
- * 0.347: truncation < 5e-18), times 2^k by ldexp (exact). */
+ * 0.347: truncation < 5e-18), times 2^k by ldexp (exact, or one rounding
+ * to a subnormal). dexp_logits is the same function eight at a time. */
+static const double dexp_c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,     1.0 / 720.0,
+                                1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,        0.5,
+                                1.0,                1.0};
+#define DEXP_SHIFT 6755399441055744.0 /* 1.5 2^52: adding it rounds to an integer, held in the low bits */
 static double dexp(double x)
 {
     if (x != x) return x;
     if (x < -745.2) return 0.0;
     if (x > 709.7) return HUGE_VAL;
-    double k = x * 1.4426950408889634 + 6755399441055744.0; /* round to nearest */
-    k -= 6755399441055744.0;
+    double k = x * 1.4426950408889634 + DEXP_SHIFT; /* round to nearest */
+    k -= DEXP_SHIFT;
     const double r = x - k * 6.93147180369123816490e-01 - k * 1.90821492927058770002e-10;
-    static const double c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
-                               1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,     1.0 / 720.0,
-                               1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,        0.5,
-                               1.0,                1.0};
-    double p = c[0];
-    for (int i = 1; i < 14; i++) p = p * r + c[i];
+    double p = dexp_c[0];
+    for (int i = 1; i < 14; i++) p = p * r + dexp_c[i];
     return ldexp(p, (int)k);
+}
+
+typedef double v8d __attribute__((vector_size(64)));
+typedef int64_t v8l __attribute__((vector_size(64)));
+typedef float v8fu __attribute__((vector_size(32), aligned(4), may_alias));
+
+/* w[i] = dexp(((double)l[i] - lmax) / T) for i < n, bit for bit: 32 at a
+ * time as four independent vectors of eight (the same operations, lane by
+ * lane; no contraction) where all 32 arguments lie in [-708, 0], so that
+ * 2^k (k >= -1022) is a normal double and p * 2^k is ldexp's one rounding;
+ * dexp itself for other groups (NaN, the range's ends) and the tail. T > 0. */
+KCLONES
+static void dexp_logits(double *w, const float *l, int n, double lmax, double T)
+{
+    enum { G = 4 };
+    union {
+        double d;
+        int64_t b;
+    } sh = {.d = DEXP_SHIFT};
+    int i = 0;
+    for (; i + 8 * G <= n; i += 8 * G) {
+        v8d x[G];
+        v8l in = {0};
+        in -= 1;
+        for (int g = 0; g < G; g++) {
+            x[g] = (__builtin_convertvector(*(const v8fu *)(l + i + 8 * g), v8d) - lmax) / T;
+            in &= (x[g] >= -708.0) & (x[g] <= 0.0); /* NaN: 0 */
+        }
+        int ok = 1;
+        for (int j = 0; j < 8; j++) ok &= in[j] != 0;
+        if (!ok) {
+            for (int g = 0; g < G; g++)
+                for (int j = 0; j < 8; j++) w[i + 8 * g + j] = dexp(x[g][j]);
+            continue;
+        }
+        v8d k[G], r[G], p[G];
+        v8l kb[G];
+        for (int g = 0; g < G; g++) {
+            k[g] = x[g] * 1.4426950408889634 + DEXP_SHIFT;
+            kb[g] = (v8l)k[g]; /* DEXP_SHIFT + k exactly: its bits are DEXP_SHIFT's plus k */
+            k[g] -= DEXP_SHIFT;
+            r[g] = x[g] - k[g] * 6.93147180369123816490e-01 - k[g] * 1.90821492927058770002e-10;
+            p[g] = r[g] * dexp_c[0] + dexp_c[1];
+        }
+        for (int c = 2; c < 14; c++)
+            for (int g = 0; g < G; g++) p[g] = p[g] * r[g] + dexp_c[c];
+        for (int g = 0; g < G; g++) {
+            const v8d out = p[g] * (v8d)((kb[g] - sh.b + 1023) << 52); /* times 2^k */
+            memcpy(w + i + 8 * g, &out, sizeof out);
+        }
+    }
+    for (; i < n; i++) w[i] = dexp(((double)l[i] - lmax) / T);
 }
 
 /* order key of a logit: larger logit, larger key; NaN 0 (last); -0 == +0 */
@@ -615,27 +731,50 @@ static inline int before(const float *l, int32_t a, int32_t b)
     return ka > kb || (ka == kb && a < b);
 }
 
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v16fu __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* the first id of the largest finite or +inf logit (NaN compares false):
+ * the largest value by sixteen lanes of selects, then the first id equal to
+ * it; all -inf or NaN: the key order */
+KCLONES
 static int32_t top_id(const float *l, int V)
 {
-    float mx = -INFINITY; /* the first largest finite or +inf logit (NaN compares false) */
-    int32_t first = -1;
-    for (int32_t i = 0; i < V; i++)
-        if (l[i] > mx) mx = l[i], first = i;
-    if (first >= 0) return first;
+    float mx = -INFINITY;
+    int32_t i = 0;
+    if (V >= 16) {
+        v16f m = {0};
+        m -= INFINITY;
+        for (; i + 16 <= V; i += 16) {
+            const v16f x = *(const v16fu *)(l + i);
+            const v16i gt = x > m; /* NaN: false */
+            m = (v16f)(((v16i)x & gt) | ((v16i)m & ~gt));
+        }
+        for (int j = 0; j < 16; j++) mx = m[j] > mx ? m[j] : mx;
+    }
+    for (; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+    if (mx > -INFINITY)
+        for (i = 0; i < V; i++)
+            if (l[i] == mx) return i;
     int32_t best = 0; /* all -inf or NaN: the key order */
     uint32_t kb = okey(l[0]);
-    for (int32_t i = 1; i < V; i++) {
+    for (i = 1; i < V; i++) {
         uint32_t k = okey(l[i]);
         if (k > kb) best = i, kb = k;
     }
     return best;
 }
 
-/* log of sum over i ascending of dexp(l_i - lmax) */
+/* log of sum over i ascending of dexp(l_i - lmax) (dexp_logits a chunk at a time) */
 static double log_sum(const float *l, int V, double lmax)
 {
-    double S = 0.0;
-    for (int i = 0; i < V; i++) S += dexp((double)l[i] - lmax);
+    double S = 0.0, w[1024];
+    for (int i0 = 0; i0 < V; i0 += 1024) {
+        const int c = V - i0 < 1024 ? V - i0 : 1024;
+        dexp_logits(w, l + i0, c, lmax, 1.0);
+        for (int j = 0; j < c; j++) S += w[j];
+    }
     return log(S);
 }
 
@@ -762,7 +901,8 @@ int32_t kgen_sample(const float *logits, int V, const kgen_sampling *s, uint64_t
         const double u = (double)(kmix64(seed ^ kmix64(step)) >> 11) * 0x1p-53;
         if (keep == V) {
             double W = 0.0;
-            for (int i = 0; i < V; i++) W += w[i] = dexp(((double)logits[i] - lmax) / T);
+            dexp_logits(w, logits, V, lmax, T);
+            for (int i = 0; i < V; i++) W += w[i];
             const double tgt = u * W;
             double c = 0.0;
             id = -1;

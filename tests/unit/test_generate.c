@@ -29,11 +29,10 @@
  *   (fixed seeds: a result, not a chance); on V 50000 (every ranking path:
  *   heaps of k, of 256 and 4096, the radix sort) every draw is in the set a
  *   plain sort-based reference keeps; logprob is the temperature-1
- *   log-softmax (kgen_log_softmax's value, within 1e-12 of libm's); bad
+ *   log-softmax (kgen_log_softmax's value, within 1e-12 of libm's, and bit
+ *   for bit the file comment's dexp sum); bad
  *   options give -1.
- * With KILN_GEN_BENCH=1 it also prints one-token decoding speed on n_embd
- * 256, 4 layers, 4 heads, V 50257 and 8192 (not a test; KILN_GEN_THREADS=n
- * sets the threads, else 2). */
+ * Decoding speed is bench/gpt's (kiln generate against PyTorch). */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
-#include <time.h>
 
 #include "trainer/bf16.h"
 #include "trainer/generate.h"
@@ -358,6 +356,56 @@ static void test_greedy(void **state)
     assert_int_equal(kgen_sample(zero, 3, &s, 1, 2, NULL, NULL), 1);
 }
 
+/* generate.c's dexp as its file comment defines it (Cody-Waite, degree-13
+ * Taylor by Horner, ldexp), one value at a time */
+static double ref_dexp(double x)
+{
+    if (x != x) return x;
+    if (x < -745.2) return 0.0;
+    if (x > 709.7) return HUGE_VAL;
+    double k = x * 1.4426950408889634 + 6755399441055744.0;
+    k -= 6755399441055744.0;
+    const double r = x - k * 6.93147180369123816490e-01 - k * 1.90821492927058770002e-10;
+    static const double c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                               1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,     1.0 / 720.0,
+                               1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,        0.5,
+                               1.0,                1.0};
+    double p = c[0];
+    for (int i = 1; i < 14; i++) p = p * r + c[i];
+    return ldexp(p, (int)k);
+}
+
+/* kgen_log_softmax bit for bit as defined: l_i - lmax - log(running sum over
+ * i ascending of dexp(l_i - lmax)), whatever path computes the terms (32 at
+ * a time; one by one where a group reaches below -708 or holds -inf: spreads
+ * of 1, 40, 900 and 3000 below the largest logit, and 705 to 745 below it;
+ * V not a multiple of 32) */
+static void test_log_softmax_exact(void **state)
+{
+    (void)state;
+    enum { V = 5011 };
+    static float l[V];
+    static double ls[V];
+    const double spread[] = {1, 40, 900, 3000, 40};
+    for (int c = 0; c < 5; c++) {
+        /* (the last: all but the largest in [-745, -705], where 2^k leaves the normal range) */
+        for (int i = 0; i < V; i++) l[i] = (float)(urand() * -spread[c] - (c == 4 ? 705 : 0));
+        l[V / 3] = 2.5f;
+        if (c == 2) l[77] = -INFINITY;
+        kgen_log_softmax(l, V, ls);
+        const double lmax = 2.5;
+        double S = 0;
+        for (int i = 0; i < V; i++) S += ref_dexp((double)l[i] - lmax);
+        const double ln = log(S);
+        for (int i = 0; i < V; i++) {
+            const double want = ((double)l[i] - lmax) - ln;
+            if (memcmp(&want, &ls[i], sizeof want))
+                print_error("spread %g: id %d: %a, want %a\n", spread[c], i, ls[i], want);
+            assert_memory_equal(&want, &ls[i], sizeof want);
+        }
+    }
+}
+
 static void test_sample_basic(void **state)
 {
     (void)state;
@@ -522,62 +570,14 @@ static void test_sample_large(void **state)
     free(l), free(ord), free(in), free(scratch);
 }
 
-/* ---- speed (KILN_GEN_BENCH=1; not a test) ------------------------------------------------------------ */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void bench(int V)
-{
-    kmodel *m = gpt2_model(V, 256, 4, 4, 1024, 512, 8, 0.02);
-    kgen *g = new_gen(m, 512);
-    kgen_sampling s = {.greedy = 1};
-    int32_t id = 1;
-    for (int rep = 0; rep < 2; rep++) {
-        kgen_reset(g);
-        double t0 = now();
-        for (int i = 0; i < 256; i++) {
-            assert_int_equal(kgen_feed(g, &id, 1, NULL), 0);
-            id = kgen_sample(kgen_logits(g), V, &s, 0, (uint64_t)i, NULL, NULL);
-        }
-        double t = now() - t0;
-        fprintf(stderr, "bench V %d: 256 one-token steps in %.3f s: %.1f tokens/s (%d threads)\n", V, t, 256 / t,
-                omp_get_max_threads());
-    }
-    int32_t *ids = malloc(sizeof(int32_t) * 256);
-    random_ids(ids, 256, V);
-    kgen_reset(g);
-    double t0 = now();
-    assert_int_equal(kgen_feed(g, ids, 256, NULL), 0);
-    fprintf(stderr, "bench V %d: prefill of 256 ids in %.3f s\n", V, now() - t0);
-    free(ids);
-    kgen_free(g);
-    kmodel_free(m);
-}
-
-static void test_bench(void **state)
-{
-    (void)state;
-    const char *b = getenv("KILN_GEN_BENCH");
-    if (!b || strcmp(b, "1")) skip();
-    const char *th = getenv("KILN_GEN_THREADS");
-    if (th) omp_set_num_threads(atoi(th));
-    bench(50257);
-    bench(8192);
-}
-
 int main(void)
 {
     omp_set_num_threads(2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vs_model),     cmocka_unit_test(test_bit_identity), cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_errors),       cmocka_unit_test(test_greedy),
-        cmocka_unit_test(test_sample_basic), cmocka_unit_test(test_sample_distribution),
-        cmocka_unit_test(test_sample_large), cmocka_unit_test(test_bench),
+        cmocka_unit_test(test_log_softmax_exact), cmocka_unit_test(test_sample_basic), cmocka_unit_test(test_sample_distribution),
+        cmocka_unit_test(test_sample_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
