@@ -98,8 +98,10 @@ int cli_objectives_parse(const char *s, int *bits);
 /* Opens a checkpoint folder, or the latest checkpoint of a run folder, with
  * its run config and its vocabulary's tokenizer mode (KWP_* bits of
  * text/wordpiece.h, from state.json's extra: "cased", "strip_accents",
- * "icu_words") (cmd_train.c). Logs and returns EX_* on failure (*ck NULL
- * then); the caller closes *ck with kckpt_close. */
+ * "icu_words") (cmd_train.c), for a reader of its weights: model.safetensors
+ * only (kckpt_open_model; a resume opens the whole checkpoint itself). Logs
+ * and returns EX_* on failure (*ck NULL then); the caller closes *ck with
+ * kckpt_close. */
 struct kckpt;
 struct ktrain_config;
 int cli_open_checkpoint(const char *arg, struct kckpt **ck, struct ktrain_config *cfg, int *mode);

@@ -284,7 +284,7 @@ int cli_open_checkpoint(const char *arg, kckpt **ck, ktrain_config *cfg, int *mo
         kerr("%s: not a checkpoint (no state.json) nor a folder of checkpoints", arg);
         return access(arg, R_OK) ? EX_NOINPUT : EX_DATAERR;
     }
-    *ck = kckpt_open(path, err, sizeof err);
+    *ck = kckpt_open_model(path, err, sizeof err); /* its readers need the weights only */
     if (!*ck) {
         kerr("%s", err);
         return access(path, R_OK) ? EX_NOINPUT : EX_DATAERR;

@@ -552,6 +552,7 @@ struct kckpt {
     char **files;          /* (n_files) file names, in state.json order */
     kst_file **kst;        /* (n_files) */
     int n_files;
+    int model_only;        /* kckpt_open_model: only model.safetensors opened */
     kbuf vocab, merges;
 };
 
@@ -882,6 +883,10 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
             free(want);
             return -1;
         }
+        if (c->model_only && strcmp(k, "model.safetensors")) { /* listed and well-formed, not read */
+            free(want);
+            continue;
+        }
         char *fp = join(c->path, k);
         kst_file *f = kst_open(fp, err, errlen);
         if (!f) {
@@ -907,7 +912,7 @@ static int read_state(kckpt *c, json_t *root, const char *sp, char *err, size_t 
     return 0;
 }
 
-kckpt *kckpt_open(const char *path, char *err, size_t errlen)
+static kckpt *open_ckpt(const char *path, int model_only, char *err, size_t errlen)
 {
     if (errlen) err[0] = '\0';
     if (!path || !is_dir(path)) {
@@ -915,6 +920,7 @@ kckpt *kckpt_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     kckpt *c = xcalloc(1, sizeof *c);
+    c->model_only = model_only;
     c->path = xstrdup(path);
     size_t n = strlen(c->path);
     while (n > 1 && c->path[n - 1] == '/') c->path[--n] = '\0';
@@ -942,6 +948,9 @@ fail:
     kckpt_close(c);
     return NULL;
 }
+
+kckpt *kckpt_open(const char *path, char *err, size_t errlen) { return open_ckpt(path, 0, err, errlen); }
+kckpt *kckpt_open_model(const char *path, char *err, size_t errlen) { return open_ckpt(path, 1, err, errlen); }
 
 int kckpt_check(const kckpt *c, const kckpt_part *expect, int n_expect, int flags, char *err, size_t errlen)
 {

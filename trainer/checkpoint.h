@@ -99,6 +99,11 @@ typedef struct kckpt kckpt;
  * Returns NULL with err filled (naming the file and what is wrong). The
  * handle owns everything its accessors return; kckpt_close frees it. */
 kckpt *kckpt_open(const char *path, char *err, size_t errlen);
+/* kckpt_open for a reader of the weights alone (inference, export, a run's
+ * init): state.json checked whole, but of the files it lists only
+ * model.safetensors is opened (kckpt_file of another one is NULL), so the
+ * optimizer state (twice the model's bytes) is neither read nor held. */
+kckpt *kckpt_open_model(const char *path, char *err, size_t errlen);
 
 enum { KCKPT_ONLY_LISTED = 1 }; /* kckpt_check: files not in expect may exist */
 /* Compares the checkpoint with what the caller will load into: each part's

@@ -5,7 +5,9 @@
  * written), replacing a step, .tmp-* crash leftovers and foreign folders
  * ignored by kckpt_latest and swept by the next save, refusal of damaged or
  * foreign checkpoints (truncated tensors, edited state.json, newer version,
- * replaced vocab.txt, step mismatch), the lock against a second saver.
+ * replaced vocab.txt, step mismatch), kckpt_open_model (the weights alone:
+ * a damaged optimizer file not read, a damaged model or state.json still
+ * refused), the lock against a second saver.
  * Export: the Hugging Face folder of a tiny ALBERT and BERT (files, config
  * fields, tensors written and tied ones left out), and its refusals (missing,
  * misshaped, unknown or untied tensors, vocabulary without special tokens,
@@ -371,6 +373,30 @@ static void test_damaged(void **state)
     FRESH();
     unlink(at("copy/optimizer.safetensors"));
     refused(copy, "copy/optimizer.safetensors: No such file");
+    /* kckpt_open_model: the weights alone; the optimizer file is not read
+     * (missing or truncated is fine), model.safetensors and state.json are
+     * checked as by kckpt_open */
+    c = kckpt_open_model(copy, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    assert_non_null(kckpt_file(c, "model.safetensors"));
+    assert_null(kckpt_file(c, "optimizer.safetensors"));
+    assert_memory_equal(kckpt_tensor(c, "model.safetensors", "layer.w")->data, r.model[1].data, r.model[1].nbytes);
+    assert_int_equal(kckpt_state_of(c)->step, 42);
+    assert_int_equal(kckpt_check(c, r.parts, 1, 0, err, sizeof err), 0);
+    kckpt_close(c);
+    FRESH();
+    assert_int_equal(truncate(at("copy/optimizer.safetensors"), 100), 0);
+    refused(copy, "copy/optimizer.safetensors: truncated");
+    c = kckpt_open_model(copy, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    kckpt_close(c);
+    assert_int_equal(truncate(at("copy/model.safetensors"), 200), 0);
+    assert_null(kckpt_open_model(copy, err, sizeof err));
+    assert_non_null(strstr(err, "copy/model.safetensors: truncated"));
+    FRESH();
+    edit_state(copy, "\"version\": 1", "\"version\": 2");
+    assert_null(kckpt_open_model(copy, err, sizeof err));
+    assert_non_null(strstr(err, "version 2 is newer than this kiln reads (1)"));
     FRESH();
     unlink(at("copy/state.json"));
     refused(copy, "not a complete kiln checkpoint");
