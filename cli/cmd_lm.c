@@ -449,9 +449,11 @@ int cmd_generate(int argc, char **argv, const char *db)
 
 /* Sum of -log p(ids[t] | ids[b..t)) over t in [from, e) for the window
  * ids[b..e), fed in pieces of at most `chunk` positions (same bytes as one
- * feed). logits: (chunk, V) scratch; lp: (V) doubles. */
+ * feed), added in t order; a row's log-probability (kgen_logprob) and greedy
+ * id (kgen_argmax) are computed by the threads, a row each. logits: (chunk,
+ * V) scratch; lp: (chunk) doubles; best: (chunk) ids. */
 static int window_nll(lm *x, const int32_t *ids, size_t b, size_t e, size_t from, int chunk, float *logits,
-                      double *lp, double *nll, int64_t *count, int64_t *correct)
+                      double *lp, int32_t *best, double *nll, int64_t *count, int64_t *correct)
 {
     kgen_reset(x->g);
     for (size_t p = b; p < e; p += (size_t)chunk) {
@@ -461,17 +463,21 @@ static int window_nll(lm *x, const int32_t *ids, size_t b, size_t e, size_t from
             kerr("%s", kgen_error(x->g));
             return rc;
         }
-        for (size_t t = p; t < q; t++) {
-            size_t target = t + 1; /* row t predicts token t + 1 */
+        const long n = (long)(q - p);
+#pragma omp parallel for schedule(static) if (n > 1)
+        for (long i = 0; i < n; i++) {
+            const size_t target = p + (size_t)i + 1; /* row t = p + i predicts token t + 1 */
             if (target < from || target >= e) continue;
-            const float *row = logits + (t - p) * (size_t)x->V;
-            kgen_log_softmax(row, x->V, lp);
-            *nll -= lp[ids[target]];
+            const float *row = logits + (size_t)i * (size_t)x->V;
+            lp[i] = kgen_logprob(row, x->V, ids[target]);
+            best[i] = kgen_argmax(row, x->V);
+        }
+        for (size_t t = p; t < q; t++) {
+            size_t target = t + 1;
+            if (target < from || target >= e) continue;
+            *nll -= lp[t - p];
             (*count)++;
-            int best = 0;
-            for (int k = 1; k < x->V; k++)
-                if (row[k] > row[best]) best = k;
-            if (best == ids[target]) (*correct)++;
+            if (best[t - p] == ids[target]) (*correct)++;
         }
     }
     return 0;
@@ -501,7 +507,8 @@ static int eval_perplexity(lm *x, const char *path, int window, int stride, int 
     if (stride > window) stride = window;
     const int chunk = 64;
     float *logits = xmalloc((size_t)chunk * (size_t)x->V * sizeof *logits);
-    double *lp = xmalloc((size_t)x->V * sizeof *lp);
+    double *lp = xmalloc((size_t)chunk * sizeof *lp);
+    int32_t *best = xmalloc((size_t)chunk * sizeof *best);
     double nll = 0;
     int64_t count = 0, correct = 0, windows = 0;
     double fed = 0; /* positions the model read (windows overlap by window - stride) */
@@ -517,7 +524,7 @@ static int eval_perplexity(lm *x, const char *path, int window, int stride, int 
     for (size_t b = 0; !rc; b += (size_t)stride) {
         size_t end = b + (size_t)window < n ? b + (size_t)window : n;
         size_t from = prev_end > b + 1 ? prev_end : b + 1;
-        rc = window_nll(x, id, b, end, from, chunk, logits, lp, &nll, &count, &correct);
+        rc = window_nll(x, id, b, end, from, chunk, logits, lp, best, &nll, &count, &correct);
         windows++;
         fed += (double)(end - b);
         prev_end = end;
@@ -536,6 +543,7 @@ static int eval_perplexity(lm *x, const char *path, int window, int stride, int 
     double secs = know_seconds() - t1;
     free(logits);
     free(lp);
+    free(best);
     kwp_ids_free(&ids);
     if (rc) return rc;
     if (cli_stop) return 128 + cli_stop;
@@ -903,7 +911,7 @@ typedef struct fs_score {
     int n_tokens;
 } fs_score;
 
-static int score_choices(lm *x, const char *ctx_text, const fs_example *e, fs_score *sc, double *lp, float *saved,
+static int score_choices(lm *x, const char *ctx_text, const fs_example *e, fs_score *sc, float *saved,
                          FILE *dump, int k, size_t index)
 {
     size_t cl = strlen(ctx_text);
@@ -967,9 +975,8 @@ static int score_choices(lm *x, const char *ctx_text, const fs_example *e, fs_sc
         /* score the continuation token by token; the last one is never fed */
         const float *row = saved;
         for (size_t t = 0; t < ncont && !rc; t++) {
-            kgen_log_softmax(row, x->V, lp);
             int32_t target = s[ctx_n + t];
-            sc[c].sum += lp[target];
+            sc[c].sum += kgen_logprob(row, x->V, target);
             if (t + 1 < ncont) {
                 if ((rc = kgen_feed(x->g, &target, 1, NULL))) kerr("%s", kgen_error(x->g));
                 row = kgen_logits(x->g);
@@ -1010,7 +1017,6 @@ static int eval_fewshot(lm *x, const char *task_path, const int *ks, int n_ks, u
     for (size_t i = 0; i < t.n_eval; i++)
         if (t.eval[i].n_choices > maxc) maxc = t.eval[i].n_choices;
     fs_score *sc = xcalloc((size_t)maxc, sizeof *sc);
-    double *lp = xmalloc((size_t)x->V * sizeof *lp);
     float *saved = xmalloc((size_t)x->V * sizeof *saved);
     size_t *perm = xmalloc((t.n_train + 1) * sizeof *perm), *idx = xmalloc((t.n_train + 1) * sizeof *idx);
     int64_t *acc = xcalloc((size_t)n_ks, sizeof *acc), *accn = xcalloc((size_t)n_ks, sizeof *accn);
@@ -1032,7 +1038,7 @@ static int eval_fewshot(lm *x, const char *task_path, const int *ks, int n_ks, u
                 kbuf_puts(&ctx, t.separator);
             }
             kbuf_puts(&ctx, e->prompt);
-            if ((rc = score_choices(x, ctx.data, e, sc, lp, saved, dump, ks[a], i))) break;
+            if ((rc = score_choices(x, ctx.data, e, sc, saved, dump, ks[a], i))) break;
             int best = 0, bestn = 0;
             for (int c = 1; c < e->n_choices; c++) {
                 if (sc[c].sum > sc[best].sum) best = c;
@@ -1085,7 +1091,6 @@ static int eval_fewshot(lm *x, const char *task_path, const int *ks, int n_ks, u
     }
     kbuf_free(&ctx);
     free(sc);
-    free(lp);
     free(saved);
     free(perm);
     free(idx);

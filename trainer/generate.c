@@ -778,6 +778,15 @@ static double log_sum(const float *l, int V, double lmax)
     return log(S);
 }
 
+double kgen_logprob(const float *logits, int V, int32_t id)
+{
+    if (V < 1 || id < 0 || id >= V) return NAN;
+    const double lmax = logits[top_id(logits, V)];
+    return ((double)logits[id] - lmax) - log_sum(logits, V, lmax);
+}
+
+int32_t kgen_argmax(const float *logits, int V) { return V < 1 ? -1 : top_id(logits, V); }
+
 void kgen_log_softmax(const float *logits, int V, double *out)
 {
     if (V < 1) return;

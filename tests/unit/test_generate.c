@@ -379,7 +379,8 @@ static double ref_dexp(double x)
  * i ascending of dexp(l_i - lmax)), whatever path computes the terms (32 at
  * a time; one by one where a group reaches below -708 or holds -inf: spreads
  * of 1, 40, 900 and 3000 below the largest logit, and 705 to 745 below it;
- * V not a multiple of 32) */
+ * V not a multiple of 32); kgen_logprob its value at one id, kgen_argmax
+ * the first largest */
 static void test_log_softmax_exact(void **state)
 {
     (void)state;
@@ -403,7 +404,23 @@ static void test_log_softmax_exact(void **state)
                 print_error("spread %g: id %d: %a, want %a\n", spread[c], i, ls[i], want);
             assert_memory_equal(&want, &ls[i], sizeof want);
         }
+        /* kgen_logprob: the same value at one id; kgen_argmax: the largest */
+        for (int i = 0; i < V; i += 97) {
+            const double one = kgen_logprob(l, V, i);
+            assert_memory_equal(&one, &ls[i], sizeof one);
+        }
+        assert_true(isnan(kgen_logprob(l, V, V)) && isnan(kgen_logprob(l, V, -1)));
+        assert_int_equal(kgen_argmax(l, V), V / 3);
     }
+    /* kgen_argmax: the first of equal largest values, NaN skipped, all -inf: id 0 */
+    float t[40];
+    for (int i = 0; i < 40; i++) t[i] = (float)i * 0.01f;
+    t[39] = NAN;
+    t[20] = t[35] = 1.0f;
+    assert_int_equal(kgen_argmax(t, 40), 20);
+    assert_int_equal(kgen_argmax(t, 19), 18);
+    for (int i = 0; i < 40; i++) t[i] = -INFINITY;
+    assert_int_equal(kgen_argmax(t, 40), 0);
 }
 
 static void test_sample_basic(void **state)
