@@ -643,7 +643,7 @@ int kgen_feed(kgen *g, const int32_t *ids, int n, float *logits)
 /* e^x in plain double arithmetic (same bits on every ISA and libm; about
  * 1 ulp): x = k ln 2 + r (Cody-Waite), e^r by Taylor to degree 13 (|r| <=
  * 0.347: truncation < 5e-18), times 2^k by ldexp (exact, or one rounding
- * to a subnormal). dexp_logits is the same function eight at a time. */
+ * to a subnormal). dexp_logits is the same function 32 values at a time. */
 static const double dexp_c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
                                 1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,     1.0 / 720.0,
                                 1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,        0.5,
