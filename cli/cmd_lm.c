@@ -449,8 +449,8 @@ int cmd_generate(int argc, char **argv, const char *db)
 
 /* Sum of -log p(ids[t] | ids[b..t)) over t in [from, e) for the window
  * ids[b..e), fed in pieces of at most `chunk` positions (same bytes as one
- * feed), added in t order; a row's log-probability (kgen_logprob) and greedy
- * id (kgen_argmax) are computed by the threads, a row each. logits: (chunk,
+ * feed), added in t order; a row's log-probability and greedy id (both from
+ * kgen_logprob) are computed by the threads, a row each. logits: (chunk,
  * V) scratch; lp: (chunk) doubles; best: (chunk) ids. */
 static int window_nll(lm *x, const int32_t *ids, size_t b, size_t e, size_t from, int chunk, float *logits,
                       double *lp, int32_t *best, double *nll, int64_t *count, int64_t *correct)
@@ -469,8 +469,7 @@ static int window_nll(lm *x, const int32_t *ids, size_t b, size_t e, size_t from
             const size_t target = p + (size_t)i + 1; /* row t = p + i predicts token t + 1 */
             if (target < from || target >= e) continue;
             const float *row = logits + (size_t)i * (size_t)x->V;
-            lp[i] = kgen_logprob(row, x->V, ids[target]);
-            best[i] = kgen_argmax(row, x->V);
+            lp[i] = kgen_logprob(row, x->V, ids[target], &best[i]);
         }
         for (size_t t = p; t < q; t++) {
             size_t target = t + 1;
@@ -976,7 +975,7 @@ static int score_choices(lm *x, const char *ctx_text, const fs_example *e, fs_sc
         const float *row = saved;
         for (size_t t = 0; t < ncont && !rc; t++) {
             int32_t target = s[ctx_n + t];
-            sc[c].sum += kgen_logprob(row, x->V, target);
+            sc[c].sum += kgen_logprob(row, x->V, target, NULL);
             if (t + 1 < ncont) {
                 if ((rc = kgen_feed(x->g, &target, 1, NULL))) kerr("%s", kgen_error(x->g));
                 row = kgen_logits(x->g);

@@ -778,10 +778,12 @@ static double log_sum(const float *l, int V, double lmax)
     return log(S);
 }
 
-double kgen_logprob(const float *logits, int V, int32_t id)
+double kgen_logprob(const float *logits, int V, int32_t id, int32_t *top)
 {
-    if (V < 1 || id < 0 || id >= V) return NAN;
-    const double lmax = logits[top_id(logits, V)];
+    const int32_t t = V < 1 ? -1 : top_id(logits, V);
+    if (top) *top = t;
+    if (t < 0 || id < 0 || id >= V) return NAN;
+    const double lmax = logits[t];
     return ((double)logits[id] - lmax) - log_sum(logits, V, lmax);
 }
 
@@ -869,6 +871,7 @@ int32_t kgen_sample(const float *logits, int V, const kgen_sampling *s, uint64_t
     const int32_t top = top_id(logits, V);
     const double lmax = logits[top];
     int32_t id = top;
+    double lse = NAN; /* log of log_sum's sum, when the draw has added the same terms in its order */
     if (!s->greedy) {
         const double T = s->temperature, p = s->top_p;
         if (!(T > 0) || !(p > 0 && p <= 1) || s->top_k < 0) return -1;
@@ -912,6 +915,7 @@ int32_t kgen_sample(const float *logits, int V, const kgen_sampling *s, uint64_t
             double W = 0.0;
             dexp_logits(w, logits, V, lmax, T);
             for (int i = 0; i < V; i++) W += w[i];
+            if (T == 1.0) lse = log(W); /* all V terms of log_sum, ascending: its sum */
             const double tgt = u * W;
             double c = 0.0;
             id = -1;
@@ -940,6 +944,6 @@ int32_t kgen_sample(const float *logits, int V, const kgen_sampling *s, uint64_t
         }
         free(own);
     }
-    if (logprob) *logprob = ((double)logits[id] - lmax) - log_sum(logits, V, lmax);
+    if (logprob) *logprob = ((double)logits[id] - lmax) - (lse == lse ? lse : log_sum(logits, V, lmax));
     return id;
 }

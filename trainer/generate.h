@@ -78,8 +78,9 @@ const char *kgen_error(const kgen *g);
 /* Log-softmax of (V) logits at temperature 1 into out (V), in double for the
  * sums (scorers add many of them). */
 void kgen_log_softmax(const float *logits, int V, double *out);
-/* kgen_log_softmax's value at id alone (the same bits; no (V) output). */
-double kgen_logprob(const float *logits, int V, int32_t id);
+/* kgen_log_softmax's value at id alone (the same bits; no (V) output); the
+ * argmax it finds on the way (kgen_argmax's id) into *top unless NULL. */
+double kgen_logprob(const float *logits, int V, int32_t id, int32_t *top);
 /* The first id of the largest finite or +inf logit (NaN compares false; all
  * -inf or NaN: the sampler's rank order): kgen_sample's greedy choice. */
 int32_t kgen_argmax(const float *logits, int V);

@@ -406,10 +406,10 @@ static void test_log_softmax_exact(void **state)
         }
         /* kgen_logprob: the same value at one id; kgen_argmax: the largest */
         for (int i = 0; i < V; i += 97) {
-            const double one = kgen_logprob(l, V, i);
+            const double one = kgen_logprob(l, V, i, NULL);
             assert_memory_equal(&one, &ls[i], sizeof one);
         }
-        assert_true(isnan(kgen_logprob(l, V, V)) && isnan(kgen_logprob(l, V, -1)));
+        assert_true(isnan(kgen_logprob(l, V, V, NULL)) && isnan(kgen_logprob(l, V, -1, NULL)));
         assert_int_equal(kgen_argmax(l, V), V / 3);
     }
     /* kgen_argmax: the first of equal largest values, NaN skipped, all -inf: id 0 */
