@@ -157,10 +157,24 @@ static int generate_one(lm *x, gen_opts *o, const char *prompt, void *scratch)
         }
         ids_push(&ids, (uint32_t)x->eot);
     }
-    /* the context holds n_positions tokens: the prompt keeps its last ones */
-    size_t keep = ids.n, room = (size_t)x->ctx - 1;
-    size_t skip = keep > room ? keep - room : 0;
-    if (skip) kwarn("prompt of %zu tokens: its first %zu are dropped (the model reads %d positions)", ids.n, skip, x->ctx);
+    /* The context holds n_positions = C tokens, and the n-th new token needs
+     * P + n - 1 <= C. A prompt of P tokens that leaves no room for
+     * max_new_tokens N keeps its last max(C + 1 - N, C / 2) tokens (at most C):
+     * room for the N new ones (lm-evaluation-harness's cut for generation), but
+     * never less than half the context for the prompt. */
+    const size_t C = (size_t)x->ctx, N = o->max_new > 1 ? (size_t)o->max_new : 1;
+    size_t room = ids.n;
+    if (ids.n + N - 1 > C) {
+        room = C + 1 > N ? C + 1 - N : 0;
+        if (room < C / 2) room = C / 2;
+        if (room > C) room = C;
+        if (room < 1) room = 1;
+        if (room > ids.n) room = ids.n;
+    }
+    size_t skip = ids.n - room;
+    if (skip)
+        kwarn("prompt of %zu tokens: its first %zu are dropped (the model reads %d positions; %d new tokens asked)", ids.n,
+              skip, x->ctx, o->max_new);
     kgen_reset(x->g);
     double t0 = know_seconds(), t1 = t0;
     int rc = kgen_feed(x->g, (const int32_t *)ids.ids + skip, (int)(ids.n - skip), NULL);
@@ -281,8 +295,9 @@ int cmd_generate(int argc, char **argv, const char *db)
         "of (--seed, n): the same seed gives the same text on any machine.\n"
         "--template FILE: the prompt is FILE's text with {prompt} replaced by each\n"
         "PROMPT (e.g. an article and \"\\nTL;DR:\" for a zero-shot summary). An empty\n"
-        "prompt starts after <|endoftext|>. A prompt longer than the model's context\n"
-        "keeps its last tokens (said on stderr).\n"
+        "prompt starts after <|endoftext|>. A prompt too long for the model's context\n"
+        "and --max-new-tokens keeps its last tokens, leaving room for the new ones but\n"
+        "at least half the context for itself (said on stderr).\n"
         "Output: the prompt and its continuation, one per line; --json: one object a\n"
         "prompt {\"prompt\", \"ids\", \"text\", \"logprobs\", \"prompt_tokens\", \"stop\"}: ids,\n"
         "text and log-probabilities (under the model at temperature 1) of the new\n"

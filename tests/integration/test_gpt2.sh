@@ -170,6 +170,19 @@ printf 'Summary of:\n{prompt}\nTL;DR:' > tmpl.txt
 expect_exit 0 "a template" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 5 --template tmpl.txt --json "the king is dead"
 check "the template's prompt is what the model continued" $PY -c '
 import json; g = json.load(open("out.txt")); assert g["prompt"] == "the king is dead" and g["prompt_tokens"] > 8, g'
+# a prompt longer than the context (n_positions 64) keeps its last tokens:
+# room for --max-new-tokens N (64 + 1 - N of them), but at least half the context
+expect_exit 0 "a prompt longer than the context, 20 new tokens" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 20 --prompt-file heldout.txt --json
+check "its last 45 tokens kept, then 20 new ones" $PY -c '
+import json; g = json.load(open("out.txt")); assert g["prompt_tokens"] == 45 and len(g["ids"]) == 20 and g["stop"] == "max_new_tokens", g'
+grep_err "its first [0-9]* are dropped" "the cut is said on stderr"
+expect_exit 0 "a prompt longer than the context, 50 new tokens" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 50 --prompt-file heldout.txt --json
+check "half the context kept for the prompt, the rest to the context's end" $PY -c '
+import json; g = json.load(open("out.txt")); assert g["prompt_tokens"] == 32 and len(g["ids"]) == 33 and g["stop"] == "context", g'
+expect_exit 0 "a short prompt, more new tokens than the context holds" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 100 --json "ROMEO:"
+check "a prompt that fits is kept whole" $PY -c '
+import json; g = json.load(open("out.txt")); s = json.loads(open("greedy.jsonl").readline()); assert s["prompt"] == "ROMEO:"
+assert g["prompt_tokens"] == s["prompt_tokens"] and g["prompt_tokens"] + len(g["ids"]) == 65 and g["stop"] == "context", g'
 printf 'ROMEO:\nWhat say you, my lord\n' | "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 20 --json > stdin.jsonl 2>err.txt
 check "prompts from stdin, one a line, as the same prompts given as arguments" $PY -c '
 import json
