@@ -165,9 +165,7 @@ static int generate_one(lm *x, gen_opts *o, const char *prompt, void *scratch)
     const size_t C = (size_t)x->ctx, N = o->max_new > 1 ? (size_t)o->max_new : 1;
     size_t room = ids.n;
     if (ids.n + N - 1 > C) {
-        room = C + 1 > N ? C + 1 - N : 0;
-        if (room < C / 2) room = C / 2;
-        if (room > C) room = C;
+        room = N < C + 1 - C / 2 ? C + 1 - N : C / 2; /* max(C + 1 - N, C / 2), <= C as N >= 1 */
         if (room < 1) room = 1;
         if (room > ids.n) room = ids.n;
     }

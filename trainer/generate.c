@@ -944,6 +944,6 @@ int32_t kgen_sample(const float *logits, int V, const kgen_sampling *s, uint64_t
         }
         free(own);
     }
-    if (logprob) *logprob = ((double)logits[id] - lmax) - (lse == lse ? lse : log_sum(logits, V, lmax));
+    if (logprob) *logprob = ((double)logits[id] - lmax) - (isnan(lse) ? log_sum(logits, V, lmax) : lse);
     return id;
 }
