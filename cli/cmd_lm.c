@@ -589,12 +589,16 @@ static int eval_perplexity(lm *x, const char *path, int window, int stride, int 
 /* ---- kiln eval --fewshot ---------------------------------------------------------------- */
 
 /* A task file (JSON; docs/generate.md, "Few-shot tasks"):
- *   {"train": PATH, "eval": PATH,                 TSV (header) or JSONL, relative to the task file
- *    "template": "Review: {sentence}\nSentiment:", fields in braces
+ *   {"train": PATH, "eval": PATH,                 TSV (header), JSONL or a JSON array, relative to the task file
+ *    "template": "Review: {sentence}\nSentiment:", fields in braces (a.b: field b of object a; a.0: a list's first)
  *    "separator": "\n\n",                         between the examples of the prompt
  *    "target_delimiter": "",                      between a prompt and its answer
  *    classification:   "label": "label", "choices": {"0": " negative", "1": " positive"}
- *    multiple choice:  "choices_field": "endings", "gold_field": "label"   (a JSON list, the index)
+ *                      (or a list of answers, the label their index)
+ *    multiple choice:  "choices_field": "endings"  (each record's list of answers: strings, or objects with
+ *                      "text" and "label"; or one object of two lists, "text" and "label")
+ *                      or "choices": ["{sol1}", "{sol2}"]  (templates filled with the record)
+ *                      and "gold_field": "label", "gold": "auto" | "index" | "index1" | "text" | "letter"
  *    "limit": N}                                  first N eval examples (0 = all) */
 typedef struct fs_example {
     char *prompt;          /* the template filled */
@@ -628,6 +632,35 @@ static void fs_free(fs_task *t)
     memset(t, 0, sizeof *t);
 }
 
+/* The record's field NAME: the key itself when the record has it, else a
+ * path of keys joined by dots ("question.stem"; a number indexes a list:
+ * "choices.0"). Borrowed; NULL when absent. */
+static json_t *field_get(json_t *rec, const char *name)
+{
+    json_t *v = json_object_get(rec, name);
+    if (v || !strchr(name, '.')) return v;
+    v = rec;
+    for (const char *p = name; v && *p;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        char key[256];
+        if (n == 0 || n >= sizeof key) return NULL;
+        memcpy(key, p, n);
+        key[n] = 0;
+        if (json_is_object(v)) {
+            v = json_object_get(v, key);
+        } else if (json_is_array(v)) {
+            char *end;
+            unsigned long i = strtoul(key, &end, 10);
+            v = (*end || key[0] < '0' || key[0] > '9') ? NULL : json_array_get(v, i);
+        } else {
+            return NULL;
+        }
+        p += n + (dot != NULL);
+    }
+    return v;
+}
+
 /* A field's value as text (strings as they are, numbers and booleans as JSON
  * writes them), NULL when absent. Owned. */
 static char *field_text(json_t *v)
@@ -657,7 +690,7 @@ static int fill_template(const char *t, json_t *rec, kbuf *out, char *err, size_
         }
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)(q - p - 1), p + 1);
-        char *v = field_text(json_object_get(rec, name));
+        char *v = field_text(field_get(rec, name));
         if (!v) {
             snprintf(err, errlen, "no field \"%s\" (the template names it)", name);
             return EX_DATAERR;
@@ -669,8 +702,10 @@ static int fill_template(const char *t, json_t *rec, kbuf *out, char *err, size_
     return 0;
 }
 
-/* Reads a TSV (header line, QUOTE_NONE) or JSONL file as JSON objects of
- * strings. Returns the array (owned) or NULL with the error logged (*rc). */
+/* Reads a TSV (header line, QUOTE_NONE), JSONL or JSON-array file (.jsonl,
+ * .json, .ndjson; one whose first non-blank byte is "[" is one array of
+ * records) as JSON objects (a TSV's fields as strings). Returns the array
+ * (owned) or NULL with the error logged (*rc). */
 static json_t *read_records(const char *path, int *rc)
 {
     kbuf b = {0};
@@ -695,6 +730,27 @@ static json_t *read_records(const char *path, int *rc)
     json_t *header = NULL;
     int lineno = 0;
     *rc = 0;
+    const char *first = s;
+    while (first < end && (*first == ' ' || *first == '\t' || *first == '\r' || *first == '\n')) first++;
+    if (jsonl && first < end && *first == '[') { /* one JSON array of records */
+        json_error_t je;
+        json_t *all = json_loadb(first, (size_t)(end - first), 0, &je);
+        if (!all) {
+            kerr("%s:%d:%d: %s", path, je.line, je.column, je.text);
+            *rc = EX_DATAERR;
+        }
+        for (size_t i = 0; all && i < json_array_size(all) && !*rc; i++) {
+            json_t *o = json_array_get(all, i);
+            if (!json_is_object(o)) {
+                kerr("%s: record %zu of the array: not a JSON object", path, i + 1);
+                *rc = EX_DATAERR;
+            } else {
+                json_array_append(arr, o);
+            }
+        }
+        json_decref(all);
+        s = end;
+    }
     while (s < end && !*rc) {
         char *nl = memchr(s, '\n', (size_t)(end - s));
         char *le = nl ? nl : end;
@@ -754,7 +810,116 @@ static json_t *read_records(const char *path, int *rc)
     return arr;
 }
 
-/* The examples of one file under the task's rules. */
+/* Where a multiple-choice record's gold answer is (the task's "gold"). */
+enum { GOLD_AUTO, GOLD_INDEX, GOLD_INDEX1, GOLD_TEXT, GOLD_LETTER };
+
+/* The gold answer's index among the n answers (texts without the target
+ * delimiter; labels: each answer's own label or NULL) for the gold field's
+ * value g under mode, or -1.
+ *   index / index1: a number or a string of digits, 0- or 1-based;
+ *   text: a string equal to one answer; letter: "A" (or "a") is the first;
+ *   auto: a JSON number is an index; a string is an answer's label, else an
+ *   answer's text, else a 0-based index in digits, else a letter. */
+static int gold_index(json_t *g, int mode, char **texts, char **labels, int n)
+{
+    char *v = field_text(g);
+    if (!v) return -1;
+    int found = -1;
+    char *end;
+    long num = strtol(v, &end, 10);
+    int digits = v[0] >= '0' && v[0] <= '9' && !*end;
+    int letter = ((v[0] >= 'A' && v[0] <= 'Z') || (v[0] >= 'a' && v[0] <= 'z')) && !v[1];
+    int li = letter ? (v[0] >= 'a' ? v[0] - 'a' : v[0] - 'A') : -1;
+    if (mode == GOLD_INDEX || mode == GOLD_INDEX1) {
+        found = digits ? (int)num - (mode == GOLD_INDEX1) : -1;
+    } else if (mode == GOLD_TEXT) {
+        for (int k = 0; k < n && found < 0; k++)
+            if (!strcmp(texts[k], v)) found = k;
+    } else if (mode == GOLD_LETTER) {
+        found = li;
+    } else if (json_is_integer(g)) {
+        found = (int)json_integer_value(g);
+    } else {
+        for (int k = 0; k < n && found < 0; k++)
+            if (labels && labels[k] && !strcmp(labels[k], v)) found = k;
+        for (int k = 0; k < n && found < 0; k++)
+            if (!strcmp(texts[k], v)) found = k;
+        if (found < 0) found = digits ? (int)num : li;
+    }
+    free(v);
+    return found >= 0 && found < n ? found : -1;
+}
+
+/* The answers of a multiple-choice record, from its choices field (a list of
+ * strings or of objects with "text" and "label", or an object of two lists
+ * "text" and "label") or from the task's list of answer templates. Fills
+ * texts and labels (each calloc'ed, n entries, owned by the caller; labels
+ * NULL where none). 0, or EX_DATAERR with err. */
+static int mc_answers(json_t *rec, const char *cfield, json_t *tmpls, char ***texts, char ***labels, int *n,
+                      char *err, size_t errlen)
+{
+    *texts = NULL;
+    *labels = NULL;
+    *n = 0;
+    json_t *list = NULL, *lab = NULL;
+    if (tmpls) {
+        list = tmpls;
+    } else {
+        json_t *cl = field_get(rec, cfield);
+        if (json_is_object(cl)) { /* {"text": [...], "label": [...]} (ARC's) */
+            list = json_object_get(cl, "text");
+            lab = json_object_get(cl, "label");
+            if (!json_is_array(lab) || json_array_size(lab) != json_array_size(list)) lab = NULL;
+        } else {
+            list = cl;
+        }
+        if (!json_is_array(list)) {
+            snprintf(err, errlen, "\"%s\" is not a list of answers (or an object with a \"text\" list)", cfield);
+            return EX_DATAERR;
+        }
+    }
+    size_t m = json_array_size(list);
+    if (m < 2 || m > 1000) {
+        snprintf(err, errlen, "%zu answers (2 to 1,000 are needed)", m);
+        return EX_DATAERR;
+    }
+    *texts = xcalloc(m, sizeof **texts);
+    *labels = xcalloc(m, sizeof **labels);
+    *n = (int)m; /* NULL entries until filled: free_strings frees them all */
+    for (size_t k = 0; k < m; k++) {
+        json_t *e = json_array_get(list, k);
+        if (tmpls) {
+            kbuf a = {0};
+            int rc = fill_template(json_string_value(e), rec, &a, err, errlen);
+            if (rc) {
+                kbuf_free(&a);
+                return rc;
+            }
+            (*texts)[k] = a.data ? a.data : xstrdup("");
+            continue;
+        }
+        if (json_is_object(e)) {
+            (*labels)[k] = field_text(json_object_get(e, "label"));
+            e = json_object_get(e, "text");
+        } else if (lab) {
+            (*labels)[k] = field_text(json_array_get(lab, k));
+        }
+        (*texts)[k] = field_text(e);
+        if (!(*texts)[k]) {
+            snprintf(err, errlen, "answer %zu of \"%s\" has no text", k + 1, cfield);
+            return EX_DATAERR;
+        }
+    }
+    return 0;
+}
+
+static void free_strings(char **v, int n)
+{
+    for (int k = 0; v && k < n; k++) free(v[k]);
+    free(v);
+}
+
+/* The examples of one file under the task's rules (validated by fs_load). */
 static int fs_examples(const char *path, json_t *task, fs_example **out, size_t *n_out,
                        size_t limit)
 {
@@ -767,6 +932,9 @@ static int fs_examples(const char *path, json_t *task, fs_example **out, size_t 
     json_t *choices = json_object_get(task, "choices");
     const char *cfield = json_string_value(json_object_get(task, "choices_field"));
     const char *gfield = json_string_value(json_object_get(task, "gold_field"));
+    const char *gm = json_string_value(json_object_get(task, "gold"));
+    int mode = !gm || !strcmp(gm, "auto") ? GOLD_AUTO : !strcmp(gm, "index") ? GOLD_INDEX
+             : !strcmp(gm, "index1") ? GOLD_INDEX1 : !strcmp(gm, "text") ? GOLD_TEXT : GOLD_LETTER;
     if (!delim) delim = "";
     size_t n = json_array_size(recs);
     if (limit && n > limit) n = limit;
@@ -782,19 +950,31 @@ static int fs_examples(const char *path, json_t *task, fs_example **out, size_t 
             break;
         }
         ex[i].prompt = p.data ? p.data : xstrdup("");
-        if (label) { /* classification: the label's answer among the choices' */
-            char *lv = field_text(json_object_get(r, label));
-            size_t k = json_object_size(choices);
+        if (label) { /* classification: the label's answer among the choices' (a list: the label is its index) */
+            char *lv = field_text(field_get(r, label));
+            size_t k = json_is_array(choices) ? json_array_size(choices) : json_object_size(choices);
             ex[i].choices = xcalloc(k, sizeof *ex[i].choices);
             ex[i].gold = -1;
-            const char *key;
-            json_t *val;
-            json_object_foreach(choices, key, val) {
-                if (lv && !strcmp(key, lv)) ex[i].gold = ex[i].n_choices;
-                kbuf a = {0};
-                kbuf_puts(&a, delim);
-                kbuf_puts(&a, json_string_value(val));
-                ex[i].choices[ex[i].n_choices++] = a.data;
+            if (json_is_array(choices)) {
+                for (size_t c = 0; c < k; c++) {
+                    char key[32];
+                    snprintf(key, sizeof key, "%zu", c);
+                    if (lv && !strcmp(key, lv)) ex[i].gold = ex[i].n_choices;
+                    kbuf a = {0};
+                    kbuf_puts(&a, delim);
+                    kbuf_puts(&a, json_string_value(json_array_get(choices, c)));
+                    ex[i].choices[ex[i].n_choices++] = a.data;
+                }
+            } else {
+                const char *key;
+                json_t *val;
+                json_object_foreach(choices, key, val) {
+                    if (lv && !strcmp(key, lv)) ex[i].gold = ex[i].n_choices;
+                    kbuf a = {0};
+                    kbuf_puts(&a, delim);
+                    kbuf_puts(&a, json_string_value(val));
+                    ex[i].choices[ex[i].n_choices++] = a.data;
+                }
             }
             if (ex[i].gold < 0) {
                 kerr("%s: example %zu: label %s%s%s is not one of the task's choices", path, i + 1, lv ? "\"" : "",
@@ -802,30 +982,33 @@ static int fs_examples(const char *path, json_t *task, fs_example **out, size_t 
                 rc = EX_DATAERR;
             }
             free(lv);
-        } else { /* multiple choice: a list of answers and the gold index */
-            json_t *cl = json_object_get(r, cfield);
-            json_t *g = json_object_get(r, gfield);
-            char *gs = field_text(g);
-            char *end = NULL;
-            long gi = gs ? strtol(gs, &end, 10) : -1;
-            if (!json_is_array(cl) || json_array_size(cl) < 2 || !gs || *end || gi < 0 ||
-                (size_t)gi >= json_array_size(cl)) {
-                kerr("%s: example %zu: \"%s\" must be a list of at least 2 answers and \"%s\" an index into it", path,
-                     i + 1, cfield, gfield);
-                rc = EX_DATAERR;
+        } else { /* multiple choice: the record's answers and the gold one */
+            char **texts, **labels;
+            int m;
+            rc = mc_answers(r, cfield, cfield ? NULL : choices, &texts, &labels, &m, err, sizeof err);
+            if (rc) {
+                kerr("%s: example %zu: %s", path, i + 1, err);
             } else {
-                ex[i].choices = xcalloc(json_array_size(cl), sizeof *ex[i].choices);
-                for (size_t k = 0; k < json_array_size(cl) && !rc; k++) {
-                    char *a = field_text(json_array_get(cl, k));
-                    kbuf ab = {0};
-                    kbuf_puts(&ab, delim);
-                    kbuf_puts(&ab, a ? a : "");
-                    free(a);
-                    ex[i].choices[ex[i].n_choices++] = ab.data;
+                json_t *g = field_get(r, gfield);
+                ex[i].gold = gold_index(g, mode, texts, labels, m);
+                if (ex[i].gold < 0) {
+                    char *gs = field_text(g);
+                    kerr("%s: example %zu: the gold answer \"%s\" = %s%s%s names none of its %d answers (\"gold\": %s)",
+                         path, i + 1, gfield, gs ? "\"" : "", gs ? gs : "(missing)", gs ? "\"" : "", m, gm ? gm : "auto");
+                    free(gs);
+                    rc = EX_DATAERR;
+                } else {
+                    ex[i].choices = xcalloc((size_t)m, sizeof *ex[i].choices);
+                    for (int k = 0; k < m; k++) {
+                        kbuf ab = {0};
+                        kbuf_puts(&ab, delim);
+                        kbuf_puts(&ab, texts[k]);
+                        ex[i].choices[ex[i].n_choices++] = ab.data;
+                    }
                 }
-                ex[i].gold = (int)gi;
             }
-            free(gs);
+            free_strings(texts, m);
+            free_strings(labels, m);
         }
     }
     json_decref(recs);
@@ -861,18 +1044,34 @@ static int fs_load(const char *path, size_t limit, fs_task *t)
     const char *why = NULL;
     const char *tr = json_string_value(json_object_get(j, "train")), *ev = json_string_value(json_object_get(j, "eval"));
     json_t *ch = json_object_get(j, "choices");
-    int cls = json_is_string(json_object_get(j, "label")), mc = json_is_string(json_object_get(j, "choices_field"));
+    int cls = json_is_string(json_object_get(j, "label")), mc = json_is_string(json_object_get(j, "gold_field"));
+    int cf = json_is_string(json_object_get(j, "choices_field"));
+    const char *gm = json_string_value(json_object_get(j, "gold"));
     if (!json_is_object(j)) why = "not a JSON object";
     else if (!tr || !ev) why = "\"train\" and \"eval\" (file paths) are required";
     else if (!json_is_string(json_object_get(j, "template"))) why = "\"template\" (a string) is required";
-    else if (cls == mc) why = "give either \"label\" with \"choices\" (classification) or \"choices_field\" with "
-                              "\"gold_field\" (multiple choice)";
-    else if (cls && (!json_is_object(ch) || json_object_size(ch) < 2)) why = "\"choices\" must map at least 2 labels to answers";
-    else if (mc && !json_is_string(json_object_get(j, "gold_field"))) why = "\"gold_field\" is required with \"choices_field\"";
-    if (cls && !why) {
+    else if (cls == mc) why = "give either \"label\" with \"choices\" (classification) or \"gold_field\" with "
+                              "\"choices_field\" or a list of answer templates in \"choices\" (multiple choice)";
+    else if (cls && cf) why = "\"choices_field\" goes with \"gold_field\" (multiple choice), not with \"label\"";
+    else if (cls && !((json_is_object(ch) && json_object_size(ch) >= 2) || (json_is_array(ch) && json_array_size(ch) >= 2)))
+        why = "\"choices\" must map at least 2 labels to answers (an object, or a list: the label is the index)";
+    else if (mc && cf == (ch != NULL))
+        why = "multiple choice takes its answers from \"choices_field\" (each record's list) or from \"choices\" "
+              "(a list of answer templates), one of the two";
+    else if (mc && !cf && (!json_is_array(ch) || json_array_size(ch) < 2))
+        why = "\"choices\" of a multiple-choice task must be a list of at least 2 answer templates";
+    else if (json_object_get(j, "gold") && (!gm || (strcmp(gm, "auto") && strcmp(gm, "index") && strcmp(gm, "index1") &&
+                                                  strcmp(gm, "text") && strcmp(gm, "letter"))))
+        why = "\"gold\" is one of \"auto\", \"index\", \"index1\", \"text\", \"letter\"";
+    if (ch && !why) {
         const char *k;
         json_t *v;
-        json_object_foreach(ch, k, v) if (!json_is_string(v)) why = "every answer of \"choices\" must be a string";
+        size_t i;
+        if (json_is_object(ch)) {
+            json_object_foreach(ch, k, v) if (!json_is_string(v)) why = "every answer of \"choices\" must be a string";
+        } else {
+            json_array_foreach(ch, i, v) if (!json_is_string(v)) why = "every answer of \"choices\" must be a string";
+        }
     }
     if (why) {
         kerr("%s: %s", path, why);
@@ -1135,9 +1334,12 @@ int cmd_eval_lm(int argc, char **argv, const char *db)
         "GPT-3's paper and lm-evaluation-harness): accuracy takes the best sum,\n"
         "accuracy_norm the best sum per byte of answer. K may list several values\n"
         "(0,4,8): one row each. --scores FILE writes every scored sequence as JSON\n"
-        "lines (ids, continuation length, log-probability). Task files:\n"
-        "docs/generate.md; examples/tasks/sst2.json is SST-2 with \" negative\" /\n"
-        "\" positive\".\n";
+        "lines (ids, continuation length, log-probability). A task file (JSON) names\n"
+        "a TSV, JSONL or JSON-array file of examples, a template and either\n"
+        "classification answers (\"label\" + \"choices\") or each record's own answers\n"
+        "(\"gold_field\" + \"choices_field\" or answer templates), the gold one given as\n"
+        "an index, a label, a letter or its text: docs/generate.md, \"Task files\";\n"
+        "examples/tasks/sst2.json is SST-2 with \" negative\" / \" positive\".\n";
     enum { O_CKPT = 1, O_PPL, O_WINDOW, O_STRIDE, O_FEW, O_TASK, O_SEED, O_LIMIT, O_SCORES, O_THREADS, O_DATA };
     static const struct option lo[] = {CLI_COMMON_LONGOPTS,
                                        {"checkpoint", required_argument, 0, O_CKPT},

@@ -140,6 +140,62 @@ assert len(k2) == len(k0) == 24 and all(len(a["ids"]) > len(b["ids"]) or len(a["
 assert any(len(a["ids"]) == 65 for a in k2)  # cut from the left to n_positions + 1, as the harness'
 expect_exit 0 "few-shot table (text)" "$KILN" eval --checkpoint ckA --fewshot 0 --task task.json
 check "the table has a row for k = 0" grep -qE '^ +0 +[0-9.]+%' out.txt
+# multiple choice: answers from each record (a list; ARC's object of "text"
+# and "label" lists) or from the task's answer templates; the gold answer as
+# an index (0- or 1-based), a label, a letter or the answer's text; a JSON
+# array file; dotted field paths
+cat > hs.jsonl <<'EOF'
+{"ctx": "The cat sat on the", "endings": ["mat.", "moon.", "idea.", "river."], "label": "2"}
+{"ctx": "She opened the door and", "endings": ["walked in.", "flew away.", "ate it."], "label": 0}
+EOF
+cat > arc.json <<'EOF'
+[{"question": {"stem": "Which is a planet?"}, "choices": {"text": ["Paris", "Mars", "Milk"], "label": ["A", "B", "C"]}, "answerKey": "B"},
+ {"question": {"stem": "Which is a color?"}, "choices": {"text": ["Dog", "Run", "Red"], "label": ["1", "2", "3"]}, "answerKey": "3"},
+ {"question": {"stem": "Which is a fruit?"}, "choices": [{"text": "Apple", "label": "A"}, {"text": "Stone", "label": "B"}], "answerKey": "A"}]
+EOF
+cat > wg.jsonl <<'EOF'
+{"sentence": "The trophy did not fit in the suitcase because it was too big.", "option1": "trophy", "option2": "suitcase", "answer": "1", "text": "trophy", "key": "a"}
+{"sentence": "The trophy did not fit in the suitcase because it was too small.", "option1": "trophy", "option2": "suitcase", "answer": "2", "text": "suitcase", "key": "B"}
+EOF
+echo '{"train": "hs.jsonl", "eval": "hs.jsonl", "template": "{ctx}", "target_delimiter": " ", "choices_field": "endings", "gold_field": "label"}' > t-hs.json
+echo '{"train": "arc.json", "eval": "arc.json", "template": "Question: {question.stem}\nAnswer:", "target_delimiter": " ", "choices_field": "choices", "gold_field": "answerKey"}' > t-arc.json
+for g in index1:answer text:text letter:key; do
+  echo "{\"train\": \"wg.jsonl\", \"eval\": \"wg.jsonl\", \"template\": \"{sentence} It refers to the\", \"target_delimiter\": \" \", \"choices\": [\"{option1}\", \"{option2}\"], \"gold_field\": \"${g#*:}\", \"gold\": \"${g%:*}\"}" > "t-wg-${g%:*}.json"
+done
+for t in hs arc wg-index1 wg-text wg-letter; do
+  expect_exit 0 "multiple choice: $t" "$KILN" eval --checkpoint ckA --fewshot 0,1 --task "t-$t.json" --scores "s-$t.jsonl" --json
+  cp out.txt "fs-$t.json"
+done
+check "multiple choice: the gold answers as the records give them, every record's answers scored" $PY - <<'EOF'
+import json
+want = {"hs": [(2, 4), (0, 3)], "arc": [(1, 3), (2, 3), (0, 2)], "wg-index1": [(0, 2), (1, 2)],
+        "wg-text": [(0, 2), (1, 2)], "wg-letter": [(0, 2), (1, 2)]}
+for t, w in want.items():
+    rows = [json.loads(l) for l in open("s-%s.jsonl" % t)]
+    for k in (0, 1):
+        got = [(min(r["gold"] for r in rows if r["k"] == k and r["index"] == i),
+                sum(1 for r in rows if r["k"] == k and r["index"] == i)) for i in range(len(w))]
+        assert got == w, (t, k, got, w)
+EOF
+check "multiple choice: every answer's log-likelihood as torch's, accuracies from them" $PY "$ROOT/tests/ref/gpt2_check.py" scores hf s-arc.jsonl fs-arc.json
+check "multiple choice: the answer templates filled, after the delimiter" $PY - "$ROOT" <<'EOF'
+import json, sys
+sys.path.insert(0, sys.argv[1] + "/tests/ref")
+import gpt2_bpe
+enc = gpt2_bpe.Encoder("hf/vocab.json", "hf/merges.txt")
+dec = {v: k for k, v in enc.encoder.items()}
+back = {c: b for b, c in enc.byte_char.items()}
+rows = [json.loads(l) for l in open("s-wg-text.jsonl") if json.loads(l)["k"] == 0]
+texts = [bytes(back[ch] for i in r["ids"] for ch in dec[i]).decode() for r in rows]
+assert texts[1] == "The trophy did not fit in the suitcase because it was too big. It refers to the suitcase", texts
+EOF
+echo '{"ctx": "x", "endings": ["a", "b"], "label": "7"}' > hs-bad.jsonl
+sed 's/"eval": "hs.jsonl"/"eval": "hs-bad.jsonl"/' t-hs.json > t-bad.json
+expect_exit 65 "multiple choice: a gold answer that names none of the answers refused" "$KILN" eval --checkpoint ckA --fewshot 0 --task t-bad.json
+grep_err 'hs-bad.jsonl: example 1: the gold answer "label" = "7" names none of its 2 answers' "the message names the file, the example and the value"
+sed 's/"gold": "text"/"gold": "word"/' t-wg-text.json > t-bad.json
+expect_exit 65 "an unknown \"gold\" mode refused" "$KILN" eval --checkpoint ckA --fewshot 0 --task t-bad.json
+grep_err '"gold" is one of' "the message lists the modes"
 
 # --- generate: determinism, sampling options, stop strings, templates, stdin
 expect_exit 0 "sample, seed 7, 2 threads" "$KILN" generate --checkpoint ckA --seed 7 --top-k 50 --top-p 0.9 --temperature 0.8 --max-new-tokens 30 --threads 2 --json "To be"
