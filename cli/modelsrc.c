@@ -26,18 +26,26 @@ void cli_msrc_free(cli_msrc *x)
 
 static int is_file(const char *dir, const char *name)
 {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
+    char p[8400];
+    if (snprintf(p, sizeof p, "%s/%s", dir, name) >= (int)sizeof p) return 0;
     return access(p, R_OK) == 0;
 }
 
-/* Opens path as a Hugging Face folder (config.json, no state.json) or a kiln
+/* Opens path as a Hugging Face folder (config.json, no state.json), the
+ * ELECTRA pair folder kiln export writes (discriminator/ and generator/: its
+ * discriminator, the model fine-tuning and evaluation use) or a kiln
  * checkpoint (a step folder, or the latest of a checkpoint.dir). Logs and
  * returns EX_* on failure. */
 int cli_msrc_open(const char *path, cli_msrc *x)
 {
     memset(x, 0, sizeof *x);
-    char err[2048];
+    char err[2048], disc[4096];
+    if (!is_file(path, "config.json") && !is_file(path, "state.json") && is_file(path, "discriminator/config.json") &&
+        is_file(path, "generator/config.json") &&
+        snprintf(disc, sizeof disc, "%s/discriminator", path) < (int)sizeof disc) {
+        kinfo("%s: an ELECTRA pair folder: its discriminator, %s", path, disc);
+        path = disc;
+    }
     if (is_file(path, "config.json") && !is_file(path, "state.json")) {
         x->is_hf = 1;
         snprintf(x->path, sizeof x->path, "%s", path);

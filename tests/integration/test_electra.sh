@@ -177,6 +177,15 @@ expect_exit 0 "finetune from the ELECTRA checkpoint" "$KILN" finetune --config f
 grep_err 'ELECTRA discriminator' "the init is the discriminator"
 grep_err 'new .*classifier.dense.weight.*classifier.out_proj.weight' "an ElectraClassificationHead is added"
 expect_exit 0 "eval the fine-tuned model" "$KILN" eval --checkpoint ft/best --data "$DATA/sst2/dev.tsv" --json
+cp out.txt ev_ck.json
+# the exported pair folder (DIR with discriminator/ and generator/) as init: its discriminator
+sed 's#"init": "ckA"#"init": "hf"#; s#"dir": "ft"#"dir": "fthf"#' ft.json > fthf.json
+expect_exit 0 "finetune from the exported pair folder" "$KILN" finetune --config fthf.json
+grep_err 'hf: an ELECTRA pair folder: its discriminator' "it says which model of the pair it took"
+expect_exit 0 "eval it" "$KILN" eval --checkpoint fthf/best --data "$DATA/sst2/dev.tsv" --json
+check "the same fine-tuned model as from the checkpoint (same dev accuracy and loss)" $PY -c "
+import json; a = json.load(open('ev_ck.json')); b = json.load(open('out.txt'))
+assert a['accuracy'] == b['accuracy'] and abs(a['loss'] - b['loss']) < 1e-6, (a, b)"
 expect_exit 0 "classify with it" "$KILN" classify --checkpoint ft/best "a wonderful film"
 expect_exit 0 "export it" "$KILN" export --checkpoint ft/best --out hfcls
 check "ElectraForSequenceClassification with classifier.dense and classifier.out_proj" $PY -c "
