@@ -514,7 +514,9 @@ static int eval_perplexity(lm *x, const char *path, int window, int stride, int 
         return EX_DATAERR;
     }
     double t_enc = know_seconds() - t0;
+    if (window > x->ctx) kinfo("--window %d is more than the model's %d positions: windows of %d", window, x->ctx, x->ctx);
     if (window <= 0 || window > x->ctx) window = x->ctx;
+    if (stride > window) kinfo("--stride %d is more than the window (%d): stride %d", stride, window, window);
     if (stride <= 0) stride = window / 2 > 0 ? window / 2 : 1;
     if (stride > window) stride = window;
     const int chunk = 64;

@@ -107,6 +107,19 @@ zcat "$DATA/tinyshakespeare.txt.gz" | tail -c 6000 > heldout.txt
 expect_exit 0 "eval --perplexity" "$KILN" eval --checkpoint ckA --perplexity heldout.txt --window 64 --stride 24 --json
 cp out.txt ppl.json
 check "perplexity: tokens, scored tokens and NLL as torch's sliding window" $PY "$ROOT/tests/ref/gpt2_check.py" ppl hf heldout.txt 64 24 ppl.json
+expect_exit 0 "eval --perplexity: a window above n_positions, a stride above it" "$KILN" eval --checkpoint ckA --perplexity heldout.txt --window 500 --json
+grep_err 'window 500 is more than the model.s 64 positions: windows of 64' "the lowered window is said"
+check "windows of 64, stride 32" $PY - <<'EOF'
+import json
+d = json.load(open("out.txt"))
+assert d["window"] == 64 and d["stride"] == 32 and d["windows"] > 1, d
+EOF
+expect_exit 0 "eval --perplexity: non-overlapping windows" "$KILN" eval --checkpoint ckA --perplexity heldout.txt --window 64 --stride 64 --json
+cp out.txt ppl64.json
+check "stride = window: as torch's sliding window (each window's first token unscored: no context)" $PY "$ROOT/tests/ref/gpt2_check.py" ppl hf heldout.txt 64 64 ppl64.json
+check "stride = window: tokens - windows scored" $PY -c '
+import json; b = json.load(open("ppl64.json")); assert b["scored"] == b["tokens"] - b["windows"] and b["windows"] == -(-b["tokens"] // 64), b'
+expect_exit 64 "eval --perplexity: --stride above --window refused" "$KILN" eval --checkpoint ckA --perplexity heldout.txt --window 32 --stride 40
 expect_exit 0 "generate --greedy --json" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 20 --json "ROMEO:" "" "What say you, my lord"
 cp out.txt greedy.jsonl
 check "greedy: torch picks the same ids, log-probs within 1e-4" $PY "$ROOT/tests/ref/gpt2_check.py" greedy hf greedy.jsonl

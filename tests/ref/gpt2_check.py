@@ -66,25 +66,33 @@ def logprobs(model, ids):
 
 def check_ppl(folder, text_file, window, stride, kiln_json):
     model, enc, cfg = load(folder)
-    ids = enc.encode(open(text_file, encoding="utf-8", errors="replace").read())
+    raw = open(text_file, "rb").read()
+    ids = enc.encode(raw.decode("utf-8", errors="replace"))
     k = json.load(open(kiln_json))
     n = len(ids)
-    nll, count, prev_end, b = 0.0, 0, 0, 0
+    nll, count, prev_end, b, hits, windows = 0.0, 0, 0, 0, 0, 0
     while True:
         end = min(b + window, n)
         lp = logprobs(model, ids[b:end])
+        windows += 1
         for t in range(max(prev_end, b + 1), end):
             nll -= float(lp[t - b - 1, ids[t]])
+            hits += int(lp[t - b - 1].argmax()) == ids[t]
             count += 1
         prev_end = end
         if end == n:
             break
         b += stride
     mean = nll / count
-    ok = k["tokens"] == n and k["scored"] == count and abs(k["nll"] - mean) <= 1e-4 * abs(mean)
-    print(f"ppl: tokens {n} (kiln {k['tokens']}), scored {count} (kiln {k['scored']}), NLL torch {mean:.7f} "
-          f"kiln {k['nll']:.7f}, perplexity torch {math.exp(mean):.4f} kiln {k['perplexity']:.4f}: "
-          f"{'ok' if ok else 'FAIL'}")
+    bpb = nll / math.log(2) / len(raw)
+    # accuracy: the argmax may flip on a near tie between fp32 and torch's order of sums
+    ok = (k["tokens"] == n and k["scored"] == count and abs(k["nll"] - mean) <= 1e-4 * abs(mean)
+          and k["windows"] == windows and abs(k["bits_per_byte"] - bpb) <= 1e-4 * bpb
+          and abs(k["accuracy"] * count - hits) <= 2)
+    print(f"ppl: tokens {n} (kiln {k['tokens']}), scored {count} (kiln {k['scored']}), windows {windows} "
+          f"(kiln {k['windows']}), NLL torch {mean:.7f} kiln {k['nll']:.7f}, perplexity torch {math.exp(mean):.4f} "
+          f"kiln {k['perplexity']:.4f}, bits per byte torch {bpb:.5f} kiln {k['bits_per_byte']:.5f}, "
+          f"accuracy torch {hits}/{count} kiln {k['accuracy'] * count:.0f}: {'ok' if ok else 'FAIL'}")
     return ok
 
 
