@@ -131,6 +131,15 @@ head -c 5000 "$G/encoder.json" > trunc.json
 expect_exit 65 "a truncated vocab JSON" "$KILN" vocab import --bpe trunc.json "$G/vocab.bpe"
 grep_err "trunc.json: vocab JSON, line 1" "names the file and the place"
 expect_exit 66 "a folder without the files" "$KILN" vocab import --bpe "$WORK"
+mkdir -p oai && cp "$G/encoder.json" "$G/vocab.bpe" oai/
+expect_exit 0 "a folder with OpenAI's names (encoder.json + vocab.bpe)" "$KILN" vocab import --bpe oai --name fromoai
+grep_err "same tokens and merges" "the same vocabulary as the files given one by one"
+expect_exit 0 "decode ids given as arguments" "$KILN" decode --vocab gpt2 15496 995 50256
+check "decode: the exact text of the ids (<|endoftext|> included)" [ "$(cat out.txt)" = "Hello world<|endoftext|>" ]
+expect_exit 0 "encode as the docs say" "$KILN" encode --vocab gpt2 "Hello world"
+check "encode: 15496 995" [ "$(cat out.txt)" = "15496 995" ]
+expect_exit 65 "decode: an id outside the vocabulary refused" "$KILN" decode --vocab gpt2 15496 50257
+grep_err "50257" "the message names the id"
 expect_exit 64 "--bpe with --cased" "$KILN" vocab import --bpe --cased hf
 expect_exit 64 "--merges without --vocab-file" "$KILN" encode --merges "$G/vocab.bpe" x
 

@@ -235,6 +235,24 @@ g = json.load(open("out.txt")); full = json.loads(open("greedy.jsonl").readline(
 assert g["stop"] == "stop_string" and stop not in g["text"] and full["text"].startswith(g["text"] + stop), (g, stop)
 assert full["ids"][:len(g["ids"])] == g["ids"]
 EOF
+# two stop strings: the text ends before the first one met
+read -r STOP_A STOP_B < <($PY -c '
+import json; t = json.loads(open("greedy.jsonl").readline())["text"]
+w = [x for x in t.split() if len(x) >= 2]
+print(w[-1][:2] if len(w) > 1 else t[-2:], w[0][:2] if w else t[:2])')
+expect_exit 0 "two stop strings" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 20 --stop "$STOP_A" --stop "$STOP_B" --json "ROMEO:"
+check "the text ends before the first stop string met" $PY - "$STOP_A" "$STOP_B" <<'EOF'
+import json, sys
+a, b = sys.argv[1], sys.argv[2]
+g = json.load(open("out.txt")); full = json.loads(open("greedy.jsonl").readline())["text"]
+cut = min(i for i in (full.find(a), full.find(b)) if i >= 0)
+assert g["stop"] == "stop_string" and g["text"] == full[:cut], (g, a, b, full)
+EOF
+echo 'ROMEO:' > pf.txt
+expect_exit 64 "--prompt-file and PROMPT arguments together refused" "$KILN" generate --checkpoint ckA --prompt-file pf.txt "x"
+expect_exit 66 "a missing --prompt-file" "$KILN" generate --checkpoint ckA --prompt-file nowhere.txt
+grep_err 'nowhere.txt' "the message names the file"
+expect_exit 66 "a missing --template" "$KILN" generate --checkpoint ckA --template nowhere.txt "x"
 printf 'Summary of:\n{prompt}\nTL;DR:' > tmpl.txt
 expect_exit 0 "a template" "$KILN" generate --checkpoint ckA --greedy --max-new-tokens 5 --template tmpl.txt --json "the king is dead"
 check "the template's prompt is what the model continued" $PY -c '
