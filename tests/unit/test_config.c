@@ -856,6 +856,52 @@ static void test_distilbert(void **state)
                 "gpt2");
 }
 
+/* The distill section's rules (docs/distill.md, "Config"): each refusal names
+ * the key and says why. */
+#define TEACHER(extra) "\"distill\": {\"teacher\": \"t\"" extra "}"
+static void test_distill_rules(void **state)
+{
+    (void)state;
+    ktrain_config c;
+    /* accepted: each method's defaults */
+    assert_int_equal(parse(&c, "{" DISTIL "}, " TEACHER("") ", " BUDGET "}", 0), 0);
+    assert_true(c.distill.temperature == 2.0 && c.distill.init_from_teacher == 1);
+    assert_int_equal(parse(&c, "{" DISTIL "}, " TEACHER(", \"method\": \"tinybert\"") ", " BUDGET "}", 0), 0);
+    assert_true(c.distill.temperature == 1.0 && c.distill.init_from_teacher == 0 && c.distill.alpha_mlm == 0);
+    /* a distill key without a teacher */
+    expect_fail(EX_CONFIG, "{" DISTIL "}, \"distill\": {\"alpha_ce\": 1}, " BUDGET "}", NULL, "distill.alpha_ce",
+                "needs distill.teacher");
+    /* each method's own keys */
+    expect_fail(EX_CONFIG, "{" DISTIL "}, " TEACHER(", \"method\": \"tinybert\", \"alpha_ce\": 1") ", " BUDGET "}",
+                NULL, "distill.alpha_ce", "a DistilBERT key");
+    expect_fail(EX_CONFIG, "{" DISTIL "}, " TEACHER(", \"alpha_att\": 1") ", " BUDGET "}", NULL, "distill.alpha_att",
+                "a TinyBERT key");
+    /* no loss at all */
+    expect_fail(EX_CONFIG,
+                "{" DISTIL "}, " TEACHER(", \"alpha_ce\": 0, \"alpha_mlm\": 0, \"alpha_cos\": 0") ", " BUDGET "}",
+                NULL, "distill.alpha_ce", "all 0");
+    /* TinyBERT's two stages in one run: a share strictly inside (0, 1), and a budget in steps or tokens */
+    expect_fail(EX_CONFIG,
+                "{" DISTIL "}, " TEACHER(", \"method\": \"tinybert\", \"stage\": \"both\", "
+                                         "\"intermediate_fraction\": 1") ", " BUDGET "}",
+                NULL, "distill.intermediate_fraction", "strictly between 0 and 1");
+    expect_fail(EX_CONFIG,
+                "{" DISTIL "}, " TEACHER(", \"method\": \"tinybert\", \"stage\": \"both\"") ", "
+                "\"budget\": {\"seconds\": 60}, \"optimizer\": {\"warmup_steps\": 10}}",
+                NULL, "distill.stage", "budget.steps or budget.tokens");
+    assert_int_equal(parse(&c,
+                           "{" DISTIL "}, " TEACHER(", \"method\": \"tinybert\", \"stage\": \"both\"") ", "
+                           "\"budget\": {\"tokens\": 100000}}",
+                           0),
+                     0);
+    /* students it cannot train; a layer list of the wrong length */
+    expect_fail(EX_CONFIG,
+                "{\"model\": {\"type\": \"electra\"}, \"data\": {\"objectives\": [\"rtd\"]}, " TEACHER("") ", " BUDGET "}",
+                NULL, "model.type", "not electra");
+    expect_fail(EX_CONFIG, "{" DISTIL ", \"n_layers\": 3}, " TEACHER(", \"student_layers\": [0, 2]") ", " BUDGET "}",
+                NULL, "distill.student_layers", "the student has 3");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -875,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_examples),
         cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_distilbert),
+        cmocka_unit_test(test_distill_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
