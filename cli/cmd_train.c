@@ -650,7 +650,13 @@ int cmd_predict(int argc, char **argv, const char *db)
              cfg.model.type == KMODEL_BERT ? "BERT" : cfg.model.type == KMODEL_DISTILBERT ? "DistilBERT" : "ALBERT");
         rc = EX_USAGE;
     }
-    if (!rc && !rtd && cfg.model.type == KMODEL_ELECTRA &&
+    /* an ELECTRA generator alone (an imported ElectraForMaskedLM): its own tower, the masked-LM head only */
+    const int lone_gen = cfg.model.type == KMODEL_ELECTRA && kckpt_tensor(ck, "model.safetensors", "generator_lm_head.bias");
+    if (!rc && rtd && lone_gen) {
+        kerr("%s: an ELECTRA generator alone (ElectraForMaskedLM) has no discriminator: --rtd needs one", kckpt_path(ck));
+        rc = EX_USAGE;
+    }
+    if (!rc && !rtd && cfg.model.type == KMODEL_ELECTRA && !lone_gen &&
         !kckpt_tensor(ck, "model.safetensors", "generator.generator_lm_head.bias")) {
         kerr("%s: an ELECTRA discriminator without its generator has no masked-LM head: use --rtd", kckpt_path(ck));
         rc = EX_USAGE;
@@ -664,7 +670,9 @@ int cmd_predict(int argc, char **argv, const char *db)
         kckpt_close(ck);
         return rc;
     }
-    kmodel *m = rc ? NULL : kmodel_new(&cfg.model, 1, Lm, Pm, sentence, err, sizeof err);
+    kmodel_spec spec = kmodel_spec_pretrain_of(&cfg.model, 1, Lm, Pm, sentence);
+    if (lone_gen) spec.heads = KHEAD_MLM;
+    kmodel *m = rc ? NULL : kmodel_create(&cfg.model, &spec, err, sizeof err);
     if (!rc && !m) {
         kerr("model: %s", err);
         rc = EX_DATAERR;

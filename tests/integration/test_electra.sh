@@ -157,6 +157,14 @@ cp out.txt p2.txt
 check "the imported discriminator gives the same probabilities" cmp -s p1.txt p2.txt
 expect_exit 64 "MLM predict on a discriminator alone is refused" "$KILN" predict --checkpoint impd "The chef [MASK] the meal"
 expect_exit 0 "MLM predict on the pair (the generator fills [MASK])" "$KILN" predict --checkpoint ckA --json "The chef [MASK] the meal"
+cp out.txt mlm_pair.txt
+expect_exit 0 "import the generator alone (ElectraForMaskedLM)" "$KILN" import --from hf hf/generator --out impg --json
+expect_exit 0 "MLM predict on the imported generator" "$KILN" predict --checkpoint impg --json "The chef [MASK] the meal"
+check "the imported generator fills [MASK] as the pair's generator did" cmp -s mlm_pair.txt out.txt
+expect_exit 64 "--rtd on a generator alone is refused" "$KILN" predict --checkpoint impg --rtd "The chef drank the meal"
+grep_err 'generator alone .* has no discriminator' "the message says why"
+expect_exit 0 "export the imported generator" "$KILN" export --checkpoint impg --out hfg
+check "generator round trip: same bytes" cmp -s hf/generator/model.safetensors hfg/model.safetensors
 cat > bert.json <<'EOF'
 {"model": {"type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
            "max_position_embeddings": 64},
@@ -186,6 +194,8 @@ expect_exit 0 "eval it" "$KILN" eval --checkpoint fthf/best --data "$DATA/sst2/d
 check "the same fine-tuned model as from the checkpoint (same dev accuracy and loss)" $PY -c "
 import json; a = json.load(open('ev_ck.json')); b = json.load(open('out.txt'))
 assert a['accuracy'] == b['accuracy'] and abs(a['loss'] - b['loss']) < 1e-6, (a, b)"
+sed 's#"init": "ckA"#"init": "impg"#; s#"dir": "ft"#"dir": "ftg"#' ft.json > ftg.json
+expect_exit 0 "finetune from the generator imported alone (its encoder)" "$KILN" finetune --config ftg.json
 expect_exit 0 "classify with it" "$KILN" classify --checkpoint ft/best "a wonderful film"
 expect_exit 0 "export it" "$KILN" export --checkpoint ft/best --out hfcls
 check "ElectraForSequenceClassification with classifier.dense and classifier.out_proj" $PY -c "
