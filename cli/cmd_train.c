@@ -569,7 +569,7 @@ static int predict_rtd(kckpt *ck, const ktrain_config *cfg, const kwp_vocab *v, 
 int cmd_predict(int argc, char **argv, const char *db)
 {
     static const char usage[] =
-        "usage: kiln predict --checkpoint C [--top-k K] [--rtd] [--json] TEXT...\n\n"
+        "usage: kiln predict --checkpoint C [--top-k K] [--rtd] [--no-kg] [--threads N] [--json] TEXT...\n\n"
         "Fills each [MASK] of each TEXT with the model's top K pieces (default 5) and\n"
         "their probabilities (an ELECTRA checkpoint: its generator's). TEXT is tokenized\n"
         "with the checkpoint's vocabulary as BertTokenizer does; special tokens written\n"
