@@ -78,6 +78,14 @@ sed -i 's/"seed": 7,/"seed": 7, "vocab": "v2k",/' e7.json
 expect_exit 0 "tokenize with it" "$KILN" tokenize -q --vocab v2k
 expect_exit 78 "a teacher of another vocabulary refused" "$KILN" train --config e7.json
 grep_err 'made with another vocabulary than v2k' "the message names the vocabulary"
+student e8.json s_e8 ''
+sed -i 's#"optimizer"#"init": "teacher", "optimizer"#' e8.json
+expect_exit 78 "init and a teacher together refused" "$KILN" train --config e8.json
+grep_err 'init and distill.teacher both start the student' "the message says to give one"
+student e9.json s_e9 ', "init_from_teacher": false'
+sed -i 's/"max_position_embeddings": 64/"max_position_embeddings": 128/; s/"seq_len": 48/"seq_len": 96/' e9.json
+expect_exit 78 "a teacher shorter than the student's rows refused" "$KILN" train --config e9.json
+grep_err 'teacher: teacher.* takes sequences of at most 64 tokens, data.seq_len is 96' "the message gives both lengths"
 
 # --- DistilBERT's triple loss
 student d.json sA ''
@@ -207,6 +215,10 @@ grep_err 'not a classifier of the task.s 2 labels' "the message says what is nee
 ftcfg fts5.json sA ftS5 '{"teacher": "ftT/best", "alpha_ce": 0, "alpha_gold": 0}'
 expect_exit 78 "no loss refused" "$KILN" finetune --config fts5.json
 grep_err 'both 0: no loss' "the message says why"
+student e10.json s_e10 ''
+sed -i 's#"teacher": "teacher"#"teacher": "ftT/best"#' e10.json
+expect_exit 78 "a fine-tuned classifier as a pretraining teacher refused" "$KILN" train --config e10.json
+grep_err 'a masked-LM model is needed' "the message says what is needed"
 
 # --- the daemon runs a distillation job (a relative teacher made absolute by kiln run submit)
 mkdir -p spool sub
