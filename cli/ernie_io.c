@@ -29,7 +29,11 @@
  *                             "entity_attention_heads", "dea"},
  *                             "embedding": the kg_embeddings id it was trained with,
  *                             "tokenizer": {"cased", "strip_accents", "icu_words"},
- *                             "checkpoint": the exported checkpoint's path}
+ *                             "checkpoint": the exported checkpoint's path,
+ *                             "finetuned" (a fine-tuned classifier only): {"kind",
+ *                             "architecture", "heads", "pooler", "num_labels",
+ *                             "id2label", "problem_type", "finetune": its
+ *                             fine-tuning config}: the head the tensors hold}
  *   entities.tsv              header "row\tkg_key\tname", then one line per
  *                             table row 1 .. entity_vocab_size - 1 (row 0 =
  *                             no entity): the entity's external id (the KG's
@@ -122,6 +126,15 @@ static int export_kiln(const char *dir, const kckpt *ck, const ktrain_config *cf
         json_object_set(tk, keys[i], v ? v : json_null());
     }
     json_object_set_new(c, "tokenizer", tk);
+    if (!strcmp(json_string_value(json_object_get(ex, "kind")) ? json_string_value(json_object_get(ex, "kind")) : "",
+                "finetune")) { /* a fine-tuned classifier: its head and labels (kiln import restores them) */
+        json_t *ft = json_object();
+        const char *fk[] = {"kind", "architecture", "model_type", "heads", "pooler", "num_labels", "id2label",
+                            "problem_type", "finetune"};
+        for (size_t i = 0; i < sizeof fk / sizeof *fk; i++)
+            if (json_object_get(ex, fk[i])) json_object_set(ft, fk[i], json_object_get(ex, fk[i]));
+        json_object_set_new(c, "finetuned", ft);
+    }
     json_decref(ex);
     json_object_set_new(c, "checkpoint", json_string(kckpt_path(ck)));
     char *cj = json_dumps(c, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -539,6 +552,17 @@ int cli_import_ernie(const char *dir, const char *out, int force, kstore *s, cli
     int ob = cfg.data.objectives;
     kmodel_spec sp = kmodel_spec_pretrain_of(&cfg.model, 1, cfg.data.seq_len, cfg.data.seq_len,
                                              (ob & (KOBJ_SOP | KOBJ_NSP)) != 0);
+    json_t *fted = json_object_get(c, "finetuned"); /* a fine-tuned classifier: its head, not pretraining's */
+    if (json_is_object(fted)) {
+        json_int_t K = json_integer_value(json_object_get(fted, "num_labels"));
+        if (K < 1 || K > 100000) {
+            snprintf(err, errlen, "%s: finetuned.num_labels must be a positive integer", cp);
+            rc = EX_DATAERR;
+            goto out;
+        }
+        sp = (kmodel_spec){.heads = KHEAD_CLASSIFY, .max_B = 1, .L = cfg.data.seq_len, .num_labels = (int)K,
+                           .classifier_dropout = 0, .inference = 1};
+    }
     int nr;
     ktensor *reg = kmodel_registry(&cfg.model, &sp, &nr, e2, sizeof e2);
     if (!reg) {
@@ -587,6 +611,7 @@ int cli_import_ernie(const char *dir, const char *out, int force, kstore *s, cli
             json_object_set(ex, keys[i], v ? v : json_null());
         }
         json_object_set_new(ex, "imported_from", json_string(dir));
+        if (json_is_object(fted)) json_object_update(ex, fted); /* kind, heads, labels, the fine-tuning config */
         json_object_set_new(ex, "knowledge", json_pack("{s:I, s:i, s:i}", "embedding",
                                                        (json_int_t)cfg.knowledge_embedding, "rows",
                                                        cfg.model.entity_vocab_size, "dim", cfg.model.entity_dim));

@@ -88,6 +88,14 @@ import json,sys; d=json.load(open('$ck/state.json')); sys.exit(0 if d['config'][
 expect_exit 0 "the same run with upstream's alignment (hide_masked_entities false)" "$KILN" train --config e.json \
     --set checkpoint.dir=ckU --set knowledge.hide_masked_entities=false --json
 check "another entity stream: another model" bash -c "! cmp -s '$ck/model.safetensors' ckU/step-000000010/model.safetensors"
+expect_exit 0 "the same run without the dEA head (knowledge.dea false)" "$KILN" train --config e.json \
+    --set checkpoint.dir=ckN --set knowledge.dea=false --json
+check "no dEA term, loss = mlm + nsp, no dEA head in the checkpoint" $PY -c "
+import json,struct,sys; d=json.load(open('out.txt'))
+b=open('ckN/step-000000010/model.safetensors','rb').read(); n=struct.unpack('<Q',b[:8])[0]; h=json.loads(b[8:8+n])
+ok = d.get('dea_loss') is None and abs(d['loss'] - d['mlm_loss'] - d['nsp_loss']) < 1e-3*d['loss']
+ok = ok and 'ernie.entity_embeddings.weight' in h and not any('dea' in k for k in h)
+sys.exit(0 if ok else 1)"
 
 # --- determinism and exact resume, pinned across a new kg embed
 sed 's/"ckA"/"ckB"/' e.json > b.json
@@ -191,6 +199,14 @@ expect_exit 0 "export the fine-tuned ERNIE" "$KILN" export --checkpoint ftk/step
 check "its text folder is BertForSequenceClassification" grep -q '"BertForSequenceClassification"' fexp/text/config.json
 expect_exit 66 "finetune without the store's KG (no such store) is refused" env KILN_DB="$WORK/other.db" "$KILN" finetune --config ft.json --set checkpoint.dir=ftx
 grep_err 'ERNIE model reads the entities of its text with the KG of its store' "the message says why"
+expect_exit 66 "eval of the fine-tuned ERNIE without the store's KG is refused" env KILN_DB="$WORK/other.db" "$KILN" eval --checkpoint ftk/step-000000012 --data "$DATA/sst2/dev.tsv"
+expect_exit 0 "kiln import --from kiln of the fine-tuned ERNIE's OUT/kiln" "$KILN" import --from kiln fexp/kiln --out impf
+expect_exit 0 "eval the imported classifier" "$KILN" eval --checkpoint impf --data "$DATA/sst2/dev.tsv" --json
+check "the imported classifier gives the fine-tuned model's dev loss and accuracy" $PY -c "
+import json,sys; a=json.load(open('ft.out'))['dev']; b=json.load(open('out.txt')); sys.exit(0 if abs(a['loss'] - b['loss']) < 1e-6 and a['accuracy'] == b['accuracy'] else 1)"
+expect_exit 0 "finetune from OUT/text (the text encoder alone: no KG)" "$KILN" finetune --config ft.json --set init=exp/text --set checkpoint.dir=ftt --json
+check "no entities linked: a plain BERT" $PY -c "
+import json,sys; d=json.load(open('out.txt')); sys.exit(0 if d.get('knowledge') is None and d['steps'] == 12 else 1)"
 
 # --- import into another store (the same text and KG, the KG imported after
 # another one: other entity ids): the entity table tied to its KG by key
