@@ -828,8 +828,8 @@ static int gold_index(json_t *g, int mode, char **texts, char **labels, int n)
     if (!v) return -1;
     int found = -1;
     char *end;
-    long num = strtol(v, &end, 10);
-    int digits = v[0] >= '0' && v[0] <= '9' && !*end;
+    long long num = strtoll(v, &end, 10);
+    int digits = v[0] >= '0' && v[0] <= '9' && !*end && num <= n; /* a larger index names no answer */
     int letter = ((v[0] >= 'A' && v[0] <= 'Z') || (v[0] >= 'a' && v[0] <= 'z')) && !v[1];
     int li = letter ? (v[0] >= 'a' ? v[0] - 'a' : v[0] - 'A') : -1;
     if (mode == GOLD_INDEX || mode == GOLD_INDEX1) {
@@ -840,7 +840,7 @@ static int gold_index(json_t *g, int mode, char **texts, char **labels, int n)
     } else if (mode == GOLD_LETTER) {
         found = li;
     } else if (json_is_integer(g)) {
-        found = (int)json_integer_value(g);
+        found = json_integer_value(g) >= 0 && json_integer_value(g) < n ? (int)json_integer_value(g) : -1;
     } else {
         for (int k = 0; k < n && found < 0; k++)
             if (labels && labels[k] && !strcmp(labels[k], v)) found = k;
