@@ -177,6 +177,26 @@ sys.exit(0 if a.keys() == b.keys() and all(a[x] == b[x] for x in a) and k['embed
 EOF
 expect_exit 0 "the imported checkpoint exports again" "$KILN" export --checkpoint impk --out exp2
 check "the same OUT/kiln tensors again" cmp -s exp/kiln/model.safetensors exp2/kiln/model.safetensors
+# an ALBERT text encoder: DIR/text is an AlbertModel folder, DIR/kiln says base_model albert, both import back
+expect_exit 0 "an ERNIE run on ALBERT (3 steps)" "$KILN" train --config e.json --set model.type=albert \
+    --set model.embedding_size=16 --set checkpoint.dir=ckAl --set budget.steps=3 --set optimizer.warmup_steps=0 --json
+cka=$(json checkpoint)
+expect_exit 0 "export it" "$KILN" export --checkpoint "$cka" --out expal
+check "DIR/text: AlbertModel (its base names), no entity side; DIR/kiln: base_model albert" $PY - <<'EOF'
+import json, struct, sys
+c = json.load(open("expal/text/config.json")); k = json.load(open("expal/kiln/config.json"))
+b = open("expal/text/model.safetensors", "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+names = [x for x in h if x != "__metadata__"]
+ok = c["architectures"] == ["AlbertModel"] and c["model_type"] == "albert" and k["base_model"] == "albert"
+# AlbertModel.save_pretrained's names: the base model's, without "albert."
+ok = ok and all(x.split(".")[0] in ("embeddings", "encoder", "pooler") for x in names)
+ok = ok and "encoder.embedding_hidden_mapping_in.weight" in names and not any("ernie" in x or "entity" in x for x in names)
+sys.exit(0 if ok else 1)
+EOF
+expect_exit 0 "import DIR/text (AlbertModel)" "$KILN" import --from hf expal/text --out impal
+expect_exit 0 "import DIR/kiln (ALBERT ERNIE)" "$KILN" import --from kiln expal/kiln --out impalk
+expect_exit 0 "export the imported ALBERT ERNIE again" "$KILN" export --checkpoint impalk --out expal2
+check "the same DIR/kiln tensors again" cmp -s expal/kiln/model.safetensors expal2/kiln/model.safetensors
 cp -r exp/kiln badk && echo '{"kiln_format": "ernie", "kiln_format_version": 2}' > badk/config.json
 expect_exit 65 "import of an unknown format version refused" "$KILN" import --from kiln badk --out impx
 grep_err 'not kiln.s ERNIE format version 1' "the message names the format"
