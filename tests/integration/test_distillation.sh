@@ -48,44 +48,39 @@ EOF
 }
 
 # --- config errors, named
+refused() { # refused CONFIG WHAT PATTERN SAYS: kiln train --config CONFIG exits 78, stderr matches PATTERN
+  expect_exit 78 "$2" "$KILN" train --config "$1"
+  grep_err "$3" "$4"
+}
 cat > e1.json <<'EOF'
 {"model": {"type": "distilbert"}, "data": {"objectives": ["mlm"]}, "budget": {"steps": 2}, "distill": {"alpha_ce": 3}}
 EOF
-expect_exit 78 "distill keys without a teacher refused" "$KILN" train --config e1.json
-grep_err 'distill.alpha_ce: needs distill.teacher' "the message names the key"
+refused e1.json "distill keys without a teacher refused" 'distill.alpha_ce: needs distill.teacher' "the message names the key"
 student e2.json s_e2 ', "alpha_att": 2'
-expect_exit 78 "a TinyBERT key with the DistilBERT method refused" "$KILN" train --config e2.json
-grep_err 'distill.alpha_att: a TinyBERT key' "the message says whose key it is"
+refused e2.json "a TinyBERT key with the DistilBERT method refused" 'distill.alpha_att: a TinyBERT key' "the message says whose key it is"
 student e3.json s_e3 ', "student_layers": [0, 1, 2]'
-expect_exit 78 "student_layers of another length refused" "$KILN" train --config e3.json
-grep_err 'distill.student_layers: lists 3 teacher layers, the student has 2' "the message gives both numbers"
+refused e3.json "student_layers of another length refused" 'distill.student_layers: lists 3 teacher layers, the student has 2' "the message gives both numbers"
 student e4.json s_e4 ''
 sed -i 's/"teacher": "teacher"/"teacher": "nowhere"/' e4.json
-expect_exit 78 "a missing teacher refused" "$KILN" train --config e4.json
-grep_err 'distill.teacher: cannot open nowhere' "the message names the path"
+refused e4.json "a missing teacher refused" 'distill.teacher: cannot open nowhere' "the message names the path"
 student e5.json s_e5 ', "init_from_teacher": false'
 sed -i 's/"dim": 48/"dim": 32/; s/"hidden_dim": 96/"hidden_dim": 64/' e5.json
-expect_exit 78 "a student of another width refused for the cosine loss" "$KILN" train --config e5.json
-grep_err 'cosine loss compares hidden states of one width: the student.s is 32, the teacher.s 48' "the message gives the widths"
+refused e5.json "a student of another width refused for the cosine loss" 'cosine loss compares hidden states of one width: the student.s is 32, the teacher.s 48' "the message gives the widths"
 cat > e6.json <<'EOF'
 {"model": {"type": "gpt2"}, "data": {"objectives": ["clm"]}, "budget": {"steps": 2}, "distill": {"teacher": "teacher"}}
 EOF
-expect_exit 78 "a GPT-2 student refused" "$KILN" train --config e6.json
-grep_err 'model.type: distillation trains a masked-LM student' "the message says which models"
+refused e6.json "a GPT-2 student refused" 'model.type: distillation trains a masked-LM student' "the message says which models"
 expect_exit 0 "a second vocabulary" "$KILN" vocab train -q --size 2000 --name v2k
 student e7.json s_e7 ''
 sed -i 's/"seed": 7,/"seed": 7, "vocab": "v2k",/' e7.json
 expect_exit 0 "tokenize with it" "$KILN" tokenize -q --vocab v2k
-expect_exit 78 "a teacher of another vocabulary refused" "$KILN" train --config e7.json
-grep_err 'made with another vocabulary than v2k' "the message names the vocabulary"
+refused e7.json "a teacher of another vocabulary refused" 'made with another vocabulary than v2k' "the message names the vocabulary"
 student e8.json s_e8 ''
 sed -i 's#"optimizer"#"init": "teacher", "optimizer"#' e8.json
-expect_exit 78 "init and a teacher together refused" "$KILN" train --config e8.json
-grep_err 'init and distill.teacher both start the student' "the message says to give one"
+refused e8.json "init and a teacher together refused" 'init and distill.teacher both start the student' "the message says to give one"
 student e9.json s_e9 ', "init_from_teacher": false'
 sed -i 's/"max_position_embeddings": 64/"max_position_embeddings": 128/; s/"seq_len": 48/"seq_len": 96/' e9.json
-expect_exit 78 "a teacher shorter than the student's rows refused" "$KILN" train --config e9.json
-grep_err 'teacher: teacher.* takes sequences of at most 64 tokens, data.seq_len is 96' "the message gives both lengths"
+refused e9.json "a teacher shorter than the student's rows refused" 'teacher: teacher.* takes sequences of at most 64 tokens, data.seq_len is 96' "the message gives both lengths"
 
 # --- DistilBERT's triple loss
 student d.json sA ''
