@@ -812,8 +812,27 @@ static json_t *read_records(const char *path, int *rc)
     return arr;
 }
 
-/* Where a multiple-choice record's gold answer is (the task's "gold"). */
+/* Where a multiple-choice record's gold answer is (the task's "gold"; the
+ * names in enum order). */
 enum { GOLD_AUTO, GOLD_INDEX, GOLD_INDEX1, GOLD_TEXT, GOLD_LETTER };
+static const char *const gold_modes[] = {"auto", "index", "index1", "text", "letter"};
+
+/* The mode named gm (NULL: auto), or -1 for an unknown name. */
+static int gold_mode(const char *gm)
+{
+    for (int i = 0; i < (int)(sizeof gold_modes / sizeof *gold_modes); i++)
+        if (!gm || !strcmp(gm, gold_modes[i])) return i;
+    return -1;
+}
+
+/* delim + answer, owned: a candidate as it is scored. */
+static char *with_delim(const char *delim, const char *answer)
+{
+    kbuf a = {0};
+    kbuf_puts(&a, delim);
+    kbuf_puts(&a, answer);
+    return a.data ? a.data : xstrdup("");
+}
 
 /* The gold answer's index among the n answers (texts without the target
  * delimiter; labels: each answer's own label or NULL) for the gold field's
@@ -935,8 +954,7 @@ static int fs_examples(const char *path, json_t *task, fs_example **out, size_t 
     const char *cfield = json_string_value(json_object_get(task, "choices_field"));
     const char *gfield = json_string_value(json_object_get(task, "gold_field"));
     const char *gm = json_string_value(json_object_get(task, "gold"));
-    int mode = !gm || !strcmp(gm, "auto") ? GOLD_AUTO : !strcmp(gm, "index") ? GOLD_INDEX
-             : !strcmp(gm, "index1") ? GOLD_INDEX1 : !strcmp(gm, "text") ? GOLD_TEXT : GOLD_LETTER;
+    int mode = gold_mode(gm); /* checked by fs_load */
     if (!delim) delim = "";
     size_t n = json_array_size(recs);
     if (limit && n > limit) n = limit;
@@ -952,31 +970,16 @@ static int fs_examples(const char *path, json_t *task, fs_example **out, size_t 
             break;
         }
         ex[i].prompt = p.data ? p.data : xstrdup("");
-        if (label) { /* classification: the label's answer among the choices' (a list: the label is its index) */
+        if (label) { /* classification: the label's answer among the choices' (a list became {"0": .., ...}) */
             char *lv = field_text(field_get(r, label));
-            size_t k = json_is_array(choices) ? json_array_size(choices) : json_object_size(choices);
+            size_t k = json_object_size(choices);
             ex[i].choices = xcalloc(k, sizeof *ex[i].choices);
             ex[i].gold = -1;
-            if (json_is_array(choices)) {
-                for (size_t c = 0; c < k; c++) {
-                    char key[32];
-                    snprintf(key, sizeof key, "%zu", c);
-                    if (lv && !strcmp(key, lv)) ex[i].gold = ex[i].n_choices;
-                    kbuf a = {0};
-                    kbuf_puts(&a, delim);
-                    kbuf_puts(&a, json_string_value(json_array_get(choices, c)));
-                    ex[i].choices[ex[i].n_choices++] = a.data;
-                }
-            } else {
-                const char *key;
-                json_t *val;
-                json_object_foreach(choices, key, val) {
-                    if (lv && !strcmp(key, lv)) ex[i].gold = ex[i].n_choices;
-                    kbuf a = {0};
-                    kbuf_puts(&a, delim);
-                    kbuf_puts(&a, json_string_value(val));
-                    ex[i].choices[ex[i].n_choices++] = a.data;
-                }
+            const char *key;
+            json_t *val;
+            json_object_foreach(choices, key, val) {
+                if (lv && !strcmp(key, lv)) ex[i].gold = ex[i].n_choices;
+                ex[i].choices[ex[i].n_choices++] = with_delim(delim, json_string_value(val));
             }
             if (ex[i].gold < 0) {
                 kerr("%s: example %zu: label %s%s%s is not one of the task's choices", path, i + 1, lv ? "\"" : "",
@@ -1001,12 +1004,7 @@ static int fs_examples(const char *path, json_t *task, fs_example **out, size_t 
                     rc = EX_DATAERR;
                 } else {
                     ex[i].choices = xcalloc((size_t)m, sizeof *ex[i].choices);
-                    for (int k = 0; k < m; k++) {
-                        kbuf ab = {0};
-                        kbuf_puts(&ab, delim);
-                        kbuf_puts(&ab, texts[k]);
-                        ex[i].choices[ex[i].n_choices++] = ab.data;
-                    }
+                    for (int k = 0; k < m; k++) ex[i].choices[ex[i].n_choices++] = with_delim(delim, texts[k]);
                 }
             }
             free_strings(texts, m);
@@ -1062,8 +1060,7 @@ static int fs_load(const char *path, size_t limit, fs_task *t)
               "(a list of answer templates), one of the two";
     else if (mc && !cf && (!json_is_array(ch) || json_array_size(ch) < 2))
         why = "\"choices\" of a multiple-choice task must be a list of at least 2 answer templates";
-    else if (json_object_get(j, "gold") && (!gm || (strcmp(gm, "auto") && strcmp(gm, "index") && strcmp(gm, "index1") &&
-                                                  strcmp(gm, "text") && strcmp(gm, "letter"))))
+    else if (json_object_get(j, "gold") && (!gm || gold_mode(gm) < 0))
         why = "\"gold\" is one of \"auto\", \"index\", \"index1\", \"text\", \"letter\"";
     if (ch && !why) {
         const char *k;
@@ -1074,6 +1071,17 @@ static int fs_load(const char *path, size_t limit, fs_task *t)
         } else {
             json_array_foreach(ch, i, v) if (!json_is_string(v)) why = "every answer of \"choices\" must be a string";
         }
+    }
+    if (cls && !why && json_is_array(ch)) { /* a classification list: its index is the label, "0", "1", ... */
+        json_t *map = json_object();
+        size_t i;
+        json_t *v;
+        json_array_foreach(ch, i, v) {
+            char key[32];
+            snprintf(key, sizeof key, "%zu", i);
+            json_object_set(map, key, v);
+        }
+        json_object_set_new(j, "choices", map);
     }
     if (why) {
         kerr("%s: %s", path, why);
