@@ -126,8 +126,8 @@ static int export_kiln(const char *dir, const kckpt *ck, const ktrain_config *cf
         json_object_set(tk, keys[i], v ? v : json_null());
     }
     json_object_set_new(c, "tokenizer", tk);
-    if (!strcmp(json_string_value(json_object_get(ex, "kind")) ? json_string_value(json_object_get(ex, "kind")) : "",
-                "finetune")) { /* a fine-tuned classifier: its head and labels (kiln import restores them) */
+    const char *kind = json_string_value(json_object_get(ex, "kind"));
+    if (kind && !strcmp(kind, "finetune")) { /* a fine-tuned classifier: its head and labels (kiln import restores them) */
         json_t *ft = json_object();
         const char *fk[] = {"kind", "architecture", "model_type", "heads", "pooler", "num_labels", "id2label",
                             "problem_type", "finetune"};

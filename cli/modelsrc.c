@@ -40,8 +40,7 @@ int cli_msrc_open(const char *path, cli_msrc *x)
 {
     memset(x, 0, sizeof *x);
     char err[2048], disc[4096];
-    if (!is_file(path, "config.json") && !is_file(path, "state.json") && is_file(path, "discriminator/config.json") &&
-        is_file(path, "generator/config.json") &&
+    if (!is_file(path, "config.json") && !is_file(path, "state.json") && khf_is_electra_pair(path) &&
         snprintf(disc, sizeof disc, "%s/discriminator", path) < (int)sizeof disc) {
         kinfo("%s: an ELECTRA pair folder: its discriminator, %s", path, disc);
         path = disc;
