@@ -10,7 +10,9 @@
 # checkpoint's bert.* tensors byte for byte) and OUT/kiln (every tensor,
 # config.json describing the fusion, entities.tsv = the table's rows with
 # their KG keys), OUT/text imports back, OUT/kiln imports back (kiln
-# import --from kiln: the same tensors) and exports again; kiln finetune of the ERNIE
+# import --from kiln: the same tensors) and exports again; an OUT/kiln of
+# another format version, a tensor missing, one in F16 or one too many is
+# refused, naming the file and the tensor; kiln finetune of the ERNIE
 # checkpoint links the SST-2 text's entities with the store's KG (eval and
 # classify link the same way; the export of the classifier); a queued run
 # pins the latest embedding at submission and the daemon trains it; ERNIE on 2
@@ -200,6 +202,43 @@ check "the same DIR/kiln tensors again" cmp -s expal/kiln/model.safetensors expa
 cp -r exp/kiln badk && echo '{"kiln_format": "ernie", "kiln_format_version": 2}' > badk/config.json
 expect_exit 65 "import of an unknown format version refused" "$KILN" import --from kiln badk --out impx
 grep_err 'not kiln.s ERNIE format version 1' "the message names the format"
+# model.safetensors edited (a tensor dropped, one stored as F16, one added): each refused by name
+for mode in drop f16 extra; do
+  cp -r exp/kiln "bad-$mode"
+  $PY - exp/kiln/model.safetensors "bad-$mode/model.safetensors" "$mode" > "bad-$mode.name" <<'EOF'
+import json, struct, sys
+import numpy as np
+src, dst, mode = sys.argv[1:4]
+b = open(src, "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+meta = h.pop("__metadata__", None)
+t = {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items()}
+victim = sorted(k for k in t if k.startswith("ernie.") and "entity_embeddings" not in k)[0]
+if mode == "drop":
+    del t[victim]
+elif mode == "f16":
+    t[victim] = ("F16", t[victim][1], np.frombuffer(t[victim][2], "<f4").astype("<f2").tobytes())
+else:
+    victim = "ernie.extra.weight"
+    t[victim] = ("F32", [2], np.zeros(2, "<f4").tobytes())
+hdr, off, blob = {"__metadata__": meta} if meta else {}, 0, []
+for k in sorted(t):
+    hdr[k] = {"dtype": t[k][0], "shape": t[k][1], "data_offsets": [off, off + len(t[k][2])]}
+    off += len(t[k][2]); blob.append(t[k][2])
+j = json.dumps(hdr).encode()
+j += b" " * (-len(j) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(j)) + j + b"".join(blob))
+print(victim)
+EOF
+done
+expect_exit 65 "import of a DIR/kiln missing a tensor refused" "$KILN" import --from kiln bad-drop --out impx
+grep_err "bad-drop/model.safetensors: tensor $(cat bad-drop.name) missing" "the message names the file and the tensor"
+expect_exit 65 "import of a DIR/kiln with an F16 tensor refused" "$KILN" import --from kiln bad-f16 --out impx
+grep_err "bad-f16/model.safetensors: tensor $(cat bad-f16.name) has another shape or dtype" "the message names the file and the tensor"
+expect_exit 65 "import of a DIR/kiln with a tensor too many refused" "$KILN" import --from kiln bad-extra --out impx
+grep_err "bad-extra/model.safetensors: [0-9]+ tensors, the model has [0-9]+" "the message gives both counts"
+check "nothing written by the refused imports" test ! -e impx
 
 # --- fine-tuning with the KG: the text's entities linked with the store's linker into the model's table
 cat > ft.json <<EOF
