@@ -12,7 +12,7 @@
 # (other thread counts and batch sizes too); another seed draws other items;
 # an imported checkpoint (kiln export, kiln import --from kiln: no run
 # snapshot) gives the same figures; errors: no --checkpoint, a missing
-# checkpoint, a store without mentions, a store whose embedding is not the
+# checkpoint, a run that held out no documents, a store without mentions, a store whose embedding is not the
 # model's table, an ELECTRA checkpoint.
 source "$(dirname "$0")/lib.sh"
 
@@ -201,6 +201,10 @@ check "kiln eval --help shows --cloze" sh -c "\"$KILN\" eval --help | grep -q --
 expect_exit 64 "--cloze without --checkpoint" "$KILN" eval --cloze
 expect_exit 66 "a checkpoint that does not exist" "$KILN" eval --cloze --checkpoint nowhere
 grep_err "nowhere" "the message names the path"
+expect_exit 0 "train a 2-step plain BERT that holds out no documents" "$KILN" train -q --config plain.json \
+    --set data.valid_fraction=0 --set budget.steps=2 --set optimizer.warmup_steps=0 --set checkpoint.dir=ckZ
+expect_exit 65 "--cloze on a run without held-out documents is refused" "$KILN" eval --cloze --checkpoint ckZ
+grep_err "ckZ.*held out no documents \\(data.valid_fraction 0\\)" "the message names the checkpoint and why"
 export KILN_DB="$WORK/bare.db"
 "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2" && "$KILN" vocab import -q "$ROOT/examples/vocab/bert-base-uncased-vocab.txt" >/dev/null &&
   "$KILN" vocab use -q bert-base-uncased-vocab > /dev/null && "$KILN" tokenize -q
