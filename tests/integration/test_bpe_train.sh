@@ -6,10 +6,14 @@
 # --threads, with and without pruning (--max-words); export --hf, and the
 # reference encoder (tests/ref/gpt2_bpe.py) with the exported files gives the
 # ids of kiln encode --vocab NAME on ~4,300 texts and on the stored corpus;
-# kiln tokenize with it; bad options refused.
+# kiln tokenize with it; bad options and a store without documents refused.
 source "$(dirname "$0")/lib.sh"
 REF="$ROOT/tests/ref/gpt2_bpe.py"
 
+expect_exit 0 "an empty store" env KILN_DB="$WORK/empty.db" "$KILN" init
+expect_exit 66 "--bpe on a store without documents is refused" env KILN_DB="$WORK/empty.db" "$KILN" vocab train --bpe --size 1000
+grep_err "the store has no documents: ingest a corpus first" "the message says what to do"
+check "no vocabulary stored" test "$(sqlite3 "$WORK/empty.db" 'select count(*) from vocabularies')" = 0
 expect_exit 0 "ingest the Wikipedia sample" "$KILN" ingest -q "$DATA/enwiki-sample.xml.bz2"
 
 # --- bad options: usage errors, nothing stored
