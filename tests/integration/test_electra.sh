@@ -4,7 +4,8 @@
 # a resumed run gives the bytes of an uninterrupted one; kiln export writes
 # ElectraForPreTraining + ElectraForMaskedLM folders with the names, shapes
 # and shared embeddings of export-formats.md; import of the pair and of one
-# folder gives the same bytes back; fine-tuning, eval and classify from the
+# folder gives the same bytes back, a pair of other classes or of two
+# vocabularies refused; fine-tuning, eval and classify from the
 # discriminator; predict --rtd (text and JSON); and, outside the sanitizer
 # build, a learning run (the generator at the unigram baseline, the
 # discriminator well above its prior: see the comment there).
@@ -141,6 +142,16 @@ b[8 + n + o:8 + n + o + 4] = struct.pack('<f', 3.5); open(p, 'wb').write(b)
 EOF
 expect_exit 65 "a pair whose embeddings differ is refused" "$KILN" import --from hf badpair --out impbad
 grep_err 'electra.embeddings.LayerNorm.weight.*differs' "the message names the tensor"
+mkdir -p pairgd/discriminator pairgd/generator
+cp hf/discriminator/* pairgd/discriminator/ && cp hf/discriminator/* pairgd/generator/
+expect_exit 65 "a pair whose generator/ is a discriminator is refused" "$KILN" import --from hf pairgd --out impbad
+grep_err 'pairgd: an ELECTRA pair is discriminator/ \(ElectraForPreTraining\) and generator/ \(ElectraForMaskedLM\); found ElectraForPreTraining and ElectraForPreTraining' "the message names both classes"
+mkdir -p pairv/discriminator pairv/generator
+cp hf/discriminator/* pairv/discriminator/ && cp hf/generator/* pairv/generator/
+sed -i '1000s/.*/zzzpiece/' pairv/generator/vocab.txt
+expect_exit 65 "a pair whose halves have different vocabularies is refused" "$KILN" import --from hf pairv --out impbad
+grep_err 'pairv: the discriminator and the generator differ in vocabulary' "the message says they differ"
+check "nothing written by the refused imports" test ! -e impbad
 
 # --- predict --rtd
 expect_exit 0 "predict --rtd" "$KILN" predict --checkpoint ckA --rtd "The chef ate the meal" "The chef drank the meal"
