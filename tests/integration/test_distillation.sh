@@ -17,7 +17,10 @@
 #   resume bit-identical; its export leaves the projections out;
 # - task-specific: a student fine-tuned on a fine-tuned teacher's soft labels
 #   plus the gold labels (teacher pinned, deterministic, the teacher changes
-#   the result, a pretraining checkpoint or no loss refused);
+#   the result, a pretraining checkpoint or no loss refused; the teacher as a
+#   BertForSequenceClassification folder gives the same student);
+# - ALBERT and DistilBERT teachers: TinyBERT from each, DistilBERT from ALBERT
+#   (positions all; started from its weights refused: other shapes);
 # - the daemon runs a distillation job.
 source "$(dirname "$0")/lib.sh"
 
@@ -214,6 +217,42 @@ student e10.json s_e10 ''
 sed -i 's#"teacher": "teacher"#"teacher": "ftT/best"#' e10.json
 expect_exit 78 "a fine-tuned classifier as a pretraining teacher refused" "$KILN" train --config e10.json
 grep_err 'a masked-LM model is needed' "the message says what is needed"
+
+# the fine-tuned teacher as a Hugging Face folder (BertForSequenceClassification): the same student
+expect_exit 0 "export the fine-tuned teacher" "$KILN" export -q --checkpoint ftT/best --format hf --out ftT_hf
+check "BertForSequenceClassification" grep -q '"BertForSequenceClassification"' ftT_hf/config.json
+ftcfg fts6.json sA ftS6 '{"teacher": "ftT_hf", "temperature": 2, "alpha_ce": 0.7, "alpha_gold": 0.3}'
+expect_exit 0 "fine-tune the student with the Hugging Face folder as the teacher" "$KILN" finetune -q --config fts6.json
+check "the same student as with the kiln checkpoint" cmp -s ftS/step-000000020/model.safetensors ftS6/step-000000020/model.safetensors
+
+# --- other teachers from the command line: ALBERT and DistilBERT
+cat > albertT.json <<'EOF'
+{"model": {"type": "albert", "embedding_size": 24, "hidden_size": 48, "num_hidden_layers": 4, "num_attention_heads": 2,
+           "intermediate_size": 96, "max_position_embeddings": 64},
+ "data": {"objectives": ["mlm"], "seq_len": 48, "batch_size": 8, "seed": 5},
+ "optimizer": {"lr": 2e-3, "warmup_steps": 2}, "budget": {"steps": 10}, "threads": 2,
+ "checkpoint": {"dir": "albertT", "every": 0}}
+EOF
+expect_exit 0 "train an ALBERT teacher (10 steps)" "$KILN" train -q --config albertT.json
+sed 's/"dir": "tA"/"dir": "tAl"/; s/"teacher": "teacher"/"teacher": "albertT"/' tb.json > tbal.json
+expect_exit 0 "TinyBERT from the ALBERT teacher" "$KILN" train --config tbal.json --json
+grep_err 'teacher albertT.*albert, 4 layers, hidden 48' "the start names the ALBERT teacher"
+check "its terms are finite" $PY -c "
+import json,math,sys; d=json.load(open('out.txt')); sys.exit(0 if all(math.isfinite(d[k]) for k in ('att_loss', 'hid_loss', 'emb_loss')) else 1)"
+student dal0.json sAl0 ', "positions": "all"'
+sed -i 's/"teacher": "teacher"/"teacher": "albertT"/' dal0.json
+refused dal0.json "a DistilBERT student started from an ALBERT teacher (embedding 24, hidden 48) refused" \
+  'must match the teacher \(3000, 24, 48, 96\).*init_from_teacher false' "the message gives both shapes and the way out"
+student dal.json sAl ', "init_from_teacher": false, "positions": "all"'
+sed -i 's/"teacher": "teacher"/"teacher": "albertT"/' dal.json
+expect_exit 0 "DistilBERT from the ALBERT teacher (positions all)" "$KILN" train --config dal.json --json
+check "ce_loss and cos_loss finite" $PY -c "
+import json,math,sys; d=json.load(open('out.txt')); sys.exit(0 if math.isfinite(d['ce_loss']) and math.isfinite(d['cos_loss']) else 1)"
+sed 's/"dir": "tA"/"dir": "tDb"/; s/"teacher": "teacher"/"teacher": "sA"/' tb.json > tbdb.json
+expect_exit 0 "TinyBERT from the DistilBERT student as a teacher" "$KILN" train --config tbdb.json --json
+grep_err 'teacher sA.*distilbert, 2 layers, hidden 48' "the start names the DistilBERT teacher"
+check "its terms are finite" $PY -c "
+import json,math,sys; d=json.load(open('out.txt')); sys.exit(0 if all(math.isfinite(d[k]) for k in ('att_loss', 'hid_loss', 'emb_loss')) else 1)"
 
 # --- the daemon runs a distillation job (a relative teacher made absolute by kiln run submit)
 mkdir -p spool sub
