@@ -223,6 +223,7 @@ static const field FIELDS[] = {
     {"knowledge", "entity_vocab_size", T_INT, OFF(model.entity_vocab_size), 0, 1 << 30, KNOW_SEC, NULL, 0},
     {"knowledge", "entity_dim", T_INT, OFF(model.entity_dim), 0, 65536, KNOW_SEC, NULL, 0},
     {"knowledge", "dea", T_BOOL, OFF(model.dea), 0, 0, KNOW_SEC, NULL, 0},
+    {"knowledge", "dea_weight", T_DBL, OFF(model.dea_weight), 0, 1e6, LO_OPEN | KNOW_SEC, NULL, 0},
     {"knowledge", "hide_masked_entities", T_BOOL, OFF(knowledge_hide_masked), 0, 0, KNOW_SEC, NULL, 0},
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
@@ -313,6 +314,7 @@ void ktrain_config_defaults(ktrain_config *c)
 
     m->entity_attention_heads = 4; /* ERNIE's (fusion_layers 0: off) */
     m->dea = 1;
+    m->dea_weight = 1.0; /* upstream adds the dEA loss to MLM's unweighted */
     c->knowledge_hide_masked = 1; /* kiln's choice (upstream keeps them): docs/ernie.md */
 }
 
@@ -960,6 +962,8 @@ static int finish(ctx *x, ktrain_config *c)
         if (m->entity_hidden_size && m->entity_hidden_size % m->entity_attention_heads)
             return fail_field(x, F("knowledge", "entity_attention_heads"), "%d does not divide entity_hidden_size %d",
                               m->entity_attention_heads, m->entity_hidden_size);
+        if (!m->dea && given(x, "knowledge", "dea_weight"))
+            return fail_field(x, F("knowledge", "dea_weight"), "weighs the dEA loss, which \"dea\": false turns off");
         if (!(ob & KOBJ_ENTITIES))
             return fail_field(x, fo, "the knowledge section needs \"entities\" among the objectives (the "
                                      "sampler's per-token entity ids)");

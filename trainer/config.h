@@ -71,6 +71,7 @@ typedef struct kmodel_config {
     int entity_vocab_size;        /* rows of the entity table (row 0 = no entity); 0 = the embedding's + 1 */
     int entity_dim;               /* De: width of the entity vectors; 0 = the embedding's */
     int dea;                      /* 1: the denoising entity auto-encoder (dEA noise, head and loss) */
+    double dea_weight;            /* the dEA loss's weight in the total loss (1: upstream's MLM + dEA) */
 } kmodel_config;
 
 typedef struct kdata_config {

@@ -37,7 +37,8 @@
  * (NA, NC) against the NC candidates = the distinct nonzero table rows of
  * the batch's entity inputs and labels, ascending; C their (frozen)
  * vectors; cross-entropy against the original entity's candidate index.
- * Terms: dea_loss, dea_acc, dea_copy_acc (the share of targets whose input
+ * Terms: dea_loss (weight knowledge.dea_weight in the total loss and the
+ * gradient), dea_acc, dea_copy_acc (the share of targets whose input
  * is their original: what copying the input would get right; dEA noise
  * makes it about 0.8), dea_candidates (NC per batch). */
 #include <omp.h>
@@ -381,14 +382,14 @@ void kernie_dea_forward(kmodel *m, const float *h)
 void kernie_dea_loss(kmodel *m, int train, float loss_scale, kstep_result *r)
 {
     const int NA = m->NA;
-    const double n = kmodel_norm_of(m, "dea_loss", NA);
+    const double n = kmodel_norm_of(m, "dea_loss", NA), w = m->c.dea_weight;
     double s = 0, correct = 0;
     if (NA > 0) {
-        for (int a = 0; a < NA; a++) m->agscale[a] = n > 0 ? (float)(loss_scale / n) : 0.0f;
+        for (int a = 0; a < NA; a++) m->agscale[a] = n > 0 ? (float)(w * loss_scale / n) : 0.0f;
         kxent(m->alog, NULL, m->aloss, m->acorrect, m->alabel, train ? m->agscale : NULL, NA, m->NC);
         for (int a = 0; a < NA; a++) s += m->aloss[a], correct += m->acorrect[a];
     }
-    kstep_term(r, "dea_loss", s, NA, 1.0);
+    kstep_term(r, "dea_loss", s, NA, w);
     kstep_term(r, "dea_acc", correct, NA, 0.0);
     kstep_term(r, "dea_copy_acc", m->NAcopy, NA, 0.0); /* the baseline of copying the (noisy) input */
     kstep_term(r, "dea_candidates", m->NC, NA > 0 ? 1 : 0, 0.0);

@@ -1127,7 +1127,7 @@ static int ernie_parity(const char *dir)
         .num_attention_heads = 2, .intermediate_size = 32, .max_position_embeddings = 16, .type_vocab_size = 2,
         .hidden_act = KACT_GELU, .layer_norm_eps = 1e-12, .num_hidden_groups = 3, .initializer_range = 0.2,
         .pad_token_id = 0, .fusion_layers = 2, .entity_vocab_size = ERNIE_KE, .entity_dim = 6,
-        .entity_hidden_size = 8, .entity_attention_heads = 2, .dea = 1};
+        .entity_hidden_size = 8, .entity_attention_heads = 2, .dea = 1, .dea_weight = 1.0};
     /* ALBERT ERNIE: E 8, H 16, 3 layers sharing one text weight set, every
      * layer a fusion layer (the middle one with entity attention and
      * output), the table's width 6 unprojected, 3 entity heads, gelu_new,
@@ -1137,7 +1137,7 @@ static int ernie_parity(const char *dir)
         .num_attention_heads = 4, .intermediate_size = 24, .max_position_embeddings = 16, .type_vocab_size = 2,
         .hidden_act = KACT_GELU_NEW, .layer_norm_eps = 1e-3, .num_hidden_groups = 1, .initializer_range = 0.2,
         .pad_token_id = 0, .fusion_layers = 3, .entity_vocab_size = ERNIE_KE, .entity_dim = 6,
-        .entity_hidden_size = 0, .entity_attention_heads = 3, .dea = 1};
+        .entity_hidden_size = 0, .entity_attention_heads = 3, .dea = 1, .dea_weight = 1.0};
     const ernie_case cases[] = {{"ernie_bert", bert, 14, 4}, {"ernie_albert", albert, 14, 4}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (ernie_one(dir, &cases[i])) return 1;

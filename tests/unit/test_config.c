@@ -257,6 +257,18 @@ static void test_objectives(void **state)
     assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\":"
                                " {\"hide_masked_entities\": false}," BUDGET "}", 0), 0);
     assert_int_equal(c.knowledge_hide_masked, 0);
+    assert_true(c.model.dea_weight == 1.0); /* upstream's MLM + dEA */
+    assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\":"
+                               " {\"dea_weight\": 0.3}," BUDGET "}", 0), 0);
+    assert_true(c.model.dea_weight == 0.3 && c.model.dea);
+    expect_fail(EX_CONFIG,
+                "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"dea_weight\": 0},"
+                BUDGET "}",
+                NULL, "knowledge.dea_weight", NULL);
+    expect_fail(EX_CONFIG,
+                "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"dea\": false,"
+                " \"dea_weight\": 0.5}," BUDGET "}",
+                NULL, "knowledge.dea_weight", "\"dea\": false turns off");
     expect_fail(EX_CONFIG,
                 "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"hide_masked_entities\": 1},"
                 BUDGET "}",

@@ -45,6 +45,8 @@ static double urand(void) /* [0, 1) */
 
 enum { TB = 3, TL = 12, TP = 4, TV = 50, KE = 9, DE = 6 };
 
+static double dea_weight = 1.0; /* knowledge.dea_weight of the models config() makes */
+
 static kmodel_config config(int type, double dropout, int width)
 {
     kmodel_config c = {0};
@@ -69,6 +71,7 @@ static kmodel_config config(int type, double dropout, int width)
     c.entity_hidden_size = width;
     c.entity_attention_heads = width == 8 ? 2 : 3;
     c.dea = 1;
+    c.dea_weight = dea_weight;
     return c;
 }
 
@@ -256,6 +259,56 @@ static void test_gradcheck_bert(void **state) { (void)state; gradcheck(KMODEL_BE
 static void test_gradcheck_dropout(void **state) { (void)state; gradcheck(KMODEL_BERT, 0.1, 0); }
 static void test_gradcheck_width(void **state) { (void)state; gradcheck(KMODEL_BERT, 0, 8); }
 static void test_gradcheck_albert(void **state) { (void)state; gradcheck(KMODEL_ALBERT, 0, 0); }
+static void test_gradcheck_weight(void **state)
+{
+    (void)state;
+    dea_weight = 0.3;
+    gradcheck(KMODEL_BERT, 0, 0);
+    dea_weight = 1.0;
+}
+
+/* knowledge.dea_weight w: the total is mlm + nsp + w dea, the dEA head's
+ * gradient is w times the weight-1 model's (w = 0.25: exact in binary), the
+ * forward and the MLM head's gradient unchanged. */
+static void test_dea_weight(void **state)
+{
+    (void)state;
+    kmodel *a = new_model(KMODEL_BERT, 0, 0);
+    dea_weight = 0.25;
+    kmodel *b = new_model(KMODEL_BERT, 0, 0);
+    dea_weight = 1.0;
+    const size_t numel = kmodel_numel(a);
+    memcpy(kmodel_param_data(b), kmodel_param_data(a), numel * sizeof(float));
+    tbatch tb;
+    make_batch(&tb);
+    kstep_result ra, rb;
+    kmodel_zero_grad(a);
+    kmodel_zero_grad(b);
+    loss_of(a, &tb.b, 5, 1, &ra);
+    loss_of(b, &tb.b, 5, 1, &rb);
+    const double dea = kstep_value(&rb, "dea_loss");
+    assert_true(dea > 0 && dea == kstep_value(&ra, "dea_loss"));
+    assert_true(kstep_value(&rb, "mlm_loss") == kstep_value(&ra, "mlm_loss"));
+    double want = kstep_value(&rb, "mlm_loss") + kstep_value(&rb, "nsp_loss") + 0.25 * dea;
+    assert_true(fabs(rb.loss - want) < 1e-9 * fabs(want));
+    assert_true(fabs(ra.loss - rb.loss - 0.75 * dea) < 1e-9 * fabs(ra.loss));
+    for (int i = 0; i < rb.n; i++)
+        if (!strcmp(rb.t[i].name, "dea_loss")) assert_true(rb.t[i].weight == 0.25);
+    int n, scaled = 0, same = 0;
+    const ktensor *t = kmodel_params(a, &n);
+    const float *ga = kmodel_grad_data(a), *gb = kmodel_grad_data(b);
+    for (int i = 0; i < n; i++) {
+        const int head = !strncmp(t[i].name, "cls.predictions_ent.", 20), mlm = !strcmp(t[i].name, "cls.predictions.bias");
+        for (size_t j = 0; j < t[i].numel && (head || mlm); j++) {
+            const float x = ga[t[i].offset + j], y = gb[t[i].offset + j];
+            if (head) assert_true(y == 0.25f * x), scaled += x != 0.0f;
+            if (mlm) assert_true(y == x), same += x != 0.0f;
+        }
+    }
+    assert_true(scaled > 0 && same > 0);
+    kmodel_free(a);
+    kmodel_free(b);
+}
 
 static void test_dea_terms(void **state)
 {
@@ -398,7 +451,8 @@ int main(void)
         cmocka_unit_test(test_gradcheck_dropout), cmocka_unit_test(test_gradcheck_width),
         cmocka_unit_test(test_gradcheck_albert), cmocka_unit_test(test_dea_terms),
         cmocka_unit_test(test_frozen_table),    cmocka_unit_test(test_text_alone),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads),         cmocka_unit_test(test_gradcheck_weight),
+        cmocka_unit_test(test_dea_weight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
