@@ -682,6 +682,14 @@ static int knowledge_setup(ktrain_run *r, const cli_sampling *x, const ksnapshot
           "%.1f%% (%lld of %lld mentions have a vector, the rest count as no entity)",
           (long long)kt->embedding_id, (long long)kt->rows - 1, kt->dim, mc->fusion_layers, mc->num_hidden_layers,
           100.0 * (double)with / (double)all, (long long)with, (long long)all);
+    /* the loss reads the last layer only at masked tokens (and [CLS]), which then carry no entity: the
+     * last fusion layer's entity side reaches no loss but dEA's (docs/ernie.md, "Without dEA") */
+    if (!mc->dea && cfg->knowledge_hide_masked)
+        kwarn("knowledge: with dea false, nothing trains the entity side of the last fusion layer (layer %d): the "
+              "masked-LM loss reads only masked tokens, which carry no entity (hide_masked_entities); %s",
+              mc->num_hidden_layers - 1,
+              mc->fusion_layers > 1 ? "only the fusion layers before it inform the text"
+                                    : "with one fusion layer the entities inform no loss at all");
     return 0;
 }
 

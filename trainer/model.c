@@ -1383,7 +1383,7 @@ static void loss_counts(const kmodel *m, kstep_result *r)
             term(r, "ce_loss", 0, kw, 1.0);
         }
     }
-    if (m->s.heads & KHEAD_DEA) term(r, "dea_loss", 0, m->NA, 1.0);
+    if (m->s.heads & KHEAD_DEA) term(r, "dea_loss", 0, m->NA, m->c.dea_weight);
     if (m->sent) {
         int cnt = 0;
         for (int b = 0; b < B; b++) cnt += m->slabel[b] >= 0;

@@ -98,6 +98,18 @@ b=open('ckN/step-000000010/model.safetensors','rb').read(); n=struct.unpack('<Q'
 ok = d.get('dea_loss') is None and abs(d['loss'] - d['mlm_loss'] - d['nsp_loss']) < 1e-3*d['loss']
 ok = ok and 'ernie.entity_embeddings.weight' in h and not any('dea' in k for k in h)
 sys.exit(0 if ok else 1)"
+grep_err 'with dea false, nothing trains the entity side of the last fusion layer \(layer [0-9]+\).*only the fusion layers before it' \
+    "without dEA the start warns that the last fusion layer's entity side learns nothing"
+expect_exit 0 "the same run with the dEA loss at weight 0.5 (knowledge.dea_weight)" "$KILN" train --config e.json \
+    --set checkpoint.dir=ckW --set knowledge.dea_weight=0.5 --json
+check "loss = mlm + nsp + 0.5 dea, and the checkpoint records the weight" $PY -c "
+import json,sys; d=json.load(open('out.txt')); s=json.load(open('ckW/step-000000010/state.json'))
+sys.exit(0 if abs(d['loss'] - d['mlm_loss'] - d['nsp_loss'] - 0.5*d['dea_loss']) < 1e-3*d['loss'] and s['config']['knowledge']['dea_weight'] == 0.5 else 1)"
+check "another dEA weight: another model" bash -c "! cmp -s '$ck/model.safetensors' ckW/step-000000010/model.safetensors"
+expect_exit 78 "a dEA weight without the dEA head is refused" "$KILN" train --config e.json \
+    --set checkpoint.dir=ckX --set knowledge.dea=false --set knowledge.dea_weight=0.5
+grep_err 'knowledge.dea_weight.*"dea": false turns off' "the refusal names the key and why"
+check "the refused run wrote no checkpoint" test ! -e ckX
 
 # --- determinism and exact resume, pinned across a new kg embed
 sed 's/"ckA"/"ckB"/' e.json > b.json
