@@ -1,7 +1,7 @@
 # bench/ernie/configs.py: writes plain-base.json and ernie-base.json, the two
 # pretraining configs bench/ernie/run and bench/ernie/seeds start from, into
 # the current directory. Environment: THREADS (2), HIDDEN (256), LAYERS (4),
-# FUSION (2), HIDE (1), DEA_WEIGHT (1). The plain model: BERT, HIDDEN wide, LAYERS layers,
+# FUSION (2), HIDE (1), DEA_WEIGHT (0.3; 1 = upstream's, left out of the config). The plain model: BERT, HIDDEN wide, LAYERS layers,
 # HIDDEN / 64 heads, FFN 4 x HIDDEN, sequence 128, batch 32, whole-word
 # masking, LAMB lr 1e-2 with a linear decay, no dropout, valid_fraction 0.05,
 # seed 42, BERT's uncased vocabulary; ERNIE = the same plus "entities" and a
@@ -25,7 +25,7 @@ ernie["data"]["objectives"].append("entities")
 ernie["knowledge"] = {"embedding": "latest", "fusion_layers": int(os.environ.get("FUSION", "2")),
                       "entity_attention_heads": 4, "dea": True,
                       "hide_masked_entities": os.environ.get("HIDE", "1") == "1"}
-if float(os.environ.get("DEA_WEIGHT", "1")) != 1:
-    ernie["knowledge"]["dea_weight"] = float(os.environ["DEA_WEIGHT"])
+if float(os.environ.get("DEA_WEIGHT", "0.3")) != 1:
+    ernie["knowledge"]["dea_weight"] = float(os.environ.get("DEA_WEIGHT", "0.3"))
 json.dump(base, open("plain-base.json", "w"), indent=1)
 json.dump(ernie, open("ernie-base.json", "w"), indent=1)
