@@ -962,7 +962,8 @@ static int finish(ctx *x, ktrain_config *c)
         if (m->entity_hidden_size && m->entity_hidden_size % m->entity_attention_heads)
             return fail_field(x, F("knowledge", "entity_attention_heads"), "%d does not divide entity_hidden_size %d",
                               m->entity_attention_heads, m->entity_hidden_size);
-        if (!m->dea && given(x, "knowledge", "dea_weight"))
+        /* 1 with dea false: what kiln itself writes for such a run (every knowledge key), so not refused */
+        if (!m->dea && given(x, "knowledge", "dea_weight") && m->dea_weight != 1.0)
             return fail_field(x, F("knowledge", "dea_weight"), "weighs the dEA loss, which \"dea\": false turns off");
         if (!(ob & KOBJ_ENTITIES))
             return fail_field(x, fo, "the knowledge section needs \"entities\" among the objectives (the "

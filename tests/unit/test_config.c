@@ -269,6 +269,18 @@ static void test_objectives(void **state)
                 "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"dea\": false,"
                 " \"dea_weight\": 0.5}," BUDGET "}",
                 NULL, "knowledge.dea_weight", "\"dea\": false turns off");
+    {   /* a run without dEA: its canonical JSON (every knowledge key, dea_weight 1 among them) reads back */
+        assert_int_equal(parse(&c, "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\":"
+                                   " {\"dea\": false}," BUDGET "}", 0), 0);
+        char *t1 = ktrain_config_to_json(&c);
+        assert_non_null(strstr(t1, "\"dea_weight\": 1"));
+        ktrain_config c2;
+        assert_int_equal(ktrain_config_parse(&c2, t1, strlen(t1), NULL, 0, NULL, 0), 0);
+        char *t2 = ktrain_config_to_json(&c2);
+        assert_string_equal(t1, t2);
+        free(t1);
+        free(t2);
+    }
     expect_fail(EX_CONFIG,
                 "{\"data\": {\"objectives\": [\"mlm\", \"entities\"]}, \"knowledge\": {\"hide_masked_entities\": 1},"
                 BUDGET "}",
