@@ -25,7 +25,8 @@ ernie["data"]["objectives"].append("entities")
 ernie["knowledge"] = {"embedding": "latest", "fusion_layers": int(os.environ.get("FUSION", "2")),
                       "entity_attention_heads": 4, "dea": True,
                       "hide_masked_entities": os.environ.get("HIDE", "1") == "1"}
-if float(os.environ.get("DEA_WEIGHT", "0.3")) != 1:
-    ernie["knowledge"]["dea_weight"] = float(os.environ.get("DEA_WEIGHT", "0.3"))
+w = float(os.environ.get("DEA_WEIGHT", "0.3"))
+if w != 1:
+    ernie["knowledge"]["dea_weight"] = w
 json.dump(base, open("plain-base.json", "w"), indent=1)
 json.dump(ernie, open("ernie-base.json", "w"), indent=1)
